@@ -1,0 +1,61 @@
+"""Choosing the backend for a run: a given endpoint, OpenAI with a key, or the embedded local model."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from .config import RunConfig
+from .errors import ConfigError, FatalBackendError, TransientBackendError
+from .llm import OpenAIChat
+from .pipeline import Models
+
+log = logging.getLogger("evol")
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+@contextlib.asynccontextmanager
+async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Models, RunConfig]]:
+    """Yield a ready client, the models to use, and the config adjusted for that backend."""
+    async with contextlib.AsyncExitStack() as stack:
+        key = config.api_key.get_secret_value() if config.api_key else None
+        identity = None
+        if config.base_url:
+            url, what = config.base_url, f"the endpoint at {config.base_url}"
+        elif key:
+            url, what = None, "the OpenAI API (key from the environment)"
+        else:
+            from . import local  # the embedded default: no key, no endpoint
+
+            server = stack.enter_context(local.LocalServer.from_config(config))
+            url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
+            config = local.tune_for_local(config)
+        chat = OpenAIChat(url, key, identity=identity, timeout=config.timeout, max_retries=config.max_retries,
+                          concurrency=config.concurrency)
+        stack.push_async_callback(chat.aclose)
+        models = await resolve_models(chat, config, url)
+        log.info("backend: %s, model %s", what, models.evolve)
+        yield chat, models, config
+
+
+async def resolve_models(chat: OpenAIChat, config: RunConfig, url: str | None) -> Models:
+    """Check the endpoint answers before spending anything, and pick a model if none was named."""
+    try:
+        available = await chat.list_models()
+    except TransientBackendError as exc:
+        raise FatalBackendError(f"Cannot reach {chat.base_url} ({exc}); is the server running and --base-url right?") from None
+    except FatalBackendError as exc:
+        if exc.status != 404 or not config.model:  # some endpoints (Azure) have no model list
+            raise
+        available = []
+    model = config.model
+    if model is None:
+        if url is None:
+            model = DEFAULT_OPENAI_MODEL
+        elif available:
+            model = available[0]
+        else:
+            raise ConfigError(f"{chat.base_url} lists no models; name one with --model.")
+    return Models(evolve=model, respond=config.response_model or model, judge=config.judge_model or model)

@@ -1,0 +1,49 @@
+"""The command line: parse, call, map errors to one sentence and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import EvolError
+
+#: subcommand modules, in the order --help lists them
+COMMANDS = ("run",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evol",
+        description="Evol-Instruct data factory: evolve seed instructions into a training dataset.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks of unexpected errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"evol.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="evol: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except EvolError as exc:
+        print(f"evol: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("evol: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
+        if args.verbose:
+            raise
+        print(f"evol: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return 70

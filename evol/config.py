@@ -1,0 +1,178 @@
+"""Run configuration: one pydantic model shared by the CLI, config files and the Prefect flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: every elimination rule a run can switch off with ``disable_rules``
+RULES = (
+    "empty_evolution",
+    "truncated_evolution",
+    "identical_to_parent",
+    "prompt_leak",
+    "no_information_gain",
+    "empty_response",
+    "truncated_response",
+    "sorry_short_response",
+    "stopwords_only_response",
+    "exact_duplicate",
+    "near_duplicate",
+)
+
+DEFAULT_LEAK_PHRASES = (
+    "given prompt",
+    "rewritten prompt",
+    "#rewritten prompt#",
+    "created prompt",
+    "#created prompt#",
+    "#given prompt#",
+)
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(2048, ge=1)
+
+
+class RunConfig(BaseModel):
+    """Everything that decides what a run does. Field names are the config-file keys and CLI options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- input
+    seeds: Path
+    instruction_field: str | None = None
+    input_field: str | None = None
+    limit: int | None = Field(None, ge=1)
+
+    # --- the method
+    profile: str = "general"
+    rounds: int = Field(4, ge=1, le=50)
+    seed: int = 0
+    operation_weights: dict[str, float] = Field(default_factory=dict)
+    prompts_dir: Path | None = None
+    disable_rules: list[str] = Field(default_factory=list)
+    sorry_max_words: int = Field(80, ge=1)
+    leak_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_LEAK_PHRASES))
+    max_instruction_chars: int = Field(20_000, ge=1)
+
+    # --- dedup
+    dedup_threshold: float = Field(0.9, gt=0, le=1)
+    dedup_scorer: Literal["ratio", "token_set_ratio", "token_sort_ratio", "partial_ratio", "WRatio"] = "ratio"
+
+    # --- backend
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    model: str | None = None
+    response_model: str | None = None
+    judge_model: str | None = None
+    model_path: Path | None = None  # a GGUF file for the embedded llama.cpp backend
+    concurrency: int = Field(32, ge=1, le=4096)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    sampling: Sampling = Sampling()
+    response_sampling: Sampling = Sampling()
+    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=16)
+
+    # --- output
+    out: Path | None = None
+    include_seeds: bool = False
+
+    @field_validator("disable_rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known rules: {', '.join(RULES)}")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    def rule_on(self, rule: str) -> bool:
+        return rule not in self.disable_rules
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data, without secrets (for manifests, logs and Prefect)."""
+        return json.loads(self.model_dump_json(exclude={"api_key"}))
+
+
+def api_key_from_env() -> SecretStr | None:
+    for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):
+        value = os.environ.get(name)
+        if value:
+            return SecretStr(value)
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON config file into a dict of RunConfig keys."""
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    text = path.read_bytes()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text.decode("utf-8"))
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"Config file {path} must end in .toml, .yaml, .yml or .json.")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {path} is not valid: {_first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a table of options at the top level.")
+    if "api_key" in data:
+        raise ConfigError(f"Config file {path} holds an api_key; put it in EVOL_API_KEY instead, never in a file.")
+    # relative paths in a config file are relative to the file, as users expect
+    for key in ("seeds", "out", "prompts_dir"):
+        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+            data[key] = str(path.parent / data[key])
+    return data
+
+
+def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    """Merge config-file values with CLI overrides (CLI wins) and validate."""
+    merged = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    if merged.get("api_key") is None:
+        merged["api_key"] = api_key_from_env()
+    try:
+        return RunConfig(**merged)
+    except ValidationError as exc:
+        raise ConfigError(explain_validation(exc)) from None
+
+
+def explain_validation(exc: ValidationError) -> str:
+    """pydantic's message, shortened to the point: which option, what is wrong."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown option '{where}'")
+        elif err["type"] == "missing":
+            parts.append(f"option '{where}' is required")
+        else:
+            parts.append(f"option '{where}': {err['msg']}")
+    more = len(exc.errors()) - len(parts)
+    return "Invalid configuration: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "") + "."
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,107 @@
+"""The elimination rules: each looks at one candidate and returns a Verdict with a named rule."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from .models import Verdict
+
+# Common English function words; a "response" made only of these (and punctuation) says nothing.
+STOPWORDS = frozenset(
+    """
+    a about above after again against all am an and any are aren't as at be because been before being below
+    between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each
+    few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
+    herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's me
+    more most mustn't my myself no nor not now of off on once only or other ought our ours ourselves out over
+    own same shan't she she'd she'll she's should shouldn't so some such than that that's the their theirs them
+    themselves then there there's these they they'd they'll they're they've this those through to too under
+    until up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's which
+    while who who's whom why why's will with won't would wouldn't yes you you'd you'll you're you've your yours
+    yourself yourselves ok okay well oh um uh hmm
+    """.split()
+)
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
+_LABEL = re.compile(r"^\s*#?\s*(rewritten|created|new)\s+(prompt|instruction|question)\s*#?\s*:?\s*", re.IGNORECASE)
+
+
+def normalize(text: str) -> str:
+    """Case, accents-as-composed, punctuation and whitespace folded: the key for exact comparisons."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_WORD.findall(text))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def clean_evolution(text: str) -> str:
+    """Strip a leading "#Rewritten Prompt#:"-style label that models like to echo, and outer whitespace."""
+    return _LABEL.sub("", text.strip(), count=1).strip()
+
+
+# --- evolution rules -------------------------------------------------------------------------------
+
+def check_evolution(
+    text: str,
+    finish_reason: str | None,
+    parent: str,
+    leak_phrases: Iterable[str],
+    enabled=lambda rule: True,
+) -> Verdict:
+    """The rules that need no extra LLM call, cheapest first."""
+    if enabled("empty_evolution") and not text.strip():
+        return Verdict.drop("empty_evolution", "the evolving model returned no text")
+    if enabled("truncated_evolution") and finish_reason == "length":
+        return Verdict.drop("truncated_evolution", "the evolution hit max_tokens (finish_reason=length)")
+    if enabled("identical_to_parent") and normalize(text) == normalize(parent):
+        return Verdict.drop("identical_to_parent", "the evolution repeats its parent")
+    if enabled("prompt_leak"):
+        leaked = find_leak(text, leak_phrases)
+        if leaked:
+            return Verdict.drop("prompt_leak", f"contains the evolving prompt's words '{leaked}'")
+    return Verdict.ok()
+
+
+def find_leak(text: str, phrases: Iterable[str]) -> str | None:
+    low = text.casefold()
+    for phrase in phrases:
+        if phrase.casefold() in low:
+            return phrase
+    return None
+
+
+# --- the information-gain judge --------------------------------------------------------------------
+
+def parse_judgement(answer: str) -> str:
+    """'equal', 'not_equal' or 'unclear' from the judge's free text."""
+    low = " ".join(answer.casefold().split())
+    if re.search(r"\b(not equal|unequal|not the same|different)\b", low):
+        return "not_equal"
+    if re.search(r"\bequal\b", low):
+        return "equal"
+    return "unclear"
+
+
+def check_judgement(judgement: str, enabled=lambda rule: True) -> Verdict:
+    if enabled("no_information_gain") and judgement == "equal":
+        return Verdict.drop("no_information_gain", "the judge found the evolution equal to its parent")
+    return Verdict.ok()
+
+
+# --- response rules --------------------------------------------------------------------------------
+
+def check_response(text: str, finish_reason: str | None, sorry_max_words: int = 80, enabled=lambda rule: True) -> Verdict:
+    if enabled("empty_response") and not text.strip():
+        return Verdict.drop("empty_response", "the responding model returned no text")
+    if enabled("truncated_response") and finish_reason == "length":
+        return Verdict.drop("truncated_response", "the response hit max_tokens (finish_reason=length)")
+    tokens = words(text)
+    if enabled("sorry_short_response") and "sorry" in text.casefold() and len(tokens) < sorry_max_words:
+        return Verdict.drop("sorry_short_response", f"says 'sorry' in {len(tokens)} words (< {sorry_max_words})")
+    if enabled("stopwords_only_response") and all(t in STOPWORDS for t in tokens):
+        return Verdict.drop("stopwords_only_response", "the response is only punctuation and stop words")
+    return Verdict.ok()

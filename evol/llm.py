@@ -1,0 +1,225 @@
+"""Chat-completion clients: the OpenAI-compatible one, with retries, and the error mapping in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from typing import Any, Protocol
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from .config import Sampling
+from .errors import (
+    BackendError,
+    FatalBackendError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransientBackendError,
+)
+from .models import Completion, Usage
+
+Messages = list[dict[str, str]]
+
+
+class ChatModel(Protocol):
+    """What the pipeline needs from a backend; the OpenAI client, the cache and test fakes all provide it."""
+
+    identity: str
+
+    async def complete(self, messages: Messages, *, model: str, sampling: Sampling, sample: str) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Redactor:
+    """Removes a secret (and anything shaped like an API key) from text shown to users."""
+
+    _KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*]{6,}")
+
+    def __init__(self, secret: str | None):
+        self._secret = secret or None
+
+    def __call__(self, text: str) -> str:
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return self._KEYLIKE.sub(r"\1-***", text)
+
+
+def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
+    """Turn any exception of the openai SDK into evol's hierarchy: the only place that knows the SDK's types."""
+    import openai
+
+    if isinstance(exc, BackendError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    retry_after = _retry_after(getattr(getattr(exc, "response", None), "headers", None))
+    message = redact(_short(exc))
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientBackendError(f"the request timed out ({message})")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientBackendError(f"connection failed: {redact(_cause(exc))}")
+    if isinstance(exc, openai.RateLimitError):
+        return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
+    if isinstance(exc, openai.AuthenticationError):
+        return FatalBackendError(f"the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
+    if isinstance(exc, openai.PermissionDeniedError):
+        return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
+    if isinstance(exc, openai.NotFoundError):
+        return FatalBackendError(f"not found (HTTP 404): {message}; check --base-url and --model", status=404)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return TransientBackendError(f"the endpoint sent a malformed response: {message}", status=status)
+    if isinstance(exc, openai.APIStatusError):
+        if status is not None and (status >= 500 or status in (408, 409, 425)):
+            return TransientBackendError(f"server error (HTTP {status}): {message}", status=status, retry_after=retry_after)
+        return RequestRejectedError(f"the endpoint rejected the request (HTTP {status}): {message}", status=status)
+    if isinstance(exc, openai.OpenAIError):
+        return TransientBackendError(f"backend error: {message}")
+    if isinstance(exc, (ValueError, KeyError, TypeError)):  # undecodable bodies surface as these
+        return TransientBackendError(f"the endpoint sent a malformed response: {redact(_short(exc))}")
+    raise exc
+
+
+def _short(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return _short(cause) if cause else _short(exc)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _Wait:
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, max_wait: float):
+        self._exp = wait_exponential_jitter(initial=1, max=max_wait, jitter=1)
+        self._max = max_wait
+
+    def __call__(self, state) -> float:
+        base = self._exp(state)
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after", None)
+        return min(max(base, hint or 0.0), max(self._max, hint or 0.0))
+
+
+class OpenAIChat:
+    """Any OpenAI-compatible chat-completions endpoint, through the openai SDK's async client."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        identity: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        concurrency: int = 32,
+        max_wait: float = 60.0,
+    ):
+        import openai
+
+        http_client = None
+        if _has_aiohttp():
+            import httpx2
+
+            # the SDK's default pool keeps 100 connections alive; size it to our concurrency instead
+            limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            http_client = openai.DefaultAioHttpClient(limits=limits)
+        kwargs: dict[str, Any] = dict(
+            base_url=base_url,
+            api_key=api_key or "no-key",  # local servers need none; the SDK insists on a value
+            timeout=timeout,
+            max_retries=0,  # tenacity below is the one place that retries
+        )
+        if http_client is not None:
+            kwargs["http_client"] = http_client
+        self._client = openai.AsyncOpenAI(**kwargs)
+        self.base_url = str(self._client.base_url).rstrip("/")
+        self.identity = identity or self.base_url
+        self.redact = Redactor(api_key)
+        self._sem = asyncio.Semaphore(concurrency)
+        self._max_retries = max_retries
+        self._wait = _Wait(max_wait)
+
+    async def list_models(self) -> list[str]:
+        try:
+            page = await self._client.models.list()
+            return [m.id for m in page.data]
+        except Exception as exc:
+            raise map_openai_error(exc, self.redact) from None
+
+    async def complete(self, messages: Messages, *, model: str, sampling: Sampling, sample: str) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.transient),
+            wait=self._wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(messages, model, sampling)
+        raise AssertionError("unreachable")
+
+    async def _once(self, messages: Messages, model: str, sampling: Sampling) -> Completion:
+        async with self._sem:
+            try:
+                resp = await self._client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                )
+            except Exception as exc:
+                raise map_openai_error(exc, self.redact) from None
+        if not getattr(resp, "choices", None):
+            raise TransientBackendError("the endpoint answered with no choices")
+        choice = resp.choices[0]
+        text = choice.message.content if choice.message is not None else None
+        usage = resp.usage
+        return Completion(
+            text=text or "",
+            finish_reason=choice.finish_reason,
+            usage=Usage(
+                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            ),
+            model=resp.model or model,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _has_aiohttp() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True

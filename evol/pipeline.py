@@ -1,0 +1,232 @@
+"""The Evol-Instruct method over a pool of instructions: evolve, eliminate, answer, dedup, round after round.
+
+Each item moves through evolve → checks → judge → respond → checks on its own, so one item's answer is
+being written while another is still evolving; rounds are the only barrier, because the next round's pool
+depends on this round's survivors. Operation choices come from an RNG seeded per (run seed, seed id, round),
+so the dataset does not depend on the order in which answers arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from . import filters
+from .config import RunConfig
+from .dedup import Deduper
+from .errors import BackendError
+from .llm import ChatModel
+from .models import Completion, Node, Record, Rejection, Seed, Usage
+from .prompts import Profile
+
+log = logging.getLogger("evol")
+
+Outcome = Record | Rejection
+
+
+@dataclass
+class Models:
+    evolve: str
+    respond: str
+    judge: str
+
+
+@dataclass
+class Tally:
+    """Calls and tokens per stage and per model, live."""
+
+    calls: Counter = field(default_factory=Counter)
+    cached: Counter = field(default_factory=Counter)
+    tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+
+    def add(self, stage: str, model: str, c: Completion) -> None:
+        self.calls[stage] += 1
+        if c.cached:
+            self.cached[stage] += 1
+        self.tokens[stage] = self.tokens[stage] + c.usage
+        self.by_model[model] = self.by_model[model] + c.usage
+
+    def as_dict(self) -> dict:
+        return {
+            "calls": dict(self.calls),
+            "calls_from_cache": dict(self.cached),
+            "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
+            "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
+            "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
+        }
+
+
+def candidate_id(seed_id: str, round_no: int) -> str:
+    return f"{seed_id}.r{round_no}"
+
+
+class Evolver:
+    """One round of the method for one pool entry, and batches of them with bounded concurrency."""
+
+    def __init__(self, config: RunConfig, profile: Profile, chat: ChatModel, models: Models, tally: Tally | None = None):
+        self.config = config
+        self.profile = profile
+        self.chat = chat
+        self.models = models
+        self.tally = tally or Tally()
+        self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
+
+    async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+        c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)
+        self.tally.add(stage, model, c)
+        return c
+
+    async def step(self, node: Node, round_no: int) -> Outcome:
+        """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
+        cfg, on = self.config, self.config.rule_on
+        rng = random.Random(f"{cfg.seed}:{node.seed_id}:{round_no}")
+        op = self.profile.choose(rng)
+        cid = candidate_id(node.seed_id, round_no)
+        usage: dict[str, Usage] = {}
+
+        def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
+            return Rejection(
+                kind=kind, rule=rule, detail=detail, stage=stage, id=cid, seed_id=node.seed_id,
+                seed_index=node.seed_index, parent_id=node.id, round=round_no, operation=op.name,
+                instruction=instruction, output=output, usage=usage,
+            )
+
+        stage = "evolve"
+        try:
+            evo = await self._call(stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve")
+            usage[stage] = evo.usage
+            text = filters.clean_evolution(evo.text)
+            verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on)
+            if not verdict.keep:
+                return reject("eliminated", verdict.rule, verdict.detail, stage, text)
+            if len(text) > cfg.max_instruction_chars:
+                return reject("eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text)
+
+            if on("no_information_gain"):
+                stage = "judge"
+                judge_prompt = self.profile.judge.render(first=node.instruction, second=text)
+                j = await self._call(stage, self.models.judge, judge_prompt, cfg.judge_sampling, f"{cid}:judge")
+                usage[stage] = j.usage
+                verdict = filters.check_judgement(filters.parse_judgement(j.text), on)
+                if not verdict.keep:
+                    return reject("eliminated", verdict.rule, verdict.detail, stage, text)
+
+            stage = "respond"
+            r = await self._call(stage, self.models.respond, text, cfg.response_sampling, f"{cid}:respond")
+            usage[stage] = r.usage
+            verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on)
+            if not verdict.keep:
+                return reject("eliminated", verdict.rule, verdict.detail, stage, text, r.text)
+        except BackendError as exc:
+            if exc.fatal:
+                raise
+            return reject("failed", "backend_error", str(exc), stage)
+        return Record(
+            id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
+            operation=op.name, instruction=text, output=r.text.strip(), model=self.models.evolve,
+            response_model=self.models.respond, usage=usage,
+        )
+
+    async def answer_seed(self, seed: Seed) -> Outcome:
+        """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
+        if seed.output and seed.output.strip():
+            return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0,
+                          operation="seed", instruction=seed.instruction, output=seed.output.strip())
+        try:
+            r = await self._call("respond", self.models.respond, seed.instruction, self.config.response_sampling, f"{seed.id}:respond")
+        except BackendError as exc:
+            if exc.fatal:
+                raise
+            return Rejection(kind="failed", rule="backend_error", detail=str(exc), stage="respond", id=seed.id,
+                             seed_id=seed.id, seed_index=seed.index, round=0, operation="seed", instruction=seed.instruction)
+        verdict = filters.check_response(r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on)
+        if not verdict.keep:
+            return Rejection(kind="eliminated", rule=verdict.rule, detail=verdict.detail, stage="respond", id=seed.id,
+                             seed_id=seed.id, seed_index=seed.index, round=0, operation="seed",
+                             instruction=seed.instruction, output=r.text, usage={"respond": r.usage})
+        return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0, operation="seed",
+                      instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
+                      usage={"respond": r.usage})
+
+    async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+        return await bounded_map(lambda n: self.step(n, round_no), pool, self.workers, on_done)
+
+    @property
+    def workers(self) -> int:
+        # each item makes up to three calls in sequence; more items than connections keeps the pipe full
+        return self.config.concurrency * 2
+
+
+async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequence, workers: int,
+                      on_done: Callable[[Outcome], None] | None = None) -> list:
+    """``fn`` over ``items`` with at most ``workers`` at once; results in input order; a raised error stops all."""
+    results: list = [None] * len(items)
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < len(items):
+            i = next_index
+            next_index += 1
+            results[i] = await fn(items[i])
+            if on_done is not None:
+                on_done(results[i])
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return results
+
+
+@dataclass
+class RoundResult:
+    pool: list[Node]
+    kept: list[Record]
+    rejected: list[Rejection]
+
+
+def settle_round(pool: Sequence[Node], outcomes: Iterable[Outcome], deduper: Deduper | None) -> RoundResult:
+    """Apply the pool semantics: a kept evolution replaces its parent, a failed one leaves the parent in place.
+
+    Dedup runs here, in pool (seed) order, so the earliest copy is the one kept whatever the answer timing.
+    """
+    new_pool: list[Node] = []
+    kept: list[Record] = []
+    rejected: list[Rejection] = []
+    for node, out in zip(pool, outcomes, strict=True):
+        if isinstance(out, Record) and deduper is not None:
+            match = deduper.check(out.instruction)
+            if match is not None:
+                out = Rejection(
+                    kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
+                    stage="dedup", id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
+                    round=out.round, operation=out.operation, instruction=out.instruction, output=out.output,
+                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage,
+                )
+            else:
+                deduper.add(out.id, out.instruction)
+        if isinstance(out, Record):
+            kept.append(out)
+            new_pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
+                                 round=out.round, operation=out.operation, instruction=out.instruction))
+        else:
+            rejected.append(out)
+            new_pool.append(node)
+    return RoundResult(new_pool, kept, rejected)
+
+
+def make_deduper(config: RunConfig) -> Deduper | None:
+    exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
+    if not (exact or near):
+        return None
+    return Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)

@@ -1,0 +1,193 @@
+"""A whole run without any orchestrator: seeds in, run directory out. Prefect flows call the same pieces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .cache import CachedChat, CallCache
+from .config import RunConfig
+from .errors import BackendError, InputError
+from .llm import ChatModel
+from .models import Node, Record, Rejection
+from .pipeline import Evolver, Models, Tally, bounded_map, make_deduper, settle_round
+from .prompts import Profile, load_profile
+from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, write_json, write_jsonl
+from .seeds import SeedSet, load_seeds
+
+log = logging.getLogger("evol")
+
+
+async def execute(config: RunConfig) -> dict:
+    """Everything ``python -m evol run`` does: check inputs, open the backend, lock the run folder, run."""
+    from .backend import open_backend  # here, so the core imports without the SDK's start-up cost
+
+    profile = load_profile(config.profile, config.prompts_dir, config.operation_weights)
+    seedset = read_seeds(config)  # bad input fails before any server starts or any money is spent
+    run_dir = RunDir(default_out(config))
+    with run_dir:
+        async with open_backend(config) as (chat, models, config):
+            return await run_pipeline(config, chat, models, run_dir, profile, seedset)
+
+
+def run_id_for(config: RunConfig) -> str:
+    """Same command, same run id: re-running it resumes (and pays for nothing already answered)."""
+    data = config.public_dict()
+    data.pop("out", None)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{config.profile}-{digest}"
+
+
+def default_out(config: RunConfig) -> Path:
+    return config.out or Path("datasets") / "runs" / run_id_for(config)
+
+
+def read_seeds(config: RunConfig) -> SeedSet:
+    seedset = load_seeds(
+        config.seeds, instruction_field=config.instruction_field, input_field=config.input_field,
+        limit=config.limit, max_chars=config.max_instruction_chars,
+    )
+    if not seedset.seeds:
+        raise InputError(f"{config.seeds} holds no usable seed instructions ({len(seedset.skipped)} skipped).")
+    return seedset
+
+
+@dataclass
+class RunState:
+    """Everything a run has decided so far; enough to write the outputs at any round boundary."""
+
+    seedset: SeedSet
+    seed_records: list[Record] = field(default_factory=list)
+    kept: list[Record] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    rounds_done: int = 0
+    pool: list[Node] = field(default_factory=list)
+
+
+async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_dir: RunDir,
+                       profile: Profile | None = None, seedset: SeedSet | None = None) -> dict:
+    """Run every round and write the run directory; returns the manifest."""
+    profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
+    seedset = seedset or read_seeds(config)
+    started = time.time()
+    cache = CallCache(run_dir / CACHE)
+    cached_chat = CachedChat(chat, cache)
+    tally = Tally()
+    evolver = Evolver(config, profile, cached_chat, models, tally)
+    state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
+    deduper = make_deduper(config)
+    if deduper is not None:
+        for seed in seedset.seeds:
+            deduper.add(seed.id, seed.instruction)
+    status, reason = "complete", ""
+    log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
+             len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
+    try:
+        if config.include_seeds:
+            for out in await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers):
+                (state.seed_records if isinstance(out, Record) else state.rejected).append(out)
+        for round_no in range(1, config.rounds + 1):
+            t0 = time.time()
+            outcomes = await evolver.run_round(state.pool, round_no)
+            result = settle_round(state.pool, outcomes, deduper)
+            state.pool = result.pool
+            state.kept.extend(result.kept)
+            state.rejected.extend(result.rejected)
+            state.rounds_done = round_no
+            reasons = Counter(r.rule for r in result.rejected)
+            log.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, len(result.kept), len(result.rejected),
+                     dict(reasons.most_common()), time.time() - t0)
+            write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
+    except BackendError as exc:
+        status, reason = "stopped", str(exc)
+        raise
+    finally:
+        manifest = write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
+        cache.close()
+    return manifest
+
+
+def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,
+                  tally: Tally, status: str, reason: str, started: float, chat: CachedChat) -> dict:
+    # the order every file follows: seeds, then round by round in seed order
+    kept = sorted(state.kept, key=lambda r: (r.round, r.seed_index))
+    rejected = sorted(state.rejected, key=lambda r: (r.round, r.seed_index, r.stage))
+    rows = [*state.seed_records, *kept]
+    write_json(run_dir / DATASET, [{"instruction": r.instruction, "output": r.output} for r in rows])
+    write_jsonl(run_dir / RECORDS, rows)
+    write_jsonl(run_dir / REJECTED, rejected)
+    manifest = {"out": str(run_dir.path), **build_manifest(config, profile, models, state, tally, status, reason, started, chat)}
+    write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def build_manifest(config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
+                   status: str, reason: str, started: float, chat: CachedChat) -> dict:
+    attempts = [r for r in state.rejected if r.round > 0] + state.kept
+    by_kind = Counter(r.kind for r in state.rejected if r.round > 0)
+    per_round = {}
+    for n in range(1, state.rounds_done + 1):
+        rows = [r for r in attempts if r.round == n]
+        c = Counter("kept" if isinstance(r, Record) else r.kind for r in rows)
+        per_round[str(n)] = {"attempts": len(rows), **{k: c.get(k, 0) for k in ("kept", "eliminated", "duplicate", "failed")}}
+    by_operation: dict[str, Counter] = {}
+    for r in attempts:
+        by_operation.setdefault(r.operation, Counter())["attempts"] += 1
+        by_operation[r.operation]["kept" if isinstance(r, Record) else r.kind] += 1
+    seeds_with_kept = {r.seed_id for r in state.kept}
+    n_seeds = len(state.seedset.seeds)
+    counts = {
+        "seeds": n_seeds,
+        "seeds_skipped": len(state.seedset.skipped),
+        "rounds_done": state.rounds_done,
+        "attempts": len(attempts),
+        "kept": len(state.kept),
+        "eliminated": by_kind.get("eliminated", 0),
+        "duplicate": by_kind.get("duplicate", 0),
+        "failed": by_kind.get("failed", 0),
+        "seed_records": len(state.seed_records),
+        "seed_rejections": sum(1 for r in state.rejected if r.round == 0 and r.kind != "skipped"),
+        "dataset_rows": len(state.seed_records) + len(state.kept),
+        "seeds_with_kept_descendants": len(seeds_with_kept),
+        "seeds_without_kept_descendants": n_seeds - len(seeds_with_kept),
+    }
+    # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
+    counts["balanced"] = counts["attempts"] == n_seeds * state.rounds_done == (
+        counts["kept"] + counts["eliminated"] + counts["duplicate"] + counts["failed"]
+    )
+    return {
+        "status": status,
+        "reason": reason,
+        "run_id": run_id_for(config),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "config": config.public_dict(),
+        "backend": {"identity": chat.identity, "evolve_model": models.evolve, "response_model": models.respond,
+                    "judge_model": models.judge},
+        "seed_files": state.seedset.files,
+        "profile": {"name": profile.name, "operations": {op.name: op.weight for op in profile.operations}},
+        "prompt_sha256": profile.template_hashes(),
+        "versions": _versions(),
+        "counts": counts,
+        "by_round": per_round,
+        "by_rule": dict(sorted(Counter(r.rule for r in state.rejected).items())),
+        "by_operation": {k: dict(v) for k, v in sorted(by_operation.items())},
+        "usage": tally.as_dict(),
+        "cache": {"hits": chat.hits, "misses": chat.misses},
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("evol", "openai", "pydantic", "tenacity", "rapidfuzz", "pandas", "prefect"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

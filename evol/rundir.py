@@ -1,0 +1,110 @@
+"""The run directory: one writer at a time, and files that are whole or absent, never half-written."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import ConfigError, RunLockedError
+
+DATASET = "dataset.json"
+RECORDS = "records.jsonl"
+REJECTED = "rejected.jsonl"
+MANIFEST = "manifest.json"
+CACHE = "calls.sqlite"
+LOCK = ".lock"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, chunks: Iterable[str]) -> None:
+    """Write through a temporary file in the same folder, fsync it, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, [json.dumps(data, ensure_ascii=False, indent=2), "\n"])
+
+
+def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
+    def lines():
+        for row in rows:
+            data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+            yield json.dumps(data, ensure_ascii=False) + "\n"
+
+    atomic_write(path, lines())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class RunDir:
+    """A run's folder, locked for as long as this object is open.
+
+    The lock is an ``flock``: the kernel drops it when the holder dies, so a killed run never leaves a
+    stale lock behind and the next run simply takes over.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"Output path {self.path} exists and is not a folder.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+
+    def __truediv__(self, name: str) -> Path:
+        target = (self.path / name).resolve()
+        if self.path.resolve() not in (target, *target.parents):
+            raise ConfigError(f"'{name}' would write outside the run folder {self.path}.")
+        return target
+
+    def lock(self) -> "RunDir":
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(
+                f"Another evol process is writing into {self.path}; wait for it to finish or choose another --out."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "RunDir":
+        return self.lock()
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()

@@ -1,0 +1,252 @@
+"""Read seed instructions from JSON, JSONL, CSV, Parquet or plain text, recognising the common shapes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .models import Rejection, Seed
+
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
+_INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query")
+_OUTPUT_KEYS = ("output", "response", "answer", "completion")
+
+
+@dataclass
+class SeedSet:
+    seeds: list[Seed]
+    skipped: list[Rejection] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A seed as found in a file, before ids and checks."""
+
+    instruction: str
+    output: str | None
+    given_id: str | None
+    where: str  # "file:line" for messages
+
+
+def content_id(instruction: str) -> str:
+    """A stable id from the text itself: the same seed gets the same id in every run."""
+    return "s" + hashlib.sha1(instruction.encode("utf-8")).hexdigest()[:12]
+
+
+def load_seeds(
+    path: Path,
+    *,
+    instruction_field: str | None = None,
+    input_field: str | None = None,
+    limit: int | None = None,
+    max_chars: int | None = None,
+) -> SeedSet:
+    """Read every seed of a file (or of every supported file in a folder, in name order)."""
+    path = Path(path)
+    files = _seed_files(path)
+    out = SeedSet(seeds=[], files=[str(f) for f in files])
+    seen: dict[str, str] = {}
+    for file in files:
+        for row in read_rows(file, instruction_field=instruction_field, input_field=input_field):
+            if limit is not None and len(out.seeds) >= limit:
+                return out
+            text = row.instruction.strip()
+            sid = row.given_id or content_id(text)
+            if sid in seen and seen[sid] != text:
+                sid = f"{sid}-{content_id(text)[1:9]}"
+            if not text:
+                out.skipped.append(_skip(sid, len(out.seeds), "empty_instruction", f"{row.where}: no instruction text"))
+                continue
+            if sid in seen:
+                out.skipped.append(_skip(sid, len(out.seeds), "duplicate_seed", f"{row.where}: same seed as an earlier row", text))
+                continue
+            if max_chars is not None and len(text) > max_chars:
+                out.skipped.append(
+                    _skip(sid, len(out.seeds), "too_long", f"{row.where}: {len(text)} characters, over max_instruction_chars={max_chars}", text)
+                )
+                continue
+            seen[sid] = text
+            out.seeds.append(Seed(id=sid, index=len(out.seeds), instruction=text, output=row.output))
+    return out
+
+
+def _skip(sid: str, index: int, rule: str, detail: str, text: str | None = None) -> Rejection:
+    return Rejection(
+        kind="skipped", rule=rule, detail=detail, stage="load", id=sid, seed_id=sid, seed_index=index,
+        round=0, operation="seed", instruction=text,
+    )
+
+
+def _seed_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if not files:
+            raise InputError(f"Seed folder {path} holds no {', '.join(SUFFIXES)} files.")
+        return files
+    if not path.exists():
+        raise InputError(f"Seed file {path} does not exist.")
+    if path.suffix.lower() not in SUFFIXES:
+        raise InputError(f"Seed file {path} has an unknown type; use one of {', '.join(SUFFIXES)}.")
+    return [path]
+
+
+def read_rows(file: Path, *, instruction_field: str | None = None, input_field: str | None = None) -> Iterator[Row]:
+    """The rows of one file in order, with instruction (input appended) and output."""
+    suffix = file.suffix.lower()
+    if suffix == ".txt":
+        for n, line in enumerate(_text(file).splitlines(), 1):
+            if line.strip():
+                yield Row(line.strip(), None, None, f"{file}:{n}")
+        return
+    if suffix in (".csv", ".tsv", ".parquet"):
+        records = _table(file)
+    elif suffix == ".json":
+        records = _json(file)
+    else:
+        records = _jsonl(file)
+    for where, rec in records:
+        yield _row(rec, where, instruction_field, input_field, file)
+
+
+def _text(file: Path) -> str:
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{file}:{line} is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
+
+
+def _jsonl(file: Path) -> Iterator[tuple[str, Any]]:
+    for n, line in enumerate(_text(file).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{file}:{n}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{file}:{n} is not valid JSON ({exc.msg} at column {exc.colno}).") from None
+
+
+def _json(file: Path) -> Iterator[tuple[str, Any]]:
+    text = _text(file)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # a JSONL file named .json
+            yield from _jsonl(file)
+            return
+        raise InputError(f"{file}:{exc.lineno} is not valid JSON ({exc.msg} at column {exc.colno}).") from None
+    if isinstance(data, dict):
+        # {"data": [...]} and similar wrappers
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise InputError(f"{file} holds a JSON object; expected a list of seeds (or an object with one list in it).")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise InputError(f"{file} must hold a JSON list of seeds.")
+    for i, rec in enumerate(data):
+        yield f"{file}[{i}]", rec
+
+
+def _table(file: Path) -> Iterator[tuple[str, Any]]:
+    import pandas as pd  # imported here: it is slow to import and only tables need it
+
+    try:
+        if file.suffix.lower() == ".parquet":
+            df = pd.read_parquet(file)
+        else:
+            df = pd.read_csv(file, sep="\t" if file.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        _text(file)  # raises the message naming the line
+        raise
+    except Exception as exc:  # pandas raises many parser types; all mean the same to a user
+        raise InputError(f"{file} could not be read as a table: {str(exc).strip().splitlines()[0]}") from None
+    first = 2 if file.suffix.lower() != ".parquet" else 1  # CSV line 1 is the header
+    for i, rec in enumerate(df.to_dict(orient="records")):
+        yield f"{file}:{i + first}", {k: _clean(v) for k, v in rec.items()}
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "tolist"):  # numpy arrays from parquet list columns
+        return v.tolist()
+    return v
+
+
+def _row(rec: Any, where: str, instruction_field: str | None, input_field: str | None, file: Path) -> Row:
+    if isinstance(rec, str):
+        return Row(rec, None, None, where)
+    if not isinstance(rec, dict):
+        raise InputError(f"{where}: expected an object or a string, found {type(rec).__name__}.")
+    given_id = rec.get("id")
+    given_id = str(given_id) if isinstance(given_id, (str, int)) and str(given_id).strip() else None
+    output = _first_str(rec, _OUTPUT_KEYS)
+
+    if instruction_field:
+        if instruction_field not in rec:
+            raise InputError(f"{where} has no field '{instruction_field}'; its fields are: {', '.join(map(str, rec))}.")
+        instruction = _str(rec[instruction_field])
+        extra = _str(rec.get(input_field)) if input_field else _str(rec.get("input"))
+        return Row(_join(instruction, extra), output, given_id, where)
+
+    turns = rec.get("conversations") or rec.get("messages")
+    if isinstance(turns, list) and turns:
+        return _from_turns(turns, where, given_id)
+
+    instruction = _first_str(rec, _INSTRUCTION_KEYS)
+    if instruction is None:
+        raise InputError(
+            f"{where} has no instruction field; its fields are: {', '.join(map(str, rec)) or 'none'} "
+            f"(name one with --instruction-field)."
+        )
+    extra = _str(rec.get(input_field)) if input_field else _str(rec.get("input"))
+    instances = rec.get("instances")
+    if not extra and isinstance(instances, list) and instances and isinstance(instances[0], dict):
+        # Self-Instruct seed tasks keep the input and output in their first instance
+        extra = _str(instances[0].get("input"))
+        output = output or _str(instances[0].get("output")) or None
+    return Row(_join(instruction, extra), output, given_id, where)
+
+
+def _from_turns(turns: list, where: str, given_id: str | None) -> Row:
+    """ShareGPT (``from``/``value``) or OpenAI chat (``role``/``content``): first human turn, then the reply."""
+    human, reply = None, None
+    for turn in turns:
+        if not isinstance(turn, dict):
+            continue
+        who = str(turn.get("from", turn.get("role", ""))).lower()
+        text = _str(turn.get("value", turn.get("content")))
+        if human is None and who in ("human", "user"):
+            human = text
+        elif human is not None and who in ("gpt", "assistant", "chatgpt", "bard", "model"):
+            reply = text
+            break
+    if human is None:
+        raise InputError(f"{where} has a conversation with no human or user turn.")
+    return Row(human, reply, given_id, where)
+
+
+def _first_str(rec: dict, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        if key in rec and rec[key] is not None:
+            return _str(rec[key])
+    return None
+
+
+def _str(v: Any) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else str(v)
+
+
+def _join(instruction: str, extra: str) -> str:
+    # the method appends a non-empty input to its instruction
+    return f"{instruction.rstrip()}\n{extra.strip()}" if extra.strip() else instruction
