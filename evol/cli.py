@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
 from .errors import EvolError
 
-#: subcommand modules, in the order --help lists them
-COMMANDS = ("run",)
+def command_modules() -> list[str]:
+    """Every module in evol/commands is a subcommand (``serve_local`` becomes ``serve-local``); run first."""
+    from . import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    return sorted(names, key=lambda n: n != "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f"evol.commands.{name}").add_parser(sub)
     return parser
 

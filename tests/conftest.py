@@ -1,0 +1,30 @@
+"""Shared fixtures: the scripted OpenAI-compatible server on 127.0.0.1 and the shipped seeds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evol.testing.server import ScriptedServer, echo
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
+
+
+@pytest.fixture
+def server():
+    """An echo server; tests replace ``server.script`` to script answers."""
+    with ScriptedServer(echo) as srv:
+        yield srv
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "evol", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=ROOT)
