@@ -1,0 +1,360 @@
+"""The evol pipeline as Prefect flows: one-off runs, scheduled runs, batches on threads or on Dask.
+
+``evol`` (parent flow) holds what must live as long as the run: the run-folder lock, the backend (the
+embedded llama.cpp server is started once, here) and the task runner's cluster. ``evol-pipeline`` (its
+subflow) does the work round by round: ``evolve-round-N-batch-B`` tasks (a few hundred pool entries
+each, async inside, so Prefect's ~10 ms per task run stays invisible), then ``settle-round-N`` (dedup
+and pool update, in seed order) and ``write-outputs-round-N``. Finished batches are checkpointed in the
+run folder, so a restarted run with the same folder skips them without a single call.
+
+The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settle_round`` and
+``write_outputs`` do the work; only the batching and the bookkeeping are Prefect's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from evol.config import RunConfig
+from evol.errors import BackendError, ConfigError, EvolError
+from evol.models import Node, Record
+from evol.pipeline import Deduper, Models, Tally, make_deduper, settle_round
+from evol.prompts import Profile, load_profile
+from evol.run import RunState, default_out, read_seeds, write_outputs
+from evol.rundir import RunDir
+
+from . import batches
+from .batches import BatchJob, BatchResult, Endpoint
+
+#: pool entries per batch task: big enough that task overhead is noise, small enough that a crash loses little
+BATCH_SIZE = 256
+#: batch tasks at once on the default runner: two, so one batch's slow tail overlaps the next one's start
+THREADS = 2
+
+
+class FlowConfig(RunConfig):
+    """The run's config as a flow parameter: RunConfig's fields and checks, without the API key.
+
+    Flow parameters are stored by the Prefect server and shown in its UI; the key stays in the
+    environment of the processes that call the model (EVOL_API_KEY or OPENAI_API_KEY).
+    """
+
+    api_key: SkipJsonSchema[None] = Field(None, exclude=True, repr=False)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _no_key(cls, v: Any) -> None:
+        if v is not None:
+            raise ValueError("never pass the API key as a flow parameter; set EVOL_API_KEY where the flow runs")
+        return None
+
+
+# --- tasks
+
+
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retry infrastructure hiccups (a locked SQLite file, a lost worker), not evol's own verdicts."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if isinstance(exc, BackendError):
+        return exc.transient
+    return not isinstance(exc, EvolError)
+
+
+_batch_options = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying,
+                      cache_policy=NO_CACHE, persist_result=False)
+
+
+async def _run_and_checkpoint(job: BatchJob) -> BatchResult:
+    t0 = time.perf_counter()
+    result = await batches.run_batch(job)
+    result.seconds = time.perf_counter() - t0
+    batches.write_checkpoint(job, result)
+    return result
+
+
+@task(name="evolve-batch", task_run_name="evolve-round-{round_no}-batch-{batch_no}", **_batch_options)
+async def evolve_batch(job: BatchJob, round_no: int, batch_no: int) -> BatchResult:
+    """Evolve, judge and answer one batch of pool entries (each entry streams through the three stages)."""
+    return await _run_and_checkpoint(job)
+
+
+@task(name="answer-seeds-batch", task_run_name="answer-seeds-batch-{batch_no}", **_batch_options)
+async def answer_seeds_batch(job: BatchJob, batch_no: int) -> BatchResult:
+    """Answer one batch of seeds for the dataset (include_seeds)."""
+    return await _run_and_checkpoint(job)
+
+
+@task(name="settle-round", task_run_name="settle-round-{round_no}", cache_policy=NO_CACHE, persist_result=False)
+def settle(pool: list, outcomes: list, deduper: Deduper | None, round_no: int):
+    """Dedup in seed order and update the pool: ``evol.pipeline.settle_round``, unchanged."""
+    return settle_round(pool, outcomes, deduper)
+
+
+@task(name="write-outputs", task_run_name="write-outputs-{when}", cache_policy=NO_CACHE, persist_result=False)
+def write(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
+          status: str, reason: str, started: float, stats: ChatStats, when: str) -> dict:
+    """dataset.json, records, rejections and manifest, atomically: ``evol.run.write_outputs``, unchanged."""
+    return write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, stats)
+
+
+@dataclass
+class ChatStats:
+    """What the manifest reads of a CachedChat, added up over every batch."""
+
+    identity: str
+    hits: int = 0
+    misses: int = 0
+
+
+# --- the work: rounds of batches
+
+
+@dataclass
+class Stage:
+    """Runs one stage's batches: restores what is checkpointed, submits the rest, adds up the books."""
+
+    config: FlowConfig
+    profile: Profile
+    endpoint: Endpoint
+    run_dir: Path
+    run_key: str
+    batch_size: int
+    parallel: int
+    tally: Tally
+    stats: ChatStats
+    counts: Counter
+
+    async def run(self, round_no: int, items: list) -> list:
+        log = get_run_logger()
+        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        jobs = [BatchJob(config=self.config, profile=self.profile, endpoint=self.endpoint, run_dir=str(self.run_dir),
+                         run_key=self.run_key, round_no=round_no, batch_no=b, items=chunk, concurrency=0)
+                for b, chunk in enumerate(chunks)]
+        results: list[BatchResult | None] = [batches.read_checkpoint(job) for job in jobs]
+        todo = [job for job, r in zip(jobs, results) if r is None]
+        # --concurrency is the total in flight: shared by the batches that can run at once
+        per_batch = max(1, math.ceil(self.config.concurrency / max(1, min(self.parallel, len(todo)))))
+        futures = {}
+        for job in todo:
+            job.concurrency = per_batch
+            if round_no == 0:
+                futures[job.batch_no] = answer_seeds_batch.submit(job, job.batch_no)
+            else:
+                futures[job.batch_no] = evolve_batch.submit(job, round_no, job.batch_no)
+        what = "seeds" if round_no == 0 else f"round {round_no}"
+        log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(jobs) - len(todo), len(todo))
+        # wait for every batch before raising, so each one that finished is checkpointed for the restart
+        await asyncio.to_thread(wait, list(futures.values()))
+        errors = []
+        for b, fut in futures.items():
+            try:
+                results[b] = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, the most telling first
+                errors.append(exc)
+        if errors:
+            raise min(errors, key=lambda e: 0 if isinstance(e, BackendError) and e.fatal else 1)
+        outcomes = []
+        for r in results:
+            assert r is not None
+            outcomes.extend(r.outcomes)
+            batches.add_tally(self.tally, r.tally, restored=r.restored)
+            if r.restored:
+                self.stats.hits += sum(r.tally.get("calls", {}).values())
+            else:
+                self.stats.hits += r.hits
+                self.stats.misses += r.misses
+            self.counts["batches_restored" if r.restored else "batches_run"] += 1
+        return outcomes
+
+
+@flow(name="evol-pipeline", log_prints=False, validate_parameters=True)
+async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_size: int = BATCH_SIZE,
+                        parallel: int = THREADS) -> dict:
+    """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
+    log = get_run_logger()
+    profile = load_profile(config.profile, config.prompts_dir, config.operation_weights)
+    seedset = read_seeds(config)
+    models = endpoint.models
+    run_dir = RunDir(Path(out))  # the parent flow holds the lock
+    started = time.time()
+    tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
+    stage = Stage(config, profile, endpoint, run_dir.path.resolve(), batches.run_key(config, profile, endpoint),
+                  batch_size, parallel, tally, stats, counts)
+    state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
+    deduper = make_deduper(config)
+    if deduper is not None:
+        for seed in seedset.seeds:
+            deduper.add(seed.id, seed.instruction)
+    log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
+             len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
+    status, reason = "complete", ""
+    try:
+        if config.include_seeds:
+            for o in await stage.run(0, list(seedset.seeds)):
+                (state.seed_records if isinstance(o, Record) else state.rejected).append(o)
+        for round_no in range(1, config.rounds + 1):
+            outcomes = await stage.run(round_no, state.pool)
+            result = settle(state.pool, outcomes, deduper, round_no)
+            state.pool = result.pool
+            state.kept.extend(result.kept)
+            state.rejected.extend(result.rejected)
+            state.rounds_done = round_no
+            reasons = Counter(r.rule for r in result.rejected)
+            log.info("round %d: %d kept, %d rejected %s", round_no, len(result.kept), len(result.rejected),
+                     dict(reasons.most_common()))
+            write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
+    except BaseException as exc:  # cancelled too: the manifest must not say complete
+        status, reason = "stopped", str(exc) or type(exc).__name__
+        raise
+    finally:
+        manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, "final")
+        manifest["batches"] = {"run": counts["batches_run"], "restored": counts["batches_restored"]}
+        await _artifact(manifest, state)
+    return manifest
+
+
+async def _artifact(manifest: dict, state: RunState) -> None:
+    """A summary in the flow run's Artifacts tab: counts by round, by stage and rejection reason, calls."""
+    c = manifest["counts"]
+    lines = [
+        f"# evol run `{manifest['run_id']}`: {manifest['status']}",
+        "",
+        f"{c['dataset_rows']} dataset rows in `{manifest['out']}` from {c['seeds']} seeds "
+        f"({c['seeds_skipped']} skipped), {c['rounds_done']} rounds; "
+        f"batches run {manifest['batches']['run']}, restored from checkpoints {manifest['batches']['restored']}.",
+        "",
+        "| round | attempts | kept | eliminated | duplicate | failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, r in manifest["by_round"].items():
+        lines.append(f"| {n} | {r['attempts']} | {r['kept']} | {r['eliminated']} | {r['duplicate']} | {r['failed']} |")
+    by_reason = Counter((r.stage, r.kind, r.rule) for r in state.rejected)
+    lines += ["", "| stage | kind | rule | count |", "|---|---|---|---|"]
+    lines += [f"| {s} | {k} | {rule} | {n} |" for (s, k, rule), n in sorted(by_reason.items())] or ["| - | - | - | 0 |"]
+    usage = manifest["usage"]
+    lines += ["", "| stage | calls | from cache | prompt tokens | completion tokens |", "|---|---|---|---|---|"]
+    for s, n in sorted(usage["calls"].items()):
+        t = usage["tokens_by_stage"].get(s, {})
+        lines.append(f"| {s} | {n} | {usage['calls_from_cache'].get(s, 0)} | {t.get('prompt_tokens', 0)} "
+                     f"| {t.get('completion_tokens', 0)} |")
+    if manifest["reason"]:
+        lines += ["", f"Stopped: {manifest['reason']}"]
+    await acreate_markdown_artifact(markdown="\n".join(lines) + "\n", key="evol-run-summary",
+                                    description=f"evol run {manifest['run_id']}")
+
+
+# --- the run: lock, backend, task runner
+
+
+@flow(name="evol", log_prints=False, validate_parameters=True)
+async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+                    dask_workers: int | None = None) -> dict:
+    """Evolve seed instructions into a dataset, as ``python -m evol run`` does; returns the manifest.
+
+    ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Batches run
+    on two threads by default, on the Dask cluster at ``dask_address``, or on a local cluster of
+    ``dask_workers`` processes.
+    """
+    from evol.backend import open_backend  # here, so importing the flow costs no SDK start-up
+
+    cfg = RunConfig(**config.public_dict(), api_key=batches.api_key())
+    load_profile(cfg.profile, cfg.prompts_dir, cfg.operation_weights)  # bad input fails before any server starts
+    read_seeds(cfg)
+    out = default_out(cfg)
+    with RunDir(out):
+        async with open_backend(cfg) as (chat, models, cfg):
+            endpoint = Endpoint(base_url=chat.base_url, identity=chat.identity, evolve_model=models.evolve,
+                                respond_model=models.respond, judge_model=models.judge)
+            runner, parallel = task_runner(dask_address, dask_workers)
+            public = FlowConfig(**cfg.public_dict())
+            return await pipeline_flow.with_options(task_runner=runner)(
+                config=public, endpoint=endpoint, out=str(out), batch_size=batch_size, parallel=parallel)
+
+
+def task_runner(dask_address: str | None = None, dask_workers: int | None = None):
+    """The task runner for the batches and how many batches it runs at once."""
+    if dask_address and dask_workers:
+        raise ConfigError("Give --dask-address or --dask-workers, not both.")
+    if not (dask_address or dask_workers):
+        return ThreadPoolTaskRunner(max_workers=THREADS), THREADS
+    try:
+        import distributed
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError("Running on Dask needs prefect-dask: pip install 'evol[dask]'.") from None
+    if dask_workers:
+        # one thread per worker process: a batch keeps its worker busy with its own event loop
+        kwargs = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        return DaskTaskRunner(cluster_kwargs=kwargs), dask_workers
+    with distributed.Client(dask_address, timeout=30) as client:
+        slots = sum(client.nthreads().values())
+    return DaskTaskRunner(address=dask_address), max(1, slots)
+
+
+# --- entry points for the CLI
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[None]:
+    """Use the Prefect server at PREFECT_API_URL, or else a temporary one for this process only.
+
+    Prefect would start a temporary server by itself, but only for this process: Dask workers would each
+    start their own on the same SQLite file. Starting it here and setting PREFECT_API_URL (which task
+    runners hand to their workers) gives one server for all. Its telemetry heartbeat is off: it writes to
+    SQLite at start-up and logs "database is locked" tracebacks when it collides with the run's writes.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+        server = SubprocessASGIServer()
+        server.start()
+        try:
+            with temporary_settings({PREFECT_API_URL: server.api_url}):
+                try:
+                    yield
+                finally:
+                    _drain()
+        finally:
+            server.stop()
+
+
+def _drain() -> None:
+    """Send the logs and events still queued while the server is up, or they fail loudly at exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # a worker never started has nothing to send
+            worker.drain_all(timeout=5)
+
+
+def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+                     dask_workers: int | None = None) -> dict:
+    """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
+    batches._process_key = config.api_key  # for this process's threads; never a parameter
+    try:
+        with prefect_api():
+            return asyncio.run(evol_flow(config=config.public_dict(), batch_size=batch_size,
+                                         dask_address=dask_address, dask_workers=dask_workers))
+    finally:
+        batches._process_key = None
