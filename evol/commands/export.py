@@ -1,0 +1,78 @@
+"""``python -m evol export``: finished runs to a training-ready folder in one of six formats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..export import FORMATS
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a run's dataset in a training format (alpaca, jsonl, sharegpt, openai-chat, parquet, hf)",
+        description="Write the kept rows of one or more runs into a folder: data files in the chosen format, a dataset "
+                    "card README.md, and export.json. Several runs are merged; an instruction in more than one is kept once.")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) written by 'python -m evol run'")
+    p.add_argument("--format", dest="fmt", choices=FORMATS, default="alpaca", help="output format (default alpaca)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (new, empty, or an earlier export)")
+    g = p.add_argument_group("split")
+    g.add_argument("--val-fraction", type=float, default=0.0,
+                   help="share of rows for a validation split, whole seed lineages at a time (default 0: train only)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the split (default 0)")
+    g = p.add_argument_group("selection")
+    g.add_argument("--round", action="append", metavar="N[,N]",
+                   help="export only these rounds (repeatable or comma-separated; 0 is the seeds)")
+    g.add_argument("--operation", action="append", metavar="OP[,OP]",
+                   help="export only evolutions made by these operations (repeatable or comma-separated)")
+    g.add_argument("--profile", action="append", metavar="NAME", help="use only runs of this profile (repeatable)")
+    g.add_argument("--min-words", type=int, help="leave out instructions with fewer words")
+    g.add_argument("--max-words", type=int, help="leave out instructions with more words")
+    seeds = g.add_mutually_exclusive_group()
+    seeds.add_argument("--include-seeds", dest="seeds", action="store_true", default=None,
+                       help="export the seeds the runs answered (run with --include-seeds), whatever --round says")
+    seeds.add_argument("--no-seeds", dest="seeds", action="store_false", help="leave the seed rows out")
+    g = p.add_argument_group("chat formats")
+    g.add_argument("--system", help="a system message to put first in every sharegpt / openai-chat conversation")
+    p.set_defaults(func=main)
+
+
+def _items(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _rounds(values: list[str] | None) -> frozenset[int] | None:
+    items = _items(values)
+    if items is None:
+        return None
+    try:
+        return frozenset(int(v) for v in items)
+    except ValueError:
+        raise ConfigError(f"--round takes whole numbers, e.g. --round 1,2; got {', '.join(values or [])}.") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..export import ExportOptions, Selection, export
+
+    for name in ("min_words", "max_words"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
+    ops = _items(args.operation)
+    selection = Selection(
+        rounds=_rounds(args.round),
+        operations=frozenset(ops) if ops else None,
+        profiles=frozenset(args.profile) if args.profile else None,
+        min_words=args.min_words,
+        max_words=args.max_words,
+        seeds=args.seeds,
+    )
+    opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system, selection=selection)
+    summary = export(args.runs, args.out, opts)
+    print(json.dumps({"out": str(args.out), "format": summary["format"], "rows": summary["rows"],
+                      "files": summary["files"]}), file=sys.stdout)
+    return 0
