@@ -1,0 +1,59 @@
+"""``python -m evol serve``: run evol on a schedule (a served Prefect deployment), incrementally."""
+
+from __future__ import annotations
+
+import argparse
+
+from .run import add_run_options, config_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="run evol on a schedule through Prefect (e.g. nightly over a growing seed folder)",
+        description="Serve the evol flow on a cron or interval schedule until interrupted. Every run writes into "
+                    "the same run folder, so seeds evolved before are answered from its call cache and only new "
+                    "seeds cost calls. Needs a Prefect server (PREFECT_API_URL); the API key stays in this "
+                    "process's environment (EVOL_API_KEY or OPENAI_API_KEY).",
+    )
+    add_run_options(p)
+    g = p.add_argument_group("schedule")
+    g.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" for every night at 03:00')
+    g.add_argument("--interval", type=float, help="seconds between runs (instead of --cron)")
+    g.add_argument("--timezone", help="IANA time zone of the schedule, e.g. Europe/Paris (default UTC)")
+    g.add_argument("--name", default="evol", help="deployment name shown in the Prefect UI (default evol)")
+    add_prefect_options(p)
+    p.set_defaults(func=main)
+
+
+def add_prefect_options(p: argparse.ArgumentParser) -> None:
+    """Options of a run through Prefect; ``run`` can reuse them."""
+    g = p.add_argument_group("prefect")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="pool entries per batch task (default 256); a finished batch is checkpointed")
+    g.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="run the batches on this Dask cluster")
+    g.add_argument("--dask-workers", type=int, metavar="N", help="run the batches on a local Dask cluster of N processes")
+
+
+def prefect_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``flows.run_with_prefect`` / ``flows.serving.serve`` from parsed options."""
+    from ..errors import ConfigError
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1.")
+    if args.dask_workers is not None and args.dask_workers < 1:
+        raise ConfigError("--dask-workers must be at least 1.")
+    if args.dask_address and args.dask_workers:
+        raise ConfigError("Give --dask-address or --dask-workers, not both.")
+    out = {"dask_address": args.dask_address, "dask_workers": args.dask_workers}
+    if args.batch_size is not None:
+        out["batch_size"] = args.batch_size
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    kwargs = prefect_kwargs(args)
+    from flows.serving import serve  # Prefect loads only for the commands that use it
+
+    serve(config, cron=args.cron, interval=args.interval, timezone=args.timezone, name=args.name, **kwargs)
+    return 0

@@ -1,0 +1,328 @@
+"""The Prefect flows against the scripted server: same dataset as the plain run, resume, Dask, schedules.
+
+One Prefect test server for the whole session (it takes seconds to start); one scripted endpoint for the
+module, so that every run talks to the same endpoint identity and the call cache means what it says.
+The scripted answers depend only on the request, never on call order or history, as a resumed run needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("prefect")
+
+from evol.config import build_config  # noqa: E402
+from evol.errors import BackendError, ConfigError  # noqa: E402
+from evol.run import execute  # noqa: E402
+from evol.seeds import load_seeds  # noqa: E402
+from evol.testing.server import Reply, ScriptedServer, last_user  # noqa: E402
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
+KEY = "sk-flowtest-0123456789abcdef"
+GIVEN = "#Given Prompt#:\n"
+ROUNDS = 2
+N_SEEDS = 14
+BATCH = 4  # 4 batches per round: several batch tasks, run two at a time
+
+
+def _h(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def answer(request: dict, mode: str = "rich") -> Reply:
+    """A deterministic Evol-Instruct endpoint.
+
+    ``rich``: some of every outcome (kept, eliminated, near duplicate, failed with HTTP 400); ``clean``: the
+    same without failures; ``simple``: every evolution kept, three calls per seed and round.
+    """
+    prompt = last_user(request)
+    if GIVEN in prompt:
+        parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+        h = _h(parent) if mode != "simple" else 0
+        if h % 9 == 1:
+            return Reply(content=parent)  # identical_to_parent
+        if h % 9 == 2:  # near duplicates of each other (and every request body still unique)
+            return Reply(content=f"Describe the sea in one haiku and explain each of its three lines, case {h % 10000}.")
+        if mode == "rich" and h % 9 == 3:
+            return Reply(status=400, content="this request is not allowed")  # failed, not fatal
+        return Reply(content=f"{parent} Then justify each step with an example from history (case {h % 1000}).")
+    if "First instruction:" in prompt and "Second instruction:" in prompt:
+        return Reply(content="Equal" if mode != "simple" and _h(prompt) % 11 == 0 else "Not Equal")
+    if mode != "simple" and _h(prompt) % 13 == 0:
+        return Reply(content="Sorry, I cannot help with that.")
+    return Reply(content="A careful answer: " + " ".join(f"point{i}-{_h(prompt) % 97}" for i in range(60)))
+
+
+class Script:
+    """The server's script, switchable mid-module; can turn every call after the first ``fatal_after`` into a 401."""
+
+    def __init__(self):
+        self.mode = "rich"
+        self.fatal_after: int | None = None
+        self.calls = 0
+        self.answered: list[str] = []  # bodies answered 200, as JSON
+        self.lock = threading.Lock()
+
+    def __call__(self, request: dict) -> Reply:
+        with self.lock:
+            self.calls += 1
+            if self.fatal_after is not None and self.calls > self.fatal_after:
+                return Reply(status=401, content="Incorrect API key provided.")
+        reply = answer(request, self.mode)
+        if reply.status == 200:
+            with self.lock:
+                self.answered.append(_body(request))
+        return reply
+
+
+def _body(request: dict) -> str:
+    return json.dumps(request, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def harness():
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    # the test server's telemetry heartbeat collides with the first writes ("database is locked" noise)
+    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    """The scripted endpoint, which demands the key: batch tasks must find it in their environment."""
+    script = Script()
+    old = {k: os.environ.pop(k, None) for k in ("EVOL_API_KEY", "OPENAI_API_KEY")}
+    os.environ["EVOL_API_KEY"] = KEY  # before any Dask worker starts, so workers inherit it
+    try:
+        with ScriptedServer(script, require_key=KEY) as srv:
+            srv.script_obj = script
+            yield srv
+    finally:
+        os.environ.pop("EVOL_API_KEY", None)
+        for k, v in old.items():
+            if v is not None:
+                os.environ[k] = v
+
+
+def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
+    values = {"seeds": seeds, "rounds": ROUNDS, "base_url": srv.base_url, "out": out, "concurrency": 4, **extra}
+    if seeds == SEEDS:
+        values.setdefault("limit", N_SEEDS)
+    return build_config({}, values)
+
+
+def run_flow(cfg, **kwargs) -> dict:
+    from flows import evol_flow
+
+    return asyncio.run(evol_flow(config=cfg.public_dict(), batch_size=BATCH, **kwargs))
+
+
+REFERENCE_REQUESTS: list[str] = []  # every request of the reference run, as JSON
+
+
+@pytest.fixture(scope="module")
+def reference(endpoint, tmp_path_factory) -> Path:
+    """The plain, Prefect-free run (``evol.run.execute``) that every flow run must equal."""
+    out = tmp_path_factory.mktemp("reference")
+    first = len(endpoint.requests)
+    manifest = asyncio.run(execute(config(endpoint, out)))
+    REFERENCE_REQUESTS.extend(_body(r) for r in endpoint.requests[first:])
+    c = manifest["counts"]
+    # the script must give the flows something to get wrong: every kind of outcome
+    assert c["kept"] and c["eliminated"] and c["duplicate"] and c["failed"], c
+    return out
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_path):
+    out = tmp_path / "flow"
+    manifest = run_flow(config(endpoint, out))
+    same_outputs(reference, out)
+    plain = json.loads((reference / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["run_id"] == plain["run_id"]
+    assert manifest["counts"] == plain["counts"]
+    assert manifest["usage"]["calls"] == plain["usage"]["calls"]
+    assert manifest["batches"] == {"run": ROUNDS * 4, "restored": 0}
+    rounds = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert rounds == [f"round-{n}" for n in range(1, ROUNDS + 1)]
+    assert len(list((out / "checkpoints" / "round-1").glob("batch-*.jsonl"))) == 4
+
+    # the key reached the endpoint (from the environment) and nothing Prefect stores
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def stored() -> str:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(limit=200, sort=FlowRunSort.ID_DESC)
+            # the raw endpoint: this client version sends null filters that the server refuses
+            arts = (await client._client.post("/artifacts/filter", json={"limit": 200})).json()
+        return json.dumps([r.parameters for r in runs], default=str) + json.dumps([a["data"] for a in arts])
+
+    text = asyncio.run(stored())
+    assert KEY not in text
+    assert "| respond |" in text and "| dedup | duplicate | near_duplicate |" in text  # the summary artifact
+    assert all(KEY not in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix != ".sqlite")
+
+    # run again: every batch is restored from its checkpoint, not one call is made, same bytes
+    before = endpoint.chat_count()
+    again = run_flow(config(endpoint, out))
+    assert endpoint.chat_count() - before == _failed_calls(out)  # only failed items are asked again
+    assert again["batches"]["restored"] >= 1
+    same_outputs(reference, out)
+
+
+def _failed_calls(out: Path) -> int:
+    return sum(1 for line in (out / "rejected.jsonl").read_text().splitlines() if json.loads(line)["kind"] == "failed")
+
+
+def test_stopped_run_resumes_without_repeating_finished_calls(harness, endpoint, reference, tmp_path):
+    script = endpoint.script_obj
+    out = tmp_path / "crashed"
+    full = Counter(REFERENCE_REQUESTS)
+
+    script.answered.clear()
+    script.calls, script.fatal_after = 0, len(REFERENCE_REQUESTS) // 2  # the key is revoked half-way: 401 stops the run
+    with pytest.raises(BackendError, match="401"):
+        run_flow(config(endpoint, out))
+    answered = Counter(script.answered)
+    assert answered and answered.total() < full.total()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "stopped"
+    finished = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("batch-*.jsonl")}
+    assert finished, "no batch finished before the 401"
+
+    script.fatal_after = None
+    first = len(endpoint.requests)
+    manifest = run_flow(config(endpoint, out))
+    again = Counter(_body(r) for r in endpoint.requests[first:])
+    # what was answered before the stop plus what the restart asked is exactly one full run: nothing paid twice
+    # (bodies, not calls: two calls can share a body, e.g. the same judge question in two rounds)
+    assert answered + again == full
+    assert manifest["status"] == "complete"
+    untouched = [p for p in finished if not _has_failed(p)]
+    assert untouched and manifest["batches"]["restored"] >= len(untouched)
+    for path in untouched:
+        assert (path.stat().st_ino, path.stat().st_mtime_ns) == finished[path], f"{path.name} was run again"
+    same_outputs(reference, out)
+
+
+def _has_failed(path: Path) -> bool:
+    return any('"kind": "failed"' in line for line in path.read_text().splitlines()[1:])
+
+
+def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, tmp_path):
+    """Even with the call cache gone, a finished batch costs nothing: its checkpoint is the proof of work."""
+    script = endpoint.script_obj
+    script.mode = "clean"  # so that every batch is finished for good
+    try:
+        out = tmp_path / "no-cache"
+        run_flow(config(endpoint, out))
+        (out / "calls.sqlite").unlink()
+        before = endpoint.chat_count()
+        manifest = run_flow(config(endpoint, out))
+        assert endpoint.chat_count() == before
+        assert manifest["batches"] == {"run": 0, "restored": ROUNDS * 4}
+    finally:
+        script.mode = "rich"
+
+
+def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference, tmp_path):
+    pytest.importorskip("prefect_dask")
+    out = tmp_path / "dask"
+    manifest = run_flow(config(endpoint, out), dask_workers=2)
+    assert manifest["batches"]["run"] == ROUNDS * 4
+    same_outputs(reference, out)
+
+
+def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
+    """Two runs with the schedule's parameters over a seed folder that grew in between."""
+    from flows import evol_flow
+    from flows.serving import deployment_parameters
+
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:N_SEEDS + 3]]
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:N_SEEDS]))
+    cfg = build_config({}, {"seeds": folder, "rounds": ROUNDS, "base_url": endpoint.base_url, "concurrency": 4,
+                            "out": tmp_path / "nightly"})
+    params = deployment_parameters(cfg, batch_size=BATCH)
+    assert KEY not in json.dumps(params) and Path(params["config"]["out"]).is_absolute()
+
+    endpoint.script_obj.mode = "simple"  # every evolution kept: a seed costs exactly 3 calls a round
+    try:
+        asyncio.run(evol_flow(**params))
+        (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[N_SEEDS:]))
+        first = len(endpoint.requests)
+        manifest = asyncio.run(evol_flow(**params))
+        new = [last_user(r) for r in endpoint.requests[first:]]
+        new_seeds = [s.instruction for s in load_seeds(folder / "b.jsonl").seeds]
+        assert len(new) == 3 * ROUNDS * len(new_seeds)
+        assert all(any(s in p for s in new_seeds) for p in new), "a seed of the first night was paid again"
+        assert manifest["counts"]["seeds"] == N_SEEDS + 3
+        assert manifest["batches"]["restored"] == ROUNDS * (N_SEEDS // BATCH)  # only the last batch changed
+
+        # and what was kept is what a fresh plain run over the grown folder gives
+        fresh = tmp_path / "fresh"
+        asyncio.run(execute(cfg.model_copy(update={"out": fresh})))
+        same_outputs(fresh, tmp_path / "nightly")
+    finally:
+        endpoint.script_obj.mode = "rich"
+
+
+def test_flow_parameters_refuse_a_key(harness):
+    from flows.evol_flow import FlowConfig
+
+    with pytest.raises(ValueError, match="EVOL_API_KEY"):
+        FlowConfig(seeds=SEEDS, api_key="sk-nope-123456")
+    assert "api_key" not in FlowConfig.model_json_schema()["properties"]
+
+
+def test_serve_needs_a_prefect_server_and_one_schedule(endpoint, tmp_path):
+    from flows.serving import serve
+
+    cfg = config(endpoint, tmp_path / "x")
+    with pytest.raises(ConfigError, match="--cron or --interval"):
+        serve(cfg)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    r = subprocess.run([sys.executable, "-m", "evol", "serve", "--seeds", str(SEEDS), "--cron", "0 3 * * *"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "prefect server start" in r.stderr
+
+
+def test_one_off_run_ends_cleanly_in_ephemeral_mode(endpoint, reference, tmp_path):
+    """``run_with_prefect`` with no Prefect server anywhere: a temporary one, and no traceback at the end."""
+    out = tmp_path / "ephemeral"
+    code = (
+        "import sys, json\n"
+        "from evol.config import build_config\n"
+        "from flows import run_with_prefect\n"
+        f"cfg = build_config({{}}, {{'seeds': {str(SEEDS)!r}, 'limit': {N_SEEDS}, 'rounds': {ROUNDS}, "
+        f"'base_url': {endpoint.base_url!r}, 'out': {str(out)!r}, 'concurrency': 4}})\n"
+        f"m = run_with_prefect(cfg, batch_size={BATCH})\n"
+        "print(json.dumps(m['counts']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr[-3000:]
+    assert json.loads(r.stdout.splitlines()[-1])["dataset_rows"] > 0
+    same_outputs(reference, out)
