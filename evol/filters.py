@@ -60,16 +60,18 @@ def check_evolution(
     if enabled("identical_to_parent") and normalize(text) == normalize(parent):
         return Verdict.drop("identical_to_parent", "the evolution repeats its parent")
     if enabled("prompt_leak"):
-        leaked = find_leak(text, leak_phrases)
+        leaked = find_leak(text, leak_phrases, parent)
         if leaked:
             return Verdict.drop("prompt_leak", f"contains the evolving prompt's words '{leaked}'")
     return Verdict.ok()
 
 
-def find_leak(text: str, phrases: Iterable[str]) -> str | None:
-    low = text.casefold()
+def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:
+    """The first phrase of the evolving prompt that the text repeats and its parent did not already say."""
+    low, parent_low = text.casefold(), parent.casefold()
     for phrase in phrases:
-        if phrase.casefold() in low:
+        p = phrase.casefold()
+        if p in low and p not in parent_low:  # "the given prompt" in a seed is the seed's own wording
             return phrase
     return None
 

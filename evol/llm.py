@@ -7,6 +7,7 @@ import email.utils
 import re
 import time
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -161,7 +162,7 @@ class OpenAIChat:
             kwargs["http_client"] = http_client
         self._client = openai.AsyncOpenAI(**kwargs)
         self.base_url = str(self._client.base_url).rstrip("/")
-        self.identity = identity or self.base_url
+        self.identity = identity or endpoint_identity(self.base_url)
         self.redact = Redactor(api_key)
         self._sem = asyncio.Semaphore(concurrency)
         self._max_retries = max_retries
@@ -215,6 +216,14 @@ class OpenAIChat:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def endpoint_identity(base_url: str) -> str:
+    """The endpoint as the call cache knows it: a loopback server keeps its identity when its port changes."""
+    parts = urlsplit(base_url)
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return f"loopback{parts.path.rstrip('/')}"
+    return base_url.rstrip("/")
 
 
 def _has_aiohttp() -> bool:

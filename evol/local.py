@@ -68,6 +68,12 @@ def default_model_path() -> Path:
     return path
 
 
+def resolve_model(model_path: Path | None) -> Path:
+    """The GGUF file to serve: the user's, checked, or the shipped one; either way the server must be installed."""
+    require_extra(need_default_model=model_path is None)
+    return check_gguf(model_path) if model_path else default_model_path()
+
+
 def check_gguf(path: Path) -> Path:
     """The path, resolved, if it is a readable GGUF file; else a ConfigError saying what is wrong."""
     path = path.expanduser()
@@ -93,10 +99,17 @@ def context_size(config: RunConfig) -> int:
 
 
 def cpu_threads() -> int:
+    """The cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def generation_threads() -> int:
+    """Every core but one: the run itself needs a little CPU, and llama.cpp's threads spin-wait for each other,
+    so one descheduled thread stalls every token (on 2 busy cores, 2 threads generated slower than 1)."""
+    return max(1, min(8, cpu_threads() - 1))  # past a few threads a small model gains nothing
 
 
 def tune_for_local(config: RunConfig) -> RunConfig:
@@ -126,11 +139,13 @@ class LocalServer:
     host = "127.0.0.1"
 
     def __init__(self, model_path: Path, *, n_ctx: int = MIN_CTX, port: int | None = None,
-                 n_threads: int | None = None, start_timeout: float = 180.0, grace: float = 5.0):
+                 n_threads: int | None = None, n_threads_batch: int | None = None,
+                 start_timeout: float = 180.0, grace: float = 5.0):
         self.model_path = model_path
         self.model_name = model_path.stem  # the alias /v1/models lists, so requests can name it
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or cpu_threads()
+        self.n_threads = n_threads or generation_threads()
+        self.n_threads_batch = n_threads_batch or cpu_threads()  # reading a prompt is one big batch: use all
         self.start_timeout = start_timeout
         self.grace = grace
         self._wanted_port = port
@@ -143,10 +158,18 @@ class LocalServer:
     @classmethod
     def from_config(cls, config: RunConfig, **kwargs) -> LocalServer:
         """The server for a run: ``--model-path`` or the shipped SmolLM2, with a context that fits the run."""
-        require_extra(need_default_model=config.model_path is None)
-        path = check_gguf(config.model_path) if config.model_path else default_model_path()
         kwargs.setdefault("n_ctx", context_size(config))
-        return cls(path, **kwargs)
+        return cls(resolve_model(config.model_path), **kwargs)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def check_running(self) -> None:
+        """Raise FatalBackendError, with the end of its log, if the server has stopped on its own."""
+        if self._proc is not None and not self.running:
+            raise FatalBackendError(f"The llama.cpp server stopped with exit code {self._proc.returncode}; "
+                                    f"its last output: {self._log_tail() or '(none)'}")
 
     @property
     def base_url(self) -> str:
@@ -170,7 +193,7 @@ class LocalServer:
         return cmd + [
             "--model", str(self.model_path), "--model_alias", self.model_name,
             "--host", self.host, "--port", str(port),
-            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
+            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch),
             "--logits_all", "False",  # logits of every prompt token: the slowest part of prompt reading, unused here
             "--use_mlock", "False", "--verbose", "False",
         ]

@@ -41,6 +41,7 @@ class Tally:
 
     calls: Counter = field(default_factory=Counter)
     cached: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # calls that failed for good, after retries
     tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
 
@@ -55,6 +56,7 @@ class Tally:
         return {
             "calls": dict(self.calls),
             "calls_from_cache": dict(self.cached),
+            "calls_failed": dict(self.errors),
             "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
             "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
             "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
@@ -77,7 +79,11 @@ class Evolver:
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
 
     async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
-        c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)
+        try:
+            c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)
+        except BackendError:
+            self.tally.errors[stage] += 1
+            raise
         self.tally.add(stage, model, c)
         return c
 
