@@ -57,9 +57,12 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
     status = getattr(exc, "status_code", None)
     retry_after = _retry_after(getattr(getattr(exc, "response", None), "headers", None))
     message = redact(_short(exc))
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientBackendError(f"the request timed out ({message})")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+        refused = _chain_find(exc, ConnectionError)
+        if refused is not None:  # the aiohttp transport reports a refused connection as a timeout
+            return TransientBackendError(f"connection failed: {redact(_short(refused))}")
+        if isinstance(exc, openai.APITimeoutError) or _chain_find(exc, TimeoutError) is not None:
+            return TransientBackendError(f"the request timed out ({message})")
         return TransientBackendError(f"connection failed: {redact(_cause(exc))}")
     if isinstance(exc, openai.RateLimitError):
         return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
@@ -90,6 +93,16 @@ def _short(exc: BaseException) -> str:
             return str(err["message"])[:300]
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+def _chain_find(exc: BaseException, kind: type) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _cause(exc: BaseException) -> str:

@@ -1,0 +1,76 @@
+import pytest
+
+from evol import filters
+
+
+def check_evo(text, parent="Write a poem.", finish="stop", phrases=("given prompt", "#rewritten prompt#")):
+    return filters.check_evolution(text, finish, parent, phrases)
+
+
+@pytest.mark.parametrize("text, finish, rule", [
+    ("   ", "stop", "empty_evolution"),
+    ("Write a long poem about rain in exactly", "length", "truncated_evolution"),
+    ("write a POEM!", "stop", "identical_to_parent"),
+    ("Write a poem, as the given prompt says, about rain.", "stop", "prompt_leak"),
+    ("#Rewritten Prompt# Write a poem about rain.", "stop", "prompt_leak"),
+])
+def test_evolution_rules(text, finish, rule):
+    v = check_evo(text, finish=finish)
+    assert not v.keep and v.rule == rule and v.detail
+
+
+def test_a_good_evolution_passes_and_words_already_in_the_parent_are_no_leak():
+    assert check_evo("Write a sonnet about rain in iambic pentameter.").keep
+    parent = "Find the bias in the given prompt."
+    assert filters.check_evolution("Find the bias in the given prompt, citing two studies.", "stop", parent, ["given prompt"]).keep
+
+
+def test_disabled_rules_do_not_fire():
+    v = filters.check_evolution("", "stop", "p", [], enabled=lambda r: r != "empty_evolution")
+    assert v.keep
+
+
+def test_clean_evolution_strips_an_echoed_label_only_at_the_start():
+    assert filters.clean_evolution("#Rewritten Prompt#:\nWrite a sonnet.") == "Write a sonnet."
+    assert filters.clean_evolution("  Created Prompt: Do X.  ") == "Do X."
+    assert filters.clean_evolution("Write about the #Rewritten Prompt# idea.") == "Write about the #Rewritten Prompt# idea."
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Equal", "equal"), ("equal.", "equal"), ("Not Equal", "not_equal"), ("NOT EQUAL", "not_equal"),
+    ("They are different.", "not_equal"), ("I think they are equal", "equal"), ("maybe", "unclear"),
+])
+def test_judgement_parsing(answer, expected):
+    assert filters.parse_judgement(answer) == expected
+
+
+def test_only_an_equal_judgement_eliminates():
+    assert filters.check_judgement("equal").rule == "no_information_gain"
+    assert filters.check_judgement("not_equal").keep and filters.check_judgement("unclear").keep
+
+
+def test_sorry_rule_counts_words():
+    short = "Sorry, I can't do that."
+    assert filters.check_response(short, "stop").rule == "sorry_short_response"
+    long = "Sorry for the long answer. " + " ".join(f"point{i}" for i in range(80))
+    assert filters.check_response(long, "stop").keep
+    assert filters.check_response(short, "stop", sorry_max_words=3).keep
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("", "empty_response"),
+    ("It is what it is, and that is that!", "stopwords_only_response"),
+    ("...!?", "stopwords_only_response"),
+    ("Paris is the capital of France.", None),
+])
+def test_response_rules(text, rule):
+    v = filters.check_response(text, "stop")
+    assert v.rule == rule
+
+
+def test_truncated_response():
+    assert filters.check_response("Some real content here", "length").rule == "truncated_response"
+
+
+def test_normalize_folds_case_punctuation_and_space():
+    assert filters.normalize("  Hello,   WORLD!! ") == filters.normalize("hello world") == "hello world"
