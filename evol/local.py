@@ -28,7 +28,8 @@ from pathlib import Path
 from types import TracebackType
 
 from .config import RunConfig, Sampling
-from .errors import ConfigError, FatalBackendError
+from .errors import ConfigError, FatalBackendError, TransientBackendError
+from .llm import OpenAIChat
 
 log = logging.getLogger("evol")
 
@@ -193,7 +194,8 @@ class LocalServer:
         return cmd + [
             "--model", str(self.model_path), "--model_alias", self.model_name,
             "--host", self.host, "--port", str(port),
-            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch),
             "--logits_all", "False",  # logits of every prompt token: the slowest part of prompt reading, unused here
             "--use_mlock", "False", "--verbose", "False",
         ]
@@ -219,7 +221,8 @@ class LocalServer:
             raise
         raise AssertionError("unreachable")
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._cleanup()
 
     def _start(self, port: int) -> None:
@@ -234,12 +237,13 @@ class LocalServer:
         """True once /v1/models answers; False if the child exits first; FatalBackendError after the timeout."""
         assert self._proc is not None
         url = f"http://{self.host}:{port}/v1/models"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # an HTTP_PROXY must not see loopback
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
             try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
+                with opener.open(url, timeout=2) as resp:
                     if resp.status == 200:
                         return True
             except (urllib.error.URLError, OSError):
@@ -250,12 +254,14 @@ class LocalServer:
         raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} did not answer within "
                                 f"{self.start_timeout:.0f} s; its last output: {tail or '(none)'}")
 
-    def _log_tail(self, lines: int = 8) -> str:
+    def _log_tail(self, lines: int = 4) -> str:
         path = self.log_path
         if path is None or not path.exists():
             return ""
-        text = path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(line.strip() for line in text[-lines:] if line.strip())[-1500:]
+        # uvicorn's INFO lines (start-up, one per request) are noise next to the error that ended it
+        text = [ln.strip() for ln in path.read_text(errors="replace").splitlines()
+                if ln.strip() and not ln.startswith("INFO:")]
+        return " | ".join(text[-lines:])[-1500:]
 
     def _stop(self) -> None:
         """Close its stdin (it exits by itself), then SIGTERM, then SIGKILL: each after a grace period."""
@@ -286,6 +292,22 @@ class LocalServer:
                 self._tmp = None
 
 
+class LocalChat(OpenAIChat):
+    """The OpenAI-compatible client, aware that its server is our child: a failed call to a server that has
+    died stops the run at once (with the server's last words) instead of retrying a dead port for minutes."""
+
+    def __init__(self, server: LocalServer, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.server = server
+
+    async def _once(self, *args, **kwargs):
+        try:
+            return await super()._once(*args, **kwargs)
+        except TransientBackendError:
+            self.server.check_running()
+            raise
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         if os.name == "posix":
@@ -310,8 +332,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _exit_when_stdin_closes() -> None:
     """The parent holds the only write end of our stdin: EOF means it stopped us or died."""
-    with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(4096):
+    with contextlib.suppress(OSError):
+        while os.read(0, 4096):  # the raw fd: a buffered reader's lock would trouble interpreter shutdown
             pass
     os._exit(0)
 

@@ -305,3 +305,38 @@ def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     assert proc.returncode == 0, stderr
     assert "--base-url " + url in stderr
     assert servers(marker) == []
+
+
+def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
+    import asyncio
+
+    from evol.config import Sampling
+    from evol.errors import FatalBackendError
+
+    async def ask(chat):
+        try:
+            return await chat.complete([{"role": "user", "content": "Say hi."}], model=server.model_name,
+                                       sampling=Sampling(max_tokens=8), sample="t")
+        finally:
+            await chat.aclose()
+
+    def client():
+        return local.LocalChat(server, server.base_url, None, identity=server.identity, max_retries=6)
+
+    with local.LocalServer(local.resolve_model(None)) as server:
+        assert asyncio.run(ask(client())).usage.completion_tokens > 0
+        server._proc.kill()  # a crash, as llama.cpp aborting on an assertion would be
+        server._proc.wait()
+        with pytest.raises(FatalBackendError, match="llama.cpp server stopped"):
+            asyncio.run(ask(client()))
+
+
+def test_a_server_that_cannot_start_says_why(local_extra, tmp_path):
+    from evol.errors import FatalBackendError
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF\x03\0\0\0" + b"\0" * 100)  # the right magic, then nothing llama.cpp can load
+    server = local.LocalServer(local.resolve_model(broken))
+    with pytest.raises(FatalBackendError, match="exited before it was ready.*Failed to load model"):
+        server.__enter__()
+    assert not server.running and server.log_path is None  # its temp folder is gone too
