@@ -205,15 +205,19 @@ def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, y
         _empty(ax, "no data")
     else:
         st, vals = zip(*keep)
+        # outliers hidden: one 2,000-word instruction would squash every box flat (the tables give min and max)
         bp = ax.boxplot(vals, tick_labels=_round_ticks(list(st), list(vals)), patch_artist=True, showmeans=True,
+                        showfliers=False,
                         meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 6},
                         medianprops={"color": "black", "linewidth": 1.6})
         for box in bp["boxes"]:
             box.set(facecolor=color, alpha=0.75)
-        for x, v in enumerate(vals, 1):
-            ax.annotate(f"median {statistics.median(v):g}", (x, max(v)), textcoords="offset points", xytext=(0, 6),
+        tops = [max(cap.get_ydata()) for cap in bp["caps"][1::2]]
+        for x, (v, top) in enumerate(zip(vals, tops), 1):
+            ax.annotate(f"median {statistics.median(v):g}", (x, top), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=9)
-        ax.set_ylim(top=ax.get_ylim()[1] * 1.08)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + (high - low) * 0.08)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
@@ -237,7 +241,7 @@ def plot_operations(run: Run) -> bytes:
         ax.text(a, y, f"  {a} tried, {_pct(by_op[o].get('kept', 0), a)} kept", va="center", fontsize=10)
     ax.set_xlim(0, max(left + [1]) * 1.45)
     ax.set_xlabel("candidates")
-    ax.legend(loc="lower right", frameon=False, ncols=4)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, ncols=4)
     ax.set_title("Operation mix and outcome")
     return _png(fig)
 
@@ -261,6 +265,10 @@ def plot_reasons(run: Run) -> bytes:
                 ax.text(j, i, str(v) if v else "·", ha="center", va="center", fontsize=11,
                         color="white" if v > peak * 0.6 else "black")
         ax.spines[:].set_visible(False)
+        ax.set_xticks([x - 0.5 for x in range(1, len(rules))], minor=True)
+        ax.set_yticks([y - 0.5 for y in range(1, len(ops))], minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
     ax.set_title("Rejection reasons by operation")
     return _png(fig)
 
@@ -315,7 +323,8 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         Plot("instruction_length", "Instruction length", plot_boxes(
             stats, [s.words for s in stats], "Instruction length per round (kept)", "words", "#7fa7d1"),
              "Kept instructions per round; the evolution should make them longer round after round. "
-             "Boxes span the middle half, the line is the median, the diamond the mean."),
+             "Boxes span the middle half, the line is the median, the diamond the mean; outliers are left out "
+             "(the table gives min and max)."),
         Plot("operations", "Operation mix", plot_operations(run),
              "How often each evolution operation was chosen, and what became of its candidates."),
         Plot("rejections", "Rejection reasons by operation", plot_reasons(run),
@@ -422,19 +431,19 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     add("<section id='summary'><h2>Summary</h2><div class='cards'>")
     for key, label in cards:
         add(f"<div class='card k-{key}'><div class='v' data-metric='counts.{key}'>{_e(c.get(key, 0))}</div><div class='l'>{label}</div></div>")
-    add("</div><ul class='findings'>")
+    add("</div><div class='two'><ul class='findings'>")
     for level, text in findings(run, stats):
         add(f"<li class='{level}'>{_e(text)}</li>")
-    add("</ul>")
-    add("<table class='kv'>")
+    add("</ul><table class='kv'>")
     for key in ("seeds_skipped", "seed_records", "seed_rejections", "seeds_with_kept_descendants",
                 "seeds_without_kept_descendants", "balanced"):
         if key in c:
-            add(f"<tr><th>{_e(key.replace('_', ' '))}</th>{_num('counts.' + key, c[key])}</tr>")
+            value = ("yes" if c[key] else "no") if isinstance(c[key], bool) else c[key]
+            add(f"<tr><th>{_e(key.replace('_', ' '))}</th>{_num('counts.' + key, value)}</tr>")
     add(f"<tr><th>LLM calls (from cache)</th><td class='n'>{calls} ({cached})</td></tr>")
     add(f"<tr><th>tokens prompt / completion</th><td class='n' data-metric='usage.tokens_total'>"
         f"{total.get('prompt_tokens', 0):,} / {total.get('completion_tokens', 0):,}</td></tr>")
-    add("</table></section>")
+    add("</table></div></section>")
 
     # --- funnel and tables
     add("<section id='funnel'><h2>Funnel</h2>")
@@ -520,7 +529,8 @@ def _examples(run: Run, seeds: list[tuple[str, str]]) -> str:
     """The deepest lineages (seed → each kept evolution) and one rejection per rule, texts cut short."""
     seed_text = dict(seeds) | {r["id"]: r["instruction"] for r in run.records if r["round"] == 0}
     by_id = {r["id"]: r for r in run.records}
-    leaves = [r for r in run.records if r["round"] > 0 and not any(x.get("parent_id") == r["id"] for x in run.records)]
+    parents = {r.get("parent_id") for r in run.records}
+    leaves = [r for r in run.records if r["round"] > 0 and r["id"] not in parents]
     chains = []
     for leaf in leaves:
         chain, node = [], leaf
@@ -605,9 +615,10 @@ table {{ border-collapse: collapse; margin: 8px 0 12px; font-size: .95rem; }}
 th, td {{ border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }}
 th {{ background: var(--bg); font-weight: 600; }}
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-table.kv th {{ width: 240px; }}
+table.kv th {{ white-space: nowrap; padding-right: 24px; }}
+#summary h2 {{ border-top: 0; }}
 table.ex td {{ max-width: 640px; }}
-.two {{ display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }}
+.two {{ display: grid; grid-template-columns: 1fr auto; gap: 24px; align-items: start; }}
 @media (max-width: 820px) {{ .two {{ grid-template-columns: 1fr; }} }}
 figure {{ margin: 8px 0 12px; }}
 figure img {{ display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }}
