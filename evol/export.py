@@ -207,8 +207,10 @@ def select(runs: list[Run], sel: Selection) -> Picked:
             deduper.add(key, rec["instruction"])
             rows.append(Row(instruction=rec["instruction"], output=rec["output"], id=rec["id"], seed_id=rec["seed_id"],
                             round=int(rec["round"]), operation=rec["operation"], run_id=run.run_id))
+    if not rows and not dropped:
+        raise InputError(f"{', '.join(str(r.path) for r in runs)} kept no rows; there is nothing to export.")
     if not rows:
-        raise ConfigError(f"The selection leaves no rows to export ({_reasons(dropped) or 'the runs kept nothing'}); loosen it.")
+        raise ConfigError(f"The selection leaves no rows to export ({_reasons(dropped)}); loosen it.")
     return Picked(rows=rows, runs=runs, dropped=dropped)
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
 
 # --------------------------------------------------------------------------- lexical statistics
 
-_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_TOKEN = re.compile(r"\w+(?:'\w+)?")
 # politeness and auxiliaries before the real verb: "Could you please explain ..." opens with "explain"
 _LEAD = frozenset("please kindly can could would will you i we now also then so and hey hi ok okay let's let us me "
                   "help assist".split())
@@ -51,7 +52,10 @@ def tokens(text: str) -> list[str]:
 
 def opening(text: str) -> tuple[str | None, str | None]:
     """(first verb, first object word) by position, a dependency-free stand-in for the paper's verb-noun parse."""
-    ws = tokens(text)
+    return _opening(tokens(text[:400]))
+
+
+def _opening(ws: list[str]) -> tuple[str | None, str | None]:
     i = 0
     while i < len(ws) and ws[i] in _LEAD:
         i += 1
@@ -64,8 +68,16 @@ def opening(text: str) -> tuple[str | None, str | None]:
 
 def distinct_n(texts: list[str], n: int) -> float:
     """Distinct n-grams over all n-grams of the texts (Li et al. 2016); 0 when there are none."""
-    grams = [tuple(t[i:i + n]) for t in map(tokens, texts) for i in range(len(t) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    return _distinct([tokens(t) for t in texts], n)
+
+
+def _distinct(token_lists: list[list[str]], n: int) -> float:
+    seen, total = set(), 0
+    for t in token_lists:
+        grams = t if n == 1 else list(zip(*(t[i:] for i in range(n))))
+        seen.update(grams)
+        total += len(grams)
+    return len(seen) / total if total else 0.0
 
 
 @dataclass
@@ -81,28 +93,41 @@ class RoundStats:
     def label(self) -> str:
         return "seeds" if self.round == 0 else f"round {self.round}"
 
-    @property
+    @cached_property
     def words(self) -> list[int]:
         return [word_count(t) for t in self.instructions]
 
-    @property
+    @cached_property
     def output_words(self) -> list[int]:
         return [word_count(t) for t in self.outputs]
 
-    def diversity(self) -> dict[str, float]:
+    @cached_property
+    def _openings(self) -> list[tuple[str | None, str | None]]:
+        return [opening(t) for t in self.instructions]
+
+    @cached_property
+    def _diversity(self) -> dict[str, float]:
         n = len(self.instructions)
-        opens = [opening(t) for t in self.instructions]
-        share = (lambda xs: len({x for x in xs if x}) / n) if n else (lambda xs: 0.0)
+        token_lists = [tokens(t) for t in self.instructions]  # once per round: the costly part on big runs
+        opens = self._openings
+
+        def share(xs: list) -> float:
+            return len({x for x in xs if x}) / n if n else 0.0
+
         return {
-            "distinct-1": distinct_n(self.instructions, 1),
-            "distinct-2": distinct_n(self.instructions, 2),
+            "distinct-1": _distinct(token_lists, 1),
+            "distinct-2": _distinct(token_lists, 2),
             "unique first verbs": share([v for v, _ in opens]),
             "unique first nouns": share([o for _, o in opens]),
             "unique verb-noun pairs": share([(v, o) if v and o else None for v, o in opens]),
         }
 
+    def diversity(self) -> dict[str, float]:
+        """Computed once, after the round's instructions are all in."""
+        return self._diversity
+
     def top_openings(self, k: int = 5) -> list[tuple[str, int]]:
-        return Counter(v for v, _ in map(opening, self.instructions) if v).most_common(k)
+        return Counter(v for v, _ in self._openings if v).most_common(k)
 
 
 def run_seeds(run: Run) -> list[tuple[str, str]]:
@@ -144,26 +169,25 @@ def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, float]
 
 # --------------------------------------------------------------------------- plots
 
-def _plt():
-    import matplotlib
+STYLE = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False, "axes.titleweight": "bold",
+         "axes.titlesize": 13, "figure.dpi": 100}
 
-    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-    import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 11, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.titleweight": "bold", "axes.titlesize": 13, "figure.dpi": 100})
-    return plt
+def _subplots(width: float, height: float):
+    """A figure of its own, without pyplot: no global figure list, no backend switch in the caller's process."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # Agg draws it: no display needed
     return buf.getvalue()
 
 
 def plot_funnel(run: Run) -> bytes:
-    plt = _plt()
     steps = funnel(run)
     attempts = int(run.counts.get("attempts", 0))
     bars: list[tuple[str, float, float, str, str]] = []  # label, left, width, color, note
@@ -180,7 +204,7 @@ def plot_funnel(run: Run) -> bytes:
             bars.append((f"− {label} ({kind})", remaining, n, KIND_COLORS[kind], f"−{n} ({_pct(n, attempts)})"))
     kept = steps[-1][2]
     bars.append(("Kept", 0, kept, KIND_COLORS["kept"], f"{kept} ({_pct(kept, attempts)})"))
-    fig, ax = plt.subplots(figsize=(9.5, 1.0 + 0.42 * len(bars)))
+    fig, ax = _subplots(9.5, 1.0 + 0.42 * len(bars))
     ys = list(range(len(bars)))[::-1]
     for y, (label, left, width, color, note) in zip(ys, bars):
         ax.barh(y, width, left=left, color=color, height=0.68)
@@ -198,9 +222,8 @@ def _round_ticks(stats: list[RoundStats], values: list[list[float]]) -> list[str
 
 
 def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, ylabel: str, color: str) -> bytes:
-    plt = _plt()
     keep = [(s, v) for s, v in zip(stats, values) if v]
-    fig, ax = plt.subplots(figsize=(9.5, 4.6))
+    fig, ax = _subplots(9.5, 4.6)
     if not keep:
         _empty(ax, "no data")
     else:
@@ -225,10 +248,9 @@ def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, y
 
 
 def plot_operations(run: Run) -> bytes:
-    plt = _plt()
     by_op = run.manifest.get("by_operation") or {}
     ops = sorted(by_op, key=lambda o: by_op[o].get("attempts", 0))
-    fig, ax = plt.subplots(figsize=(9.5, 1.2 + 0.5 * max(len(ops), 1)))
+    fig, ax = _subplots(9.5, 1.2 + 0.5 * max(len(ops), 1))
     if not ops:
         _empty(ax, "no evolutions")
     left = [0] * len(ops)
@@ -247,15 +269,15 @@ def plot_operations(run: Run) -> bytes:
 
 
 def plot_reasons(run: Run) -> bytes:
-    plt = _plt()
     rej = [r for r in run.rejected if r.get("round", 0) > 0]
     ops = sorted({r["operation"] for r in rej})
     rules = [rule for rule, _ in Counter(r["rule"] for r in rej).most_common()]
-    fig, ax = plt.subplots(figsize=(9.5, 1.8 + 0.45 * max(len(ops), 2)))
+    fig, ax = _subplots(9.5, 1.8 + 0.45 * max(len(ops), 2))
     if not rej:
         _empty(ax, "nothing was rejected")
     else:
-        grid = [[sum(1 for r in rej if r["operation"] == o and r["rule"] == rule) for rule in rules] for o in ops]
+        cells = Counter((r["operation"], r["rule"]) for r in rej)
+        grid = [[cells[(o, rule)] for rule in rules] for o in ops]
         ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
         ax.set_xticks(range(len(rules)), rules, rotation=25, ha="right")
         ax.set_yticks(range(len(ops)), ops)
@@ -274,8 +296,7 @@ def plot_reasons(run: Run) -> bytes:
 
 
 def plot_diversity(stats: list[RoundStats]) -> bytes:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 4.6))
+    fig, ax = _subplots(9.5, 4.6)
     stats = [s for s in stats if s.instructions]
     xs = list(range(len(stats)))
     series = [s.diversity() for s in stats]
@@ -312,11 +333,25 @@ class Plot:
 
 def build_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path."""
+    import matplotlib  # here, not at the top: the CLI and ``score`` start without it
+
     run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / REPORT_DIR
     seeds = run_seeds(run)
     scores = load_scores(run.path)
     stats = round_stats(run, seeds, scores)
+    with matplotlib.rc_context(STYLE):
+        plots = make_plots(run, stats)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in plots:
+        _write_bytes(out / f"{p.name}.png", p.png)
+    page = render_html(run, stats, plots, seeds, scores)
+    _write_bytes(out / "report.html", page.encode("utf-8"))
+    log.info("report: %s (%d plots)", out / "report.html", len(plots))
+    return out / "report.html"
+
+
+def make_plots(run: Run, stats: list[RoundStats]) -> list[Plot]:
     plots = [
         Plot("funnel", "Funnel", plot_funnel(run),
              "Every seed is tried once per round. Each rejection rule takes its bite out of the candidates; what is left is kept."),
@@ -341,13 +376,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         plots.append(Plot("difficulty", "Difficulty", plot_boxes(
             stats, [s.scores for s in stats], "LLM-judged difficulty per round (1-10)", "difficulty", "#e0a96d"),
             "Scores from python -m evol score: the evolved rounds should be judged harder than the seeds."))
-    out.mkdir(parents=True, exist_ok=True)
-    for p in plots:
-        _write_bytes(out / f"{p.name}.png", p.png)
-    page = render_html(run, stats, plots, seeds, scores)
-    _write_bytes(out / "report.html", page.encode("utf-8"))
-    log.info("report: %s (%d plots)", out / "report.html", len(plots))
-    return out / "report.html"
+    return plots
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -388,7 +417,7 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
         out.append(("bad", "The counts do not add up (attempts ≠ kept + eliminated + duplicates + failed)."))
     if attempts:
         rate = kept / attempts
-        level = "ok" if rate >= 0.5 else "warn"
+        level = "ok" if rate >= 0.5 else "warn" if rate >= 0.2 else "bad"
         out.append((level, f"{kept} of {attempts} candidates kept ({rate:.0%})."))
         for label, kind, n in funnel(run):
             if kind in ("eliminated", "duplicate") and n / attempts >= 0.25:
