@@ -295,7 +295,8 @@ class Deduper:
         if item.vector is not None:
             if pos == len(self._vectors):
                 grown = np.zeros((max(64, 2 * pos), item.vector.size), np.float32)
-                grown[:pos] = self._vectors[:pos]
+                if pos:
+                    grown[:pos] = self._vectors[:pos]
                 self._vectors = grown
             self._vectors[pos] = item.vector
 
