@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             first.append(t_first - t)
             decode.append((n - 1) / (end - t_first))
             overall.append(n / (end - t))
-    print(f"model {server.model_name} ({server.identity}), {server.n_threads}/{server.n_threads_batch} threads (generating/reading), n_ctx {server.n_ctx}")
+    print(f"model {server.model_name} ({server.identity}), {server.n_threads}/{server.n_threads_batch} threads "
+          f"(generating/reading), n_ctx {server.n_ctx}")
     print(f"server ready in {started:.1f} s; {len(decode)} completions, {tokens} tokens in all")
     if decode:
         print(f"median time to first token {statistics.median(first) * 1000:.0f} ms (reading a ~250-token prompt)")
