@@ -14,7 +14,6 @@ import importlib.resources
 import importlib.util
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from .config import RunConfig, Sampling
 from .errors import ConfigError, FatalBackendError, TransientBackendError
@@ -154,7 +154,7 @@ class LocalServer:
         self._wanted_port = port
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
-        self._tmp: str | None = None
+        self._log: IO[bytes] | None = None  # the server's output: an unlinked file, so nothing is ever left behind
         # stable across runs and ports: it is part of the call-cache key
         self.identity = f"local:{model_path.name}:{model_path.stat().st_size}"
 
@@ -181,10 +181,6 @@ class LocalServer:
         return f"http://{self.host}:{self.port}/v1"
 
     @property
-    def log_path(self) -> Path | None:
-        return Path(self._tmp) / "server.log" if self._tmp else None
-
-    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
@@ -203,14 +199,14 @@ class LocalServer:
         ]
 
     def __enter__(self) -> LocalServer:
-        self._tmp = tempfile.mkdtemp(prefix="evol-llama-")
+        self._log = tempfile.TemporaryFile(prefix="evol-llama-")
         try:
             for attempt in range(3):
                 port = self._wanted_port or free_port(self.host)
                 self._start(port)
                 if self._wait_ready(port):
                     self.port = port
-                    log.debug("local server pid %s on port %s, log %s", self.pid, port, self.log_path)
+                    log.debug("local server pid %s on port %s", self.pid, port)
                     return self
                 # the child died: another process may have taken the free port between our probe and its bind
                 tail = self._log_tail()
@@ -228,12 +224,10 @@ class LocalServer:
         self._cleanup()
 
     def _start(self, port: int) -> None:
-        assert self.log_path is not None
-        with self.log_path.open("ab") as log_file:
-            self._proc = subprocess.Popen(
-                self.command(port), stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=os.name == "posix",  # the terminal's Ctrl-C goes to us, not straight to it
-            )
+        self._proc = subprocess.Popen(
+            self.command(port), stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=os.name == "posix",  # the terminal's Ctrl-C goes to us, not straight to it
+        )
 
     def _wait_ready(self, port: int) -> bool:
         """True once /v1/models answers; False if the child exits first; FatalBackendError after the timeout."""
@@ -257,11 +251,15 @@ class LocalServer:
                                 f"{self.start_timeout:.0f} s; its last output: {tail or '(none)'}")
 
     def _log_tail(self, lines: int = 4) -> str:
-        path = self.log_path
-        if path is None or not path.exists():
+        if self._log is None:
             return ""
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - 65536)
+        # pread leaves the file offset, which the child shares for its writes, where it is
+        data = os.pread(fd, size - start, start) if hasattr(os, "pread") else b""
         # uvicorn's INFO lines (start-up, one per request) are noise next to the error that ended it
-        text = [ln.strip() for ln in path.read_text(errors="replace").splitlines()
+        text = [ln.strip() for ln in data.decode(errors="replace").splitlines()
                 if ln.strip() and not ln.startswith("INFO:")]
         return " | ".join(text[-lines:])[-1500:]
 
@@ -289,9 +287,9 @@ class LocalServer:
             self._stop()
         finally:
             self.port = None
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-                self._tmp = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
 
 class LocalChat(OpenAIChat):
