@@ -1,9 +1,10 @@
 """Prefect orchestration of evol: the pipeline as flows, resumable per batch, on threads or on Dask.
 
 The core (``evol``) never imports this package; ``python -m evol run`` and ``serve`` reach it through
-:func:`run_with_prefect` and :data:`evol_flow`.
+``flows.run_with_prefect`` and ``flows.serving.serve``. The flow itself is ``flows.evol_flow.evol_flow``
+(not re-exported here: the name would hide the module of the same name).
 """
 
-from .evol_flow import evol_flow, pipeline_flow, run_with_prefect
+from .evol_flow import run_with_prefect
 
-__all__ = ["evol_flow", "pipeline_flow", "run_with_prefect"]
+__all__ = ["run_with_prefect"]

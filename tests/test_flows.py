@@ -126,7 +126,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
 
 
 def run_flow(cfg, **kwargs) -> dict:
-    from flows import evol_flow
+    from flows.evol_flow import evol_flow
 
     return asyncio.run(evol_flow(config=cfg.public_dict(), batch_size=BATCH, **kwargs))
 
@@ -254,7 +254,7 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
 
 def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     """Two runs with the schedule's parameters over a seed folder that grew in between."""
-    from flows import evol_flow
+    from flows.evol_flow import evol_flow
     from flows.serving import deployment_parameters
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:N_SEEDS + 3]]
