@@ -8,7 +8,6 @@ import random
 import threading
 import zlib
 
-import numpy as np
 import pandas as pd
 import pytest
 from aiohttp import web
