@@ -61,6 +61,8 @@ class BatchJob:
     batch_no: int
     items: list  # Seeds for round 0, Nodes after
     concurrency: int  # connections this batch may hold open
+    share: int = 1  # batches running at once: this one gets 1/share of --rpm and --tpm
+    spent: dict = field(default_factory=dict)  # tokens by model before this batch, for --budget-usd
 
     @property
     def checkpoint(self) -> Path:
@@ -79,7 +81,6 @@ class BatchResult:
     misses: int = 0
     restored: bool = False  # read back from a checkpoint: no call made, not even to the cache
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 async def run_batch(job: BatchJob) -> BatchResult:
@@ -87,20 +88,60 @@ async def run_batch(job: BatchJob) -> BatchResult:
     cfg = job.config
     key = api_key()
     chat = OpenAIChat(job.endpoint.base_url, key.get_secret_value() if key else None, identity=job.endpoint.identity,
-                      timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=job.concurrency)
+                      timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=job.concurrency,
+                      **_rate_limits(cfg, job.share))
     cache = CallCache(Path(job.run_dir) / CACHE)
     cached = CachedChat(chat, cache)
     tally = Tally()
+    # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
+    # run's, not the batch's (batches running side by side see each other's spend only afterwards)
+    tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
     evolver = Evolver(cfg, job.profile, cached, job.endpoint.models, tally)
+
+    def books() -> dict:
+        data = tally.as_dict()
+        data["tokens_by_model"] = _minus(data["tokens_by_model"], job.spent)
+        return data
+
     try:
         if job.round_no == 0:
             outcomes = await bounded_map(evolver.answer_seed, job.items, evolver.workers)
         else:
             outcomes = await evolver.run_round(job.items, job.round_no)
+    except Exception as exc:
+        # a stopped batch still paid for its answers: the manifest's usage and cost must count them
+        exc.evol_batch = {"tally": books(), "hits": cached.hits, "misses": cached.misses}
+        raise
     finally:
         await cached.aclose()
         cache.close()
-    return BatchResult(outcomes=outcomes, tally=tally.as_dict(), hits=cached.hits, misses=cached.misses)
+    return BatchResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
+
+
+def _rate_limits(cfg: RunConfig, share: int) -> dict:
+    """This batch's part of the run's request and token rates (for clients that take them)."""
+    import inspect
+
+    accepted = inspect.signature(OpenAIChat.__init__).parameters
+    out: dict = {}
+    for name in ("rpm", "tpm"):
+        value = getattr(cfg, name, None)
+        if name in accepted and value is not None:
+            out[name] = value / max(1, share)
+    if "rate_window" in accepted and getattr(cfg, "rate_window", None) is not None:
+        out["rate_window"] = cfg.rate_window
+    return out
+
+
+def _minus(by_model: dict, spent: dict) -> dict:
+    out = {}
+    for model, usage in by_model.items():
+        before = spent.get(model)
+        before = before.model_dump() if isinstance(before, Usage) else (before or {})
+        delta = {k: v - before.get(k, 0) for k, v in usage.items()}
+        if any(delta.values()):
+            out[model] = delta
+    return out
 
 
 # --- checkpoints: one JSONL file per finished batch, a header line then one outcome per line

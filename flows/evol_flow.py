@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
-from evol.errors import BackendError, ConfigError, EvolError
+from evol.errors import BackendError, BudgetExceeded, ConfigError, EvolError
 from evol.models import Node, Record
 from evol.pipeline import Deduper, Models, Tally, make_deduper, settle_round
 from evol.prompts import Profile, load_profile
@@ -150,11 +150,12 @@ class Stage:
                 for b, chunk in enumerate(chunks)]
         results: list[BatchResult | None] = [batches.read_checkpoint(job) for job in jobs]
         todo = [job for job, r in zip(jobs, results) if r is None]
-        # --concurrency is the total in flight: shared by the batches that can run at once
+        # --concurrency (and --rpm, --tpm) are the run's totals: shared by the batches that run at once
         per_batch = max(1, math.ceil(self.config.concurrency / max(1, min(self.parallel, len(todo)))))
         futures = {}
+        spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
         for job in todo:
-            job.concurrency = per_batch
+            job.concurrency, job.share, job.spent = per_batch, max(1, min(self.parallel, len(todo))), spent
             if round_no == 0:
                 futures[job.batch_no] = answer_seeds_batch.submit(job, job.batch_no)
             else:
@@ -169,20 +170,28 @@ class Stage:
                 results[b] = fut.result()
             except BaseException as exc:  # noqa: BLE001 - re-raised below, the most telling first
                 errors.append(exc)
+                if books := getattr(exc, "evol_batch", None):
+                    self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
         if errors:
+            for r in results:  # the finished batches' calls count too
+                if r is not None:
+                    self._add(r)
             raise min(errors, key=lambda e: 0 if isinstance(e, BackendError) and e.fatal else 1)
         outcomes = []
         for r in results:
             assert r is not None
             outcomes.extend(r.outcomes)
-            batches.add_tally(self.tally, r.tally, restored=r.restored)
-            if r.restored:
-                self.stats.hits += sum(r.tally.get("calls", {}).values())
-            else:
-                self.stats.hits += r.hits
-                self.stats.misses += r.misses
-            self.counts["batches_restored" if r.restored else "batches_run"] += 1
+            self._add(r)
         return outcomes
+
+    def _add(self, r: BatchResult) -> None:
+        batches.add_tally(self.tally, r.tally, restored=r.restored)
+        if r.restored:
+            self.stats.hits += sum(r.tally.get("calls", {}).values())
+        else:
+            self.stats.hits += r.hits
+            self.stats.misses += r.misses
+        self.counts["batches_restored" if r.restored else "batches_run"] += 1
 
 
 @flow(name="evol-pipeline", log_prints=False, validate_parameters=True)
@@ -221,8 +230,14 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
             log.info("round %d: %d kept, %d rejected %s", round_no, len(result.kept), len(result.rejected),
                      dict(reasons.most_common()))
             write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
-    except BaseException as exc:  # cancelled too: the manifest must not say complete
-        status, reason = "stopped", str(exc) or type(exc).__name__
+    except BackendError as exc:  # the statuses of evol.run.run_pipeline
+        status, reason = "stopped", str(exc)
+        raise
+    except BudgetExceeded as exc:
+        status, reason = "budget_exhausted", str(exc)
+        raise
+    except BaseException:  # Ctrl-C, cancellation: what is done is still written out
+        status, reason = "interrupted", "interrupted; run the same command again to resume"
         raise
     finally:
         manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, "final")
