@@ -3,8 +3,8 @@
 ``evol`` (parent flow) holds what must live as long as the run: the run-folder lock, the backend (the
 embedded llama.cpp server is started once, here) and the task runner's cluster. ``evol-pipeline`` (its
 subflow) does the work round by round: ``evolve-round-N-batch-B`` tasks (a few hundred pool entries
-each, async inside, so Prefect's ~10 ms per task run stays invisible), then ``settle-round-N`` (dedup
-and pool update, in seed order) and ``write-outputs-round-N``. Finished batches are checkpointed in the
+each, with async concurrency inside, so the tens of ms a task run costs stay invisible), then
+``settle-round-N`` (dedup and pool update, in seed order) and ``write-outputs-round-N``. Finished batches are checkpointed in the
 run folder, so a restarted run with the same folder skips them without a single call.
 
 The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settle_round`` and
@@ -32,9 +32,10 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
+from evol.dedup import Deduper
 from evol.errors import BackendError, BudgetExceeded, ConfigError, EvolError
 from evol.models import Node, Record
-from evol.pipeline import Deduper, Models, Tally, make_deduper, settle_round
+from evol.pipeline import Models, Tally, make_deduper, settle_round
 from evol.prompts import Profile, load_profile
 from evol.run import RunState, default_out, read_seeds, write_outputs
 from evol.rundir import RunDir
