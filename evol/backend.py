@@ -33,7 +33,8 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local.tune_for_local(config)
         chat = OpenAIChat(url, key, identity=identity, timeout=config.timeout, max_retries=config.max_retries,
-                          concurrency=config.concurrency)
+                          concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
+                          rate_window=config.rate_window)
         stack.push_async_callback(chat.aclose)
         models = await resolve_models(chat, config, url)
         log.info("backend: %s, model %s", what, models.evolve)

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
+from .pricing import DEFAULT_PRICES, Price
 
 #: every elimination rule a run can switch off with ``disable_rules``
 RULES = (
@@ -82,6 +83,11 @@ class RunConfig(BaseModel):
     concurrency: int = Field(32, ge=1, le=4096)
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    rate_window: float = Field(60.0, gt=0)  # seconds that rpm and tpm count over; 1 for per-second limits
+    budget_usd: float | None = Field(None, gt=0)
+    prices: dict[str, Price] = Field(default_factory=dict)  # per-model prices on top of the defaults
     sampling: Sampling = Sampling()
     response_sampling: Sampling = Sampling()
     judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=16)
@@ -104,6 +110,9 @@ class RunConfig(BaseModel):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v
+
+    def price_table(self) -> dict[str, Price]:
+        return {**DEFAULT_PRICES, **self.prices}
 
     def rule_on(self, rule: str) -> bool:
         return rule not in self.disable_rules

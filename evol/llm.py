@@ -20,6 +20,7 @@ from .errors import (
     TransientBackendError,
 )
 from .models import Completion, Usage
+from .ratelimit import RateLimiter, estimate_tokens
 
 Messages = list[dict[str, str]]
 
@@ -155,6 +156,9 @@ class OpenAIChat:
         max_retries: int = 6,
         concurrency: int = 32,
         max_wait: float = 60.0,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        rate_window: float = 60.0,
     ):
         import openai
 
@@ -178,6 +182,7 @@ class OpenAIChat:
         self.identity = identity or endpoint_identity(self.base_url)
         self.redact = Redactor(api_key)
         self._sem = asyncio.Semaphore(concurrency)
+        self.limiter = RateLimiter(rpm, tpm, rate_window)
         self._max_retries = max_retries
         self._wait = _Wait(max_wait)
 
@@ -202,21 +207,29 @@ class OpenAIChat:
 
     async def _once(self, messages: Messages, model: str, sampling: Sampling) -> Completion:
         async with self._sem:
+            # the limiter is passed inside the semaphore, right before sending, so the windows are exact
+            handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
             try:
-                resp = await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=model,
                     messages=messages,
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens,
                 )
+                self.limiter.observe(raw.headers)
+                resp = raw.parse()
             except Exception as exc:
-                raise map_openai_error(exc, self.redact) from None
+                err = map_openai_error(exc, self.redact)
+                if isinstance(err, RateLimitedError):
+                    self.limiter.pause(err.retry_after if err.retry_after is not None else 1.0)
+                raise err from None
         if not getattr(resp, "choices", None):
             raise TransientBackendError("the endpoint answered with no choices")
         choice = resp.choices[0]
         text = choice.message.content if choice.message is not None else None
         usage = resp.usage
+        self.limiter.settle(handle, (getattr(usage, "total_tokens", 0) or 0) if usage else 0)
         return Completion(
             text=text or "",
             finish_reason=choice.finish_reason,

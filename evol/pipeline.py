@@ -21,6 +21,7 @@ from .dedup import Deduper
 from .errors import BackendError
 from .llm import ChatModel
 from .models import Completion, Node, Record, Rejection, Seed, Usage
+from .pricing import Budget
 from .prompts import Profile
 
 log = logging.getLogger("evol")
@@ -72,6 +73,7 @@ class Evolver:
 
     def __init__(self, config: RunConfig, profile: Profile, chat: ChatModel, models: Models, tally: Tally | None = None):
         self.config = config
+        self.budget = Budget(config.budget_usd, config.price_table())
         self.profile = profile
         self.chat = chat
         self.models = models
@@ -79,6 +81,7 @@ class Evolver:
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
 
     async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+        self.budget.check(self.tally.by_model)
         try:
             c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)
         except BackendError:
@@ -170,27 +173,38 @@ class Evolver:
 
 async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequence, workers: int,
                       on_done: Callable[[Outcome], None] | None = None) -> list:
-    """``fn`` over ``items`` with at most ``workers`` at once; results in input order; a raised error stops all."""
+    """``fn`` over ``items`` with at most ``workers`` at once; results in input order.
+
+    The first error stops the handing out of new items; items already under way finish (their answers are
+    paid for and cached), then the error is raised.
+    """
     results: list = [None] * len(items)
     next_index = 0
+    errors: list[BaseException] = []
 
     async def worker() -> None:
         nonlocal next_index
-        while next_index < len(items):
+        while next_index < len(items) and not errors:
             i = next_index
             next_index += 1
-            results[i] = await fn(items[i])
+            try:
+                results[i] = await fn(items[i])
+            except Exception as exc:
+                errors.append(exc)
+                return
             if on_done is not None:
                 on_done(results[i])
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
     try:
         await asyncio.gather(*tasks)
-    except BaseException:
+    except BaseException:  # cancelled or interrupted: nothing more will be awaited
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    if errors:
+        raise errors[0]
     return results
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from .cache import CachedChat, CallCache
 from .config import RunConfig
-from .errors import BackendError, InputError
+from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Models, Tally, bounded_map, make_deduper, settle_round
+from .pricing import cost
 from .prompts import Profile, load_profile
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, write_json, write_jsonl
 from .seeds import SeedSet, load_seeds
@@ -107,6 +108,12 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
     except BackendError as exc:
         status, reason = "stopped", str(exc)
         raise
+    except BudgetExceeded as exc:
+        status, reason = "budget_exhausted", str(exc)
+        raise
+    except BaseException:  # Ctrl-C, cancellation: what is done is still written out
+        status, reason = "interrupted", "interrupted; run the same command again to resume"
+        raise
     finally:
         manifest = write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
         cache.close()
@@ -179,8 +186,14 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "by_rule": dict(sorted(Counter(r.rule for r in state.rejected).items())),
         "by_operation": {k: dict(v) for k, v in sorted(by_operation.items())},
         "usage": tally.as_dict(),
+        "cost_usd": _cost(tally, config),
         "cache": {"hits": chat.hits, "misses": chat.misses},
     }
+
+
+def _cost(tally: Tally, config: RunConfig) -> dict:
+    total, unpriced = cost(tally.by_model, config.price_table())
+    return {"total": round(total, 6), "budget": config.budget_usd, "unpriced_models": unpriced}
 
 
 def _versions() -> dict[str, str]:

@@ -54,6 +54,7 @@ class ScriptedServer:
         self.port = port
         self.require_key = require_key
         self.requests: list[dict] = []  # every chat request body, in arrival order
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request
         self.calls = Counter()  # by path
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
@@ -92,9 +93,12 @@ class ScriptedServer:
         with self._lock:
             self.calls["chat"] += 1
             self.requests.append(body)
+            self.arrivals.append(time.monotonic())
         if (denied := self._check_key(request)) is not None:
             return denied
         reply = self.script(body)
+        if asyncio.iscoroutine(reply):  # a script may wait, e.g. to stall until a test kills the client
+            reply = await reply
         if isinstance(reply, str):
             reply = Reply(content=reply)
         if reply.delay:

@@ -1,0 +1,55 @@
+"""A latency-simulating OpenAI-compatible server for benchmarks, run in its own process.
+
+``python -m bench.server --port 8321 --latency 0.2 --jitter 0.02 --tokens 200 --error-rate 0.01 --rate-429 0.01``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+
+from aiohttp import web
+
+from evol.testing.server import Reply, ScriptedServer, last_user
+
+
+class LatencyScript:
+    """Answers every request after ``latency`` ± ``jitter`` seconds; some fail on purpose."""
+
+    def __init__(self, latency: float, jitter: float = 0.0, tokens: int = 100, error_rate: float = 0.0,
+                 rate_429: float = 0.0, seed: int = 0):
+        self.latency, self.jitter, self.tokens = latency, jitter, tokens
+        self.error_rate, self.rate_429 = error_rate, rate_429
+        self.rng = random.Random(seed)
+
+    def __call__(self, request: dict) -> Reply:
+        delay = max(0.0, self.latency + self.rng.uniform(-self.jitter, self.jitter))
+        roll = self.rng.random()
+        if roll < self.rate_429:
+            return Reply(status=429, headers={"retry-after": "0.5"}, delay=delay)
+        if roll < self.rate_429 + self.error_rate:
+            return Reply(status=503, delay=delay)
+        prompt = last_user(request)
+        if "First instruction:" in prompt:
+            return Reply(content="Not Equal", delay=delay)
+        tag = hashlib.blake2b(prompt.encode(), digest_size=8).hexdigest()
+        words = " ".join(f"w{tag}{i}" for i in range(self.tokens))
+        return Reply(content=f"Answer {tag}: {words}", delay=delay)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--jitter", type=float, default=0.0)
+    p.add_argument("--tokens", type=int, default=100)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--rate-429", type=float, default=0.0)
+    a = p.parse_args()
+    srv = ScriptedServer(LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port)
+    web.run_app(srv.app(), host="127.0.0.1", port=a.port, access_log=None, print=None, backlog=1024)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Throughput of the real pipeline against a latency-simulating server, next to a bare SDK loop.
+
+``python -m bench.throughput`` (defaults: 10,000 calls, 200 ms latency, concurrency 64; bound = 320 req/s).
+Prints achieved requests/s, the fraction of the bound ``concurrency / latency``, client CPU per call and the
+peak RSS of the client process, for the bare ``AsyncOpenAI`` loop and for ``evol run`` in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_server(latency: float, tokens: int, error_rate: float, rate_429: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.server", "--port", str(port), "--latency", str(latency),
+                             "--tokens", str(tokens), "--error-rate", str(error_rate), "--rate-429", str(rate_429)])
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("benchmark server did not start")
+
+
+def measure(fn) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    calls = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"calls": calls, "seconds": wall, "rps": calls / wall, "cpu_ms_per_call": cpu / calls * 1000}
+
+
+def bare_sdk(url: str, calls: int, concurrency: int) -> int:
+    """The baseline: one AsyncOpenAI client (default transport), a semaphore, a gather."""
+    import openai
+
+    async def go() -> int:
+        client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                r = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"q {i}"}])
+                assert r.choices[0].message.content
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        await client.close()
+        return calls
+
+    return asyncio.run(go())
+
+
+def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
+    """The real ``evol run``: one round costs three calls per seed (evolve, judge, respond)."""
+    from evol.config import RunConfig
+    from evol.run import execute
+
+    seeds = workdir / "seeds.jsonl"
+    n_seeds = calls // 3
+    seeds.write_text("".join(json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
+                             for i in range(n_seeds)))
+    config = RunConfig(seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency,
+                       out=workdir / "run", max_retries=8)
+    manifest = asyncio.run(execute(config))
+    return sum(manifest["usage"]["calls"].values())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calls", type=int, default=10_000)
+    p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--tokens", type=int, default=100, help="words per answer")
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--rate-429", type=float, default=0.0)
+    p.add_argument("--only", choices=("sdk", "pipeline"), help="run one side only")
+    a = p.parse_args()
+    bound = a.concurrency / a.latency
+    server, url = start_server(a.latency, a.tokens, a.error_rate, a.rate_429)
+    rows = []
+    try:
+        if a.only != "pipeline":
+            rows.append(("bare AsyncOpenAI loop", measure(lambda: bare_sdk(url, a.calls, a.concurrency))))
+        if a.only != "sdk":
+            with tempfile.TemporaryDirectory() as tmp:
+                rows.append(("evol run (pipeline)", measure(lambda: pipeline(url, a.calls, a.concurrency, Path(tmp)))))
+    finally:
+        server.terminate()
+        server.wait(10)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"latency {a.latency * 1000:.0f} ms, concurrency {a.concurrency}, bound {bound:.0f} req/s")
+    print(f"{'client':<24}{'calls':>8}{'req/s':>9}{'of bound':>10}{'CPU ms/call':>13}")
+    for name, r in rows:
+        print(f"{name:<24}{r['calls']:>8}{r['rps']:>9.1f}{r['rps'] / bound:>10.2f}{r['cpu_ms_per_call']:>13.2f}")
+    print(f"peak RSS of this process: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
