@@ -22,6 +22,7 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
     async with contextlib.AsyncExitStack() as stack:
         key = config.api_key.get_secret_value() if config.api_key else None
         identity = None
+        server = None
         if config.base_url:
             url, what = config.base_url, f"the endpoint at {config.base_url}"
         elif key:
@@ -32,9 +33,10 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             server = stack.enter_context(local.LocalServer.from_config(config))
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local.tune_for_local(config)
-        chat = OpenAIChat(url, key, identity=identity, timeout=config.timeout, max_retries=config.max_retries,
-                          concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
-                          rate_window=config.rate_window)
+        kwargs = dict(identity=identity, timeout=config.timeout, max_retries=config.max_retries,
+                      concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm, rate_window=config.rate_window)
+        # a dead embedded server stops the run at once instead of every item retrying a closed port
+        chat = local.LocalChat(server, url, key, **kwargs) if server else OpenAIChat(url, key, **kwargs)
         stack.push_async_callback(chat.aclose)
         models = await resolve_models(chat, config, url)
         log.info("backend: %s, model %s", what, models.evolve)

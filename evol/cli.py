@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="evol: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp"):
+    for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
