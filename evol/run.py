@@ -16,7 +16,7 @@ from .config import RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .models import Node, Record, Rejection
-from .pipeline import Evolver, Models, Tally, bounded_map, make_deduper, settle_round
+from .pipeline import Evolver, Models, RoundResult, Tally, bounded_map, make_deduper, settle_round
 from .pricing import cost
 from .prompts import Profile, load_profile
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, write_json, write_jsonl
@@ -70,6 +70,25 @@ class RunState:
     rounds_done: int = 0
     pool: list[Node] = field(default_factory=list)
 
+    def apply(self, result: RoundResult, round_no: int, seconds: float, logger=log) -> None:
+        """Take a settled round into the state, and log it (Prefect passes its run logger)."""
+        self.pool = result.pool
+        self.kept.extend(result.kept)
+        self.rejected.extend(result.rejected)
+        self.rounds_done = round_no
+        reasons = Counter(r.rule for r in result.rejected)
+        logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, len(result.kept), len(result.rejected),
+                 dict(reasons.most_common()), seconds)
+
+
+def stop_status(exc: BaseException) -> tuple[str, str]:
+    """The manifest's status and reason for a run that ended with ``exc``."""
+    if isinstance(exc, BackendError):
+        return "stopped", str(exc)
+    if isinstance(exc, BudgetExceeded):
+        return "budget_exhausted", str(exc)
+    return "interrupted", "interrupted; run the same command again to resume"
+
 
 async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_dir: RunDir,
                        profile: Profile | None = None, seedset: SeedSet | None = None) -> dict:
@@ -97,22 +116,10 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
             t0 = time.time()
             outcomes = await evolver.run_round(state.pool, round_no)
             result = settle_round(state.pool, outcomes, deduper)
-            state.pool = result.pool
-            state.kept.extend(result.kept)
-            state.rejected.extend(result.rejected)
-            state.rounds_done = round_no
-            reasons = Counter(r.rule for r in result.rejected)
-            log.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, len(result.kept), len(result.rejected),
-                     dict(reasons.most_common()), time.time() - t0)
+            state.apply(result, round_no, time.time() - t0)
             write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
-    except BackendError as exc:
-        status, reason = "stopped", str(exc)
-        raise
-    except BudgetExceeded as exc:
-        status, reason = "budget_exhausted", str(exc)
-        raise
-    except BaseException:  # Ctrl-C, cancellation: what is done is still written out
-        status, reason = "interrupted", "interrupted; run the same command again to resume"
+    except BaseException as exc:  # what is done is still written out, with why the run stopped
+        status, reason = stop_status(exc)
         raise
     finally:
         manifest = write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)

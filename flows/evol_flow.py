@@ -33,11 +33,11 @@ from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
 from evol.dedup import Deduper
-from evol.errors import BackendError, BudgetExceeded, ConfigError, EvolError
+from evol.errors import BackendError, ConfigError, EvolError
 from evol.models import Node, Record
 from evol.pipeline import Models, Tally, make_deduper, settle_round
 from evol.prompts import Profile, load_profile
-from evol.run import RunState, default_out, read_seeds, write_outputs
+from evol.run import RunState, default_out, read_seeds, stop_status, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -221,24 +221,13 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
             for o in await stage.run(0, list(seedset.seeds)):
                 (state.seed_records if isinstance(o, Record) else state.rejected).append(o)
         for round_no in range(1, config.rounds + 1):
+            t0 = time.perf_counter()
             outcomes = await stage.run(round_no, state.pool)
             result = settle(state.pool, outcomes, deduper, round_no)
-            state.pool = result.pool
-            state.kept.extend(result.kept)
-            state.rejected.extend(result.rejected)
-            state.rounds_done = round_no
-            reasons = Counter(r.rule for r in result.rejected)
-            log.info("round %d: %d kept, %d rejected %s", round_no, len(result.kept), len(result.rejected),
-                     dict(reasons.most_common()))
+            state.apply(result, round_no, time.perf_counter() - t0, log)
             write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
-    except BackendError as exc:  # the statuses of evol.run.run_pipeline
-        status, reason = "stopped", str(exc)
-        raise
-    except BudgetExceeded as exc:
-        status, reason = "budget_exhausted", str(exc)
-        raise
-    except BaseException:  # Ctrl-C, cancellation: what is done is still written out
-        status, reason = "interrupted", "interrupted; run the same command again to resume"
+    except BaseException as exc:  # what is done is still written out, with why the run stopped
+        status, reason = stop_status(exc)
         raise
     finally:
         manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, "final")
