@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import ConfigError
 from .pricing import DEFAULT_PRICES, Price
 
+#: settings that change how a run spends, not what it makes: they stay out of the run id, so raising
+#: ``--budget-usd`` or the concurrency and running again resumes the same run
+EXECUTION_ONLY = ("out", "concurrency", "timeout", "max_retries", "rpm", "tpm", "rate_window", "budget_usd",
+                  "batch", "batch_poll_seconds")
+
 #: every elimination rule a run can switch off with ``disable_rules``
 RULES = (
     "empty_evolution",
@@ -87,6 +92,8 @@ class RunConfig(BaseModel):
     tpm: float | None = Field(None, gt=0)
     rate_window: float = Field(60.0, gt=0)  # seconds that rpm and tpm count over; 1 for per-second limits
     budget_usd: float | None = Field(None, gt=0)
+    batch: bool = False  # send calls through the OpenAI Batch API (half the price, hours of latency)
+    batch_poll_seconds: float = Field(30.0, gt=0)  # how often a submitted batch is checked
     prices: dict[str, Price] = Field(default_factory=dict)  # per-model prices on top of the defaults
     sampling: Sampling = Sampling()
     response_sampling: Sampling = Sampling()

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .cache import CachedChat, CallCache
-from .config import RunConfig
+from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .models import Node, Record, Rejection
@@ -39,8 +39,7 @@ async def execute(config: RunConfig) -> dict:
 
 def run_id_for(config: RunConfig) -> str:
     """Same command, same run id: re-running it resumes (and pays for nothing already answered)."""
-    data = config.public_dict()
-    data.pop("out", None)
+    data = {k: v for k, v in config.public_dict().items() if k not in EXECUTION_ONLY}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.profile}-{digest}"
 

@@ -52,6 +52,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rpm", type=float, help="at most this many requests in any minute")
     g.add_argument("--tpm", type=float, help="at most this many tokens (prompt + max_tokens, corrected by usage) in any minute")
     g.add_argument("--budget-usd", type=float, help="stop cleanly once the run has cost this much (resumable)")
+    g.add_argument("--batch", action="store_true", default=None,
+                   help="send calls through the OpenAI Batch API: half the price, results within 24 h; resumable")
     g.add_argument("--temperature", type=float, help="sampling temperature for evolving and answering (default 1)")
     g.add_argument("--top-p", type=float, help="nucleus sampling for evolving and answering (default 0.95)")
     g.add_argument("--max-tokens", type=int, help="max tokens of an evolution or an answer (default 2048)")
@@ -68,7 +70,7 @@ def config_from_args(args: argparse.Namespace):
         for k in ("seeds", "instruction_field", "input_field", "limit", "profile", "rounds", "seed", "prompts_dir",
                   "dedup_threshold", "dedup_scorer", "base_url", "model", "response_model", "judge_model",
                   "model_path", "concurrency", "timeout", "max_retries", "out", "include_seeds", "rpm", "tpm",
-                  "budget_usd")
+                  "budget_usd", "batch")
     }
     if args.disable_rule:
         overrides["disable_rules"] = args.disable_rule
