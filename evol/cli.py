@@ -32,11 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_orchestrator(record: logging.LogRecord) -> bool:
+    """Keep Prefect's logs to what a user reads: no traceback for an error the CLI reports in one sentence,
+    and no 'Finished in state' line per task."""
+    if record.exc_info and isinstance(record.exc_info[1], (EvolError, KeyboardInterrupt)):
+        return False
+    return not (record.name.startswith("prefect") and str(record.msg).startswith("Finished in state"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="evol: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_orchestrator)
     for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -29,12 +29,16 @@ async def execute(config: RunConfig) -> dict:
     """Everything ``python -m evol run`` does: check inputs, open the backend, lock the run folder, run."""
     from .backend import open_backend  # here, so the core imports without the SDK's start-up cost
 
-    profile = load_profile(config.profile, config.prompts_dir, config.operation_weights)
-    seedset = read_seeds(config)  # bad input fails before any server starts or any money is spent
+    profile, seedset = check_inputs(config)  # bad input fails before any server starts or any money is spent
     run_dir = RunDir(default_out(config))
     with run_dir:
         async with open_backend(config) as (chat, models, config):
             return await run_pipeline(config, chat, models, run_dir, profile, seedset)
+
+
+def check_inputs(config: RunConfig) -> tuple[Profile, SeedSet]:
+    """Load the profile's templates and the seeds, raising a one-sentence error for bad input."""
+    return load_profile(config.profile, config.prompts_dir, config.operation_weights), read_seeds(config)
 
 
 def run_id_for(config: RunConfig) -> str:

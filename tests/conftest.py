@@ -22,8 +22,14 @@ def server():
         yield srv
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key."""
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, engine: str | None = "local") -> subprocess.CompletedProcess:
+    """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key.
+
+    A ``run`` goes through ``--engine local`` unless ``engine`` says otherwise: Prefect's few seconds of
+    start-up per run would dominate the tests that are not about Prefect (tests/test_flows.py is).
+    """
+    if args and args[0] == "run" and engine is not None:
+        args = (*args, "--engine", engine)
     full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "evol", *args], capture_output=True, text=True, env=full_env,

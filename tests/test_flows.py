@@ -307,22 +307,51 @@ def test_serve_needs_a_prefect_server_and_one_schedule(endpoint, tmp_path):
     assert r.returncode == 2 and "prefect server start" in r.stderr
 
 
-def test_one_off_run_ends_cleanly_in_ephemeral_mode(endpoint, reference, tmp_path):
-    """``run_with_prefect`` with no Prefect server anywhere: a temporary one, and no traceback at the end."""
+def _cli_run(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m evol run ARGS`` on its default engine, with no Prefect server anywhere (ephemeral mode)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "EVOL_ENGINE"}
+    env["PREFECT_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "evol", "run", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+def test_cli_runs_through_the_flow_by_default_and_ends_cleanly(endpoint, reference, tmp_path):
+    """``python -m evol run``: a Prefect flow run on a temporary server, the plain run's outputs, a clean end."""
     out = tmp_path / "ephemeral"
-    code = (
-        "import sys, json\n"
-        "from evol.config import build_config\n"
-        "from flows import run_with_prefect\n"
-        f"cfg = build_config({{}}, {{'seeds': {str(SEEDS)!r}, 'limit': {N_SEEDS}, 'rounds': {ROUNDS}, "
-        f"'base_url': {endpoint.base_url!r}, 'out': {str(out)!r}, 'concurrency': 4}})\n"
-        f"m = run_with_prefect(cfg, batch_size={BATCH})\n"
-        "print(json.dumps(m['counts']))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
+                 endpoint.base_url, "--out", str(out), "--concurrency", "4", "--batch-size", str(BATCH),
+                 home=tmp_path / "prefect-home")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Beginning flow run" in r.stderr and "evol-pipeline" in r.stderr  # it went through the flows
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr[-3000:]
     assert json.loads(r.stdout.splitlines()[-1])["dataset_rows"] > 0
     same_outputs(reference, out)
+
+
+def test_cli_bad_input_fails_before_prefect_starts(endpoint, tmp_path):
+    r = _cli_run("--seeds", str(tmp_path / "missing.jsonl"), "--base-url", endpoint.base_url,
+                 "--out", str(tmp_path / "r"), home=tmp_path / "prefect-home", timeout=120)
+    assert r.returncode == 3
+    assert r.stderr.strip() == f"evol: error: Seed file {tmp_path / 'missing.jsonl'} does not exist."
+
+
+def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tmp_path):
+    """A 401 part-way through a flow run: exit 4, the reason once, no Prefect traceback, work so far written."""
+    script = endpoint.script_obj
+    with script.lock:
+        script.calls, script.fatal_after = 0, 10
+    try:
+        out = tmp_path / "fatal"
+        r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
+                     endpoint.base_url, "--out", str(out), "--concurrency", "1", "--batch-size", str(BATCH),
+                     "--seed", "7", home=tmp_path / "prefect-home")
+    finally:
+        with script.lock:
+            script.fatal_after = None
+    assert r.returncode == 4, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("evol: error:")]
+    assert len(errors) == 1 and "API key" in errors[0], r.stderr[-3000:]
+    assert KEY not in r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "stopped" and "API key" in manifest["reason"]

@@ -212,7 +212,7 @@ def clean_env(marker: str, **extra: str) -> dict[str, str]:
 def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "3", "--rounds", "1", "--out", str(out),
-                   env={MARKER: marker})
+                   env={MARKER: marker}, engine=None)  # the quick start's path: the default engine, Prefect
     assert proc.returncode == 0, proc.stderr
     assert "embedded local model SmolLM2-135M-Instruct" in proc.stderr
     assert servers(marker) == []  # stopped and reaped before the run exited

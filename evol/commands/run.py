@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="evolve seed instructions into a dataset",
                        description="Evolve seed instructions into an instruction/output dataset (WizardLM Evol-Instruct).")
     add_run_options(p)
+    p.add_argument("--engine", choices=("prefect", "local"), default=os.environ.get("EVOL_ENGINE") or "prefect",
+                   help="prefect (default): run as a Prefect flow, visible in its UI, checkpointed per batch; "
+                        "local: the same pipeline in this process, without Prefect's few seconds of start-up "
+                        "(default from EVOL_ENGINE)")
+    from .serve import add_prefect_options  # the options a run through Prefect adds
+
+    add_prefect_options(p)
     p.set_defaults(func=main)
 
 
@@ -99,10 +107,20 @@ def _weights(items: list[str]) -> dict[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..run import execute
+    from ..run import check_inputs, execute
+    from .serve import prefect_kwargs
 
     config = config_from_args(args)
-    manifest = asyncio.run(execute(config))
+    kwargs = prefect_kwargs(args)
+    if args.engine == "local":
+        if kwargs["dask_address"] or kwargs["dask_workers"] or "batch_size" in kwargs:
+            raise ConfigError("--dask-address, --dask-workers and --batch-size need --engine prefect.")
+        manifest = asyncio.run(execute(config))
+    else:
+        check_inputs(config)  # bad input gets its one sentence before Prefect spends seconds starting
+        from flows import run_with_prefect
+
+        manifest = run_with_prefect(config, **kwargs)
     c = manifest["counts"]
     print(json.dumps({"out": manifest["out"], "dataset_rows": c["dataset_rows"], "kept": c["kept"],
                       "eliminated": c["eliminated"], "duplicate": c["duplicate"], "failed": c["failed"]}),
