@@ -1,7 +1,8 @@
 """A small OpenAI-compatible server on 127.0.0.1 whose answers a Python function scripts.
 
 It speaks real HTTP, so the openai SDK is exercised end to end (its httpx2 transport cannot be patched
-by httpx mocks). Tests start it in a thread; benchmarks run it in its own process.
+by httpx mocks). Tests start it in a thread; benchmarks run it in its own process. It also serves the
+Batch API (files and batches): each line of a batch goes through the same script as a chat request.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class ScriptedServer:
     """``with ScriptedServer(script) as srv:`` then point a client at ``srv.base_url``."""
 
     def __init__(self, script: Script = echo, *, models: tuple[str, ...] = ("scripted-model",), port: int = 0,
-                 require_key: str | None = None):
+                 require_key: str | None = None, batch_api: bool = True):
         self.script = script
         self.models = models
         self.port = port
@@ -61,6 +62,16 @@ class ScriptedServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        # --- the Batch API
+        self.batch_api = batch_api  # False: no /v1/files or /v1/batches routes (an endpoint without batches)
+        self.files: dict[str, dict] = {}  # id -> {"meta": FileObject fields, "data": bytes}
+        self.batches: dict[str, dict] = {}  # id -> Batch fields, plus "n" (1-based order) and "polls"
+        self.batch_polls = 1  # retrievals a batch answers "in_progress" to before it finishes
+        self.batch_hold = False  # True keeps every batch in progress, e.g. while a test kills the client
+        #: how a batch ends: "completed", "expired" or "cancelled" (only the first half of its lines run,
+        #: the rest get batch_expired / batch_cancelled in the error file) or "failed" (no line runs)
+        self.batch_fate: Callable[[dict], str] = lambda batch: "completed"
+        self.batch_sent: list[tuple[str, str]] = []  # (batch id, custom_id) of each line of each batch created
 
     @property
     def base_url(self) -> str:
@@ -70,6 +81,14 @@ class ScriptedServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        if self.batch_api:
+            app.router.add_post("/v1/files", self._file_create)
+            app.router.add_get("/v1/files/{id}", self._file_get)
+            app.router.add_get("/v1/files/{id}/content", self._file_content)
+            app.router.add_post("/v1/batches", self._batch_create)
+            app.router.add_get("/v1/batches", self._batch_list)
+            app.router.add_get("/v1/batches/{id}", self._batch_get)
+            app.router.add_post("/v1/batches/{id}/cancel", self._batch_cancel)
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -113,6 +132,154 @@ class ScriptedServer:
             return web.json_response({"error": {"message": reply.content or "error", "type": "server_error"}},
                                      status=reply.status, headers=reply.headers)
         return web.json_response(completion(body, reply), headers=reply.headers)
+
+    # --- the Batch API: files up and down, batches created, listed, polled, cancelled
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.calls[what] += 1
+
+    def _new_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1:06d}"
+            meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                    "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
+                    "status_details": None}
+            self.files[file_id] = {"meta": meta, "data": data}
+        return meta
+
+    async def _file_create(self, request: web.Request) -> web.Response:
+        self._count("files.create")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if not isinstance(upload, web.FileField) or purpose not in ("batch", "fine-tune", "assistants", "user_data"):
+            return _error(400, "Upload a file as 'file' with a valid 'purpose'.")
+        return web.json_response(self._new_file(upload.file.read(), upload.filename or "upload", str(purpose)))
+
+    async def _file_get(self, request: web.Request) -> web.Response:
+        self._count("files.retrieve")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        f = self.files.get(request.match_info["id"])
+        return web.json_response(f["meta"]) if f else _error(404, f"No such File object: {request.match_info['id']}")
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        self._count("files.content")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        f = self.files.get(request.match_info["id"])
+        if f is None:
+            return _error(404, f"No such File object: {request.match_info['id']}")
+        return web.Response(body=f["data"], content_type="application/octet-stream")
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        self._count("batches.create")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        body = await request.json()
+        f = self.files.get(body.get("input_file_id", ""))
+        if f is None:
+            return _error(404, f"No such File object: {body.get('input_file_id')}")
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return _error(400, "This server batches /v1/chat/completions with completion_window 24h only.")
+        lines = [json.loads(x) for x in f["data"].decode("utf-8").splitlines() if x.strip()]
+        now = int(time.time())
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1:06d}"
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                "input_file_id": body["input_file_id"], "completion_window": "24h", "status": "in_progress",
+                "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": now,
+                "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
+                "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"), "n": len(self.batches) + 1, "polls": 0,
+            }
+            self.batch_sent.extend((batch_id, line.get("custom_id", "")) for line in lines)
+        return web.json_response(_public(self.batches[batch_id]))
+
+    async def _batch_list(self, request: web.Request) -> web.Response:
+        self._count("batches.list")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        newest_first = sorted(self.batches.values(), key=lambda b: b["n"], reverse=True)
+        after = request.query.get("after")
+        if after in self.batches:
+            newest_first = [b for b in newest_first if b["n"] < self.batches[after]["n"]]
+        limit = int(request.query.get("limit", 20))
+        page = [_public(b) for b in newest_first[:limit]]
+        return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                                  "last_id": page[-1]["id"] if page else None, "has_more": len(newest_first) > limit})
+
+    async def _batch_get(self, request: web.Request) -> web.Response:
+        self._count("batches.retrieve")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        b = self.batches.get(request.match_info["id"])
+        if b is None:
+            return _error(404, f"No such Batch object: {request.match_info['id']}")
+        with self._lock:
+            b["polls"] += 1
+        if b["status"] == "cancelling":
+            await self._finish(b, "cancelled")
+        elif b["status"] == "in_progress" and not self.batch_hold and b["polls"] >= self.batch_polls:
+            await self._finish(b, self.batch_fate(b))
+        return web.json_response(_public(b))
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        self._count("batches.cancel")
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        b = self.batches.get(request.match_info["id"])
+        if b is None:
+            return _error(404, f"No such Batch object: {request.match_info['id']}")
+        if b["status"] in ("validating", "in_progress"):
+            b.update(status="cancelling", cancelling_at=int(time.time()))
+        return web.json_response(_public(b))
+
+    async def _finish(self, b: dict, fate: str) -> None:
+        """Run the batch's lines through the script (all, or the first half of an expired or cancelled one)."""
+        now = int(time.time())
+        if fate == "in_progress":
+            return
+        if fate == "failed":
+            b.update(status="failed", failed_at=now, errors={"object": "list", "data": [
+                {"code": "invalid_request", "message": "The batch failed validation (scripted).", "param": None, "line": None}]})
+            return
+        lines = [json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode("utf-8").splitlines() if x.strip()]
+        run = lines if fate == "completed" else lines[: len(lines) // 2]
+        out, err = [], []
+        for i, line in enumerate(run):
+            body = line["body"]
+            with self._lock:
+                self.calls["batch_request"] += 1
+                self.requests.append(body)
+                self.arrivals.append(time.monotonic())
+            reply = self.script(body)
+            if asyncio.iscoroutine(reply):
+                reply = await reply
+            if isinstance(reply, str):
+                reply = Reply(content=reply)
+            status, resp = _batch_response(body, reply)
+            row = {"id": f"batch_req_{b['n']}_{i}", "custom_id": line["custom_id"],
+                   "response": {"status_code": status, "request_id": f"req_{b['n']}_{i}", "body": resp}, "error": None}
+            (out if status == 200 else err).append(row)
+        code = "batch_expired" if fate == "expired" else "batch_cancelled"
+        for i, line in enumerate(lines[len(run):], start=len(run)):
+            err.append({"id": f"batch_req_{b['n']}_{i}", "custom_id": line["custom_id"], "response": None,
+                        "error": {"code": code, "message": f"This request was not executed: the batch is {fate}."}})
+        if out:
+            b["output_file_id"] = self._new_file(_jsonl(out), f"{b['id']}_output.jsonl", "batch_output")["id"]
+        if err:
+            b["error_file_id"] = self._new_file(_jsonl(err), f"{b['id']}_error.jsonl", "batch_output")["id"]
+        b["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+        b.update(status=fate, finalizing_at=now, **{f"{fate}_at": now})
+
+    def batch_count(self) -> int:
+        with self._lock:
+            return self.calls["batch_request"]
 
     # --- running in a thread, for tests
     def __enter__(self) -> "ScriptedServer":
@@ -164,6 +331,33 @@ def completion(request: dict, reply: Reply) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len((content or "").split()),
                   "total_tokens": prompt_tokens + len((content or "").split())},
     }
+
+
+def _batch_response(request: dict, reply: Reply) -> tuple[int, dict]:
+    """A scripted reply as one line of a batch's output (status 200) or error file."""
+    if reply.drop:
+        return 500, {"error": {"message": "The server closed the connection.", "type": "server_error"}}
+    if reply.body is not None:
+        try:
+            return reply.status, json.loads(reply.body)
+        except ValueError:
+            return 500, {"error": {"message": "The server sent a malformed response.", "type": "server_error"}}
+    if reply.status != 200:
+        return reply.status, {"error": {"message": reply.content or "error", "type": "server_error", "param": None, "code": None}}
+    return 200, completion(request, reply)
+
+
+def _public(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in ("n", "polls")}
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}},
+                             status=status)
 
 
 def main() -> None:

@@ -1,0 +1,468 @@
+"""The OpenAI Batch API behind the ChatModel protocol: calls queue up, leave as batch files, come back later.
+
+``BatchingChat.complete`` queues its request and waits. When no new call has come for a moment (or a file
+is full) the queue of each model goes out as one JSONL file: ``/v1/files`` (purpose ``batch``), then
+``/v1/batches``. A poller checks the submitted batches every ``batch_poll_seconds``, downloads the output
+and error files of finished ones, stores every answer in the run's call cache and wakes the callers.
+
+Spending at most once per completed call, with no idempotency keys on offer:
+
+* the uploaded file and the keys it holds are committed before the batch is created, and the batch id
+  right after; only then does the submission count as done. A process killed between the two leaves a
+  ``submitting`` row, which the next start settles by finding the batch made from that file in the
+  endpoint's batch list (or learning that none was made);
+* on a restart, a call whose key belongs to a batch still pending attaches to that batch instead of
+  being sent again; answers of every finished batch go into the call cache, awaited or not.
+
+The bookkeeping lives in the run's ``calls.sqlite`` (tables ``batches`` and ``batch_calls``), beside the
+answers it turns into: one file holds everything the run has paid for, and copying the run folder
+copies both. SQLite in WAL mode lets this second connection write beside the cache's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from .cache import CallCache, call_key
+from .config import RunConfig, Sampling
+from .errors import BackendError, FatalBackendError, TransientBackendError
+from .llm import Messages, Redactor, _Wait, map_openai_error
+from .models import Completion, Usage
+
+log = logging.getLogger("evol")
+
+ENDPOINT = "/v1/chat/completions"
+#: OpenAI's limits for one batch input file are 50,000 requests and 200 MB; stay a little under the size
+MAX_REQUESTS = 50_000
+MAX_BYTES = 190 * 1024 * 1024
+#: items in flight at once in batch mode: every item's next call should make the same batch file
+BATCH_WORKERS = 10_000
+TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One batch input file and, once created, its batch."""
+
+    file_id: str
+    batch_id: str | None
+    model: str
+    status: str  # submitting (file uploaded, batch maybe created), submitted, not_created, or the batch's final status
+    requests: int
+    created: float
+
+
+class BatchStore:
+    """Submitted batches and the calls they hold, in the run's ``calls.sqlite``."""
+
+    def __init__(self, cache: CallCache):
+        self._db = sqlite3.connect(cache.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS batches (file_id TEXT PRIMARY KEY, batch_id TEXT, model TEXT NOT NULL,"
+            " status TEXT NOT NULL, requests INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
+        )
+        # a call's latest submission; a resubmitted call moves to its new file, the old row keeps the history
+        self._db.execute("CREATE TABLE IF NOT EXISTS batch_calls (key BLOB PRIMARY KEY, file_id TEXT NOT NULL) WITHOUT ROWID")
+
+    def add_file(self, file_id: str, model: str, keys: list[bytes]) -> None:
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?)", (file_id, None, model, "submitting", len(keys), now, now))
+            self._db.executemany("INSERT OR REPLACE INTO batch_calls VALUES (?,?)", ((k, file_id) for k in keys))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def set(self, file_id: str, status: str, batch_id: str | None = None) -> None:
+        self._db.execute("UPDATE batches SET status=?, batch_id=coalesce(?, batch_id), updated=? WHERE file_id=?",
+                         (status, batch_id, time.time(), file_id))
+
+    def with_status(self, status: str) -> list[Submission]:
+        rows = self._db.execute("SELECT * FROM batches WHERE status=? ORDER BY created", (status,)).fetchall()
+        return [Submission(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def submission_of(self, key: bytes) -> Submission | None:
+        r = self._db.execute("SELECT b.* FROM batch_calls c JOIN batches b USING (file_id) WHERE c.key=?", (key,)).fetchone()
+        return Submission(r[0], r[1], r[2], r[3], r[4], r[5]) if r else None
+
+    def all(self) -> list[Submission]:
+        rows = self._db.execute("SELECT * FROM batches ORDER BY created").fetchall()
+        return [Submission(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass(eq=False)
+class _Call:
+    key: bytes
+    model: str
+    line: bytes  # the request as a line of a batch input file
+    future: asyncio.Future
+    file_id: str | None = None  # the submission it is waiting on
+    attempts: int = 0  # submissions so far in this process
+
+
+@dataclass
+class _Queue:
+    calls: list[_Call] = field(default_factory=list)
+    size: int = 0
+
+
+class BatchingChat:
+    """A ChatModel that sends every call through the OpenAI Batch API; see the module docstring."""
+
+    def __init__(self, base_url: str, api_key: str | None, *, identity: str, cache: CallCache,
+                 poll_seconds: float = 30.0, idle_seconds: float | None = None, timeout: float = 120.0,
+                 max_retries: int = 6, max_wait: float = 60.0, max_requests: int = MAX_REQUESTS,
+                 max_bytes: int = MAX_BYTES):
+        import openai
+
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=timeout, max_retries=0)
+        self.base_url = str(self._client.base_url).rstrip("/")
+        self.identity = identity
+        self.redact = Redactor(api_key)
+        self.cache = cache
+        self.store = BatchStore(cache)
+        self.poll_seconds = poll_seconds
+        # calls of one stage arrive within milliseconds of each other; waiting this long after the last
+        # one puts a whole stage in one file at the cost of nothing next to a batch's minutes
+        self.idle_seconds = min(1.0, poll_seconds) if idle_seconds is None else idle_seconds
+        self.upload_timeout = max(timeout, 600.0)  # a file of up to 200 MB
+        self.max_retries = max_retries
+        self.max_requests, self.max_bytes = max_requests, max_bytes
+        self.stats: Counter = Counter()
+        self._wait = _Wait(max_wait)
+        self._calls: dict[bytes, _Call] = {}  # awaited and not yet answered
+        self._queues: dict[str, _Queue] = {}  # by model: a batch file holds one model's requests
+        self._last_enqueued = 0.0
+        self._flusher: asyncio.Task | None = None
+        self._poller: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._given_up: set[str] = set()  # file ids whose batch this process can no longer check
+
+    # --- start and stop
+
+    async def start(self) -> None:
+        """Check the endpoint has a Batch API, settle submissions a killed process left unsure, resume polling."""
+        try:
+            first = await self._api(lambda: self._client.batches.list(limit=100))
+        except FatalBackendError as exc:
+            if exc.status == 404:
+                raise FatalBackendError(f"{self.base_url} has no Batch API (listing batches answered HTTP 404); "
+                                        f"run without --batch.", status=404) from None
+            raise
+        unsure = self.store.with_status("submitting")
+        if unsure:
+            await self._reconcile(unsure, first)
+        pending = self.store.with_status("submitted")
+        if pending:
+            log.info("batch: %d batches (%d requests) submitted earlier are still pending; their calls wait for them "
+                     "instead of being sent again", len(pending), sum(s.requests for s in pending))
+            self._ensure_poller()
+
+    async def _reconcile(self, unsure: list[Submission], page: Any) -> None:
+        """Files uploaded by a process that died around creating their batch: find that batch, if it exists."""
+        by_file = {s.file_id: s for s in unsure}
+        oldest = min(s.created for s in unsure) - 600  # clocks differ; a few minutes of slack
+        while page is not None:
+            for b in page.data:
+                if b.input_file_id in by_file and by_file[b.input_file_id].status == "submitting":
+                    self.store.set(b.input_file_id, "submitted", b.id)
+                    by_file[b.input_file_id] = None
+                    log.info("batch: found batch %s of a submission the last run did not see through", b.id)
+            if not page.data or page.data[-1].created_at < oldest or not page.has_next_page():
+                break
+            page = await self._api(page.get_next_page)
+        for file_id, s in by_file.items():
+            if s is not None:  # no batch was made from this file: nothing was sent, nothing is pending
+                self.store.set(file_id, "not_created")
+
+    async def aclose(self) -> None:
+        """Stop polling and submitting; batches already submitted run on and a later run collects them."""
+        tasks = [t for t in (self._flusher, self._poller, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for call in self._calls.values():
+            call.future.cancel()
+        self._calls.clear()
+        if self.stats:
+            log.info("batch: %s", ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())))
+        await self._client.close()
+        self.store.close()
+
+    # --- the ChatModel protocol
+
+    async def complete(self, messages: Messages, *, model: str, sampling: Sampling, sample: str) -> Completion:
+        key = call_key(self.identity, model, messages, sampling, sample)
+        hit = self.cache.get(key)  # a batch may have brought it in since the caller's own cache lookup
+        if hit is not None:
+            return hit
+        call = self._calls.get(key)
+        if call is None:
+            body = {"model": model, "messages": messages, "temperature": sampling.temperature,
+                    "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+            line = json.dumps({"custom_id": key.hex(), "method": "POST", "url": ENDPOINT, "body": body},
+                              ensure_ascii=False, separators=(",", ":")) + "\n"
+            call = _Call(key, model, line.encode("utf-8"), asyncio.get_running_loop().create_future())
+            self._calls[key] = call
+            sub = self.store.submission_of(key)
+            if sub is not None and sub.status == "submitted" and sub.file_id not in self._given_up:
+                call.file_id = sub.file_id  # sent by an earlier process: wait for that batch, send nothing
+                self.stats["requests_attached_to_earlier_batches"] += 1
+                self._ensure_poller()
+            else:
+                self._enqueue(call)
+        return await asyncio.shield(call.future)  # one caller giving up does not withdraw the request
+
+    # --- queue and submit
+
+    def _enqueue(self, call: _Call) -> None:
+        call.file_id = None
+        q = self._queues.setdefault(call.model, _Queue())
+        if q.calls and (len(q.calls) >= self.max_requests or q.size + len(call.line) > self.max_bytes):
+            self._spawn(self._submit(call.model, self._take(call.model)))
+            q = self._queues.setdefault(call.model, _Queue())
+        q.calls.append(call)
+        q.size += len(call.line)
+        self._last_enqueued = time.monotonic()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self._spawn(self._flush_when_idle())
+
+    def _take(self, model: str) -> list[_Call]:
+        q = self._queues.pop(model, None)
+        return [c for c in q.calls if not c.future.done()] if q else []
+
+    async def _flush_when_idle(self) -> None:
+        while any(q.calls for q in self._queues.values()):
+            wait = self._last_enqueued + self.idle_seconds - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            for model in list(self._queues):
+                if calls := self._take(model):
+                    self._spawn(self._submit(model, calls))
+
+    async def _submit(self, model: str, calls: list[_Call]) -> None:
+        data = b"".join(c.line for c in calls)
+        file_id = None
+        try:
+            f = await self._api(lambda: self._client.files.create(
+                file=("evol-batch.jsonl", data, "application/jsonl"), purpose="batch", timeout=self.upload_timeout))
+            file_id = f.id
+            self.store.add_file(file_id, model, [c.key for c in calls])  # before the batch can exist
+            for c in calls:
+                c.file_id, c.attempts = file_id, c.attempts + 1
+            b = await self._api(lambda: self._client.batches.create(
+                input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h", metadata={"created_by": "evol"}))
+        except BackendError as exc:
+            # a failed create may still have made the batch: the row stays "submitting" for the next start
+            for c in calls:
+                self._resolve(c, error=exc)
+            return
+        self.store.set(file_id, "submitted", b.id)  # from here on the submission counts as done
+        self.stats["batches_submitted"] += 1
+        self.stats["requests_submitted"] += len(calls)
+        log.info("batch: submitted %s with %d requests for %s", b.id, len(calls), model)
+        self._ensure_poller()
+
+    # --- poll and settle
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = self._spawn(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            pending = [s for s in self.store.with_status("submitted") if s.file_id not in self._given_up]
+            if not pending:
+                return
+            for sub in pending:
+                try:
+                    b = await self._api(lambda: self._client.batches.retrieve(sub.batch_id))
+                    if b.status in TERMINAL:
+                        await self._settle(sub, b)
+                except BackendError as exc:
+                    if not exc.fatal:  # the batch runs on at the endpoint: look again at the next poll
+                        log.warning("batch: could not check %s (%s); trying again in %gs", sub.batch_id, exc, self.poll_seconds)
+                        continue
+                    self._given_up.add(sub.file_id)
+                    if exc.status == 404:  # unknown to this endpoint (deleted, another account): nothing pending
+                        log.warning("batch: %s is unknown to %s; its requests are sent again", sub.batch_id, self.base_url)
+                        self.store.set(sub.file_id, "not_found")
+                        for c in self._waiting_on(sub.file_id):
+                            self._enqueue(c)
+                        continue
+                    for c in self._waiting_on(sub.file_id):  # a refused key: the run stops, the batch runs on
+                        self._resolve(c, error=exc)
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _settle(self, sub: Submission, b: Any) -> None:
+        """Take in a finished batch: answers into the cache, errors to their callers, the unanswered sent again."""
+        lines = []
+        for file_id in (b.output_file_id, b.error_file_id):
+            if file_id:
+                lines.extend(await self._download(file_id))
+        # no await from here on: a call that looks the batch up sees it either pending or settled, never between
+        unanswered = 0
+        for line in lines:
+            try:
+                key = bytes.fromhex(line["custom_id"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            call = self._calls.get(key)
+            resp = line.get("response") or {}
+            if resp.get("status_code") == 200:
+                try:
+                    answer = _completion(resp.get("body") or {}, sub.model)
+                except BackendError as exc:
+                    self._failed(call, sub.file_id, exc)
+                    continue
+                self.cache.put(key, answer)
+                if call is not None:
+                    self._resolve(call, answer)
+            elif resp.get("status_code"):
+                self._failed(call, sub.file_id, self._request_error(resp["status_code"], resp.get("body")))
+            else:  # never run: the batch expired or was cancelled first
+                unanswered += 1
+        self.store.set(sub.file_id, b.status)
+        why = _batch_errors(b)
+        left = self._waiting_on(sub.file_id)
+        counts = getattr(b, "request_counts", None)
+        log.info("batch: %s %s (%s of %d requests completed)%s", b.id, b.status,
+                 counts.completed if counts else "?", sub.requests, f": {why}" if why else "")
+        if left or unanswered:
+            self.stats[f"batches_{b.status}"] += 1
+        for call in left:  # not in either file, or never run: into the next batch
+            self._retry(call, TransientBackendError(f"batch {b.id} ended {b.status} without answering this request"
+                                                    + (f" ({why})" if why else "")))
+
+    def _failed(self, call: _Call | None, file_id: str, exc: BackendError) -> None:
+        if call is None or call.file_id != file_id:
+            return  # nobody waits, or the call has moved on to a later submission
+        if exc.transient:
+            self._retry(call, exc)
+        else:
+            self._resolve(call, error=exc)
+
+    def _retry(self, call: _Call, exc: BackendError) -> None:
+        if call.attempts > self.max_retries:
+            self._resolve(call, error=exc)
+            return
+        self.stats["requests_resubmitted"] += 1
+        self._enqueue(call)
+
+    def _waiting_on(self, file_id: str) -> list[_Call]:
+        return [c for c in self._calls.values() if c.file_id == file_id]
+
+    def _resolve(self, call: _Call, answer: Completion | None = None, *, error: BaseException | None = None) -> None:
+        if self._calls.get(call.key) is call:
+            del self._calls[call.key]
+        if call.future.done():
+            return
+        if error is not None:
+            call.future.set_exception(error)
+        else:
+            call.future.set_result(answer)
+
+    async def _download(self, file_id: str) -> list[dict]:
+        content = await self._api(lambda: self._client.files.content(file_id, timeout=self.upload_timeout))
+        out = []
+        for raw in content.text.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError:  # its call stays unanswered and goes into the next batch
+                log.warning("batch: skipped an unreadable line of %s", file_id)
+        return out
+
+    def _request_error(self, status: int, body: Any) -> BackendError:
+        """One request's error in a batch, mapped like the same error from a direct call."""
+        import httpx2
+
+        response = httpx2.Response(status, json=body, request=httpx2.Request("POST", f"{self.base_url}/chat/completions"))
+        exc = self._client._make_status_error(f"Error code: {status}", body=body, response=response)
+        return map_openai_error(exc, self.redact)
+
+    # --- plumbing
+
+    async def _api(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """One SDK call, with evol's error mapping and retries of transient failures."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.transient),
+            wait=self._wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await fn()
+                except Exception as exc:
+                    raise map_openai_error(exc, self.redact) from None
+        raise AssertionError("unreachable")
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # a bug here must stop the run, not leave its callers waiting forever
+        exc = task.exception()
+        log.error("batch: internal error: %r", exc)
+        for call in list(self._calls.values()):
+            self._resolve(call, error=exc)
+
+
+def _completion(body: dict, model: str) -> Completion:
+    choices = body.get("choices") or []
+    if not choices:
+        raise TransientBackendError("the endpoint answered with no choices")
+    choice = choices[0]
+    usage = body.get("usage") or {}
+    return Completion(
+        text=(choice.get("message") or {}).get("content") or "",
+        finish_reason=choice.get("finish_reason"),
+        usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0),
+        model=body.get("model") or model,
+    )
+
+
+def _batch_errors(b: Any) -> str:
+    data = getattr(getattr(b, "errors", None), "data", None) or []
+    return "; ".join(e.message or e.code or "" for e in data[:3])
+
+
+async def open_batching(chat: Any, config: RunConfig, cache: CallCache) -> BatchingChat:
+    """The Batch API at ``chat``'s endpoint, ready: checked, and with an earlier run's batches resumed."""
+    key = config.api_key.get_secret_value() if config.api_key else None
+    batching = BatchingChat(chat.base_url, key, identity=chat.identity, cache=cache,
+                            poll_seconds=config.batch_poll_seconds, timeout=config.timeout,
+                            max_retries=config.max_retries)
+    try:
+        await batching.start()
+    except BaseException:
+        await batching.aclose()
+        raise
+    return batching
