@@ -16,9 +16,17 @@ log = logging.getLogger("evol")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
+def check_batch(config: RunConfig) -> None:
+    """``--batch`` needs an endpoint with the Batch API: say so before anything starts."""
+    if config.batch and not config.base_url and not config.api_key:
+        raise ConfigError("--batch sends calls to the OpenAI Batch API, which the embedded local model does not have: "
+                          "set OPENAI_API_KEY (or --base-url of an endpoint with batches), or run without --batch.")
+
+
 @contextlib.asynccontextmanager
 async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Models, RunConfig]]:
     """Yield a ready client, the models to use, and the config adjusted for that backend."""
+    check_batch(config)
     async with contextlib.AsyncExitStack() as stack:
         key = config.api_key.get_secret_value() if config.api_key else None
         identity = None

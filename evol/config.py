@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .pricing import DEFAULT_PRICES, Price
+from .pricing import DEFAULT_PRICES, Price, batch_prices
 
 #: settings that change how a run spends, not what it makes: they stay out of the run id, so raising
 #: ``--budget-usd`` or the concurrency and running again resumes the same run
@@ -119,7 +119,8 @@ class RunConfig(BaseModel):
         return v
 
     def price_table(self) -> dict[str, Price]:
-        return {**DEFAULT_PRICES, **self.prices}
+        table = {**DEFAULT_PRICES, **self.prices}  # list prices; a --batch run pays the Batch API's half
+        return batch_prices(table) if self.batch else table
 
     def rule_on(self, rule: str) -> bool:
         return rule not in self.disable_rules

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import filters
+from .batch import BATCH_WORKERS
 from .config import RunConfig
 from .dedup import Deduper
 from .errors import BackendError
@@ -167,8 +168,9 @@ class Evolver:
 
     @property
     def workers(self) -> int:
-        # each item makes up to three calls in sequence; more items than connections keeps the pipe full
-        return self.config.concurrency * 2
+        # each item makes up to three calls in sequence; more items than connections keeps the pipe full;
+        # through the Batch API every item's next call should wait in the same batch file
+        return BATCH_WORKERS if self.config.batch else self.config.concurrency * 2
 
 
 async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequence, workers: int,

@@ -27,6 +27,15 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+#: what the OpenAI Batch API charges, as a share of the list price (input and output tokens alike)
+BATCH_DISCOUNT = 0.5
+
+
+def batch_prices(prices: dict[str, Price]) -> dict[str, Price]:
+    """The price table of calls sent through the Batch API (``--batch``)."""
+    return {m: Price(input=p.input * BATCH_DISCOUNT, output=p.output * BATCH_DISCOUNT) for m, p in prices.items()}
+
+
 def price_for(model: str, prices: dict[str, Price]) -> Price | None:
     """Exact name first, then the longest known prefix (dated snapshots such as gpt-4o-2024-08-06)."""
     if model in prices:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from .batch import open_batching
 from .cache import CachedChat, CallCache
 from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
@@ -100,7 +101,12 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
     seedset = seedset or read_seeds(config)
     started = time.time()
     cache = CallCache(run_dir / CACHE)
-    cached_chat = CachedChat(chat, cache)
+    try:  # --batch: calls go out as Batch API files; the pipeline does not know the difference
+        batching = await open_batching(chat, config, cache) if config.batch else None
+    except BaseException:
+        cache.close()
+        raise
+    cached_chat = CachedChat(batching or chat, cache)
     tally = Tally()
     evolver = Evolver(config, profile, cached_chat, models, tally)
     state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
@@ -126,6 +132,8 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         raise
     finally:
         manifest = write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
+        if batching is not None:
+            await batching.aclose()  # submitted batches run on; the same command collects them
         cache.close()
     return manifest
 
