@@ -39,6 +39,9 @@ async def execute(config: RunConfig) -> dict:
 
 def check_inputs(config: RunConfig) -> tuple[Profile, SeedSet]:
     """Load the profile's templates and the seeds, raising a one-sentence error for bad input."""
+    from .backend import check_batch
+
+    check_batch(config)  # --batch with the embedded model: before a run folder, a server or Prefect starts
     return load_profile(config.profile, config.prompts_dir, config.operation_weights), read_seeds(config)
 
 
