@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="evol: %(message)s", stream=sys.stderr)
+    if args.quiet:  # Prefect sets its own loggers' levels
+        logging.getLogger("prefect").setLevel(logging.WARNING)
     if not args.verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_orchestrator)

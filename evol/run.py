@@ -19,6 +19,7 @@ from .llm import ChatModel
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Models, RoundResult, Tally, bounded_map, make_deduper, settle_round
 from .pricing import cost
+from .progress import LiveTally, current
 from .prompts import Profile, load_profile
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, write_json, write_jsonl
 from .seeds import SeedSet, load_seeds
@@ -110,7 +111,8 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         cache.close()
         raise
     cached_chat = CachedChat(batching or chat, cache)
-    tally = Tally()
+    tally = LiveTally()
+    progress = current()
     evolver = Evolver(config, profile, cached_chat, models, tally)
     state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
     deduper = make_deduper(config)
@@ -122,12 +124,15 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
     try:
         if config.include_seeds:
-            for out in await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers):
+            progress.round_start(0, config.rounds, len(seedset.seeds))
+            for out in await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item):
                 (state.seed_records if isinstance(out, Record) else state.rejected).append(out)
         for round_no in range(1, config.rounds + 1):
             t0 = time.time()
-            outcomes = await evolver.run_round(state.pool, round_no)
+            progress.round_start(round_no, config.rounds, len(state.pool))
+            outcomes = await evolver.run_round(state.pool, round_no, progress.item)
             result = settle_round(state.pool, outcomes, deduper)
+            progress.settled(result.rejected)
             state.apply(result, round_no, time.time() - t0)
             write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
     except BaseException as exc:  # what is done is still written out, with why the run stopped

@@ -20,6 +20,7 @@ from evol.config import RunConfig, api_key_from_env
 from evol.llm import OpenAIChat
 from evol.models import Node, Record, Rejection, Seed, Usage
 from evol.pipeline import Evolver, Models, Outcome, Tally, bounded_map
+from evol.progress import LiveTally, current
 from evol.prompts import Profile
 from evol.rundir import CACHE
 
@@ -92,7 +93,7 @@ async def run_batch(job: BatchJob) -> BatchResult:
                       **_rate_limits(cfg, job.share))
     cache = CallCache(Path(job.run_dir) / CACHE)
     cached = CachedChat(chat, cache)
-    tally = Tally()
+    tally = LiveTally()
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
     # run's, not the batch's (batches running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
@@ -105,9 +106,9 @@ async def run_batch(job: BatchJob) -> BatchResult:
 
     try:
         if job.round_no == 0:
-            outcomes = await bounded_map(evolver.answer_seed, job.items, evolver.workers)
+            outcomes = await bounded_map(evolver.answer_seed, job.items, evolver.workers, current().item)
         else:
-            outcomes = await evolver.run_round(job.items, job.round_no)
+            outcomes = await evolver.run_round(job.items, job.round_no, current().item)
     except Exception as exc:
         # a stopped batch still paid for its answers: the manifest's usage and cost must count them
         exc.evol_batch = {"tally": books(), "hits": cached.hits, "misses": cached.misses}

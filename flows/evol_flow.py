@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from evol.dedup import Deduper
 from evol.errors import BackendError, ConfigError, EvolError
 from evol.models import Node, Record
 from evol.pipeline import Models, Tally, make_deduper, settle_round
+from evol.progress import current
 from evol.prompts import Profile, load_profile
 from evol.run import RunState, default_out, read_seeds, stop_status, write_outputs
 from evol.rundir import RunDir
@@ -150,6 +152,11 @@ class Stage:
                          run_key=self.run_key, round_no=round_no, batch_no=b, items=chunk, concurrency=0)
                 for b, chunk in enumerate(chunks)]
         results: list[BatchResult | None] = [batches.read_checkpoint(job) for job in jobs]
+        progress = current()
+        progress.round_start(round_no, self.config.rounds, len(items))
+        for r in results:
+            if r is not None:
+                progress.items(r.outcomes)
         todo = [job for job, r in zip(jobs, results) if r is None]
         # --concurrency (and --rpm, --tpm) are the run's totals: shared by the batches that run at once
         per_batch = max(1, math.ceil(self.config.concurrency / max(1, min(self.parallel, len(todo)))))
@@ -183,6 +190,7 @@ class Stage:
             assert r is not None
             outcomes.extend(r.outcomes)
             self._add(r)
+        progress.items(outcomes)  # batches on other processes (Dask) report here, at their end
         return outcomes
 
     def _add(self, r: BatchResult) -> None:
@@ -224,6 +232,7 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
             t0 = time.perf_counter()
             outcomes = await stage.run(round_no, state.pool)
             result = settle(state.pool, outcomes, deduper, round_no)
+            current().settled(result.rejected)
             state.apply(result, round_no, time.perf_counter() - t0, log)
             write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
     except BaseException as exc:  # what is done is still written out, with why the run stopped
@@ -332,7 +341,8 @@ def prefect_api() -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
-    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+    # the server is a subprocess: it reads the telemetry switch from its environment
+    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), _env(PREFECT_SERVER_ANALYTICS_ENABLED="false"):
         server = SubprocessASGIServer()
         server.start()
         try:
@@ -343,6 +353,20 @@ def prefect_api() -> Iterator[None]:
                     _drain()
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _drain() -> None:

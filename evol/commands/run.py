@@ -107,20 +107,26 @@ def _weights(items: list[str]) -> dict[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import progress
     from ..run import check_inputs, execute
     from .serve import prefect_kwargs
 
     config = config_from_args(args)
     kwargs = prefect_kwargs(args)
+    watch = sys.stderr.isatty() and not args.quiet
     if args.engine == "local":
         if kwargs["dask_address"] or kwargs["dask_workers"] or "batch_size" in kwargs:
             raise ConfigError("--dask-address, --dask-workers and --batch-size need --engine prefect.")
-        manifest = asyncio.run(execute(config))
+        with progress.live(config.price_table(), enabled=watch):
+            manifest = asyncio.run(execute(config))
     else:
         check_inputs(config)  # bad input gets its one sentence before Prefect spends seconds starting
         from flows import run_with_prefect
 
-        manifest = run_with_prefect(config, **kwargs)
+        with progress.live(config.price_table(), enabled=watch):
+            manifest = run_with_prefect(config, **kwargs)
+    if not args.quiet:
+        print(progress.summary(manifest), file=sys.stderr)
     c = manifest["counts"]
     print(json.dumps({"out": manifest["out"], "dataset_rows": c["dataset_rows"], "kept": c["kept"],
                       "eliminated": c["eliminated"], "duplicate": c["duplicate"], "failed": c["failed"]}),
