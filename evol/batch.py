@@ -181,7 +181,7 @@ class BatchingChat:
         oldest = min(s.created for s in unsure) - 600  # clocks differ; a few minutes of slack
         while page is not None:
             for b in page.data:
-                if b.input_file_id in by_file and by_file[b.input_file_id].status == "submitting":
+                if by_file.get(b.input_file_id) is not None:
                     self.store.set(b.input_file_id, "submitted", b.id)
                     by_file[b.input_file_id] = None
                     log.info("batch: found batch %s of a submission the last run did not see through", b.id)
