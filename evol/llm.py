@@ -59,8 +59,8 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
     retry_after = _retry_after(getattr(getattr(exc, "response", None), "headers", None))
     message = redact(_short(exc))
     if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
-        refused = _chain_find(exc, ConnectionError)
-        if refused is not None:  # the aiohttp transport reports a refused connection as a timeout
+        refused = _chain_find(exc, ConnectionError) or _dropped(exc)
+        if refused is not None:  # the aiohttp transport reports a refused or dropped connection as a timeout
             return TransientBackendError(f"connection failed: {redact(_short(refused))}")
         if isinstance(exc, openai.APITimeoutError) or _chain_find(exc, TimeoutError) is not None:
             return TransientBackendError(f"the request timed out ({message})")
@@ -72,7 +72,7 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
     if isinstance(exc, openai.PermissionDeniedError):
         return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
     if isinstance(exc, openai.NotFoundError):
-        return FatalBackendError(f"not found (HTTP 404): {message}; check --base-url and --model", status=404)
+        return FatalBackendError(f"not found (HTTP 404): {message.rstrip('.')}; check --base-url and --model", status=404)
     if isinstance(exc, openai.APIResponseValidationError):
         return TransientBackendError(f"the endpoint sent a malformed response: {message}", status=status)
     if isinstance(exc, openai.APIStatusError):
@@ -106,6 +106,16 @@ def _chain_find(exc: BaseException, kind: type) -> BaseException | None:
     return None
 
 
+def _dropped(exc: BaseException) -> BaseException | None:
+    """aiohttp's own error for a connection the server closed without answering, if that is the cause."""
+    if not _has_aiohttp():
+        return None
+    import aiohttp
+
+    found = _chain_find(exc, aiohttp.ClientConnectionError)
+    return None if isinstance(found, TimeoutError) else found
+
+
 def _cause(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     return _short(cause) if cause else _short(exc)
@@ -130,17 +140,17 @@ def _retry_after(headers: Any) -> float | None:
 
 
 class _Wait:
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+    """Exponential backoff with jitter; when the server says how long to wait (Retry-After), exactly that."""
 
     def __init__(self, max_wait: float):
         self._exp = wait_exponential_jitter(initial=1, max=max_wait, jitter=1)
-        self._max = max_wait
 
     def __call__(self, state) -> float:
-        base = self._exp(state)
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None)
-        return min(max(base, hint or 0.0), max(self._max, hint or 0.0))
+        if hint is not None:  # the server knows when it can take the request again, as the openai SDK assumes
+            return hint
+        return self._exp(state)
 
 
 class OpenAIChat:
@@ -185,6 +195,8 @@ class OpenAIChat:
         self.limiter = RateLimiter(rpm, tpm, rate_window)
         self._max_retries = max_retries
         self._wait = _Wait(max_wait)
+        self._last_ok = time.monotonic()  # when a call last got an answer, for the circuit breaker
+        self._dead: FatalBackendError | None = None  # set once the endpoint is found gone for good
 
     async def list_models(self) -> list[str]:
         try:
@@ -200,12 +212,44 @@ class OpenAIChat:
             wait=self._wait,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(messages, model, sampling)
+        started = time.monotonic()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    answer = await self._once(messages, model, sampling)
+                    self._last_ok = time.monotonic()
+                    return answer
+        except TransientBackendError as exc:
+            # the circuit breaker: when nothing has answered for as long as this call kept retrying and the
+            # endpoint no longer answers at all, every later call would fail the same way after all its
+            # retries; stop the run instead (it resumes from the call cache)
+            if self._dead is None and self._last_ok < started and await self._endpoint_down():
+                self._dead = FatalBackendError(
+                    f"The endpoint at {self.base_url} stopped answering ({exc}); the work done so far is saved, "
+                    f"run the same command again to resume once it is back."
+                )
+            if self._dead is not None:
+                raise self._dead from None
+            raise
         raise AssertionError("unreachable")
 
+    async def _endpoint_down(self) -> bool:
+        """Whether the endpoint is unreachable or broken as a whole (its model list fails too), not just for one call."""
+        import openai
+
+        try:
+            await self._client.with_options(max_retries=0).models.list()
+        except openai.APIConnectionError:
+            return True
+        except openai.APIStatusError as exc:
+            return exc.status_code >= 500
+        except Exception:  # an answer we cannot read is still an answer
+            return False
+        return False
+
     async def _once(self, messages: Messages, model: str, sampling: Sampling) -> Completion:
+        if self._dead is not None:  # another call found the endpoint gone: fail at once, no retries
+            raise self._dead
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
@@ -231,7 +275,7 @@ class OpenAIChat:
         usage = resp.usage
         self.limiter.settle(handle, (getattr(usage, "total_tokens", 0) or 0) if usage else 0)
         return Completion(
-            text=text or "",
+            text=_valid_unicode(text or ""),
             finish_reason=choice.finish_reason,
             usage=Usage(
                 prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
@@ -242,6 +286,14 @@ class OpenAIChat:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(text: str) -> str:
+    """A JSON body may carry lone surrogates (\\ud800), which no file or database can store: U+FFFD instead."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def endpoint_identity(base_url: str) -> str:

@@ -88,12 +88,14 @@ def test_a_wrong_key_is_fatal_and_never_echoed():
     assert srv.auth_headers[-1] == f"Bearer {key}"  # it was sent, just never shown
 
 
-def test_connection_refused_is_transient():
+def test_connection_refused_is_reported_as_such_and_a_gone_endpoint_is_fatal():
     with ScriptedServer() as srv:
         url = srv.base_url
     class Gone:
         base_url = url
-    with pytest.raises(TransientBackendError, match="connection failed"):
+    # each attempt is a transient "connection failed"; once the retries run out and the endpoint's model list
+    # cannot be reached either, the circuit breaker makes it fatal (tests/test_faults.py has the whole run)
+    with pytest.raises(FatalBackendError, match="stopped answering \\(connection failed"):
         ask(Gone, retries=0)
 
 
