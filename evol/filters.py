@@ -53,6 +53,8 @@ def check_evolution(
     enabled=lambda rule: True,
 ) -> Verdict:
     """The rules that need no extra LLM call, cheapest first."""
+    if enabled("content_filtered") and finish_reason == "content_filter":
+        return Verdict.drop("content_filtered", "the endpoint's content filter withheld the evolution (finish_reason=content_filter)")
     if enabled("empty_evolution") and not text.strip():
         return Verdict.drop("empty_evolution", "the evolving model returned no text")
     if enabled("truncated_evolution") and finish_reason == "length":
@@ -63,7 +65,46 @@ def check_evolution(
         leaked = find_leak(text, leak_phrases, parent)
         if leaked:
             return Verdict.drop("prompt_leak", f"contains the evolving prompt's words '{leaked}'")
+    if enabled("script_changed"):
+        changed = script_change(parent, text)
+        if changed:
+            return Verdict.drop("script_changed", f"the evolution is written in {changed[1]} script, its parent in {changed[0]}")
     return Verdict.ok()
+
+
+# Letters of these scripts carry about a word each, a Latin letter a fifth of one: weigh them so
+# that a Chinese sentence next to a page of code still counts.
+_SCRIPT_WEIGHT = {"CJK": 3, "HANGUL": 2}
+_SCRIPT_GROUP = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "IDEOGRAPHIC": "CJK"}
+
+
+def scripts(text: str) -> dict[str, float]:
+    """Letters of ``text`` by writing system (LATIN, CYRILLIC, CJK, ...), weighted by how much each says."""
+    counts: dict[str, float] = {}
+    for ch in unicodedata.normalize("NFKC", text):
+        if not ch.isalpha():
+            continue
+        name = unicodedata.name(ch, "").split(" ", 1)[0]
+        script = _SCRIPT_GROUP.get(name, name) or "OTHER"
+        counts[script] = counts.get(script, 0) + _SCRIPT_WEIGHT.get(script, 1)
+    return counts
+
+
+def script_change(parent: str, text: str, min_letters: int = 20) -> tuple[str, str] | None:
+    """(parent's script, text's script) when the text all but drops the script its parent is written in.
+
+    This is the "answered in another language" failure of small models (an English prompt rewritten in
+    Chinese), caught by writing system only: English to French is not seen, and a parent that mixes
+    scripts, or a rewrite that keeps a tenth of its parent's script, is never dropped.
+    """
+    before, after = scripts(parent), scripts(text)
+    total_before, total_after = sum(before.values()), sum(after.values())
+    if total_before < min_letters or total_after < min_letters:
+        return None
+    main = max(before, key=before.get)
+    if before[main] < 0.9 * total_before or after.get(main, 0) >= 0.1 * total_after:
+        return None
+    return main, max(after, key=after.get)
 
 
 def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:
@@ -96,11 +137,16 @@ def check_judgement(judgement: str, enabled=lambda rule: True) -> Verdict:
 
 # --- response rules --------------------------------------------------------------------------------
 
-def check_response(text: str, finish_reason: str | None, sorry_max_words: int = 80, enabled=lambda rule: True) -> Verdict:
+def check_response(text: str, finish_reason: str | None, sorry_max_words: int = 80, enabled=lambda rule: True,
+                   instruction: str | None = None) -> Verdict:
+    if enabled("content_filtered") and finish_reason == "content_filter":
+        return Verdict.drop("content_filtered", "the endpoint's content filter withheld the response (finish_reason=content_filter)")
     if enabled("empty_response") and not text.strip():
         return Verdict.drop("empty_response", "the responding model returned no text")
     if enabled("truncated_response") and finish_reason == "length":
         return Verdict.drop("truncated_response", "the response hit max_tokens (finish_reason=length)")
+    if enabled("echoed_response") and instruction is not None and normalize(text) == normalize(instruction):
+        return Verdict.drop("echoed_response", "the response only repeats the instruction")
     tokens = words(text)
     if enabled("sorry_short_response") and "sorry" in text.casefold() and len(tokens) < sorry_max_words:
         return Verdict.drop("sorry_short_response", f"says 'sorry' in {len(tokens)} words (< {sorry_max_words})")

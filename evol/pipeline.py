@@ -129,7 +129,7 @@ class Evolver:
             stage = "respond"
             r = await self._call(stage, self.models.respond, text, cfg.response_sampling, f"{cid}:respond")
             usage[stage] = r.usage
-            verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on)
+            verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
                 return reject("eliminated", verdict.rule, verdict.detail, stage, text, r.text)
         except BackendError as exc:
@@ -154,7 +154,8 @@ class Evolver:
                 raise
             return Rejection(kind="failed", rule="backend_error", detail=str(exc), stage="respond", id=seed.id,
                              seed_id=seed.id, seed_index=seed.index, round=0, operation="seed", instruction=seed.instruction)
-        verdict = filters.check_response(r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on)
+        verdict = filters.check_response(r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on,
+                                         instruction=seed.instruction)
         if not verdict.keep:
             return Rejection(kind="eliminated", rule=verdict.rule, detail=verdict.detail, stage="respond", id=seed.id,
                              seed_id=seed.id, seed_index=seed.index, round=0, operation="seed",
