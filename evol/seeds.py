@@ -58,6 +58,13 @@ def load_seeds(
             if limit is not None and len(out.seeds) >= limit:
                 return out
             text = row.instruction.strip()
+            broken = _not_unicode(row)
+            if broken:
+                # a JSON escape such as \\ud800 decodes to text that no file, database or request can carry
+                sid = content_id(_printable(text))
+                out.skipped.append(_skip(sid, len(out.seeds), "invalid_text",
+                                         f"{row.where}: the {broken} holds a lone surrogate (a broken \\uXXXX escape)"))
+                continue
             sid = row.given_id or content_id(text)
             if sid in seen and seen[sid] != text:
                 sid = f"{sid}-{content_id(text)[1:9]}"
@@ -75,6 +82,18 @@ def load_seeds(
             seen[sid] = text
             out.seeds.append(Seed(id=sid, index=len(out.seeds), instruction=text, output=row.output))
     return out
+
+
+def _not_unicode(row: Row) -> str | None:
+    """The first field of ``row`` that is not valid Unicode text (it cannot be encoded as UTF-8), if any."""
+    for name, value in (("instruction", row.instruction), ("output", row.output), ("id", row.given_id)):
+        if value is not None and _printable(value) != value:
+            return name
+    return None
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _skip(sid: str, index: int, rule: str, detail: str, text: str | None = None) -> Rejection:
