@@ -67,6 +67,13 @@ class FlowConfig(RunConfig):
             raise ValueError("never pass the API key as a flow parameter; set EVOL_API_KEY where the flow runs")
         return None
 
+    @field_validator("batch")
+    @classmethod
+    def _no_batch(cls, v: bool) -> bool:
+        if v:  # batch tasks would each send their own small Batch API file, two at a time
+            raise ValueError("the Batch API runs on the local engine: python -m evol run --batch --engine local")
+        return v
+
 
 # --- tasks
 

@@ -262,3 +262,20 @@ def test_an_endpoint_without_a_batch_api_stops_before_anything_is_sent(tmp_path)
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     assert "has no Batch API" in proc.stderr and "without --batch" in proc.stderr
     assert set(calls) == {"models"}
+
+
+def test_batch_on_the_default_engine_runs_locally_and_the_flow_refuses_it(tmp_path, reference):
+    """Prefect's batch tasks would each send a small batch file: --batch takes the local engine instead."""
+    with ScriptedServer(stateless) as srv:
+        proc = run_cli(*args(srv, tmp_path / "run", "--batch", "--config", poll_config(tmp_path)), engine=None)
+        assert srv.calls.get("chat", 0) == 0 and srv.calls["batch_request"] == reference[1]
+    assert proc.returncode == 0, proc.stderr
+    assert "runs on the local engine" in proc.stderr and "flow run" not in proc.stderr
+    assert (tmp_path / "run" / "dataset.json").read_bytes() == reference[0]
+
+    from flows.evol_flow import FlowConfig
+
+    with pytest.raises(ValueError, match="--engine local"):
+        FlowConfig(seeds=SEEDS, batch=True)
+    served = run_cli("serve", "--seeds", str(SEEDS), "--batch", "--interval", "60", "--base-url", srv.base_url)
+    assert served.returncode == 2 and "--batch cannot be served" in served.stderr and "Traceback" not in served.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -114,7 +115,12 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     kwargs = prefect_kwargs(args)
     watch = sys.stderr.isatty() and not args.quiet
-    if args.engine == "local":
+    engine = args.engine
+    if config.batch and engine == "prefect":
+        # a stage's calls belong in one Batch API file; Prefect's batch tasks would each send a small one
+        logging.getLogger("evol").info("--batch runs on the local engine (one batch file per stage and model)")
+        engine = "local"
+    if engine == "local":
         if kwargs["dask_address"] or kwargs["dask_workers"] or "batch_size" in kwargs:
             raise ConfigError("--dask-address, --dask-workers and --batch-size need --engine prefect.")
         with progress.live(config.price_table(), enabled=watch):

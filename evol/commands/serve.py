@@ -52,6 +52,10 @@ def prefect_kwargs(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.batch:
+        from ..errors import ConfigError
+
+        raise ConfigError("--batch cannot be served on a schedule yet; schedule `python -m evol run --batch` with cron instead.")
     kwargs = prefect_kwargs(args)
     from flows.serving import serve  # Prefect loads only for the commands that use it
 
