@@ -186,7 +186,8 @@ def _table(file: Path) -> Iterator[tuple[str, Any]]:
         _text(file)  # raises the message naming the line
         raise
     except Exception as exc:  # pandas raises many parser types; all mean the same to a user
-        raise InputError(f"{file} could not be read as a table: {str(exc).strip().splitlines()[0]}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+        raise InputError(f"{file} could not be read as a table: {reason}.") from None
     first = 2 if file.suffix.lower() != ".parquet" else 1  # CSV line 1 is the header
     for i, rec in enumerate(df.to_dict(orient="records")):
         yield f"{file}:{i + first}", {k: _clean(v) for k, v in rec.items()}
