@@ -84,7 +84,11 @@ class RunDir:
         return target
 
     def lock(self) -> "RunDir":
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink: the pid written below would overwrite whatever it points at
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"Cannot open the lock file {self.path / LOCK} ({exc.strerror}); "
+                              f"remove it if it is a link, or choose another --out.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -95,6 +99,12 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        try:  # an output planted as a link to elsewhere is refused now, before any work is paid for
+            for name in (DATASET, RECORDS, REJECTED, MANIFEST, CACHE):
+                self / name
+        except ConfigError:
+            self.unlock()
+            raise
         return self
 
     def unlock(self) -> None:
