@@ -119,6 +119,11 @@ def topics(n: int) -> list[str]:
 
 # --- running the pipeline in-process, with short retry waits ------------------------------------------------
 
+def evol_run(*args: str, env: dict | None = None, engine: str = "local"):
+    """``python -m evol run ARGS`` as a user runs it; on the local engine unless told (Prefect takes seconds to start)."""
+    return run_cli("run", "--engine", engine, *args, env=env)
+
+
 def write_seeds(path: Path, seeds: list) -> Path:
     path.write_text("".join(json.dumps(s if isinstance(s, dict) else {"instruction": s}) + "\n" for s in seeds))
     return path
@@ -294,7 +299,7 @@ def test_transient_faults_through_the_command_line(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(5))
     with ScriptedServer(model) as srv:
         t0 = time.monotonic()
-        proc = run_cli("run", "--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
+        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
                        "--rounds", "1", "--concurrency", "2", "--max-retries", "3", "--timeout", "5")
         took = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
@@ -499,7 +504,7 @@ def test_an_unknown_model_through_the_command_line_is_one_sentence(tmp_path):
 
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(20))
     with ScriptedServer(script) as srv:
-        proc = run_cli("run", "--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
+        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
                        "--model", "gpt-nope", "--concurrency", "1")
         calls = srv.chat_count()
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
@@ -564,7 +569,7 @@ def test_an_endpoint_that_dies_stops_the_command_line_run(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(30))
     state["srv"] = ScriptedServer(script).__enter__()
     try:
-        proc = run_cli("run", "--seeds", str(seeds), "--base-url", state["srv"].base_url, "--out", str(tmp_path / "o"),
+        proc = evol_run("--seeds", str(seeds), "--base-url", state["srv"].base_url, "--out", str(tmp_path / "o"),
                        "--rounds", "1", "--concurrency", "2", "--max-retries", "1", "--timeout", "5")
     finally:
         stop(state["srv"])

@@ -12,8 +12,8 @@ import pytest
 from evol.prompts import default_prompts_dir
 from evol.testing.server import ScriptedServer
 
-from .conftest import SEEDS, run_cli
-from .test_faults import Model, manifest, topics, write_seeds
+from .conftest import SEEDS
+from .test_faults import Model, evol_run, manifest, topics, write_seeds
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # if a check came too late, the run would fail on this instead (exit 4)
 
@@ -96,7 +96,7 @@ BAD_INPUT = {
 def test_bad_input_stops_with_one_sentence_before_any_work(tmp_path, case):
     make, code, fragments = BAD_INPUT[case]
     out = tmp_path / "out"
-    proc = run_cli("run", *make(tmp_path), "--base-url", UNREACHABLE, "--out", str(out))
+    proc = evol_run(*make(tmp_path), "--base-url", UNREACHABLE, "--out", str(out))
     last = one_sentence(proc, code, *fragments)
     assert "sk-in-a-file-123456" not in last
     assert not out.exists()  # refused before the run folder, the backend or any spending
@@ -127,7 +127,7 @@ def test_per_seed_problems_are_skipped_with_their_reason_and_never_sent(tmp_path
                             for r in rows))
     model = Model()
     with ScriptedServer(model) as srv:
-        proc = run_cli("run", "--seeds", str(path), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
+        proc = evol_run("--seeds", str(path), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
                        "--rounds", "1", "--concurrency", "2")
         requests = [m["content"] for r in srv.requests for m in r["messages"]]
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -152,5 +152,5 @@ def test_a_folder_of_seeds_with_one_bad_file_names_that_file(tmp_path):
     (tmp_path / "seeds").mkdir()
     write_seeds(tmp_path / "seeds" / "a.jsonl", topics(2))
     (tmp_path / "seeds" / "b.jsonl").write_text('{"instruction": "ok"}\n{oops}\n')
-    proc = run_cli("run", "--seeds", str(tmp_path / "seeds"), "--base-url", UNREACHABLE, "--out", str(tmp_path / "o"))
+    proc = evol_run("--seeds", str(tmp_path / "seeds"), "--base-url", UNREACHABLE, "--out", str(tmp_path / "o"))
     one_sentence(proc, 3, "b.jsonl:2 is not valid JSON")
