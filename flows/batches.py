@@ -221,6 +221,8 @@ def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
         into.calls[stage] += n
     for stage, n in (calls if restored else data.get("calls_from_cache", {})).items():
         into.cached[stage] += n
+    for stage, n in data.get("calls_failed", {}).items():
+        into.errors[stage] += n
     for stage, usage in data.get("tokens_by_stage", {}).items():
         into.tokens[stage] = into.tokens[stage] + Usage(**usage)
     for model, usage in data.get("tokens_by_model", {}).items():

@@ -27,6 +27,8 @@ from evol.run import execute  # noqa: E402
 from evol.seeds import load_seeds  # noqa: E402
 from evol.testing.server import Reply, ScriptedServer, last_user  # noqa: E402
 
+from .test_crash import uninterrupted  # noqa: E402,F401 - the never-killed run that a killed one must equal
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
@@ -160,7 +162,8 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     assert manifest["status"] == "complete"
     assert manifest["run_id"] == plain["run_id"]
     assert manifest["counts"] == plain["counts"]
-    assert manifest["usage"]["calls"] == plain["usage"]["calls"]
+    for key in ("calls", "calls_failed", "tokens_by_stage", "tokens_by_model"):
+        assert manifest["usage"][key] == plain["usage"][key], key
     assert manifest["batches"] == {"run": ROUNDS * 4, "restored": 0}
     rounds = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert rounds == [f"round-{n}" for n in range(1, ROUNDS + 1)]
@@ -355,3 +358,51 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
     assert KEY not in r.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "stopped" and "API key" in manifest["reason"]
+
+
+def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, uninterrupted):
+    """kill -9 of ``python -m evol run`` on the Prefect engine, then the same command: no answered call is sent
+    again, finished batches come back from their checkpoints, and the dataset is the uninterrupted run's."""
+    from .test_crash import ARGS, LedgerServer, cached_rows, check_same_run, kill9, stateless, wait_for
+
+    full, every = uninterrupted
+    out = tmp_path / "crashed"
+    args = [a for a in ARGS if a not in ("--engine", "local")]
+    args += ["--batch-size", "10", "--out", str(out)]  # 100 seeds: 10 batch tasks a round, two at a time
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+
+    def start(url: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "evol", *args, "--base-url", url], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+
+    with LedgerServer(stateless, hold_after=int(0.6 * len(every))) as srv:
+        proc = start(srv.base_url)
+        try:  # held at 60% of the calls: round 1's batches are checkpointed, round 2 is under way
+            wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc)
+            wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
+                     "the client to store every answer it received", proc)
+            kill9(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        answered_before, sent_before = srv.snapshot()
+        srv.phase = "resume"
+        done = sorted((out / "checkpoints" / "round-1").glob("batch-*.jsonl"))
+        assert len(done) == 10, done  # round 1 finished before the hold
+        # a batch with a failed item runs again (its answered calls from the cache); the others are restored
+        clean = [p for p in done if '"kind": "failed"' not in p.read_text()]
+        assert 0 < len(clean) < len(done)
+        again = start(srv.base_url)
+        _, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err[-3000:]
+        _, sent = srv.snapshot()
+        sent_after = sent[len(sent_before):]
+
+    before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
+    assert before + after == one_run, f"paid twice: {sum((before + after - one_run).values())}"
+    assert f"round 1: 10 batches, {len(clean)} restored from checkpoints, {10 - len(clean)} to run" in err, err[-3000:]
+    m = check_same_run(out, full, every)
+    assert m["cache"]["misses"] == len(sent_after)
