@@ -121,7 +121,7 @@ def topics(n: int) -> list[str]:
 
 def evol_run(*args: str, env: dict | None = None, engine: str = "local"):
     """``python -m evol run ARGS`` as a user runs it; on the local engine unless told (Prefect takes seconds to start)."""
-    return run_cli("run", "--engine", engine, *args, env=env)
+    return run_cli("run", *args, env=env, engine=engine)
 
 
 def write_seeds(path: Path, seeds: list) -> Path:
