@@ -84,10 +84,18 @@ def scripts(text: str) -> dict[str, float]:
     for ch in unicodedata.normalize("NFKC", text):
         if not ch.isalpha():
             continue
-        name = unicodedata.name(ch, "").split(" ", 1)[0]
-        script = _SCRIPT_GROUP.get(name, name) or "OTHER"
+        script = _SCRIPT_OF.get(ch) or _script_of(ch)
         counts[script] = counts.get(script, 0) + _SCRIPT_WEIGHT.get(script, 1)
     return counts
+
+
+_SCRIPT_OF: dict[str, str] = {}  # letters met so far: unicodedata.name per letter is the slow part
+
+
+def _script_of(ch: str) -> str:
+    name = unicodedata.name(ch, "").split(" ", 1)[0]
+    script = _SCRIPT_OF[ch] = _SCRIPT_GROUP.get(name, name) or "OTHER"
+    return script
 
 
 def script_change(parent: str, text: str, min_letters: int = 20) -> tuple[str, str] | None:
@@ -97,6 +105,8 @@ def script_change(parent: str, text: str, min_letters: int = 20) -> tuple[str, s
     Chinese), caught by writing system only: English to French is not seen, and a parent that mixes
     scripts, or a rewrite that keeps a tenth of its parent's script, is never dropped.
     """
+    if parent.isascii() and text.isascii():  # both Latin only (the common case): nothing to count
+        return None
     before, after = scripts(parent), scripts(text)
     total_before, total_after = sum(before.values()), sum(after.values())
     if total_before < min_letters or total_after < min_letters:
