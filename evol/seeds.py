@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ def read_rows(file: Path, *, instruction_field: str | None = None, input_field: 
     """The rows of one file in order, with instruction (input appended) and output."""
     suffix = file.suffix.lower()
     if suffix == ".txt":
-        for n, line in enumerate(_text(file).splitlines(), 1):
+        for n, line in enumerate(_lines(_text(file)), 1):
             if line.strip():
                 yield Row(line.strip(), None, None, f"{file}:{n}")
         return
@@ -143,8 +144,14 @@ def _text(file: Path) -> str:
         raise InputError(f"{file}:{line} is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
 
 
+def _lines(text: str) -> list[str]:
+    """Lines end at \\n, \\r\\n or \\r only: str.splitlines would also cut at U+2028, U+0085 and other characters
+    that JSON writers (ours included, with ensure_ascii=False) leave unescaped inside strings."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
 def _jsonl(file: Path) -> Iterator[tuple[str, Any]]:
-    for n, line in enumerate(_text(file).splitlines(), 1):
+    for n, line in enumerate(_lines(_text(file)), 1):
         if not line.strip():
             continue
         try:
