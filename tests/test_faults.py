@@ -289,6 +289,29 @@ def test_a_refused_connection_is_retried_until_the_server_is_back(tmp_path):
     assert all(v[0] == "kept" for v in rows.values())
 
 
+@pytest.mark.parametrize("hint", [{"retry-after": "0.05"}, {"retry-after-ms": "50"}])
+def test_retry_after_is_waited_as_given_not_stretched_to_the_backoff(hint):
+    """With the default backoff (1 s, 2 s, 4 s ...), three retries would take 7 s or more; the server said 50 ms."""
+    from evol.config import Sampling
+
+    replies = [Reply(status=429, content="slow down", headers=hint), Reply(status=503, content="busy", headers=hint),
+               Reply(status=429, content="slow down", headers=hint)]
+    with ScriptedServer(lambda request: replies.pop(0) if replies else Reply(content="finally")) as srv:
+        async def go():
+            chat = OpenAIChat(srv.base_url, None, max_retries=3, timeout=5)  # the default max_wait of 60 s
+            try:
+                return await chat.complete([{"role": "user", "content": "hi"}], model="m", sampling=Sampling(), sample="x")
+            finally:
+                await chat.aclose()
+
+        t0 = time.monotonic()
+        assert asyncio.run(go()).text == "finally"
+        took = time.monotonic() - t0
+        arrivals = list(srv.arrivals)
+    assert took < 2.5
+    assert all(b - a >= 0.045 for a, b in zip(arrivals, arrivals[1:]))  # but never sooner than it said
+
+
 def test_transient_faults_through_the_command_line(tmp_path):
     """The user's command: server-timed retries (Retry-After in seconds and in ms) keep it fast, exit 0."""
     model = Model()
