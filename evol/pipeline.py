@@ -223,12 +223,44 @@ def settle_round(pool: Sequence[Node], outcomes: Iterable[Outcome], deduper: Ded
 
     Dedup runs here, in pool (seed) order, so the earliest copy is the one kept whatever the answer timing.
     """
-    new_pool: list[Node] = []
-    kept: list[Record] = []
-    rejected: list[Rejection] = []
-    for node, out in zip(pool, outcomes, strict=True):
-        if isinstance(out, Record) and deduper is not None:
-            match = deduper.check(out.instruction)
+    return RoundSettler(pool, deduper).finish(list(outcomes))
+
+
+class RoundSettler:
+    """``settle_round`` while the answers arrive: an outcome is settled once every earlier one in pool order is.
+
+    The result is settle_round's, item for item; dedup's CPU is spent while later calls are still in flight
+    instead of in a pause at the end of the round.
+    """
+
+    def __init__(self, pool: Sequence[Node], deduper: Deduper | None):
+        self.pool = list(pool)
+        self.deduper = deduper
+        self.result = RoundResult([], [], [])
+        self._waiting: dict[int, Outcome] = {}
+        self._index: dict[str, int] | None = None  # a pool holds one node per seed
+        self._next = 0
+
+    def offer(self, out: Outcome) -> None:
+        if self._index is None:
+            self._index = {node.seed_id: i for i, node in enumerate(self.pool)}
+        self._waiting[self._index[out.seed_id]] = out
+        while self._next in self._waiting:
+            self._settle(self.pool[self._next], self._waiting.pop(self._next))
+            self._next += 1
+
+    def finish(self, outcomes: Sequence[Outcome]) -> RoundResult:
+        """The round's result, given every outcome in pool order (those offered already are not settled twice)."""
+        if len(outcomes) != len(self.pool):
+            raise ValueError(f"{len(outcomes)} outcomes for a pool of {len(self.pool)}")
+        for i in range(self._next, len(self.pool)):
+            self._settle(self.pool[i], outcomes[i])
+        self._next = len(self.pool)
+        return self.result
+
+    def _settle(self, node: Node, out: Outcome) -> None:
+        if isinstance(out, Record) and self.deduper is not None:
+            match = self.deduper.check(out.instruction)
             if match is not None:
                 out = Rejection(
                     kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
@@ -237,15 +269,14 @@ def settle_round(pool: Sequence[Node], outcomes: Iterable[Outcome], deduper: Ded
                     duplicate_of=match.duplicate_of, score=match.score, usage=out.usage,
                 )
             else:
-                deduper.add(out.id, out.instruction)
+                self.deduper.add(out.id, out.instruction)
         if isinstance(out, Record):
-            kept.append(out)
-            new_pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
-                                 round=out.round, operation=out.operation, instruction=out.instruction))
+            self.result.kept.append(out)
+            self.result.pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
+                                         round=out.round, operation=out.operation, instruction=out.instruction))
         else:
-            rejected.append(out)
-            new_pool.append(node)
-    return RoundResult(new_pool, kept, rejected)
+            self.result.rejected.append(out)
+            self.result.pool.append(node)
 
 
 def make_deduper(config: RunConfig) -> Deduper | None:

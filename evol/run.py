@@ -17,7 +17,7 @@ from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .models import Node, Record, Rejection
-from .pipeline import Evolver, Models, RoundResult, Tally, bounded_map, make_deduper, settle_round
+from .pipeline import Evolver, Models, RoundResult, RoundSettler, Tally, bounded_map, make_deduper
 from .pricing import cost
 from .progress import LiveTally, current
 from .prompts import Profile, load_profile
@@ -130,8 +130,14 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         for round_no in range(1, config.rounds + 1):
             t0 = time.time()
             progress.round_start(round_no, config.rounds, len(state.pool))
-            outcomes = await evolver.run_round(state.pool, round_no, progress.item)
-            result = settle_round(state.pool, outcomes, deduper)
+            settler = RoundSettler(state.pool, deduper)
+
+            def done(out, settler=settler) -> None:
+                settler.offer(out)
+                progress.item(out)
+
+            outcomes = await evolver.run_round(state.pool, round_no, done)
+            result = settler.finish(outcomes)
             progress.settled(result.rejected)
             state.apply(result, round_no, time.time() - t0)
             write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)

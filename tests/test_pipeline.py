@@ -7,7 +7,7 @@ from evol.config import RunConfig
 from evol.dedup import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
 from evol.models import Node, Record, Rejection
-from evol.pipeline import Evolver, Models, settle_round
+from evol.pipeline import Evolver, Models, RoundSettler, settle_round
 from evol.prompts import load_profile
 
 from .fakes import FakeChat
@@ -105,3 +105,32 @@ def test_settle_round_replaces_parents_keeps_failures_in_the_pool_and_dedups_in_
     assert [r.id for r in res.kept] == ["s0.r1", "s3.r1"]
     dup = next(r for r in res.rejected if r.kind == "duplicate")
     assert (dup.id, dup.rule, dup.duplicate_of) == ("s2.r1", "exact_duplicate", "s0.r1")
+
+
+def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_order():
+    """RoundSettler.offer in completion order settles in pool order: the earlier copy of a duplicate wins."""
+    import random
+
+    pool = [node(i, f"seed task number {i}") for i in range(40)]
+    topics = ["volcanic islands", "medieval banking", "protein folding", "jazz harmony", "tax law in Brazil",
+              "bird migration", "compiler backends"]
+    outcomes = [rec(i, f"Write a careful essay on {topics[i % 7]}.") for i in range(40)]
+    outcomes[5] = Rejection(kind="failed", rule="backend_error", stage="evolve", id="s5.r1", seed_id="s5", seed_index=5,
+                            parent_id="s5", round=1, operation="x")
+
+    def fresh() -> Deduper:
+        d = Deduper(0.9)
+        for n in pool:
+            d.add(n.id, n.instruction)
+        return d
+
+    at_end = settle_round(pool, outcomes, fresh())
+    assert [r.id for r in at_end.kept] == [f"s{i}.r1" for i in (0, 1, 2, 3, 4, 6, 12)]  # s5 failed: s12 is its topic's first
+    assert len(at_end.rejected) == 33
+    for seed in range(5):
+        order = list(range(40))
+        random.Random(seed).shuffle(order)
+        settler = RoundSettler(pool, fresh())
+        for i in order[:30]:  # some arrive, in any order; the rest come with finish()
+            settler.offer(outcomes[i])
+        assert settler.finish(outcomes) == at_end
