@@ -99,6 +99,10 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # half-written temporary files of a run that was killed mid-write: only the lock holder may remove them
+        for leftover in self.path.rglob(".*.tmp"):
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
         try:  # an output planted as a link to elsewhere is refused now, before any work is paid for
             for name in (DATASET, RECORDS, REJECTED, MANIFEST, CACHE):
                 self / name
