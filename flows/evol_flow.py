@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import math
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -342,7 +344,6 @@ def prefect_api() -> Iterator[None]:
     runners hand to their workers) gives one server for all. Its telemetry heartbeat is off: it writes to
     SQLite at start-up and logs "database is locked" tracebacks when it collides with the run's writes.
     """
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 
     if PREFECT_API_URL.value():
@@ -350,7 +351,7 @@ def prefect_api() -> Iterator[None]:
         return
     # the server is a subprocess: it reads the telemetry switch from its environment
     with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), _env(PREFECT_SERVER_ANALYTICS_ENABLED="false"):
-        server = SubprocessASGIServer()
+        server = _temporary_server()
         server.start()
         try:
             with temporary_settings({PREFECT_API_URL: server.api_url}):
@@ -360,6 +361,32 @@ def prefect_api() -> Iterator[None]:
                     _drain()
         finally:
             server.stop()
+
+
+def _temporary_server():
+    """Prefect's temporary server (not yet started), one that dies with this process even on SIGKILL."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class TemporaryServer(SubprocessASGIServer):
+        """Prefect's temporary server, started through ``flows._server_child`` so that it dies with this process.
+
+        The command is Prefect 3.8's own (``_run_uvicorn_command``), with the wrapper in front of uvicorn.
+        """
+
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            import prefect
+            from prefect.settings import get_current_settings
+
+            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                   "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+            return subprocess.Popen(
+                [sys.executable, "-m", "flows._server_child", str(os.getpid()), "--app-dir",
+                 str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env=env,
+            )
+
+    return TemporaryServer()
 
 
 @contextlib.contextmanager

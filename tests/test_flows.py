@@ -383,7 +383,9 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
             wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc)
             wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
                      "the client to store every answer it received", proc)
+            assert _prefect_servers_of(proc.pid)  # its temporary Prefect server...
             kill9(proc)
+            wait_for(lambda: not _prefect_servers_of(proc.pid), "the temporary Prefect server to die with its run")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -406,3 +408,16 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
     assert f"round 1: 10 batches, {len(clean)} restored from checkpoints, {10 - len(clean)} to run" in err, err[-3000:]
     m = check_same_run(out, full, every)
     assert m["cache"]["misses"] == len(sent_after)
+
+
+def _prefect_servers_of(pid: int) -> list[int]:
+    """Pids of the temporary Prefect servers that the evol process ``pid`` started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"flows._server_child" in argv and str(pid).encode() in argv:
+            found.append(int(proc.name))
+    return found
