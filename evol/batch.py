@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
 from .errors import BackendError, FatalBackendError, TransientBackendError
-from .llm import Messages, Redactor, _Wait, map_openai_error
+from .llm import Messages, Redactor, _Wait, map_openai_error, sdk_client
 from .models import Completion, Usage
 
 log = logging.getLogger("evol")
@@ -130,9 +130,7 @@ class BatchingChat:
                  poll_seconds: float = 30.0, idle_seconds: float | None = None, timeout: float = 120.0,
                  max_retries: int = 6, max_wait: float = 60.0, max_requests: int = MAX_REQUESTS,
                  max_bytes: int = MAX_BYTES):
-        import openai
-
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=timeout, max_retries=0)
+        self._client = sdk_client(base_url, api_key, timeout=timeout)
         self.base_url = str(self._client.base_url).rstrip("/")
         self.identity = identity
         self.redact = Redactor(api_key)

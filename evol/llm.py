@@ -171,26 +171,9 @@ class OpenAIChat:
         tpm: float | None = None,
         rate_window: float = 60.0,
     ):
-        import openai
-
-        http_client = None
-        if _has_aiohttp():
-            import httpx2
-
-            # the SDK's default pool keeps 100 connections alive; size it to our concurrency instead
-            limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-            http_client = openai.DefaultAioHttpClient(limits=limits)
-        kwargs: dict[str, Any] = dict(
-            base_url=base_url,
-            api_key=api_key or "no-key",  # local servers need none; the SDK insists on a value
-            timeout=timeout,
-            max_retries=0,  # tenacity below is the one place that retries
-        )
-        if http_client is not None:
-            kwargs["http_client"] = http_client
-        self._client = openai.AsyncOpenAI(**kwargs)
         import httpx2  # the SDK's HTTP library, whatever the transport
 
+        self._client = sdk_client(base_url, api_key, timeout=timeout, concurrency=concurrency)
         self._raw_response = httpx2.Response
         self.base_url = str(self._client.base_url).rstrip("/")
         self.identity = identity or endpoint_identity(self.base_url)
@@ -308,10 +291,39 @@ def _valid_unicode(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def sdk_client(base_url: str | None, api_key: str | None, *, timeout: float, concurrency: int = 100) -> Any:
+    """The openai SDK's async client as evol uses it: aiohttp transport, no SDK retries, no proxy for loopback."""
+    import openai
+
+    http_client = None
+    # a proxy from HTTP_PROXY cannot reach this machine's loopback: talk to a local server directly
+    direct = {"trust_env": False} if base_url and urlsplit(base_url).hostname in _LOOPBACK else {}
+    if _has_aiohttp():
+        import httpx2
+
+        # the SDK's default pool keeps 100 connections alive; size it to our concurrency instead
+        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        http_client = openai.DefaultAioHttpClient(limits=limits, **direct)
+    elif direct:
+        http_client = openai.DefaultAsyncHttpxClient(**direct)
+    kwargs: dict[str, Any] = dict(
+        base_url=base_url,
+        api_key=api_key or "no-key",  # local servers need none; the SDK insists on a value
+        timeout=timeout,
+        max_retries=0,  # tenacity is the one place that retries
+    )
+    if http_client is not None:
+        kwargs["http_client"] = http_client
+    return openai.AsyncOpenAI(**kwargs)
+
+
 def endpoint_identity(base_url: str) -> str:
     """The endpoint as the call cache knows it: a loopback server keeps its identity when its port changes."""
     parts = urlsplit(base_url)
-    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+    if parts.hostname in _LOOPBACK:
         return f"loopback{parts.path.rstrip('/')}"
     return base_url.rstrip("/")
 

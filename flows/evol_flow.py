@@ -349,8 +349,11 @@ def prefect_api() -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
-    # the server is a subprocess: it reads the telemetry switch from its environment
-    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), _env(PREFECT_SERVER_ANALYTICS_ENABLED="false"):
+    # the server is a subprocess: it reads the telemetry switch from its environment; and a proxy from
+    # HTTP_PROXY cannot reach this machine's loopback, where the server listens
+    no_proxy = ",".join(filter(None, (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost")))
+    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), \
+            _env(PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY=no_proxy, no_proxy=no_proxy):
         server = _temporary_server()
         server.start()
         try:

@@ -314,6 +314,8 @@ def _cli_run(*args: str, home: Path, timeout: float = 300) -> subprocess.Complet
     """``python -m evol run ARGS`` on its default engine, with no Prefect server anywhere (ephemeral mode)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "EVOL_ENGINE"}
     env["PREFECT_HOME"] = str(home)
+    # a user behind a proxy: neither the temporary Prefect server nor the endpoint on loopback goes through it
+    env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
     return subprocess.run([sys.executable, "-m", "evol", "run", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=timeout)
 

@@ -105,3 +105,19 @@ def test_redactor_and_identity():
     assert "abcdef123" not in r("Incorrect API key provided: sk-abcdef123456")
     assert endpoint_identity("http://127.0.0.1:5555/v1") == endpoint_identity("http://localhost:7777/v1/")
     assert endpoint_identity("https://api.example.com/v1") == "https://api.example.com/v1"
+
+
+def test_a_loopback_endpoint_is_reached_directly_whatever_the_proxy_settings(server, monkeypatch):
+    """A proxy from the environment cannot reach this machine's loopback (the embedded model, a local vLLM)."""
+    dead = "http://127.0.0.1:9"  # nothing listens there: a request through the proxy fails
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert ask(server, retries=0).text.startswith("Echo: hi")
+
+    from evol.llm import sdk_client
+
+    remote = sdk_client("https://api.example.invalid/v1", None, timeout=1)
+    assert remote._client._trust_env  # anything else still honours the user's proxy
+    asyncio.run(remote.close())
