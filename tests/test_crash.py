@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -317,6 +316,7 @@ def test_kill9_while_writing_the_outputs(tmp_path, uninterrupted, kill_at):
     assert before + after == Counter(every)  # only the calls that never got a 200 (the planted 400s) again
     m = check_same_run(out, full, every)
     assert m["cache"]["hits"] == len(answered_before)
+    assert not list(out.glob(".*.tmp"))  # the resumed run removed the half-written one
 
 
 def test_resume_after_a_kill_while_writing_leaves_no_temporary_file(tmp_path, uninterrupted):
