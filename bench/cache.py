@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -25,6 +26,8 @@ from evol.cache import CallCache, call_key
 from evol.config import Sampling
 from evol.models import Completion, Usage
 
+LEGACY_SCHEMA = ("CREATE TABLE calls (key BLOB PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER,"
+                 " completion_tokens INTEGER, model TEXT) WITHOUT ROWID")
 WORDS = ("river lantern cobalt meadow quartz violin harbor ember falcon orchard granite saffron tundra compass "
          "velvet glacier bramble cinder lagoon mosaic nectar obsidian pylon quiver rampart the of and to in is "
          "that for with as on by it this be are from or an at").split()
@@ -93,10 +96,15 @@ def main() -> None:
     p.add_argument("--text-chars", type=int, default=1000, help="characters per cached answer")
     p.add_argument("--dir", type=Path, help="where to put calls.sqlite (default: a temporary folder, removed)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--legacy-schema", action="store_true",
+                   help="the first schema (WITHOUT ROWID, the answer inside the key's b-tree), for comparison")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
         path = Path(tmp) / "calls.sqlite"
+        if a.legacy_schema:  # CallCache keeps the table it finds
+            with sqlite3.connect(path) as db:
+                db.execute(LEGACY_SCHEMA)
         cache = CallCache(path)
         fill_s = fill(cache, a.entries, a.text_chars, a.seed)
         cache.close()
@@ -132,7 +140,7 @@ def main() -> None:
     target = 100.0
     met = hits["p99_us"] < target and misses["p99_us"] < target
     print(f"target: under {target:.0f} µs per lookup -> {'met' if met else 'MISSED'} (p99 of hits and misses)")
-    print(json.dumps({"bench": "cache", "entries": a.entries, "text_chars": a.text_chars, "file_mb": round(size_mb, 1),
+    print(json.dumps({"bench": "cache", "schema": "legacy" if a.legacy_schema else "current", "entries": a.entries, "text_chars": a.text_chars, "file_mb": round(size_mb, 1),
                       "fill_s": round(fill_s, 2), "get_hit": hits, "get_miss": misses, "key_and_get_hit": full,
                       "put": puts, "target_us": target, "target_met": met}))
 
