@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -33,9 +36,25 @@ async def execute(config: RunConfig) -> dict:
 
     profile, seedset = check_inputs(config)  # bad input fails before any server starts or any money is spent
     run_dir = RunDir(default_out(config))
-    with run_dir:
+    with run_dir, fewer_gc_pauses():
         async with open_backend(config) as (chat, models, config):
             return await run_pipeline(config, chat, models, run_dir, profile, seedset)
+
+
+@contextlib.contextmanager
+def fewer_gc_pauses(gen0: int = 50_000) -> Iterator[None]:
+    """Collect young objects every 50,000 allocations instead of every 700 while a run lasts.
+
+    Each call allocates thousands of short-lived objects (request, response, models), so the default
+    threshold runs the cyclic collector hundreds of times a second: raising it cut the client's CPU per
+    call by about a tenth in ``bench.throughput``, for a few MB more held between collections.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(gen0, old[0]), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def check_inputs(config: RunConfig) -> tuple[Profile, SeedSet]:

@@ -41,7 +41,7 @@ from evol.models import Node, Record
 from evol.pipeline import Models, Tally, make_deduper, settle_round
 from evol.progress import current
 from evol.prompts import Profile, load_profile
-from evol.run import RunState, default_out, read_seeds, stop_status, write_outputs
+from evol.run import RunState, default_out, fewer_gc_pauses, read_seeds, stop_status, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -421,7 +421,7 @@ def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_ad
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     batches._process_key = config.api_key  # for this process's threads; never a parameter
     try:
-        with prefect_api():
+        with prefect_api(), fewer_gc_pauses():
             return asyncio.run(evol_flow(config=config.public_dict(), batch_size=batch_size,
                                          dask_address=dask_address, dask_workers=dask_workers))
     finally:
