@@ -26,7 +26,6 @@ def check_batch(config: RunConfig) -> None:
 @contextlib.asynccontextmanager
 async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Models, RunConfig]]:
     """Yield a ready client, the models to use, and the config adjusted for that backend."""
-    check_batch(config)
     async with contextlib.AsyncExitStack() as stack:
         key = config.api_key.get_secret_value() if config.api_key else None
         identity = None

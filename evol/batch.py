@@ -31,12 +31,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
 from .errors import BackendError, FatalBackendError, TransientBackendError
-from .llm import Messages, Redactor, _Wait, map_openai_error, sdk_client
+from .llm import Messages, Redactor, _Wait, map_openai_error, sdk_client, transient_retries
 from .models import Completion, Usage
 
 log = logging.getLogger("evol")
@@ -402,13 +400,7 @@ class BatchingChat:
 
     async def _api(self, fn: Callable[[], Awaitable[Any]]) -> Any:
         """One SDK call, with evol's error mapping and retries of transient failures."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.transient),
-            wait=self._wait,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in transient_retries(self.max_retries, self._wait):
             with attempt:
                 try:
                     return await fn()

@@ -154,6 +154,16 @@ class _Wait:
         return self._exp(state)
 
 
+def transient_retries(max_retries: int, wait: _Wait) -> AsyncRetrying:
+    """Tenacity's loop for one backend call: retry evol's transient errors, then raise the last one."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_retries + 1),
+        retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.transient),
+        wait=wait,
+        reraise=True,
+    )
+
+
 class OpenAIChat:
     """Any OpenAI-compatible chat-completions endpoint, through the openai SDK's async client."""
 
@@ -193,12 +203,7 @@ class OpenAIChat:
             raise map_openai_error(exc, self.redact) from None
 
     async def complete(self, messages: Messages, *, model: str, sampling: Sampling, sample: str) -> Completion:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_retries + 1),
-            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.transient),
-            wait=self._wait,
-            reraise=True,
-        )
+        retrying = transient_retries(self._max_retries, self._wait)
         started = time.monotonic()
         try:
             async for attempt in retrying:
@@ -294,13 +299,17 @@ def _valid_unicode(text: str) -> str:
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def is_loopback(url: str) -> bool:
+    return urlsplit(url).hostname in _LOOPBACK
+
+
 def sdk_client(base_url: str | None, api_key: str | None, *, timeout: float, concurrency: int = 100) -> Any:
     """The openai SDK's async client as evol uses it: aiohttp transport, no SDK retries, no proxy for loopback."""
     import openai
 
     http_client = None
     # a proxy from HTTP_PROXY cannot reach this machine's loopback: talk to a local server directly
-    direct = {"trust_env": False} if base_url and urlsplit(base_url).hostname in _LOOPBACK else {}
+    direct = {"trust_env": False} if base_url and is_loopback(base_url) else {}
     if _has_aiohttp():
         import httpx2
 
@@ -322,9 +331,8 @@ def sdk_client(base_url: str | None, api_key: str | None, *, timeout: float, con
 
 def endpoint_identity(base_url: str) -> str:
     """The endpoint as the call cache knows it: a loopback server keeps its identity when its port changes."""
-    parts = urlsplit(base_url)
-    if parts.hostname in _LOOPBACK:
-        return f"loopback{parts.path.rstrip('/')}"
+    if is_loopback(base_url):
+        return f"loopback{urlsplit(base_url).path.rstrip('/')}"
     return base_url.rstrip("/")
 
 

@@ -40,8 +40,8 @@ from evol.errors import BackendError, ConfigError, EvolError
 from evol.models import Node, Record
 from evol.pipeline import Models, Tally, make_deduper, settle_round
 from evol.progress import current
-from evol.prompts import Profile, load_profile
-from evol.run import RunState, default_out, fewer_gc_pauses, read_seeds, stop_status, write_outputs
+from evol.prompts import Profile
+from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, stop_status, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -217,8 +217,7 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
                         parallel: int = THREADS) -> dict:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
-    profile = load_profile(config.profile, config.prompts_dir, config.operation_weights)
-    seedset = read_seeds(config)
+    profile, seedset = check_inputs(config)
     models = endpoint.models
     run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
@@ -299,8 +298,7 @@ async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_addre
     from evol.backend import open_backend  # here, so importing the flow costs no SDK start-up
 
     cfg = RunConfig(**config.public_dict(), api_key=batches.api_key())
-    load_profile(cfg.profile, cfg.prompts_dir, cfg.operation_weights)  # bad input fails before any server starts
-    read_seeds(cfg)
+    check_inputs(cfg)  # bad input fails before any server starts (a scheduled run has no CLI to check it)
     out = default_out(cfg)
     with RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):

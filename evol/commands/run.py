@@ -123,13 +123,14 @@ def main(args: argparse.Namespace) -> int:
     if engine == "local":
         if kwargs["dask_address"] or kwargs["dask_workers"] or "batch_size" in kwargs:
             raise ConfigError("--dask-address, --dask-workers and --batch-size need --engine prefect.")
-        with progress.live(config.price_table(), enabled=watch):
-            manifest = asyncio.run(execute(config))
     else:
         check_inputs(config)  # bad input gets its one sentence before Prefect spends seconds starting
-        from flows import run_with_prefect
+    with progress.live(config.price_table(), enabled=watch):
+        if engine == "local":
+            manifest = asyncio.run(execute(config))
+        else:
+            from flows import run_with_prefect
 
-        with progress.live(config.price_table(), enabled=watch):
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
