@@ -35,6 +35,7 @@ _ORDERLESS = frozenset({"token_set_ratio", "token_sort_ratio"})
 _CHUNK = 4096  # texts signed per numpy pass: bounds the arrays at a few MB
 _BLOCK = 8192  # n-grams per MinHash block: the (hashes x block) matrix stays in cache
 _U64 = np.uint64
+_FRESH_KEYS = 1 << 18  # band keys held in a dict before they are merged into the sorted arrays (~20 MB)
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -204,7 +205,13 @@ class Deduper:
         self._ids: list[str] = []
         self._texts: list[str] = []  # normalised, as compared
         self._exact: dict[str, int] = {}
-        self._buckets: dict[int, int | list[int]] = {}  # band key -> kept position(s); a list only when shared
+        # band key -> kept position(s): the newest texts' keys in a dict (a list only when shared), the rest in
+        # two sorted numpy arrays, 12 bytes a key instead of ~80 in a dict: 24 keys a text made the dict most
+        # of the index (about 2 KB a text)
+        self._fresh: dict[int, int | list[int]] = {}
+        self._fresh_count = 0
+        self._keys = np.empty(0, np.uint64)
+        self._pos = np.empty(0, np.int32)
         self._vectors = np.empty((0, 0), np.float32)  # kept embeddings, grown by doubling
         self._last: _Item | None = None  # check() then add() of the same text prepares it once
 
@@ -216,6 +223,14 @@ class Deduper:
 
     def add(self, id: str, text: str) -> None:
         self._add(id, self._one(text))
+
+    def extend(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Keep every text, unchecked (e.g. the seeds): signed a chunk at a time, not one numpy pass per text."""
+        if len(ids) != len(texts):
+            raise ValueError("ids and texts differ in length")
+        for start in range(0, len(texts), _CHUNK):
+            for id, item in zip(ids[start:start + _CHUNK], self._prepare(texts[start:start + _CHUNK])):
+                self._add(id, item)
 
     def dedup(self, ids: Sequence[str], texts: Sequence[str]) -> list[Match | None]:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
@@ -258,13 +273,19 @@ class Deduper:
                 return Match("exact_duplicate", self._ids[hit], 1.0)
         if self.near and item.keys:
             found: set[int] = set()
-            for kept in map(self._buckets.get, item.keys):
+            for kept in map(self._fresh.get, item.keys):
                 if kept is None:
                     continue
                 if type(kept) is int:
                     found.add(kept)
                 else:
                     found.update(kept)
+            if self._keys.size:
+                query = np.array(item.keys, np.uint64)
+                lo = np.searchsorted(self._keys, query, "left")
+                hi = np.searchsorted(self._keys, query, "right")
+                for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist()):
+                    found.update(self._pos[a:b].tolist())
             if found:
                 order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
                 best = process.extractOne(item.norm, [self._texts[i] for i in order], scorer=self.scorer,
@@ -283,7 +304,7 @@ class Deduper:
         self._ids.append(id)
         self._texts.append(item.norm)
         self._exact.setdefault(item.norm, pos)
-        buckets = self._buckets
+        buckets = self._fresh
         for key in item.keys:
             kept = buckets.get(key)
             if kept is None:
@@ -292,6 +313,9 @@ class Deduper:
                 buckets[key] = [kept, pos]
             else:
                 kept.append(pos)
+        self._fresh_count += len(item.keys)
+        if self._fresh_count >= _FRESH_KEYS:
+            self._freeze()
         if item.vector is not None:
             if pos == len(self._vectors):
                 grown = np.zeros((max(64, 2 * pos), item.vector.size), np.float32)
@@ -299,6 +323,25 @@ class Deduper:
                     grown[:pos] = self._vectors[:pos]
                 self._vectors = grown
             self._vectors[pos] = item.vector
+
+
+    def _freeze(self) -> None:
+        """Merge the dict of fresh keys into the sorted arrays (amortised: every ``_FRESH_KEYS`` keys)."""
+        keys = np.empty(self._fresh_count, np.uint64)
+        pos = np.empty(self._fresh_count, np.int32)
+        i = 0
+        for key, kept in self._fresh.items():
+            if type(kept) is int:
+                keys[i], pos[i] = key, kept
+                i += 1
+            else:
+                keys[i:i + len(kept)], pos[i:i + len(kept)] = key, kept
+                i += len(kept)
+        order = np.argsort(keys, kind="stable")
+        keys, pos = keys[order], pos[order]
+        at = np.searchsorted(self._keys, keys, "right")
+        self._keys, self._pos = np.insert(self._keys, at, keys), np.insert(self._pos, at, pos)
+        self._fresh, self._fresh_count = {}, 0
 
 
 def dedup_texts(ids: Sequence[str], texts: Sequence[str], threshold: float = 0.9, scorer: str = "ratio",

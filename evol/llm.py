@@ -69,7 +69,7 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
     if isinstance(exc, openai.RateLimitError):
         return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
     if isinstance(exc, openai.AuthenticationError):
-        return FatalBackendError(f"the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
+        return FatalBackendError("the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
     if isinstance(exc, openai.PermissionDeniedError):
         return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
     if isinstance(exc, openai.NotFoundError):

@@ -279,8 +279,11 @@ class RoundSettler:
             self.result.pool.append(node)
 
 
-def make_deduper(config: RunConfig) -> Deduper | None:
+def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:
+    """The run's deduper, holding the seeds: an evolution that only repeats a seed is a duplicate."""
     exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
     if not (exact or near):
         return None
-    return Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
+    deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
+    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds])
+    return deduper

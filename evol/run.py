@@ -24,7 +24,8 @@ from .pipeline import Evolver, Models, RoundResult, RoundSettler, Tally, bounded
 from .pricing import cost
 from .progress import LiveTally, current
 from .prompts import Profile, load_profile
-from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, write_json, write_jsonl
+from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
+from .spool import Spool, Totals
 from .seeds import SeedSet, load_seeds
 
 log = logging.getLogger("evol")
@@ -88,24 +89,46 @@ def read_seeds(config: RunConfig) -> SeedSet:
 
 @dataclass
 class RunState:
-    """Everything a run has decided so far; enough to write the outputs at any round boundary."""
+    """Everything a run has decided so far: the pool, the totals, and the settled rounds in the spool."""
 
     seedset: SeedSet
-    seed_records: list[Record] = field(default_factory=list)
-    kept: list[Record] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-    rounds_done: int = 0
+    spool: Spool
     pool: list[Node] = field(default_factory=list)
+    totals: Totals = field(default_factory=Totals)
+    rounds_done: int = 0
+
+    @classmethod
+    def start(cls, seedset: SeedSet, run_dir: RunDir) -> "RunState":
+        """A fresh state over an emptied spool; the skipped seeds are round 0's rejections until seeds are answered."""
+        spool = Spool(run_dir)
+        spool.reset()
+        state = cls(seedset=seedset, spool=spool, pool=[Node.from_seed(s) for s in seedset.seeds])
+        spool.put(0, [], seedset.skipped)
+        state.totals.add(seedset.skipped)
+        return state
+
+    def apply_seeds(self, outcomes: list[Record | Rejection]) -> None:
+        """Take the answered seeds (include_seeds) into round 0, beside the skipped ones."""
+        records = [o for o in outcomes if isinstance(o, Record)]
+        rejected = [o for o in outcomes if not isinstance(o, Record)]
+        self.spool.put(0, records, sorted([*self.seedset.skipped, *rejected], key=_order))
+        self.totals.add(outcomes)
 
     def apply(self, result: RoundResult, round_no: int, seconds: float, logger=log) -> None:
         """Take a settled round into the state, and log it (Prefect passes its run logger)."""
         self.pool = result.pool
-        self.kept.extend(result.kept)
-        self.rejected.extend(result.rejected)
+        # the order every file follows: round by round, in seed order
+        self.spool.put(round_no, sorted(result.kept, key=_order), sorted(result.rejected, key=_order))
+        self.totals.add(result.kept)
+        self.totals.add(result.rejected)
         self.rounds_done = round_no
         reasons = Counter(r.rule for r in result.rejected)
         logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, len(result.kept), len(result.rejected),
                  dict(reasons.most_common()), seconds)
+
+
+def _order(r: Record | Rejection) -> tuple:
+    return (r.seed_index, r.stage) if isinstance(r, Rejection) else (r.seed_index,)
 
 
 def stop_status(exc: BaseException) -> tuple[str, str]:
@@ -133,19 +156,15 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
     tally = LiveTally()
     progress = current()
     evolver = Evolver(config, profile, cached_chat, models, tally)
-    state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
-    deduper = make_deduper(config)
-    if deduper is not None:
-        for seed in seedset.seeds:
-            deduper.add(seed.id, seed.instruction)
+    state = RunState.start(seedset, run_dir)
+    deduper = make_deduper(config, seedset.seeds)
     status, reason = "complete", ""
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
     try:
         if config.include_seeds:
             progress.round_start(0, config.rounds, len(seedset.seeds))
-            for out in await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item):
-                (state.seed_records if isinstance(out, Record) else state.rejected).append(out)
+            state.apply_seeds(await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item))
         for round_no in range(1, config.rounds + 1):
             t0 = time.time()
             progress.round_start(round_no, config.rounds, len(state.pool))
@@ -173,52 +192,40 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
 
 def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,
                   tally: Tally, status: str, reason: str, started: float, chat: CachedChat) -> dict:
-    # the order every file follows: seeds, then round by round in seed order
-    kept = sorted(state.kept, key=lambda r: (r.round, r.seed_index))
-    rejected = sorted(state.rejected, key=lambda r: (r.round, r.seed_index, r.stage))
-    rows = [*state.seed_records, *kept]
-    write_json(run_dir / DATASET, [{"instruction": r.instruction, "output": r.output} for r in rows])
-    write_jsonl(run_dir / RECORDS, rows)
-    write_jsonl(run_dir / REJECTED, rejected)
+    """The outputs from the spool (seeds, then round by round in seed order), the manifest last."""
+    atomic_write(run_dir / DATASET, state.spool.dataset())
+    atomic_write(run_dir / RECORDS, state.spool.lines("records"))
+    atomic_write(run_dir / REJECTED, state.spool.lines("rejected"))
     manifest = {"out": str(run_dir.path), **build_manifest(config, profile, models, state, tally, status, reason, started, chat)}
     write_json(run_dir / MANIFEST, manifest)
+    if status == "complete":  # nothing left to rebuild the outputs for
+        state.spool.remove()
     return manifest
 
 
 def build_manifest(config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
                    status: str, reason: str, started: float, chat: CachedChat) -> dict:
-    attempts = [r for r in state.rejected if r.round > 0] + state.kept
-    by_kind = Counter(r.kind for r in state.rejected if r.round > 0)
+    t = state.totals
+    kinds = ("kept", "eliminated", "duplicate", "failed")
     per_round = {}
     for n in range(1, state.rounds_done + 1):
-        rows = [r for r in attempts if r.round == n]
-        c = Counter("kept" if isinstance(r, Record) else r.kind for r in rows)
-        per_round[str(n)] = {"attempts": len(rows), **{k: c.get(k, 0) for k in ("kept", "eliminated", "duplicate", "failed")}}
-    by_operation: dict[str, Counter] = {}
-    for r in attempts:
-        by_operation.setdefault(r.operation, Counter())["attempts"] += 1
-        by_operation[r.operation]["kept" if isinstance(r, Record) else r.kind] += 1
-    seeds_with_kept = {r.seed_id for r in state.kept}
+        c = t.by_round.get(n, Counter())
+        per_round[str(n)] = {"attempts": sum(c[k] for k in kinds), **{k: c[k] for k in kinds}}
     n_seeds = len(state.seedset.seeds)
     counts = {
         "seeds": n_seeds,
         "seeds_skipped": len(state.seedset.skipped),
         "rounds_done": state.rounds_done,
-        "attempts": len(attempts),
-        "kept": len(state.kept),
-        "eliminated": by_kind.get("eliminated", 0),
-        "duplicate": by_kind.get("duplicate", 0),
-        "failed": by_kind.get("failed", 0),
-        "seed_records": len(state.seed_records),
-        "seed_rejections": sum(1 for r in state.rejected if r.round == 0 and r.kind != "skipped"),
-        "dataset_rows": len(state.seed_records) + len(state.kept),
-        "seeds_with_kept_descendants": len(seeds_with_kept),
-        "seeds_without_kept_descendants": n_seeds - len(seeds_with_kept),
+        "attempts": sum(r["attempts"] for r in per_round.values()),
+        **{k: t.count(k) for k in kinds},
+        "seed_records": t.seed_records,
+        "seed_rejections": t.seed_rejections,
+        "dataset_rows": t.seed_records + t.count("kept"),
+        "seeds_with_kept_descendants": len(t.seeds_with_kept),
+        "seeds_without_kept_descendants": n_seeds - len(t.seeds_with_kept),
     }
     # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
-    counts["balanced"] = counts["attempts"] == n_seeds * state.rounds_done == (
-        counts["kept"] + counts["eliminated"] + counts["duplicate"] + counts["failed"]
-    )
+    counts["balanced"] = counts["attempts"] == n_seeds * state.rounds_done == sum(counts[k] for k in kinds)
     return {
         "status": status,
         "reason": reason,
@@ -234,8 +241,8 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "versions": _versions(),
         "counts": counts,
         "by_round": per_round,
-        "by_rule": dict(sorted(Counter(r.rule for r in state.rejected).items())),
-        "by_operation": {k: dict(v) for k, v in sorted(by_operation.items())},
+        "by_rule": dict(sorted(t.by_rule.items())),
+        "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
         "usage": tally.as_dict(),
         "cost_usd": _cost(tally, config),
         "cache": {"hits": chat.hits, "misses": chat.misses},

@@ -37,7 +37,6 @@ from pydantic.json_schema import SkipJsonSchema
 from evol.config import RunConfig
 from evol.dedup import Deduper
 from evol.errors import BackendError, ConfigError, EvolError
-from evol.models import Node, Record
 from evol.pipeline import Models, Tally, make_deduper, settle_round
 from evol.progress import current
 from evol.prompts import Profile
@@ -224,18 +223,14 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
     stage = Stage(config, profile, endpoint, run_dir.path.resolve(), batches.run_key(config, profile, endpoint),
                   batch_size, parallel, tally, stats, counts)
-    state = RunState(seedset=seedset, rejected=list(seedset.skipped), pool=[Node.from_seed(s) for s in seedset.seeds])
-    deduper = make_deduper(config)
-    if deduper is not None:
-        for seed in seedset.seeds:
-            deduper.add(seed.id, seed.instruction)
+    state = RunState.start(seedset, run_dir)
+    deduper = make_deduper(config, seedset.seeds)
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
     status, reason = "complete", ""
     try:
         if config.include_seeds:
-            for o in await stage.run(0, list(seedset.seeds)):
-                (state.seed_records if isinstance(o, Record) else state.rejected).append(o)
+            state.apply_seeds(await stage.run(0, list(seedset.seeds)))
         for round_no in range(1, config.rounds + 1):
             t0 = time.perf_counter()
             outcomes = await stage.run(round_no, state.pool)
@@ -268,7 +263,7 @@ async def _artifact(manifest: dict, state: RunState) -> None:
     ]
     for n, r in manifest["by_round"].items():
         lines.append(f"| {n} | {r['attempts']} | {r['kept']} | {r['eliminated']} | {r['duplicate']} | {r['failed']} |")
-    by_reason = Counter((r.stage, r.kind, r.rule) for r in state.rejected)
+    by_reason = state.totals.by_reason
     lines += ["", "| stage | kind | rule | count |", "|---|---|---|---|"]
     lines += [f"| {s} | {k} | {rule} | {n} |" for (s, k, rule), n in sorted(by_reason.items())] or ["| - | - | - | 0 |"]
     usage = manifest["usage"]

@@ -8,6 +8,7 @@ import random
 import threading
 import zlib
 
+import numpy as np
 import pandas as pd
 import pytest
 from aiohttp import web
@@ -119,6 +120,21 @@ def test_incremental_check_and_add_equals_one_shot_across_chunks(monkeypatch):
     # later batches against what earlier batches kept, as rounds or scheduled runs do
     split = Deduper(0.9)
     assert split.dedup(ids[:40], texts[:40]) + split.dedup(ids[40:], texts[40:]) == one_shot
+
+
+@pytest.mark.parametrize("fresh_keys", [1, 24 * 5, 1 << 18])
+def test_band_keys_merged_into_the_sorted_arrays_find_the_same_duplicates(monkeypatch, fresh_keys):
+    # 1: every text's keys go to the arrays at once; 120: a merge every five texts, with keys shared across
+    # the dict and the arrays; the default: everything stays in the dict
+    monkeypatch.setattr(dedup, "_FRESH_KEYS", fresh_keys)
+    texts, _ = planted()
+    ids = [str(i) for i in range(len(texts))]
+    deduper = Deduper(0.9)
+    result = deduper.dedup(ids, texts)
+    assert [None if m is None else int(m.duplicate_of) for m in result] == quadratic(texts, 0.9)
+    assert any(m is not None and m.rule == "near_duplicate" for m in result)
+    if fresh_keys < 1 << 18:
+        assert deduper._keys.size > 0 and np.all(deduper._keys[:-1] <= deduper._keys[1:])
 
 
 def test_reordered_words_need_an_orderless_scorer():

@@ -111,6 +111,11 @@ def test_dataset_is_alpaca_and_manifest_adds_up(full_run):
     # every call the server saw is accounted for (the planted 400s are not retried)
     assert sum(m["usage"]["calls"].values()) + sum(m["usage"]["calls_failed"].values()) == calls
     assert set(m["prompt_sha256"]) >= {"general/mutation", "judge"}
+    assert sum(v["attempts"] for v in m["by_operation"].values()) == c["attempts"]
+    # files in round order, seed order within a round; a complete run leaves no spool of rounds behind
+    assert [(r["round"], r["seed_index"]) for r in records] == sorted((r["round"], r["seed_index"]) for r in records)
+    assert [(r["round"], r["seed_index"]) for r in rejected] == sorted((r["round"], r["seed_index"]) for r in rejected)
+    assert not (out / ".rounds").exists()
 
 
 def test_same_seed_same_answers_same_bytes(full_run, tmp_path):
