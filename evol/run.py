@@ -166,18 +166,7 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
             progress.round_start(0, config.rounds, len(seedset.seeds))
             state.apply_seeds(await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item))
         for round_no in range(1, config.rounds + 1):
-            t0 = time.time()
-            progress.round_start(round_no, config.rounds, len(state.pool))
-            settler = RoundSettler(state.pool, deduper)
-
-            def done(out, settler=settler) -> None:
-                settler.offer(out)
-                progress.item(out)
-
-            outcomes = await evolver.run_round(state.pool, round_no, done)
-            result = settler.finish(outcomes)
-            progress.settled(result.rejected)
-            state.apply(result, round_no, time.time() - t0)
+            await play_round(evolver, state, deduper, round_no, config.rounds)
             write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
     except BaseException as exc:  # what is done is still written out, with why the run stopped
         status, reason = stop_status(exc)
@@ -188,6 +177,26 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
             await batching.aclose()  # submitted batches run on; the same command collects them
         cache.close()
     return manifest
+
+
+async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, rounds: int) -> None:
+    """One round, settled as its answers arrive, into ``state``.
+
+    A function of its own so that the round's outcomes are dropped when it returns: held on to by the
+    caller's loop, they kept the previous round's records alive while the next round ran.
+    """
+    t0 = time.time()
+    progress = current()
+    progress.round_start(round_no, rounds, len(state.pool))
+    settler = RoundSettler(state.pool, deduper)
+
+    def done(out) -> None:
+        settler.offer(out)
+        progress.item(out)
+
+    result = settler.finish(await evolver.run_round(state.pool, round_no, done))
+    progress.settled(result.rejected)
+    state.apply(result, round_no, time.time() - t0)
 
 
 def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,

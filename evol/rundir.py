@@ -19,6 +19,7 @@ RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 MANIFEST = "manifest.json"
 CACHE = "calls.sqlite"
+SPOOL = ".rounds"  # settled rounds while a run lasts (evol.spool)
 LOCK = ".lock"
 
 _UMASK = os.umask(0)
@@ -120,7 +121,7 @@ class RunDir:
             if leftover.is_file() and not leftover.is_symlink():
                 leftover.unlink(missing_ok=True)
         try:  # an output planted as a link to elsewhere is refused now, before any work is paid for
-            for name in (DATASET, RECORDS, REJECTED, MANIFEST, CACHE):
+            for name in (DATASET, RECORDS, REJECTED, MANIFEST, CACHE, SPOOL):
                 self / name
         except ConfigError:
             self.unlock()

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import Record, Rejection
-from .rundir import RunDir, atomic_write
-
-SPOOL = ".rounds"
+from .rundir import SPOOL, RunDir, atomic_write
 _BLOCK = 1 << 20
 
 

@@ -237,6 +237,7 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
             result = settle(state.pool, outcomes, deduper, round_no)
             current().settled(result.rejected)
             state.apply(result, round_no, time.perf_counter() - t0, log)
+            del outcomes, result  # the round is in the spool now: not held while the next one runs
             write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
     except BaseException as exc:  # what is done is still written out, with why the run stopped
         status, reason = stop_status(exc)

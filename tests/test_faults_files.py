@@ -225,7 +225,7 @@ def test_names_that_lead_out_of_the_run_folder_are_refused(tmp_path, name):
     assert (RunDir(tmp_path / "o") / "sub/records.jsonl").parent == (tmp_path / "o" / "sub").resolve()
 
 
-@pytest.mark.parametrize("output", ["dataset.json", "manifest.json", "calls.sqlite", LOCK])
+@pytest.mark.parametrize("output", ["dataset.json", "manifest.json", "calls.sqlite", ".rounds", LOCK])
 def test_an_output_planted_as_a_symlink_to_outside_is_refused_and_its_target_untouched(tmp_path, output):
     victim = tmp_path / "precious.txt"
     victim.write_text("do not touch")
