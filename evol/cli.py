@@ -40,6 +40,13 @@ def _quiet_orchestrator(record: logging.LogRecord) -> bool:
     return not (record.name.startswith("prefect") and str(record.msg).startswith("Finished in state"))
 
 
+def quiet_orchestrator() -> None:
+    """Put the filter on the root logger's handlers; again once Prefect is imported, which may replace them."""
+    for handler in logging.getLogger().handlers:
+        if _quiet_orchestrator not in handler.filters:
+            handler.addFilter(_quiet_orchestrator)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:  # Prefect sets its own loggers' levels
         logging.getLogger("prefect").setLevel(logging.WARNING)
     if not args.verbose:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_quiet_orchestrator)
+        quiet_orchestrator()
     for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -131,6 +131,10 @@ def main(args: argparse.Namespace) -> int:
         else:
             from flows import run_with_prefect
 
+            if not args.verbose:  # importing Prefect can replace the root logger's handlers (it did under pytest)
+                from ..cli import quiet_orchestrator
+
+                quiet_orchestrator()
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
