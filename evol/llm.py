@@ -188,8 +188,8 @@ class OpenAIChat:
         self.base_url = str(self._client.base_url).rstrip("/")
         self.identity = identity or endpoint_identity(self.base_url)
         self.redact = Redactor(api_key)
-        self._sem = asyncio.Semaphore(concurrency)
         self.limiter = RateLimiter(rpm, tpm, rate_window)
+        self._sem = asyncio.Semaphore(concurrency + call_headroom(concurrency, rpm, tpm))
         self._max_retries = max_retries
         self._wait = _Wait(max_wait)
         self._last_ok = time.monotonic()  # when a call last got an answer, for the circuit breaker
@@ -297,6 +297,20 @@ def _valid_unicode(text: str) -> str:
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def call_headroom(concurrency: int, rpm: float | None, tpm: float | None) -> int:
+    """Calls allowed in the SDK beyond ``concurrency``, while aiohttp's connector holds the requests on the wire.
+
+    The connector (sized to ``concurrency`` by :func:`sdk_client`) lets at most that many requests be sent and
+    unanswered at once; a few more calls may build their request or read their answer meanwhile, so that a
+    connection never waits for the SDK's own work (~1 ms a call, longer when the event loop is busy). With
+    rpm or tpm limits, a call counted by the limiter must go out at once: no headroom. Without aiohttp the
+    SDK's httpx pool is not sized to ``concurrency``: none either.
+    """
+    if rpm or tpm or not _has_aiohttp():
+        return 0
+    return max(2, concurrency // 8)
 
 
 def is_loopback(url: str) -> bool:

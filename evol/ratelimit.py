@@ -31,6 +31,8 @@ class RateLimiter:
 
     async def acquire(self, estimate: int) -> list | None:
         """Wait for room for one request of about ``estimate`` tokens; returns a handle for ``settle``."""
+        if not (self.rpm or self.tpm) and not self._lock.locked() and self._clock() >= self._paused_until:
+            return None  # no limits and no pause: nothing to count or wait for
         async with self._lock:  # one waiter at a time keeps the order fair and the windows exact
             while True:
                 now = self._clock()

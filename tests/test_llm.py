@@ -121,3 +121,31 @@ def test_a_loopback_endpoint_is_reached_directly_whatever_the_proxy_settings(ser
     remote = sdk_client("https://api.example.invalid/v1", None, timeout=1)
     assert remote._client._trust_env  # anything else still honours the user's proxy
     asyncio.run(remote.close())
+
+
+@pytest.mark.parametrize("rpm", [None, 6000])
+def test_concurrency_caps_the_requests_the_server_holds_at_once(server, rpm):
+    # with room in the SDK for a few calls beyond --concurrency (none under rate limits), the server must
+    # still never hold more than --concurrency unanswered requests, and a busy run keeps it at that
+    held = {"now": 0, "max": 0}
+
+    async def slow(req):
+        held["now"] += 1
+        held["max"] = max(held["max"], held["now"])
+        await asyncio.sleep(0.05)
+        held["now"] -= 1
+        return Reply(content="ok")
+
+    server.script = slow
+
+    async def go():
+        chat = OpenAIChat(server.base_url, None, concurrency=4, rpm=rpm)
+        try:
+            await asyncio.gather(*(chat.complete([{"role": "user", "content": f"q{i}"}], model="m", sampling=S,
+                                                 sample=str(i)) for i in range(40)))
+        finally:
+            await chat.aclose()
+
+    asyncio.run(go())
+    assert server.chat_count() == 40
+    assert held["max"] == 4
