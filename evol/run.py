@@ -167,7 +167,8 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
             state.apply_seeds(await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item))
         for round_no in range(1, config.rounds + 1):
             await play_round(evolver, state, deduper, round_no, config.rounds)
-            write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
+            if round_no < config.rounds:  # after the last one, the final write below is the only one
+                write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
     except BaseException as exc:  # what is done is still written out, with why the run stopped
         status, reason = stop_status(exc)
         raise

@@ -4,8 +4,9 @@
 embedded llama.cpp server is started once, here) and the task runner's cluster. ``evol-pipeline`` (its
 subflow) does the work round by round: ``evolve-round-N-batch-B`` tasks (a few hundred pool entries
 each, with async concurrency inside, so the tens of ms a task run costs stay invisible), then
-``settle-round-N`` (dedup and pool update, in seed order) and ``write-outputs-round-N``. Finished batches are checkpointed in the
-run folder, so a restarted run with the same folder skips them without a single call.
+``settle-round-N`` (dedup and pool update, in seed order) and ``write-outputs-round-N`` (``write-outputs-final``
+after the last). Finished batches are checkpointed in the run folder, so a restarted run with the same folder
+skips them without a single call.
 
 The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settle_round`` and
 ``write_outputs`` do the work; only the batching and the bookkeeping are Prefect's.
@@ -238,7 +239,8 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
             current().settled(result.rejected)
             state.apply(result, round_no, time.perf_counter() - t0, log)
             del outcomes, result  # the round is in the spool now: not held while the next one runs
-            write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
+            if round_no < config.rounds:  # after the last one, the final write below is the only one
+                write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
     except BaseException as exc:  # what is done is still written out, with why the run stopped
         status, reason = stop_status(exc)
         raise
