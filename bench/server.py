@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+from functools import lru_cache
 
 from aiohttp import web
 
@@ -33,9 +34,29 @@ class LatencyScript:
         prompt = last_user(request)
         if "First instruction:" in prompt:
             return Reply(content="Not Equal", delay=delay)
-        tag = hashlib.blake2b(prompt.encode(), digest_size=8).hexdigest()
-        words = " ".join(f"w{tag}{i}" for i in range(self.tokens))
-        return Reply(content=f"Answer {tag}: {words}", delay=delay)
+        digest = hashlib.blake2b(prompt.encode(), digest_size=8).digest()
+        return Reply(content=prose(random.Random(digest), self.tokens), delay=delay)
+
+
+_SYLLABLES = tuple(o + v + c for o in ("", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v",
+                                        "w", "st", "tr", "pl", "ch", "sh", "th")
+                   for v in ("a", "e", "i", "o", "u", "ea", "ou", "ai") for c in ("", "", "n", "r", "s", "t", "ck", "ng"))
+
+
+@lru_cache(maxsize=1)
+def vocabulary(size: int = 8192) -> tuple[str, ...]:
+    """Pseudo-words of 1-4 syllables, the same in every process."""
+    rng = random.Random(7)
+    return tuple(sorted({"".join(rng.choices(_SYLLABLES, k=rng.choice((1, 2, 2, 3, 3, 4)))) for _ in range(size)}))
+
+
+def prose(rng: random.Random, words: int) -> str:
+    """``words`` words in sentences, three in ten from 64 common ones: different prompts get text that differs
+    the way real answers do (shared common words, mostly different n-grams), so dedup does realistic work."""
+    vocab = vocabulary()
+    picked = [rng.choice(vocab[:64]) if rng.random() < 0.3 else rng.choice(vocab) for _ in range(words)]
+    sentences = [" ".join(picked[i:i + 12]).capitalize() + "." for i in range(0, len(picked), 12)]
+    return " ".join(sentences)
 
 
 def main() -> None:
