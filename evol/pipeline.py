@@ -164,8 +164,9 @@ class Evolver:
                       instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
                       usage={"respond": r.usage})
 
-    async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-        return await bounded_map(lambda n: self.step(n, round_no), pool, self.workers, on_done)
+    async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None,
+                        collect: bool = True) -> list[Outcome]:
+        return await bounded_map(lambda n: self.step(n, round_no), pool, self.workers, on_done, collect)
 
     @property
     def workers(self) -> int:
@@ -175,13 +176,14 @@ class Evolver:
 
 
 async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequence, workers: int,
-                      on_done: Callable[[Outcome], None] | None = None) -> list:
-    """``fn`` over ``items`` with at most ``workers`` at once; results in input order.
+                      on_done: Callable[[Outcome], None] | None = None, collect: bool = True) -> list:
+    """``fn`` over ``items`` with at most ``workers`` at once; results in input order (none unless ``collect``:
+    then ``on_done`` alone sees each, and none is held after it).
 
     The first error stops the handing out of new items; items already under way finish (their answers are
     paid for and cached), then the error is raised.
     """
-    results: list = [None] * len(items)
+    results: list = [None] * len(items) if collect else []
     next_index = 0
     errors: list[BaseException] = []
 
@@ -191,12 +193,14 @@ async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequenc
             i = next_index
             next_index += 1
             try:
-                results[i] = await fn(items[i])
+                out = await fn(items[i])
             except Exception as exc:
                 errors.append(exc)
                 return
+            if collect:
+                results[i] = out
             if on_done is not None:
-                on_done(results[i])
+                on_done(out)
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
     try:
@@ -233,9 +237,10 @@ class RoundSettler:
     instead of in a pause at the end of the round.
     """
 
-    def __init__(self, pool: Sequence[Node], deduper: Deduper | None):
+    def __init__(self, pool: Sequence[Node], deduper: Deduper | None, sink: Callable[[Outcome], None] | None = None):
         self.pool = list(pool)
         self.deduper = deduper
+        self.sink = sink  # given: each settled outcome goes there, in pool order, instead of into result's lists
         self.result = RoundResult([], [], [])
         self._waiting: dict[int, Outcome] = {}
         self._index: dict[str, int] | None = None  # a pool holds one node per seed
@@ -249,8 +254,14 @@ class RoundSettler:
             self._settle(self.pool[self._next], self._waiting.pop(self._next))
             self._next += 1
 
-    def finish(self, outcomes: Sequence[Outcome]) -> RoundResult:
-        """The round's result, given every outcome in pool order (those offered already are not settled twice)."""
+    def finish(self, outcomes: Sequence[Outcome] | None = None) -> RoundResult:
+        """The round's result, given every outcome in pool order (those offered already are not settled twice);
+        ``None`` when every outcome was offered."""
+        if outcomes is None:
+            if self._next != len(self.pool):
+                raise ValueError(f"{len(self.pool) - self._next} of the round's outcomes are not settled: "
+                                 f"the outcome of pool entry {self._next} never came")
+            return self.result
         if len(outcomes) != len(self.pool):
             raise ValueError(f"{len(outcomes)} outcomes for a pool of {len(self.pool)}")
         for i in range(self._next, len(self.pool)):
@@ -271,12 +282,14 @@ class RoundSettler:
             else:
                 self.deduper.add(out.id, out.instruction)
         if isinstance(out, Record):
-            self.result.kept.append(out)
             self.result.pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
                                          round=out.round, operation=out.operation, instruction=out.instruction))
         else:
-            self.result.rejected.append(out)
             self.result.pool.append(node)
+        if self.sink is not None:
+            self.sink(out)
+        else:
+            (self.result.kept if isinstance(out, Record) else self.result.rejected).append(out)
 
 
 def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:

@@ -25,7 +25,7 @@ from .pricing import cost
 from .progress import LiveTally, current
 from .prompts import Profile, load_profile
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
-from .spool import Spool, Totals
+from .spool import RoundSink, Spool, Totals
 from .seeds import SeedSet, load_seeds
 
 log = logging.getLogger("evol")
@@ -111,24 +111,34 @@ class RunState:
         """Take the answered seeds (include_seeds) into round 0, beside the skipped ones."""
         records = [o for o in outcomes if isinstance(o, Record)]
         rejected = [o for o in outcomes if not isinstance(o, Record)]
-        self.spool.put(0, records, sorted([*self.seedset.skipped, *rejected], key=_order))
+        # skipped seeds carry the index of the next loaded seed: merged by index, "load" before "respond"
+        self.spool.put(0, records, sorted([*self.seedset.skipped, *rejected], key=lambda r: (r.seed_index, r.stage)))
         self.totals.add(outcomes)
 
-    def apply(self, result: RoundResult, round_no: int, seconds: float, logger=log) -> None:
-        """Take a settled round into the state, and log it (Prefect passes its run logger)."""
-        self.pool = result.pool
-        # the order every file follows: round by round, in seed order
-        self.spool.put(round_no, sorted(result.kept, key=_order), sorted(result.rejected, key=_order))
-        self.totals.add(result.kept)
-        self.totals.add(result.rejected)
+    @contextlib.contextmanager
+    def settling(self, round_no: int, started: float, logger=log) -> Iterator[RoundSink]:
+        """Feed the round's settled outcomes (in pool order, which is seed order) and its next pool to the sink;
+        the round's files and totals are taken in when the block ends without error, and thrown away otherwise."""
+        sink = RoundSink(self.spool, round_no)
+        try:
+            yield sink
+        except BaseException:
+            sink.writer.discard()
+            raise
+        sink.writer.commit()
+        self.totals.merge(sink.totals)
+        self.pool = sink.pool
         self.rounds_done = round_no
-        reasons = Counter(r.rule for r in result.rejected)
-        logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, len(result.kept), len(result.rejected),
-                 dict(reasons.most_common()), seconds)
+        t = sink.totals
+        logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, t.count("kept"), sum(t.by_rule.values()),
+                    dict(t.by_rule.most_common()), time.time() - started)
 
-
-def _order(r: Record | Rejection) -> tuple:
-    return (r.seed_index, r.stage) if isinstance(r, Rejection) else (r.seed_index,)
+    def apply(self, result: RoundResult, round_no: int, started: float, logger=log) -> None:
+        """Take a round settled as a whole into the state (the Prefect flow's way)."""
+        with self.settling(round_no, started, logger) as sink:
+            for out in (*result.kept, *result.rejected):
+                sink(out)
+            sink.pool = result.pool
 
 
 def stop_status(exc: BaseException) -> tuple[str, str]:
@@ -181,23 +191,26 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
 
 
 async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, rounds: int) -> None:
-    """One round, settled as its answers arrive, into ``state``.
-
-    A function of its own so that the round's outcomes are dropped when it returns: held on to by the
-    caller's loop, they kept the previous round's records alive while the next round ran.
-    """
-    t0 = time.time()
+    """One round, each outcome settled and written to the round's spool files as soon as every earlier one
+    (in pool order) is: no list of the round's outcomes is held, and nothing is left to do when the last
+    answer arrives."""
     progress = current()
     progress.round_start(round_no, rounds, len(state.pool))
-    settler = RoundSettler(state.pool, deduper)
+    with state.settling(round_no, time.time()) as sink:
 
-    def done(out) -> None:
-        settler.offer(out)
-        progress.item(out)
+        def settled(out: Record | Rejection) -> None:
+            sink(out)
+            if isinstance(out, Rejection) and out.kind == "duplicate":
+                progress.settled((out,))  # counted as kept when it arrived
 
-    result = settler.finish(await evolver.run_round(state.pool, round_no, done))
-    progress.settled(result.rejected)
-    state.apply(result, round_no, time.time() - t0)
+        settler = RoundSettler(state.pool, deduper, settled)
+
+        def done(out: Record | Rejection) -> None:
+            progress.item(out)
+            settler.offer(out)
+
+        await evolver.run_round(state.pool, round_no, done, collect=False)
+        sink.pool = settler.finish().pool
 
 
 def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,

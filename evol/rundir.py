@@ -26,24 +26,48 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, chunks: Iterable[str]) -> None:
-    """Write through a temporary file in the same folder, fsync it, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
+class AtomicFile:
+    """A file written through a temporary one in the same folder: whole once committed, absent if discarded."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self._f = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self._f.write(text)
+
+    def commit(self) -> None:
+        """fsync, then rename over the target."""
         try:
-            os.unlink(tmp)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.chmod(self._tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual permissions
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        self._f.close()
+        try:
+            os.unlink(self._tmp)
         except FileNotFoundError:
             pass
+
+
+def atomic_write(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` through a temporary file in the same folder, fsync it, then rename over the target."""
+    f = AtomicFile(path)
+    try:
+        for chunk in chunks:
+            f.write(chunk)
+    except BaseException:
+        f.discard()
         raise
+    f.commit()
 
 
 def write_json(path: Path, data: Any) -> None:

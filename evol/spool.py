@@ -8,6 +8,7 @@ joined in round order, copied without parsing. What the manifest counts is added
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import Record, Rejection
-from .rundir import SPOOL, RunDir, atomic_write
+from .rundir import SPOOL, AtomicFile, RunDir
 _BLOCK = 1 << 20
 
 
@@ -39,16 +40,20 @@ class Spool:
         elif self.path.exists():
             shutil.rmtree(self.path)
 
+    def round(self, round_no: int) -> "RoundWriter":
+        """A writer for one round's files, filled outcome by outcome as the round settles."""
+        return RoundWriter(self, round_no)
+
     def put(self, round_no: int, records: Sequence[Record], rejections: Sequence[Rejection]) -> None:
-        """Write one round (again, for round 0 once its seeds are answered), each file whole or absent."""
-        atomic_write(self._file(round_no, "records"), (_line(r) for r in records))
-        atomic_write(self._file(round_no, "rejected"), (_line(r) for r in rejections))
-        # dataset.json's items as json.dumps(rows, indent=2) writes them: each row indented one level more
-        atomic_write(self._file(round_no, "dataset"), _separated(
-            "  " + json.dumps({"instruction": r.instruction, "output": r.output}, ensure_ascii=False, indent=2)
-            .replace("\n", "\n  ") for r in records))
-        if round_no not in self.rounds:
-            self.rounds = sorted([*self.rounds, round_no])
+        """Write one round at once (again, for round 0 once its seeds are answered), each file whole or absent."""
+        writer = self.round(round_no)
+        try:
+            for out in (*records, *rejections):
+                writer.add(out)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.commit()
 
     def lines(self, kind: str) -> Iterator[str]:
         """A JSONL output (``records`` or ``rejected``): every round's file in turn, in blocks."""
@@ -78,13 +83,42 @@ class Spool:
                 yield block
 
 
+class RoundWriter:
+    """One round's three files, written as its outcomes settle (in seed order) and renamed into place together."""
+
+    def __init__(self, spool: Spool, round_no: int):
+        self.spool, self.round_no = spool, round_no
+        self._files = {kind: AtomicFile(spool._file(round_no, kind)) for kind in ("records", "rejected", "dataset")}
+        self._rows = 0
+
+    def add(self, out: Record | Rejection) -> None:
+        if isinstance(out, Record):
+            self._files["records"].write(_line(out))
+            # dataset.json's items as json.dumps(rows, indent=2) writes them: each row indented one level more
+            item = json.dumps({"instruction": out.instruction, "output": out.output}, ensure_ascii=False, indent=2)
+            self._files["dataset"].write(("  " if not self._rows else ",\n  ") + item.replace("\n", "\n  "))
+            self._rows += 1
+        else:
+            self._files["rejected"].write(_line(out))
+
+    def commit(self) -> None:
+        try:
+            for f in self._files.values():
+                f.commit()
+        except BaseException:
+            self.discard()
+            raise
+        if self.round_no not in self.spool.rounds:
+            self.spool.rounds = sorted([*self.spool.rounds, self.round_no])
+
+    def discard(self) -> None:
+        for f in self._files.values():
+            with contextlib.suppress(OSError, ValueError):
+                f.discard()
+
+
 def _line(row: Record | Rejection) -> str:
     return json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n"
-
-
-def _separated(items: Iterable[str]) -> Iterator[str]:
-    for i, item in enumerate(items):
-        yield item if i == 0 else ",\n" + item
 
 
 @dataclass
@@ -119,6 +153,30 @@ class Totals:
             if kept:
                 self.seeds_with_kept.add(out.seed_id)
 
+    def merge(self, other: "Totals") -> None:
+        for n, c in other.by_round.items():
+            self.by_round.setdefault(n, Counter()).update(c)
+        for op, c in other.by_operation.items():
+            self.by_operation.setdefault(op, Counter()).update(c)
+        self.by_rule.update(other.by_rule)
+        self.by_reason.update(other.by_reason)
+        self.seeds_with_kept |= other.seeds_with_kept
+        self.seed_records += other.seed_records
+        self.seed_rejections += other.seed_rejections
+
     def count(self, what: str) -> int:
         """Attempts of rounds >= 1 that ended as ``what`` ("kept", "eliminated", "duplicate", "failed")."""
         return sum(c[what] for c in self.by_round.values())
+
+
+class RoundSink:
+    """Where one round's settled outcomes go: its files and its own totals, taken into the run only if it ends."""
+
+    def __init__(self, spool: Spool, round_no: int):
+        self.writer = spool.round(round_no)
+        self.totals = Totals()
+        self.pool: list = []  # the next round's pool, set by whoever settles the round
+
+    def __call__(self, out: Record | Rejection) -> None:
+        self.writer.add(out)
+        self.totals.add((out,))

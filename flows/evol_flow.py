@@ -233,11 +233,11 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
         if config.include_seeds:
             state.apply_seeds(await stage.run(0, list(seedset.seeds)))
         for round_no in range(1, config.rounds + 1):
-            t0 = time.perf_counter()
+            t0 = time.time()
             outcomes = await stage.run(round_no, state.pool)
             result = settle(state.pool, outcomes, deduper, round_no)
             current().settled(result.rejected)
-            state.apply(result, round_no, time.perf_counter() - t0, log)
+            state.apply(result, round_no, t0, log)
             del outcomes, result  # the round is in the spool now: not held while the next one runs
             if round_no < config.rounds:  # after the last one, the final write below is the only one
                 write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")

@@ -93,19 +93,23 @@ def test_a_process_killed_while_writing_leaves_the_old_file_whole(tmp_path):
     assert all(name.startswith(".records.jsonl.") for name in leftovers(tmp_path))
 
 
+SPOOLED = {f"{n}.{kind}" for n in (0, 1, 2) for kind in ("records.jsonl", "rejected.jsonl", "dataset")}
+
+
 def test_every_output_of_a_run_is_written_through_atomic_write(tmp_path, monkeypatch):
     written: list[str] = []
-    real = rundir.atomic_write
+    real = rundir.AtomicFile.commit
 
-    def spy(path, chunks):
-        written.append(Path(path).name)
-        real(path, chunks)
+    def spy(self):
+        written.append(self.path.name)
+        real(self)
 
-    monkeypatch.setattr(rundir, "atomic_write", spy)
+    monkeypatch.setattr(rundir.AtomicFile, "commit", spy)
     with ScriptedServer(Model()) as srv:
         run_inproc(srv.base_url, topics(3), tmp_path / "o", rounds=2)
-    assert set(written) == OUTPUTS
-    assert written.count("manifest.json") == 3  # after each round, and at the end
+    assert set(written) - SPOOLED == OUTPUTS
+    assert SPOOLED <= set(written)  # each round's files in .rounds too
+    assert written.count("manifest.json") == 2  # after round 1, and at the end (the last round's)
     names = {p.name for p in (tmp_path / "o").iterdir()}
     assert OUTPUTS <= names and not leftovers(tmp_path / "o")
     assert names - OUTPUTS <= {"calls.sqlite", "calls.sqlite-wal", "calls.sqlite-shm", LOCK}

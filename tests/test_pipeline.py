@@ -7,7 +7,7 @@ from evol.config import RunConfig
 from evol.dedup import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
 from evol.models import Node, Record, Rejection
-from evol.pipeline import Evolver, Models, RoundSettler, settle_round
+from evol.pipeline import Evolver, Models, RoundSettler, bounded_map, settle_round
 from evol.prompts import load_profile
 
 from .fakes import FakeChat
@@ -134,3 +134,28 @@ def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_orde
         for i in order[:30]:  # some arrive, in any order; the rest come with finish()
             settler.offer(outcomes[i])
         assert settler.finish(outcomes) == at_end
+        # the streaming way: every outcome offered, each settled one handed to a sink in pool order, none held
+        sunk = []
+        streaming = RoundSettler(pool, fresh(), sunk.append)
+        for i in order:
+            streaming.offer(outcomes[i])
+        result = streaming.finish()
+        assert (result.kept, result.rejected) == ([], []) and result.pool == at_end.pool
+        assert [o for o in sunk if isinstance(o, Record)] == at_end.kept
+        assert [o for o in sunk if isinstance(o, Rejection)] == at_end.rejected
+        assert [o.seed_index for o in sunk] == list(range(40))
+
+
+def test_a_round_without_collected_results_hands_each_to_on_done_and_finish_checks_all_came():
+    seen = []
+
+    async def double(x):
+        await asyncio.sleep(0.001 * (x % 3))
+        return x * 2
+
+    assert asyncio.run(bounded_map(double, list(range(20)), 4, seen.append, collect=False)) == []
+    assert sorted(seen) == [x * 2 for x in range(20)]
+    settler = RoundSettler([node(0, "a"), node(1, "b")], None)
+    settler.offer(rec(1, "B"))
+    with pytest.raises(ValueError, match="2 of the round's outcomes are not settled: the outcome of pool entry 0"):
+        settler.finish()
