@@ -18,7 +18,7 @@ from typing import Any
 
 from .dedup import Deduper
 from .errors import ConfigError, InputError
-from .rundir import MANIFEST, RECORDS, REJECTED, atomic_write, write_json
+from .rundir import MANIFEST, RECORDS, REJECTED, atomic_write, write_json, write_jsonl
 
 log = logging.getLogger("evol")
 
@@ -294,7 +294,7 @@ def write_split(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
     if fmt in ("parquet", "hf"):
         _write_parquet(path, records)
     elif SUFFIX[fmt] == ".jsonl":
-        atomic_write(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_jsonl(path, records)
     else:
         write_json(path, records)
 

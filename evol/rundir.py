@@ -90,13 +90,14 @@ def _joined(chunks: Iterable[str], end: str, size: int = 1 << 16) -> Iterator[st
     yield "".join(buf)
 
 
-def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
-    def lines():
-        for row in rows:
-            data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-            yield json.dumps(data, ensure_ascii=False) + "\n"
+def jsonl_line(row: BaseModel | dict) -> str:
+    """One line of a JSONL output."""
+    data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+    return json.dumps(data, ensure_ascii=False) + "\n"
 
-    atomic_write(path, lines())
+
+def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
+    atomic_write(path, map(jsonl_line, rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:

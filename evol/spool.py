@@ -1,7 +1,7 @@
 """Each settled round on disk, so a run holds one round of records in memory, not all of them.
 
-A round's records, rejections and dataset rows go to files of their own in the run folder's ``.rounds``
-as soon as the round is settled; ``records.jsonl``, ``rejected.jsonl`` and ``dataset.json`` are those files
+A round's records, rejections and dataset rows go to files of their own in the run folder's ``.rounds``,
+each outcome as soon as it is settled, renamed into place when the round ends; ``records.jsonl``, ``rejected.jsonl`` and ``dataset.json`` are those files
 joined in round order, copied without parsing. What the manifest counts is added up as the rounds go by
 (:class:`Totals`). At 100,000 seeds the kept records were about 3 KB per seed per round of resident memory.
 """
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import Record, Rejection
-from .rundir import SPOOL, AtomicFile, RunDir
+from .rundir import SPOOL, AtomicFile, RunDir, jsonl_line
+
 _BLOCK = 1 << 20
 
 
@@ -93,13 +94,13 @@ class RoundWriter:
 
     def add(self, out: Record | Rejection) -> None:
         if isinstance(out, Record):
-            self._files["records"].write(_line(out))
+            self._files["records"].write(jsonl_line(out))
             # dataset.json's items as json.dumps(rows, indent=2) writes them: each row indented one level more
             item = json.dumps({"instruction": out.instruction, "output": out.output}, ensure_ascii=False, indent=2)
             self._files["dataset"].write(("  " if not self._rows else ",\n  ") + item.replace("\n", "\n  "))
             self._rows += 1
         else:
-            self._files["rejected"].write(_line(out))
+            self._files["rejected"].write(jsonl_line(out))
 
     def commit(self) -> None:
         try:
@@ -115,10 +116,6 @@ class RoundWriter:
         for f in self._files.values():
             with contextlib.suppress(OSError, ValueError):
                 f.discard()
-
-
-def _line(row: Record | Rejection) -> str:
-    return json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n"
 
 
 @dataclass
