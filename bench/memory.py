@@ -1,6 +1,7 @@
-"""Peak memory of a large run: ``python -m evol run --engine local`` over 100,000 seeds, measured from outside.
+"""Peak memory of a large run: ``python -m evol run`` over 100,000 seeds, measured from outside.
 
-    python -m bench.memory                                # 100,000 seeds, 1 round, concurrency 64
+    python -m bench.memory                                # 100,000 seeds, 1 round, concurrency 64, --engine local
+    python -m bench.memory --engine prefect               # the default engine (Prefect's temporary server included)
     python -m bench.memory --seeds 20000,50000 --rounds 1,2
     python -m bench.memory --seeds 20000 --tracemalloc    # where the memory is, at each round's end
 
@@ -86,8 +87,8 @@ def rss_mb(pid: int) -> float | None:
 
 
 def run_once(seeds: Path, n: int, rounds: int, url: str, concurrency: int, out: Path, trace: bool,
-             timeout: float) -> dict:
-    cmd = [sys.executable, *(("-c", TRACE) if trace else ("-m", "evol")), "run", "--engine", "local",
+             timeout: float, engine: str = "local") -> dict:
+    cmd = [sys.executable, *(("-c", TRACE) if trace else ("-m", "evol")), "run", "--engine", engine,
            "--seeds", str(seeds), "--base-url", url, "--model", "m", "--rounds", str(rounds),
            "--concurrency", str(concurrency), "--max-retries", "8", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
@@ -143,6 +144,8 @@ def main() -> None:
     p.add_argument("--rounds", default="1", help="round counts, comma-separated (default 1)")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--tokens", type=int, default=20, help="words per answer of the server (~19 characters each)")
+    p.add_argument("--engine", choices=("local", "prefect"), default="local",
+                   help="local (default): the run in one process; prefect: the default engine (the peak is that of the largest process, the run's own; Prefect's server is another)")
     p.add_argument("--tracemalloc", action="store_true", help="print the biggest Python heap holders at each round's end")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed for one run")
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary one, removed)")
@@ -158,7 +161,7 @@ def main() -> None:
             seeds = work / f"seeds-{n}.jsonl"
             write_seeds(seeds, n)
             for r in rounds:
-                row = run_once(seeds, n, r, url, a.concurrency, work / f"run-{n}-{r}", a.tracemalloc, a.timeout)
+                row = run_once(seeds, n, r, url, a.concurrency, work / f"run-{n}-{r}", a.tracemalloc, a.timeout, a.engine)
                 rows.append(row)
                 print(f"{n:>8} seeds, {r} round(s): peak RSS {row['peak_rss_mb']:,.0f} MB "
                       f"(RSS at 25/50/75/100% of the run: {'/'.join(map(str, row['rss_quartiles_mb']))} MB), "

@@ -40,8 +40,10 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             server = stack.enter_context(local.LocalServer.from_config(config))
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local.tune_for_local(config)
+        # the embedded model's answers are a function of the call: each call carries its own sampling seed
         kwargs = dict(identity=identity, timeout=config.timeout, max_retries=config.max_retries,
-                      concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm, rate_window=config.rate_window)
+                      concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm, rate_window=config.rate_window,
+                      seed_calls=server is not None)
         # a dead embedded server stops the run at once instead of every item retrying a closed port
         chat = local.LocalChat(server, url, key, **kwargs) if server else OpenAIChat(url, key, **kwargs)
         stack.push_async_callback(chat.aclose)

@@ -132,6 +132,14 @@ class RunConfig(BaseModel):
         """The config as JSON-ready data, without secrets (for manifests, logs and Prefect)."""
         return json.loads(self.model_dump_json(exclude={"api_key"}))
 
+    def explicit_dict(self) -> dict[str, Any]:
+        """Only the options that were set (config file, command line, flow parameters), JSON-ready, without secrets.
+
+        A config rebuilt from it still tells the user's choices from the defaults, which ``tune_for_local``
+        fills for the embedded model; rebuilt from ``public_dict`` every option would look chosen.
+        """
+        return json.loads(self.model_dump_json(exclude={"api_key"}, exclude_unset=True))
+
 
 def api_key_from_env() -> SecretStr | None:
     for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
 import re
 import time
@@ -180,6 +181,7 @@ class OpenAIChat:
         rpm: float | None = None,
         tpm: float | None = None,
         rate_window: float = 60.0,
+        seed_calls: bool = False,
     ):
         import httpx2  # the SDK's HTTP library, whatever the transport
 
@@ -194,6 +196,7 @@ class OpenAIChat:
         self._wait = _Wait(max_wait)
         self._last_ok = time.monotonic()  # when a call last got an answer, for the circuit breaker
         self._dead: FatalBackendError | None = None  # set once the endpoint is found gone for good
+        self.seed_calls = seed_calls  # send each call's own sampling seed (see call_seed)
 
     async def list_models(self) -> list[str]:
         try:
@@ -208,7 +211,7 @@ class OpenAIChat:
         try:
             async for attempt in retrying:
                 with attempt:
-                    answer = await self._once(messages, model, sampling)
+                    answer = await self._once(messages, model, sampling, sample)
                     self._last_ok = time.monotonic()
                     return answer
         except TransientBackendError as exc:
@@ -239,11 +242,13 @@ class OpenAIChat:
             return False
         return False
 
-    async def _once(self, messages: Messages, model: str, sampling: Sampling) -> Completion:
+    async def _once(self, messages: Messages, model: str, sampling: Sampling, sample: str = "") -> Completion:
         if self._dead is not None:  # another call found the endpoint gone: fail at once, no retries
             raise self._dead
         body = {"model": model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
                 "max_tokens": sampling.max_tokens}
+        if self.seed_calls:
+            body["seed"] = call_seed(sample)
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
@@ -286,6 +291,15 @@ class OpenAIChat:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def call_seed(sample: str) -> int:
+    """The sampling seed of one call, from its sample id: the same call samples the same answer in any run.
+
+    Without it llama.cpp draws each request's seed from one generator in arrival order, so concurrent
+    calls got different answers from run to run. 31 bits: -1 and 0xFFFFFFFF mean "random" to llama.cpp.
+    """
+    return int.from_bytes(hashlib.sha256(sample.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -349,6 +349,26 @@ def _drop_server_env() -> None:
             del os.environ[key]
 
 
+def _evaluate_each_prompt_whole() -> None:
+    """Make an answer depend only on its request: evaluate every prompt from its first token.
+
+    llama.cpp keeps the previous request's tokens and evaluates only the part of a new prompt that differs;
+    a prompt sent right after itself is then sampled from logits computed another way, and in probes here
+    its answer changed in two runs of three even with the same seed. Re-reading the shared chat preamble
+    costs a few ms per request at this model size.
+    """
+    import llama_cpp
+
+    generate = llama_cpp.Llama.generate
+
+    def whole(self, tokens, *args, **kwargs):
+        if kwargs.get("reset", True):
+            self.reset()
+        return generate(self, tokens, *args, **kwargs)
+
+    llama_cpp.Llama.generate = whole
+
+
 def child_main(argv: list[str]) -> None:
     import runpy
 
@@ -357,6 +377,7 @@ def child_main(argv: list[str]) -> None:
         argv = argv[1:]
     threading.Thread(target=_exit_when_stdin_closes, name="evol-parent-watch", daemon=True).start()
     _drop_server_env()
+    _evaluate_each_prompt_whole()
     sys.argv = ["llama_cpp.server", *argv]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

@@ -43,6 +43,7 @@ class Endpoint(BaseModel):
     evolve_model: str
     respond_model: str
     judge_model: str
+    seed_calls: bool = False  # each call sends its own sampling seed (the embedded model)
 
     @property
     def models(self) -> Models:
@@ -90,7 +91,7 @@ async def run_batch(job: BatchJob) -> BatchResult:
     key = api_key()
     chat = OpenAIChat(job.endpoint.base_url, key.get_secret_value() if key else None, identity=job.endpoint.identity,
                       timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=job.concurrency,
-                      **_rate_limits(cfg, job.share))
+                      seed_calls=job.endpoint.seed_calls, **_rate_limits(cfg, job.share))
     cache = CallCache(Path(job.run_dir) / CACHE)
     cached = CachedChat(chat, cache)
     tally = LiveTally()

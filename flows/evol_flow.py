@@ -295,13 +295,13 @@ async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_addre
     """
     from evol.backend import open_backend  # here, so importing the flow costs no SDK start-up
 
-    cfg = RunConfig(**config.public_dict(), api_key=batches.api_key())
+    cfg = RunConfig(**config.explicit_dict(), api_key=batches.api_key())  # what the user left unset stays unset
     check_inputs(cfg)  # bad input fails before any server starts (a scheduled run has no CLI to check it)
     out = default_out(cfg)
     with RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):
             endpoint = Endpoint(base_url=chat.base_url, identity=chat.identity, evolve_model=models.evolve,
-                                respond_model=models.respond, judge_model=models.judge)
+                                respond_model=models.respond, judge_model=models.judge, seed_calls=chat.seed_calls)
             runner, parallel = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())
             return await pipeline_flow.with_options(task_runner=runner)(
@@ -418,7 +418,7 @@ def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_ad
     batches._process_key = config.api_key  # for this process's threads; never a parameter
     try:
         with prefect_api(), fewer_gc_pauses():
-            return asyncio.run(evol_flow(config=config.public_dict(), batch_size=batch_size,
+            return asyncio.run(evol_flow(config=config.explicit_dict(), batch_size=batch_size,
                                          dask_address=dask_address, dask_workers=dask_workers))
     finally:
         batches._process_key = None

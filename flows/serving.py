@@ -26,7 +26,7 @@ def deployment_parameters(config: RunConfig, *, batch_size: int = BATCH_SIZE, da
     The run folder is fixed here (``--out`` or the default for this config), so every scheduled run
     resumes the same folder whatever the working directory of the process that runs it.
     """
-    data = config.model_copy(update={"out": default_out(config)}).public_dict()
+    data = {**config.explicit_dict(), "out": str(default_out(config))}  # unset options keep their engine's defaults
     for key in _PATH_KEYS:
         if data.get(key) is not None:
             data[key] = str(Path(data[key]).expanduser().resolve())

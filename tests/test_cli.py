@@ -2,7 +2,6 @@
 
 import socket
 
-import pytest
 
 from evol.testing.server import ScriptedServer
 

@@ -423,3 +423,20 @@ def _prefect_servers_of(pid: int) -> list[int]:
         if b"flows._server_child" in argv and str(pid).encode() in argv:
             found.append(int(proc.name))
     return found
+
+
+def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
+    """The embedded model's defaults (tune_for_local) fill only what the user left unset, on this engine too:
+    rebuilt from every value, the flow's config took Prefect's 32 connections and 2,048 tokens for choices."""
+    from evol.config import RunConfig
+    from evol.local import tune_for_local
+    from flows.evol_flow import FlowConfig
+    from flows.serving import deployment_parameters
+
+    cfg = build_config({"sampling": {"temperature": 0.5}}, {"seeds": SEEDS, "concurrency": 5})
+    expected = tune_for_local(cfg)
+    assert (expected.concurrency, expected.sampling.temperature, expected.sampling.max_tokens) == (5, 0.5, 256)
+    for params in (cfg.explicit_dict(), deployment_parameters(cfg)["config"]):
+        crossed = RunConfig(**FlowConfig(**params).explicit_dict())  # what evol_flow rebuilds from its parameter
+        tuned = tune_for_local(crossed)
+        assert tuned.model_dump(exclude={"out"}) == expected.model_dump(exclude={"out"})

@@ -7,7 +7,7 @@ import pytest
 
 from evol.config import Sampling
 from evol.errors import FatalBackendError, RequestRejectedError, TransientBackendError
-from evol.llm import OpenAIChat, Redactor, endpoint_identity
+from evol.llm import OpenAIChat, Redactor, call_seed, endpoint_identity
 from evol.testing.server import Reply, ScriptedServer
 
 S = Sampling()
@@ -30,6 +30,24 @@ def test_a_completion_with_usage_and_finish_reason(server):
     assert (c.text, c.finish_reason, c.usage.completion_tokens) == ("hello there", "length", 2)
     body = server.requests[0]
     assert body["temperature"] == 1.0 and body["top_p"] == 0.95 and body["max_tokens"] == 2048
+    assert "seed" not in body  # not every OpenAI-compatible endpoint takes one
+
+
+def test_seeded_calls_carry_a_seed_that_is_a_function_of_the_call(server):
+    server.script = lambda req: Reply(content="ok")
+
+    async def go():
+        chat = OpenAIChat(server.base_url, None, max_retries=0, seed_calls=True)
+        try:
+            for sample in ("a.r1:evolve", "a.r1:respond", "a.r1:evolve"):
+                await chat.complete([{"role": "user", "content": "hi"}], model="m", sampling=S, sample=sample)
+        finally:
+            await chat.aclose()
+
+    asyncio.run(go())
+    seeds = [body["seed"] for body in server.requests]
+    assert seeds[0] == seeds[2] == call_seed("a.r1:evolve") != seeds[1]
+    assert all(0 <= s < 2**31 for s in seeds)  # llama.cpp reads -1 and 0xFFFFFFFF as "pick one at random"
 
 
 def flaky(*failures: Reply):

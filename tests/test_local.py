@@ -230,6 +230,16 @@ def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
         assert set(row) == {"instruction", "output"}
         assert isinstance(row["instruction"], str) and isinstance(row["output"], str)
 
+    # the same command into a new folder, on the other engine: no answer comes from a cache, yet each call
+    # samples the same answer (its own seed), so the datasets are the same byte for byte
+    again = tmp_path / "again"
+    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "3", "--rounds", "1", "--out", str(again),
+                   env={MARKER: marker}, engine="local")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((again / "manifest.json").read_text())["cache"]["hits"] == 0
+    assert (again / "dataset.json").read_bytes() == (out / "dataset.json").read_bytes()
+    assert (again / "records.jsonl").read_bytes() == (out / "records.jsonl").read_bytes()
+
 
 def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
@@ -329,6 +339,31 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
         server._proc.wait()
         with pytest.raises(FatalBackendError, match="llama.cpp server stopped"):
             asyncio.run(ask(client()))
+
+
+def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
+    import asyncio
+
+    from evol.config import Sampling
+
+    async def answers(server):
+        chat = local.LocalChat(server, server.base_url, None, identity=server.identity, seed_calls=True)
+        s = Sampling(max_tokens=24)  # temperature 1: sampled, not greedy
+        try:
+            out = []
+            # a prompt right after itself is where llama.cpp would reuse its cached tokens
+            for prompt, sample in (("Name a fruit.", "a"), ("Name a fruit.", "a"), ("Name a river.", "b"),
+                                   ("Name a fruit.", "a")):
+                c = await chat.complete([{"role": "user", "content": prompt}], model=server.model_name,
+                                        sampling=s, sample=sample)
+                out.append(c.text)
+            return out
+        finally:
+            await chat.aclose()
+
+    with local.LocalServer(local.resolve_model(None)) as server:
+        a1, a2, _, a3 = asyncio.run(answers(server))
+    assert a1 == a2 == a3
 
 
 def test_a_server_that_cannot_start_says_why(local_extra, tmp_path):
