@@ -2,7 +2,6 @@
 
 import socket
 
-
 from evol.testing.server import ScriptedServer
 
 from .conftest import SEEDS, run_cli
