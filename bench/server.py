@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-429", type=float, default=0.0)
     a = p.parse_args()
-    srv = ScriptedServer(LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port)
+    srv = ScriptedServer(LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port, record=False)
     web.run_app(srv.app(), host="127.0.0.1", port=a.port, access_log=None, print=None, backlog=1024)
 
 

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +20,7 @@ from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .models import Node, Record, Rejection
-from .pipeline import Evolver, Models, RoundResult, RoundSettler, Tally, bounded_map, make_deduper
+from .pipeline import Evolver, Models, RoundSettler, Tally, bounded_map, make_deduper
 from .pricing import cost
 from .progress import LiveTally, current
 from .prompts import Profile, load_profile
@@ -133,13 +133,6 @@ class RunState:
         logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, t.count("kept"), sum(t.by_rule.values()),
                     dict(t.by_rule.most_common()), time.time() - started)
 
-    def apply(self, result: RoundResult, round_no: int, started: float, logger=log) -> None:
-        """Take a round settled as a whole into the state (the Prefect flow's way)."""
-        with self.settling(round_no, started, logger) as sink:
-            for out in (*result.kept, *result.rejected):
-                sink(out)
-            sink.pool = result.pool
-
 
 def stop_status(exc: BaseException) -> tuple[str, str]:
     """The manifest's status and reason for a run that ended with ``exc``."""
@@ -196,7 +189,22 @@ async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, 
     answer arrives."""
     progress = current()
     progress.round_start(round_no, rounds, len(state.pool))
-    with state.settling(round_no, time.time()) as sink:
+    with settling_round(state, deduper, round_no) as offer:
+
+        def done(out: Record | Rejection) -> None:
+            progress.item(out)
+            offer(out)
+
+        await evolver.run_round(state.pool, round_no, done, collect=False)
+
+
+@contextlib.contextmanager
+def settling_round(state: RunState, deduper, round_no: int, logger=log) -> Iterator[Callable[[Record | Rejection], None]]:
+    """Yield ``offer``: the round's outcomes, offered in any order, are deduplicated and applied to the pool in
+    pool order, each written to the round's spool files as soon as every earlier one is; the round is taken
+    into ``state`` when the block ends without error and once every pool entry's outcome came."""
+    progress = current()
+    with state.settling(round_no, time.time(), logger) as sink:
 
         def settled(out: Record | Rejection) -> None:
             sink(out)
@@ -204,12 +212,7 @@ async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, 
                 progress.settled((out,))  # counted as kept when it arrived
 
         settler = RoundSettler(state.pool, deduper, settled)
-
-        def done(out: Record | Rejection) -> None:
-            progress.item(out)
-            settler.offer(out)
-
-        await evolver.run_round(state.pool, round_no, done, collect=False)
+        yield settler.offer
         sink.pool = settler.finish().pool
 
 

@@ -3,12 +3,13 @@
 ``evol`` (parent flow) holds what must live as long as the run: the run-folder lock, the backend (the
 embedded llama.cpp server is started once, here) and the task runner's cluster. ``evol-pipeline`` (its
 subflow) does the work round by round: ``evolve-round-N-batch-B`` tasks (a few hundred pool entries
-each, with async concurrency inside, so the tens of ms a task run costs stay invisible), then
-``settle-round-N`` (dedup and pool update, in seed order) and ``write-outputs-round-N`` (``write-outputs-final``
-after the last). Finished batches are checkpointed in the run folder, so a restarted run with the same folder
-skips them without a single call.
+each, with async concurrency inside, so the tens of ms a task run costs stay invisible), each batch
+settled in the flow (dedup and pool update, in seed order, into the round's spool files) as soon as the
+batches before it are, then ``write-outputs-round-N`` (``write-outputs-final`` after the last). Finished
+batches are checkpointed in the run folder, so a restarted run with the same folder skips them without a
+single call.
 
-The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settle_round`` and
+The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settling_round`` and
 ``write_outputs`` do the work; only the batching and the bookkeeping are Prefect's.
 """
 
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,18 +31,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
-from evol.dedup import Deduper
 from evol.errors import BackendError, ConfigError, EvolError
-from evol.pipeline import Models, Tally, make_deduper, settle_round
+from evol.pipeline import Models, Outcome, Tally, make_deduper
 from evol.progress import current
 from evol.prompts import Profile
-from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, stop_status, write_outputs
+from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, settling_round, stop_status, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -114,12 +113,6 @@ def answer_seeds_batch(job: BatchJob, batch_no: int) -> BatchResult:
     return _run_and_checkpoint(job)
 
 
-@task(name="settle-round", task_run_name="settle-round-{round_no}", cache_policy=NO_CACHE, persist_result=False)
-def settle(pool: list, outcomes: list, deduper: Deduper | None, round_no: int):
-    """Dedup in seed order and update the pool: ``evol.pipeline.settle_round``, unchanged."""
-    return settle_round(pool, outcomes, deduper)
-
-
 @task(name="write-outputs", task_run_name="write-outputs-{when}", cache_policy=NO_CACHE, persist_result=False)
 def write(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
           status: str, reason: str, started: float, stats: ChatStats, when: str) -> dict:
@@ -154,53 +147,63 @@ class Stage:
     stats: ChatStats
     counts: Counter
 
-    async def run(self, round_no: int, items: list) -> list:
+    async def run(self, round_no: int, items: list, consume: Callable[[Outcome], None]) -> None:
+        """Run the round's batches and hand their outcomes to ``consume`` in item order, a batch as soon as it
+        and every batch before it are done: no more than the batches finished out of order is held."""
         log = get_run_logger()
         chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         jobs = [BatchJob(config=self.config, profile=self.profile, endpoint=self.endpoint, run_dir=str(self.run_dir),
                          run_key=self.run_key, round_no=round_no, batch_no=b, items=chunk, concurrency=0)
                 for b, chunk in enumerate(chunks)]
-        results: list[BatchResult | None] = [batches.read_checkpoint(job) for job in jobs]
         progress = current()
         progress.round_start(round_no, self.config.rounds, len(items))
-        for r in results:
-            if r is not None:
-                progress.items(r.outcomes)
-        todo = [job for job, r in zip(jobs, results) if r is None]
+        # a checkpoint is read once to see that it is whole, and again when its turn comes: not held meanwhile
+        restored = {job.batch_no for job in jobs if self._restorable(job, progress)}
+        todo = [job for job in jobs if job.batch_no not in restored]
         # --concurrency (and --rpm, --tpm) are the run's totals: shared by the batches that run at once
-        per_batch = max(1, math.ceil(self.config.concurrency / max(1, min(self.parallel, len(todo)))))
+        share = max(1, min(self.parallel, len(todo)))
+        per_batch = max(1, math.ceil(self.config.concurrency / share))
         futures = {}
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
         for job in todo:
-            job.concurrency, job.share, job.spent = per_batch, max(1, min(self.parallel, len(todo))), spent
+            job.concurrency, job.share, job.spent = per_batch, share, spent
             if round_no == 0:
                 futures[job.batch_no] = answer_seeds_batch.submit(job, job.batch_no)
             else:
                 futures[job.batch_no] = evolve_batch.submit(job, round_no, job.batch_no)
         what = "seeds" if round_no == 0 else f"round {round_no}"
-        log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(jobs) - len(todo), len(todo))
-        # wait for every batch before raising, so each one that finished is checkpointed for the restart
-        await asyncio.to_thread(wait, list(futures.values()))
-        errors = []
-        for b, fut in futures.items():
-            try:
-                results[b] = fut.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, the most telling first
-                errors.append(exc)
-                if books := getattr(exc, "evol_batch", None):
-                    self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
+        log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(restored), len(todo))
+        errors: list[BaseException] = []
+        for job in jobs:
+            b = job.batch_no
+            if b in restored:
+                r = batches.read_checkpoint(job)
+                if r is None:  # changed under us since the first look: not worth guessing, run the round again
+                    errors.append(ConfigError(f"The checkpoint {job.checkpoint} changed during the run; run the same command again."))
+                    continue
+            else:
+                # wait for every batch before raising, so each one that finished is checkpointed for the restart
+                try:
+                    r = await asyncio.to_thread(futures.pop(b).result)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, the most telling first
+                    errors.append(exc)
+                    if books := getattr(exc, "evol_batch", None):
+                        self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
+                    continue
+                progress.items(r.outcomes)  # batches on other processes (Dask) report here, at their end; once per item
+            self._add(r)  # the finished batches' calls count, whatever happens to the round
+            if not errors:
+                for out in r.outcomes:
+                    consume(out)
         if errors:
-            for r in results:  # the finished batches' calls count too
-                if r is not None:
-                    self._add(r)
             raise min(errors, key=lambda e: 0 if isinstance(e, BackendError) and e.fatal else 1)
-        outcomes = []
-        for r in results:
-            assert r is not None
-            outcomes.extend(r.outcomes)
-            self._add(r)
-        progress.items(outcomes)  # batches on other processes (Dask) report here, at their end
-        return outcomes
+
+    @staticmethod
+    def _restorable(job: BatchJob, progress) -> bool:
+        r = batches.read_checkpoint(job)
+        if r is not None:
+            progress.items(r.outcomes)
+        return r is not None
 
     def _add(self, r: BatchResult) -> None:
         batches.add_tally(self.tally, r.tally, restored=r.restored)
@@ -231,14 +234,15 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
     status, reason = "complete", ""
     try:
         if config.include_seeds:
-            state.apply_seeds(await stage.run(0, list(seedset.seeds)))
+            answered: list = []
+            await stage.run(0, list(seedset.seeds), answered.append)
+            state.apply_seeds(answered)
+            del answered
         for round_no in range(1, config.rounds + 1):
-            t0 = time.time()
-            outcomes = await stage.run(round_no, state.pool)
-            result = settle(state.pool, outcomes, deduper, round_no)
-            current().settled(result.rejected)
-            state.apply(result, round_no, t0, log)
-            del outcomes, result  # the round is in the spool now: not held while the next one runs
+            # each batch is settled (dedup, pool update, the round's spool files) as soon as the batches
+            # before it are: a round's outcomes are never all in memory at once
+            with settling_round(state, deduper, round_no, log) as offer:
+                await stage.run(round_no, state.pool, offer)
             if round_no < config.rounds:  # after the last one, the final write below is the only one
                 write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
     except BaseException as exc:  # what is done is still written out, with why the run stopped

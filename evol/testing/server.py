@@ -49,8 +49,9 @@ class ScriptedServer:
     """``with ScriptedServer(script) as srv:`` then point a client at ``srv.base_url``."""
 
     def __init__(self, script: Script = echo, *, models: tuple[str, ...] = ("scripted-model",), port: int = 0,
-                 require_key: str | None = None, batch_api: bool = True):
+                 require_key: str | None = None, batch_api: bool = True, record: bool = True):
         self.script = script
+        self.record = record  # keep every request body (tests read them); a benchmark's million calls should not
         self.models = models
         self.port = port
         self.require_key = require_key
@@ -101,7 +102,8 @@ class ScriptedServer:
     def _check_key(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
         with self._lock:
-            self.auth_headers.append(auth)
+            if self.record:
+                self.auth_headers.append(auth)
         if self.require_key is not None and auth != f"Bearer {self.require_key}":
             return web.json_response({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
                                                 "code": "invalid_api_key"}}, status=401)
@@ -111,8 +113,9 @@ class ScriptedServer:
         body = await request.json()
         with self._lock:
             self.calls["chat"] += 1
-            self.requests.append(body)
-            self.arrivals.append(time.monotonic())
+            if self.record:
+                self.requests.append(body)
+                self.arrivals.append(time.monotonic())
         if (denied := self._check_key(request)) is not None:
             return denied
         reply = self.script(body)
@@ -255,8 +258,9 @@ class ScriptedServer:
             body = line["body"]
             with self._lock:
                 self.calls["batch_request"] += 1
-                self.requests.append(body)
-                self.arrivals.append(time.monotonic())
+                if self.record:
+                    self.requests.append(body)
+                    self.arrivals.append(time.monotonic())
             reply = self.script(body)
             if asyncio.iscoroutine(reply):
                 reply = await reply
