@@ -47,6 +47,12 @@ INSTALL_HINT = ("install the 'local' extra (pip install -e '.[local]' in a check
 #: the modules ``python -m llama_cpp.server`` imports besides llama_cpp itself
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 _PARENT_FLAG = "--evol-parent-pid="
+IDENTITY_PREFIX = "local:"  # the call cache's name for the embedded server, whatever its port
+
+
+def is_embedded(identity: str) -> bool:
+    """Whether a backend identity is the embedded model's."""
+    return identity.startswith(IDENTITY_PREFIX)
 
 
 def require_extra(need_default_model: bool) -> None:
@@ -156,7 +162,7 @@ class LocalServer:
         self._proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None  # the server's output: an unlinked file, so nothing is ever left behind
         # stable across runs and ports: it is part of the call-cache key
-        self.identity = f"local:{model_path.name}:{model_path.stat().st_size}"
+        self.identity = f"{IDENTITY_PREFIX}{model_path.name}:{model_path.stat().st_size}"
 
     @classmethod
     def from_config(cls, config: RunConfig, **kwargs) -> LocalServer:

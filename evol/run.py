@@ -19,6 +19,7 @@ from .cache import CachedChat, CallCache
 from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
+from .local import is_embedded
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Models, RoundSettler, Tally, bounded_map, make_deduper
 from .pricing import cost
@@ -66,8 +67,19 @@ def check_inputs(config: RunConfig) -> tuple[Profile, SeedSet]:
     return load_profile(config.profile, config.prompts_dir, config.operation_weights), read_seeds(config)
 
 
-def run_id_for(config: RunConfig) -> str:
-    """Same command, same run id: re-running it resumes (and pays for nothing already answered)."""
+def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
+    """Same command, same run id: re-running it resumes (and pays for nothing already answered).
+
+    For the embedded model its defaults are filled in first (``tune_for_local``), so the id is the same
+    before the backend is opened (the folder's name) and after (the manifest's); ``embedded`` says which
+    backend the run has when the config alone cannot tell (a flow's config carries no key).
+    """
+    from .local import tune_for_local
+
+    if embedded is None:
+        embedded = not config.base_url and config.api_key is None
+    if embedded:
+        config = tune_for_local(config)
     data = {k: v for k, v in config.public_dict().items() if k not in EXECUTION_ONLY}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.profile}-{digest}"
@@ -255,7 +267,7 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
     return {
         "status": status,
         "reason": reason,
-        "run_id": run_id_for(config),
+        "run_id": run_id_for(config, embedded=is_embedded(chat.identity)),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 3),
         "config": config.public_dict(),

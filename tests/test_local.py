@@ -141,6 +141,21 @@ def test_tune_for_local_respects_config_file_values(tmp_path):
     assert tuned.sampling.max_tokens == local.LOCAL_MAX_TOKENS
 
 
+def test_an_embedded_run_has_one_id_before_and_after_its_backend_opens(monkeypatch):
+    """The folder is named before the backend opens, the manifest after the embedded defaults are filled in."""
+    from evol.run import run_id_for
+
+    for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = cli_config()  # no endpoint, no key: the embedded model
+    tuned = local.tune_for_local(cfg)
+    assert tuned.sampling.max_tokens != cfg.sampling.max_tokens
+    assert run_id_for(cfg) == run_id_for(tuned, embedded=True)
+    assert run_id_for(cli_config("--max-tokens", "100")) != run_id_for(cfg)  # a chosen length is another run
+    endpoint = cli_config("--base-url", "http://127.0.0.1:9/v1")  # nothing is tuned for an endpoint
+    assert run_id_for(endpoint) == run_id_for(endpoint, embedded=False) != run_id_for(endpoint, embedded=True)
+
+
 def test_context_fits_the_run():
     assert local.context_size(build_config({}, {"seeds": SEEDS})) == local.MIN_CTX
     assert local.context_size(cli_config("--max-tokens", "2048")) == 5120
