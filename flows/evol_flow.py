@@ -163,25 +163,24 @@ class Stage:
         # --concurrency (and --rpm, --tpm) are the run's totals: shared by the batches that run at once
         share = max(1, min(self.parallel, len(todo)))
         per_batch = max(1, math.ceil(self.config.concurrency / share))
-        futures = {}
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
-        for job in todo:
-            job.concurrency, job.share, job.spent = per_batch, share, spent
+
+        def submit(job: BatchJob, concurrency: int, share: int):
+            job.concurrency, job.share, job.spent = concurrency, share, spent
             if round_no == 0:
-                futures[job.batch_no] = answer_seeds_batch.submit(job, job.batch_no)
-            else:
-                futures[job.batch_no] = evolve_batch.submit(job, round_no, job.batch_no)
+                return answer_seeds_batch.submit(job, job.batch_no)
+            return evolve_batch.submit(job, round_no, job.batch_no)
+
+        futures = {job.batch_no: submit(job, per_batch, share) for job in todo}
         what = "seeds" if round_no == 0 else f"round {round_no}"
         log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(restored), len(todo))
         errors: list[BaseException] = []
         for job in jobs:
             b = job.batch_no
-            if b in restored:
-                r = batches.read_checkpoint(job)
-                if r is None:  # changed under us since the first look: not worth guessing, run the round again
-                    errors.append(ConfigError(f"The checkpoint {job.checkpoint} changed during the run; run the same command again."))
-                    continue
-            else:
+            r = batches.read_checkpoint(job) if b in restored else None
+            if r is None:
+                if b not in futures:  # its checkpoint went away since the first look: run it after all
+                    futures[b] = submit(job, per_batch, share)
                 # wait for every batch before raising, so each one that finished is checkpointed for the restart
                 try:
                     r = await asyncio.to_thread(futures.pop(b).result)

@@ -130,7 +130,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
 def run_flow(cfg, **kwargs) -> dict:
     from flows.evol_flow import evol_flow
 
-    return asyncio.run(evol_flow(config=cfg.public_dict(), batch_size=BATCH, **kwargs))
+    return asyncio.run(evol_flow(config=cfg.explicit_dict(), batch_size=BATCH, **kwargs))  # as run_with_prefect
 
 
 REFERENCE_REQUESTS: list[str] = []  # every request of the reference run, as JSON
@@ -243,6 +243,36 @@ def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, t
         manifest = run_flow(config(endpoint, out))
         assert endpoint.chat_count() == before
         assert manifest["batches"] == {"run": 0, "restored": ROUNDS * 4}
+    finally:
+        script.mode = "rich"
+
+
+def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, tmp_path, monkeypatch):
+    """Checkpoints are read when a round starts and again in their turn (not held meanwhile): one that
+    vanished in between is run after all, and the outputs do not change."""
+    from flows import batches
+
+    script = endpoint.script_obj
+    script.mode = "clean"
+    try:
+        out = tmp_path / "vanishing"
+        run_flow(config(endpoint, out))
+        dataset = (out / "dataset.json").read_bytes()
+        real, looks = batches.read_checkpoint, Counter()
+
+        def read(job):
+            looks[(job.round_no, job.batch_no)] += 1
+            if (job.round_no, job.batch_no) == (2, 1) and looks[(2, 1)] == 2:
+                return None  # deleted between the round's first look and its turn
+            return real(job)
+
+        monkeypatch.setattr(batches, "read_checkpoint", read)
+        before = endpoint.chat_count()
+        manifest = run_flow(config(endpoint, out))
+        assert manifest["batches"] == {"run": 1, "restored": ROUNDS * 4 - 1}
+        assert endpoint.chat_count() == before  # the batch ran, its calls answered by the cache
+        assert manifest["status"] == "complete" and manifest["counts"]["balanced"]
+        assert (out / "dataset.json").read_bytes() == dataset
     finally:
         script.mode = "rich"
 
