@@ -184,7 +184,7 @@ class Stage:
                 # wait for every batch before raising, so each one that finished is checkpointed for the restart
                 try:
                     r = await asyncio.to_thread(futures.pop(b).result)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, the most telling first
+                except Exception as exc:  # a failed batch; a Ctrl-C (cancellation) goes straight through
                     errors.append(exc)
                     if books := getattr(exc, "evol_batch", None):
                         self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
