@@ -256,11 +256,18 @@ def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     assert (again / "records.jsonl").read_bytes() == (out / "records.jsonl").read_bytes()
 
 
+def _as_at_a_terminal() -> None:
+    """Ctrl-C as at a terminal: a shell starts background jobs (``pytest &``) with SIGINT ignored, and the
+    child would inherit that and never see the signal this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     run = subprocess.Popen(
         [sys.executable, "-m", "evol", "run", "--seeds", str(SEEDS), "--limit", "20", "--rounds", "2", "--out", str(out)],
         env=clean_env(marker), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         pid = wait_for(lambda: servers(marker), "the run's llama.cpp server")[0]
