@@ -128,18 +128,29 @@ class RunState:
         self.totals.add(outcomes)
 
     @contextlib.contextmanager
-    def settling(self, round_no: int, started: float, logger=log) -> Iterator[RoundSink]:
-        """Feed the round's settled outcomes (in pool order, which is seed order) and its next pool to the sink;
-        the round's files and totals are taken in when the block ends without error, and thrown away otherwise."""
+    def settling(self, deduper, round_no: int, logger=log) -> Iterator[Callable[[Record | Rejection], None]]:
+        """Yield ``offer``: the round's outcomes, offered in any order, are deduplicated and applied to the pool
+        in pool order (seed order), each written to the round's spool files as soon as every earlier one is.
+        The round's files and totals are taken in when the block ends without error and every pool entry's
+        outcome came, and thrown away otherwise."""
+        started, progress = time.time(), current()
         sink = RoundSink(self.spool, round_no)
+
+        def settled(out: Record | Rejection) -> None:
+            sink(out)
+            if isinstance(out, Rejection) and out.kind == "duplicate":
+                progress.settled((out,))  # counted as kept when it arrived
+
+        settler = RoundSettler(self.pool, deduper, settled)
         try:
-            yield sink
+            yield settler.offer
+            pool = settler.finish().pool
         except BaseException:
             sink.writer.discard()
             raise
         sink.writer.commit()
         self.totals.merge(sink.totals)
-        self.pool = sink.pool
+        self.pool = pool
         self.rounds_done = round_no
         t = sink.totals
         logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, t.count("kept"), sum(t.by_rule.values()),
@@ -201,31 +212,13 @@ async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, 
     answer arrives."""
     progress = current()
     progress.round_start(round_no, rounds, len(state.pool))
-    with settling_round(state, deduper, round_no) as offer:
+    with state.settling(deduper, round_no) as offer:
 
         def done(out: Record | Rejection) -> None:
             progress.item(out)
             offer(out)
 
         await evolver.run_round(state.pool, round_no, done, collect=False)
-
-
-@contextlib.contextmanager
-def settling_round(state: RunState, deduper, round_no: int, logger=log) -> Iterator[Callable[[Record | Rejection], None]]:
-    """Yield ``offer``: the round's outcomes, offered in any order, are deduplicated and applied to the pool in
-    pool order, each written to the round's spool files as soon as every earlier one is; the round is taken
-    into ``state`` when the block ends without error and once every pool entry's outcome came."""
-    progress = current()
-    with state.settling(round_no, time.time(), logger) as sink:
-
-        def settled(out: Record | Rejection) -> None:
-            sink(out)
-            if isinstance(out, Rejection) and out.kind == "duplicate":
-                progress.settled((out,))  # counted as kept when it arrived
-
-        settler = RoundSettler(state.pool, deduper, settled)
-        yield settler.offer
-        sink.pool = settler.finish().pool
 
 
 def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,

@@ -172,7 +172,6 @@ class RoundSink:
     def __init__(self, spool: Spool, round_no: int):
         self.writer = spool.round(round_no)
         self.totals = Totals()
-        self.pool: list = []  # the next round's pool, set by whoever settles the round
 
     def __call__(self, out: Record | Rejection) -> None:
         self.writer.add(out)

@@ -9,7 +9,7 @@ batches before it are, then ``write-outputs-round-N`` (``write-outputs-final`` a
 batches are checkpointed in the run folder, so a restarted run with the same folder skips them without a
 single call.
 
-The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``settling_round`` and
+The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``RunState.settling`` and
 ``write_outputs`` do the work; only the batching and the bookkeeping are Prefect's.
 """
 
@@ -40,7 +40,7 @@ from evol.errors import BackendError, ConfigError, EvolError
 from evol.pipeline import Models, Outcome, Tally, make_deduper
 from evol.progress import current
 from evol.prompts import Profile
-from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, settling_round, stop_status, write_outputs
+from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, stop_status, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -240,7 +240,7 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
         for round_no in range(1, config.rounds + 1):
             # each batch is settled (dedup, pool update, the round's spool files) as soon as the batches
             # before it are: a round's outcomes are never all in memory at once
-            with settling_round(state, deduper, round_no, log) as offer:
+            with state.settling(deduper, round_no, log) as offer:
                 await stage.run(round_no, state.pool, offer)
             if round_no < config.rounds:  # after the last one, the final write below is the only one
                 write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
