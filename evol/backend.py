@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from . import local
 from .config import RunConfig
 from .errors import ConfigError, FatalBackendError, TransientBackendError
 from .llm import OpenAIChat
@@ -18,7 +19,7 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 def check_batch(config: RunConfig) -> None:
     """``--batch`` needs an endpoint with the Batch API: say so before anything starts."""
-    if config.batch and not config.base_url and not config.api_key:
+    if config.batch and local.uses_embedded_model(config):
         raise ConfigError("--batch sends calls to the OpenAI Batch API, which the embedded local model does not have: "
                           "set OPENAI_API_KEY (or --base-url of an endpoint with batches), or run without --batch.")
 
@@ -32,11 +33,9 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
         server = None
         if config.base_url:
             url, what = config.base_url, f"the endpoint at {config.base_url}"
-        elif key:
+        elif not local.uses_embedded_model(config):
             url, what = None, "the OpenAI API (key from the environment)"
-        else:
-            from . import local  # the embedded default: no key, no endpoint
-
+        else:  # the embedded default: no key, no endpoint
             server = stack.enter_context(local.LocalServer.from_config(config))
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local.tune_for_local(config)

@@ -55,6 +55,11 @@ def is_embedded(identity: str) -> bool:
     return identity.startswith(IDENTITY_PREFIX)
 
 
+def uses_embedded_model(config: RunConfig) -> bool:
+    """No endpoint and no (non-empty) key: the run is served by the embedded model."""
+    return not config.base_url and not (config.api_key and config.api_key.get_secret_value())
+
+
 def require_extra(need_default_model: bool) -> None:
     """Raise ConfigError in one sentence if the pieces of the 'local' extra are not installed."""
     missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]

@@ -19,7 +19,7 @@ from .cache import CachedChat, CallCache
 from .config import EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
-from .local import is_embedded
+from .local import is_embedded, tune_for_local, uses_embedded_model
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Models, RoundSettler, Tally, bounded_map, make_deduper
 from .pricing import cost
@@ -74,10 +74,8 @@ def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
     before the backend is opened (the folder's name) and after (the manifest's); ``embedded`` says which
     backend the run has when the config alone cannot tell (a flow's config carries no key).
     """
-    from .local import tune_for_local
-
     if embedded is None:
-        embedded = not config.base_url and config.api_key is None
+        embedded = uses_embedded_model(config)
     if embedded:
         config = tune_for_local(config)
     data = {k: v for k, v in config.public_dict().items() if k not in EXECUTION_ONLY}
