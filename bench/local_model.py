@@ -1,12 +1,15 @@
 """Speed of the embedded local model on this machine: ``python -m bench.local_model [--requests N] [--model-path F]``.
 
 Starts the same LocalServer a run starts, sends evolution prompts built from the shipped seeds one at a time
-(streamed, so reading the prompt and writing the answer are timed apart), and prints medians.
+(streamed, so reading the prompt and writing the answer are timed apart), and prints medians. With
+``--base-url`` it times a server that is already running instead (another llama.cpp build serving the same
+GGUF, say), with the same prompts and sampling, so two builds compare side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -28,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-path", type=Path, help="a GGUF file instead of the embedded SmolLM2")
     p.add_argument("--threads", type=int, help="llama.cpp threads generating (default: LocalServer's)")
     p.add_argument("--batch-threads", type=int, help="llama.cpp threads reading the prompt (default: LocalServer's)")
+    p.add_argument("--base-url", help="time this running OpenAI-compatible server instead of starting one")
+    p.add_argument("--model", default="", help="the model name to send with --base-url")
     args = p.parse_args(argv)
 
     import openai
@@ -36,17 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     seeds = load_seeds(SEEDS, limit=args.requests).seeds
     rng = random.Random(0)
     prompts = [profile.choose(rng).render(s.instruction, rng) for s in seeds]
-    config = RunConfig(seeds=SEEDS, model_path=args.model_path)
-    server = LocalServer.from_config(config, n_threads=args.threads, n_threads_batch=args.batch_threads)
     t0 = time.perf_counter()
+    if args.base_url:
+        server, name = contextlib.nullcontext(), args.model
+        label = f"model {args.model or '(default)'} at {args.base_url}"
+    else:
+        config = RunConfig(seeds=SEEDS, model_path=args.model_path)
+        local = LocalServer.from_config(config, n_threads=args.threads, n_threads_batch=args.batch_threads)
+        server, name = local, local.model_name
+        label = (f"model {local.model_name} ({local.identity}), {local.n_threads}/{local.n_threads_batch} threads "
+                 f"(generating/reading), n_ctx {local.n_ctx}")
     with server:
+        url = args.base_url or local.base_url
         started = time.perf_counter() - t0
-        client = openai.OpenAI(base_url=server.base_url, api_key="no-key")
+        client = openai.OpenAI(base_url=url, api_key="no-key")
         first, decode, overall, tokens = [], [], [], 0
         for prompt in prompts:
             t = time.perf_counter()
             t_first, n = None, 0
-            stream = client.chat.completions.create(model=server.model_name, messages=[{"role": "user", "content": prompt}],
+            stream = client.chat.completions.create(model=name, messages=[{"role": "user", "content": prompt}],
                                                     max_tokens=args.max_tokens, temperature=1.0, top_p=0.95, stream=True)
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
@@ -60,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             first.append(t_first - t)
             decode.append((n - 1) / (end - t_first))
             overall.append(n / (end - t))
-    print(f"model {server.model_name} ({server.identity}), {server.n_threads}/{server.n_threads_batch} threads "
-          f"(generating/reading), n_ctx {server.n_ctx}")
+    print(label)
     print(f"server ready in {started:.1f} s; {len(decode)} completions, {tokens} tokens in all")
     if decode:
         print(f"median time to first token {statistics.median(first) * 1000:.0f} ms (reading a ~250-token prompt)")

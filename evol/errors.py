@@ -68,6 +68,12 @@ class RunLockedError(EvolError):
     exit_code = 5
 
 
+class Interrupted(EvolError):
+    """Ctrl-C: the calls in flight finished and are kept, no new one starts; the same command resumes."""
+
+    exit_code = 130
+
+
 class BudgetExceeded(EvolError):
     """The run reached --budget-usd; everything so far is saved and resumable."""
 

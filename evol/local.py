@@ -1,10 +1,11 @@
 """The embedded default backend: llama.cpp's OpenAI-compatible server as a child process, on a loopback port.
 
-The parent owns the child completely: the child sits in its own session (a Ctrl-C in the terminal reaches only
-the parent, which then stops the child in order), it exits on its own when the parent's end of its stdin pipe
-closes (whatever killed the parent), and on Linux it also asks the kernel to kill it when the parent dies.
-Run as ``python -m evol.local ARGS``, this module is that child: it arms those guards, then runs
-``llama_cpp.server`` with ARGS in-process.
+The server is llama.cpp's own C++ ``llama-server``, as the prebuilt, CPU-portable xllamacpp wheel ships it
+(see pyproject.toml for why not a build on the user's machine). The parent owns the child completely: the
+child sits in its own session (a Ctrl-C in the terminal reaches only the parent, which then stops the child
+in order), it exits on its own when the parent's end of its stdin pipe closes (whatever killed the parent),
+and on Linux it also asks the kernel to kill it when the parent dies. Run as ``python -m evol.local ARGS``,
+this module is that child: it arms those guards, then serves ARGS' model until its stdin closes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import importlib.util
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +33,7 @@ from typing import IO
 from .config import RunConfig, Sampling
 from .errors import ConfigError, FatalBackendError, TransientBackendError
 from .llm import OpenAIChat
+from .local_child import PARENT_FLAG as _PARENT_FLAG
 
 log = logging.getLogger("evol")
 
@@ -44,10 +48,32 @@ MIN_CTX, MAX_CTX = 2048, 8192
 
 INSTALL_HINT = ("install the 'local' extra (pip install -e '.[local]' in a checkout, or pip install 'evol[local]') "
                 "or point at an endpoint with --base-url URL or an API key in EVOL_API_KEY")
-#: the modules ``python -m llama_cpp.server`` imports besides llama_cpp itself
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-_PARENT_FLAG = "--evol-parent-pid="
+#: the package that serves the model; the pin in pyproject.toml is the build this was tested with
+SERVER_PACKAGE = "xllamacpp"
+_SERVER_MODULES = (SERVER_PACKAGE,)
 IDENTITY_PREFIX = "local:"  # the call cache's name for the embedded server, whatever its port
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # an HTTP_PROXY must not see loopback
+#: llama.cpp's log lines below warning level ("0.01.234.567 I srv ...") and its start-up banner
+_QUIET_LINE = re.compile(r"\s*(\d+\.\d+\.\d+\.\d+ [ID] |llama_model_loader:|print_info:|load_tensors:|\.+$)")
+
+
+def tested_server_version() -> str:
+    """The xllamacpp version that evol's 'local' extra pins: the build tested on CPUs with and without AVX-512."""
+    from importlib import metadata
+
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        for req in metadata.requires("evol") or ():
+            m = re.match(rf"{SERVER_PACKAGE}\s*==\s*([^\s;]+)", req)
+            if m:
+                return m.group(1)
+    return "the version evol pins"
+
+
+def reinstall_hint() -> str:
+    return (f"reinstall the tested build (pip install --force-reinstall --no-deps "
+            f"'{SERVER_PACKAGE}=={tested_server_version()}') or point at an endpoint with --base-url URL")
 
 
 def is_embedded(identity: str) -> bool:
@@ -196,7 +222,7 @@ class LocalServer:
         return self._proc.pid if self._proc else None
 
     def command(self, port: int) -> list[str]:
-        cmd = [sys.executable, "-m", "evol.local"]
+        cmd = [sys.executable, "-m", "evol.local_child"]
         if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
             # the kernel's parent-death signal follows the thread that forked, so ask for it only from the main one
             cmd.append(f"{_PARENT_FLAG}{os.getpid()}")
@@ -205,8 +231,6 @@ class LocalServer:
             "--host", self.host, "--port", str(port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch),
-            "--logits_all", "False",  # logits of every prompt token: the slowest part of prompt reading, unused here
-            "--use_mlock", "False", "--verbose", "False",
         ]
 
     def __enter__(self) -> LocalServer:
@@ -218,17 +242,46 @@ class LocalServer:
                 if self._wait_ready(port):
                     self.port = port
                     log.debug("local server pid %s on port %s", self.pid, port)
+                    self._first_completion()
                     return self
                 # the child died: another process may have taken the free port between our probe and its bind
                 tail = self._log_tail()
-                self._stop()
                 if self._wanted_port or "address already in use" not in tail.lower() or attempt == 2:
-                    raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} exited before it was "
-                                            f"ready; its last output: {tail or '(none)'}")
+                    raise FatalBackendError(self._death("exited before it was ready"))
+                self._stop()
         except BaseException:
             self._cleanup()
             raise
         raise AssertionError("unreachable")
+
+    def _first_completion(self) -> None:
+        """One tiny completion before any work: a build that cannot run on this CPU dies here, not mid-run."""
+        body = json.dumps({"model": self.model_name, "messages": [{"role": "user", "content": "Say OK."}],
+                           "max_tokens": 2, "temperature": 0}).encode()
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with _OPENER.open(request, timeout=self.start_timeout) as resp:
+                json.load(resp)["choices"][0]["message"]  # a well-formed answer is the test
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            if self._proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(self.grace)  # a crash: let the child's exit status arrive
+            if not self.running:
+                raise FatalBackendError(self._death("crashed on its first completion")) from None
+            raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} did not answer a first test "
+                                    f"completion ({exc}); its last output: {self._log_tail() or '(none)'}") from None
+
+    def _death(self, when: str) -> str:
+        """One sentence for a child that died: the cause (signal or exit code, the server's last words) and the fix."""
+        code = self._proc.poll() if self._proc is not None else None
+        tail = self._log_tail() or "(none)"
+        what = f"The llama.cpp server for {self.model_path.name} {when}"
+        if code is not None and code < 0:  # killed by a signal: SIGSEGV, SIGILL, SIGBUS, SIGABRT
+            name = _signal_name(-code)
+            return (f"{what} with {name}: the llama.cpp build installed does not run on this machine's CPU, so "
+                    f"{reinstall_hint()}; its last output: {tail}")
+        return f"{what} (exit code {code}); its last output: {tail}"
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -244,13 +297,12 @@ class LocalServer:
         """True once /v1/models answers; False if the child exits first; FatalBackendError after the timeout."""
         assert self._proc is not None
         url = f"http://{self.host}:{port}/v1/models"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # an HTTP_PROXY must not see loopback
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
             try:
-                with opener.open(url, timeout=2) as resp:
+                with _OPENER.open(url, timeout=2) as resp:
                     if resp.status == 200:
                         return True
             except (urllib.error.URLError, OSError):
@@ -269,9 +321,9 @@ class LocalServer:
         start = max(0, size - 65536)
         # pread leaves the file offset, which the child shares for its writes, where it is
         data = os.pread(fd, size - start, start) if hasattr(os, "pread") else b""
-        # uvicorn's INFO lines (start-up, one per request) are noise next to the error that ended it
+        # llama.cpp's info and debug lines (one per request) are noise next to the error that ended it
         text = [ln.strip() for ln in data.decode(errors="replace").splitlines()
-                if ln.strip() and not ln.startswith("INFO:")]
+                if ln.strip() and not _QUIET_LINE.match(ln)]
         return " | ".join(text[-lines:])[-1500:]
 
     def _stop(self) -> None:
@@ -327,71 +379,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
             proc.send_signal(sig)
 
 
-# --- the child side -------------------------------------------------------------------------------------------
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: have the kernel SIGKILL us when the parent dies; if it already has, go now."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
-        os._exit(1)
-
-
-def _exit_when_stdin_closes() -> None:
-    """The parent holds the only write end of our stdin: EOF means it stopped us or died."""
-    with contextlib.suppress(OSError):
-        while os.read(0, 4096):  # the raw fd: a buffered reader's lock would trouble interpreter shutdown
-            pass
-    os._exit(0)
-
-
-def _drop_server_env() -> None:
-    """llama_cpp.server reads every setting from a same-named environment variable too (PORT, HOST, API_KEY,
-    MODEL, N_CTX...); the user's environment must not reconfigure the server this process launches."""
-    from llama_cpp.server.settings import Settings
-
-    names = {*Settings.model_fields, "config_file", "host", "port"}
-    for key in list(os.environ):
-        if key.lower() in names:
-            del os.environ[key]
-
-
-def _evaluate_each_prompt_whole() -> None:
-    """Make an answer depend only on its request: evaluate every prompt from its first token.
-
-    llama.cpp keeps the previous request's tokens and evaluates only the part of a new prompt that differs;
-    a prompt sent right after itself is then sampled from logits computed another way, and in probes here
-    its answer changed in two runs of three even with the same seed. Re-reading the shared chat preamble
-    costs a few ms per request at this model size.
-    """
-    import llama_cpp
-
-    generate = llama_cpp.Llama.generate
-
-    def whole(self, tokens, *args, **kwargs):
-        if kwargs.get("reset", True):
-            self.reset()
-        return generate(self, tokens, *args, **kwargs)
-
-    llama_cpp.Llama.generate = whole
-
-
-def child_main(argv: list[str]) -> None:
-    import runpy
-
-    if argv and argv[0].startswith(_PARENT_FLAG):
-        _die_with_parent(int(argv[0][len(_PARENT_FLAG):]))
-        argv = argv[1:]
-    threading.Thread(target=_exit_when_stdin_closes, name="evol-parent-watch", daemon=True).start()
-    _drop_server_env()
-    _evaluate_each_prompt_whole()
-    sys.argv = ["llama_cpp.server", *argv]
-    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])
+def _signal_name(number: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(number).name
+    return f"signal {number}"

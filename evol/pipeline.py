@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from . import filters
 from .batch import BATCH_WORKERS
 from .config import RunConfig
 from .dedup import Deduper
-from .errors import BackendError
+from .errors import BackendError, Interrupted
 from .llm import ChatModel
 from .models import Completion, Node, Record, Rejection, Seed, Usage
 from .pricing import Budget
@@ -72,7 +73,8 @@ def candidate_id(seed_id: str, round_no: int) -> str:
 class Evolver:
     """One round of the method for one pool entry, and batches of them with bounded concurrency."""
 
-    def __init__(self, config: RunConfig, profile: Profile, chat: ChatModel, models: Models, tally: Tally | None = None):
+    def __init__(self, config: RunConfig, profile: Profile, chat: ChatModel, models: Models, tally: Tally | None = None,
+                 stop: threading.Event | None = None):
         self.config = config
         self.budget = Budget(config.budget_usd, config.price_table())
         self.profile = profile
@@ -80,8 +82,12 @@ class Evolver:
         self.models = models
         self.tally = tally or Tally()
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
+        self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
+
 
     async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted("Interrupted; the calls in flight finished and are kept.")
         self.budget.check(self.tally.by_model)
         try:
             c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)

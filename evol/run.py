@@ -285,7 +285,7 @@ def _cost(tally: Tally, config: RunConfig) -> dict:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for pkg in ("evol", "openai", "pydantic", "tenacity", "rapidfuzz", "pandas", "prefect"):
+    for pkg in ("evol", "openai", "pydantic", "tenacity", "rapidfuzz", "pandas", "prefect", "xllamacpp"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

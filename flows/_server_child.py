@@ -10,11 +10,11 @@ from __future__ import annotations
 import runpy
 import sys
 
-from evol.local import _die_with_parent
+from evol.local_child import die_with_parent
 
 
 def main() -> None:
-    _die_with_parent(int(sys.argv[1]))
+    die_with_parent(int(sys.argv[1]))
     sys.argv = ["uvicorn", *sys.argv[2:]]
     runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from evol.rundir import CACHE
 #: an API key handed to run_with_prefect in code rather than through the environment; threads of this
 #: process see it, other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
 _process_key: SecretStr | None = None
+#: set when the flow is interrupted: the batches running on this process's threads start no new call, so the
+#: task runner's exit (which waits for them) comes once the calls in flight are answered, not the whole batch
+STOP = threading.Event()
 
 
 def api_key() -> SecretStr | None:
@@ -98,7 +102,7 @@ async def run_batch(job: BatchJob) -> BatchResult:
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
     # run's, not the batch's (batches running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
-    evolver = Evolver(cfg, job.profile, cached, job.endpoint.models, tally)
+    evolver = Evolver(cfg, job.profile, cached, job.endpoint.models, tally, stop=STOP)
 
     def books() -> dict:
         data = tally.as_dict()

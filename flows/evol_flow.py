@@ -184,7 +184,10 @@ class Stage:
                 # wait for every batch before raising, so each one that finished is checkpointed for the restart
                 try:
                     r = await asyncio.to_thread(futures.pop(b).result)
-                except Exception as exc:  # a failed batch; a Ctrl-C (cancellation) goes straight through
+                except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the running batches start no new call
+                    batches.STOP.set()
+                    raise
+                except Exception as exc:  # a failed batch
                     errors.append(exc)
                     if books := getattr(exc, "evol_batch", None):
                         self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
@@ -419,6 +422,7 @@ def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_ad
                      dask_workers: int | None = None) -> dict:
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     batches._process_key = config.api_key  # for this process's threads; never a parameter
+    batches.STOP.clear()  # a run after an interrupted one, in the same process, runs
     try:
         with prefect_api(), fewer_gc_pauses():
             return asyncio.run(evol_flow(config=config.explicit_dict(), batch_size=batch_size,

