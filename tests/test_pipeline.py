@@ -159,3 +159,22 @@ def test_a_round_without_collected_results_hands_each_to_on_done_and_finish_chec
     settler.offer(rec(1, "B"))
     with pytest.raises(ValueError, match="2 of the round's outcomes are not settled: the outcome of pool entry 0"):
         settler.finish()
+
+
+def test_a_stop_from_another_thread_lets_the_call_in_flight_finish_and_starts_no_other():
+    import threading
+
+    from evol.errors import Interrupted
+
+    stop = threading.Event()
+
+    def answer(prompt, sample):
+        stop.set()  # the Ctrl-C arrives while the evolve call is in flight
+        return good(prompt, sample)
+
+    config = RunConfig(seeds="unused")
+    chat = FakeChat(answer)
+    ev = Evolver(config, load_profile(config.profile), chat, MODELS, stop=stop)
+    with pytest.raises(Interrupted):
+        asyncio.run(ev.step(node(), 1))
+    assert [c[1] for c in chat.calls] == ["s0.r1:evolve"]  # answered (and paid), no judge call after it
