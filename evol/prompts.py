@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import re
 import string
@@ -218,7 +219,7 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
             raise ConfigError(f"{path}: every operation eligible in schedule round(s) '{key}' has weight 0.")
         entries.append((first, last, names, key))
     entries.sort(key=lambda e: e[0])
-    for (_, last, _, key), (first, _, _, next_key) in zip(entries, entries[1:]):
+    for (_, last, _, key), (first, _, _, next_key) in itertools.pairwise(entries):
         if last is None or last >= first:
             raise ConfigError(f"{path}: schedule rounds '{key}' and '{next_key}' overlap.")
     return tuple((first, last, names) for first, last, names, _ in entries)

@@ -16,17 +16,20 @@ from .models import Frozen
 # what a rewrite is called in chatter about it, whatever the profile
 _NOUNS = ("version", "rewrite", "revision", "variant", "variation", "prompt", "instruction", "question", "problem",
           "task", "exercise", "challenge", "attempt", "take", "one", "option", "alternative")
-_ADJECTIVES = ("a an the my your one this slightly much bit little more most even rewritten revised new harder "
-               "tougher challenging difficult complex complicated advanced evolved modified updated improved refined "
-               "enhanced rarer different fresh creative sophisticated detailed specific concrete deeper possible "
-               "alternative nuanced demanding intricate elaborate in-depth final mutated created resulting "
-               "reworded rephrased edited extended expanded two three several few some").split()
+_ADJECTIVES = ("a", "an", "the", "my", "your", "one", "this", "slightly", "much", "bit", "little", "more", "most",
+               "even", "rewritten", "revised", "new", "harder", "tougher", "challenging", "difficult", "complex",
+               "complicated", "advanced", "evolved", "modified", "updated", "improved", "refined", "enhanced",
+               "rarer", "different", "fresh", "creative", "sophisticated", "detailed", "specific", "concrete",
+               "deeper", "possible", "alternative", "nuanced", "demanding", "intricate", "elaborate", "in-depth",
+               "final", "mutated", "created", "resulting", "reworded", "rephrased", "edited", "extended",
+               "expanded", "two", "three", "several", "few", "some", "another")
 _AFFIRM = (r"(?:sure|certainly|of course|absolutely|okay|ok|alright|all right|great|no problem|gladly|yes|got it|"
            r"understood|happy to help|good idea)(?:\s+thing)?(?:[!.,:]+\s*|\s*$)"
            r"(?:(?:i'd|i would|i'll|i will|i can|i'm|i am|let me|i've|here goes)\b[^.!:\n]{0,80}[.!]\s*)?")
 _ANNOUNCE = (r"(?:here(?:'s| is| are)|below (?:is|are)|this is|the following is|i've (?:\w+ ){0,2}|"
              r"i have (?:\w+ ){0,2}|let me (?:\w+ ){0,3}|let's (?:\w+ ){0,2}|i'd (?:\w+ ){0,3}|i would (?:\w+ ){0,3})")
-_ORIGINAL = r"(?:of|for) (?:the|your|this|that) (?:original |given |above |previous )?(?:prompt|instruction|question|problem|one|task|exercise)"
+_ORIGINAL = (r"(?:(?:of|for|on) (?:the|your|this|that) (?:original |given |above |previous )?"
+             r"(?:prompt|instruction|question|problem|one|task|exercise)|(?:of|on) it)")
 
 
 def _intro(nouns: str) -> re.Pattern[str]:
@@ -53,15 +56,17 @@ _OUTRO = re.compile(
     r"expanded|specified|incorporated|combined|adjusted|tweaked)\b"
     r"|let me know|feel free to (?:ask|let|adjust|modify|tweak|reach|change)|i hope|hope this|"
     r"if you(?:'d| would) (?:like|prefer)|if you want me|would you like|do you want me|shall i|want me to|"
-    r"happy to (?:adjust|help|tweak|modify|change)"
-    r"|(?:changes(?: made)?|what changed|why (?:it's|this is) harder|key changes|summary of changes)\s*[:：])",
+    r"happy to (?:adjust|help|tweak|modify|change))",
     re.IGNORECASE)
 # "Explanation:" may be part of an answer format an instruction asks for; after chatter it is the model's own
 _EXPLANATION_LABEL = re.compile(r"^[\s*_#>-]*(?:(?P<always>changes(?: made)?|what changed|key changes|summary of changes|"
                                 r"why (?:it's|this is) harder)|explanation|rationale)\b[*_ ]*[:：]",
                                 re.IGNORECASE | re.MULTILINE)
+# an "Explanation:" that talks about a rewrite, not about the answer it asks for
+_ABOUT_CHANGES = re.compile(r"\b(?:i (?:added|introduced|changed|made|kept|replaced|removed)|this version|the original|"
+                            r"the rewrite|harder|more (?:challenging|difficult|complex))\b", re.IGNORECASE)
 _ALTERNATIVE = re.compile(r"^[\s*_#>-]*(?:(?:version|variant|alternative|rewrite|option|prompt|instruction|question|problem)"
-                          r"\s*#?\s*(?:2|two|b|ii)\b|(?:or|alternatively|another (?:version|option|variant|possibility|"
+                          r"\s*#?\s*(?:2|two|b|ii)\b|(?:or|alternatively|(?:(?:here's|here is|and)\s+)?another (?:version|option|variant|possibility|"
                           r"alternative|take))\b[^\n]{0,60}[:：]\s*$)", re.IGNORECASE | re.MULTILINE)
 _QUOTES = (('"', '"'), ("\u201c", "\u201d"), ("'", "'"), ("\u00ab", "\u00bb"), ("\u300c", "\u300d"))
 _FENCE = re.compile(r"\A```[ \t]*(?:text|markdown|md|plaintext|plain|txt|prompt)?[ \t]*\n(.*?)\n[ \t]*```\Z", re.DOTALL | re.IGNORECASE)
@@ -152,7 +157,8 @@ def _problem(body: str, intro: re.Pattern[str], wrapped: bool) -> str | None:
     if _OUTRO.match(body):
         return "the reply explains changes instead of giving the rewrite"
     explanation = _EXPLANATION_LABEL.search(body)
-    if explanation and (wrapped or explanation.group("always")):
+    if explanation and (wrapped or explanation.group("always") or _ABOUT_CHANGES.search(body, explanation.end(),
+                                                                                          explanation.end() + 300)):
         return "an explanation of the changes is left in the rewrite"
     alternative = _ALTERNATIVE.search(body)
     if alternative and (wrapped or not alternative.group(0).strip().lower().startswith(("option", "question", "problem"))):
