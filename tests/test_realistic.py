@@ -14,7 +14,13 @@ from evol.testing.server import ScriptedServer
 from evol.wrappers import unwrap
 
 from .conftest import run_cli
-from .realistic import REFUSED, REFUSED_SORRY, RealisticModel, expected_rule, respond_kind
+from .realistic import (
+    REFUSED,
+    REFUSED_SORRY,
+    RealisticModel,
+    expected_rule,
+    respond_kind,
+)
 
 ROUNDS = 3
 SEEDS = [  # long enough that a shared addition does not make two rewrites near-copies of each other
