@@ -98,8 +98,7 @@ class Evolver:
         op = self.profile.choose(rng, round_no)
         cid = candidate_id(node.seed_id, round_no)
         usage: dict[str, Usage] = {}
-
-        stripped: tuple[str, ...] = ()
+        stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
 
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
             return Rejection(
