@@ -7,6 +7,10 @@ import unicodedata
 from collections.abc import Iterable
 
 from .models import Verdict
+from .refusals import refusal, word_count
+from .wrappers import Unwrapped, unwrap
+
+__all__ = ["Unwrapped", "unwrap"]  # the pipeline cleans evolutions through filters
 
 # Common English function words; a "response" made only of these (and punctuation) says nothing.
 STOPWORDS = frozenset(
@@ -25,7 +29,6 @@ STOPWORDS = frozenset(
 )
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
-_LABEL = re.compile(r"^\s*#?\s*(rewritten|created|new)\s+(prompt|instruction|question)\s*#?\s*:?\s*", re.IGNORECASE)
 
 
 def normalize(text: str) -> str:
@@ -38,9 +41,11 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def clean_evolution(text: str) -> str:
-    """Strip a leading "#Rewritten Prompt#:"-style label that models like to echo, and outer whitespace."""
-    return _LABEL.sub("", text.strip(), count=1).strip()
+def clean_evolution(text: str, labels: Iterable[str] = ("rewritten prompt", "created prompt"),
+                    nouns: Iterable[str] = ("prompt", "instruction", "question", "problem")) -> str:
+    """The rewrite without the chatter, labels, quotes or fence a model wrapped it in (``unwrap`` says what
+    it took off and what it could not)."""
+    return unwrap(text, labels, nouns).text
 
 
 # --- evolution rules -------------------------------------------------------------------------------
@@ -51,14 +56,23 @@ def check_evolution(
     parent: str,
     leak_phrases: Iterable[str],
     enabled=lambda rule: True,
+    wrapping: Unwrapped | None = None,
 ) -> Verdict:
-    """The rules that need no extra LLM call, cheapest first."""
+    """The rules that need no extra LLM call, cheapest first; ``wrapping`` is what clean_evolution made of it."""
     if enabled("content_filtered") and finish_reason == "content_filter":
         return Verdict.drop("content_filtered", "the endpoint's content filter withheld the evolution (finish_reason=content_filter)")
+    if not text.strip() and wrapping is not None and wrapping.problem and enabled("wrapped_evolution"):
+        return Verdict.drop("wrapped_evolution", wrapping.problem)
     if enabled("empty_evolution") and not text.strip():
         return Verdict.drop("empty_evolution", "the evolving model returned no text")
     if enabled("truncated_evolution") and finish_reason == "length":
         return Verdict.drop("truncated_evolution", "the evolution hit max_tokens (finish_reason=length)")
+    if enabled("refused_evolution"):
+        refused = refusal(text, parent)
+        if refused:
+            return Verdict.drop("refused_evolution", f"the evolving model refused ('{refused}')")
+    if enabled("wrapped_evolution") and wrapping is not None and wrapping.problem:
+        return Verdict.drop("wrapped_evolution", wrapping.problem)
     if enabled("identical_to_parent") and normalize(text) == normalize(parent):
         return Verdict.drop("identical_to_parent", "the evolution repeats its parent")
     if enabled("prompt_leak"):
@@ -160,6 +174,10 @@ def check_response(text: str, finish_reason: str | None, sorry_max_words: int = 
     tokens = words(text)
     if enabled("sorry_short_response") and "sorry" in text.casefold() and len(tokens) < sorry_max_words:
         return Verdict.drop("sorry_short_response", f"says 'sorry' in {len(tokens)} words (< {sorry_max_words})")
+    if enabled("refused_response"):
+        refused = refusal(text, instruction or "")
+        if refused and word_count(text) < sorry_max_words:
+            return Verdict.drop("refused_response", f"opens with a refusal ('{refused}') in {word_count(text)} words")
     if enabled("stopwords_only_response") and all(t in STOPWORDS for t in tokens):
         return Verdict.drop("stopwords_only_response", "the response is only punctuation and stop words")
     return Verdict.ok()

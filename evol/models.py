@@ -71,6 +71,7 @@ class Record(Frozen):
     model: str | None = None
     response_model: str | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
+    stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
 
 
 class Verdict(Frozen):
@@ -110,3 +111,4 @@ class Rejection(Frozen):
     duplicate_of: str | None = None
     score: float | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
+    stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked

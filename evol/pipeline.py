@@ -101,23 +101,25 @@ class Evolver:
         """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
         cfg, on = self.config, self.config.rule_on
         rng = random.Random(f"{cfg.seed}:{node.seed_id}:{round_no}")
-        op = self.profile.choose(rng)
+        op = self.profile.choose(rng, round_no)
         cid = candidate_id(node.seed_id, round_no)
         usage: dict[str, Usage] = {}
+        stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
 
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
             return Rejection(
                 kind=kind, rule=rule, detail=detail, stage=stage, id=cid, seed_id=node.seed_id,
                 seed_index=node.seed_index, parent_id=node.id, round=round_no, operation=op.name,
-                instruction=instruction, output=output, usage=usage,
+                instruction=instruction, output=output, usage=usage, stripped=stripped,
             )
 
         stage = "evolve"
         try:
             evo = await self._call(stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve")
             usage[stage] = evo.usage
-            text = filters.clean_evolution(evo.text)
-            verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on)
+            unwrapped = filters.unwrap(evo.text, self.profile.labels, self.profile.nouns)
+            text, stripped = unwrapped.text, unwrapped.stripped
+            verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped)
             if not verdict.keep:
                 return reject("eliminated", verdict.rule, verdict.detail, stage, text)
             if len(text) > cfg.max_instruction_chars:
@@ -133,7 +135,8 @@ class Evolver:
                     return reject("eliminated", verdict.rule, verdict.detail, stage, text)
 
             stage = "respond"
-            r = await self._call(stage, self.models.respond, text, cfg.response_sampling, f"{cid}:respond")
+            r = await self._call(stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling,
+                                 f"{cid}:respond")
             usage[stage] = r.usage
             verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
@@ -145,7 +148,7 @@ class Evolver:
         return Record(
             id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
             operation=op.name, instruction=text, output=r.text.strip(), model=self.models.evolve,
-            response_model=self.models.respond, usage=usage,
+            response_model=self.models.respond, usage=usage, stripped=stripped,
         )
 
     async def answer_seed(self, seed: Seed) -> Outcome:
@@ -154,7 +157,8 @@ class Evolver:
             return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0,
                           operation="seed", instruction=seed.instruction, output=seed.output.strip())
         try:
-            r = await self._call("respond", self.models.respond, seed.instruction, self.config.response_sampling, f"{seed.id}:respond")
+            r = await self._call("respond", self.models.respond, self.profile.response_prompt(seed.instruction),
+                                 self.config.response_sampling, f"{seed.id}:respond")
         except BackendError as exc:
             if exc.fatal:
                 raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
+import re
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -84,25 +86,67 @@ class Profile:
     description: str
     operations: tuple[Operation, ...]
     judge: Prompt
+    #: (first round, last round or None for every later one, names of the operations eligible then)
+    schedule: tuple[tuple[int, int | None, frozenset[str]], ...] = ()
+    respond: Prompt | None = None  # what the responder is sent; None: the instruction alone
 
-    def choose(self, rng: random.Random) -> Operation:
-        return rng.choices(self.operations, weights=[op.weight for op in self.operations], k=1)[0]
+    def choose(self, rng: random.Random, round_no: int | None = None) -> Operation:
+        ops = self.eligible(round_no)
+        return rng.choices(ops, weights=[op.weight for op in ops], k=1)[0]
+
+    def eligible(self, round_no: int | None) -> tuple[Operation, ...]:
+        """The operations the schedule allows in ``round_no`` (all of them where it says nothing)."""
+        for first, last, names in self.schedule:
+            if round_no is not None and first <= round_no and (last is None or round_no <= last):
+                return tuple(op for op in self.operations if op.name in names)
+        return self.operations
+
+    def response_prompt(self, instruction: str) -> str:
+        return self.respond.render(instruction=instruction) if self.respond else instruction
 
     def template_hashes(self) -> dict[str, str]:
         hashes = {f"{self.name}/{op.name}": op.prompt.sha256 for op in self.operations}
         hashes["judge"] = self.judge.sha256
+        if self.respond:
+            hashes[f"{self.name}/respond"] = self.respond.sha256
         return hashes
 
     @property
     def leak_markers(self) -> list[str]:
-        """The section markers of this profile's templates, which an evolution must never repeat."""
+        """What an evolution must never repeat: this profile's section markers ("#rewritten prompt#") and
+        the phrases its templates forbid by name."""
         markers = set()
         for op in self.operations:
             for line in op.prompt.text.splitlines():
                 line = line.strip().rstrip(":")
                 if line.startswith("#") and line.endswith("#") and len(line) > 2:
                     markers.add(line.lower())
+            for forbidden in _FORBIDDEN.findall(op.prompt.text):
+                markers.update(q.lower() for q in re.findall(r'"([^"\n]{3,60})"', forbidden))
         return sorted(markers)
+
+    @property
+    def labels(self) -> list[str]:
+        """The names of the output sections ("rewritten prompt", "created prompt"), which a model may echo
+        as a label before its rewrite: the marker each template ends with."""
+        found = set()
+        for op in self.operations:
+            lines = [ln.strip() for ln in op.prompt.text.strip().splitlines() if ln.strip()]
+            last = lines[-1].rstrip(":").strip("#").strip() if lines else ""
+            if last and "${" not in last and len(last.split()) <= 4:
+                found.add(last.lower())
+        return sorted(found)
+
+    @property
+    def nouns(self) -> list[str]:
+        """What this profile's templates call the thing they ask for ("instruction", "question", "problem")."""
+        return sorted({m.lower() for op in self.operations for m in _NEW_THING.findall(op.prompt.text)} | {"prompt"})
+
+
+# "never use the words "given prompt", … in it": the phrases a template forbids
+_FORBIDDEN = re.compile(r"(?:never|do not|don't)\s+use\s+the\s+words?(.*?)(?:\bin it\b|\.\s)", re.IGNORECASE | re.DOTALL)
+# "Write only the new question": the name of what is asked for
+_NEW_THING = re.compile(r"\bwrite\s+only\s+the\s+new\s+(\w+)", re.IGNORECASE)
 
 
 def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, float] | None = None) -> Profile:
@@ -140,7 +184,45 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
         raise ConfigError(f"Every operation of profile '{name}' has weight 0; give at least one a positive weight.")
     judge_path = folder / "judge.txt" if (folder / "judge.txt").is_file() else root / "judge.txt"
     judge = Prompt.load(judge_path, {"first", "second"})
-    return Profile(name=name, description=str(spec.get("description", "")), operations=tuple(operations), judge=judge)
+    respond = spec.get("respond")
+    if respond is not None and not isinstance(respond, str):
+        raise ConfigError(f"{spec_path}: respond must name a template file, such as \"respond.txt\".")
+    return Profile(name=name, description=str(spec.get("description", "")), operations=tuple(operations), judge=judge,
+                   schedule=_schedule(spec.get("schedule"), operations, spec_path),
+                   respond=Prompt.load(folder / respond, {"instruction"}) if respond else None)
+
+
+def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int, int | None, frozenset[str]], ...]:
+    """``[schedule]`` of a profile.toml: rounds ("1", "2-3", "4-") to the operations or kinds eligible in them."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError(f"{path}: schedule must be a table that maps rounds (\"1\", \"2-3\", \"4-\") to lists of operations or kinds.")
+    kinds: dict[str, set[str]] = {}
+    for op in operations:
+        kinds.setdefault(op.kind, set()).add(op.name)
+    entries = []
+    for key, value in spec.items():
+        m = re.fullmatch(r"\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*", key)
+        first = int(m.group(1)) if m else 0
+        last = (int(m.group(3)) if m.group(3) else None) if m and m.group(2) else first
+        if not m or first < 1 or (last is not None and last < first):
+            raise ConfigError(f"{path}: schedule key '{key}' is not a round or a range of rounds such as \"1\", \"2-3\" or \"4-\".")
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: schedule round(s) '{key}' must list operation names or kinds, such as [\"downward\"].")
+        unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
+        if unknown:
+            raise ConfigError(f"{path}: schedule round(s) '{key}' name unknown operation(s) or kind(s) {', '.join(unknown)}; "
+                              f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}.")
+        names = frozenset(n for v in value for n in kinds.get(v, {v}))
+        if not any(op.weight > 0 for op in operations if op.name in names):
+            raise ConfigError(f"{path}: every operation eligible in schedule round(s) '{key}' has weight 0.")
+        entries.append((first, last, names, key))
+    entries.sort(key=lambda e: e[0])
+    for (_, last, _, key), (first, _, _, next_key) in itertools.pairwise(entries):
+        if last is None or last >= first:
+            raise ConfigError(f"{path}: schedule rounds '{key}' and '{next_key}' overlap.")
+    return tuple((first, last, names) for first, last, names, _ in entries)
 
 
 def _names(names) -> str:

@@ -16,7 +16,8 @@ def test_shipped_profiles_load_and_render(profile):
     for op in p.operations:
         text = op.render("Sort a list.", rng)
         assert "Sort a list." in text and "${" not in text
-    assert set(p.template_hashes()) == {f"{profile}/{op.name}" for op in p.operations} | {"judge"}
+    respond = {f"{profile}/respond"} if p.respond else set()
+    assert set(p.template_hashes()) == {f"{profile}/{op.name}" for op in p.operations} | {"judge"} | respond
 
 
 def test_complicate_input_fills_its_format_slot_from_the_choices():
@@ -68,3 +69,82 @@ def test_weights_override_and_unknown_operations_are_refused():
     assert "mutation" not in picks and "deepening" in picks
     with pytest.raises(ConfigError, match="unknown operation"):
         load_profile("general", weights={"nope": 1})
+
+
+def test_math_schedule_draws_downward_in_round_one_and_upward_after():
+    p = load_profile("math")
+    first = {p.choose(random.Random(f"7:s{i}:1"), 1).name for i in range(200)}
+    later = {p.choose(random.Random(f"7:s{i}:{r}"), r).name for i in range(200) for r in (2, 3, 9)}
+    assert first == {"downward"}
+    assert later == {"upward_constraints", "upward_reasoning"}  # upward_compose weighs 0 unless asked for
+    assert "upward_compose" in {load_profile("math", weights={"upward_compose": 1}).choose(random.Random(i), 2).name
+                                for i in range(200)}
+
+
+def test_without_a_schedule_the_round_changes_no_choice():
+    p = load_profile("general")
+    assert not p.schedule
+    assert [p.choose(random.Random(i), 3).name for i in range(50)] == [p.choose(random.Random(i)).name for i in range(50)]
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ('"x" = ["downward"]', "schedule key 'x' is not a round"),
+    ('"0" = ["downward"]', "schedule key '0' is not a round"),
+    ('"3-2" = ["downward"]', "schedule key '3-2' is not a round"),
+    ('"1" = ["sideways"]', "name unknown operation\\(s\\) or kind\\(s\\) sideways"),
+    ('"1" = []', "must list operation names or kinds"),
+    ('"1" = "downward"', "must list operation names or kinds"),
+    ('"1-3" = ["downward"]\n"2-" = ["upward"]', "schedule rounds '1-3' and '2-' overlap"),
+    ('"1" = ["upward_compose"]', "has weight 0"),
+])
+def test_a_bad_schedule_is_one_sentence_naming_the_file(tmp_path, schedule, message):
+    import shutil
+
+    shutil.copytree(default_prompts_dir(), tmp_path / "p")
+    spec = tmp_path / "p" / "math" / "profile.toml"
+    text = spec.read_text()
+    spec.write_text(text[: text.index("[schedule]")] + "[schedule]\n" + schedule + "\n")
+    with pytest.raises(ConfigError, match=message) as e:
+        load_profile("math", tmp_path / "p")
+    assert str(spec) in str(e.value) and str(e.value).count(". ") == 0
+
+
+def test_a_bad_schedule_stops_the_cli_with_one_sentence_and_exit_2(tmp_path):
+    import shutil
+
+    from .conftest import SEEDS, run_cli
+
+    shutil.copytree(default_prompts_dir(), tmp_path / "p")
+    spec = tmp_path / "p" / "math" / "profile.toml"
+    spec.write_text(spec.read_text().replace('"2-" = ["upward"]', '"2-" = ["sideways"]'))
+    proc = run_cli("run", "--seeds", str(SEEDS), "--profile", "math", "--prompts-dir", str(tmp_path / "p"),
+                   "--out", str(tmp_path / "out"), "--base-url", "http://127.0.0.1:9/v1", "--limit", "2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "profile.toml: schedule round(s) '2-' name unknown operation(s) or kind(s) sideways" in proc.stderr
+
+
+def test_math_answers_are_asked_for_step_by_step_and_general_ones_are_the_instruction_alone():
+    assert load_profile("general").response_prompt(WEIRD) == WEIRD  # the call cache keys on it: unchanged
+    math = load_profile("math").response_prompt(WEIRD)
+    assert WEIRD in math and "step by step" in math and "${" not in math.replace(WEIRD, "")
+    assert "math/respond" in load_profile("math").template_hashes()
+
+
+def test_each_profile_names_its_labels_and_leak_phrases_from_its_own_templates():
+    general, code, math = (load_profile(n) for n in ("general", "code", "math"))
+    assert {"rewritten prompt", "created prompt"} <= set(general.labels)
+    assert "instruction" in general.nouns and "question" in code.nouns and "problem" in math.nouns
+    for p in (general, code, math):
+        assert {"#rewritten prompt#", "given prompt", "rewritten prompt"} <= set(p.leak_markers)
+
+
+def test_in_depth_templates_take_one_small_step_and_complicate_input_is_not_capped():
+    general = {op.name: op.prompt.text for op in load_profile("general").operations}
+    for name, text in general.items():
+        assert "GPT-4" not in text and "strong AI" not in text
+        if name not in ("mutation", "complicate_input"):
+            assert "a little harder" in text and "10 to 20 words to the original" in text
+    assert "10 to 20 words to the original" not in general["complicate_input"]
+    assert "the room it needs" in general["complicate_input"]
+    code = {op.name: op for op in load_profile("code").operations}
+    assert code["higher_complexity"].weight < 1 and "occasionally" not in code["higher_complexity"].prompt.text
