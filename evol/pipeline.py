@@ -271,7 +271,8 @@ class RoundSettler:
 
     def _settle(self, node: Node, out: Outcome) -> None:
         if isinstance(out, Record) and self.deduper is not None:
-            match = self.deduper.check(out.instruction)
+            # the seed's lineage: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)
+            match = self.deduper.check(out.instruction, out.seed_id)
             if match is not None:
                 out = Rejection(
                     kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
@@ -280,7 +281,7 @@ class RoundSettler:
                     duplicate_of=match.duplicate_of, score=match.score, usage=out.usage,
                 )
             else:
-                self.deduper.add(out.id, out.instruction)
+                self.deduper.add(out.id, out.instruction, out.seed_id)
         if isinstance(out, Record):
             self.result.pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
                                          round=out.round, operation=out.operation, instruction=out.instruction))
@@ -293,10 +294,11 @@ class RoundSettler:
 
 
 def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:
-    """The run's deduper, holding the seeds: an evolution that only repeats a seed is a duplicate."""
+    """The run's deduper, holding the seeds, each its own lineage: an evolution that repeats a seed is a
+    duplicate; one that stays near its own seed is not (whether it gained anything is the judge's call)."""
     exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
     if not (exact or near):
         return None
     deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
-    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds])
+    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds], [s.id for s in seeds])
     return deduper
