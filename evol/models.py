@@ -57,6 +57,28 @@ class Node(Frozen):
         return cls(id=seed.id, seed_id=seed.id, seed_index=seed.index, instruction=seed.instruction)
 
 
+Judgement = Literal["equal", "not_equal", "unclear"]
+
+
+class JudgeAnswer(Frozen):
+    """One answer of the equality judge: its raw text, how it ended, and what it was read as."""
+
+    text: str
+    finish_reason: str | None = None
+    judgement: Judgement
+
+
+class JudgeVerdict(Frozen):
+    """The equality judge on one evolution: the verdict that decided, and every answer (the retry of an unclear one too)."""
+
+    judgement: Judgement
+    answers: tuple[JudgeAnswer, ...]
+
+    @property
+    def retried(self) -> bool:
+        return len(self.answers) > 1
+
+
 class Record(Frozen):
     """A kept instruction with its answer and full lineage."""
 
@@ -71,6 +93,7 @@ class Record(Frozen):
     model: str | None = None
     response_model: str | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
+    judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
 
 
 class Verdict(Frozen):
@@ -110,3 +133,4 @@ class Rejection(Frozen):
     duplicate_of: str | None = None
     score: float | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
+    judge: JudgeVerdict | None = None  # what the judge said, when it was asked

@@ -21,7 +21,7 @@ from .config import RunConfig
 from .dedup import Deduper
 from .errors import BackendError
 from .llm import ChatModel
-from .models import Completion, Node, Record, Rejection, Seed, Usage
+from .models import Completion, JudgeAnswer, JudgeVerdict, Node, Record, Rejection, Seed, Usage
 from .pricing import Budget
 from .prompts import Profile
 
@@ -98,12 +98,13 @@ class Evolver:
         op = self.profile.choose(rng)
         cid = candidate_id(node.seed_id, round_no)
         usage: dict[str, Usage] = {}
+        judged: JudgeVerdict | None = None
 
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
             return Rejection(
                 kind=kind, rule=rule, detail=detail, stage=stage, id=cid, seed_id=node.seed_id,
                 seed_index=node.seed_index, parent_id=node.id, round=round_no, operation=op.name,
-                instruction=instruction, output=output, usage=usage,
+                instruction=instruction, output=output, usage=usage, judge=judged,
             )
 
         stage = "evolve"
@@ -119,10 +120,8 @@ class Evolver:
 
             if on("no_information_gain"):
                 stage = "judge"
-                judge_prompt = self.profile.judge.render(first=node.instruction, second=text)
-                j = await self._call(stage, self.models.judge, judge_prompt, cfg.judge_sampling, f"{cid}:judge")
-                usage[stage] = j.usage
-                verdict = filters.check_judgement(filters.parse_judgement(j.text), on)
+                judged = await self.judge(node.instruction, text, cid, usage)
+                verdict = filters.check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
                     return reject("eliminated", verdict.rule, verdict.detail, stage, text)
 
@@ -139,8 +138,25 @@ class Evolver:
         return Record(
             id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
             operation=op.name, instruction=text, output=r.text.strip(), model=self.models.evolve,
-            response_model=self.models.respond, usage=usage,
+            response_model=self.models.respond, usage=usage, judge=judged,
         )
+
+    async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
+        """Ask the equality judge whether ``text`` gained anything over ``parent``; an answer that reads as no
+        verdict is asked once more, under another sample id so the call cache does not give the same answer back.
+        Both calls' tokens go into ``usage["judge"]``."""
+        prompt = self.profile.judge.render(first=parent, second=text)
+        sampling = self.config.judge_sampling
+        answers: list[JudgeAnswer] = []
+        for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
+            j = await self._call("judge", self.models.judge, prompt, sampling, sample)
+            usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
+            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text)))
+            if answers[-1].judgement != "unclear":
+                break
+            if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
+                sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
+        return JudgeVerdict(judgement=answers[-1].judgement, answers=tuple(answers))
 
     async def answer_seed(self, seed: Seed) -> Outcome:
         """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
@@ -278,7 +294,7 @@ class RoundSettler:
                     kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
                     stage="dedup", id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
                     round=out.round, operation=out.operation, instruction=out.instruction, output=out.output,
-                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage,
+                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage, judge=out.judge,
                 )
             else:
                 self.deduper.add(out.id, out.instruction, out.seed_id)
