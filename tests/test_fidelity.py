@@ -74,6 +74,7 @@ class JudgeScript:
 
 
 def judge_run(tmp_path, *extra):
+    tmp_path.mkdir(exist_ok=True)
     seeds = tmp_path / "seeds.txt"
     shipped = [s.instruction.replace("\n", " ") for s in load_seeds(SEEDS).seeds]
     seeds.write_text("".join(f"{shipped[i]} (case {i})\n" for i in range(len(JUDGE))))
@@ -82,6 +83,7 @@ def judge_run(tmp_path, *extra):
     with ScriptedServer(script) as srv:
         proc = run_cli("run", "--seeds", str(seeds), "--rounds", "1", "--out", str(out), "--base-url", srv.base_url,
                        "--concurrency", "4", *extra)
+        script.batches = srv.calls["batches.create"]
     assert proc.returncode == 0, proc.stderr
     return out, script
 
@@ -119,6 +121,19 @@ def test_unclear_verdicts_can_be_kept_and_still_carry_their_answers(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert "judge_unclear" not in manifest["by_rule"] and manifest["counts"]["judge_unclear"] == 4
     assert manifest["config"]["keep_judge_unclear"] is True
+
+
+def test_through_the_batch_api_the_retry_goes_out_in_a_later_batch_with_the_same_outcome(tmp_path):
+    direct, _ = judge_run(tmp_path / "direct")
+    config = tmp_path / "batch.json"
+    config.write_text(json.dumps({"batch_poll_seconds": 0.2}))
+    batch, script = judge_run(tmp_path / "batch", "--batch", "--config", str(config))
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (batch / name).read_bytes() == (direct / name).read_bytes(), name
+    m = json.loads((batch / "manifest.json").read_text())
+    assert m["judge"] == {"judged": 12, "unclear": 4, "resolved_by_retry": 2, "unclear_after_retry": 2}
+    assert sum(script.judge_calls.values()) == 16
+    assert script.batches >= 4  # evolve, judge, respond, and the retries' (beside some answers or after them)
 
 
 # --- dedup and lineages ------------------------------------------------------------------------------
