@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import urllib.error
-from array import array
 import urllib.request
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from .models import Verdict
+from .models import Judgement, Verdict
 
 # Common English function words; a "response" made only of these (and punctuation) says nothing.
 STOPWORDS = frozenset(
@@ -157,14 +157,14 @@ def judge_answer(answer: str) -> str:
     return _MARKDOWN.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
-def _leading(text: str) -> str | None:
+def _leading(text: str) -> Judgement | None:
     m = _LEADING.match(text)
     if m is None:
         return None
     return "not_equal" if m.group("ne") else "equal"
 
 
-def parse_judgement(answer: str) -> str:
+def parse_judgement(answer: str) -> Judgement:
     """'equal', 'not_equal' or 'unclear' from the judge's free text.
 
     The verdict is read, in this order, from a last "Verdict:"/"Answer:" line, from the answer's opening
@@ -187,9 +187,9 @@ def parse_judgement(answer: str) -> str:
         verdict = _leading(_CONNECTOR.sub("", last))
         if verdict:
             return verdict
-        m = _CLOSING.search(last)
-        if m is not None:
-            return "not_equal" if m.group("ne") else "equal"
+        closing = _CLOSING.search(last)
+        if closing is not None:
+            return "not_equal" if closing.group("ne") else "equal"
     return "unclear"
 
 

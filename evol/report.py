@@ -426,9 +426,9 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
     if judge.get("unclear"):
         twice = judge.get("unclear_after_retry", 0)
         level = "warn" if judge["unclear"] >= 0.05 * judge.get("judged", 0) else "ok"
-        out.append((level, f"The judge gave no readable verdict for {judge['unclear']} of {judge.get('judged', 0)} "
-                           f"evolutions, {twice} of them again on the retry (rule judge_unclear); its answers are in "
-                           f"the 'judge' field of records.jsonl and rejected.jsonl."))
+        out.append((level, (f"The judge gave no readable verdict for {judge['unclear']} of {judge.get('judged', 0)} "
+                            f"evolutions, {twice} of them again on the retry (rule judge_unclear); its answers are in "
+                            f"the 'judge' field of records.jsonl and rejected.jsonl.")))
     if c.get("failed"):
         out.append(("warn", f"{c['failed']} candidates failed on backend errors; running the same command again retries them."))
     evolved = [s for s in stats if s.round > 0 and s.words]

@@ -161,14 +161,16 @@ def deeper(parent: str, i: int, round_no: int) -> str:
     return f"{parent} Also compare the {a} and {b} counts with round {round_no} of last year's {c} census data."
 
 
+#: seed index -> {round: the copy planted there}
+PLANTED = {
+    4: {1: "near copy of seed 0's first evolution"},
+    5: {2: "its own seed again"},
+    6: {1: "seed 2 again"},
+}
+
+
 class LineageScript:
     """Genuine in-depth evolutions every round, except for planted copies (seed index -> {round: what})."""
-
-    PLANTED = {
-        4: {1: "near copy of seed 0's first evolution"},
-        5: {2: "its own seed again"},
-        6: {1: "seed 2 again"},
-    }
 
     def __init__(self, seeds: list[str]):
         self.seeds = seeds
@@ -182,7 +184,7 @@ class LineageScript:
             with self.lock:
                 self.rounds[i] += 1
                 n = self.rounds[i]
-            plant = self.PLANTED.get(i, {}).get(n)
+            plant = PLANTED.get(i, {}).get(n)
             if plant == "near copy of seed 0's first evolution":
                 return Reply(content=deeper(self.seeds[0], 0, 1).replace("(case 0)", "(case 4)") + " Thanks.")
             if plant == "its own seed again":
@@ -217,7 +219,7 @@ def test_in_depth_evolutions_of_long_instructions_are_kept_round_after_round(tmp
     by_id = {r["id"]: r for r in rejected}
     ids = {r["seed_index"]: r["seed_id"] for r in records + rejected}
     # every genuine in-depth evolution is kept, each round, though it stays within ratio 0.9 of its parent
-    genuine = {f"{ids[i]}.r{n}" for i in range(8) for n in (1, 2, 3) if n not in LineageScript.PLANTED.get(i, {})}
+    genuine = {f"{ids[i]}.r{n}" for i in range(8) for n in (1, 2, 3) if n not in PLANTED.get(i, {})}
     assert genuine <= kept, sorted(genuine - kept)
     close = [r for r in records if fuzz.ratio(normalize(r["instruction"]), normalize(text[r["parent_id"]])) >= 90]
     assert len(close) >= 15  # the case that used to be lost as near_duplicate of the parent
