@@ -29,6 +29,7 @@ RULES = (
     "refused_evolution",
     "wrapped_evolution",
     "no_information_gain",
+    "judge_unclear",
     "empty_response",
     "truncated_response",
     "echoed_response",
@@ -103,7 +104,11 @@ class RunConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)  # per-model prices on top of the defaults
     sampling: Sampling = Sampling()
     response_sampling: Sampling = Sampling()
-    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=16)
+    # room for a short reasoning block before the verdict: reasoning models (served by vLLM or hosted) think
+    # first, and 16 tokens ended most of their answers mid-thought; a plain model stops after a word or two,
+    # so the larger budget costs it nothing. An answer cut off with no verdict is asked again with twice this.
+    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
+    keep_judge_unclear: bool = False  # keep an evolution whose judge answered no readable verdict, twice
 
     # --- output
     out: Path | None = None

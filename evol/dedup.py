@@ -1,9 +1,13 @@
 """Exact, near and (optionally) semantic duplicate detection: each new text is checked against everything kept so far.
 
-Per text: an exact match on the normalised text; then candidates from MinHash LSH over character n-grams (kept
+Per text: an exact match on the normalised text (against every kept text); then candidates from MinHash LSH over character n-grams (kept
 texts whose signature agrees with this one on every row of at least one band); then each candidate verified with
 the user's rapidfuzz scorer at the user's threshold, so every near-duplicate reported really scores at or above
 it. The index only grows: texts from a later round, a later run or a merged file never rebuild it.
+
+A text may name its lineage (in a run: its seed id). Near and semantic matches skip kept texts of the same
+lineage: an in-depth evolution is meant to stay close to its ancestors, and whether it gained anything over its
+parent is the judge's question, not dedup's. Exact repeats are caught whatever their lineage.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +189,8 @@ class Deduper:
     ``shingle`` is the character n-gram length; ``bands`` and ``rows`` default to :func:`banding`.
     ``embed`` (e.g. an :class:`Embedder`) adds semantic dedup at cosine similarity ``cosine``; it compares
     every text with every kept vector, so it suits thousands of texts rather than millions.
+    ``lineage`` (any string, e.g. a seed id) exempts a text from near and semantic matches with kept texts
+    of the same lineage; exact matches still count.
     """
 
     def __init__(self, threshold: float = 0.9, scorer: str = "ratio", *, exact: bool = True, near: bool = True,
@@ -204,6 +211,8 @@ class Deduper:
         self.lsh = MinHashLSH(shingle, bands or default_bands, rows or default_rows)
         self._ids: list[str] = []
         self._texts: list[str] = []  # normalised, as compared
+        self._lineages = array("i")  # each kept text's lineage code (-1: none); 4 bytes a text
+        self._codes: dict[str, int] = {}  # lineage -> code: an int per kept text instead of a string
         self._exact: dict[str, int] = {}
         # band key -> kept position(s): the newest texts' keys in a dict (a list only when shared), the rest in
         # two sorted numpy arrays, 12 bytes a key instead of ~80 in a dict: 24 keys a text made the dict most
@@ -218,24 +227,25 @@ class Deduper:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def check(self, text: str) -> Match | None:
-        return self._check(self._one(text))
+    def check(self, text: str, lineage: str | None = None) -> Match | None:
+        # a lineage nothing kept belongs to exempts nothing: no code is made for it
+        return self._check(self._one(text), -1 if lineage is None else self._codes.get(lineage, -1))
 
-    def add(self, id: str, text: str) -> None:
-        self._add(id, self._one(text))
+    def add(self, id: str, text: str, lineage: str | None = None) -> None:
+        self._add(id, self._one(text), self._code(lineage))
 
-    def extend(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+    def extend(self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None = None) -> None:
         """Keep every text, unchecked (e.g. the seeds): signed a chunk at a time, not one numpy pass per text."""
-        if len(ids) != len(texts):
-            raise ValueError("ids and texts differ in length")
+        codes = self._codes_of(ids, texts, lineages)
         for start in range(0, len(texts), _CHUNK):
-            for id, item in zip(ids[start:start + _CHUNK], self._prepare(texts[start:start + _CHUNK])):
-                self._add(id, item)
+            for id, item, code in zip(ids[start:start + _CHUNK], self._prepare(texts[start:start + _CHUNK]),
+                                      codes[start:start + _CHUNK]):
+                self._add(id, item, code)
 
-    def dedup(self, ids: Sequence[str], texts: Sequence[str]) -> list[Match | None]:
+    def dedup(self, ids: Sequence[str], texts: Sequence[str],
+              lineages: Sequence[str | None] | None = None) -> list[Match | None]:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
-        if len(ids) != len(texts):
-            raise ValueError("ids and texts differ in length")
+        codes = self._codes_of(ids, texts, lineages)
         out: list[Match | None] = []
         starts = range(0, len(texts), _CHUNK)
         # a worker prepares the next chunks while this thread checks the current one: numpy releases the GIL
@@ -245,12 +255,22 @@ class Deduper:
                 items = ahead.popleft().result()
                 if n + 2 < len(starts):
                     ahead.append(pool.submit(self._prepare, texts[starts[n + 2]:starts[n + 2] + _CHUNK]))
-                for id, item in zip(ids[start:start + _CHUNK], items):
-                    match = self._check(item)
+                for id, item, code in zip(ids[start:start + _CHUNK], items, codes[start:start + _CHUNK]):
+                    match = self._check(item, code)
                     if match is None:
-                        self._add(id, item)
+                        self._add(id, item, code)
                     out.append(match)
         return out
+
+    def _code(self, lineage: str | None) -> int:
+        if lineage is None:
+            return -1
+        return self._codes.setdefault(lineage, len(self._codes))
+
+    def _codes_of(self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None) -> list[int]:
+        if len(ids) != len(texts) or (lineages is not None and len(lineages) != len(texts)):
+            raise ValueError("ids, texts and lineages differ in length")
+        return [-1] * len(texts) if lineages is None else [self._code(x) for x in lineages]
 
     def _one(self, text: str) -> _Item:
         if self._last is None or self._last.text != text:
@@ -266,7 +286,7 @@ class Deduper:
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
         return [_Item(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors)]
 
-    def _check(self, item: _Item) -> Match | None:
+    def _check(self, item: _Item, lineage: int = -1) -> Match | None:
         if self.exact:
             hit = self._exact.get(item.norm)
             if hit is not None:
@@ -286,6 +306,9 @@ class Deduper:
                 hi = np.searchsorted(self._keys, query, "right")
                 for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist()):
                     found.update(self._pos[a:b].tolist())
+            if lineage >= 0:  # the text's own ancestors are no near-duplicates of it
+                lineages = self._lineages
+                found = {p for p in found if lineages[p] != lineage}
             if found:
                 order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
                 best = process.extractOne(item.norm, [self._texts[i] for i in order], scorer=self.scorer,
@@ -294,15 +317,18 @@ class Deduper:
                     return Match("near_duplicate", self._ids[order[best[2]]], round(best[1] / 100, 4))
         if item.vector is not None and self._ids:
             sims = self._vectors[:len(self._ids)] @ item.vector
+            if lineage >= 0:
+                sims[np.frombuffer(self._lineages, np.int32) == lineage] = -np.inf
             best_pos = int(np.argmax(sims))
             if sims[best_pos] >= self.cosine:
                 return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))
         return None
 
-    def _add(self, id: str, item: _Item) -> None:
+    def _add(self, id: str, item: _Item, lineage: int = -1) -> None:
         pos = len(self._ids)
         self._ids.append(id)
         self._texts.append(item.norm)
+        self._lineages.append(lineage)
         self._exact.setdefault(item.norm, pos)
         buckets = self._fresh
         for key in item.keys:

@@ -43,6 +43,7 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: what a run on the embedded model uses unless the user set it (see ``tune_for_local``)
 LOCAL_CONCURRENCY = 2  # llama.cpp's server answers one request at a time; a second keeps it busy between them
 LOCAL_MAX_TOKENS = 256
+LOCAL_JUDGE_TOKENS = 16  # "Not Equal" and room to spare: a small model that does not reason first
 LOCAL_TIMEOUT = 600.0  # a request may wait behind another one on a slow CPU
 MIN_CTX, MAX_CTX = 2048, 8192
 
@@ -159,10 +160,15 @@ def tune_for_local(config: RunConfig) -> RunConfig:
         update["concurrency"] = LOCAL_CONCURRENCY
     if "timeout" not in explicit:
         update["timeout"] = max(config.timeout, LOCAL_TIMEOUT)
-    for key in ("sampling", "response_sampling"):  # the judge keeps its few tokens
+    for key in ("sampling", "response_sampling"):
         s: Sampling = getattr(config, key)
         if "max_tokens" not in s.model_fields_set:
             update[key] = s.model_copy(update={"max_tokens": min(s.max_tokens, LOCAL_MAX_TOKENS)})
+    # the embedded model does not reason before its verdict, and every token costs ~10 ms of CPU: the judge keeps
+    # the few tokens it always had (a reasoning GGUF given with --model-path needs judge_sampling set in --config)
+    judge: Sampling = config.judge_sampling
+    if "judge_sampling" not in explicit or "max_tokens" not in judge.model_fields_set:
+        update["judge_sampling"] = judge.model_copy(update={"max_tokens": min(judge.max_tokens, LOCAL_JUDGE_TOKENS)})
     return config.model_copy(update=update) if update else config
 
 

@@ -57,6 +57,28 @@ class Node(Frozen):
         return cls(id=seed.id, seed_id=seed.id, seed_index=seed.index, instruction=seed.instruction)
 
 
+Judgement = Literal["equal", "not_equal", "unclear"]
+
+
+class JudgeAnswer(Frozen):
+    """One answer of the equality judge: its raw text, how it ended, and what it was read as."""
+
+    text: str
+    finish_reason: str | None = None
+    judgement: Judgement
+
+
+class JudgeVerdict(Frozen):
+    """The equality judge on one evolution: the verdict that decided, and every answer (the retry of an unclear one too)."""
+
+    judgement: Judgement
+    answers: tuple[JudgeAnswer, ...]
+
+    @property
+    def retried(self) -> bool:
+        return len(self.answers) > 1
+
+
 class Record(Frozen):
     """A kept instruction with its answer and full lineage."""
 
@@ -72,6 +94,7 @@ class Record(Frozen):
     response_model: str | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
+    judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
 
 
 class Verdict(Frozen):
@@ -112,3 +135,4 @@ class Rejection(Frozen):
     score: float | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked
+    judge: JudgeVerdict | None = None  # what the judge said, when it was asked

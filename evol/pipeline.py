@@ -22,7 +22,7 @@ from .config import RunConfig
 from .dedup import Deduper
 from .errors import BackendError, Interrupted
 from .llm import ChatModel
-from .models import Completion, Node, Record, Rejection, Seed, Usage
+from .models import Completion, JudgeAnswer, JudgeVerdict, Node, Record, Rejection, Seed, Usage
 from .pricing import Budget
 from .prompts import Profile
 
@@ -105,12 +105,13 @@ class Evolver:
         cid = candidate_id(node.seed_id, round_no)
         usage: dict[str, Usage] = {}
         stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
+        judged: JudgeVerdict | None = None
 
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
             return Rejection(
                 kind=kind, rule=rule, detail=detail, stage=stage, id=cid, seed_id=node.seed_id,
                 seed_index=node.seed_index, parent_id=node.id, round=round_no, operation=op.name,
-                instruction=instruction, output=output, usage=usage, stripped=stripped,
+                instruction=instruction, output=output, usage=usage, stripped=stripped, judge=judged,
             )
 
         stage = "evolve"
@@ -127,10 +128,8 @@ class Evolver:
 
             if on("no_information_gain"):
                 stage = "judge"
-                judge_prompt = self.profile.judge.render(first=node.instruction, second=text)
-                j = await self._call(stage, self.models.judge, judge_prompt, cfg.judge_sampling, f"{cid}:judge")
-                usage[stage] = j.usage
-                verdict = filters.check_judgement(filters.parse_judgement(j.text), on)
+                judged = await self.judge(node.instruction, text, cid, usage)
+                verdict = filters.check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
                     return reject("eliminated", verdict.rule, verdict.detail, stage, text)
 
@@ -148,8 +147,25 @@ class Evolver:
         return Record(
             id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
             operation=op.name, instruction=text, output=r.text.strip(), model=self.models.evolve,
-            response_model=self.models.respond, usage=usage, stripped=stripped,
+            response_model=self.models.respond, usage=usage, stripped=stripped, judge=judged,
         )
+
+    async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
+        """Ask the equality judge whether ``text`` gained anything over ``parent``; an answer that reads as no
+        verdict is asked once more, under another sample id so the call cache does not give the same answer back.
+        Both calls' tokens go into ``usage["judge"]``."""
+        prompt = self.profile.judge.render(first=parent, second=text)
+        sampling = self.config.judge_sampling
+        answers: list[JudgeAnswer] = []
+        for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
+            j = await self._call("judge", self.models.judge, prompt, sampling, sample)
+            usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
+            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text)))
+            if answers[-1].judgement != "unclear":
+                break
+            if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
+                sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
+        return JudgeVerdict(judgement=answers[-1].judgement, answers=tuple(answers))
 
     async def answer_seed(self, seed: Seed) -> Outcome:
         """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
@@ -281,16 +297,18 @@ class RoundSettler:
 
     def _settle(self, node: Node, out: Outcome) -> None:
         if isinstance(out, Record) and self.deduper is not None:
-            match = self.deduper.check(out.instruction)
+            # the seed's lineage: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)
+            match = self.deduper.check(out.instruction, out.seed_id)
             if match is not None:
                 out = Rejection(
                     kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
                     stage="dedup", id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
                     round=out.round, operation=out.operation, instruction=out.instruction, output=out.output,
-                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage,
+                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage, judge=out.judge,
+                    stripped=out.stripped,
                 )
             else:
-                self.deduper.add(out.id, out.instruction)
+                self.deduper.add(out.id, out.instruction, out.seed_id)
         if isinstance(out, Record):
             self.result.pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
                                          round=out.round, operation=out.operation, instruction=out.instruction))
@@ -303,10 +321,11 @@ class RoundSettler:
 
 
 def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:
-    """The run's deduper, holding the seeds: an evolution that only repeats a seed is a duplicate."""
+    """The run's deduper, holding the seeds, each its own lineage: an evolution that repeats a seed is a
+    duplicate; one that stays near its own seed is not (whether it gained anything is the judge's call)."""
     exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
     if not (exact or near):
         return None
     deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
-    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds])
+    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds], [s.id for s in seeds])
     return deduper

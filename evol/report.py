@@ -422,6 +422,13 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
         for label, kind, n in funnel(run):
             if kind in ("eliminated", "duplicate") and n / attempts >= 0.25:
                 out.append(("warn", f"Rule {label} removed {n} candidates ({n / attempts:.0%}); look at its examples below."))
+    judge = run.manifest.get("judge") or {}
+    if judge.get("unclear"):
+        twice = judge.get("unclear_after_retry", 0)
+        level = "warn" if judge["unclear"] >= 0.05 * judge.get("judged", 0) else "ok"
+        out.append((level, (f"The judge gave no readable verdict for {judge['unclear']} of {judge.get('judged', 0)} "
+                            f"evolutions, {twice} of them again on the retry (rule judge_unclear); its answers are in "
+                            f"the 'judge' field of records.jsonl and rejected.jsonl.")))
     if c.get("failed"):
         out.append(("warn", f"{c['failed']} candidates failed on backend errors; running the same command again retries them."))
     evolved = [s for s in stats if s.round > 0 and s.words]
@@ -465,10 +472,15 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
         add(f"<li class='{level}'>{_e(text)}</li>")
     add("</ul><table class='kv'>")
     for key in ("seeds_skipped", "seed_records", "seed_rejections", "seeds_with_kept_descendants",
-                "seeds_without_kept_descendants", "balanced"):
+                "seeds_without_kept_descendants", "judge_unclear", "balanced"):
         if key in c:
             value = ("yes" if c[key] else "no") if isinstance(c[key], bool) else c[key]
             add(f"<tr><th>{_e(key.replace('_', ' '))}</th>{_num('counts.' + key, value)}</tr>")
+    judge = m.get("judge") or {}
+    for key, label in (("judged", "evolutions judged"), ("resolved_by_retry", "judge unclear, resolved by the retry"),
+                       ("unclear_after_retry", "judge unclear twice")):
+        if key in judge:
+            add(f"<tr><th>{_e(label)}</th>{_num('judge.' + key, judge[key])}</tr>")
     add(f"<tr><th>LLM calls (from cache)</th><td class='n'>{calls} ({cached})</td></tr>")
     add(f"<tr><th>tokens prompt / completion</th><td class='n' data-metric='usage.tokens_total'>"
         f"{total.get('prompt_tokens', 0):,} / {total.get('completion_tokens', 0):,}</td></tr>")

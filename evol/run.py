@@ -252,6 +252,8 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "dataset_rows": t.seed_records + t.count("kept"),
         "seeds_with_kept_descendants": len(t.seeds_with_kept),
         "seeds_without_kept_descendants": n_seeds - len(t.seeds_with_kept),
+        # evolutions whose judge's first answer read as no verdict, resolved by the retry or not
+        "judge_unclear": t.judge["unclear"],
     }
     # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
     counts["balanced"] = counts["attempts"] == n_seeds * state.rounds_done == sum(counts[k] for k in kinds)
@@ -272,6 +274,7 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "by_round": per_round,
         "by_rule": dict(sorted(t.by_rule.items())),
         "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
+        "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
         "usage": tally.as_dict(),
         "cost_usd": _cost(tally, config),
         "cache": {"hits": chat.hits, "misses": chat.misses},

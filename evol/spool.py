@@ -129,10 +129,16 @@ class Totals:
     seeds_with_kept: set[str] = field(default_factory=set)
     seed_records: int = 0
     seed_rejections: int = 0  # answered seeds the checks refused (skipped seeds are not among them)
+    judge: Counter = field(default_factory=Counter)  # judged, unclear (first answers), resolved_by_retry, unclear_after_retry
 
     def add(self, outcomes: Iterable[Record | Rejection]) -> None:
         for out in outcomes:
             kept = isinstance(out, Record)
+            if out.judge is not None:
+                self.judge["judged"] += 1
+                if out.judge.answers[0].judgement == "unclear":
+                    self.judge["unclear"] += 1
+                    self.judge["unclear_after_retry" if out.judge.judgement == "unclear" else "resolved_by_retry"] += 1
             if not kept:
                 self.by_rule[out.rule] += 1
                 self.by_reason[out.stage, out.kind, out.rule] += 1
@@ -157,6 +163,7 @@ class Totals:
             self.by_operation.setdefault(op, Counter()).update(c)
         self.by_rule.update(other.by_rule)
         self.by_reason.update(other.by_reason)
+        self.judge.update(other.judge)
         self.seeds_with_kept |= other.seeds_with_kept
         self.seed_records += other.seed_records
         self.seed_rejections += other.seed_rejections

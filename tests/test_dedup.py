@@ -161,6 +161,50 @@ def test_exact_only_and_options_are_checked():
         Deduper(0.9, "levenshtein")
 
 
+LONG = ("Write a detailed travel guide for a first-time visitor to Lisbon in late autumn, covering the best "
+        "neighbourhoods to stay in, how to use the trams and the metro, which museums open on Mondays, where to eat "
+        "grilled sardines away from the tourist crowds, a realistic daily budget in euros, and three day trips that "
+        "can be done by train, with the travel time for each one and what to pack for the rain, plus a note on "
+        "which viewpoints are worth the climb at sunset and which are not.")
+
+
+def test_a_text_is_no_near_duplicate_of_its_own_lineage_but_exact_repeats_and_other_lineages_count():
+    deeper = LONG[:-1] + ", and a short list of phrases in Portuguese for ordering food and asking the way."
+    deepest = deeper[:-1] + " Keep the whole guide under 900 words."
+    assert len(LONG) >= 450 and fuzz.ratio(normalize(LONG), normalize(deeper)) >= 90  # the case that was lost
+    d = Deduper(0.9)
+    d.add("s1", LONG, "s1")
+    assert d.check(deeper, "s1") is None  # its own seed
+    d.add("s1.r1", deeper, "s1")
+    assert d.check(deepest, "s1") is None  # its parent and grandparent
+    # an exact repeat of an ancestor is still a duplicate, of the earliest copy
+    assert d.check(LONG.upper(), "s1") == Match("exact_duplicate", "s1", 1.0)
+    # another lineage's near copy is a near-duplicate; so is a text with no lineage
+    assert d.check(deepest, "s2").rule == "near_duplicate"
+    assert d.check(deepest).duplicate_of in ("s1", "s1.r1")
+    # a lineage nothing kept belongs to exempts nothing
+    assert d.check(deepest, "s9").rule == "near_duplicate"
+
+
+def test_lineages_in_a_batch_equal_one_at_a_time_and_are_checked():
+    texts = [LONG, LONG[:-1] + " in spring.", LONG[:-1] + " in summer.", LONG.lower()]
+    lineages = ["a", "a", "b", "b"]
+    ids = ["a", "a.r1", "b", "b.r1"]
+    batch = Deduper(0.9).dedup(ids, texts, lineages)
+    one = Deduper(0.9)
+    stepwise = []
+    for id, text, lineage in zip(ids, texts, lineages):
+        match = one.check(text, lineage)
+        if match is None:
+            one.add(id, text, lineage)
+        stepwise.append(match)
+    assert batch == stepwise
+    assert batch[0] is None and batch[1] is None  # its own lineage's near copy
+    assert batch[2].rule == "near_duplicate" and batch[3] == Match("exact_duplicate", "a", 1.0)
+    with pytest.raises(ValueError):
+        Deduper(0.9).dedup(ids, texts, lineages[:2])
+
+
 def test_short_texts_and_shingles_longer_than_the_text():
     texts = ["Hi", "hi!", "Hey", "A", "b"]
     result = dedup_texts(list("abcde"), texts, threshold=0.9, shingle=8)
@@ -214,6 +258,9 @@ def test_semantic_duplicates_through_an_embeddings_endpoint(embeddings_url):
     assert {r["model"] for r in requests} == {"bag-of-words"} and max(len(r["input"]) for r in requests) <= 2
     # off by default: the same texts stay
     assert dedup_texts(["a", "b", "c"], texts) == [None, None, None]
+    # nor is a text a semantic duplicate of its own lineage
+    same = Deduper(0.9, embed=embed, cosine=0.99).dedup(["a", "b", "c"], texts, ["x", "x", "y"])
+    assert same == [None, None, None]
 
 
 def test_unreachable_embeddings_endpoint_is_one_sentence():

@@ -458,13 +458,20 @@ def test_a_responding_model_that_echoes_the_instruction_is_eliminated(tmp_path):
     assert [(r["seed_index"], r["rule"]) for r in seed_rows] == [(1, "echoed_response")]
 
 
-def test_a_judge_that_echoes_its_prompt_keeps_the_item(tmp_path):
-    """An echoed judge prompt is no verdict; like any unclear answer it does not eliminate (WizardLM drops 'equal' only)."""
+def test_a_judge_that_echoes_its_prompt_is_unclear_retried_and_eliminated_unless_kept(tmp_path):
+    """An echoed judge prompt is no verdict, though it holds the words "Equal" and "Not Equal": asked again, then
+    eliminated as judge_unclear; with keep_judge_unclear the item is kept."""
     model = Model()
     model.fail("judge", lambda prompt: Reply(content=prompt), topic="topic-01")
     with ScriptedServer(model) as srv:
         run_inproc(srv.base_url, topics(2), tmp_path / "o")
-    assert ledger(tmp_path / "o")[(1, 1)][0] == "kept"
+        run_inproc(srv.base_url, topics(2), tmp_path / "kept", keep_judge_unclear=True)
+    rows = ledger(tmp_path / "o")
+    assert rows[(1, 1)][:2] == ("eliminated", "judge_unclear") and rows[(0, 1)][0] == "kept"
+    judge = next(r["judge"] for r in read_jsonl(tmp_path / "o" / "rejected.jsonl") if r["seed_index"] == 1)
+    assert [a["judgement"] for a in judge["answers"]] == ["unclear", "unclear"]
+    assert "Second instruction:" in judge["answers"][0]["text"]
+    assert ledger(tmp_path / "kept")[(1, 1)][0] == "kept"
 
 
 def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_kept(tmp_path):

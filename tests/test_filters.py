@@ -44,9 +44,12 @@ def test_judgement_parsing(answer, expected):
     assert filters.parse_judgement(answer) == expected
 
 
-def test_only_an_equal_judgement_eliminates():
+def test_an_equal_judgement_eliminates_and_an_unclear_one_too_unless_kept():
     assert filters.check_judgement("equal").rule == "no_information_gain"
-    assert filters.check_judgement("not_equal").keep and filters.check_judgement("unclear").keep
+    assert filters.check_judgement("not_equal").keep
+    assert filters.check_judgement("unclear").rule == "judge_unclear"
+    assert filters.check_judgement("unclear", keep_unclear=True).keep
+    assert filters.check_judgement("unclear", enabled=lambda rule: rule != "judge_unclear").keep
 
 
 def test_sorry_rule_counts_words():

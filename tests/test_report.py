@@ -80,6 +80,8 @@ def test_numbers_in_the_html_match_the_manifest(run):
             assert found[f"by_round.{rnd}.{key}"] == str(value)
     for rule, n in manifest["by_rule"].items():
         assert found[f"by_rule.{rule}"] == str(n)
+    for key in ("judged", "resolved_by_retry", "unclear_after_retry"):
+        assert found[f"judge.{key}"] == str(manifest["judge"][key])
     for op, row in manifest["by_operation"].items():
         for key in ("attempts", "kept", "eliminated", "duplicate", "failed"):
             assert found[f"by_operation.{op}.{key}"] == str(row.get(key, 0))

@@ -46,6 +46,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompts-dir", type=Path, help="folder of your own prompt templates (see prompts/README.md)")
     g.add_argument("--disable-rule", action="append", choices=RULES, metavar="RULE",
                    help=f"switch an elimination rule off (repeatable): {', '.join(RULES)}")
+    g.add_argument("--keep-judge-unclear", action="store_true", default=None,
+                   help="keep an evolution whose equality judge gave no readable verdict, twice (default: eliminate "
+                        "it under rule judge_unclear)")
     g.add_argument("--dedup-threshold", type=float, help="near-duplicate similarity threshold, 0-1 (default 0.9)")
     g.add_argument("--dedup-scorer", help="rapidfuzz scorer: ratio, token_set_ratio, token_sort_ratio, partial_ratio, WRatio")
 
@@ -79,7 +82,7 @@ def config_from_args(args: argparse.Namespace):
         for k in ("seeds", "instruction_field", "input_field", "limit", "profile", "rounds", "seed", "prompts_dir",
                   "dedup_threshold", "dedup_scorer", "base_url", "model", "response_model", "judge_model",
                   "model_path", "concurrency", "timeout", "max_retries", "out", "include_seeds", "rpm", "tpm",
-                  "budget_usd", "batch")
+                  "budget_usd", "batch", "keep_judge_unclear")
     }
     if args.disable_rule:
         overrides["disable_rules"] = args.disable_rule
