@@ -338,6 +338,9 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
 
 
 @contextlib.contextmanager
+STARTUP_TIMEOUT = 120  # seconds the temporary Prefect server may take to answer
+
+
 def prefect_api() -> Iterator[None]:
     """Use the Prefect server at PREFECT_API_URL, or else a temporary one for this process only.
 
@@ -346,7 +349,12 @@ def prefect_api() -> Iterator[None]:
     runners hand to their workers) gives one server for all. Its telemetry heartbeat is off: it writes to
     SQLite at start-up and logs "database is locked" tracebacks when it collides with the run's writes.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     if PREFECT_API_URL.value():
         yield
@@ -357,7 +365,9 @@ def prefect_api() -> Iterator[None]:
     with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), \
             _env(PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY=no_proxy, no_proxy=no_proxy):
         server = _temporary_server()
-        server.start()
+        # Prefect's 20 s default is not enough on a busy 2-core machine (its start measured ~10 s idle), and a
+        # timeout fails the whole run; a longer wait costs nothing when it starts quickly
+        server.start(timeout=max(STARTUP_TIMEOUT, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
         try:
             with temporary_settings({PREFECT_API_URL: server.api_url}):
                 try:

@@ -85,5 +85,8 @@ def test_429_storm_then_success_under_the_configured_rate(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert m["counts"]["failed"] == 0 and m["counts"]["attempts"] == 8
-    assert max_in_window(arrivals, 1.0) <= 8, " ".join(f"{t - arrivals[0]:.3f}" for t in arrivals)
+    # the limiter stamps a request when it lets it go, the server when it arrives: on a busy machine the first
+    # request's connection set-up delays its arrival by tens of ms, so the server's window is read a little short
+    # (a run without the limit would put all 16 first tries in the first instant)
+    assert max_in_window(arrivals, 0.9) <= 8, " ".join(f"{t - arrivals[0]:.3f}" for t in arrivals)
     assert len(arrivals) > sum(m["usage"]["calls"].values())  # some calls met a 429 first, and were retried
