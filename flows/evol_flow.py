@@ -337,10 +337,10 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
 # --- entry points for the CLI
 
 
-@contextlib.contextmanager
 STARTUP_TIMEOUT = 120  # seconds the temporary Prefect server may take to answer
 
 
+@contextlib.contextmanager
 def prefect_api() -> Iterator[None]:
     """Use the Prefect server at PREFECT_API_URL, or else a temporary one for this process only.
 
