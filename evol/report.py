@@ -22,7 +22,9 @@ from .export import Run, funnel, load_run, load_scores
 from .plots import STYLE, Plot, make_plots
 from .runstats import (
     OUTCOMES,
+    LengthBucket,
     RoundStats,
+    depth_by_parent_length,
     distinct_n,
     opening,
     pct,
@@ -196,7 +198,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     for op, row in sorted((m.get("by_operation") or {}).items()):
         add(f"<tr><td>{_e(op)}</td><td class='n'>{_e(weights.get(op, ''))}</td>{_num(f'by_operation.{op}.attempts', row.get('attempts', 0))}"
             + "".join(_num(f"by_operation.{op}.{k}", row.get(k, 0)) for k in OUTCOMES) + "</tr>")
-    add("</table></section>")
+    add("</table>" + _depth_table(depth_by_parent_length(run, seeds)) + "</section>")
     add("<section id='rejections'><h2>Rejection reasons by operation</h2>" + _figure(by_plot["rejections"]) + "</section>")
     add("<section id='response_length'><h2>Response length</h2>" + _figure(by_plot["response_length"]))
     add(_stats_table(stats, "response words", lambda s: s.output_words) + "</section>")
@@ -243,6 +245,23 @@ def _stats_table(stats: list[RoundStats], what: str, get) -> str:
                         f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>")
     rows.append("</table>")
     return f"<p class='tcap'>{_e(what)}</p>" + "".join(rows)
+
+
+def _depth_table(buckets: list[LengthBucket]) -> str:
+    """Kept share of in-depth evolutions by parent length: a long parent's small genuine step must survive dedup."""
+    if not any(b.candidates for b in buckets):
+        return ""
+    head = ("<h3>In-depth evolutions by parent length</h3><table id='depth'><tr><th>parent length (chars)</th>"
+            "<th>candidates</th><th>kept</th><th>kept %</th><th>rejected by rule</th></tr>")
+    rows = [head]
+    for b in buckets:
+        rules = ", ".join(f"{r} {n}" for r, n in sorted(b.rules.items(), key=lambda kv: (-kv[1], kv[0])))
+        rows.append(f"<tr><td>{_e(b.label)}</td>{_num(f'depth.{b.low}.candidates', b.candidates)}"
+                    f"{_num(f'depth.{b.low}.kept', b.kept)}<td class='n'>{pct(b.kept, b.candidates)}</td>"
+                    f"<td>{_e(rules or '–')}</td></tr>")
+    rows.append("</table><p class='note'>Parent length is that of the instruction the candidate was evolved from. "
+                "A kept share that falls with length, lost to near_duplicate, means dedup is eating genuine steps.</p>")
+    return "".join(rows)
 
 
 def _examples(run: Run, seeds: list[tuple[str, str]]) -> str:

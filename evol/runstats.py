@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import Field
+
 from .errors import EvolError
 from .export import Run, word_count
+from .models import Frozen
 
 OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
 
@@ -150,3 +153,56 @@ def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, float]
             st.scores.append(scores[rec["id"]])
     return [rounds[k] for k in sorted(rounds)]
 
+
+
+# --------------------------------------------------------------------------- in-depth evolutions by parent length
+
+#: (label, lowest parent length in characters): the issue's concern is the long parent, where a rewrite that adds
+#: 10-20 words stays within dedup's ratio of it
+LENGTH_BUCKETS = (("< 450", 0), ("450–999", 450), ("≥ 1000", 1000))
+
+
+class LengthBucket(Frozen):
+    """In-depth candidates whose parent instruction is of one length band, and what became of them."""
+
+    label: str
+    low: int  # the shortest parent length in the band, in characters
+    candidates: int = 0
+    kept: int = 0
+    rules: dict[str, int] = Field(default_factory=dict)  # rejections by rule
+
+
+def in_depth_operations(run: Run) -> set[str]:
+    """The run's in-depth operations, from its profile; empty when the profile cannot be read any more."""
+    from .prompts import load_profile
+
+    cfg = run.manifest.get("config") or {}
+    try:
+        profile = load_profile(run.profile, cfg.get("prompts_dir"))
+    except (EvolError, OSError, ValueError):
+        return set()
+    return {op.name for op in profile.operations if op.kind == "in-depth"}
+
+
+def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[LengthBucket]:
+    """Kept share of in-depth evolutions by their parent's length (parents found through parent_id among the
+    seeds and kept records); candidates whose parent text is unknown are left out."""
+    texts = dict(seeds) | {r["id"]: r["instruction"] for r in [*run.rejected, *run.records]
+                           if r.get("round", 0) == 0 and r.get("instruction")}
+    texts |= {r["id"]: r["instruction"] for r in run.records}
+    ops = in_depth_operations(run)
+    tally = {label: {"candidates": 0, "kept": 0, "rules": Counter()} for label, _ in LENGTH_BUCKETS}
+    kept = {r["id"] for r in run.records}
+    for r in [*run.records, *run.rejected]:
+        parent = texts.get(r.get("parent_id"))
+        if r.get("round", 0) == 0 or r.get("operation") not in ops or parent is None:
+            continue
+        label = next(lb for lb, low in reversed(LENGTH_BUCKETS) if len(parent) >= low)
+        t = tally[label]
+        t["candidates"] += 1
+        if r["id"] in kept:
+            t["kept"] += 1
+        else:
+            t["rules"][r["rule"]] += 1
+    return [LengthBucket(label=lb, low=low, candidates=tally[lb]["candidates"], kept=tally[lb]["kept"],
+                         rules=dict(tally[lb]["rules"])) for lb, low in LENGTH_BUCKETS]

@@ -4,6 +4,7 @@ in many forms (tests/realistic.py): one 3-round ``python -m evol run`` over real
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -13,6 +14,7 @@ from evol.filters import normalize
 from evol.models import Record, Rejection
 from evol.prompts import load_profile
 from evol.refusals import refusal
+from evol.report import build_report
 from evol.testing.server import ScriptedServer
 from evol.wrappers import unwrap
 
@@ -243,3 +245,23 @@ def test_no_refused_or_wrapped_rewrite_and_no_refused_answer_reaches_the_dataset
     caught = Counter(x.rule for x in rejected)
     assert all(caught[rule] >= 2 for rule in ("refused_evolution", "wrapped_evolution", "refused_response",
                                               "sorry_short_response", "no_information_gain", "judge_unclear"))
+
+
+def test_the_report_shows_kept_share_by_parent_length_and_each_rules_catches(realistic_run):
+    out, _ = realistic_run
+    records, rejected = outcomes(out)
+    parents, kept = parent_texts(records, rejected), {r.id for r in records}
+    want: dict[int, Counter] = {}
+    for x in [*records, *rejected]:
+        if x.round and x.operation in IN_DEPTH:
+            n = len(parents[x.parent_id])
+            label = 0 if n < 450 else 450 if n < 1000 else 1000  # the band's shortest parent, as the page keys it
+            want.setdefault(label, Counter()).update(candidates=1, kept=x.id in kept)
+    page = build_report(out).read_text(encoding="utf-8")
+    cell = lambda key: re.search(rf'data-metric="{re.escape(key)}">(\d+)<', page)
+    assert len(want) == 3 and all(c["kept"] for c in want.values())
+    for label, c in want.items():
+        for k in ("candidates", "kept"):
+            assert int(cell(f"depth.{label}.{k}").group(1)) == c[k], (label, k)
+    for rule, n in json.loads((out / "manifest.json").read_text())["by_rule"].items():
+        assert int(cell(f"by_rule.{rule}").group(1)) == n
