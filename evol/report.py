@@ -2,333 +2,41 @@
 
 Everything is computed from the run directory alone: the manifest for the counts, records.jsonl and
 rejected.jsonl for texts, scores.jsonl when ``python -m evol score`` ran, and the seed file when it is
-still where the run read it (for the round-0 baseline).
+still where the run read it (for the round-0 baseline). runstats gathers, plots draws, this module writes the page.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import logging
 import os
-import re
 import statistics
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .errors import EvolError
-from .export import Run, funnel, load_run, load_scores, word_count
+from .export import Run, funnel, load_run, load_scores
+from .plots import STYLE, Plot, make_plots
+from .runstats import (
+    OUTCOMES,
+    LengthBucket,
+    RoundStats,
+    depth_by_parent_length,
+    distinct_n,
+    opening,
+    pct,
+    round_stats,
+    run_seeds,
+)
+
+__all__ = ["build_report", "distinct_n", "opening", "render_html"]
 
 log = logging.getLogger("evol")
 
 REPORT_DIR = "report"
-KIND_COLORS = {"seeds": "#6b7b8c", "candidates": "#7fa7d1", "all": "#3f78b5", "eliminated": "#e08a3c",
-               "duplicate": "#8e6bbf", "failed": "#c8453c", "kept": "#3f9a5a", "skipped": "#9aa4ad"}
-OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
-
-# --------------------------------------------------------------------------- lexical statistics
-
-_TOKEN = re.compile(r"\w+(?:'\w+)?")
-# politeness and auxiliaries before the real verb: "Could you please explain ..." opens with "explain"
-_LEAD = frozenset("please kindly can could would will you i we now also then so and hey hi ok okay let's let us me "
-                  "help assist".split())
-# what sits between the verb and its object: "Write a short poem" has the object "short" by this rule, which is
-# crude but stable, and the share of distinct openings is what the plot compares, not the words themselves
-_BETWEEN = frozenset("a an the me us my our your his her their its this that these those some any one two three few "
-                     "several of to for in on with about into from by as all each every is are was were be do does "
-                     "did what how which".split())
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.casefold())
-
-
-def opening(text: str) -> tuple[str | None, str | None]:
-    """(first verb, first object word) by position, a dependency-free stand-in for the paper's verb-noun parse."""
-    return _opening(tokens(text[:400]))
-
-
-def _opening(ws: list[str]) -> tuple[str | None, str | None]:
-    i = 0
-    while i < len(ws) and ws[i] in _LEAD:
-        i += 1
-    verb = ws[i] if i < len(ws) else None
-    j = i + 1
-    while j < len(ws) and ws[j] in _BETWEEN:
-        j += 1
-    return verb, (ws[j] if j < len(ws) else None)
-
-
-def distinct_n(texts: list[str], n: int) -> float:
-    """Distinct n-grams over all n-grams of the texts (Li et al. 2016); 0 when there are none."""
-    return _distinct([tokens(t) for t in texts], n)
-
-
-def _distinct(token_lists: list[list[str]], n: int) -> float:
-    seen, total = set(), 0
-    for t in token_lists:
-        grams = t if n == 1 else list(zip(*(t[i:] for i in range(n))))
-        seen.update(grams)
-        total += len(grams)
-    return len(seen) / total if total else 0.0
-
-
-@dataclass
-class RoundStats:
-    """What one round (0 = the seeds) contributes to the plots."""
-
-    round: int
-    instructions: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return "seeds" if self.round == 0 else f"round {self.round}"
-
-    @cached_property
-    def words(self) -> list[int]:
-        return [word_count(t) for t in self.instructions]
-
-    @cached_property
-    def output_words(self) -> list[int]:
-        return [word_count(t) for t in self.outputs]
-
-    @cached_property
-    def _openings(self) -> list[tuple[str | None, str | None]]:
-        return [opening(t) for t in self.instructions]
-
-    @cached_property
-    def _diversity(self) -> dict[str, float]:
-        n = len(self.instructions)
-        token_lists = [tokens(t) for t in self.instructions]  # once per round: the costly part on big runs
-        opens = self._openings
-
-        def share(xs: list) -> float:
-            return len({x for x in xs if x}) / n if n else 0.0
-
-        return {
-            "distinct-1": _distinct(token_lists, 1),
-            "distinct-2": _distinct(token_lists, 2),
-            "unique first verbs": share([v for v, _ in opens]),
-            "unique first nouns": share([o for _, o in opens]),
-            "unique verb-noun pairs": share([(v, o) if v and o else None for v, o in opens]),
-        }
-
-    def diversity(self) -> dict[str, float]:
-        """Computed once, after the round's instructions are all in."""
-        return self._diversity
-
-    def top_openings(self, k: int = 5) -> list[tuple[str, int]]:
-        return Counter(v for v, _ in self._openings if v).most_common(k)
-
-
-def run_seeds(run: Run) -> list[tuple[str, str]]:
-    """(id, instruction) of the run's seeds, re-read from its seed file; empty when that file moved or changed."""
-    from .seeds import load_seeds
-
-    cfg = run.manifest.get("config") or {}
-    try:
-        seedset = load_seeds(Path(cfg["seeds"]), instruction_field=cfg.get("instruction_field"),
-                             input_field=cfg.get("input_field"), limit=cfg.get("limit"),
-                             max_chars=cfg.get("max_instruction_chars"))
-    except (EvolError, OSError, KeyError, TypeError, ValueError):
-        return []
-    seeds = [(s.id, s.instruction) for s in seedset.seeds]
-    used = {r["seed_id"] for r in [*run.records, *run.rejected] if r.get("round", 0) > 0}
-    if len(seeds) != run.counts.get("seeds") or not used <= {sid for sid, _ in seeds}:
-        return []  # not the file this run read any more: no baseline beats a wrong one
-    return seeds
-
-
-def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, float]) -> list[RoundStats]:
-    rounds: dict[int, RoundStats] = {}
-    seed_records = [r for r in run.records if r["round"] == 0]
-    if seeds or seed_records:
-        r0 = rounds[0] = RoundStats(0)
-        r0.instructions = [text for _, text in seeds] or [r["instruction"] for r in seed_records]
-        r0.outputs = [r["output"] for r in seed_records]
-        r0.scores = [scores[sid] for sid, _ in seeds if sid in scores] or [scores[r["id"]] for r in seed_records if r["id"] in scores]
-    for rec in run.records:
-        if rec["round"] == 0:
-            continue
-        st = rounds.setdefault(rec["round"], RoundStats(rec["round"]))
-        st.instructions.append(rec["instruction"])
-        st.outputs.append(rec["output"])
-        if rec["id"] in scores:
-            st.scores.append(scores[rec["id"]])
-    return [rounds[k] for k in sorted(rounds)]
-
-
-# --------------------------------------------------------------------------- plots
-
-STYLE = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False, "axes.titleweight": "bold",
-         "axes.titlesize": 13, "figure.dpi": 100}
-
-
-def _subplots(width: float, height: float):
-    """A figure of its own, without pyplot: no global figure list, no backend switch in the caller's process."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # Agg draws it: no display needed
-    return buf.getvalue()
-
-
-def plot_funnel(run: Run) -> bytes:
-    steps = funnel(run)
-    attempts = int(run.counts.get("attempts", 0))
-    bars: list[tuple[str, float, float, str, str]] = []  # label, left, width, color, note
-    for label, kind, n in steps:
-        if kind == "candidates":
-            bars.append((label, 0, n, KIND_COLORS[kind], str(n)))
-    seeds_n = steps[0][2]
-    bars.insert(0, ("Seeds", 0, seeds_n, KIND_COLORS["seeds"], str(seeds_n)))
-    bars.append(("All candidates", 0, attempts, KIND_COLORS["all"], str(attempts)))
-    remaining = attempts
-    for label, kind, n in steps:
-        if kind in ("eliminated", "duplicate", "failed"):
-            remaining -= n
-            bars.append((f"− {label} ({kind})", remaining, n, KIND_COLORS[kind], f"−{n} ({_pct(n, attempts)})"))
-    kept = steps[-1][2]
-    bars.append(("Kept", 0, kept, KIND_COLORS["kept"], f"{kept} ({_pct(kept, attempts)})"))
-    fig, ax = _subplots(9.5, 1.0 + 0.42 * len(bars))
-    ys = list(range(len(bars)))[::-1]
-    for y, (label, left, width, color, note) in zip(ys, bars):
-        ax.barh(y, width, left=left, color=color, height=0.68)
-        ax.text(left + width, y, f"  {note}", va="center", fontsize=10)
-    ax.set_yticks(ys, [b[0] for b in bars])
-    top = max([attempts, seeds_n, 1])
-    ax.set_xlim(0, top * 1.22)
-    ax.set_xlabel("instructions")
-    ax.set_title("Funnel: seeds → candidates → rejections → kept")
-    return _png(fig)
-
-
-def _round_ticks(stats: list[RoundStats], values: list[list[float]]) -> list[str]:
-    return [f"{s.label}\nn={len(v)}" for s, v in zip(stats, values)]
-
-
-def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, ylabel: str, color: str) -> bytes:
-    keep = [(s, v) for s, v in zip(stats, values) if v]
-    fig, ax = _subplots(9.5, 4.6)
-    if not keep:
-        _empty(ax, "no data")
-    else:
-        st, vals = zip(*keep)
-        # outliers hidden: one 2,000-word instruction would squash every box flat (the tables give min and max)
-        bp = ax.boxplot(vals, tick_labels=_round_ticks(list(st), list(vals)), patch_artist=True, showmeans=True,
-                        showfliers=False,
-                        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 6},
-                        medianprops={"color": "black", "linewidth": 1.6})
-        for box in bp["boxes"]:
-            box.set(facecolor=color, alpha=0.75)
-        tops = [max(cap.get_ydata()) for cap in bp["caps"][1::2]]
-        for x, (v, top) in enumerate(zip(vals, tops), 1):
-            ax.annotate(f"median {statistics.median(v):g}", (x, top), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=9)
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, high + (high - low) * 0.08)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
-def plot_operations(run: Run) -> bytes:
-    by_op = run.manifest.get("by_operation") or {}
-    ops = sorted(by_op, key=lambda o: by_op[o].get("attempts", 0))
-    fig, ax = _subplots(9.5, 1.2 + 0.5 * max(len(ops), 1))
-    if not ops:
-        _empty(ax, "no evolutions")
-    left = [0] * len(ops)
-    for kind in OUTCOMES:
-        vals = [by_op[o].get(kind, 0) for o in ops]
-        ax.barh(ops, vals, left=left, color=KIND_COLORS[kind], label=kind, height=0.65)
-        left = [a + b for a, b in zip(left, vals)]
-    for y, o in enumerate(ops):
-        a = by_op[o].get("attempts", 0)
-        ax.text(a, y, f"  {a} tried, {_pct(by_op[o].get('kept', 0), a)} kept", va="center", fontsize=10)
-    ax.set_xlim(0, max(left + [1]) * 1.45)
-    ax.set_xlabel("candidates")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, ncols=4)
-    ax.set_title("Operation mix and outcome")
-    return _png(fig)
-
-
-def plot_reasons(run: Run) -> bytes:
-    rej = [r for r in run.rejected if r.get("round", 0) > 0]
-    ops = sorted({r["operation"] for r in rej})
-    rules = [rule for rule, _ in Counter(r["rule"] for r in rej).most_common()]
-    fig, ax = _subplots(9.5, 1.8 + 0.45 * max(len(ops), 2))
-    if not rej:
-        _empty(ax, "nothing was rejected")
-    else:
-        cells = Counter((r["operation"], r["rule"]) for r in rej)
-        grid = [[cells[(o, rule)] for rule in rules] for o in ops]
-        ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
-        ax.set_xticks(range(len(rules)), rules, rotation=25, ha="right")
-        ax.set_yticks(range(len(ops)), ops)
-        peak = max(max(row) for row in grid) or 1
-        for i, row in enumerate(grid):
-            for j, v in enumerate(row):
-                ax.text(j, i, str(v) if v else "·", ha="center", va="center", fontsize=11,
-                        color="white" if v > peak * 0.6 else "black")
-        ax.spines[:].set_visible(False)
-        ax.set_xticks([x - 0.5 for x in range(1, len(rules))], minor=True)
-        ax.set_yticks([y - 0.5 for y in range(1, len(ops))], minor=True)
-        ax.grid(which="minor", color="white", linewidth=2)
-        ax.tick_params(which="minor", length=0)
-    ax.set_title("Rejection reasons by operation")
-    return _png(fig)
-
-
-def plot_diversity(stats: list[RoundStats]) -> bytes:
-    fig, ax = _subplots(9.5, 4.6)
-    stats = [s for s in stats if s.instructions]
-    xs = list(range(len(stats)))
-    series = [s.diversity() for s in stats]
-    for (name, style) in zip(series[0] if series else [], ("o-", "s-", "^--", "v--", "D:")):
-        ax.plot(xs, [d[name] for d in series], style, label=name, linewidth=2, markersize=7)
-    ax.set_xticks(xs, [f"{s.label}\nn={len(s.instructions)}" for s in stats])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share (1 = all distinct)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_title("Lexical diversity of instructions per round")
-    return _png(fig)
-
-
-def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=13, color="#666")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _pct(n: float, d: float) -> str:
-    return f"{100 * n / d:.0f}%" if d else "–"
-
-
-# --------------------------------------------------------------------------- the page
-
-@dataclass
-class Plot:
-    name: str
-    title: str
-    png: bytes
-    caption: str
 
 
 def build_report(run_dir: Path, out: Path | None = None) -> Path:
@@ -350,33 +58,6 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     log.info("report: %s (%d plots)", out / "report.html", len(plots))
     return out / "report.html"
 
-
-def make_plots(run: Run, stats: list[RoundStats]) -> list[Plot]:
-    plots = [
-        Plot("funnel", "Funnel", plot_funnel(run),
-             "Every seed is tried once per round. Each rejection rule takes its bite out of the candidates; what is left is kept."),
-        Plot("instruction_length", "Instruction length", plot_boxes(
-            stats, [s.words for s in stats], "Instruction length per round (kept)", "words", "#7fa7d1"),
-             "Kept instructions per round; the evolution should make them longer round after round. "
-             "Boxes span the middle half, the line is the median, the diamond the mean; outliers are left out "
-             "(the table gives min and max)."),
-        Plot("operations", "Operation mix", plot_operations(run),
-             "How often each evolution operation was chosen, and what became of its candidates."),
-        Plot("rejections", "Rejection reasons by operation", plot_reasons(run),
-             "Which rule rejected the candidates of which operation: a dark cell is an operation the model handles badly."),
-        Plot("response_length", "Response length", plot_boxes(
-            stats, [s.output_words for s in stats], "Response length per round (kept)", "words", "#8fc79a"),
-             "Words in the answers that went into the dataset."),
-        Plot("diversity", "Lexical diversity", plot_diversity(stats),
-             "distinct-n: distinct n-grams over all n-grams of a round's instructions (a smaller round scores higher by nature). "
-             "Unique first verbs / nouns: the share of instructions opening with a verb (and object) no other one in the round uses; "
-             "a position heuristic, not a parser."),
-    ]
-    if any(s.scores for s in stats):
-        plots.append(Plot("difficulty", "Difficulty", plot_boxes(
-            stats, [s.scores for s in stats], "LLM-judged difficulty per round (1-10)", "difficulty", "#e0a96d"),
-            "Scores from python -m evol score: the evolved rounds should be judged harder than the seeds."))
-    return plots
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -494,7 +175,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     for n, row in sorted((m.get("by_round") or {}).items(), key=lambda kv: int(kv[0])):
         add(f"<tr><td>{_e(n)}</td>{_num(f'by_round.{n}.attempts', row.get('attempts', 0))}"
             + "".join(_num(f"by_round.{n}.{k}", row.get(k, 0)) for k in OUTCOMES)
-            + f"<td class='n'>{_pct(row.get('kept', 0), row.get('attempts', 0))}</td></tr>")
+            + f"<td class='n'>{pct(row.get('kept', 0), row.get('attempts', 0))}</td></tr>")
     add("</table></div><div><h3>By rule</h3><table><tr><th>rule</th><th>count</th></tr>")
     for rule, n in sorted((m.get("by_rule") or {}).items(), key=lambda kv: -kv[1]):
         add(f"<tr><td>{_e(rule)}</td>{_num(f'by_rule.{rule}', n)}</tr>")
@@ -517,7 +198,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     for op, row in sorted((m.get("by_operation") or {}).items()):
         add(f"<tr><td>{_e(op)}</td><td class='n'>{_e(weights.get(op, ''))}</td>{_num(f'by_operation.{op}.attempts', row.get('attempts', 0))}"
             + "".join(_num(f"by_operation.{op}.{k}", row.get(k, 0)) for k in OUTCOMES) + "</tr>")
-    add("</table></section>")
+    add("</table>" + _depth_table(depth_by_parent_length(run, seeds)) + "</section>")
     add("<section id='rejections'><h2>Rejection reasons by operation</h2>" + _figure(by_plot["rejections"]) + "</section>")
     add("<section id='response_length'><h2>Response length</h2>" + _figure(by_plot["response_length"]))
     add(_stats_table(stats, "response words", lambda s: s.output_words) + "</section>")
@@ -564,6 +245,23 @@ def _stats_table(stats: list[RoundStats], what: str, get) -> str:
                         f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>")
     rows.append("</table>")
     return f"<p class='tcap'>{_e(what)}</p>" + "".join(rows)
+
+
+def _depth_table(buckets: list[LengthBucket]) -> str:
+    """Kept share of in-depth evolutions by parent length: a long parent's small genuine step must survive dedup."""
+    if not any(b.candidates for b in buckets):
+        return ""
+    head = ("<h3>In-depth evolutions by parent length</h3><table id='depth'><tr><th>parent length (chars)</th>"
+            "<th>candidates</th><th>kept</th><th>kept %</th><th>rejected by rule</th></tr>")
+    rows = [head]
+    for b in buckets:
+        rules = ", ".join(f"{r} {n}" for r, n in sorted(b.rules.items(), key=lambda kv: (-kv[1], kv[0])))
+        rows.append(f"<tr><td>{_e(b.label)}</td>{_num(f'depth.{b.low}.candidates', b.candidates)}"
+                    f"{_num(f'depth.{b.low}.kept', b.kept)}<td class='n'>{pct(b.kept, b.candidates)}</td>"
+                    f"<td>{_e(rules or '–')}</td></tr>")
+    rows.append("</table><p class='note'>Parent length is that of the instruction the candidate was evolved from. "
+                "A kept share that falls with length, lost to near_duplicate, means dedup is eating genuine steps.</p>")
+    return "".join(rows)
 
 
 def _examples(run: Run, seeds: list[tuple[str, str]]) -> str:

@@ -1,19 +1,28 @@
 """A scripted model that behaves as current chat models do, for ScriptedServer.
 
-It evolves with genuine small additions and fresh in-breadth prompts, but also refuses in several wordings,
+It evolves with genuine small additions (10-20 words, long parents too) and fresh in-breadth prompts, rewords
+some instructions with nothing gained, refuses in several wordings,
 wraps its rewrites in chatter (introductions, markdown labels, quotes, fences, closing remarks), sometimes
 offers several versions or explains its changes, and answers with refusals (with and without "sorry", in
-several languages) or with long helpful answers that happen to apologise. What it does is decided by the
-seed and the round (``plan``), so a test knows each candidate's fate in advance.
+several languages) or with long helpful answers that happen to apologise. As the equality judge it decides
+truthfully from the two texts (a rewording that adds no word of substance is equal) and writes its verdict
+in many forms: plain, in markdown, explained, after a reasoning block, cut off at max_tokens, reasoned aloud,
+or unreadable twice. What it does is decided by the seed and the round, so a test knows each candidate's fate
+in advance.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+from evol.filters import words
+from evol.seeds import load_seeds
 from evol.testing.server import Reply, last_user
 
 GIVEN = "#Given Prompt#:\n"
+FIRST, SECOND, ASK = "First instruction:\n", "Second instruction:\n", "\n\nAnswer with"
+SHIPPED = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 
 # small genuine additions, one per (seed, round): long enough that a rewrite is not a near-copy of its parent
 ADDITIONS = (
@@ -84,7 +93,28 @@ REFUSED = (  # refused answers without the English word "sorry"
     "Ich kann Ihnen dabei nicht helfen.",
 )
 
-EVOLVE_PLAN = ("clean", "refuse", "wrap", "clean", "bad_wrap", "wrap", "clean", "refuse", "wrap", "clean", "wrap")
+# a no-gain rewording: the parent behind a polite opener, which adds no word of substance
+REWORDS = ("Please do the following. {}", "Could you help me with this? {}", "I would like you to do this: {}")
+FILLER = frozenset(w for r in REWORDS for w in words(r.format("")))
+
+THINK_CUT = "<think>\nLet me compare the two instructions carefully. The first asks for"
+# the equality judge's answer in each form: (equal, not equal)
+VERDICTS = {
+    "plain": ("Equal", "Not Equal"),
+    "bold": ("**Equal**", "**Not equal**"),
+    "explained": ("Equal. Only the wording is different.", "Not Equal. The second adds a requirement the first lacks."),
+    "think": ("<think>\nThe second says the same thing with a polite opening.\n</think>\n\nEqual",
+              "<think>\nThe second asks for more than the first does.\n</think>\n\nNot Equal"),
+    "aloud": ("The first instruction asks for one task. The second asks for it again in other words.\n\nVerdict: Equal",
+              "The first instruction asks for one task. The second adds a further requirement.\n\nVerdict: Not Equal"),
+}
+UNCLEAR = ("It depends on what the reader needs.", "Hard to say without more context.")  # no verdict, twice
+
+EVOLVE_PLAN = ("clean", "refuse", "wrap", "reword", "clean", "bad_wrap", "wrap", "clean", "refuse", "wrap", "reword",
+               "clean", "wrap")
+# "cut": a reasoning block cut off at max_tokens, a clean verdict on the retry; "unclear": no verdict either time
+JUDGE_PLAN = ("plain", "think", "bold", "cut", "explained", "aloud", "plain", "think", "unclear", "bold", "aloud",
+              "cut", "explained", "plain")
 RESPOND_PLAN = ("answer", "refused", "sorry_long", "answer", "refused_sorry", "refused", "answer", "sorry_long")
 
 
@@ -96,6 +126,24 @@ def respond_kind(index: int, round_no: int) -> str:
     return RESPOND_PLAN[(index * 5 + round_no) % len(RESPOND_PLAN)]
 
 
+def judge_form(index: int, round_no: int) -> str:
+    return JUDGE_PLAN[(index * 5 + round_no * 4) % len(JUDGE_PLAN)]
+
+
+def long_seeds(min_chars: list[int], tag: str = "case") -> list[str]:
+    """One long seed per entry of ``min_chars``: shipped seed instructions run together (none shared, so no
+    two are near copies), each opening with "(tag i)"."""
+    shipped = [s.instruction.replace("\n", " ") for s in load_seeds(SHIPPED).seeds]
+    out, k = [], 0
+    for i, n in enumerate(min_chars):
+        parts = [f"({tag} {i})"]
+        while sum(len(p) + 1 for p in parts) < n:
+            parts.append(shipped[k])
+            k += 1
+        out.append(" ".join(parts))
+    return out
+
+
 def expected_rule(index: int, round_no: int) -> str | None:
     """The rule that eliminates seed ``index``'s candidate in ``round_no``, or None if it is kept."""
     kind = evolve_kind(index, round_no)
@@ -103,6 +151,10 @@ def expected_rule(index: int, round_no: int) -> str | None:
         return "refused_evolution"
     if kind == "bad_wrap":
         return "wrapped_evolution"
+    if judge_form(index, round_no) == "unclear":
+        return "judge_unclear"
+    if kind == "reword":
+        return "no_information_gain"
     return {"refused": "refused_response", "refused_sorry": "sorry_short_response"}.get(respond_kind(index, round_no))
 
 
@@ -114,6 +166,7 @@ class RealisticModel:
         self.attempts: dict[int, int] = {}
         self.cores: dict[tuple[int, int], str] = {}  # the clean rewrite inside each wrapped or plain evolution
         self.responder_prompts: list[str] = []
+        self.judged: dict[tuple[int, int], list[str]] = {}  # the judge's answers, as sent, per (seed, round)
         self.lock = threading.Lock()
 
     def origin(self, text: str) -> tuple[int, int]:
@@ -131,8 +184,8 @@ class RealisticModel:
                 index, _ = self.origin(parent)
                 self.attempts[index] = round_no = self.attempts.get(index, 0) + 1
                 return Reply(content=self.evolve(prompt, parent, index, round_no))
-        if "First instruction:" in prompt and "Second instruction:" in prompt:
-            return Reply(content="Not Equal")
+        if FIRST in prompt and SECOND in prompt:
+            return self.judge(prompt)
         with self.lock:
             self.responder_prompts.append(prompt)
             index, round_no = self.origin(prompt)
@@ -146,21 +199,45 @@ class RealisticModel:
             return Reply(content=SORRY_LONG[pick % len(SORRY_LONG)])
         return Reply(content=ANSWER)
 
+    def judge(self, prompt: str) -> Reply:
+        """Equal exactly when the second instruction adds no word of substance to the first."""
+        first = prompt.split(FIRST, 1)[1].split("\n\n" + SECOND, 1)[0]
+        second = prompt.split(SECOND, 1)[1].rsplit(ASK, 1)[0]
+        equal = set(words(second)) - set(words(first)) <= FILLER
+        with self.lock:
+            key = self.known[second]
+            answers = self.judged.setdefault(key, [])
+            form = judge_form(*key)
+            if form == "unclear":
+                reply = Reply(content=UNCLEAR[len(answers) % 2])
+            elif form == "cut" and not answers:
+                reply = Reply(content=THINK_CUT, finish_reason="length")
+            else:
+                reply = Reply(content=VERDICTS["plain" if form == "cut" else form][0 if equal else 1])
+            answers.append(reply.content)
+        return reply
+
     def evolve(self, prompt: str, parent: str, index: int, round_no: int) -> str:
         pick = index + round_no
-        if "#Created Prompt#" in prompt:  # in-breadth: a fresh, rarer prompt in the same domain
+        kind = evolve_kind(index, round_no)
+        if kind == "reword":
+            core = REWORDS[pick % len(REWORDS)].format(parent)
+        elif "#Created Prompt#" in prompt:  # in-breadth: a fresh, rarer prompt in the same domain
             # distinct for every seed (topic and addition) and every round (twist): never a near-copy of another
             core = (f"{FRESH[index % len(FRESH)]} {ADDITIONS[index // len(FRESH) % len(ADDITIONS)]} "
                     f"{TWISTS[round_no % len(TWISTS)]}")
         else:
-            core = f"{parent} {ADDITIONS[pick % len(ADDITIONS)]}"
-        kind = evolve_kind(index, round_no)
+            # a requirement the parent does not have yet (an in-breadth prompt already carries one)
+            fresh = [a for k in range(len(ADDITIONS)) if (a := ADDITIONS[(pick + k) % len(ADDITIONS)]) not in parent]
+            core = f"{parent} {fresh[0]}"
         self.cores[index, round_no] = core
         self.known[core] = (index, round_no)
         if kind == "refuse":
             return REFUSALS[pick % len(REFUSALS)]
         if kind == "wrap":
-            return WRAPS[pick % len(WRAPS)].format(core)
+            # quotes round a text that holds quotes of its own are rightly left on (they may be its own)
+            wraps = [w for w in WRAPS if not ('"{}"' in w and '"' in core)]
+            return wraps[pick % len(wraps)].format(core)
         if kind == "bad_wrap":
             return BAD_WRAPS[pick % len(BAD_WRAPS)].format(core, core)
         return core

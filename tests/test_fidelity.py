@@ -15,6 +15,7 @@ from evol.seeds import load_seeds
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import SEEDS, run_cli
+from .realistic import long_seeds
 
 GIVEN = "#Given Prompt#:\n"
 THINK_CUT = "<think>\nLet me compare the two instructions carefully. The first asks for"
@@ -142,19 +143,6 @@ WORDS = ("amber basin cedar delta ember fjord grove heron inlet juniper kestrel 
          "pebble quarry reed sorrel thicket").split()
 
 
-def long_seeds(n: int) -> list[str]:
-    """Seeds of 450+ characters, each shipped seed instructions run together (so no two are near copies)."""
-    shipped = [s.instruction.replace("\n", " ") for s in load_seeds(SEEDS).seeds]
-    out, k = [], 0
-    for i in range(n):
-        parts = [f"(case {i})"]
-        while sum(len(p) + 1 for p in parts) < 460:
-            parts.append(shipped[k])
-            k += 1
-        out.append(" ".join(parts))
-    return out
-
-
 def deeper(parent: str, i: int, round_no: int) -> str:
     """The in-depth step the method asks for: the parent and 10-20 new words."""
     a, b, c = (WORDS[(i + round_no * k) % len(WORDS)] for k in (3, 5, 11))
@@ -203,7 +191,7 @@ def _exact_copy(text: str) -> str:
 
 
 def test_in_depth_evolutions_of_long_instructions_are_kept_round_after_round(tmp_path):
-    seeds = long_seeds(8)
+    seeds = long_seeds([460] * 8)
     assert all(len(s) >= 450 for s in seeds)
     seed_file = tmp_path / "seeds.txt"
     seed_file.write_text("\n".join(seeds) + "\n")

@@ -1,29 +1,40 @@
-"""End to end against a model that refuses, chatters and apologises as current chat models do (tests/realistic.py):
-``python -m evol run`` over real HTTP, judged from the run's own files."""
+"""End to end against a model that refuses, chatters, rewords and apologises as current chat models do, and judges
+in many forms (tests/realistic.py): one 3-round ``python -m evol run`` over real HTTP, judged from its own files."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
+from rapidfuzz import fuzz
 
+from evol.filters import normalize
 from evol.models import Record, Rejection
+from evol.prompts import load_profile
 from evol.refusals import refusal
+from evol.report import build_report
 from evol.testing.server import ScriptedServer
 from evol.wrappers import unwrap
 
 from .conftest import run_cli
 from .realistic import (
+    ADDITIONS,
+    REFUSALS,
     REFUSED,
     REFUSED_SORRY,
     RealisticModel,
+    evolve_kind,
     expected_rule,
+    judge_form,
+    long_seeds,
     respond_kind,
 )
 
 ROUNDS = 3
-SEEDS = [  # long enough that a shared addition does not make two rewrites near-copies of each other
+LONG = 450  # characters: a parent this long stays within ratio 0.9 of a rewrite that adds 10-20 words to it
+SHORT = [  # long enough that a shared addition does not make two rewrites near-copies of each other
     "Explain how a rainbow forms after a summer storm, and why its colours always appear in the same order.",
     "Give three practical tips for an adult who wants to learn Portuguese while working full time.",
     "Describe the water cycle as it works over a tropical rainforest, from evaporation to runoff.",
@@ -49,6 +60,8 @@ SEEDS = [  # long enough that a shared addition does not make two rewrites near-
     "Give tips for better sleep to a student who stays up late studying before exams.",
     "Explain how an email travels from the sender's laptop to the recipient's inbox.",
 ]
+SEEDS = SHORT + long_seeds([460] * 12 + [1000] * 6, tag="part")
+IN_DEPTH = {op.name for op in load_profile("general").operations if op.kind == "in-depth"}
 
 
 def read_jsonl(path):
@@ -93,8 +106,9 @@ def test_the_dataset_holds_no_refusal_wrapper_or_refused_answer(realistic_run):
         assert refusal(row["instruction"]) is None and refusal(row["output"]) is None
         assert unwrap(row["instruction"]).stripped == () and unwrap(row["instruction"]).problem is None
         low = row["instruction"].lower()
-        assert not any(w in low for w in ("here's", "here is", "rewritten", "let me know", "option 2", "explanation:",
-                                          "changes made", "this version", "```", "**"))
+        seed = next((s for s in SEEDS if row["instruction"].startswith(s)), "").lower()  # a seed may say "here is"
+        assert not any(w in low and w not in seed for w in ("here's", "here is", "rewritten", "let me know", "option 2",
+                                                             "explanation:", "changes made", "this version", "```", "**"))
         assert row["output"] not in REFUSED + REFUSED_SORRY
 
 
@@ -148,3 +162,106 @@ def test_math_runs_downward_then_upward_and_asks_for_step_by_step_answers(tmp_pa
     assert model.responder_prompts and all("step by step" in p for p in model.responder_prompts)
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert "math/respond" in manifest["prompt_sha256"]
+
+
+# --- the issue's promises, each from the run's files ---------------------------------------------------
+
+def outcomes(out) -> tuple[list[Record], list[Rejection]]:
+    lines = lambda name: (out / name).read_text(encoding="utf-8").splitlines()
+    return ([Record.model_validate_json(x) for x in lines("records.jsonl") if x.strip()],
+            [Rejection.model_validate_json(x) for x in lines("rejected.jsonl") if x.strip()])
+
+
+def parent_texts(records: list[Record], rejected: list[Rejection]) -> dict[str, str]:
+    """Every instruction an evolution can have grown from, by id: the seeds and the kept evolutions."""
+    return {x.seed_id: SEEDS[x.seed_index] for x in [*records, *rejected]} | {r.id: r.instruction for r in records}
+
+
+def test_every_genuine_in_depth_evolution_of_a_long_parent_is_kept(realistic_run):
+    out, model = realistic_run
+    records, rejected = outcomes(out)
+    parents = parent_texts(records, rejected)
+    everything = [*records, *rejected]
+    genuine = [x for x in everything if x.operation in IN_DEPTH and len(parents[x.parent_id]) >= LONG
+               and evolve_kind(x.seed_index, x.round) in ("clean", "wrap")]
+    for x in genuine:  # the scenario is the one the issue describes: a long parent plus 10-20 new words
+        added = model.cores[x.seed_index, x.round][len(parents[x.parent_id]):]
+        assert added.strip() in ADDITIONS and 10 <= len(added.split()) <= 20
+    kept = {r.id for r in records}
+    lost = [(x.id, x.rule) for x in genuine if x.id not in kept and x.rule in ("near_duplicate", "no_information_gain")]
+    assert lost == []
+    # the rest of the genuine ones met a rule the script planned (a refused answer, an unreadable verdict)
+    assert all((x.id in kept) == (expected_rule(x.seed_index, x.round) is None) for x in genuine)
+    kept_genuine = [x for x in genuine if x.id in kept]
+    assert len(kept_genuine) >= 8
+    assert {len(parents[x.parent_id]) >= 1000 for x in kept_genuine} == {True, False}  # both long buckets
+    # most stay within ratio 0.9 of their parent: what dedup across a lineage used to throw away
+    close = [x for x in kept_genuine if fuzz.ratio(normalize(x.instruction), normalize(parents[x.parent_id])) >= 90]
+    assert len(close) >= len(kept_genuine) // 2
+
+
+def test_every_no_gain_rewording_is_eliminated_and_every_verdict_is_recorded(realistic_run):
+    out, model = realistic_run
+    records, rejected = outcomes(out)
+    everything = [*records, *rejected]
+    rewordings = [x for x in everything if evolve_kind(x.seed_index, x.round) == "reword"]
+    assert len(rewordings) >= 5
+    for x in rewordings:
+        unclear = judge_form(x.seed_index, x.round) == "unclear"
+        assert isinstance(x, Rejection) and x.rule == ("judge_unclear" if unclear else "no_information_gain"), x.id
+    judged = [x for x in everything if x.round > 0 and (isinstance(x, Record) or x.stage != "evolve")]
+    assert len(judged) == sum(len(a) > 0 for a in model.judged.values())
+    forms = Counter()
+    for x in judged:
+        form = judge_form(x.seed_index, x.round)
+        forms[form] += 1
+        v = x.judge
+        assert v is not None, x.id
+        # the raw text as the model sent it, how it ended, and what it was read as; the retries with both answers
+        assert [a.text for a in v.answers] == model.judged[x.seed_index, x.round]
+        assert len(v.answers) == (2 if form in ("cut", "unclear") else 1)
+        assert v.judgement == v.answers[-1].judgement
+        assert v.judgement == ("unclear" if form == "unclear" else
+                               "equal" if evolve_kind(x.seed_index, x.round) == "reword" else "not_equal")
+        if form == "cut":
+            assert (v.answers[0].finish_reason, v.answers[0].judgement) == ("length", "unclear")
+    assert set(forms) == {"plain", "bold", "explained", "think", "cut", "aloud", "unclear"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    unclear = [x for x in rejected if x.rule == "judge_unclear"]
+    assert len(unclear) >= 2
+    assert manifest["by_rule"]["judge_unclear"] == len(unclear)
+    assert manifest["counts"]["judge_unclear"] == forms["cut"] + forms["unclear"]  # every first answer with no verdict
+    assert manifest["judge"] == {"judged": len(judged), "unclear": forms["cut"] + forms["unclear"],
+                                 "resolved_by_retry": forms["cut"], "unclear_after_retry": forms["unclear"]}
+
+
+def test_no_refused_or_wrapped_rewrite_and_no_refused_answer_reaches_the_dataset(realistic_run):
+    out, _ = realistic_run
+    records, rejected = outcomes(out)
+    rows = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    assert [(r["instruction"], r["output"]) for r in rows] == [(r.instruction, r.output) for r in records]
+    for row in rows:
+        assert not any(t in row["instruction"] or t in row["output"] for t in REFUSALS + REFUSED + REFUSED_SORRY)
+    caught = Counter(x.rule for x in rejected)
+    assert all(caught[rule] >= 2 for rule in ("refused_evolution", "wrapped_evolution", "refused_response",
+                                              "sorry_short_response", "no_information_gain", "judge_unclear"))
+
+
+def test_the_report_shows_kept_share_by_parent_length_and_each_rules_catches(realistic_run):
+    out, _ = realistic_run
+    records, rejected = outcomes(out)
+    parents, kept = parent_texts(records, rejected), {r.id for r in records}
+    want: dict[int, Counter] = {}
+    for x in [*records, *rejected]:
+        if x.round and x.operation in IN_DEPTH:
+            n = len(parents[x.parent_id])
+            label = 0 if n < 450 else 450 if n < 1000 else 1000  # the band's shortest parent, as the page keys it
+            want.setdefault(label, Counter()).update(candidates=1, kept=x.id in kept)
+    page = build_report(out).read_text(encoding="utf-8")
+    cell = lambda key: re.search(rf'data-metric="{re.escape(key)}">(\d+)<', page)
+    assert len(want) == 3 and all(c["kept"] for c in want.values())
+    for label, c in want.items():
+        for k in ("candidates", "kept"):
+            assert int(cell(f"depth.{label}.{k}").group(1)) == c[k], (label, k)
+    for rule, n in json.loads((out / "manifest.json").read_text())["by_rule"].items():
+        assert int(cell(f"by_rule.{rule}").group(1)) == n

@@ -127,7 +127,7 @@ async def score_run(run_dir: Path, config, items: list[tuple[str, int, str]], pr
 def main(args: argparse.Namespace) -> int:
     from ..export import load_run
     from ..prompts import Prompt, default_prompts_dir
-    from ..report import run_seeds
+    from ..runstats import run_seeds
     from ..rundir import RunDir
 
     run = load_run(args.run)
