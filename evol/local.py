@@ -166,6 +166,10 @@ def tune_for_local(config: RunConfig) -> RunConfig:
             update[key] = s.model_copy(update={"max_tokens": min(s.max_tokens, LOCAL_MAX_TOKENS)})
     # the embedded model does not reason before its verdict, and every token costs ~10 ms of CPU: the judge keeps
     # the few tokens it always had (a reasoning GGUF given with --model-path needs judge_sampling set in --config)
+    # nor can a 135M model answer the judge's question: most of its verdicts read as none ("I'm ready to help."),
+    # and eliminating them all would leave the quick start nothing; its unreadable verdicts are kept, as before
+    if "keep_judge_unclear" not in explicit:
+        update["keep_judge_unclear"] = True
     judge: Sampling = config.judge_sampling
     if "judge_sampling" not in explicit or "max_tokens" not in judge.model_fields_set:
         update["judge_sampling"] = judge.model_copy(update={"max_tokens": min(judge.max_tokens, LOCAL_JUDGE_TOKENS)})

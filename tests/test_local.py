@@ -120,12 +120,21 @@ def test_tune_for_local_fills_only_what_the_user_left_unset():
     assert tuned.judge_sampling.max_tokens == 16
     assert tuned.timeout == local.LOCAL_TIMEOUT
     assert tuned.sampling.temperature == 1.0  # only the length changes
+    assert tuned.keep_judge_unclear is True  # a 135M model's verdicts mostly read as none
 
-    explicit = cli_config("--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3")
+    explicit = cli_config("--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3",
+                          "--keep-judge-unclear")
     kept = local.tune_for_local(explicit)
     assert kept.concurrency == 7 and kept.timeout == 30
     assert kept.sampling.max_tokens == kept.response_sampling.max_tokens == 900
     assert kept.sampling.temperature == 0.3
+    assert kept.keep_judge_unclear is True  # the flag says keep too
+
+
+def test_tune_for_local_keeps_a_strict_judge_when_the_config_asks_for_it(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'seeds = "{SEEDS}"\nkeep_judge_unclear = false\n')
+    assert local.tune_for_local(cli_config("--config", str(cfg))).keep_judge_unclear is False
 
 
 def test_tune_for_local_keeps_length_when_only_temperature_is_set():
