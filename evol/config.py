@@ -28,6 +28,7 @@ RULES = (
     "script_changed",
     "refused_evolution",
     "wrapped_evolution",
+    "no_final_instruction",
     "no_information_gain",
     "judge_unclear",
     "empty_response",

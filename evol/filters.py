@@ -48,6 +48,29 @@ def clean_evolution(text: str, labels: Iterable[str] = ("rewritten prompt", "cre
     return unwrap(text, labels, nouns).text
 
 
+# --- structured answers: the final instruction after its marker -----------------------------------
+
+# a "#Section Name#" line of a structured answer: where the final section ends if the model goes on
+_SECTION = re.compile(r"^[ \t*_]*#[^#\n]{2,60}#[ \t*_]*:?[ \t]*$", re.MULTILINE)
+
+
+def extract_final(text: str, marker: str) -> str | None:
+    """The text after the last line that opens with ``marker`` ("#Final Instruction#", however decorated:
+    "**Final Instruction:**", "### Final Instruction"), up to the next "#Section#" line; None without one."""
+    core = r"\s+".join(map(re.escape, marker.strip("#:*_ \t").split()))
+    if not core:
+        return None
+    head = re.compile(rf"^[ \t>*_#]*{core}(?:[ \t]*[#*_]+[ \t]*:?|[ \t]*[:：])[ \t*_]*|^[ \t>*_#]*{core}[ \t]*$",
+                      re.IGNORECASE | re.MULTILINE)
+    found = list(head.finditer(text))
+    if not found:
+        return None
+    rest = text[found[-1].end():]
+    end = _SECTION.search(rest)
+    final = (rest[:end.start()] if end else rest).strip()
+    return final or None
+
+
 # --- evolution rules -------------------------------------------------------------------------------
 
 def check_evolution(

@@ -85,7 +85,7 @@ class Evolver:
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
 
 
-    async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+    async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
         if self.stop is not None and self.stop.is_set():
             raise Interrupted("Interrupted; the calls in flight finished and are kept.")
         self.budget.check(self.tally.by_model)
@@ -116,9 +116,17 @@ class Evolver:
 
         stage = "evolve"
         try:
-            evo = await self._call(stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve")
+            evo = await self.call(stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve")
             usage[stage] = evo.usage
             unwrapped = filters.unwrap(evo.text, self.profile.labels, self.profile.nouns)
+            if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
+                final = filters.extract_final(unwrapped.text, op.extract) or filters.extract_final(evo.text, op.extract)
+                if final is None and evo.finish_reason not in ("length", "content_filter") and on("no_final_instruction"):
+                    return reject("eliminated", "no_final_instruction",
+                                  f"the answer has no '{op.extract}' section", stage, evo.text.strip() or None)
+                if final is not None:
+                    inner = filters.unwrap(final, self.profile.labels, self.profile.nouns)
+                    unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
             text, stripped = unwrapped.text, unwrapped.stripped
             verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped)
             if not verdict.keep:
@@ -134,7 +142,7 @@ class Evolver:
                     return reject("eliminated", verdict.rule, verdict.detail, stage, text)
 
             stage = "respond"
-            r = await self._call(stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling,
+            r = await self.call(stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling,
                                  f"{cid}:respond")
             usage[stage] = r.usage
             verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
@@ -158,7 +166,7 @@ class Evolver:
         sampling = self.config.judge_sampling
         answers: list[JudgeAnswer] = []
         for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
-            j = await self._call("judge", self.models.judge, prompt, sampling, sample)
+            j = await self.call("judge", self.models.judge, prompt, sampling, sample)
             usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
             answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text)))
             if answers[-1].judgement != "unclear":
@@ -173,7 +181,7 @@ class Evolver:
             return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0,
                           operation="seed", instruction=seed.instruction, output=seed.output.strip())
         try:
-            r = await self._call("respond", self.models.respond, self.profile.response_prompt(seed.instruction),
+            r = await self.call("respond", self.models.respond, self.profile.response_prompt(seed.instruction),
                                  self.config.response_sampling, f"{seed.id}:respond")
         except BackendError as exc:
             if exc.fatal:

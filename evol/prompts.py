@@ -74,6 +74,8 @@ class Operation:
     weight: float
     prompt: Prompt
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the marker before the final instruction in a structured answer ("#Final Instruction#"); None: the whole answer
+    extract: str | None = None
 
     def render(self, instruction: str, rng: random.Random) -> str:
         extra = {slot: rng.choice(options) for slot, options in sorted(self.choices.items())}
@@ -179,7 +181,8 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
         weight = float(weights.get(op_name, op.get("weight", 1.0)))
         if weight < 0:
             raise ConfigError(f"Operation '{op_name}' has a negative weight.")
-        operations.append(Operation(op_name, str(op.get("kind", "in-depth")), weight, prompt, choices))
+        extract = check_extract(op.get("extract"), prompt, f"{spec_path}: operation '{op_name}'")
+        operations.append(Operation(op_name, str(op.get("kind", "in-depth")), weight, prompt, choices, extract))
     if not any(op.weight > 0 for op in operations):
         raise ConfigError(f"Every operation of profile '{name}' has weight 0; give at least one a positive weight.")
     judge_path = folder / "judge.txt" if (folder / "judge.txt").is_file() else root / "judge.txt"
@@ -190,6 +193,19 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
     return Profile(name=name, description=str(spec.get("description", "")), operations=tuple(operations), judge=judge,
                    schedule=_schedule(spec.get("schedule"), operations, spec_path),
                    respond=Prompt.load(folder / respond, {"instruction"}) if respond else None)
+
+
+def check_extract(marker, prompt: Prompt, where: str) -> str | None:
+    """An operation's ``extract`` marker: one short line that its template itself shows the model, or None."""
+    if marker is None:
+        return None
+    if not isinstance(marker, str) or not marker.strip() or "\n" in marker or len(marker) > 80 or "$" in marker:
+        raise TemplateError(f"{where}: extract must be one line of text under 80 characters, such as "
+                            f"\"#Final Instruction#\", not {marker!r}.")
+    if marker.strip().casefold() not in prompt.text.casefold():
+        raise TemplateError(f"{where}: extract marker '{marker.strip()}' does not appear in {prompt.path}, "
+                            f"so the model would never be asked to write it.")
+    return marker.strip()
 
 
 def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int, int | None, frozenset[str]], ...]:

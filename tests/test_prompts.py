@@ -59,7 +59,7 @@ def test_custom_prompts_dir_with_a_bad_template_is_a_clear_error(tmp_path):
     (tmp_path / "p" / "general" / "mutation.txt").write_text("Mutate: ${instr}\n")
     with pytest.raises(TemplateError, match="mutation.txt lacks the slot"):
         load_profile("general", tmp_path / "p")
-    with pytest.raises(ConfigError, match="Unknown profile 'poetry'.*known profiles: code, general, math"):
+    with pytest.raises(ConfigError, match="Unknown profile 'poetry'.*known profiles: auto, code, general, math"):
         load_profile("poetry", tmp_path / "p")
 
 

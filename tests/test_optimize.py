@@ -1,0 +1,145 @@
+"""``evol optimize`` against a scripted evolver and optimizer over real HTTP (tests/autoscript.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from evol.optimize import candidate_text, load_report
+from evol.prompts import load_profile
+from evol.testing.server import ScriptedServer
+
+from .autoscript import GAIN, QUIET, AutoScript, fate, final_for
+from .conftest import ROOT, run_cli
+
+SEEDS = [f"Describe how tide pools form on rocky coast number {i}." for i in range(40)]
+
+
+def optimize_cmd(tmp_path, url, *extra):
+    return ("optimize", "--seeds", str(tmp_path / "seeds.txt"), "--out", str(tmp_path / "opt"), "--base-url", url,
+            "--steps", "5", "--dev-size", "20", *extra)
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("optimize")
+    (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
+    script = AutoScript()
+    with ScriptedServer(script) as srv:
+        first = run_cli(*optimize_cmd(tmp_path, srv.base_url))
+        paid = srv.calls["chat"]
+        second = run_cli(*optimize_cmd(tmp_path, srv.base_url))
+        assert first.returncode == 0, first.stderr
+        assert second.returncode == 0, second.stderr
+        yield tmp_path, srv, paid, first, second
+
+
+def test_keeps_the_lowest_failure_rate_and_stops_when_it_stops_improving(optimized):
+    tmp_path, *_ = optimized
+    report = load_report(tmp_path / "opt" / "optimize.json")
+    assert report.status == "complete"
+    start = report.start.evaluation.failure_rate
+    rates = [s.best_failure_rate for s in report.steps]
+    # the starting method fails often; each step keeps its best candidate; step 3 finds nothing better and stops
+    assert start > 0.5 and rates == sorted(rates, reverse=True) and rates[-1] == 0.0 and rates[0] < start
+    assert len(report.steps) == 3 and not report.steps[-1].improved and "no candidate beat" in report.reason
+    for step in report.steps:
+        valid = [c for c in step.candidates if c.valid]
+        kept = [c for c in step.candidates if c.kept]
+        if step.improved:
+            assert kept == [min(valid, key=lambda c: (c.evaluation.failure_rate, c.index))]
+            assert kept[0].evaluation.failure_rate == step.best_failure_rate
+        else:
+            assert not kept and all(c.evaluation.failure_rate >= step.best_failure_rate for c in valid)
+    assert GAIN in report.best_method and QUIET in report.best_method
+    # the dev failures are counted by the pipeline's own rules
+    assert set(report.start.evaluation.by_rule) == {"no_information_gain", "prompt_leak"}
+    method = load_profile("auto").operations[0].prompt.text
+    expected = sum(fate(s, method) != "ok" for s in SEEDS[-20:]) / 20
+    assert start == expected
+
+
+def test_an_invalid_candidate_is_recorded_and_never_used(optimized):
+    tmp_path, *_ = optimized
+    report = load_report(tmp_path / "opt" / "optimize.json")
+    for step in report.steps:
+        bad = [c for c in step.candidates if not c.valid]
+        assert len(bad) == 1 and "${topic}" in bad[0].reason and bad[0].evaluation is None and not bad[0].kept
+    assert "${topic}" not in report.best_method
+
+
+def test_a_second_run_pays_for_nothing_and_decides_the_same(optimized):
+    tmp_path, srv, paid, first, second = optimized
+    assert srv.calls["chat"] == paid  # every call of the second run came from DIR/calls.sqlite
+    assert first.stdout == second.stdout
+
+
+def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
+    opt_dir, srv, *_ = optimized
+    prompts = opt_dir / "opt" / "prompts"
+    assert (prompts / "judge.txt").is_file() and (prompts / "auto" / "profile.toml").is_file()
+    method = (prompts / "auto" / "evolve.txt").read_text()
+    assert method == load_report(opt_dir / "opt" / "optimize.json").best_method
+    dev = tmp_path / "dev.txt"
+    dev.write_text("\n".join(SEEDS[-20:]) + "\n")
+    with ScriptedServer(AutoScript()) as server:
+        proc = run_cli("run", "--seeds", str(dev), "--prompts-dir", str(prompts), "--profile", "auto", "--rounds", "1",
+                       "--out", str(tmp_path / "run"), "--base-url", server.base_url)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert [r["instruction"] for r in rows] == [final_for(s, method) for s in SEEDS[-20:]]
+
+
+def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
+    (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
+    script = AutoScript()
+    sent: list[str] = []  # the messages of every answer the server sent back, in order
+
+    async def slow(request):
+        await asyncio.sleep(0.02)
+        reply = script(request)
+        sent.append(json.dumps(request["messages"], sort_keys=True))
+        return reply
+
+    with ScriptedServer(slow) as srv:
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+        proc = subprocess.Popen([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2")],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while script.kinds.get("propose", 0) < 2 and time.time() < deadline:  # part-way through step 1
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = list(sent)
+        assert script.kinds.get("propose", 0) >= 2
+        again = run_cli(*optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2"))
+        assert again.returncode == 0, again.stderr
+    # an answer already sent is asked for again only if the kill came between its arrival and its commit
+    assert len(set(sent[len(before):]) & set(before)) <= 2
+    assert load_report(tmp_path / "opt" / "optimize.json").best_failure_rate == 0.0
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--dev-size", "40"), "leaves none for the mini-batches"),
+    (("--steps", "0"), "steps"),
+    (("--profile", "general"), "exactly one operation that has an extract marker"),
+    (("--batch",), "does not take --batch"),
+])
+def test_bad_input_is_one_sentence(tmp_path, args, words):
+    (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
+    proc = run_cli("optimize", "--seeds", str(tmp_path / "seeds.txt"), "--out", str(tmp_path / "o"),
+                   "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *args)
+    assert proc.returncode == 2 or proc.returncode == 3, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_candidate_text_takes_the_method_after_its_heading():
+    assert candidate_text("Thoughts.\n#New Method#\n```\nDo ${instruction}\n```\n") == "Do ${instruction}\n"
+    assert candidate_text("no heading here") is None
