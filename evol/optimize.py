@@ -104,8 +104,8 @@ def method_operation(profile: Profile) -> Operation:
 
 def with_method(profile: Profile, op: Operation, text: str) -> Profile:
     """``profile`` with ``text`` as its one operation's template; a TemplateError says why a text cannot be one."""
-    prompt = Prompt.from_text(op.name, text, {"instruction", *op.choices}, path="the candidate method")
-    check_extract(op.extract, prompt, "the candidate method")
+    prompt = Prompt.from_text(op.name, text, {"instruction", *op.choices}, path="<candidate method>")
+    check_extract(op.extract, prompt, "<candidate method>")
     new_op = dataclasses.replace(op, prompt=prompt, weight=1.0)
     return dataclasses.replace(profile, operations=(new_op,), schedule=())
 
