@@ -41,13 +41,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def clean_evolution(text: str, labels: Iterable[str] = ("rewritten prompt", "created prompt"),
-                    nouns: Iterable[str] = ("prompt", "instruction", "question", "problem")) -> str:
-    """The rewrite without the chatter, labels, quotes or fence a model wrapped it in (``unwrap`` says what
-    it took off and what it could not)."""
-    return unwrap(text, labels, nouns).text
-
-
 # --- structured answers: the final instruction after its marker -----------------------------------
 
 # a "#Section Name#" line of a structured answer: where the final section ends if the model goes on
@@ -81,7 +74,7 @@ def check_evolution(
     enabled=lambda rule: True,
     wrapping: Unwrapped | None = None,
 ) -> Verdict:
-    """The rules that need no extra LLM call, cheapest first; ``wrapping`` is what clean_evolution made of it."""
+    """The rules that need no extra LLM call, cheapest first; ``wrapping`` is what ``unwrap`` made of it."""
     if enabled("content_filtered") and finish_reason == "content_filter":
         return Verdict.drop("content_filtered", "the endpoint's content filter withheld the evolution (finish_reason=content_filter)")
     if not text.strip() and wrapping is not None and wrapping.problem and enabled("wrapped_evolution"):

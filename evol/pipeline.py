@@ -84,7 +84,6 @@ class Evolver:
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
 
-
     async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
         if self.stop is not None and self.stop.is_set():
             raise Interrupted("Interrupted; the calls in flight finished and are kept.")

@@ -95,7 +95,7 @@ def test_every_template_of_every_profile_embeds_any_text_verbatim(text, other, s
 @FUZZ
 @given(text=INSTRUCTION, parent=INSTRUCTION, finish=st.sampled_from([None, "stop", "length", "content_filter", "tool_calls", ""]))
 def test_the_rules_take_any_text(text, parent, finish):
-    cleaned = filters.clean_evolution(text)
+    cleaned = filters.unwrap(text).text
     assert isinstance(cleaned, str) and len(cleaned) <= len(text)
     for verdict in (filters.check_evolution(cleaned, finish, parent, LEAKS),
                     filters.check_response(text, finish, 80, instruction=parent)):

@@ -30,10 +30,10 @@ def test_disabled_rules_do_not_fire():
     assert v.keep
 
 
-def test_clean_evolution_strips_an_echoed_label_only_at_the_start():
-    assert filters.clean_evolution("#Rewritten Prompt#:\nWrite a sonnet.") == "Write a sonnet."
-    assert filters.clean_evolution("  Created Prompt: Do X.  ") == "Do X."
-    assert filters.clean_evolution("Write about the #Rewritten Prompt# idea.") == "Write about the #Rewritten Prompt# idea."
+def test_unwrap_strips_an_echoed_label_only_at_the_start():
+    assert filters.unwrap("#Rewritten Prompt#:\nWrite a sonnet.").text == "Write a sonnet."
+    assert filters.unwrap("  Created Prompt: Do X.  ").text == "Do X."
+    assert filters.unwrap("Write about the #Rewritten Prompt# idea.").text == "Write about the #Rewritten Prompt# idea."
 
 
 @pytest.mark.parametrize("answer, expected", [
