@@ -4,8 +4,7 @@ The server is llama.cpp's own C++ ``llama-server``, as the prebuilt, CPU-portabl
 (see pyproject.toml for why not a build on the user's machine). The parent owns the child completely: the
 child sits in its own session (a Ctrl-C in the terminal reaches only the parent, which then stops the child
 in order), it exits on its own when the parent's end of its stdin pipe closes (whatever killed the parent),
-and on Linux it also asks the kernel to kill it when the parent dies. Run as ``python -m evol.local ARGS``,
-this module is that child: it arms those guards, then serves ARGS' model until its stdin closes.
+and on Linux it also asks the kernel to kill it when the parent dies. The child is ``evol.local_child``.
 """
 
 from __future__ import annotations
@@ -164,12 +163,12 @@ def tune_for_local(config: RunConfig) -> RunConfig:
         s: Sampling = getattr(config, key)
         if "max_tokens" not in s.model_fields_set:
             update[key] = s.model_copy(update={"max_tokens": min(s.max_tokens, LOCAL_MAX_TOKENS)})
-    # the embedded model does not reason before its verdict, and every token costs ~10 ms of CPU: the judge keeps
-    # the few tokens it always had (a reasoning GGUF given with --model-path needs judge_sampling set in --config)
-    # nor can a 135M model answer the judge's question: most of its verdicts read as none ("I'm ready to help."),
+    # a 135M model cannot answer the judge's question: most of its verdicts read as none ("I'm ready to help."),
     # and eliminating them all would leave the quick start nothing; its unreadable verdicts are kept, as before
     if "keep_judge_unclear" not in explicit:
         update["keep_judge_unclear"] = True
+    # the embedded model does not reason before its verdict, and every token costs ~10 ms of CPU: the judge keeps
+    # the few tokens it always had (a reasoning GGUF given with --model-path needs judge_sampling set in --config)
     judge: Sampling = config.judge_sampling
     if "judge_sampling" not in explicit or "max_tokens" not in judge.model_fields_set:
         update["judge_sampling"] = judge.model_copy(update={"max_tokens": min(judge.max_tokens, LOCAL_JUDGE_TOKENS)})

@@ -40,9 +40,14 @@ def _exit_when_stdin_closes() -> None:
     os._exit(0)
 
 
+def built_features(system_info: str) -> set[str]:
+    """The features a llama.cpp build reports as on (``AVX2 = 1``) in its system info."""
+    return {name for name, on in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if on == "1"}
+
+
 def missing_cpu_features(system_info: str, cpu_flags: set[str]) -> list[str]:
-    """The x86-64 instruction sets the server was built for (``AVX2 = 1`` in its system info) that this CPU lacks."""
-    built = {name for name, on in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if on == "1"}
+    """The x86-64 instruction sets the server was built for that this CPU lacks."""
+    built = built_features(system_info)
     return sorted(name for name, flag in X86_NEEDS.items() if name in built and flag not in cpu_flags)
 
 

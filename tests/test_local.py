@@ -471,11 +471,10 @@ def test_the_installed_build_is_portable(local_extra):
     that a native build turns on (and that crashed): a pin moved to a native or wider build fails here."""
     import xllamacpp
 
-    from evol.local_child import X86_NEEDS, _cpu_flags, missing_cpu_features
+    from evol.local_child import X86_NEEDS, _cpu_flags, built_features, missing_cpu_features
 
     info = xllamacpp.get_system_info()
-    built = {name for name, on in (part.strip().rsplit(" = ", 1) for part in info.split("|") if " = " in part)
-             if on.strip() == "1"}
+    built = built_features(info)
     wide = {name for name in built if name.startswith(("AVX512", "AMX", "AVX_VNNI", "SVE"))}
     assert not wide, info
     flags = _cpu_flags()
