@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -113,7 +114,7 @@ class Profile:
             hashes[f"{self.name}/respond"] = self.respond.sha256
         return hashes
 
-    @property
+    @functools.cached_property  # read for every evolution: the templates are scanned once
     def leak_markers(self) -> list[str]:
         """What an evolution must never repeat: this profile's section markers ("#rewritten prompt#") and
         the phrases its templates forbid by name."""
@@ -127,7 +128,7 @@ class Profile:
                 markers.update(q.lower() for q in re.findall(r'"([^"\n]{3,60})"', forbidden))
         return sorted(markers)
 
-    @property
+    @functools.cached_property  # read for every evolution: the templates are scanned once
     def labels(self) -> list[str]:
         """The names of the output sections ("rewritten prompt", "created prompt"), which a model may echo
         as a label before its rewrite: the marker each template ends with."""
@@ -139,7 +140,7 @@ class Profile:
                 found.add(last.lower())
         return sorted(found)
 
-    @property
+    @functools.cached_property  # read for every evolution: the templates are scanned once
     def nouns(self) -> list[str]:
         """What this profile's templates call the thing they ask for ("instruction", "question", "problem")."""
         return sorted({m.lower() for op in self.operations for m in _NEW_THING.findall(op.prompt.text)} | {"prompt"})
