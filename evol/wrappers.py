@@ -8,6 +8,7 @@ is left inside: several versions offered, or an explanation of the changes besid
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -32,6 +33,7 @@ _ORIGINAL = (r"(?:(?:of|for|on) (?:the|your|this|that) (?:original |given |above
              r"(?:prompt|instruction|question|problem|one|task|exercise)|(?:of|on) it)")
 
 
+@functools.lru_cache(maxsize=64)  # one per profile: unwrap runs for every evolution
 def _intro(nouns: str) -> re.Pattern[str]:
     """An announcement that ends in a colon: "Sure! Here's a harder version:", "A tougher problem could be:"."""
     named = rf"(?:(?:{'|'.join(map(re.escape, _ADJECTIVES))})\s+){{0,5}}(?:{nouns})s?\b(?:\s+{_ORIGINAL})?"
@@ -84,6 +86,11 @@ class Unwrapped(Frozen):
 
 def label_pattern(labels: Iterable[str], nouns: Iterable[str]) -> re.Pattern[str]:
     """A label line such as "#Rewritten Prompt#:", "**New problem:**" or "Rewritten question:" at the start."""
+    return _label_pattern(tuple(labels), tuple(nouns))
+
+
+@functools.lru_cache(maxsize=64)  # one per profile: unwrap runs for every evolution
+def _label_pattern(labels: tuple[str, ...], nouns: tuple[str, ...]) -> re.Pattern[str]:
     names = sorted({*(re.escape(lab) for lab in labels), *(re.escape(n) for n in (*nouns, "version"))}, key=len, reverse=True)
     adjectives = r"(?:new|rewritten|revised|evolved|harder|modified|updated|improved|final|created|refined|resulting|" \
                  r"more (?:challenging|difficult|complex|advanced)|challenging|complex|evolved)"
