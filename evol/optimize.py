@@ -14,7 +14,9 @@ import asyncio
 import dataclasses
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -44,6 +46,7 @@ class OptimizeOptions(Frozen):
     dev_size: int = Field(16, ge=1)
     dev_file: Path | None = None
     optimizer_model: str | None = None
+    baseline_profile: str | None = "general"  # evaluated once on the dev set, for comparison; None: not
 
 
 class Evaluation(Frozen):
@@ -65,6 +68,13 @@ class Candidate(Frozen):
     kept: bool = False
 
 
+class Baseline(Frozen):
+    """A hand-written profile on the same development set: what the optimized method is compared with."""
+
+    profile: str
+    evaluation: Evaluation
+
+
 class Step(Frozen):
     step: int
     batch: tuple[str, ...]  # seed ids of the mini-batch
@@ -83,6 +93,7 @@ class OptimizeReport(Frozen):
     optimizer_model: str
     dev: tuple[str, ...]
     start: Candidate
+    baseline: Baseline | None = None
     steps: tuple[Step, ...] = ()
     best_method: str
     best_failure_rate: float
@@ -90,6 +101,15 @@ class OptimizeReport(Frozen):
 
 def load_report(path: Path) -> OptimizeReport:
     return OptimizeReport.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+T = TypeVar("T")
+#: how the loop runs each of its stages: awaited in place (the local engine) or as a Prefect task (the default)
+StageRunner = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def in_place(name: str, work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
 
 
 def method_operation(profile: Profile) -> Operation:
@@ -146,8 +166,9 @@ def split_seeds(config: RunConfig, opts: OptimizeOptions) -> tuple[list[Seed], l
 
 class Optimizer:
     def __init__(self, config: RunConfig, opts: OptimizeOptions, profile: Profile, chat: CachedChat, models: Models,
-                 train: list[Seed], dev: list[Seed]):
+                 train: list[Seed], dev: list[Seed], stage: StageRunner = in_place, baseline: Profile | None = None):
         self.config, self.opts, self.chat, self.models = config, opts, chat, models
+        self.stage, self.baseline = stage, baseline
         self.profile, self.op = profile, method_operation(profile)
         self.train, self.dev = train, dev
         self.optimizer_model = opts.optimizer_model or models.evolve
@@ -192,6 +213,9 @@ class Optimizer:
         return c.text
 
     async def candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
+        return await self.stage(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
+
+    async def _candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
         prompt = self.propose.render(method=method, analysis=analysis, variant=str(i), count=str(self.opts.candidates),
                                      marker=self.op.extract or "")
         try:
@@ -212,19 +236,24 @@ class Optimizer:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
         start = Candidate(index=0, method=start_text, valid=True, kept=True,
-                          evaluation=await self.evaluate(self.profile))
+                          evaluation=await self.stage("evaluate-start", lambda: self.evaluate(self.profile)))
+        baseline = None
+        if self.baseline is not None:
+            base = self.baseline
+            baseline = Baseline(profile=base.name, evaluation=await self.stage(
+                f"evaluate-baseline-{base.name}", lambda: self.evaluate(base)))
         report = OptimizeReport(status="running", reason="", profile=self.profile.name, operation=self.op.name,
                                 evolve_model=self.models.evolve, optimizer_model=self.optimizer_model,
-                                dev=tuple(s.id for s in self.dev), start=start, best_method=start_text,
-                                best_failure_rate=start.evaluation.failure_rate)
+                                dev=tuple(s.id for s in self.dev), start=start, baseline=baseline,
+                                best_method=start_text, best_failure_rate=start.evaluation.failure_rate)
         save(report)
         reason = f"ran all {self.opts.steps} steps"
         for step in range(1, self.opts.steps + 1):
             best_profile = with_method(self.profile, self.op, report.best_method)
             batch = self.minibatch(step)
-            traj = await self.trajectories(best_profile, batch)
-            analysis = await self.ask(self.analyze.render(method=report.best_method, trajectories=traj),
-                                      f"optimize:step{step}:analyze")
+            traj = await self.stage(f"trajectories-step-{step}", lambda: self.trajectories(best_profile, batch))
+            prompt = self.analyze.render(method=report.best_method, trajectories=traj)
+            analysis = await self.stage(f"analyze-step-{step}", lambda: self.ask(prompt, f"optimize:step{step}:analyze"))
             cands = await asyncio.gather(*(self.candidate(step, i, report.best_method, analysis)
                                            for i in range(1, self.opts.candidates + 1)))
             valid = [c for c in cands if c.valid and c.evaluation is not None]
@@ -266,21 +295,35 @@ def write_profile(out: RunDir, config: RunConfig, profile: Profile, op: Operatio
     return root
 
 
-async def optimize(config: RunConfig, opts: OptimizeOptions) -> OptimizeReport:
-    """Everything ``python -m evol optimize`` does: check inputs, open the backend, lock DIR, optimize."""
-    from .backend import open_backend
-
+def check_optimize(config: RunConfig, opts: OptimizeOptions) -> tuple[Profile, Profile | None, list[Seed], list[Seed]]:
+    """The profile, the baseline profile and the seeds, or a one-sentence error, before anything starts."""
     if config.batch:
         raise ConfigError("evol optimize does not take --batch: each step waits for the one before it.")
     profile = load_profile(config.profile, config.prompts_dir, config.operation_weights)
     method_operation(profile)
+    baseline = None
+    if opts.baseline_profile is not None:
+        try:
+            baseline = load_profile(opts.baseline_profile, config.prompts_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"--baseline-profile: {str(exc).rstrip('.')}; pass --baseline-profile none to leave "
+                              f"the comparison out.") from None
     train, dev = split_seeds(config, opts)
+    return profile, baseline, train, dev
+
+
+async def optimize(config: RunConfig, opts: OptimizeOptions, stage: StageRunner = in_place) -> OptimizeReport:
+    """Everything ``python -m evol optimize`` does: check inputs, open the backend, lock DIR, optimize;
+    ``stage`` runs each stage of the loop (the Prefect flow makes each one a task)."""
+    from .backend import open_backend
+
+    profile, baseline, train, dev = check_optimize(config, opts)
     run_dir = RunDir(opts.out)
     with run_dir:
         async with open_backend(config) as (chat, models, config):
             cache = CallCache(run_dir / CACHE)
             try:
-                opt = Optimizer(config, opts, profile, CachedChat(chat, cache), models, train, dev)
+                opt = Optimizer(config, opts, profile, CachedChat(chat, cache), models, train, dev, stage, baseline)
                 report = await opt.run(lambda r: write_json(run_dir / REPORT, r.model_dump(mode="json")))
                 write_profile(run_dir, config, profile, opt.op, report.best_method)
                 write_json(run_dir / REPORT, report.model_dump(mode="json"))

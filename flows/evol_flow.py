@@ -428,14 +428,21 @@ def _drain() -> None:
             worker.drain_all(timeout=5)
 
 
-def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
-                     dask_workers: int | None = None) -> dict:
-    """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
+@contextlib.contextmanager
+def prefect_session(config: RunConfig) -> Iterator[None]:
+    """A Prefect API to report to, and the API key where this process's flows and threads find it."""
     batches._process_key = config.api_key  # for this process's threads; never a parameter
     batches.STOP.clear()  # a run after an interrupted one, in the same process, runs
     try:
         with prefect_api(), fewer_gc_pauses():
-            return asyncio.run(evol_flow(config=config.explicit_dict(), batch_size=batch_size,
-                                         dask_address=dask_address, dask_workers=dask_workers))
+            yield
     finally:
         batches._process_key = None
+
+
+def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+                     dask_workers: int | None = None) -> dict:
+    """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
+    with prefect_session(config):
+        return asyncio.run(evol_flow(config=config.explicit_dict(), batch_size=batch_size,
+                                     dask_address=dask_address, dask_workers=dask_workers))

@@ -25,11 +25,11 @@ def server():
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, engine: str | None = "local") -> subprocess.CompletedProcess:
     """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key.
 
-    A ``run`` goes through ``--engine local`` unless ``engine`` says otherwise: Prefect's few seconds of
+    A ``run`` or ``optimize`` goes through ``--engine local`` unless ``engine`` says otherwise: Prefect's few seconds of
     start-up per run would dominate the tests that are not about Prefect (tests/test_flows.py is).
     """
     command = next((a for a in args if not a.startswith("-")), None)  # after global options such as -q
-    if command == "run" and engine is not None:
+    if command in ("run", "optimize") and engine is not None:
         args = (*args, "--engine", engine)
     full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     full_env.update(env or {})

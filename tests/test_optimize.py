@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,6 +67,17 @@ def test_keeps_the_lowest_failure_rate_and_stops_when_it_stops_improving(optimiz
     assert start == expected
 
 
+def test_the_general_profile_is_measured_on_the_same_dev_set(optimized):
+    tmp_path, _, _, first, _ = optimized
+    report = load_report(tmp_path / "opt" / "optimize.json")
+    base = report.baseline
+    assert base is not None and base.profile == "general" and base.evaluation.attempts == 20
+    # the scripted model follows no method under the general profile: its failures are those of a bare method
+    assert base.evaluation.failure_rate == sum(fate(s, "") != "ok" for s in SEEDS[-20:]) / 20
+    assert report.best_failure_rate < base.evaluation.failure_rate
+    assert json.loads(first.stdout)["baseline_failure_rate"] == base.evaluation.failure_rate
+
+
 def test_an_invalid_candidate_is_recorded_and_never_used(optimized):
     tmp_path, *_ = optimized
     report = load_report(tmp_path / "opt" / "optimize.json")
@@ -97,6 +109,30 @@ def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
     assert [r["instruction"] for r in rows] == [final_for(s, method) for s in SEEDS[-20:]]
 
 
+def test_the_default_prefect_engine_decides_as_the_local_one(optimized, tmp_path):
+    """``evol optimize`` without --engine: a Prefect flow on a temporary server, each stage a task run, and
+    the same optimize.json and profile as the local engine's."""
+    pytest.importorskip("prefect")
+    local_dir, *_ = optimized
+    (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    with ScriptedServer(AutoScript()) as srv:
+        proc = subprocess.run([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "evol-optimize" in proc.stderr, proc.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "prefect-home" / "prefect.db") as db:  # what the Prefect UI would list
+        tasks = {name for (name,) in db.execute("select name from task_run")}
+    assert {"evaluate-start", "evaluate-baseline-general", "trajectories-step-1", "analyze-step-1",
+            "candidate-step-1-1", "candidate-step-3-3"} <= tasks, tasks
+    assert load_report(tmp_path / "opt" / "optimize.json") == load_report(local_dir / "opt" / "optimize.json")
+    ours, theirs = tmp_path / "opt" / "prompts", local_dir / "opt" / "prompts"
+    assert sorted(p.relative_to(ours) for p in ours.rglob("*")) == sorted(p.relative_to(theirs) for p in theirs.rglob("*"))
+    assert (ours / "auto" / "evolve.txt").read_text() == (theirs / "auto" / "evolve.txt").read_text()
+
+
 def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
     script = AutoScript()
@@ -110,8 +146,8 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
 
     with ScriptedServer(slow) as srv:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
-        proc = subprocess.Popen([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2")],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2"),
+                                 "--engine", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while script.kinds.get("propose", 0) < 2 and time.time() < deadline:  # part-way through step 1
             time.sleep(0.01)
@@ -131,6 +167,7 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
     (("--steps", "0"), "steps"),
     (("--profile", "general"), "exactly one operation that has an extract marker"),
     (("--batch",), "does not take --batch"),
+    (("--baseline-profile", "nope"), "--baseline-profile: Unknown profile 'nope'"),
 ])
 def test_bad_input_is_one_sentence(tmp_path, args, words):
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")

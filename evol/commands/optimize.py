@@ -19,9 +19,10 @@ def add_parser(sub) -> None:
                        description="Evolve mini-batches of your seeds with the auto profile's method, let an optimizer "
                                    "model name the failures and propose better methods, keep the one with the lowest "
                                    "failure rate on a development set, and write it as a profile into --out.")
-    from .run import add_run_options
+    from .run import add_engine_option, add_run_options
 
     add_run_options(p)  # the same seeds, backend, sampling and rule options as a run; --rounds is not used
+    add_engine_option(p, "run as a Prefect flow, each stage of the loop a task in its UI")
     g = p.add_argument_group("optimization")
     g.add_argument("--steps", type=int, default=3, help="optimization steps at most (default 3); it stops earlier "
                                                         "once no candidate beats the best method")
@@ -31,12 +32,15 @@ def add_parser(sub) -> None:
     g.add_argument("--dev-size", type=int, default=16, help="the last N seeds are the development set (default 16)")
     g.add_argument("--dev-file", type=Path, help="a seed file to use as the development set instead")
     g.add_argument("--optimizer-model", help="model that analyses trajectories and writes methods (default --model)")
+    g.add_argument("--baseline-profile", default="general",
+                   help="hand-written profile also evaluated on the development set, for comparison (default "
+                        "general; 'none' leaves it out)")
     p.set_defaults(func=main, profile="auto")
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..optimize import OptimizeOptions, optimize
-    from .run import config_from_args
+    from ..optimize import OptimizeOptions, check_optimize, optimize
+    from .run import config_from_args, quiet_prefect
 
     if args.out is None:
         raise ConfigError("evol optimize needs --out DIR: the folder for the optimized profile, optimize.json and the call cache.")
@@ -44,14 +48,26 @@ def main(args: argparse.Namespace) -> int:
     try:
         opts = OptimizeOptions(out=args.out, steps=args.steps, candidates=args.candidates, batch_size=args.batch_size,
                                trajectory_rounds=args.trajectory_rounds, dev_size=args.dev_size, dev_file=args.dev_file,
-                               optimizer_model=args.optimizer_model)
+                               optimizer_model=args.optimizer_model,
+                               baseline_profile=None if args.baseline_profile == "none" else args.baseline_profile)
     except ValidationError as exc:
         raise ConfigError(explain_validation(exc)) from None
-    report = asyncio.run(optimize(config, opts))
+    if args.engine == "local":
+        report = asyncio.run(optimize(config, opts))
+    else:
+        check_optimize(config, opts)  # bad input gets its one sentence before Prefect spends seconds starting
+        quiet_prefect(args)
+        from flows.optimize_flow import optimize_with_prefect
+
+        report = optimize_with_prefect(config, opts)
     rates = [report.start.evaluation.failure_rate, *(s.best_failure_rate for s in report.steps)]
+    base = report.baseline
     if not args.quiet:
-        print(f"evol: dev failure rate by step: {' -> '.join(f'{r:.3f}' for r in rates)} ({report.reason}); "
+        vs = f"; profile {base.profile} on the same seeds: {base.evaluation.failure_rate:.3f}" if base else ""
+        print(f"evol: dev failure rate by step: {' -> '.join(f'{r:.3f}' for r in rates)} ({report.reason}{vs}); "
               f"the method is in {args.out / 'prompts' / report.profile}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), "steps": len(report.steps), "start_failure_rate": rates[0],
-                      "best_failure_rate": report.best_failure_rate, "prompts_dir": str(args.out / "prompts")}))
+                      "best_failure_rate": report.best_failure_rate,
+                      "baseline_failure_rate": base.evaluation.failure_rate if base else None,
+                      "prompts_dir": str(args.out / "prompts")}))
     return 0

@@ -18,14 +18,25 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="evolve seed instructions into a dataset",
                        description="Evolve seed instructions into an instruction/output dataset (WizardLM Evol-Instruct).")
     add_run_options(p)
-    p.add_argument("--engine", choices=("prefect", "local"), default=os.environ.get("EVOL_ENGINE") or "prefect",
-                   help="prefect (default): run as a Prefect flow, visible in its UI, checkpointed per batch; "
-                        "local: the same pipeline in this process, without Prefect's few seconds of start-up "
-                        "(default from EVOL_ENGINE)")
+    add_engine_option(p, "run as a Prefect flow, visible in its UI, checkpointed per batch")
     from .serve import add_prefect_options  # the options a run through Prefect adds
 
     add_prefect_options(p)
     p.set_defaults(func=main)
+
+
+def add_engine_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--engine", choices=("prefect", "local"), default=os.environ.get("EVOL_ENGINE") or "prefect",
+                   help=f"prefect (default): {what}; local: the same work in this process, without Prefect's "
+                        f"few seconds of start-up (default from EVOL_ENGINE)")
+
+
+def quiet_prefect(args: argparse.Namespace) -> None:
+    """Before the first Prefect import: keep its logging out of the user's terminal unless --verbose."""
+    if not args.verbose:  # importing Prefect can replace the root logger's handlers (it did under pytest)
+        from ..cli import quiet_orchestrator
+
+        quiet_orchestrator()
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -132,12 +143,9 @@ def main(args: argparse.Namespace) -> int:
         if engine == "local":
             manifest = asyncio.run(execute(config))
         else:
+            quiet_prefect(args)
             from flows import run_with_prefect
 
-            if not args.verbose:  # importing Prefect can replace the root logger's handlers (it did under pytest)
-                from ..cli import quiet_orchestrator
-
-                quiet_orchestrator()
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
