@@ -15,6 +15,7 @@ import dataclasses
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,12 +26,17 @@ from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
 from .models import Frozen, Node, Record, Seed
 from .pipeline import Evolver, Models, Tally, make_deduper, settle_round
-from .prompts import Operation, Profile, Prompt, check_extract, default_prompts_dir, load_profile
-from .rundir import CACHE, RunDir, atomic_write, write_json
+from .prompts import (
+    Operation,
+    Profile,
+    Prompt,
+    check_extract,
+    default_prompts_dir,
+    load_profile,
+)
+from .rundir import CACHE, OPTIMIZE, PROMPTS, RunDir, atomic_write, write_json
 from .seeds import load_seeds
 
-REPORT = "optimize.json"
-PROMPTS = "prompts"
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)
 _EXCERPT = 600  # characters of an instruction shown to the optimizer: enough to judge, not a whole page
 
@@ -251,9 +257,9 @@ class Optimizer:
         for step in range(1, self.opts.steps + 1):
             best_profile = with_method(self.profile, self.op, report.best_method)
             batch = self.minibatch(step)
-            traj = await self.stage(f"trajectories-step-{step}", lambda: self.trajectories(best_profile, batch))
+            traj = await self.stage(f"trajectories-step-{step}", partial(self.trajectories, best_profile, batch))
             prompt = self.analyze.render(method=report.best_method, trajectories=traj)
-            analysis = await self.stage(f"analyze-step-{step}", lambda: self.ask(prompt, f"optimize:step{step}:analyze"))
+            analysis = await self.stage(f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze"))
             cands = await asyncio.gather(*(self.candidate(step, i, report.best_method, analysis)
                                            for i in range(1, self.opts.candidates + 1)))
             valid = [c for c in cands if c.valid and c.evaluation is not None]
@@ -324,9 +330,9 @@ async def optimize(config: RunConfig, opts: OptimizeOptions, stage: StageRunner 
             cache = CallCache(run_dir / CACHE)
             try:
                 opt = Optimizer(config, opts, profile, CachedChat(chat, cache), models, train, dev, stage, baseline)
-                report = await opt.run(lambda r: write_json(run_dir / REPORT, r.model_dump(mode="json")))
+                report = await opt.run(lambda r: write_json(run_dir / OPTIMIZE, r.model_dump(mode="json")))
                 write_profile(run_dir, config, profile, opt.op, report.best_method)
-                write_json(run_dir / REPORT, report.model_dump(mode="json"))
+                write_json(run_dir / OPTIMIZE, report.model_dump(mode="json"))
             finally:
                 cache.close()
     return report

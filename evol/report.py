@@ -20,6 +20,7 @@ from typing import Any
 
 from .export import Run, funnel, load_run, load_scores
 from .plots import STYLE, Plot, make_plots
+from .rundir import MANIFEST, OPTIMIZE
 from .runstats import (
     OUTCOMES,
     LengthBucket,
@@ -43,8 +44,13 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path."""
     import matplotlib  # here, not at the top: the CLI and ``score`` start without it
 
-    run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / REPORT_DIR
+    if (Path(run_dir) / OPTIMIZE).is_file() and not (Path(run_dir) / MANIFEST).is_file():
+        from .optimize import load_report
+        from .optimize_report import build_optimize_report
+
+        return build_optimize_report(Path(run_dir), load_report(Path(run_dir) / OPTIMIZE), out)
+    run = load_run(run_dir)
     seeds = run_seeds(run)
     scores = load_scores(run.path)
     stats = round_stats(run, seeds, scores)

@@ -19,6 +19,8 @@ RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 MANIFEST = "manifest.json"
 CACHE = "calls.sqlite"
+OPTIMIZE = "optimize.json"  # what an ``evol optimize`` folder holds instead of a manifest
+PROMPTS = "prompts"  # ... and the optimized profile
 SPOOL = ".rounds"  # settled rounds while a run lasts (evol.spool)
 LOCK = ".lock"
 

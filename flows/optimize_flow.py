@@ -49,13 +49,13 @@ def summary(report: OptimizeReport) -> str:
     start = report.start.evaluation
     lines = [f"# evol optimize: {report.status}", "", f"{report.reason}.", "",
              "| step | candidates (valid) | best failure rate | improved |", "|---|---|---|---|",
-             f"| start | 1 (1) | {start.failure_rate:.3f} | |" if start else "| start | | | |"]
+             f"| start | 1 (1) | {start.failure_rate:.3f} | |"]
     for s in report.steps:
         valid = sum(c.valid for c in s.candidates)
         lines.append(f"| {s.step} | {len(s.candidates)} ({valid}) | {s.best_failure_rate:.3f} | {'yes' if s.improved else 'no'} |")
     if report.baseline is not None:
-        lines += ["", f"Profile `{report.baseline.profile}` on the same development set: failure rate "
-                      f"{report.baseline.evaluation.failure_rate:.3f}."]
+        base = report.baseline
+        lines += ["", f"Profile `{base.profile}` on the same development set: failure rate {base.evaluation.failure_rate:.3f}."]
     return "\n".join(lines) + "\n"
 
 

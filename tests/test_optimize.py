@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import signal
@@ -76,6 +77,22 @@ def test_the_general_profile_is_measured_on_the_same_dev_set(optimized):
     assert base.evaluation.failure_rate == sum(fate(s, "") != "ok" for s in SEEDS[-20:]) / 20
     assert report.best_failure_rate < base.evaluation.failure_rate
     assert json.loads(first.stdout)["baseline_failure_rate"] == base.evaluation.failure_rate
+
+
+def test_the_report_compares_the_steps_the_start_and_the_baseline(optimized, tmp_path):
+    opt_dir, *_ = optimized
+    report = load_report(opt_dir / "opt" / "optimize.json")
+    proc = run_cli("report", str(opt_dir / "opt"), "--out", str(tmp_path / "page"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "page" / "report.html").read_text()
+    png = (tmp_path / "page" / "failure_rate_by_step.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    for name, rate in (("starting method", report.start.evaluation.failure_rate),
+                       ("final method", report.best_failure_rate),
+                       ("profile general", report.baseline.evaluation.failure_rate)):
+        assert f"data-metric='{name}'>{rate:.3f}<" in page
+    assert page.count("<h3>Step ") == len(report.steps) and "invalid: " in page
+    assert html.escape(report.best_method.splitlines()[0]) in page
 
 
 def test_an_invalid_candidate_is_recorded_and_never_used(optimized):

@@ -12,8 +12,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report/report.html with plots of what a run produced",
                        description="Write a self-contained HTML report (plots embedded, opens offline) and its PNG plots: "
                                    "the funnel, instruction and response length per round, operation mix, rejection "
-                                   "reasons, lexical diversity, and difficulty when 'python -m evol score' ran.")
-    p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run'")
+                                   "reasons, lexical diversity, and difficulty when 'python -m evol score' ran. On a folder of "
+                                   "'python -m evol optimize': the development failure rate per step against the "
+                                   "starting method and the baseline profile.")
+    p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run' (or 'optimize')")
     p.add_argument("--out", type=Path, help="folder for report.html and the PNGs (default RUN_DIR/report)")
     p.set_defaults(func=main)
 
