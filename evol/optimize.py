@@ -25,7 +25,9 @@ from .cache import CachedChat, CallCache
 from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
 from .models import Frozen, Node, Record, Seed
-from .pipeline import Evolver, Models, Tally, make_deduper, settle_round
+from .pipeline import Evolver, Models, make_deduper, settle_round
+from .pricing import cost_summary
+from .progress import LiveTally, current
 from .prompts import (
     Operation,
     Profile,
@@ -103,6 +105,8 @@ class OptimizeReport(Frozen):
     steps: tuple[Step, ...] = ()
     best_method: str
     best_failure_rate: float
+    usage: dict[str, Any] = Field(default_factory=dict)  # calls and tokens by stage and model, as a run's manifest
+    cost_usd: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_report(path: Path) -> OptimizeReport:
@@ -178,7 +182,7 @@ class Optimizer:
         self.profile, self.op = profile, method_operation(profile)
         self.train, self.dev = train, dev
         self.optimizer_model = opts.optimizer_model or models.evolve
-        self.tally = Tally()
+        self.tally = LiveTally()  # the calls and their cost, on the terminal while it runs and in optimize.json
         self.caller = Evolver(config, profile, chat, models, self.tally)  # the optimizer's calls: budget, tally
         folder = (config.prompts_dir or default_prompts_dir()) / profile.name
         self.analyze = Prompt.load(folder / "analyze.txt", {"method", "trajectories"})
@@ -219,7 +223,7 @@ class Optimizer:
         return c.text
 
     async def candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
-        return await self.stage(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
+        return await self.phase(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
 
     async def _candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
         prompt = self.propose.render(method=method, analysis=analysis, variant=str(i), count=str(self.opts.candidates),
@@ -238,28 +242,37 @@ class Optimizer:
             return Candidate(index=i, method=text, valid=False, reason=str(exc))
         return Candidate(index=i, method=text, valid=True, evaluation=await self.evaluate(profile))
 
+    def books(self, report: OptimizeReport, **update: Any) -> OptimizeReport:
+        """``report`` with the calls, tokens and cost so far."""
+        return report.model_copy(update={**update, "usage": self.tally.as_dict(), "cost_usd": cost_summary(
+            self.tally.by_model, self.config.price_table(), self.config.budget_usd)})
+
+    async def phase(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
+        current().phase(name)
+        return await self.stage(name, work)
+
     async def run(self, save) -> OptimizeReport:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
         start = Candidate(index=0, method=start_text, valid=True, kept=True,
-                          evaluation=await self.stage("evaluate-start", lambda: self.evaluate(self.profile)))
+                          evaluation=await self.phase("evaluate-start", lambda: self.evaluate(self.profile)))
         baseline = None
         if self.baseline is not None:
             base = self.baseline
-            baseline = Baseline(profile=base.name, evaluation=await self.stage(
+            baseline = Baseline(profile=base.name, evaluation=await self.phase(
                 f"evaluate-baseline-{base.name}", lambda: self.evaluate(base)))
         report = OptimizeReport(status="running", reason="", profile=self.profile.name, operation=self.op.name,
                                 evolve_model=self.models.evolve, optimizer_model=self.optimizer_model,
                                 dev=tuple(s.id for s in self.dev), start=start, baseline=baseline,
                                 best_method=start_text, best_failure_rate=start.evaluation.failure_rate)
-        save(report)
+        save(self.books(report))
         reason = f"ran all {self.opts.steps} steps"
         for step in range(1, self.opts.steps + 1):
             best_profile = with_method(self.profile, self.op, report.best_method)
             batch = self.minibatch(step)
-            traj = await self.stage(f"trajectories-step-{step}", partial(self.trajectories, best_profile, batch))
+            traj = await self.phase(f"trajectories-step-{step}", partial(self.trajectories, best_profile, batch))
             prompt = self.analyze.render(method=report.best_method, trajectories=traj)
-            analysis = await self.stage(f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze"))
+            analysis = await self.phase(f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze"))
             cands = await asyncio.gather(*(self.candidate(step, i, report.best_method, analysis)
                                            for i in range(1, self.opts.candidates + 1)))
             valid = [c for c in cands if c.valid and c.evaluation is not None]
@@ -274,11 +287,11 @@ class Optimizer:
                 "steps": (*report.steps, Step(step=step, batch=tuple(s.id for s in batch), analysis=analysis,
                                               candidates=tuple(cands), best_failure_rate=best_rate, improved=improved)),
                 "best_method": best_method, "best_failure_rate": best_rate})
-            save(report)
+            save(self.books(report))
             if not improved:
                 reason = f"step {step}: no candidate beat the failure rate {best_rate:.3f}"
                 break
-        return report.model_copy(update={"status": "complete", "reason": reason})
+        return self.books(report, status="complete", reason=reason)
 
 
 def _excerpt(text: str) -> str:

@@ -20,13 +20,16 @@ from .models import Completion, Record, Rejection, Usage
 from .pipeline import Tally
 from .pricing import Price, cost
 
-STAGES = ("seed", "evolve", "judge", "respond")
+STAGES = ("seed", "evolve", "judge", "respond", "optimize")
 
 
 class NullProgress:
     """What the pipeline reports to when nobody is watching."""
 
     def round_start(self, round_no: int, rounds: int, total: int) -> None: ...
+
+    def phase(self, name: str) -> None:
+        """Work that is not a round of items (a stage of ``evol optimize``), shown by its name."""
 
     def call(self, stage: str, model: str, c: Completion) -> None: ...
 
@@ -48,6 +51,7 @@ class Progress(NullProgress):
         self.started = time.monotonic()
         self.round_no = self.rounds = self.total = self.done = 0
         self.round_started = self.started
+        self.label = ""
         self.calls: Counter = Counter()
         self.cached: Counter = Counter()
         self.by_model: dict[str, Usage] = defaultdict(Usage)
@@ -60,6 +64,10 @@ class Progress(NullProgress):
             self.round_no, self.rounds, self.total, self.done = round_no, rounds, total, 0
             self.round_started = time.monotonic()
             self._seen = set()
+
+    def phase(self, name: str) -> None:
+        with self._lock:
+            self.label = name
 
     def call(self, stage: str, model: str, c: Completion) -> None:
         with self._lock:
@@ -97,7 +105,8 @@ class Progress(NullProgress):
             now = time.monotonic()
             rate = self.done / max(now - self.round_started, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 and self.done else None
-            what = (f"round {self.round_no}/{self.rounds}" if self.round_no else "seeds" if self.total else "starting")
+            what = (f"round {self.round_no}/{self.rounds}" if self.round_no else "seeds" if self.total
+                    else self.label or "starting")
             head = Table.grid(padding=(0, 1))
             head.add_row(Text(what, style="bold"), ProgressBar(total=max(self.total, 1), completed=self.done, width=30),
                          f"{self.done}/{self.total} items", f"{rate:.1f}/s",

@@ -22,7 +22,7 @@ from .llm import ChatModel
 from .local import is_embedded, tune_for_local, uses_embedded_model
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Models, RoundSettler, Tally, bounded_map, make_deduper
-from .pricing import cost
+from .pricing import cost_summary
 from .progress import LiveTally, current
 from .prompts import Profile, load_profile
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
@@ -276,14 +276,9 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
         "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
         "usage": tally.as_dict(),
-        "cost_usd": _cost(tally, config),
+        "cost_usd": cost_summary(tally.by_model, config.price_table(), config.budget_usd),
         "cache": {"hits": chat.hits, "misses": chat.misses},
     }
-
-
-def _cost(tally: Tally, config: RunConfig) -> dict:
-    total, unpriced = cost(tally.by_model, config.price_table())
-    return {"total": round(total, 6), "budget": config.budget_usd, "unpriced_models": unpriced}
 
 
 def _versions() -> dict[str, str]:

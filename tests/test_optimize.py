@@ -108,6 +108,14 @@ def test_a_second_run_pays_for_nothing_and_decides_the_same(optimized):
     tmp_path, srv, paid, first, second = optimized
     assert srv.calls["chat"] == paid  # every call of the second run came from DIR/calls.sqlite
     assert first.stdout == second.stdout
+    # optimize.json's books are the second run's: every call it made (the first made as many, some answered
+    # from its own cache: a method met twice is not paid twice), all of them from the cache
+    usage = load_report(tmp_path / "opt" / "optimize.json").usage
+    calls = sum(usage["calls"].values())
+    assert calls >= paid and calls == sum(usage["calls_from_cache"].values())
+    assert set(usage["calls"]) == {"evolve", "judge", "respond", "optimize"}
+    assert f"{calls} calls ({calls} from the cache)" in second.stderr
+    assert f"{calls} calls ({calls - paid} from the cache)" in first.stderr
 
 
 def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
@@ -144,7 +152,10 @@ def test_the_default_prefect_engine_decides_as_the_local_one(optimized, tmp_path
         tasks = {name for (name,) in db.execute("select name from task_run")}
     assert {"evaluate-start", "evaluate-baseline-general", "trajectories-step-1", "analyze-step-1",
             "candidate-step-1-1", "candidate-step-3-3"} <= tasks, tasks
-    assert load_report(tmp_path / "opt" / "optimize.json") == load_report(local_dir / "opt" / "optimize.json")
+    ours_report, theirs_report = load_report(tmp_path / "opt" / "optimize.json"), load_report(local_dir / "opt" / "optimize.json")
+    books = {"usage", "cost_usd"}  # the local folder's are its second run's, answered from the cache
+    assert ours_report.model_dump(exclude=books) == theirs_report.model_dump(exclude=books)
+    assert ours_report.usage["calls"] == theirs_report.usage["calls"]
     ours, theirs = tmp_path / "opt" / "prompts", local_dir / "opt" / "prompts"
     assert sorted(p.relative_to(ours) for p in ours.rglob("*")) == sorted(p.relative_to(theirs) for p in theirs.rglob("*"))
     assert (ours / "auto" / "evolve.txt").read_text() == (theirs / "auto" / "evolve.txt").read_text()

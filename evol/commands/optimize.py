@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import progress
     from ..optimize import OptimizeOptions, check_optimize, optimize
     from .run import config_from_args, quiet_prefect
 
@@ -52,19 +53,23 @@ def main(args: argparse.Namespace) -> int:
                                baseline_profile=None if args.baseline_profile == "none" else args.baseline_profile)
     except ValidationError as exc:
         raise ConfigError(explain_validation(exc)) from None
-    if args.engine == "local":
-        report = asyncio.run(optimize(config, opts))
-    else:
-        check_optimize(config, opts)  # bad input gets its one sentence before Prefect spends seconds starting
-        quiet_prefect(args)
-        from flows.optimize_flow import optimize_with_prefect
+    with progress.live(config.price_table(), enabled=sys.stderr.isatty() and not args.quiet):
+        if args.engine == "local":
+            report = asyncio.run(optimize(config, opts))
+        else:
+            check_optimize(config, opts)  # bad input gets its one sentence before Prefect spends seconds starting
+            quiet_prefect(args)
+            from flows.optimize_flow import optimize_with_prefect
 
-        report = optimize_with_prefect(config, opts)
+            report = optimize_with_prefect(config, opts)
     rates = [report.start.evaluation.failure_rate, *(s.best_failure_rate for s in report.steps)]
     base = report.baseline
     if not args.quiet:
         vs = f"; profile {base.profile} on the same seeds: {base.evaluation.failure_rate:.3f}" if base else ""
+        calls = sum(report.usage.get("calls", {}).values())
+        cached = sum(report.usage.get("calls_from_cache", {}).values())
         print(f"evol: dev failure rate by step: {' -> '.join(f'{r:.3f}' for r in rates)} ({report.reason}{vs}); "
+              f"{calls} calls ({cached} from the cache), ${report.cost_usd.get('total', 0):.4f}; "
               f"the method is in {args.out / 'prompts' / report.profile}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), "steps": len(report.steps), "start_failure_rate": rates[0],
                       "best_failure_rate": report.best_failure_rate,
