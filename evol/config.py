@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
+from . import rules
 from .errors import ConfigError
 from .pricing import DEFAULT_PRICES, Price, batch_prices
 
@@ -19,28 +27,8 @@ from .pricing import DEFAULT_PRICES, Price, batch_prices
 EXECUTION_ONLY = ("out", "concurrency", "timeout", "max_retries", "rpm", "tpm", "rate_window", "budget_usd",
                   "batch", "batch_poll_seconds")
 
-#: every elimination rule a run can switch off with ``disable_rules``
-RULES = (
-    "empty_evolution",
-    "truncated_evolution",
-    "identical_to_parent",
-    "prompt_leak",
-    "script_changed",
-    "refused_evolution",
-    "wrapped_evolution",
-    "no_final_instruction",
-    "no_information_gain",
-    "judge_unclear",
-    "empty_response",
-    "truncated_response",
-    "echoed_response",
-    "content_filtered",
-    "sorry_short_response",
-    "refused_response",
-    "stopwords_only_response",
-    "exact_duplicate",
-    "near_duplicate",
-)
+#: every elimination rule a run can switch off with ``disable_rules``: the names of the one registry
+RULES = rules.NAMES
 
 DEFAULT_LEAK_PHRASES = (
     "given prompt",

@@ -130,7 +130,7 @@ class Evolver:
             verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped)
             if not verdict.keep:
                 return reject("eliminated", verdict.rule, verdict.detail, stage, text)
-            if len(text) > cfg.max_instruction_chars:
+            if len(text) > cfg.max_instruction_chars and on("too_long"):
                 return reject("eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text)
 
             if on("no_information_gain"):

@@ -423,8 +423,10 @@ def test_an_evolution_over_the_length_budget_is_eliminated_and_never_answered(tm
     model.fail("evolve", Reply(content="Describe topic-01 " + filler("long", 3000)), topic="topic-01")
     with ScriptedServer(model) as srv:
         run_inproc(srv.base_url, topics(2), tmp_path / "o", max_instruction_chars=1000)
+        assert not any("topic-01" in p for p in model.prompts("respond") + model.prompts("judge"))
+        run_inproc(srv.base_url, topics(2), tmp_path / "off", max_instruction_chars=1000, disable_rules=["too_long"])
     assert ledger(tmp_path / "o")[(1, 1)][:2] == ("eliminated", "too_long")
-    assert not any("topic-01" in p for p in model.prompts("respond") + model.prompts("judge"))
+    assert ledger(tmp_path / "off")[(1, 1)][0] == "kept"  # like every rule, it can be switched off
 
 
 # --- echoes and the wrong language ---------------------------------------------------------------------------
