@@ -9,24 +9,31 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
 from .batch import open_batching
 from .cache import CachedChat, CallCache
-from .config import EXECUTION_ONLY, RunConfig
-from .errors import BackendError, BudgetExceeded, InputError
+from .config import EXECUTION_ONLY, RULES, RunConfig
+from .errors import InputError
 from .llm import ChatModel
 from .local import is_embedded, tune_for_local, uses_embedded_model
-from .models import Node, Record, Rejection
-from .pipeline import Evolver, Models, RoundSettler, Tally, bounded_map, make_deduper
+from .pipeline import Evolver, Models, Tally, make_deduper
 from .pricing import cost_summary
-from .progress import LiveTally, current
+from .progress import LiveTally
 from .prompts import Profile, load_profile
-from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
-from .spool import RoundSink, Spool, Totals
+from .rounds import LocalExecutor, RunState, run_rounds
+from .rundir import (
+    CACHE,
+    DATASET,
+    MANIFEST,
+    RECORDS,
+    REJECTED,
+    RunDir,
+    atomic_write,
+    write_json,
+)
 from .seeds import SeedSet, load_seeds
 
 log = logging.getLogger("evol")
@@ -34,7 +41,9 @@ log = logging.getLogger("evol")
 
 async def execute(config: RunConfig) -> dict:
     """Everything ``python -m evol run`` does: check inputs, open the backend, lock the run folder, run."""
-    from .backend import open_backend  # here, so the core imports without the SDK's start-up cost
+    from .backend import (
+        open_backend,  # here, so the core imports without the SDK's start-up cost
+    )
 
     profile, seedset = check_inputs(config)  # bad input fails before any server starts or any money is spent
     run_dir = RunDir(default_out(config))
@@ -97,76 +106,9 @@ def read_seeds(config: RunConfig) -> SeedSet:
     return seedset
 
 
-@dataclass
-class RunState:
-    """Everything a run has decided so far: the pool, the totals, and the settled rounds in the spool."""
-
-    seedset: SeedSet
-    spool: Spool
-    pool: list[Node] = field(default_factory=list)
-    totals: Totals = field(default_factory=Totals)
-    rounds_done: int = 0
-
-    @classmethod
-    def start(cls, seedset: SeedSet, run_dir: RunDir) -> "RunState":
-        """A fresh state over an emptied spool; the skipped seeds are round 0's rejections until seeds are answered."""
-        spool = Spool(run_dir)
-        spool.reset()
-        state = cls(seedset=seedset, spool=spool, pool=[Node.from_seed(s) for s in seedset.seeds])
-        spool.put(0, [], seedset.skipped)
-        state.totals.add(seedset.skipped)
-        return state
-
-    def apply_seeds(self, outcomes: list[Record | Rejection]) -> None:
-        """Take the answered seeds (include_seeds) into round 0, beside the skipped ones."""
-        records = [o for o in outcomes if isinstance(o, Record)]
-        rejected = [o for o in outcomes if not isinstance(o, Record)]
-        # skipped seeds carry the index of the next loaded seed: merged by index, "load" before "respond"
-        self.spool.put(0, records, sorted([*self.seedset.skipped, *rejected], key=lambda r: (r.seed_index, r.stage)))
-        self.totals.add(outcomes)
-
-    @contextlib.contextmanager
-    def settling(self, deduper, round_no: int, logger=log) -> Iterator[Callable[[Record | Rejection], None]]:
-        """Yield ``offer``: the round's outcomes, offered in any order, are deduplicated and applied to the pool
-        in pool order (seed order), each written to the round's spool files as soon as every earlier one is.
-        The round's files and totals are taken in when the block ends without error and every pool entry's
-        outcome came, and thrown away otherwise."""
-        started, progress = time.time(), current()
-        sink = RoundSink(self.spool, round_no)
-
-        def settled(out: Record | Rejection) -> None:
-            sink(out)
-            if isinstance(out, Rejection) and out.kind == "duplicate":
-                progress.settled((out,))  # counted as kept when it arrived
-
-        settler = RoundSettler(self.pool, deduper, settled)
-        try:
-            yield settler.offer
-            pool = settler.finish().pool
-        except BaseException:
-            sink.writer.discard()
-            raise
-        sink.writer.commit()
-        self.totals.merge(sink.totals)
-        self.pool = pool
-        self.rounds_done = round_no
-        t = sink.totals
-        logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, t.count("kept"), sum(t.by_rule.values()),
-                    dict(t.by_rule.most_common()), time.time() - started)
-
-
-def stop_status(exc: BaseException) -> tuple[str, str]:
-    """The manifest's status and reason for a run that ended with ``exc``."""
-    if isinstance(exc, BackendError):
-        return "stopped", str(exc)
-    if isinstance(exc, BudgetExceeded):
-        return "budget_exhausted", str(exc)
-    return "interrupted", "interrupted; run the same command again to resume"
-
-
 async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_dir: RunDir,
                        profile: Profile | None = None, seedset: SeedSet | None = None) -> dict:
-    """Run every round and write the run directory; returns the manifest."""
+    """Run every round in this process and write the run directory; returns the manifest."""
     profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
     seedset = seedset or read_seeds(config)
     started = time.time()
@@ -178,45 +120,20 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         raise
     cached_chat = CachedChat(batching or chat, cache)
     tally = LiveTally()
-    progress = current()
-    evolver = Evolver(config, profile, cached_chat, models, tally)
     state = RunState.start(seedset, run_dir)
-    deduper = make_deduper(config, seedset.seeds)
-    status, reason = "complete", ""
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
+
+    async def write(status: str, reason: str, when: str) -> dict:
+        return write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
+
     try:
-        if config.include_seeds:
-            progress.round_start(0, config.rounds, len(seedset.seeds))
-            state.apply_seeds(await bounded_map(evolver.answer_seed, seedset.seeds, evolver.workers, progress.item))
-        for round_no in range(1, config.rounds + 1):
-            await play_round(evolver, state, deduper, round_no, config.rounds)
-            if round_no < config.rounds:  # after the last one, the final write below is the only one
-                write_outputs(run_dir, config, profile, models, state, tally, "running", "", started, cached_chat)
-    except BaseException as exc:  # what is done is still written out, with why the run stopped
-        status, reason = stop_status(exc)
-        raise
+        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, tally), config.rounds)
+        return await run_rounds(config, state, make_deduper(config, seedset.seeds), executor, write)
     finally:
-        manifest = write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
         if batching is not None:
             await batching.aclose()  # submitted batches run on; the same command collects them
         cache.close()
-    return manifest
-
-
-async def play_round(evolver: Evolver, state: RunState, deduper, round_no: int, rounds: int) -> None:
-    """One round, each outcome settled and written to the round's spool files as soon as every earlier one
-    (in pool order) is: no list of the round's outcomes is held, and nothing is left to do when the last
-    answer arrives."""
-    progress = current()
-    progress.round_start(round_no, rounds, len(state.pool))
-    with state.settling(deduper, round_no) as offer:
-
-        def done(out: Record | Rejection) -> None:
-            progress.item(out)
-            offer(out)
-
-        await evolver.run_round(state.pool, round_no, done, collect=False)
 
 
 def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,
@@ -273,6 +190,7 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "counts": counts,
         "by_round": per_round,
         "by_rule": dict(sorted(t.by_rule.items())),
+        "rules": {name: config.rule_on(name) for name in RULES},  # every rule of the registry: on or off
         "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
         "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
         "usage": tally.as_dict(),

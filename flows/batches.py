@@ -1,29 +1,36 @@
 """One batch of pool entries through one round, with no Prefect in sight: what a batch task runs anywhere.
 
-A batch builds its own client (the key from its own environment, never from a parameter) and its own
-``CachedChat`` on the run directory's ``calls.sqlite``, so it runs the same in a thread of the flow's
-process or in a Dask worker on another machine that sees the run directory.
+A batch runs on its process's ``Lane``: one client (the key from the process's own environment, never from a
+parameter) and one connection to the run directory's ``calls.sqlite`` for every batch the process runs, so a
+batch runs the same in a thread of the flow's process or in a Dask worker on another machine that sees the
+run directory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from evol.cache import CachedChat, CallCache
 from evol.config import RunConfig, api_key_from_env
-from evol.llm import OpenAIChat
+from evol.llm import ChatModel, OpenAIChat
 from evol.models import Node, Record, Rejection, Seed, Usage
 from evol.pipeline import Evolver, Models, Outcome, Tally, bounded_map
 from evol.progress import LiveTally, current
 from evol.prompts import Profile
 from evol.rundir import CACHE
+
+T = TypeVar("T")
 
 #: an API key handed to run_with_prefect in code rather than through the environment; threads of this
 #: process see it, other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
@@ -66,8 +73,8 @@ class BatchJob:
     round_no: int  # 0 answers seeds (include_seeds), 1.. evolves the pool
     batch_no: int
     items: list  # Seeds for round 0, Nodes after
-    concurrency: int  # connections this batch may hold open
-    share: int = 1  # batches running at once: this one gets 1/share of --rpm and --tpm
+    concurrency: int  # connections the process running this batch may hold open, for all its batches
+    share: int = 1  # processes running batches at once: each gets 1/share of --rpm and --tpm
     spent: dict = field(default_factory=dict)  # tokens by model before this batch, for --budget-usd
 
     @property
@@ -89,20 +96,84 @@ class BatchResult:
     seconds: float = 0.0
 
 
-async def run_batch(job: BatchJob) -> BatchResult:
+class Lane:
+    """This process's event loop on a thread of its own, with one client and one call cache for the run.
+
+    Every batch task of the process runs its items here, so the batches running at once share the process's
+    part of --concurrency, --rpm and --tpm through one connection pool: while one batch's last items are
+    in flight, the next batch's first ones take the connections it frees, and no batch's tail leaves them
+    idle. It also spares each batch a new event loop, client and database connection.
+    """
+
+    def __init__(self, key: tuple, job: BatchJob):
+        self.key = key
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
+        self.thread.start()
+        self.cache = CallCache(Path(job.run_dir) / CACHE)
+        self.chat = self.call(self._open(job))
+
+    @staticmethod
+    async def _open(job: BatchJob) -> OpenAIChat:  # on the lane's loop: the client's pool belongs to it
+        cfg, secret = job.config, api_key()
+        return OpenAIChat(job.endpoint.base_url, secret.get_secret_value() if secret else None,
+                          identity=job.endpoint.identity, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                          concurrency=job.concurrency, seed_calls=job.endpoint.seed_calls,
+                          **_rate_limits(cfg, job.share))
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the lane and wait for it from the calling thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a client that cannot close cleanly has nothing left to lose
+            self.call(self.chat.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.cache.close()
+
+
+_lanes: dict[tuple, Lane] = {}
+_lanes_lock = threading.Lock()
+
+
+def lane_for(job: BatchJob) -> Lane:
+    """The process's lane for this run (one per run folder, endpoint and share of the limits)."""
+    key = (job.run_dir, job.run_key, job.endpoint, job.concurrency, job.share)
+    with _lanes_lock:
+        lane = _lanes.get(key)
+        if lane is None:
+            lane = _lanes[key] = Lane(key, job)
+        return lane
+
+
+def close_lanes(run_dir: str | None = None) -> None:
+    """Close this process's lanes for ``run_dir`` (all of them if None), once no batch of that run is running:
+    after the flow's task runner has exited, or at the process's exit."""
+    with _lanes_lock:
+        keys = [k for k in _lanes if run_dir is None or k[0] == run_dir]
+        lanes = [_lanes.pop(k) for k in keys]
+    for lane in lanes:
+        lane.close()
+
+
+atexit.register(close_lanes)
+
+
+def run_on_lane(job: BatchJob) -> BatchResult:
+    """The batch, on the process's lane; what a batch task runs."""
+    lane = lane_for(job)
+    return lane.call(run_batch(job, lane.chat, lane.cache))
+
+
+async def run_batch(job: BatchJob, chat: ChatModel, cache: CallCache) -> BatchResult:
     """Evolve (or answer) the batch's items with bounded concurrency; results in item order."""
-    cfg = job.config
-    key = api_key()
-    chat = OpenAIChat(job.endpoint.base_url, key.get_secret_value() if key else None, identity=job.endpoint.identity,
-                      timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=job.concurrency,
-                      seed_calls=job.endpoint.seed_calls, **_rate_limits(cfg, job.share))
-    cache = CallCache(Path(job.run_dir) / CACHE)
-    cached = CachedChat(chat, cache)
+    cached = CachedChat(chat, cache)  # its own hit and miss counts: the batch's books
     tally = LiveTally()
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
     # run's, not the batch's (batches running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
-    evolver = Evolver(cfg, job.profile, cached, job.endpoint.models, tally, stop=STOP)
+    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP)
 
     def books() -> dict:
         data = tally.as_dict()
@@ -118,9 +189,6 @@ async def run_batch(job: BatchJob) -> BatchResult:
         # a stopped batch still paid for its answers: the manifest's usage and cost must count them
         exc.evol_batch = {"tally": books(), "hits": cached.hits, "misses": cached.misses}
         raise
-    finally:
-        await cached.aclose()
-        cache.close()
     return BatchResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
 
 

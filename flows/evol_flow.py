@@ -9,8 +9,8 @@ batches before it are, then ``write-outputs-round-N`` (``write-outputs-final`` a
 batches are checkpointed in the run folder, so a restarted run with the same folder skips them without a
 single call.
 
-The results are those of ``evol.run.execute`` byte for byte: the same Evolver, ``RunState.settling`` and
-``write_outputs`` do the work; only the batching and the bookkeeping are Prefect's.
+The results are those of ``evol.run.execute`` byte for byte: the same round loop (``evol.rounds.run_rounds``),
+Evolver and ``write_outputs`` do the work; ``Stage`` is only the executor that runs a round's items as tasks.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from evol.errors import BackendError, ConfigError, EvolError
 from evol.pipeline import Models, Outcome, Tally, make_deduper
 from evol.progress import current
 from evol.prompts import Profile
-from evol.run import RunState, check_inputs, default_out, fewer_gc_pauses, stop_status, write_outputs
+from evol.rounds import RunState, run_rounds
+from evol.run import check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.rundir import RunDir
 
 from . import batches
@@ -92,10 +93,10 @@ _batch_options = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn
 
 
 def _run_and_checkpoint(job: BatchJob) -> BatchResult:
-    # a sync task with its own event loop: Prefect's async tasks on a thread pool cost ~30 ms each in
-    # engine set-up (a new loop and API client per task), its sync ones ~3 ms (measured here)
+    # a sync task that waits for its batch on the process's lane: Prefect's async tasks on a thread pool cost
+    # ~30 ms each in engine set-up (a new loop and API client per task), its sync ones ~3 ms (measured here)
     t0 = time.perf_counter()
-    result = asyncio.run(batches.run_batch(job))
+    result = batches.run_on_lane(job)
     result.seconds = time.perf_counter() - t0
     batches.write_checkpoint(job, result)
     return result
@@ -142,7 +143,8 @@ class Stage:
     run_dir: Path
     run_key: str
     batch_size: int
-    parallel: int
+    parallel: int  # batches running at once
+    processes: int  # processes they run in (each has its lane: its part of --concurrency, --rpm, --tpm)
     tally: Tally
     stats: ChatStats
     counts: Counter
@@ -160,9 +162,10 @@ class Stage:
         # a checkpoint is read once to see that it is whole, and again when its turn comes: not held meanwhile
         restored = {job.batch_no for job in jobs if self._restorable(job, progress)}
         todo = [job for job in jobs if job.batch_no not in restored]
-        # --concurrency (and --rpm, --tpm) are the run's totals: shared by the batches that run at once
-        share = max(1, min(self.parallel, len(todo)))
-        per_batch = max(1, math.ceil(self.config.concurrency / share))
+        # --concurrency (and --rpm, --tpm) are the run's totals: shared by the processes that run batches, and
+        # within a process by its batches, through its lane
+        share = max(1, min(self.processes, len(todo)))
+        per_process = max(1, math.ceil(self.config.concurrency / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
 
         def submit(job: BatchJob, concurrency: int, share: int):
@@ -171,7 +174,7 @@ class Stage:
                 return answer_seeds_batch.submit(job, job.batch_no)
             return evolve_batch.submit(job, round_no, job.batch_no)
 
-        futures = {job.batch_no: submit(job, per_batch, share) for job in todo}
+        futures = {job.batch_no: submit(job, per_process, share) for job in todo}
         what = "seeds" if round_no == 0 else f"round {round_no}"
         log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(restored), len(todo))
         errors: list[BaseException] = []
@@ -180,7 +183,7 @@ class Stage:
             r = batches.read_checkpoint(job) if b in restored else None
             if r is None:
                 if b not in futures:  # its checkpoint went away since the first look: run it after all
-                    futures[b] = submit(job, per_batch, share)
+                    futures[b] = submit(job, per_process, share)
                 # wait for every batch before raising, so each one that finished is checkpointed for the restart
                 try:
                     r = await asyncio.to_thread(futures.pop(b).result)
@@ -219,7 +222,7 @@ class Stage:
 
 @flow(name="evol-pipeline", log_prints=False, validate_parameters=True)
 async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_size: int = BATCH_SIZE,
-                        parallel: int = THREADS) -> dict:
+                        parallel: int = THREADS, processes: int = 1) -> dict:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
     profile, seedset = check_inputs(config)
@@ -228,33 +231,19 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
     started = time.time()
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
     stage = Stage(config, profile, endpoint, run_dir.path.resolve(), batches.run_key(config, profile, endpoint),
-                  batch_size, parallel, tally, stats, counts)
+                  batch_size, parallel, processes, tally, stats, counts)
     state = RunState.start(seedset, run_dir)
-    deduper = make_deduper(config, seedset.seeds)
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
-    status, reason = "complete", ""
-    try:
-        if config.include_seeds:
-            answered: list = []
-            await stage.run(0, list(seedset.seeds), answered.append)
-            state.apply_seeds(answered)
-            del answered
-        for round_no in range(1, config.rounds + 1):
-            # each batch is settled (dedup, pool update, the round's spool files) as soon as the batches
-            # before it are: a round's outcomes are never all in memory at once
-            with state.settling(deduper, round_no, log) as offer:
-                await stage.run(round_no, state.pool, offer)
-            if round_no < config.rounds:  # after the last one, the final write below is the only one
-                write(run_dir, config, profile, models, state, tally, "running", "", started, stats, f"round-{round_no}")
-    except BaseException as exc:  # what is done is still written out, with why the run stopped
-        status, reason = stop_status(exc)
-        raise
-    finally:
-        manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, "final")
-        manifest["batches"] = {"run": counts["batches_run"], "restored": counts["batches_restored"]}
-        await _artifact(manifest, state)
-    return manifest
+
+    async def checkpoint(status: str, reason: str, when: str) -> dict:
+        manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, when)
+        if when == "final":
+            manifest["batches"] = {"run": counts["batches_run"], "restored": counts["batches_restored"]}
+            await _artifact(manifest, state)
+        return manifest
+
+    return await run_rounds(config, state, make_deduper(config, seedset.seeds), stage, checkpoint, log)
 
 
 async def _artifact(manifest: dict, state: RunState) -> None:
@@ -308,18 +297,23 @@ async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_addre
         async with open_backend(cfg) as (chat, models, cfg):
             endpoint = Endpoint(base_url=chat.base_url, identity=chat.identity, evolve_model=models.evolve,
                                 respond_model=models.respond, judge_model=models.judge, seed_calls=chat.seed_calls)
-            runner, parallel = task_runner(dask_address, dask_workers)
+            runner, parallel, processes = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())
-            return await pipeline_flow.with_options(task_runner=runner)(
-                config=public, endpoint=endpoint, out=str(out), batch_size=batch_size, parallel=parallel)
+            run_dir = str(Path(out).resolve())
+            try:
+                return await pipeline_flow.with_options(task_runner=runner)(
+                    config=public, endpoint=endpoint, out=str(out), batch_size=batch_size, parallel=parallel,
+                    processes=processes)
+            finally:  # the subflow's task runner has exited: none of its batches is still running
+                batches.close_lanes(run_dir)  # this process's; a Dask worker closes its own when it exits
 
 
 def task_runner(dask_address: str | None = None, dask_workers: int | None = None):
-    """The task runner for the batches and how many batches it runs at once."""
+    """The task runner for the batches, how many batches it runs at once and in how many processes."""
     if dask_address and dask_workers:
         raise ConfigError("Give --dask-address or --dask-workers, not both.")
     if not (dask_address or dask_workers):
-        return ThreadPoolTaskRunner(max_workers=THREADS), THREADS
+        return ThreadPoolTaskRunner(max_workers=THREADS), THREADS, 1
     try:
         import distributed
         from prefect_dask import DaskTaskRunner
@@ -328,10 +322,10 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
     if dask_workers:
         # one thread per worker process: a batch keeps its worker busy with its own event loop
         kwargs = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-        return DaskTaskRunner(cluster_kwargs=kwargs), dask_workers
+        return DaskTaskRunner(cluster_kwargs=kwargs), dask_workers, dask_workers
     with distributed.Client(dask_address, timeout=30) as client:
-        slots = sum(client.nthreads().values())
-    return DaskTaskRunner(address=dask_address), max(1, slots)
+        threads = client.nthreads()
+    return DaskTaskRunner(address=dask_address), max(1, sum(threads.values())), max(1, len(threads))
 
 
 # --- entry points for the CLI
