@@ -18,7 +18,7 @@ from typing import Any
 
 from .dedup import Deduper
 from .errors import ConfigError, InputError
-from .rundir import MANIFEST, RECORDS, REJECTED, atomic_write, write_json, write_jsonl
+from .rundir import MANIFEST, RECORDS, REJECTED, atomic_path, atomic_write, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger("evol")
 
@@ -65,27 +65,11 @@ def load_run(path: Path) -> Run:
     manifest = _read_json(path / MANIFEST)
     if not isinstance(manifest, dict) or "counts" not in manifest:
         raise InputError(f"{path / MANIFEST} is not a run manifest (it has no counts).")
-    records = read_rows(path / RECORDS)
-    rejected = read_rows(path / REJECTED) if (path / REJECTED).is_file() else []
+    records = read_jsonl(path / RECORDS)
+    rejected = read_jsonl(path / REJECTED) if (path / REJECTED).is_file() else []
     if manifest.get("status") != "complete":
         log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.get("status"))
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """A JSONL file's rows; a broken line is an InputError naming the line."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text.") from None
-    return rows
 
 
 def load_scores(path: Path) -> dict[str, float]:
@@ -93,7 +77,7 @@ def load_scores(path: Path) -> dict[str, float]:
     file = Path(path) / SCORES
     if not file.is_file():
         return {}
-    return {r["id"]: float(r["score"]) for r in read_rows(file) if r.get("score") is not None}
+    return {r["id"]: float(r["score"]) for r in read_jsonl(file) if r.get("score") is not None}
 
 
 def _read_json(path: Path) -> Any:
@@ -302,15 +286,10 @@ def write_split(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
 def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
     import pandas as pd  # here: the CLI starts without pandas' import cost
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     frame = pd.DataFrame.from_records(records, columns=list(Row.__dataclass_fields__))
     frame["round"] = frame["round"].astype("int64")
-    try:
+    with atomic_path(path) as tmp:  # pyarrow writes to a path
         frame.to_parquet(tmp, index=False, engine="pyarrow")
-        tmp.replace(path)  # pyarrow writes to a path, so the atomic rename happens here
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the export as a whole

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .optimize import Evaluation, OptimizeReport
 from .plots import STYLE, Plot, _png, _subplots
-from .report import PAGE, _e, _figure, _write_bytes
+from .report import PAGE, _e, _figure
+from .rundir import atomic_write_bytes
 
 COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "start": "#e08a3c", "baseline": "#8e6bbf"}
 
@@ -52,8 +53,8 @@ def build_optimize_report(path: Path, report: OptimizeReport, out: Path) -> Path
                     "Each dot is a candidate's failure rate on the development set; the line is the method kept after "
                     "each step; the dashed and dotted lines are the starting method and the baseline profile.")
     out.mkdir(parents=True, exist_ok=True)
-    _write_bytes(out / f"{plot.name}.png", plot.png)
-    _write_bytes(out / "report.html", render(path, report, plot).encode("utf-8"))
+    atomic_write_bytes(out / f"{plot.name}.png", plot.png)
+    atomic_write_bytes(out / "report.html", render(path, report, plot).encode("utf-8"))
     return out / "report.html"
 
 

@@ -11,16 +11,14 @@ import base64
 import html
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .export import Run, funnel, load_run, load_scores
 from .plots import STYLE, Plot, make_plots
-from .rundir import MANIFEST, OPTIMIZE
+from .rundir import MANIFEST, OPTIMIZE, atomic_write_bytes
 from .runstats import (
     OUTCOMES,
     LengthBucket,
@@ -58,25 +56,12 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         plots = make_plots(run, stats)
     out.mkdir(parents=True, exist_ok=True)
     for p in plots:
-        _write_bytes(out / f"{p.name}.png", p.png)
+        atomic_write_bytes(out / f"{p.name}.png", p.png)
     page = render_html(run, stats, plots, seeds, scores)
-    _write_bytes(out / "report.html", page.encode("utf-8"))
+    atomic_write_bytes(out / "report.html", page.encode("utf-8"))
     log.info("report: %s (%d plots)", out / "report.html", len(plots))
     return out / "report.html"
 
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Binary sibling of rundir.atomic_write: whole file or none."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _e(v: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import ConfigError, RunLockedError
+from .errors import ConfigError, InputError, RunLockedError
 
 DATASET = "dataset.json"
 RECORDS = "records.jsonl"
@@ -72,6 +73,33 @@ def atomic_write(path: Path, chunks: Iterable[str]) -> None:
     f.commit()
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file next to ``path`` for a writer that wants a file name (pyarrow, bytes): fsynced and
+    renamed over ``path`` when the block ends without error, removed otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path: Path, data: Any) -> None:
     """``json.dumps(data, ensure_ascii=False, indent=2)`` and a newline, byte for byte, encoded as it is written:
     a 100,000-row dataset.json never exists as one string (json.dumps peaked at ~210 MB for it)."""
@@ -103,8 +131,19 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """A JSONL file's rows; a broken line is an InputError naming the line."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise InputError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text.") from None
+    return rows
 
 
 class RunDir:

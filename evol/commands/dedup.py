@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from ..config import api_key_from_env
 from ..dedup import SCORERS, Deduper, Embedder
 from ..errors import ConfigError, InputError
-from ..rundir import atomic_write, write_jsonl
+from ..rundir import atomic_path, atomic_write, write_jsonl
 from ..seeds import SUFFIXES, read_rows
 
 _JSONL = (".jsonl", ".ndjson")
@@ -112,7 +111,8 @@ def _write_kept(src: Path, out: Path, kept: list[int], total: int) -> None:
 
         table = pq.read_table(src)
         _same_count(src, table.num_rows, total)
-        _atomic_bytes(out, lambda path: pq.write_table(table.take(kept), path))
+        with atomic_path(out) as tmp:
+            pq.write_table(table.take(kept), tmp)
     elif suffix == ".json" and (data := _json_or_none(src)) is not None:
         if isinstance(data, dict):  # {"data": [...]}: keep the wrapper
             key = next(k for k, v in data.items() if isinstance(v, list))
@@ -142,15 +142,3 @@ def _json_or_none(src: Path) -> Any:
 def _same_count(src: Path, found: int, expected: int) -> None:
     if found != expected:  # the reader and the writer must see the same records, or rows would be mismatched
         raise InputError(f"{src} holds {found} records but {expected} rows were read; re-save it as plain JSONL.")
-
-
-def _atomic_bytes(path: Path, write) -> None:
-    """Let ``write`` fill a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
