@@ -34,8 +34,11 @@ from typing import Any
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
 from .errors import BackendError, FatalBackendError, TransientBackendError
-from .llm import Messages, Redactor, _Wait, map_openai_error, sdk_client, transient_retries
-from .models import Completion, Usage
+from .llm import (
+    Messages, Redactor, _Wait, error_for_status, error_message, map_openai_error, parse_completion, request_body,
+    sdk_client, transient_retries,
+)
+from .models import Completion
 
 log = logging.getLogger("evol")
 
@@ -211,8 +214,7 @@ class BatchingChat:
             return hit
         call = self._calls.get(key)
         if call is None:
-            body = {"model": model, "messages": messages, "temperature": sampling.temperature,
-                    "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+            body = request_body(model, messages, sampling)
             line = json.dumps({"custom_id": key.hex(), "method": "POST", "url": ENDPOINT, "body": body},
                               ensure_ascii=False, separators=(",", ":")) + "\n"
             call = _Call(key, model, line.encode("utf-8"), asyncio.get_running_loop().create_future())
@@ -325,7 +327,7 @@ class BatchingChat:
             resp = line.get("response") or {}
             if resp.get("status_code") == 200:
                 try:
-                    answer = _completion(resp.get("body") or {}, sub.model)
+                    answer, _ = parse_completion(resp.get("body") or {}, sub.model)
                 except BackendError as exc:
                     self._failed(call, sub.file_id, exc)
                     continue
@@ -389,12 +391,8 @@ class BatchingChat:
         return out
 
     def _request_error(self, status: int, body: Any) -> BackendError:
-        """One request's error in a batch, mapped like the same error from a direct call."""
-        import httpx2
-
-        response = httpx2.Response(status, json=body, request=httpx2.Request("POST", f"{self.base_url}/chat/completions"))
-        exc = self._client._make_status_error(f"Error code: {status}", body=body, response=response)
-        return map_openai_error(exc, self.redact)
+        """One request's error in a batch, classified like the same error from a direct call."""
+        return error_for_status(status, self.redact(error_message(body, f"HTTP {status}")))
 
     # --- plumbing
 
@@ -423,20 +421,6 @@ class BatchingChat:
         log.error("batch: internal error: %r", exc)
         for call in list(self._calls.values()):
             self._resolve(call, error=exc)
-
-
-def _completion(body: dict, model: str) -> Completion:
-    choices = body.get("choices") or []
-    if not choices:
-        raise TransientBackendError("the endpoint answered with no choices")
-    choice = choices[0]
-    usage = body.get("usage") or {}
-    return Completion(
-        text=(choice.get("message") or {}).get("content") or "",
-        finish_reason=choice.get("finish_reason"),
-        usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0),
-        model=body.get("model") or model,
-    )
 
 
 def _batch_errors(b: Any) -> str:

@@ -67,20 +67,10 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
         if isinstance(exc, openai.APITimeoutError) or _chain_find(exc, TimeoutError) is not None:
             return TransientBackendError(f"the request timed out ({message})")
         return TransientBackendError(f"connection failed: {redact(_cause(exc))}")
-    if isinstance(exc, openai.RateLimitError):
-        return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
-    if isinstance(exc, openai.AuthenticationError):
-        return FatalBackendError("the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
-    if isinstance(exc, openai.PermissionDeniedError):
-        return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
-    if isinstance(exc, openai.NotFoundError):
-        return FatalBackendError(f"not found (HTTP 404): {message.rstrip('.')}; check --base-url and --model", status=404)
     if isinstance(exc, openai.APIResponseValidationError):
         return TransientBackendError(f"the endpoint sent a malformed response: {message}", status=status)
     if isinstance(exc, openai.APIStatusError):
-        if status is not None and (status >= 500 or status in (408, 409, 425)):
-            return TransientBackendError(f"server error (HTTP {status}): {message}", status=status, retry_after=retry_after)
-        return RequestRejectedError(f"the endpoint rejected the request (HTTP {status}): {message}", status=status)
+        return error_for_status(exc.status_code, message, retry_after)
     if isinstance(exc, openai.OpenAIError):
         return TransientBackendError(f"backend error: {message}")
     if isinstance(exc, (ValueError, KeyError, TypeError)):  # undecodable bodies surface as these
@@ -88,14 +78,65 @@ def map_openai_error(exc: BaseException, redact: Redactor) -> BackendError:
     raise exc
 
 
-def _short(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
+def error_for_status(status: int, message: str, retry_after: float | None = None) -> BackendError:
+    """evol's error for an HTTP error status: the one classifier, for direct calls and Batch API result lines."""
+    if status == 429:
+        return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
+    if status == 401:
+        return FatalBackendError("the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
+    if status == 403:
+        return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
+    if status == 404:
+        return FatalBackendError(f"not found (HTTP 404): {message.rstrip('.')}; check --base-url and --model", status=404)
+    if status >= 500 or status in (408, 409, 425):
+        return TransientBackendError(f"server error (HTTP {status}): {message}", status=status, retry_after=retry_after)
+    return RequestRejectedError(f"the endpoint rejected the request (HTTP {status}): {message}", status=status)
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """The message of an error body (``{"error": {"message": …}}``), else ``fallback``; at most 300 characters."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:300]
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return fallback.splitlines()[0][:300] if fallback.strip() else fallback
+
+
+def request_body(model: str, messages: Messages, sampling: Sampling, seed: int | None = None) -> dict:
+    """The body of one chat-completions request, sent directly or as a Batch API line."""
+    body = {"model": model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens}
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+def parse_completion(data: Any, model: str) -> tuple[Completion, int]:
+    """A chat completion's JSON (direct or from a Batch API output line) as a Completion, and the total tokens the
+    endpoint counted; TransientBackendError for valid JSON that is not a completion."""
+    try:
+        choices = data.get("choices")
+        if not choices:
+            raise TransientBackendError("the endpoint answered with no choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        text = message.get("content")
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"content is {type(text).__name__}, not text")
+        usage = data.get("usage") or {}
+        prompt_tokens, completion_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
+        finish_reason = choice.get("finish_reason")
+        answered_by = data.get("model") or model
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        raise TransientBackendError(f"the endpoint sent a malformed response: {_short(exc)}") from None
+    completion = Completion(text=_valid_unicode(text or ""), finish_reason=finish_reason, model=str(answered_by),
+                            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+    return completion, total
+
+
+def _short(exc: BaseException) -> str:
+    return error_message(getattr(exc, "body", None), str(exc).strip() or type(exc).__name__)
 
 
 def _chain_find(exc: BaseException, kind: type) -> BaseException | None:
@@ -245,10 +286,7 @@ class OpenAIChat:
     async def _once(self, messages: Messages, model: str, sampling: Sampling, sample: str = "") -> Completion:
         if self._dead is not None:  # another call found the endpoint gone: fail at once, no retries
             raise self._dead
-        body = {"model": model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
-                "max_tokens": sampling.max_tokens}
-        if self.seed_calls:
-            body["seed"] = call_seed(sample)
+        body = request_body(model, messages, sampling, call_seed(sample) if self.seed_calls else None)
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
@@ -267,27 +305,11 @@ class OpenAIChat:
 
     def _completion(self, data: Any, model: str, handle) -> Completion:
         try:
-            choices = data.get("choices")
-            if not choices:
-                raise TransientBackendError("the endpoint answered with no choices")
-            choice = choices[0]
-            message = choice.get("message") or {}
-            text = message.get("content")
-            if text is not None and not isinstance(text, str):
-                raise TypeError(f"content is {type(text).__name__}, not text")
-            usage = data.get("usage") or {}
-            prompt_tokens, completion_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            finish_reason = choice.get("finish_reason")
-            answered_by = data.get("model") or model
-        except (AttributeError, TypeError, ValueError, IndexError) as exc:  # valid JSON, but not a completion
-            raise TransientBackendError(f"the endpoint sent a malformed response: {self.redact(_short(exc))}") from None
-        self.limiter.settle(handle, int(usage.get("total_tokens") or prompt_tokens + completion_tokens))
-        return Completion(
-            text=_valid_unicode(text or ""),
-            finish_reason=finish_reason,
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-            model=str(answered_by),
-        )
+            completion, total = parse_completion(data, model)
+        except TransientBackendError as exc:
+            raise TransientBackendError(self.redact(str(exc))) from None
+        self.limiter.settle(handle, total)
+        return completion
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -159,6 +159,8 @@ def test_per_request_errors_fail_their_call_or_go_into_the_next_batch(tmp_path):
             return Reply(status=400, content="this request is not allowed")
         if prompt == "flaky":
             return Reply(status=500, content="overloaded")
+        if prompt == "lone":  # a lone surrogate, valid only as a JSON escape: the one completion parser repairs it
+            return Reply(content="half an emoji: \ud83d.")
         return Reply(content=f"A: {prompt}")
 
     async def main(srv):
@@ -174,14 +176,15 @@ def test_per_request_errors_fail_their_call_or_go_into_the_next_batch(tmp_path):
                 return exc
 
         try:
-            return await asyncio.gather(*(ask(p) for p in ("fine", "refused", "flaky")))
+            return await asyncio.gather(*(ask(p) for p in ("fine", "refused", "flaky", "lone")))
         finally:
             await chat.aclose()
             cache.close()
 
     with ScriptedServer(script) as srv:
-        fine, refused, flaky = asyncio.run(main(srv))
+        fine, refused, flaky, lone = asyncio.run(main(srv))
     assert fine == "A: fine"
+    assert lone == "half an emoji: \ufffd."  # as a direct call gives it, and storable in the cache
     assert isinstance(refused, RequestRejectedError) and "(HTTP 400): this request is not allowed" in str(refused)
     assert isinstance(flaky, TransientBackendError) and "HTTP 500" in str(flaky)
     assert srv.calls["batches.create"] == 3  # the first batch, then two more for the flaky call alone
