@@ -94,7 +94,7 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
 def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> int:
     """The same run on the default engine: a Prefect flow (temporary server started and stopped inside)."""
     from evol.config import RunConfig
-    from flows import run_with_prefect
+    from evol.flows import run_with_prefect
 
     seeds = workdir / "seeds.jsonl"
     seeds.write_text("".join(json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"

@@ -4,7 +4,7 @@
 offered to ``RunState.settling`` (dedup and pool update in seed order, straight into the round's spool files),
 and the outputs are written after each round and at the end, whatever happened. An ``Executor`` decides
 only where and how the items of a round run: in this process (``LocalExecutor``), or as Prefect tasks over
-chunks of the pool (``flows.evol_flow.Stage``), on threads or on a Dask cluster.
+chunks of the pool (``evol.flows.evol_flow.Stage``), on threads or on a Dask cluster.
 """
 
 from __future__ import annotations

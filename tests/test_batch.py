@@ -276,7 +276,7 @@ def test_batch_on_the_default_engine_runs_locally_and_the_flow_refuses_it(tmp_pa
     assert "runs on the local engine" in proc.stderr and "flow run" not in proc.stderr
     assert (tmp_path / "run" / "dataset.json").read_bytes() == reference[0]
 
-    from flows.evol_flow import FlowConfig
+    from evol.flows.evol_flow import FlowConfig
 
     with pytest.raises(ValueError, match="--engine local"):
         FlowConfig(seeds=SEEDS, batch=True)

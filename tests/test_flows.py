@@ -128,7 +128,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
 
 
 def run_flow(cfg, **kwargs) -> dict:
-    from flows.evol_flow import evol_flow
+    from evol.flows.evol_flow import evol_flow
 
     return asyncio.run(evol_flow(config=cfg.explicit_dict(), batch_size=BATCH, **kwargs))  # as run_with_prefect
 
@@ -250,7 +250,7 @@ def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, t
 def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, tmp_path, monkeypatch):
     """Checkpoints are read when a round starts and again in their turn (not held meanwhile): one that
     vanished in between is run after all, and the outputs do not change."""
-    from flows import batches
+    from evol.flows import batches
 
     script = endpoint.script_obj
     script.mode = "clean"
@@ -287,8 +287,8 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
 
 def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     """Two runs with the schedule's parameters over a seed folder that grew in between."""
-    from flows.evol_flow import evol_flow
-    from flows.serving import deployment_parameters
+    from evol.flows.evol_flow import evol_flow
+    from evol.flows.serving import deployment_parameters
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:N_SEEDS + 3]]
     folder = tmp_path / "seeds"
@@ -321,7 +321,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
 
 
 def test_flow_parameters_refuse_a_key(harness):
-    from flows.evol_flow import FlowConfig
+    from evol.flows.evol_flow import FlowConfig
 
     with pytest.raises(ValueError, match="EVOL_API_KEY"):
         FlowConfig(seeds=SEEDS, api_key="sk-nope-123456")
@@ -329,7 +329,7 @@ def test_flow_parameters_refuse_a_key(harness):
 
 
 def test_serve_needs_a_prefect_server_and_one_schedule(endpoint, tmp_path):
-    from flows.serving import serve
+    from evol.flows.serving import serve
 
     cfg = config(endpoint, tmp_path / "x")
     with pytest.raises(ConfigError, match="--cron or --interval"):
@@ -450,7 +450,7 @@ def _prefect_servers_of(pid: int) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"flows._server_child" in argv and str(pid).encode() in argv:
+        if b"evol.flows._server_child" in argv and str(pid).encode() in argv:
             found.append(int(proc.name))
     return found
 
@@ -460,8 +460,8 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
     rebuilt from every value, the flow's config took Prefect's 32 connections and 2,048 tokens for choices."""
     from evol.config import RunConfig
     from evol.local import tune_for_local
-    from flows.evol_flow import FlowConfig
-    from flows.serving import deployment_parameters
+    from evol.flows.evol_flow import FlowConfig
+    from evol.flows.serving import deployment_parameters
 
     cfg = build_config({"sampling": {"temperature": 0.5}}, {"seeds": SEEDS, "concurrency": 5})
     expected = tune_for_local(cfg)

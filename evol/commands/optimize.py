@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             check_optimize(config, opts)  # bad input gets its one sentence before Prefect spends seconds starting
             quiet_prefect(args)
-            from flows.optimize_flow import optimize_with_prefect
+            from ..flows.optimize_flow import optimize_with_prefect
 
             report = optimize_with_prefect(config, opts)
     rates = [report.start.evaluation.failure_rate, *(s.best_failure_rate for s in report.steps)]

@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
             manifest = asyncio.run(execute(config))
         else:
             quiet_prefect(args)
-            from flows import run_with_prefect
+            from ..flows import run_with_prefect
 
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:

@@ -35,7 +35,7 @@ def add_prefect_options(p: argparse.ArgumentParser) -> None:
 
 
 def prefect_kwargs(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``flows.run_with_prefect`` / ``flows.serving.serve`` from parsed options."""
+    """The keyword arguments of ``evol.flows.run_with_prefect`` / ``evol.flows.serving.serve`` from parsed options."""
     from ..errors import ConfigError
 
     if args.batch_size is not None and args.batch_size < 1:
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
         raise ConfigError("--batch cannot be served on a schedule yet; schedule `python -m evol run --batch` with cron instead.")
     kwargs = prefect_kwargs(args)
-    from flows.serving import serve  # Prefect loads only for the commands that use it
+    from ..flows.serving import serve  # Prefect loads only for the commands that use it
 
     serve(config, cron=args.cron, interval=args.interval, timezone=args.timezone, name=args.name, **kwargs)
     return 0

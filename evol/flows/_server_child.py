@@ -1,4 +1,4 @@
-"""``python -m flows._server_child PARENT_PID UVICORN_ARGS...``: Prefect's temporary server, tied to its run.
+"""``python -m evol.flows._server_child PARENT_PID UVICORN_ARGS...``: Prefect's temporary server, tied to its run.
 
 Prefect starts its temporary API server as a plain child process; when the run is killed with SIGKILL nothing
 stops that server and it runs on, orphaned. This wrapper asks the kernel to SIGKILL it when the evol process

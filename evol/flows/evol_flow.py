@@ -377,7 +377,7 @@ def _temporary_server():
     from prefect.server.api.server import SubprocessASGIServer
 
     class TemporaryServer(SubprocessASGIServer):
-        """Prefect's temporary server, started through ``flows._server_child`` so that it dies with this process.
+        """Prefect's temporary server, started through ``evol.flows._server_child`` so that it dies with this process.
 
         The command is Prefect 3.8's own (``_run_uvicorn_command``), with the wrapper in front of uvicorn.
         """
@@ -389,7 +389,7 @@ def _temporary_server():
             env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                    "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
             return subprocess.Popen(
-                [sys.executable, "-m", "flows._server_child", str(os.getpid()), "--app-dir",
+                [sys.executable, "-m", "evol.flows._server_child", str(os.getpid()), "--app-dir",
                  str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
                 env=env,
