@@ -1,9 +1,9 @@
 """Live progress of a run on a terminal, and the one-screen summary at its end.
 
 The pipeline reports to whatever ``current()`` returns: a no-op unless the CLI opened ``live()``, so the
-core and its tests never draw anything. Events may come from several threads (Prefect runs batches on
+core and its tests never draw anything. Events may come from several threads (Prefect runs chunks on
 worker threads of this process), hence the lock; on Dask the workers are other processes and the display
-moves a batch at a time instead.
+moves a chunk at a time instead.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Progress(NullProgress):
         self.by_model: dict[str, Usage] = defaultdict(Usage)
         self.kept = 0
         self.rejected: Counter = Counter()
-        self._seen: set[str] = set()  # this round's items, so a batch's results can be reported twice
+        self._seen: set[str] = set()  # this round's items, so a chunk's results can be reported twice
 
     def round_start(self, round_no: int, rounds: int, total: int) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ KEY = "sk-flowtest-0123456789abcdef"
 GIVEN = "#Given Prompt#:\n"
 ROUNDS = 2
 N_SEEDS = 14
-BATCH = 4  # 4 batches per round: several batch tasks, run two at a time
+CHUNK = 4  # 4 chunks per round: several chunk tasks, run two at a time
 
 
 def _h(text: str) -> int:
@@ -105,7 +105,7 @@ def harness():
 
 @pytest.fixture(scope="module")
 def endpoint():
-    """The scripted endpoint, which demands the key: batch tasks must find it in their environment."""
+    """The scripted endpoint, which demands the key: chunk tasks must find it in their environment."""
     script = Script()
     old = {k: os.environ.pop(k, None) for k in ("EVOL_API_KEY", "OPENAI_API_KEY")}
     os.environ["EVOL_API_KEY"] = KEY  # before any Dask worker starts, so workers inherit it
@@ -130,7 +130,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
 def run_flow(cfg, **kwargs) -> dict:
     from evol.flows.evol_flow import evol_flow
 
-    return asyncio.run(evol_flow(config=cfg.explicit_dict(), batch_size=BATCH, **kwargs))  # as run_with_prefect
+    return asyncio.run(evol_flow(config=cfg.explicit_dict(), chunk_size=CHUNK, **kwargs))  # as run_with_prefect
 
 
 REFERENCE_REQUESTS: list[str] = []  # every request of the reference run, as JSON
@@ -164,10 +164,10 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     assert manifest["counts"] == plain["counts"]
     for key in ("calls", "calls_failed", "tokens_by_stage", "tokens_by_model"):
         assert manifest["usage"][key] == plain["usage"][key], key
-    assert manifest["batches"] == {"run": ROUNDS * 4, "restored": 0}
+    assert manifest["chunks"] == {"run": ROUNDS * 4, "restored": 0}
     rounds = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert rounds == [f"round-{n}" for n in range(1, ROUNDS + 1)]
-    assert len(list((out / "checkpoints" / "round-1").glob("batch-*.jsonl"))) == 4
+    assert len(list((out / "checkpoints" / "round-1").glob("chunk-*.jsonl"))) == 4
 
     # the key reached the endpoint (from the environment) and nothing Prefect stores
     from prefect.client.orchestration import get_client
@@ -185,11 +185,11 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     assert "| respond |" in text and "| dedup | duplicate | near_duplicate |" in text  # the summary artifact
     assert all(KEY not in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix != ".sqlite")
 
-    # run again: every batch is restored from its checkpoint, not one call is made, same bytes
+    # run again: every chunk is restored from its checkpoint, not one call is made, same bytes
     before = endpoint.chat_count()
     again = run_flow(config(endpoint, out))
     assert endpoint.chat_count() - before == _failed_calls(out)  # only failed items are asked again
-    assert again["batches"]["restored"] >= 1
+    assert again["chunks"]["restored"] >= 1
     same_outputs(reference, out)
 
 
@@ -209,8 +209,8 @@ def test_stopped_run_resumes_without_repeating_finished_calls(harness, endpoint,
     answered = Counter(script.answered)
     assert answered and answered.total() < full.total()
     assert json.loads((out / "manifest.json").read_text())["status"] == "stopped"
-    finished = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("batch-*.jsonl")}
-    assert finished, "no batch finished before the 401"
+    finished = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("chunk-*.jsonl")}
+    assert finished, "no chunk finished before the 401"
 
     script.fatal_after = None
     first = len(endpoint.requests)
@@ -221,7 +221,7 @@ def test_stopped_run_resumes_without_repeating_finished_calls(harness, endpoint,
     assert answered + again == full
     assert manifest["status"] == "complete"
     untouched = [p for p in finished if not _has_failed(p)]
-    assert untouched and manifest["batches"]["restored"] >= len(untouched)
+    assert untouched and manifest["chunks"]["restored"] >= len(untouched)
     for path in untouched:
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == finished[path], f"{path.name} was run again"
     same_outputs(reference, out)
@@ -231,10 +231,10 @@ def _has_failed(path: Path) -> bool:
     return any('"kind": "failed"' in line for line in path.read_text().splitlines()[1:])
 
 
-def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, tmp_path):
-    """Even with the call cache gone, a finished batch costs nothing: its checkpoint is the proof of work."""
+def test_checkpoints_alone_skip_finished_chunks(harness, endpoint, reference, tmp_path):
+    """Even with the call cache gone, a finished chunk costs nothing: its checkpoint is the proof of work."""
     script = endpoint.script_obj
-    script.mode = "clean"  # so that every batch is finished for good
+    script.mode = "clean"  # so that every chunk is finished for good
     try:
         out = tmp_path / "no-cache"
         run_flow(config(endpoint, out))
@@ -242,7 +242,7 @@ def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, t
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
         assert endpoint.chat_count() == before
-        assert manifest["batches"] == {"run": 0, "restored": ROUNDS * 4}
+        assert manifest["chunks"] == {"run": 0, "restored": ROUNDS * 4}
     finally:
         script.mode = "rich"
 
@@ -250,7 +250,7 @@ def test_checkpoints_alone_skip_finished_batches(harness, endpoint, reference, t
 def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, tmp_path, monkeypatch):
     """Checkpoints are read when a round starts and again in their turn (not held meanwhile): one that
     vanished in between is run after all, and the outputs do not change."""
-    from evol.flows import batches
+    from evol.flows import chunks
 
     script = endpoint.script_obj
     script.mode = "clean"
@@ -258,19 +258,19 @@ def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, 
         out = tmp_path / "vanishing"
         run_flow(config(endpoint, out))
         dataset = (out / "dataset.json").read_bytes()
-        real, looks = batches.read_checkpoint, Counter()
+        real, looks = chunks.read_checkpoint, Counter()
 
         def read(job):
-            looks[(job.round_no, job.batch_no)] += 1
-            if (job.round_no, job.batch_no) == (2, 1) and looks[(2, 1)] == 2:
+            looks[(job.round_no, job.chunk_no)] += 1
+            if (job.round_no, job.chunk_no) == (2, 1) and looks[(2, 1)] == 2:
                 return None  # deleted between the round's first look and its turn
             return real(job)
 
-        monkeypatch.setattr(batches, "read_checkpoint", read)
+        monkeypatch.setattr(chunks, "read_checkpoint", read)
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
-        assert manifest["batches"] == {"run": 1, "restored": ROUNDS * 4 - 1}
-        assert endpoint.chat_count() == before  # the batch ran, its calls answered by the cache
+        assert manifest["chunks"] == {"run": 1, "restored": ROUNDS * 4 - 1}
+        assert endpoint.chat_count() == before  # the chunk ran, its calls answered by the cache
         assert manifest["status"] == "complete" and manifest["counts"]["balanced"]
         assert (out / "dataset.json").read_bytes() == dataset
     finally:
@@ -281,7 +281,7 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
     pytest.importorskip("prefect_dask")
     out = tmp_path / "dask"
     manifest = run_flow(config(endpoint, out), dask_workers=2)
-    assert manifest["batches"]["run"] == ROUNDS * 4
+    assert manifest["chunks"]["run"] == ROUNDS * 4
     same_outputs(reference, out)
 
 
@@ -296,7 +296,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:N_SEEDS]))
     cfg = build_config({}, {"seeds": folder, "rounds": ROUNDS, "base_url": endpoint.base_url, "concurrency": 4,
                             "out": tmp_path / "nightly"})
-    params = deployment_parameters(cfg, batch_size=BATCH)
+    params = deployment_parameters(cfg, chunk_size=CHUNK)
     assert KEY not in json.dumps(params) and Path(params["config"]["out"]).is_absolute()
 
     endpoint.script_obj.mode = "simple"  # every evolution kept: a seed costs exactly 3 calls a round
@@ -310,7 +310,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
         assert len(new) == 3 * ROUNDS * len(new_seeds)
         assert all(any(s in p for s in new_seeds) for p in new), "a seed of the first night was paid again"
         assert manifest["counts"]["seeds"] == N_SEEDS + 3
-        assert manifest["batches"]["restored"] == ROUNDS * (N_SEEDS // BATCH)  # only the last batch changed
+        assert manifest["chunks"]["restored"] == ROUNDS * (N_SEEDS // CHUNK)  # only the last chunk changed
 
         # and what was kept is what a fresh plain run over the grown folder gives
         fresh = tmp_path / "fresh"
@@ -354,7 +354,7 @@ def test_cli_runs_through_the_flow_by_default_and_ends_cleanly(endpoint, referen
     """``python -m evol run``: a Prefect flow run on a temporary server, the plain run's outputs, a clean end."""
     out = tmp_path / "ephemeral"
     r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
-                 endpoint.base_url, "--out", str(out), "--concurrency", "4", "--batch-size", str(BATCH),
+                 endpoint.base_url, "--out", str(out), "--concurrency", "4", "--chunk-size", str(CHUNK),
                  home=tmp_path / "prefect-home")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Beginning flow run" in r.stderr and "evol-pipeline" in r.stderr  # it went through the flows
@@ -378,7 +378,7 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
     try:
         out = tmp_path / "fatal"
         r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
-                     endpoint.base_url, "--out", str(out), "--concurrency", "1", "--batch-size", str(BATCH),
+                     endpoint.base_url, "--out", str(out), "--concurrency", "1", "--chunk-size", str(CHUNK),
                      "--seed", "7", home=tmp_path / "prefect-home")
     finally:
         with script.lock:
@@ -394,13 +394,13 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
 
 def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, uninterrupted):
     """kill -9 of ``python -m evol run`` on the Prefect engine, then the same command: no answered call is sent
-    again, finished batches come back from their checkpoints, and the dataset is the uninterrupted run's."""
+    again, finished chunks come back from their checkpoints, and the dataset is the uninterrupted run's."""
     from .test_crash import ARGS, LedgerServer, cached_rows, check_same_run, kill9, stateless, wait_for
 
     full, every = uninterrupted
     out = tmp_path / "crashed"
     args = [a for a in ARGS if a not in ("--engine", "local")]
-    args += ["--batch-size", "10", "--out", str(out)]  # 100 seeds: 10 batch tasks a round, two at a time
+    args += ["--chunk-size", "10", "--out", str(out)]  # 100 seeds: 10 chunk tasks a round, two at a time
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
@@ -411,7 +411,7 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
 
     with LedgerServer(stateless, hold_after=int(0.6 * len(every))) as srv:
         proc = start(srv.base_url)
-        try:  # held at 60% of the calls: round 1's batches are checkpointed, round 2 is under way
+        try:  # held at 60% of the calls: round 1's chunks are checkpointed, round 2 is under way
             wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc)
             wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
                      "the client to store every answer it received", proc)
@@ -424,9 +424,9 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
                 proc.wait(10)
         answered_before, sent_before = srv.snapshot()
         srv.phase = "resume"
-        done = sorted((out / "checkpoints" / "round-1").glob("batch-*.jsonl"))
+        done = sorted((out / "checkpoints" / "round-1").glob("chunk-*.jsonl"))
         assert len(done) == 10, done  # round 1 finished before the hold
-        # a batch with a failed item runs again (its answered calls from the cache); the others are restored
+        # a chunk with a failed item runs again (its answered calls from the cache); the others are restored
         clean = [p for p in done if '"kind": "failed"' not in p.read_text()]
         assert 0 < len(clean) < len(done)
         again = start(srv.base_url)
@@ -437,7 +437,7 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
 
     before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
     assert before + after == one_run, f"paid twice: {sum((before + after - one_run).values())}"
-    assert f"round 1: 10 batches, {len(clean)} restored from checkpoints, {10 - len(clean)} to run" in err, err[-3000:]
+    assert f"round 1: 10 chunks, {len(clean)} restored from checkpoints, {10 - len(clean)} to run" in err, err[-3000:]
     m = check_same_run(out, full, every)
     assert m["cache"]["misses"] == len(sent_after)
 

@@ -135,8 +135,8 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger("evol").info("--batch runs on the local engine (one batch file per stage and model)")
         engine = "local"
     if engine == "local":
-        if kwargs["dask_address"] or kwargs["dask_workers"] or "batch_size" in kwargs:
-            raise ConfigError("--dask-address, --dask-workers and --batch-size need --engine prefect.")
+        if kwargs["dask_address"] or kwargs["dask_workers"] or "chunk_size" in kwargs:
+            raise ConfigError("--dask-address, --dask-workers and --chunk-size need --engine prefect.")
     else:
         check_inputs(config)  # bad input gets its one sentence before Prefect spends seconds starting
     with progress.live(config.price_table(), enabled=watch):

@@ -28,25 +28,26 @@ def add_parser(sub) -> None:
 def add_prefect_options(p: argparse.ArgumentParser) -> None:
     """Options of a run through Prefect; ``run`` can reuse them."""
     g = p.add_argument_group("prefect")
-    g.add_argument("--batch-size", type=int, default=None,
-                   help="pool entries per batch task (default 256); a finished batch is checkpointed")
-    g.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="run the batches on this Dask cluster")
-    g.add_argument("--dask-workers", type=int, metavar="N", help="run the batches on a local Dask cluster of N processes")
+    g.add_argument("--chunk-size", "--batch-size", dest="chunk_size", type=int, default=None,
+                   help="pool entries per chunk task (default 256); a finished chunk is checkpointed "
+                        "(--batch-size, its old name, still works)")
+    g.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="run the chunks on this Dask cluster")
+    g.add_argument("--dask-workers", type=int, metavar="N", help="run the chunks on a local Dask cluster of N processes")
 
 
 def prefect_kwargs(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``evol.flows.run_with_prefect`` / ``evol.flows.serving.serve`` from parsed options."""
     from ..errors import ConfigError
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1.")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ConfigError("--chunk-size must be at least 1.")
     if args.dask_workers is not None and args.dask_workers < 1:
         raise ConfigError("--dask-workers must be at least 1.")
     if args.dask_address and args.dask_workers:
         raise ConfigError("Give --dask-address or --dask-workers, not both.")
     out = {"dask_address": args.dask_address, "dask_workers": args.dask_workers}
-    if args.batch_size is not None:
-        out["batch_size"] = args.batch_size
+    if args.chunk_size is not None:
+        out["chunk_size"] = args.chunk_size
     return out
 
 

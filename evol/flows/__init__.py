@@ -1,4 +1,4 @@
-"""Prefect orchestration of evol: the pipeline as flows, resumable per batch, on threads or on Dask.
+"""Prefect orchestration of evol: the pipeline as flows, resumable per chunk, on threads or on Dask.
 
 The core (``evol``) never imports this package; ``python -m evol run`` and ``serve`` reach it through
 ``evol.flows.run_with_prefect`` and ``evol.flows.serving.serve``. The flow itself is ``evol.flows.evol_flow.evol_flow``

@@ -1,12 +1,12 @@
-"""The evol pipeline as Prefect flows: one-off runs, scheduled runs, batches on threads or on Dask.
+"""The evol pipeline as Prefect flows: one-off runs, scheduled runs, chunks on threads or on Dask.
 
 ``evol`` (parent flow) holds what must live as long as the run: the run-folder lock, the backend (the
 embedded llama.cpp server is started once, here) and the task runner's cluster. ``evol-pipeline`` (its
-subflow) does the work round by round: ``evolve-round-N-batch-B`` tasks (a few hundred pool entries
-each, with async concurrency inside, so the tens of ms a task run costs stay invisible), each batch
+subflow) does the work round by round: ``evolve-round-N-chunk-B`` tasks (a few hundred pool entries
+each, with async concurrency inside, so the tens of ms a task run costs stay invisible), each chunk
 settled in the flow (dedup and pool update, in seed order, into the round's spool files) as soon as the
-batches before it are, then ``write-outputs-round-N`` (``write-outputs-final`` after the last). Finished
-batches are checkpointed in the run folder, so a restarted run with the same folder skips them without a
+chunks before it are, then ``write-outputs-round-N`` (``write-outputs-final`` after the last). Finished
+chunks are checkpointed in the run folder, so a restarted run with the same folder skips them without a
 single call.
 
 The results are those of ``evol.run.execute`` byte for byte: the same round loop (``evol.rounds.run_rounds``),
@@ -44,12 +44,12 @@ from evol.rounds import RunState, run_rounds
 from evol.run import check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.rundir import RunDir
 
-from . import batches
-from .batches import BatchJob, BatchResult, Endpoint
+from . import chunks
+from .chunks import ChunkJob, ChunkResult, Endpoint
 
-#: pool entries per batch task: big enough that task overhead is noise, small enough that a crash loses little
-BATCH_SIZE = 256
-#: batch tasks at once on the default runner: two, so one batch's slow tail overlaps the next one's start
+#: pool entries per chunk task: big enough that task overhead is noise, small enough that a crash loses little
+CHUNK_SIZE = 256
+#: chunk tasks at once on the default runner: two, so one chunk's slow tail overlaps the next one's start
 THREADS = 2
 
 
@@ -72,7 +72,7 @@ class FlowConfig(RunConfig):
     @field_validator("batch")
     @classmethod
     def _no_batch(cls, v: bool) -> bool:
-        if v:  # batch tasks would each send their own small Batch API file, two at a time
+        if v:  # chunk tasks would each send their own small Batch API file, two at a time
             raise ValueError("the Batch API runs on the local engine: python -m evol run --batch --engine local")
         return v
 
@@ -88,29 +88,29 @@ def _worth_retrying(task, task_run, state) -> bool:
     return not isinstance(exc, EvolError)
 
 
-_batch_options = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying,
+_chunk_options = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying,
                       cache_policy=NO_CACHE, persist_result=False)
 
 
-def _run_and_checkpoint(job: BatchJob) -> BatchResult:
-    # a sync task that waits for its batch on the process's lane: Prefect's async tasks on a thread pool cost
+def _run_and_checkpoint(job: ChunkJob) -> ChunkResult:
+    # a sync task that waits for its chunk on the process's lane: Prefect's async tasks on a thread pool cost
     # ~30 ms each in engine set-up (a new loop and API client per task), its sync ones ~3 ms (measured here)
     t0 = time.perf_counter()
-    result = batches.run_on_lane(job)
+    result = chunks.run_on_lane(job)
     result.seconds = time.perf_counter() - t0
-    batches.write_checkpoint(job, result)
+    chunks.write_checkpoint(job, result)
     return result
 
 
-@task(name="evolve-batch", task_run_name="evolve-round-{round_no}-batch-{batch_no}", **_batch_options)
-def evolve_batch(job: BatchJob, round_no: int, batch_no: int) -> BatchResult:
-    """Evolve, judge and answer one batch of pool entries (each entry streams through the three stages)."""
+@task(name="evolve-chunk", task_run_name="evolve-round-{round_no}-chunk-{chunk_no}", **_chunk_options)
+def evolve_chunk(job: ChunkJob, round_no: int, chunk_no: int) -> ChunkResult:
+    """Evolve, judge and answer one chunk of pool entries (each entry streams through the three stages)."""
     return _run_and_checkpoint(job)
 
 
-@task(name="answer-seeds-batch", task_run_name="answer-seeds-batch-{batch_no}", **_batch_options)
-def answer_seeds_batch(job: BatchJob, batch_no: int) -> BatchResult:
-    """Answer one batch of seeds for the dataset (include_seeds)."""
+@task(name="answer-seeds-chunk", task_run_name="answer-seeds-chunk-{chunk_no}", **_chunk_options)
+def answer_seeds_chunk(job: ChunkJob, chunk_no: int) -> ChunkResult:
+    """Answer one chunk of seeds for the dataset (include_seeds)."""
     return _run_and_checkpoint(job)
 
 
@@ -123,80 +123,80 @@ def write(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, 
 
 @dataclass
 class ChatStats:
-    """What the manifest reads of a CachedChat, added up over every batch."""
+    """What the manifest reads of a CachedChat, added up over every chunk."""
 
     identity: str
     hits: int = 0
     misses: int = 0
 
 
-# --- the work: rounds of batches
+# --- the work: rounds of chunks
 
 
 @dataclass
 class Stage:
-    """Runs one stage's batches: restores what is checkpointed, submits the rest, adds up the books."""
+    """Runs one stage's chunks: restores what is checkpointed, submits the rest, adds up the books."""
 
     config: FlowConfig
     profile: Profile
     endpoint: Endpoint
     run_dir: Path
     run_key: str
-    batch_size: int
-    parallel: int  # batches running at once
+    chunk_size: int
+    parallel: int  # chunks running at once
     processes: int  # processes they run in (each has its lane: its part of --concurrency, --rpm, --tpm)
     tally: Tally
     stats: ChatStats
     counts: Counter
 
     async def run(self, round_no: int, items: list, consume: Callable[[Outcome], None]) -> None:
-        """Run the round's batches and hand their outcomes to ``consume`` in item order, a batch as soon as it
-        and every batch before it are done: no more than the batches finished out of order is held."""
+        """Run the round's chunks and hand their outcomes to ``consume`` in item order, a chunk as soon as it
+        and every chunk before it are done: no more than the chunks finished out of order is held."""
         log = get_run_logger()
-        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
-        jobs = [BatchJob(config=self.config, profile=self.profile, endpoint=self.endpoint, run_dir=str(self.run_dir),
-                         run_key=self.run_key, round_no=round_no, batch_no=b, items=chunk, concurrency=0)
-                for b, chunk in enumerate(chunks)]
+        parts = [items[i:i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        jobs = [ChunkJob(config=self.config, profile=self.profile, endpoint=self.endpoint, run_dir=str(self.run_dir),
+                         run_key=self.run_key, round_no=round_no, chunk_no=b, items=chunk, concurrency=0)
+                for b, chunk in enumerate(parts)]
         progress = current()
         progress.round_start(round_no, self.config.rounds, len(items))
         # a checkpoint is read once to see that it is whole, and again when its turn comes: not held meanwhile
-        restored = {job.batch_no for job in jobs if self._restorable(job, progress)}
-        todo = [job for job in jobs if job.batch_no not in restored]
-        # --concurrency (and --rpm, --tpm) are the run's totals: shared by the processes that run batches, and
-        # within a process by its batches, through its lane
+        restored = {job.chunk_no for job in jobs if self._restorable(job, progress)}
+        todo = [job for job in jobs if job.chunk_no not in restored]
+        # --concurrency (and --rpm, --tpm) are the run's totals: shared by the processes that run chunks, and
+        # within a process by its chunks, through its lane
         share = max(1, min(self.processes, len(todo)))
         per_process = max(1, math.ceil(self.config.concurrency / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
 
-        def submit(job: BatchJob, concurrency: int, share: int):
+        def submit(job: ChunkJob, concurrency: int, share: int):
             job.concurrency, job.share, job.spent = concurrency, share, spent
             if round_no == 0:
-                return answer_seeds_batch.submit(job, job.batch_no)
-            return evolve_batch.submit(job, round_no, job.batch_no)
+                return answer_seeds_chunk.submit(job, job.chunk_no)
+            return evolve_chunk.submit(job, round_no, job.chunk_no)
 
-        futures = {job.batch_no: submit(job, per_process, share) for job in todo}
+        futures = {job.chunk_no: submit(job, per_process, share) for job in todo}
         what = "seeds" if round_no == 0 else f"round {round_no}"
-        log.info("%s: %d batches, %d restored from checkpoints, %d to run", what, len(jobs), len(restored), len(todo))
+        log.info("%s: %d chunks, %d restored from checkpoints, %d to run", what, len(jobs), len(restored), len(todo))
         errors: list[BaseException] = []
         for job in jobs:
-            b = job.batch_no
-            r = batches.read_checkpoint(job) if b in restored else None
+            b = job.chunk_no
+            r = chunks.read_checkpoint(job) if b in restored else None
             if r is None:
                 if b not in futures:  # its checkpoint went away since the first look: run it after all
                     futures[b] = submit(job, per_process, share)
-                # wait for every batch before raising, so each one that finished is checkpointed for the restart
+                # wait for every chunk before raising, so each one that finished is checkpointed for the restart
                 try:
                     r = await asyncio.to_thread(futures.pop(b).result)
-                except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the running batches start no new call
-                    batches.STOP.set()
+                except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the running chunks start no new call
+                    chunks.STOP.set()
                     raise
-                except Exception as exc:  # a failed batch
+                except Exception as exc:  # a failed chunk
                     errors.append(exc)
-                    if books := getattr(exc, "evol_batch", None):
-                        self._add(BatchResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
+                    if books := getattr(exc, "evol_chunk", None):
+                        self._add(ChunkResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
                     continue
-                progress.items(r.outcomes)  # batches on other processes (Dask) report here, at their end; once per item
-            self._add(r)  # the finished batches' calls count, whatever happens to the round
+                progress.items(r.outcomes)  # chunks on other processes (Dask) report here, at their end; once per item
+            self._add(r)  # the finished chunks' calls count, whatever happens to the round
             if not errors:
                 for out in r.outcomes:
                     consume(out)
@@ -204,24 +204,24 @@ class Stage:
             raise min(errors, key=lambda e: 0 if isinstance(e, BackendError) and e.fatal else 1)
 
     @staticmethod
-    def _restorable(job: BatchJob, progress) -> bool:
-        r = batches.read_checkpoint(job)
+    def _restorable(job: ChunkJob, progress) -> bool:
+        r = chunks.read_checkpoint(job)
         if r is not None:
             progress.items(r.outcomes)
         return r is not None
 
-    def _add(self, r: BatchResult) -> None:
-        batches.add_tally(self.tally, r.tally, restored=r.restored)
+    def _add(self, r: ChunkResult) -> None:
+        chunks.add_tally(self.tally, r.tally, restored=r.restored)
         if r.restored:
             self.stats.hits += sum(r.tally.get("calls", {}).values())
         else:
             self.stats.hits += r.hits
             self.stats.misses += r.misses
-        self.counts["batches_restored" if r.restored else "batches_run"] += 1
+        self.counts["chunks_restored" if r.restored else "chunks_run"] += 1
 
 
 @flow(name="evol-pipeline", log_prints=False, validate_parameters=True)
-async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_size: int = BATCH_SIZE,
+async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_size: int = CHUNK_SIZE,
                         parallel: int = THREADS, processes: int = 1) -> dict:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
@@ -230,8 +230,8 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
     run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
-    stage = Stage(config, profile, endpoint, run_dir.path.resolve(), batches.run_key(config, profile, endpoint),
-                  batch_size, parallel, processes, tally, stats, counts)
+    stage = Stage(config, profile, endpoint, run_dir.path.resolve(), chunks.run_key(config, profile, endpoint),
+                  chunk_size, parallel, processes, tally, stats, counts)
     state = RunState.start(seedset, run_dir)
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
@@ -239,7 +239,7 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, batch_
     async def checkpoint(status: str, reason: str, when: str) -> dict:
         manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, when)
         if when == "final":
-            manifest["batches"] = {"run": counts["batches_run"], "restored": counts["batches_restored"]}
+            manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
             await _artifact(manifest, state)
         return manifest
 
@@ -254,7 +254,7 @@ async def _artifact(manifest: dict, state: RunState) -> None:
         "",
         f"{c['dataset_rows']} dataset rows in `{manifest['out']}` from {c['seeds']} seeds "
         f"({c['seeds_skipped']} skipped), {c['rounds_done']} rounds; "
-        f"batches run {manifest['batches']['run']}, restored from checkpoints {manifest['batches']['restored']}.",
+        f"chunks run {manifest['chunks']['run']}, restored from checkpoints {manifest['chunks']['restored']}.",
         "",
         "| round | attempts | kept | eliminated | duplicate | failed |",
         "|---|---|---|---|---|---|",
@@ -280,17 +280,17 @@ async def _artifact(manifest: dict, state: RunState) -> None:
 
 
 @flow(name="evol", log_prints=False, validate_parameters=True)
-async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+async def evol_flow(config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
                     dask_workers: int | None = None) -> dict:
     """Evolve seed instructions into a dataset, as ``python -m evol run`` does; returns the manifest.
 
-    ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Batches run
+    ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Chunks run
     on two threads by default, on the Dask cluster at ``dask_address``, or on a local cluster of
     ``dask_workers`` processes.
     """
     from evol.backend import open_backend  # here, so importing the flow costs no SDK start-up
 
-    cfg = RunConfig(**config.explicit_dict(), api_key=batches.api_key())  # what the user left unset stays unset
+    cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())  # what the user left unset stays unset
     check_inputs(cfg)  # bad input fails before any server starts (a scheduled run has no CLI to check it)
     out = default_out(cfg)
     with RunDir(out):
@@ -302,14 +302,14 @@ async def evol_flow(config: FlowConfig, batch_size: int = BATCH_SIZE, dask_addre
             run_dir = str(Path(out).resolve())
             try:
                 return await pipeline_flow.with_options(task_runner=runner)(
-                    config=public, endpoint=endpoint, out=str(out), batch_size=batch_size, parallel=parallel,
+                    config=public, endpoint=endpoint, out=str(out), chunk_size=chunk_size, parallel=parallel,
                     processes=processes)
-            finally:  # the subflow's task runner has exited: none of its batches is still running
-                batches.close_lanes(run_dir)  # this process's; a Dask worker closes its own when it exits
+            finally:  # the subflow's task runner has exited: none of its chunks is still running
+                chunks.close_lanes(run_dir)  # this process's; a Dask worker closes its own when it exits
 
 
 def task_runner(dask_address: str | None = None, dask_workers: int | None = None):
-    """The task runner for the batches, how many batches it runs at once and in how many processes."""
+    """The task runner for the chunks, how many chunks it runs at once and in how many processes."""
     if dask_address and dask_workers:
         raise ConfigError("Give --dask-address or --dask-workers, not both.")
     if not (dask_address or dask_workers):
@@ -320,7 +320,7 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
     except ImportError:
         raise ConfigError("Running on Dask needs prefect-dask: pip install 'evol[dask]'.") from None
     if dask_workers:
-        # one thread per worker process: a batch keeps its worker busy with its own event loop
+        # one thread per worker process: a chunk keeps its worker busy with its own event loop
         kwargs = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
         return DaskTaskRunner(cluster_kwargs=kwargs), dask_workers, dask_workers
     with distributed.Client(dask_address, timeout=30) as client:
@@ -425,18 +425,18 @@ def _drain() -> None:
 @contextlib.contextmanager
 def prefect_session(config: RunConfig) -> Iterator[None]:
     """A Prefect API to report to, and the API key where this process's flows and threads find it."""
-    batches._process_key = config.api_key  # for this process's threads; never a parameter
-    batches.STOP.clear()  # a run after an interrupted one, in the same process, runs
+    chunks._process_key = config.api_key  # for this process's threads; never a parameter
+    chunks.STOP.clear()  # a run after an interrupted one, in the same process, runs
     try:
         with prefect_api(), fewer_gc_pauses():
             yield
     finally:
-        batches._process_key = None
+        chunks._process_key = None
 
 
-def run_with_prefect(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+def run_with_prefect(config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
                      dask_workers: int | None = None) -> dict:
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     with prefect_session(config):
-        return asyncio.run(evol_flow(config=config.explicit_dict(), batch_size=batch_size,
+        return asyncio.run(evol_flow(config=config.explicit_dict(), chunk_size=chunk_size,
                                      dask_address=dask_address, dask_workers=dask_workers))

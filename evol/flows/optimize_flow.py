@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from evol.config import RunConfig
 from evol.optimize import OptimizeOptions, OptimizeReport, optimize
 
-from . import batches
+from . import chunks
 from .evol_flow import FlowConfig, prefect_session
 
 
@@ -37,7 +37,7 @@ async def in_task(name: str, work: Callable[[], Awaitable[Any]]) -> Any:
 @flow(name="evol-optimize", log_prints=False, validate_parameters=True)
 async def optimize_flow(config: FlowConfig, options: OptimizeOptions) -> dict:
     """Learn the evolving method on the seeds, as ``python -m evol optimize`` does; returns optimize.json's content."""
-    cfg = RunConfig(**config.explicit_dict(), api_key=batches.api_key())
+    cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())
     report = await optimize(cfg, options, stage=in_task)
     await acreate_markdown_artifact(markdown=summary(report), key="evol-optimize-summary",
                                     description=f"evol optimize into {options.out}")

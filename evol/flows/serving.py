@@ -2,7 +2,7 @@
 
 A scheduled run is incremental by construction: every run of the schedule writes into the same run
 folder, so the call cache answers every call already made for the seeds evolved before, and the
-per-batch checkpoints skip whole batches whose seeds have not changed. Only new seeds cost calls.
+per-chunk checkpoints skip whole chunks whose seeds have not changed. Only new seeds cost calls.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from evol.config import RunConfig
 from evol.errors import ConfigError
 from evol.run import default_out
 
-from .evol_flow import BATCH_SIZE, evol_flow
+from .evol_flow import CHUNK_SIZE, evol_flow
 
 _PATH_KEYS = ("seeds", "out", "prompts_dir", "model_path")
 
 
-def deployment_parameters(config: RunConfig, *, batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+def deployment_parameters(config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
                           dask_workers: int | None = None) -> dict[str, Any]:
     """What the schedule stores on the Prefect server for every run: absolute paths, never the key.
 
@@ -30,7 +30,7 @@ def deployment_parameters(config: RunConfig, *, batch_size: int = BATCH_SIZE, da
     for key in _PATH_KEYS:
         if data.get(key) is not None:
             data[key] = str(Path(data[key]).expanduser().resolve())
-    params: dict[str, Any] = {"config": data, "batch_size": batch_size}
+    params: dict[str, Any] = {"config": data, "chunk_size": chunk_size}
     if dask_address:
         params["dask_address"] = dask_address
     if dask_workers:
@@ -39,7 +39,7 @@ def deployment_parameters(config: RunConfig, *, batch_size: int = BATCH_SIZE, da
 
 
 def serve(config: RunConfig, *, cron: str | None = None, interval: float | None = None, timezone: str | None = None,
-          name: str = "evol", batch_size: int = BATCH_SIZE, dask_address: str | None = None,
+          name: str = "evol", chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
           dask_workers: int | None = None) -> None:
     """Serve ``evol_flow`` on a schedule until interrupted; runs start in child processes of this one."""
     from prefect.schedules import Cron, Interval
@@ -56,7 +56,7 @@ def serve(config: RunConfig, *, cron: str | None = None, interval: float | None 
     evol_flow.serve(
         name=name,
         schedules=[schedule],
-        parameters=deployment_parameters(config, batch_size=batch_size, dask_address=dask_address,
+        parameters=deployment_parameters(config, chunk_size=chunk_size, dask_address=dask_address,
                                          dask_workers=dask_workers),
         description="Evolve the seed folder into its dataset; seeds evolved before are answered from the run's cache.",
         tags=["evol"],

@@ -1,8 +1,8 @@
-"""One batch of pool entries through one round, with no Prefect in sight: what a batch task runs anywhere.
+"""One chunk of pool entries through one round, with no Prefect in sight: what a chunk task runs anywhere.
 
-A batch runs on its process's ``Lane``: one client (the key from the process's own environment, never from a
-parameter) and one connection to the run directory's ``calls.sqlite`` for every batch the process runs, so a
-batch runs the same in a thread of the flow's process or in a Dask worker on another machine that sees the
+A chunk runs on its process's ``Lane``: one client (the key from the process's own environment, never from a
+parameter) and one connection to the run directory's ``calls.sqlite`` for every chunk the process runs, so a
+chunk runs the same in a thread of the flow's process or in a Dask worker on another machine that sees the
 run directory.
 """
 
@@ -35,8 +35,8 @@ T = TypeVar("T")
 #: an API key handed to run_with_prefect in code rather than through the environment; threads of this
 #: process see it, other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
 _process_key: SecretStr | None = None
-#: set when the flow is interrupted: the batches running on this process's threads start no new call, so the
-#: task runner's exit (which waits for them) comes once the calls in flight are answered, not the whole batch
+#: set when the flow is interrupted: the chunks running on this process's threads start no new call, so the
+#: task runner's exit (which waits for them) comes once the calls in flight are answered, not the whole chunk
 STOP = threading.Event()
 
 
@@ -45,7 +45,7 @@ def api_key() -> SecretStr | None:
 
 
 class Endpoint(BaseModel):
-    """How batches reach the model, as resolved once by the flow: everything but the key."""
+    """How chunks reach the model, as resolved once by the flow: everything but the key."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -62,8 +62,8 @@ class Endpoint(BaseModel):
 
 
 @dataclass
-class BatchJob:
-    """Everything a batch task needs; picklable, so Dask can ship it, and free of secrets."""
+class ChunkJob:
+    """Everything a chunk task needs; picklable, so Dask can ship it, and free of secrets."""
 
     config: RunConfig  # with api_key None
     profile: Profile
@@ -71,25 +71,25 @@ class BatchJob:
     run_dir: str
     run_key: str  # see run_key(): changes whenever anything that shapes an answer changes
     round_no: int  # 0 answers seeds (include_seeds), 1.. evolves the pool
-    batch_no: int
+    chunk_no: int
     items: list  # Seeds for round 0, Nodes after
-    concurrency: int  # connections the process running this batch may hold open, for all its batches
-    share: int = 1  # processes running batches at once: each gets 1/share of --rpm and --tpm
-    spent: dict = field(default_factory=dict)  # tokens by model before this batch, for --budget-usd
+    concurrency: int  # connections the process running this chunk may hold open, for all its chunks
+    share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
+    spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
 
     @property
     def checkpoint(self) -> Path:
-        return checkpoint_path(Path(self.run_dir), self.round_no, self.batch_no)
+        return checkpoint_path(Path(self.run_dir), self.round_no, self.chunk_no)
 
     @property
     def fingerprint(self) -> str:
-        return batch_fingerprint(self.run_key, self.round_no, self.items)
+        return chunk_fingerprint(self.run_key, self.round_no, self.items)
 
 
 @dataclass
-class BatchResult:
+class ChunkResult:
     outcomes: list[Outcome]
-    tally: dict  # Tally.as_dict() of this batch's calls
+    tally: dict  # Tally.as_dict() of this chunk's calls
     hits: int = 0
     misses: int = 0
     restored: bool = False  # read back from a checkpoint: no call made, not even to the cache
@@ -99,13 +99,13 @@ class BatchResult:
 class Lane:
     """This process's event loop on a thread of its own, with one client and one call cache for the run.
 
-    Every batch task of the process runs its items here, so the batches running at once share the process's
-    part of --concurrency, --rpm and --tpm through one connection pool: while one batch's last items are
-    in flight, the next batch's first ones take the connections it frees, and no batch's tail leaves them
-    idle. It also spares each batch a new event loop, client and database connection.
+    Every chunk task of the process runs its items here, so the chunks running at once share the process's
+    part of --concurrency, --rpm and --tpm through one connection pool: while one chunk's last items are
+    in flight, the next chunk's first ones take the connections it frees, and no chunk's tail leaves them
+    idle. It also spares each chunk a new event loop, client and database connection.
     """
 
-    def __init__(self, key: tuple, job: BatchJob):
+    def __init__(self, key: tuple, job: ChunkJob):
         self.key = key
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
@@ -114,7 +114,7 @@ class Lane:
         self.chat = self.call(self._open(job))
 
     @staticmethod
-    async def _open(job: BatchJob) -> OpenAIChat:  # on the lane's loop: the client's pool belongs to it
+    async def _open(job: ChunkJob) -> OpenAIChat:  # on the lane's loop: the client's pool belongs to it
         cfg, secret = job.config, api_key()
         return OpenAIChat(job.endpoint.base_url, secret.get_secret_value() if secret else None,
                           identity=job.endpoint.identity, timeout=cfg.timeout, max_retries=cfg.max_retries,
@@ -137,7 +137,7 @@ _lanes: dict[tuple, Lane] = {}
 _lanes_lock = threading.Lock()
 
 
-def lane_for(job: BatchJob) -> Lane:
+def lane_for(job: ChunkJob) -> Lane:
     """The process's lane for this run (one per run folder, endpoint and share of the limits)."""
     key = (job.run_dir, job.run_key, job.endpoint, job.concurrency, job.share)
     with _lanes_lock:
@@ -148,7 +148,7 @@ def lane_for(job: BatchJob) -> Lane:
 
 
 def close_lanes(run_dir: str | None = None) -> None:
-    """Close this process's lanes for ``run_dir`` (all of them if None), once no batch of that run is running:
+    """Close this process's lanes for ``run_dir`` (all of them if None), once no chunk of that run is running:
     after the flow's task runner has exited, or at the process's exit."""
     with _lanes_lock:
         keys = [k for k in _lanes if run_dir is None or k[0] == run_dir]
@@ -160,18 +160,18 @@ def close_lanes(run_dir: str | None = None) -> None:
 atexit.register(close_lanes)
 
 
-def run_on_lane(job: BatchJob) -> BatchResult:
-    """The batch, on the process's lane; what a batch task runs."""
+def run_on_lane(job: ChunkJob) -> ChunkResult:
+    """The chunk, on the process's lane; what a chunk task runs."""
     lane = lane_for(job)
-    return lane.call(run_batch(job, lane.chat, lane.cache))
+    return lane.call(run_chunk(job, lane.chat, lane.cache))
 
 
-async def run_batch(job: BatchJob, chat: ChatModel, cache: CallCache) -> BatchResult:
-    """Evolve (or answer) the batch's items with bounded concurrency; results in item order."""
-    cached = CachedChat(chat, cache)  # its own hit and miss counts: the batch's books
+async def run_chunk(job: ChunkJob, chat: ChatModel, cache: CallCache) -> ChunkResult:
+    """Evolve (or answer) the chunk's items with bounded concurrency; results in item order."""
+    cached = CachedChat(chat, cache)  # its own hit and miss counts: the chunk's books
     tally = LiveTally()
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
-    # run's, not the batch's (batches running side by side see each other's spend only afterwards)
+    # run's, not the chunk's (chunks running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
     evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP)
 
@@ -186,14 +186,14 @@ async def run_batch(job: BatchJob, chat: ChatModel, cache: CallCache) -> BatchRe
         else:
             outcomes = await evolver.run_round(job.items, job.round_no, current().item)
     except Exception as exc:
-        # a stopped batch still paid for its answers: the manifest's usage and cost must count them
-        exc.evol_batch = {"tally": books(), "hits": cached.hits, "misses": cached.misses}
+        # a stopped chunk still paid for its answers: the manifest's usage and cost must count them
+        exc.evol_chunk = {"tally": books(), "hits": cached.hits, "misses": cached.misses}
         raise
-    return BatchResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
+    return ChunkResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
 
 
 def _rate_limits(cfg: RunConfig, share: int) -> dict:
-    """This batch's part of the run's request and token rates (for clients that take them)."""
+    """This chunk's part of the run's request and token rates (for clients that take them)."""
     import inspect
 
     accepted = inspect.signature(OpenAIChat.__init__).parameters
@@ -218,19 +218,19 @@ def _minus(by_model: dict, spent: dict) -> dict:
     return out
 
 
-# --- checkpoints: one JSONL file per finished batch, a header line then one outcome per line
+# --- checkpoints: one JSONL file per finished chunk, a header line then one outcome per line
 
 CHECKPOINTS = "checkpoints"
 FORMAT = 1
 
 
-def checkpoint_path(run_dir: Path, round_no: int, batch_no: int) -> Path:
+def checkpoint_path(run_dir: Path, round_no: int, chunk_no: int) -> Path:
     folder = "seeds" if round_no == 0 else f"round-{round_no}"
-    return run_dir / CHECKPOINTS / folder / f"batch-{batch_no:04d}.jsonl"
+    return run_dir / CHECKPOINTS / folder / f"chunk-{chunk_no:04d}.jsonl"
 
 
 def run_key(config: RunConfig, profile: Profile, endpoint: Endpoint) -> str:
-    """What every answer of a run depends on besides the batch's own items."""
+    """What every answer of a run depends on besides the chunk's own items."""
     data = {
         "config": {k: v for k, v in config.public_dict().items() if k != "out"},
         "endpoint": [endpoint.identity, endpoint.evolve_model, endpoint.respond_model, endpoint.judge_model],
@@ -239,7 +239,7 @@ def run_key(config: RunConfig, profile: Profile, endpoint: Endpoint) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def batch_fingerprint(key: str, round_no: int, items: Sequence[Seed | Node]) -> str:
+def chunk_fingerprint(key: str, round_no: int, items: Sequence[Seed | Node]) -> str:
     """A checkpoint is reused only for the very same items under the very same run key."""
     h = hashlib.sha256(f"{FORMAT}:{key}:{round_no}".encode())
     for item in items:
@@ -248,12 +248,12 @@ def batch_fingerprint(key: str, round_no: int, items: Sequence[Seed | Node]) -> 
     return h.hexdigest()
 
 
-def write_checkpoint(job: BatchJob, result: BatchResult) -> None:
+def write_checkpoint(job: ChunkJob, result: ChunkResult) -> None:
     from evol.rundir import atomic_write
 
     def lines():
         head = {"evol_checkpoint": FORMAT, "fingerprint": job.fingerprint, "round": job.round_no,
-                "batch": job.batch_no, "items": len(result.outcomes), "tally": result.tally}
+                "chunk": job.chunk_no, "items": len(result.outcomes), "tally": result.tally}
         yield json.dumps(head) + "\n"
         for out in result.outcomes:
             kind = "record" if isinstance(out, Record) else "rejection"
@@ -262,10 +262,10 @@ def write_checkpoint(job: BatchJob, result: BatchResult) -> None:
     atomic_write(job.checkpoint, lines())
 
 
-def read_checkpoint(job: BatchJob) -> BatchResult | None:
-    """The batch's outcomes if a checkpoint of exactly this batch exists and is worth keeping, else None.
+def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
+    """The chunk's outcomes if a checkpoint of exactly this chunk exists and is worth keeping, else None.
 
-    A batch with failed items is run again, as the plain CLI does on a re-run: its answered calls come
+    A chunk with failed items is run again, as the plain CLI does on a re-run: its answered calls come
     from the call cache, and only the failed ones go to the endpoint.
     """
     try:
@@ -278,17 +278,17 @@ def read_checkpoint(job: BatchJob) -> BatchResult | None:
                 row = json.loads(line)
                 outcomes.append(Record.model_validate(row["record"]) if "record" in row
                                 else Rejection.model_validate(row["rejection"]))
-    except (OSError, ValueError, KeyError):  # missing, or not ours: run the batch (the cache still answers)
+    except (OSError, ValueError, KeyError):  # missing, or not ours: run the chunk (the cache still answers)
         return None
     if len(outcomes) != len(job.items) or any(isinstance(o, Rejection) and o.kind == "failed" for o in outcomes):
         return None
-    return BatchResult(outcomes=outcomes, tally=head.get("tally") or {}, restored=True)
+    return ChunkResult(outcomes=outcomes, tally=head.get("tally") or {}, restored=True)
 
 
-# --- tallies of batches, added up in the flow
+# --- tallies of chunks, added up in the flow
 
 def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
-    """Add one batch's ``Tally.as_dict()``; a restored batch's calls count as answered from cache."""
+    """Add one chunk's ``Tally.as_dict()``; a restored chunk's calls count as answered from cache."""
     calls = data.get("calls", {})
     for stage, n in calls.items():
         into.calls[stage] += n
