@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .batch import open_batching
 from .cache import CachedChat, CallCache
-from .config import EXECUTION_ONLY, RunConfig
+from .config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RunConfig
 from .errors import BackendError, BudgetExceeded, InputError
 from .llm import ChatModel
 from .local import is_embedded, tune_for_local, uses_embedded_model
@@ -78,7 +78,8 @@ def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
         embedded = uses_embedded_model(config)
     if embedded:
         config = tune_for_local(config)
-    data = {k: v for k, v in config.public_dict().items() if k not in EXECUTION_ONLY}
+    data = {k: v for k, v in config.public_dict().items()
+            if k not in EXECUTION_ONLY and not (k in ABSENT_AT_DEFAULT and v == ABSENT_AT_DEFAULT[k])}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.profile}-{digest}"
 
