@@ -266,10 +266,11 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "seconds": round(time.time() - started, 3),
         "config": config.public_dict(),
         "backend": {"identity": chat.identity, "evolve_model": models.evolve, "response_model": models.respond,
-                    "judge_model": models.judge},
+                    "judge_model": models.judge, **({"response_models": config.response_models} if config.response_models else {})},
+        **({"answers": answer_settings(config)} if config.ranks_answers else {}),
         "seed_files": state.seedset.files,
         "profile": {"name": profile.name, "operations": {op.name: op.weight for op in profile.operations}},
-        "prompt_sha256": profile.template_hashes(),
+        "prompt_sha256": {**profile.template_hashes(), **_answer_hashes(config)},
         "versions": _versions(),
         "counts": counts,
         "by_round": per_round,
@@ -283,8 +284,25 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
 
 
 def _cost(tally: Tally, config: RunConfig) -> dict:
-    total, unpriced = cost(tally.by_model, config.price_table())
-    return {"total": round(total, 6), "budget": config.budget_usd, "unpriced_models": unpriced}
+    prices = config.price_table()
+    total, unpriced = cost(tally.by_model, prices)
+    # per stage too: several candidates, answer evolution and ranking multiply the answer stage's spend
+    by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(tally.stage_models().items())}
+    return {"total": round(total, 6), "budget": config.budget_usd, "unpriced_models": unpriced, "by_stage": by_stage}
+
+
+def _answer_hashes(config: RunConfig) -> dict[str, str]:
+    if not config.ranks_answers:
+        return {}
+    from .answers import load_answer_prompts
+
+    return load_answer_prompts(config.prompts_dir).hashes()
+
+
+def answer_settings(config: RunConfig) -> dict:
+    """How the answers were made, for the manifest and the dataset card."""
+    return {"candidates": config.candidate_count, "evolve_answers": config.evolve_answers,
+            "ranking": "pointwise 1-10 score with a reason, one judge call per candidate"}
 
 
 def _versions() -> dict[str, str]:
