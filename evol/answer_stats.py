@@ -67,8 +67,8 @@ def answers_section(stats: dict[str, Any] | None, cost_by_stage: dict[str, float
                 "<code>--answers N</code> and/or <code>--evolve-answers K</code> for ranked candidates and "
                 "preference pairs.</p></section>")
     out = ["<section id='answers'><h2>Answers</h2>",
-           "<table><tr><th>round</th><th>rows</th><th>candidates / row</th><th>passed / row</th>"
-           "<th>best: mean</th><th>median</th><th>range</th><th>worst: mean</th><th>median</th><th>range</th></tr>"]
+           ("<table><tr><th>round</th><th>rows</th><th>candidates / row</th><th>passed / row</th>"
+            "<th>best: mean</th><th>median</th><th>range</th><th>worst: mean</th><th>median</th><th>range</th></tr>")]
     for n, row in stats["by_round"].items():
         label = "0 (seeds)" if n == 0 else str(n)
         out.append(f"<tr><td>{label}</td><td class='n'>{len(row['candidates'])}</td>"

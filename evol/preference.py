@@ -104,11 +104,11 @@ def card_section(pairs: dict, min_margin: float, dropped: Counter) -> list[str]:
     lines = [
         "## How the pairs were made",
         "",
-        "Each instruction was answered several times (several samples, or several models), every answer that "
-        "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
-        "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
-        "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
-        f"two scores differ by at least {min_margin:g}.",
+        ("Each instruction was answered several times (several samples, or several models), every answer that "
+         "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
+         "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
+         "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
+         f"two scores differ by at least {min_margin:g}."),
         "",
         "| score margin | pairs |",
         "|---|---|",

@@ -7,7 +7,11 @@ quality (tests/answer_script.py), so which candidate must win is known in advanc
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from evol.testing.server import ScriptedServer
 
 from .answer_script import AnswerScript, quality
 from .conftest import ROOT, SEEDS, run_cli
+from .test_crash import LedgerServer, cached_rows, finish, kill9, wait_for
 from .test_export import hf_datasets
 
 LIMIT = 6
@@ -235,3 +240,47 @@ def test_response_models_named_twice_is_one_sentence(tmp_path):
     assert r.returncode != 0 and "response_models" in r.stderr and "names a model more than once" in r.stderr
     assert "Traceback" not in r.stderr
 
+
+
+# --- a kill during the answer stage
+
+def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
+    """kill -9 with candidate, ranking and improvement calls answered and others in flight; the same command then
+    sends none of the answered ones again and writes the bytes an uninterrupted run writes."""
+    args = ("-m", "evol", "run", "--engine", "local", "--seeds", str(SEEDS), "--limit", "12", "--rounds", "1",
+            "--model", "m-evo", "--response-model", "m-bad", "--response-model", "m-good", "--response-model", "m-mid",
+            "--evolve-answers", "2", "--concurrency", "4")
+
+    def start(out: Path, url: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+        return subprocess.Popen([sys.executable, *args, "--base-url", url, "--out", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+
+    with LedgerServer(AnswerScript()) as srv:
+        code, _, err = finish(start(tmp_path / "full", srv.base_url))
+        assert code == 0, err
+        _, every = srv.snapshot()
+    answer_stage = ("Reply in exactly two lines", "Current answer:")
+    with LedgerServer(AnswerScript(), hold_after=len(every) // 2) as srv:
+        proc = start(tmp_path / "killed", srv.base_url)
+        try:
+            wait_for(lambda: srv.phase == "hold", "half the calls to be answered", proc)
+            wait_for(lambda: srv.writing == 0 and cached_rows(tmp_path / "killed") == len(srv.answered),
+                     "the client to store every answer it received", proc)
+            kill9(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        answered_before, sent_before = srv.snapshot()
+        in_flight = list(srv.held)
+        srv.phase = "resume"
+        code, _, err = finish(start(tmp_path / "killed", srv.base_url))
+        assert code == 0, err
+        sent_after = srv.snapshot()[1][len(sent_before):]
+    assert any(any(m in k for m in answer_stage) for k in answered_before), "no ranking or improvement was answered"
+    assert any(any(m in k for m in answer_stage) for k in in_flight), "no answer-stage call was in flight"
+    before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
+    assert before + after == one_run, f"paid twice: {sum((before + after - one_run).values())}"
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
