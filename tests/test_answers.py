@@ -40,9 +40,9 @@ FOUR = ("--response-model", "m-bad", "--response-model", "m-good", "--response-m
         "--response-model", "m-refuse")
 
 
-def run(srv, out: Path, *extra: str) -> dict:
+def run(srv, out: Path, *extra: str, toml: str = "") -> dict:
     config = out.parent / f"{out.name}.toml"
-    config.write_text(PRICES)
+    config.write_text(toml + PRICES)
     r = run_cli("run", "--config", str(config), "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", "1",
                 "--base-url", srv.base_url, "--model", "m-evo", "--out", str(out), *extra)
     assert r.returncode == 0, r.stderr
@@ -153,6 +153,21 @@ def test_a_judge_that_never_gives_a_readable_score_is_a_named_outcome(tmp_path):
     assert all(c["ranking"] == "unclear" and len(c["rank_answers"]) == 2 for r in rows for c in r["candidates"])
     assert kept["counts"]["kept"] == LIMIT  # switched off: the first candidate, marked unranked, no evolution
     assert all(rec.candidates[0].best and rec.candidates[0].score is None for rec in records(tmp_path / "kept"))
+
+
+def test_batch_sends_the_answer_stages_as_batch_files_for_half_the_price(tmp_path):
+    manifests, calls = {}, {}
+    for mode, extra, toml in (("direct", (), ""), ("batch", ("--batch",), "batch_poll_seconds = 0.1\n")):
+        with ScriptedServer(AnswerScript()) as srv:
+            manifests[mode] = run(srv, tmp_path / mode, *FOUR, "--evolve-answers", "1", *extra, toml=toml)
+            calls[mode] = dict(srv.calls)
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "batch" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
+    direct, batch = manifests["direct"], manifests["batch"]
+    assert batch["usage"]["calls"] == direct["usage"]["calls"] and "evolve_answer" in batch["usage"]["calls"]
+    assert calls["batch"].get("chat", 0) == 0 and calls["batch"]["batch_request"] == calls["direct"]["chat"]
+    for stage, cost in direct["cost_usd"]["by_stage"].items():
+        assert batch["cost_usd"]["by_stage"][stage] == pytest.approx(cost / 2, abs=2e-6)
 
 
 # --- answer evolution
