@@ -24,7 +24,7 @@ from evol.testing.server import ScriptedServer
 
 from .answer_script import AnswerScript, quality
 from .conftest import ROOT, SEEDS, run_cli
-from .test_crash import LedgerServer, cached_rows, finish, kill9, wait_for
+from .test_crash import LedgerServer, finish, kill_once_held
 from .test_export import hf_datasets
 
 LIMIT = 6
@@ -277,16 +277,7 @@ def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
         _, every = srv.snapshot()
     answer_stage = ("Reply in exactly two lines", "Current answer:")
     with LedgerServer(AnswerScript(), hold_after=len(every) // 2) as srv:
-        proc = start(tmp_path / "killed", srv.base_url)
-        try:
-            wait_for(lambda: srv.phase == "hold", "half the calls to be answered", proc)
-            wait_for(lambda: srv.writing == 0 and cached_rows(tmp_path / "killed") == len(srv.answered),
-                     "the client to store every answer it received", proc)
-            kill9(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_once_held(srv, start(tmp_path / "killed", srv.base_url), tmp_path / "killed")
         answered_before, sent_before = srv.snapshot()
         in_flight = list(srv.held)
         srv.phase = "resume"
