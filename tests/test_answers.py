@@ -40,11 +40,11 @@ FOUR = ("--response-model", "m-bad", "--response-model", "m-good", "--response-m
         "--response-model", "m-refuse")
 
 
-def run(srv, out: Path, *extra: str, toml: str = "") -> dict:
+def run(srv, out: Path, *extra: str, toml: str = "", engine: str = "local") -> dict:
     config = out.parent / f"{out.name}.toml"
     config.write_text(toml + PRICES)
     r = run_cli("run", "--config", str(config), "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", "1",
-                "--base-url", srv.base_url, "--model", "m-evo", "--out", str(out), *extra)
+                "--base-url", srv.base_url, "--model", "m-evo", "--out", str(out), *extra, engine=engine)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return json.loads((out / "manifest.json").read_text())
@@ -168,6 +168,19 @@ def test_batch_sends_the_answer_stages_as_batch_files_for_half_the_price(tmp_pat
     assert calls["batch"].get("chat", 0) == 0 and calls["batch"]["batch_request"] == calls["direct"]["chat"]
     for stage, cost in direct["cost_usd"]["by_stage"].items():
         assert batch["cost_usd"]["by_stage"][stage] == pytest.approx(cost / 2, abs=2e-6)
+
+
+def test_the_prefect_engine_makes_the_same_candidates(tmp_path):
+    pytest.importorskip("prefect")
+    manifests = {}
+    for engine in ("local", "prefect"):
+        with ScriptedServer(AnswerScript()) as srv:
+            manifests[engine] = run(srv, tmp_path / engine, *FOUR, "--evolve-answers", "1", engine=engine)
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "prefect" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    local, flow = manifests["local"], manifests["prefect"]
+    assert flow["usage"]["calls"] == local["usage"]["calls"]
+    assert flow["cost_usd"]["by_stage"] == local["cost_usd"]["by_stage"] and "rank" in flow["cost_usd"]["by_stage"]
 
 
 # --- answer evolution
