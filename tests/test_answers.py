@@ -270,7 +270,36 @@ def test_response_models_named_twice_is_one_sentence(tmp_path):
 
 
 
-# --- a kill during the answer stage
+# --- budget and kill during the answer stage
+
+def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_path):
+    def keys(srv) -> list[str]:
+        return [json.dumps(r, sort_keys=True) for r in srv.requests]
+
+    with ScriptedServer(AnswerScript()) as srv:
+        full = run(srv, tmp_path / "full", *FOUR, "--evolve-answers", "1")
+        every = keys(srv)
+    budget = f"{full['cost_usd']['total'] / 2:.6f}"
+    with ScriptedServer(AnswerScript()) as srv:
+        config = tmp_path / "b.toml"
+        config.write_text(PRICES)
+        common = ("run", "--config", str(config), "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", "1",
+                  "--base-url", srv.base_url, "--model", "m-evo", "--out", str(tmp_path / "b"), *FOUR,
+                  "--evolve-answers", "1")
+        stopped = run_cli(*common, "--budget-usd", budget)
+        first = keys(srv)
+        m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+        assert stopped.returncode == 6 and m["status"] == "budget_exhausted", stopped.stderr
+        assert {"rank", "respond"} <= set(m["cost_usd"]["by_stage"]) and 0 < len(first) < len(every)
+        resumed = run_cli(*common)
+        assert resumed.returncode == 0, resumed.stderr
+        second = keys(srv)[len(first):]
+    assert Counter(first) + Counter(second) == Counter(every)  # nothing paid twice
+    assert all(any("Reply in exactly two lines" in k for k in part) for part in (first, second))  # ranked on both sides
+    for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+
+
 
 def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
     """kill -9 with candidate, ranking and improvement calls answered and others in flight; the same command then
