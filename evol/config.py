@@ -27,6 +27,10 @@ from .pricing import DEFAULT_PRICES, Price, batch_prices
 EXECUTION_ONLY = ("out", "concurrency", "timeout", "max_retries", "rpm", "tpm", "rate_window", "budget_usd",
                   "batch", "batch_poll_seconds")
 
+#: options added after run ids were first handed out: left out of the run id while at their default, so a
+#: run made before they existed keeps its id (and its folder and cache) when the same command runs again
+ABSENT_AT_DEFAULT = {"answers": 1, "response_models": [], "evolve_answers": 0}
+
 #: every elimination rule a run can switch off with ``disable_rules``: the names of the one registry
 RULES = rules.NAMES
 
@@ -99,6 +103,11 @@ class RunConfig(BaseModel):
     judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
     keep_judge_unclear: bool = False  # keep an evolution whose judge answered no readable verdict, twice
 
+    # --- answers: several candidates, answer evolution, a ranking judge (one plain answer by default)
+    answers: int = Field(1, ge=1, le=16)  # candidate answers per kept instruction
+    response_models: list[str] = Field(default_factory=list)  # several responders: the candidates go round them
+    evolve_answers: int = Field(0, ge=0, le=10)  # rounds that ask for a better answer in one named direction
+
     # --- output
     out: Path | None = None
     include_seeds: bool = False
@@ -117,6 +126,23 @@ class RunConfig(BaseModel):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v
+
+    @field_validator("response_models")
+    @classmethod
+    def _distinct_models(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("names a model more than once")
+        return v
+
+    @property
+    def candidate_count(self) -> int:
+        """Candidate answers per instruction: ``answers``, and at least one per response model."""
+        return max(self.answers, len(self.response_models))
+
+    @property
+    def ranks_answers(self) -> bool:
+        """Whether the answer stage does more than one plain answer (and so needs the ranking judge)."""
+        return self.candidate_count > 1 or self.evolve_answers > 0
 
     def price_table(self) -> dict[str, Price]:
         table = {**DEFAULT_PRICES, **self.prices}  # list prices; a --batch run pays the Batch API's half

@@ -16,14 +16,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import preference
 from .dedup import Deduper
 from .errors import ConfigError, InputError
 from .rundir import MANIFEST, RECORDS, REJECTED, atomic_path, atomic_write, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger("evol")
 
-FORMATS = ("alpaca", "jsonl", "sharegpt", "openai-chat", "parquet", "hf")
-SUFFIX = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai-chat": ".jsonl", "parquet": ".parquet"}
+FORMATS = ("alpaca", "jsonl", "sharegpt", "openai-chat", "parquet", "hf", *preference.FORMATS)
+SUFFIX = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai-chat": ".jsonl", "parquet": ".parquet",
+          **{f: ".jsonl" for f in preference.FORMATS}}
 SCORES = "scores.jsonl"
 EXPORT_MANIFEST = "export.json"
 CARD = "README.md"
@@ -301,6 +303,7 @@ class ExportOptions:
     seed: int = 0
     system: str | None = None
     selection: Selection = Selection()
+    min_margin: float = preference.DEFAULT_MIN_MARGIN  # the preference formats: least score gap of a pair
 
 
 def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, Any]:
@@ -313,10 +316,18 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     previous = _check_out(out, run_paths)
     runs = [load_run(p) for p in run_paths]
     picked = select(runs, opts.selection)
+    pairs, pair_note = None, []
+    if opts.fmt in preference.FORMATS:  # only the rows whose candidates make a pair wide enough
+        records = {(run.run_id, rec["id"]): rec for run in picked.runs for rec in run.records}
+        rows, pairs, unpaired = preference.pairs_for(picked.rows, records, opts.min_margin)
+        picked = Picked(rows=rows, runs=picked.runs, dropped=picked.dropped + unpaired)
+        pair_note = preference.card_section(pairs, opts.min_margin, unpaired)
     splits = split(picked.rows, opts.val_fraction, opts.seed)
     files = {name: data_path(opts.fmt, name) for name in splits}
     for name, rows in splits.items():
-        write_split(out / files[name], to_records(rows, opts.fmt, opts.system), opts.fmt)
+        records_out = (preference.to_records(rows, pairs, opts.fmt, opts.system) if pairs is not None
+                       else to_records(rows, opts.fmt, opts.system))
+        write_split(out / files[name], records_out, opts.fmt)
     summary = {
         "format": opts.fmt,
         "files": files,
@@ -324,13 +335,14 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         "val_fraction": opts.val_fraction,
         "seed": opts.seed,
         "system": opts.system,
+        **({"min_margin": opts.min_margin} if pairs is not None else {}),
         "selection": opts.selection.describe(),
         "left_out": dict(picked.dropped.most_common()),
         "sources": [{"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.get("status")}
                     for r in picked.runs],
         "evol_version": _version(),
     }
-    atomic_write(out / CARD, [dataset_card(picked, splits, summary)])
+    atomic_write(out / CARD, [dataset_card(picked, splits, summary, pair_note)])
     write_json(out / EXPORT_MANIFEST, summary)
     for stale in previous - {*files.values(), CARD, EXPORT_MANIFEST}:
         (out / stale).unlink(missing_ok=True)  # a split the last export wrote and this one does not
@@ -366,7 +378,7 @@ def _version() -> str:
 
 # --------------------------------------------------------------------------- the dataset card
 
-def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str, Any]) -> str:
+def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str, Any], extra: list[str] = ()) -> str:
     """README.md for the export: YAML front matter for ``datasets``, then what made it and how many."""
     files = summary["files"]
     yaml_lines = ["---", "configs:", "- config_name: default", "  data_files:"]
@@ -403,7 +415,7 @@ def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str
     if summary["val_fraction"]:
         out += [f"Validation: about {summary['val_fraction']:.0%} of rows, whole seed lineages at a time "
                 f"(random seed {summary['seed']}), so no seed's evolutions sit on both sides.", ""]
-    out += ["## What made it", ""]
+    out += [*extra, "## What made it", ""]
     for run in runs:
         out += _run_section(run)
     out += [
@@ -449,6 +461,8 @@ def _models(run: Run) -> dict[str, str]:
 
 
 def _format_note(fmt: str) -> str:
+    if fmt in preference.FORMATS:
+        return preference.format_note(fmt)
     return {
         "alpaca": 'Each file is a JSON array of `{"instruction", "output"}` objects, the shape of the original Alpaca and WizardLM releases.',
         "jsonl": "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, `run_id`.",

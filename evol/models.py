@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class Frozen(BaseModel):
@@ -79,7 +79,38 @@ class JudgeVerdict(Frozen):
         return len(self.answers) > 1
 
 
-class Record(Frozen):
+Ranking = Literal["scored", "unclear"]
+
+
+class Candidate(Frozen):
+    """One candidate answer to an instruction: who wrote it, how, whether it passed, and what the judge gave it."""
+
+    key: str  # its place in the call cache: "0", "1", ... for first answers, "e1", "e2", ... for evolutions
+    text: str
+    model: str
+    origin: str  # "sample" (another draw), "model" (another responder) or "evolved:<direction>"
+    finish_reason: str | None = None
+    rule: str | None = None  # the response rule that dropped it; None: it passed them all
+    score: float | None = None  # the ranking judge's 1-10; None: not ranked, or no readable score twice
+    reason: str = ""  # the judge's short reason
+    ranking: Ranking | None = None  # None: never ranked (dropped by a rule, or the only answer)
+    rank_answers: tuple[str, ...] = ()  # the judge's raw answers (two when the first was unreadable)
+    best: bool = False  # the one that became the row's output
+
+
+class _WithCandidates(Frozen):
+    """Leaves ``candidates`` out of the dumped record while there are none, so one plain answer writes the
+    same records.jsonl as before candidates existed."""
+
+    @model_serializer(mode="wrap")
+    def _drop_no_candidates(self, handler):
+        data = handler(self)
+        if not getattr(self, "candidates", None):
+            data.pop("candidates", None)
+        return data
+
+
+class Record(_WithCandidates):
     """A kept instruction with its answer and full lineage."""
 
     id: str
@@ -95,6 +126,7 @@ class Record(Frozen):
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
     judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
+    candidates: tuple[Candidate, ...] = ()  # every candidate answer, when there was more than one plain answer
 
 
 class Verdict(Frozen):
@@ -116,7 +148,7 @@ class Verdict(Frozen):
 _KEEP = Verdict(keep=True)
 
 
-class Rejection(Frozen):
+class Rejection(_WithCandidates):
     """An evolution that did not make it into the dataset, and why."""
 
     kind: Literal["eliminated", "duplicate", "failed", "skipped"]
@@ -136,3 +168,4 @@ class Rejection(Frozen):
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked
     judge: JudgeVerdict | None = None  # what the judge said, when it was asked
+    candidates: tuple[Candidate, ...] = ()  # the candidate answers, none of which passed

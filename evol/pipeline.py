@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import filters
+from .answers import AnswerStage
 from .batch import BATCH_WORKERS
 from .config import RunConfig
 from .dedup import Deduper
@@ -47,6 +48,7 @@ class Tally:
     errors: Counter = field(default_factory=Counter)  # calls that failed for good, after retries
     tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=lambda: defaultdict(Usage))
 
     def add(self, stage: str, model: str, c: Completion) -> None:
         self.calls[stage] += 1
@@ -54,6 +56,14 @@ class Tally:
             self.cached[stage] += 1
         self.tokens[stage] = self.tokens[stage] + c.usage
         self.by_model[model] = self.by_model[model] + c.usage
+        self.by_stage_model[stage, model] = self.by_stage_model[stage, model] + c.usage
+
+    def stage_models(self) -> dict[str, dict[str, Usage]]:
+        """Tokens per stage, split by model: what the per-stage cost is priced from."""
+        out: dict[str, dict[str, Usage]] = defaultdict(dict)
+        for (stage, model), usage in self.by_stage_model.items():
+            out[stage][model] = usage
+        return dict(out)
 
     def as_dict(self) -> dict:
         return {
@@ -62,6 +72,7 @@ class Tally:
             "calls_failed": dict(self.errors),
             "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
             "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
+            "tokens_by_stage_model": {s: {m: u.model_dump() for m, u in ms.items()} for s, ms in self.stage_models().items()},
             "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
         }
 
@@ -83,6 +94,8 @@ class Evolver:
         self.tally = tally or Tally()
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
+        # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
+        self.answer_stage = AnswerStage(self) if config.ranks_answers else None
 
     async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
         if self.stop is not None and self.stop.is_set():
@@ -141,6 +154,17 @@ class Evolver:
                     return reject("eliminated", verdict.rule, verdict.detail, stage, text)
 
             stage = "respond"
+            if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
+                got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage)
+                if got.best is None:
+                    return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
+                        update={"candidates": got.candidates})
+                return Record(
+                    id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
+                    operation=op.name, instruction=text, output=got.best.text, model=self.models.evolve,
+                    response_model=got.best.model, usage=usage, stripped=stripped, judge=judged,
+                    candidates=got.candidates,
+                )
             r = await self.call(stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling,
                                  f"{cid}:respond")
             usage[stage] = r.usage
@@ -179,6 +203,8 @@ class Evolver:
         if seed.output and seed.output.strip():
             return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0,
                           operation="seed", instruction=seed.instruction, output=seed.output.strip())
+        if self.answer_stage is not None:
+            return await self._answer_seed_candidates(seed)
         try:
             r = await self.call("respond", self.models.respond, self.profile.response_prompt(seed.instruction),
                                  self.config.response_sampling, f"{seed.id}:respond")
@@ -196,6 +222,15 @@ class Evolver:
         return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0, operation="seed",
                       instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
                       usage={"respond": r.usage})
+
+    async def _answer_seed_candidates(self, seed: Seed) -> Outcome:
+        usage: dict[str, Usage] = {}
+        got = await self.answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
+        common = {"id": seed.id, "seed_id": seed.id, "seed_index": seed.index, "round": 0, "operation": "seed",
+                  "instruction": seed.instruction, "usage": usage, "candidates": got.candidates}
+        if got.best is None:
+            return Rejection(kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common)
+        return Record(parent_id=None, output=got.best.text, response_model=got.best.model, **common)
 
     async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None,
                         collect: bool = True) -> list[Outcome]:

@@ -20,7 +20,7 @@ from .models import Completion, Record, Rejection, Usage
 from .pipeline import Tally
 from .pricing import Price, cost
 
-STAGES = ("seed", "evolve", "judge", "respond", "optimize")
+STAGES = ("seed", "evolve", "judge", "respond", "evolve_answer", "rank", "optimize")
 
 
 class NullProgress:
@@ -55,6 +55,7 @@ class Progress(NullProgress):
         self.calls: Counter = Counter()
         self.cached: Counter = Counter()
         self.by_model: dict[str, Usage] = defaultdict(Usage)
+        self.by_stage: dict[str, dict[str, Usage]] = defaultdict(lambda: defaultdict(Usage))
         self.kept = 0
         self.rejected: Counter = Counter()
         self._seen: set[str] = set()  # this round's items, so a chunk's results can be reported twice
@@ -75,6 +76,7 @@ class Progress(NullProgress):
             if c.cached:
                 self.cached[stage] += 1
             self.by_model[model] = self.by_model[model] + c.usage
+            self.by_stage[stage][model] = self.by_stage[stage][model] + c.usage
 
     def item(self, outcome: Record | Rejection) -> None:
         with self._lock:
@@ -118,6 +120,8 @@ class Progress(NullProgress):
             money = f"${spent:.4f}" + (" + unpriced models" if unpriced else "")
             lines = [head, Text(f"calls   {calls or '-'}"),
                      Text(f"tokens  {total.prompt_tokens:,} in · {total.completion_tokens:,} out · cost {money}"),
+                     *([Text("stages  " + stage_costs({s: dict(m) for s, m in self.by_stage.items()}, self.prices))]
+                       if self.calls["rank"] else []),
                      Text(f"kept    {self.kept}   rejected " + (" · ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "-"))]
         return Group(*lines)
 
@@ -192,10 +196,18 @@ def summary(manifest: dict) -> str:
     lines.append(f"  tokens      {tokens.get('prompt_tokens', 0):,} prompt, {tokens.get('completion_tokens', 0):,} completion;"
                  f" cost ${cost_.get('total', 0):.4f}"
                  + (f" (no price for {', '.join(cost_['unpriced_models'])})" if cost_.get("unpriced_models") else ""))
+    by_stage = cost_.get("by_stage") or {}
+    if any(by_stage.values()):
+        lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in by_stage.items()))
     lines.append(f"  time        {_clock(manifest.get('seconds', 0))}")
     if manifest["status"] != "complete":
         lines.append("  resume      run the same command again: answered calls come from the run's cache")
     return "\n".join(lines)
+
+
+def stage_costs(by_stage: dict[str, dict[str, Usage]], prices: dict[str, Price]) -> str:
+    """"evolve $0.0012 · respond $0.0100 · rank $0.0030": what each stage has cost so far."""
+    return " · ".join(f"{s} ${cost(by_stage[s], prices)[0]:.4f}" for s in STAGES if s in by_stage)
 
 
 def _clock(seconds: float | None) -> str:

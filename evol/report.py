@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .answer_stats import answer_stats, answers_section
 from .export import Run, funnel, load_run, load_scores
 from .plots import STYLE, Plot, make_plots
 from .rundir import MANIFEST, OPTIMIZE, atomic_write_bytes
@@ -130,7 +131,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     add(f"<header><h1>Run report <code>{_e(run.run_id)}</code></h1>"
         f"<p class='sub'>status <b class='st-{_e(m.get('status'))}'>{_e(m.get('status'))}</b> · profile <b>{_e(run.profile)}</b> · "
         f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>")
-    nav = ["summary", "funnel"] + [p.name for p in plots if p.name != "funnel"] + ["examples", "setup"]
+    nav = ["summary", "funnel"] + [p.name for p in plots if p.name != "funnel"] + ["answers", "examples", "setup"]
     add("<nav>" + " ".join(f"<a href='#{n}'>{_e(n.replace('_', ' '))}</a>" for n in nav) + "</nav>")
 
     # --- summary
@@ -215,6 +216,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
             "<code>python -m evol score RUN_DIR</code> has an LLM judge rate each kept instruction 1-10, "
             "then run the report again.</p></section>")
 
+    add(answers_section(answer_stats(run.records), (m.get("cost_usd") or {}).get("by_stage") or {}))
     add(_examples(run, seeds))
     add(_setup(run, backend))
     return PAGE.format(title=_e(f"evol report {run.run_id}"), body="\n".join(parts),

@@ -22,6 +22,8 @@ REGISTRY: tuple[Rule, ...] = (
          'an LLM judge finds the evolution *Equal* to its parent (same constraints, same depth and breadth)'),
     Rule(('judge_unclear',),
          "the judge's answer reads as neither *Equal* nor *Not Equal* (empty, off-script, or cut off mid-thought), again on one retry; `--keep-judge-unclear` keeps such evolutions instead"),
+    Rule(('rank_unclear',),
+         '`rank_unclear` | with several candidate answers (`--answers`, `--evolve-answers`), the ranking judge gave no readable 1-10 score to any of them, again on one retry each; switched off, the first candidate that passed becomes the output, unranked'),
     Rule(('sorry_short_response',),
          'the answer says "sorry" in fewer than 80 words (the paper\'s rule)'),
     Rule(('refused_response',),

@@ -15,25 +15,16 @@ from pathlib import Path
 
 from .batch import open_batching
 from .cache import CachedChat, CallCache
-from .config import EXECUTION_ONLY, RULES, RunConfig
+from .config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RULES, RunConfig
 from .errors import InputError
 from .llm import ChatModel
 from .local import is_embedded, tune_for_local, uses_embedded_model
 from .pipeline import Evolver, Models, Tally, make_deduper
-from .pricing import cost_summary
+from .pricing import cost, cost_summary
 from .progress import LiveTally
 from .prompts import Profile, load_profile
 from .rounds import LocalExecutor, RunState, run_rounds
-from .rundir import (
-    CACHE,
-    DATASET,
-    MANIFEST,
-    RECORDS,
-    REJECTED,
-    RunDir,
-    atomic_write,
-    write_json,
-)
+from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
 from .seeds import SeedSet, load_seeds
 
 log = logging.getLogger("evol")
@@ -87,7 +78,8 @@ def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
         embedded = uses_embedded_model(config)
     if embedded:
         config = tune_for_local(config)
-    data = {k: v for k, v in config.public_dict().items() if k not in EXECUTION_ONLY}
+    data = {k: v for k, v in config.public_dict().items()
+            if k not in EXECUTION_ONLY and not (k in ABSENT_AT_DEFAULT and v == ABSENT_AT_DEFAULT[k])}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.profile}-{digest}"
 
@@ -182,10 +174,11 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "seconds": round(time.time() - started, 3),
         "config": config.public_dict(),
         "backend": {"identity": chat.identity, "evolve_model": models.evolve, "response_model": models.respond,
-                    "judge_model": models.judge},
+                    "judge_model": models.judge, **({"response_models": config.response_models} if config.response_models else {})},
+        **({"answers": answer_settings(config)} if config.ranks_answers else {}),
         "seed_files": state.seedset.files,
         "profile": {"name": profile.name, "operations": {op.name: op.weight for op in profile.operations}},
-        "prompt_sha256": profile.template_hashes(),
+        "prompt_sha256": {**profile.template_hashes(), **_answer_hashes(config)},
         "versions": _versions(),
         "counts": counts,
         "by_round": per_round,
@@ -194,9 +187,30 @@ def build_manifest(config: RunConfig, profile: Profile, models: Models, state: R
         "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
         "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
         "usage": tally.as_dict(),
-        "cost_usd": cost_summary(tally.by_model, config.price_table(), config.budget_usd),
+        "cost_usd": _cost(tally, config),
         "cache": {"hits": chat.hits, "misses": chat.misses},
     }
+
+
+def _cost(tally: Tally, config: RunConfig) -> dict:
+    prices = config.price_table()
+    # per stage too: several candidates, answer evolution and ranking multiply the answer stage's spend
+    by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(tally.stage_models().items())}
+    return {**cost_summary(tally.by_model, prices, config.budget_usd), "by_stage": by_stage}
+
+
+def _answer_hashes(config: RunConfig) -> dict[str, str]:
+    if not config.ranks_answers:
+        return {}
+    from .answers import load_answer_prompts
+
+    return load_answer_prompts(config.prompts_dir).hashes()
+
+
+def answer_settings(config: RunConfig) -> dict:
+    """How the answers were made, for the manifest and the dataset card."""
+    return {"candidates": config.candidate_count, "evolve_answers": config.evolve_answers,
+            "ranking": "pointwise 1-10 score with a reason, one judge call per candidate"}
 
 
 def _versions() -> dict[str, str]:

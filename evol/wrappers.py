@@ -119,6 +119,20 @@ def unwrap(text: str, labels: Iterable[str] = ("rewritten prompt", "created prom
                      ("only chatter came back, no rewrite" if stripped else None))
 
 
+def strip_heading(text: str, labels: Iterable[str], nouns: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    """Only the introduction and label lines before a text ("Sure! Here's a more detailed answer:",
+    "**Improved answer:**"), and what was taken: fences, quotes and closing lines may belong to an answer."""
+    label, intro = label_pattern(labels, nouns), _intro("|".join(sorted({*_NOUNS, *map(re.escape, nouns)}, key=len, reverse=True)))
+    stripped: list[str] = []
+    body = text.strip()
+    for _ in range(3):
+        before = body
+        body = _strip_head(_strip_head(_strip_head(body, label, stripped), intro, stripped), _AFFIRM_ONLY, stripped)
+        if body == before:
+            break
+    return body, tuple(stripped)
+
+
 def _strip_head(body: str, pattern: re.Pattern[str], stripped: list[str]) -> str:
     m = pattern.match(body)
     if not m or not m.group(0).strip():

@@ -156,6 +156,19 @@ def kill9(proc: subprocess.Popen) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+def kill_once_held(srv: LedgerServer, proc: subprocess.Popen, out: Path) -> None:
+    """kill -9 ``proc`` once the server holds its replies and the client has stored every answer it received."""
+    try:
+        wait_for(lambda: srv.phase == "hold", "the server to hold its replies", proc)
+        wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
+                 "the client to store every answer it received", proc)
+        kill9(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
@@ -192,18 +205,9 @@ def test_kill9_with_answers_in_flight_then_resume_sends_no_answered_call_again(t
     full, every = uninterrupted
     out = tmp_path / "crashed"
     with LedgerServer(stateless, hold_after=int(0.4 * len(every))) as srv:
-        proc = start(out, srv.base_url)
-        try:
-            # the kill comes once 40% of the calls were answered and the client has stored every one of them,
-            # with its next requests held at the server: answered calls and calls in flight are then disjoint
-            wait_for(lambda: srv.phase == "hold", "40% of the calls to be answered", proc)
-            wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
-                     "the client to store every answer it received", proc)
-            kill9(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        # the kill comes once 40% of the calls were answered and the client has stored every one of them,
+        # with its next requests held at the server: answered calls and calls in flight are then disjoint
+        kill_once_held(srv, start(out, srv.base_url), out)
         answered_before, sent_before = srv.snapshot()
         in_flight = list(srv.held)
         srv.phase = "resume"

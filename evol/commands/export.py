@@ -1,4 +1,4 @@
-"""``python -m evol export``: finished runs to a training-ready folder in one of six formats."""
+"""``python -m evol export``: finished runs to a training-ready folder in one of its formats (instruction data or preference pairs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..export import FORMATS
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "export", help="write a run's dataset in a training format (alpaca, jsonl, sharegpt, openai-chat, parquet, hf)",
+        "export", help="write a run's dataset in a training format (alpaca, jsonl, sharegpt, openai-chat, parquet, hf, dpo, preference-chat)",
         description="Write the kept rows of one or more runs into a folder: data files in the chosen format, a dataset "
                     "card README.md, and export.json. Several runs are merged; an instruction in more than one is kept once.")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) written by 'python -m evol run'")
@@ -36,7 +36,10 @@ def add_parser(sub) -> None:
                        help="export the seeds the runs answered (run with --include-seeds), whatever --round says")
     seeds.add_argument("--no-seeds", dest="seeds", action="store_false", help="leave the seed rows out")
     g = p.add_argument_group("chat formats")
-    g.add_argument("--system", help="a system message to put first in every sharegpt / openai-chat conversation")
+    g.add_argument("--system", help="a system message to put first in every sharegpt / openai-chat / preference-chat conversation")
+    g = p.add_argument_group("preference formats (dpo, preference-chat)")
+    g.add_argument("--min-margin", type=float, default=1.0,
+                   help="keep a pair only where the best candidate's score beats the worst's by at least this (default 1)")
     p.set_defaults(func=main)
 
 
@@ -71,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
         max_words=args.max_words,
         seeds=args.seeds,
     )
-    opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system, selection=selection)
+    opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system, selection=selection,
+                         min_margin=args.min_margin)
     summary = export(args.runs, args.out, opts)
     print(json.dumps({"out": str(args.out), "format": summary["format"], "rows": summary["rows"],
                       "files": summary["files"]}), file=sys.stdout)

@@ -60,13 +60,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-judge-unclear", action="store_true", default=None,
                    help="keep an evolution whose equality judge gave no readable verdict, twice (default: eliminate "
                         "it under rule judge_unclear)")
+    g.add_argument("--answers", type=int, metavar="N",
+                   help="candidate answers per kept instruction (default 1); with more than one, a judge scores each "
+                        "1-10 and the best becomes the output (records.jsonl keeps them all)")
+    g.add_argument("--evolve-answers", type=int, metavar="K",
+                   help="rounds that ask for a better answer in one direction (helpful, relevant, deeper, creative, "
+                        "detailed); an improved answer is kept only when the judge scores it higher (default 0)")
     g.add_argument("--dedup-threshold", type=float, help="near-duplicate similarity threshold, 0-1 (default 0.9)")
     g.add_argument("--dedup-scorer", help="rapidfuzz scorer: ratio, token_set_ratio, token_sort_ratio, partial_ratio, WRatio")
 
     g = p.add_argument_group("backend")
     g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (key from EVOL_API_KEY or OPENAI_API_KEY)")
     g.add_argument("--model", help="model that evolves (and by default judges and answers)")
-    g.add_argument("--response-model", help="model that answers the evolved instructions")
+    g.add_argument("--response-model", action="append", metavar="MODEL",
+                   help="model that answers the evolved instructions; repeat it to draw candidate answers from "
+                        "several models in turn (see --answers)")
     g.add_argument("--judge-model", help="model that judges information gain")
     g.add_argument("--model-path", type=Path, help="a local GGUF file to serve with llama.cpp instead of the embedded model")
     g.add_argument("--concurrency", type=int, help="requests in flight at once (default 32)")
@@ -91,12 +99,16 @@ def config_from_args(args: argparse.Namespace):
     overrides = {
         k: getattr(args, k, None)
         for k in ("seeds", "instruction_field", "input_field", "limit", "profile", "rounds", "seed", "prompts_dir",
-                  "dedup_threshold", "dedup_scorer", "base_url", "model", "response_model", "judge_model",
+                  "dedup_threshold", "dedup_scorer", "base_url", "model", "judge_model", "answers", "evolve_answers",
                   "model_path", "concurrency", "timeout", "max_retries", "out", "include_seeds", "rpm", "tpm",
                   "budget_usd", "batch", "keep_judge_unclear")
     }
     if args.disable_rule:
         overrides["disable_rules"] = args.disable_rule
+    if args.response_model:  # once: the responder; more: candidates go round them, the first is the responder
+        overrides["response_model"] = args.response_model[0]
+        if len(args.response_model) > 1:
+            overrides["response_models"] = args.response_model
     if args.operation_weight:
         overrides["operation_weights"] = _weights(args.operation_weight)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("max_tokens", args.max_tokens)) if v is not None}

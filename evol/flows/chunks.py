@@ -300,3 +300,6 @@ def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
         into.tokens[stage] = into.tokens[stage] + Usage(**usage)
     for model, usage in data.get("tokens_by_model", {}).items():
         into.by_model[model] = into.by_model[model] + Usage(**usage)
+    for stage, models in data.get("tokens_by_stage_model", {}).items():
+        for model, usage in models.items():
+            into.by_stage_model[stage, model] = into.by_stage_model[stage, model] + Usage(**usage)
