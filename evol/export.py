@@ -24,7 +24,6 @@ log = logging.getLogger("evol")
 
 FORMATS = ("alpaca", "jsonl", "sharegpt", "openai-chat", "parquet", "hf")
 SUFFIX = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai-chat": ".jsonl", "parquet": ".parquet"}
-SCORES = "scores.jsonl"
 EXPORT_MANIFEST = "export.json"
 CARD = "README.md"
 SPLITS = ("train", "validation")
@@ -86,14 +85,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text.") from None
     return rows
-
-
-def load_scores(path: Path) -> dict[str, float]:
-    """Difficulty scores of a run (``python -m evol score``), id to score; empty when never scored."""
-    file = Path(path) / SCORES
-    if not file.is_file():
-        return {}
-    return {r["id"]: float(r["score"]) for r in read_rows(file) if r.get("score") is not None}
 
 
 def _read_json(path: Path) -> Any:

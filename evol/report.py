@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .export import Run, funnel, load_run, load_scores
+from .export import Run, funnel, load_run
 from .plots import STYLE, Plot, make_plots
 from .runstats import (
     OUTCOMES,
@@ -46,7 +46,9 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / REPORT_DIR
     seeds = run_seeds(run)
-    scores = load_scores(run.path)
+    from .scoring import load_scores
+
+    scores = {rid: s.complexity for rid, s in load_scores(run.path).items() if s.complexity is not None}
     stats = round_stats(run, seeds, scores)
     with matplotlib.rc_context(STYLE):
         plots = make_plots(run, stats)
@@ -121,7 +123,7 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
     scored = [s for s in stats if s.scores]
     if len(scored) >= 2:
         a, b = statistics.mean(scored[0].scores), statistics.mean(scored[-1].scores)
-        out.append(("ok" if b > a else "warn", f"Mean judged difficulty went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label})."))
+        out.append(("ok" if b > a else "warn", f"Mean judged complexity went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label})."))
     return out
 
 

@@ -19,6 +19,7 @@ RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 MANIFEST = "manifest.json"
 CACHE = "calls.sqlite"
+SCORES = "scores.jsonl"  # evol score: complexity and quality per kept row (evol.scoring)
 SPOOL = ".rounds"  # settled rounds while a run lasts (evol.spool)
 LOCK = ".lock"
 
