@@ -19,6 +19,8 @@ from typing import Any
 from .dedup import Deduper
 from .errors import ConfigError, InputError
 from .rundir import MANIFEST, RECORDS, REJECTED, atomic_write, write_json, write_jsonl
+from .rundir import read_jsonl as read_rows  # a broken line is an InputError naming it
+from .selection import Choice, card_lines, choose
 
 log = logging.getLogger("evol")
 
@@ -69,22 +71,6 @@ def load_run(path: Path) -> Run:
     if manifest.get("status") != "complete":
         log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.get("status"))
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """A JSONL file's rows; a broken line is an InputError naming the line."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text.") from None
-    return rows
 
 
 def _read_json(path: Path) -> Any:
@@ -313,6 +299,7 @@ class ExportOptions:
     seed: int = 0
     system: str | None = None
     selection: Selection = Selection()
+    choice: Choice = field(default_factory=Choice)  # by scores: filters and the best K (evol.selection)
 
 
 def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, Any]:
@@ -325,6 +312,9 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     previous = _check_out(out, run_paths)
     runs = [load_run(p) for p in run_paths]
     picked = select(runs, opts.selection)
+    chosen = choose(picked.rows, picked.runs, opts.choice) if opts.choice.active else None
+    if chosen is not None:
+        picked = Picked(rows=chosen.rows, runs=picked.runs, dropped=picked.dropped + chosen.left_out)
     splits = split(picked.rows, opts.val_fraction, opts.seed)
     files = {name: data_path(opts.fmt, name) for name in splits}
     for name, rows in splits.items():
@@ -342,6 +332,10 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
                     for r in picked.runs],
         "evol_version": _version(),
     }
+    if chosen is not None:
+        summary |= {"choice": opts.choice.describe(), "chosen": chosen.summary,
+                    "selected": [{"run_id": r.run_id, "id": r.id, "complexity": s.complexity if s else None,
+                                  "quality": s.quality if s else None} for r, s in zip(chosen.rows, chosen.scores)]}
     atomic_write(out / CARD, [dataset_card(picked, splits, summary)])
     write_json(out / EXPORT_MANIFEST, summary)
     for stale in previous - {*files.values(), CARD, EXPORT_MANIFEST}:
@@ -415,6 +409,7 @@ def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str
     if summary["val_fraction"]:
         out += [f"Validation: about {summary['val_fraction']:.0%} of rows, whole seed lineages at a time "
                 f"(random seed {summary['seed']}), so no seed's evolutions sit on both sides.", ""]
+    out += card_lines(summary)
     out += ["## What made it", ""]
     for run in runs:
         out += _run_section(run)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import ConfigError, RunLockedError
+from .errors import ConfigError, InputError, RunLockedError
 
 DATASET = "dataset.json"
 RECORDS = "records.jsonl"
@@ -102,8 +102,19 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """A JSONL file's rows; a broken line or a file that is not UTF-8 is an InputError naming it."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise InputError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text.") from None
+    return rows
 
 
 class RunDir:

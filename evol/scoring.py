@@ -22,7 +22,7 @@ from .errors import BackendError, BudgetExceeded, InputError
 from .filters import judge_answer
 from .models import Frozen, Usage
 from .refusals import refusal
-from .rundir import SCORES
+from .rundir import SCORES, read_jsonl
 
 log = logging.getLogger("evol")
 
@@ -79,13 +79,11 @@ class Score(Frozen):
 
 def load_scores(run_dir: Path) -> dict[str, Score]:
     """A run's scores.jsonl, id to Score; empty when it was never scored."""
-    from .export import read_rows
-
     file = Path(run_dir) / SCORES
     if not file.is_file():
         return {}
     out = {}
-    for n, row in enumerate(read_rows(file), 1):
+    for n, row in enumerate(read_jsonl(file), 1):
         try:
             score = Score.model_validate(row)
         except ValueError:
@@ -203,7 +201,8 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
     spent: dict[str, Usage] = {}
     answers: dict[tuple[str, str], Reading] = {}
     stopped: BaseException | None = None
-    async with open_backend(config) as (chat, models, config):
+    async with open_backend(config) as (chat, models, tuned):
+        config = tuned  # the backend's own defaults filled in (the embedded model's, say)
         cache = CallCache(run_dir / CACHE)
         cached = CachedChat(chat, cache)
         budget = Budget(config.budget_usd, config.price_table())
