@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .dedup import Deduper, Embedder
+from .dedup import Deduper, Embedder, banding
 from .errors import ConfigError
 from .scoring import ORDERS, Score, load_scores
 
@@ -196,7 +196,10 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         embed = Embedder(choice.embeddings_url, choice.embeddings_model, api_key=key.get_secret_value() if key else None)
         deduper = Deduper(1.0, exact=True, near=False, embed=embed, cosine=choice.max_similarity)
     else:
-        deduper = Deduper(choice.max_similarity, "ratio")
+        # the most permissive banding dedup has: a missed pair costs more here (two near twins among the few
+        # rows kept) than some more rapidfuzz checks, and on short texts one changed word moves many n-grams
+        bands, rows = banding(0)
+        deduper = Deduper(choice.max_similarity, "ratio", bands=bands, rows=rows)
     hard = {(q.field, q.value): q.cap(k) for q in choice.quotas}
     taken: list[int] = []
     count: Counter = Counter()  # (field, value) -> rows taken
@@ -311,7 +314,7 @@ def card_lines(summary: dict[str, Any]) -> list[str]:
         out += ["| score (mean) | eligible rows | chosen rows |", "|---|---|---|", *rows, ""]
     div = chosen.get("diversity") or {}
     if div.get("selected") and div.get("best_by_score_alone"):
-        out += [f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
-                f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
-                f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone.", ""]
+        out += [(f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
+                 f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
+                 f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone."), ""]
     return out

@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     g.add_argument("--min-complexity", type=float, metavar="N", help="leave out rows whose instruction scored below N (1-10)")
     g.add_argument("--min-quality", type=float, metavar="N", help="leave out rows whose answer scored below N (1-10)")
     g.add_argument("--balance", choices=GROUPS, help="give each round or operation an equal share of K, as far as its rows allow")
-    g.add_argument("--quota", action="append", metavar="FIELD:VALUE=N", type=parse_quota,
+    g.add_argument("--quota", action="append", metavar="FIELD:VALUE=N",
                    help="at most N rows of a round or operation, e.g. operation:deepen=2000 or round:1=0.25 (a share of K); repeatable")
     g = p.add_argument_group("chat formats")
     g.add_argument("--system", help="a system message to put first in every sharegpt / openai-chat conversation")
@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         seeds=args.seeds,
     )
     choice = Choice(k=args.k, by=args.by, min_complexity=args.min_complexity, min_quality=args.min_quality,
-                    balance=args.balance, quotas=tuple(args.quota or ()), max_similarity=args.max_similarity,
+                    balance=args.balance, quotas=tuple(parse_quota(q) for q in args.quota or ()), max_similarity=args.max_similarity,
                     embeddings_url=args.embeddings_url, embeddings_model=args.embeddings_model)
     opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system,
                          selection=selection, choice=choice)
