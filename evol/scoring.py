@@ -22,7 +22,7 @@ from .errors import BackendError, BudgetExceeded, InputError
 from .filters import judge_answer
 from .models import Frozen, Usage
 from .refusals import refusal
-from .rundir import SCORES, read_jsonl
+from .rundir import SCORES
 
 log = logging.getLogger("evol")
 
@@ -83,12 +83,16 @@ def load_scores(run_dir: Path) -> dict[str, Score]:
     if not file.is_file():
         return {}
     out = {}
-    for n, row in enumerate(read_jsonl(file), 1):
-        try:
-            score = Score.model_validate(row)
-        except ValueError:
-            raise InputError(f"{file}:{n} is not a score row; run 'python -m evol score' again to rewrite it.") from None
-        out[score.id] = score
+    try:
+        with open(file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    score = Score.model_validate_json(line)  # pydantic's own parser: twice json.loads' speed here
+                    out[score.id] = score
+    except UnicodeDecodeError:
+        raise InputError(f"{file} is not UTF-8 text.") from None
+    except ValueError:
+        raise InputError(f"{file}:{n} is not a score row; run 'python -m evol score' again to rewrite it.") from None
     return out
 
 
@@ -143,7 +147,7 @@ def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
         outcome = "truncated"
     elif not body:
         outcome = "empty"
-    elif refusal(body):
+    elif refusal(raw) or refusal(body):  # judge_answer drops apostrophes ("I can t"), the refusal phrases have them
         outcome = "refused"
     else:
         outcome = "no_score"
