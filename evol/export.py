@@ -170,20 +170,22 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     check_selection(sel, runs)
     # exact mode on normalized text: the run already removed near duplicates within itself
     deduper = Deduper(1.0, "ratio", exact=True, near=False)
-    rows, dropped = [], Counter()
+    rows, dropped, passing = [], Counter(), []
     for run in runs:
         for rec in run.records:
             reason = _excluded(rec, sel)
             if reason:
                 dropped[reason] += 1
-                continue
-            key = f"{run.run_id}/{rec['id']}"
-            if deduper.check(rec["instruction"]) is not None:
-                dropped["duplicate across runs"] += 1
-                continue
-            deduper.add(key, rec["instruction"])
-            rows.append(Row(instruction=rec["instruction"], output=rec["output"], id=rec["id"], seed_id=rec["seed_id"],
-                            round=int(rec["round"]), operation=rec["operation"], run_id=run.run_id))
+            else:
+                passing.append((run.run_id, rec))
+    # in one batch: a check and an add per row cost twice the normalising (~70 µs a row, 17 s for 250k rows)
+    matches = deduper.dedup([f"{rid}/{rec['id']}" for rid, rec in passing], [rec["instruction"] for _, rec in passing])
+    for (rid, rec), match in zip(passing, matches):
+        if match is not None:
+            dropped["duplicate across runs"] += 1
+            continue
+        rows.append(Row(instruction=rec["instruction"], output=rec["output"], id=rec["id"], seed_id=rec["seed_id"],
+                        round=int(rec["round"]), operation=rec["operation"], run_id=rid))
     if not rows and not dropped:
         raise InputError(f"{', '.join(str(r.path) for r in runs)} kept no rows; there is nothing to export.")
     if not rows:
