@@ -20,6 +20,7 @@ from typing import Any
 
 from .export import Run, funnel, load_run
 from .plots import STYLE, Plot, make_plots
+from .report_select import selection_section
 from .runstats import (
     OUTCOMES,
     LengthBucket,
@@ -31,6 +32,7 @@ from .runstats import (
     round_stats,
     run_seeds,
 )
+from .scoring import Score
 
 __all__ = ["build_report", "distinct_n", "opening", "render_html"]
 
@@ -39,23 +41,29 @@ log = logging.getLogger("evol")
 REPORT_DIR = "report"
 
 
-def build_report(run_dir: Path, out: Path | None = None) -> Path:
-    """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path."""
+def build_report(run_dir: Path, out: Path | None = None, export: Path | None = None) -> Path:
+    """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path.
+
+    ``export`` is a folder of ``evol export --select`` (default RUN_DIR/export when there is one) whose chosen
+    rows the report compares with the run's.
+    """
     import matplotlib  # here, not at the top: the CLI and ``score`` start without it
 
     run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / REPORT_DIR
     seeds = run_seeds(run)
+    from .report_select import find_export, selection_plots
     from .scoring import load_scores
 
-    scores = {rid: s.complexity for rid, s in load_scores(run.path).items() if s.complexity is not None}
+    scores = load_scores(run.path)
     stats = round_stats(run, seeds, scores)
+    chosen = find_export(run, export)
     with matplotlib.rc_context(STYLE):
-        plots = make_plots(run, stats)
+        plots = make_plots(run, stats) + selection_plots(scores, chosen)
     out.mkdir(parents=True, exist_ok=True)
     for p in plots:
         _write_bytes(out / f"{p.name}.png", p.png)
-    page = render_html(run, stats, plots, seeds, scores)
+    page = render_html(run, stats, plots, seeds, scores, chosen)
     _write_bytes(out / "report.html", page.encode("utf-8"))
     log.info("report: %s (%d plots)", out / "report.html", len(plots))
     return out / "report.html"
@@ -128,7 +136,7 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
 
 
 def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: list[tuple[str, str]],
-                scores: dict[str, float]) -> str:
+                scores: dict[str, Score], chosen: dict[str, Any] | None = None) -> str:
     m, c = run.manifest, run.counts
     usage = m.get("usage") or {}
     total = usage.get("tokens_total") or {}
@@ -141,7 +149,7 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     add(f"<header><h1>Run report <code>{_e(run.run_id)}</code></h1>"
         f"<p class='sub'>status <b class='st-{_e(m.get('status'))}'>{_e(m.get('status'))}</b> · profile <b>{_e(run.profile)}</b> · "
         f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>")
-    nav = ["summary", "funnel"] + [p.name for p in plots if p.name != "funnel"] + ["examples", "setup"]
+    nav = ["summary", "funnel"] + [p.name for p in plots if p.name not in ("funnel", "quality")] + ["examples", "setup"]
     add("<nav>" + " ".join(f"<a href='#{n}'>{_e(n.replace('_', ' '))}</a>" for n in nav) + "</nav>")
 
     # --- summary
@@ -217,15 +225,16 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
             + "".join(f"<td class='n'>{d[k]:.2f}</td>" for k in names) + f"<td>{_e(tops)}</td></tr>")
     add("</table></section>")
 
-    # --- difficulty
+    # --- complexity and quality (the section keeps its old id: links to #difficulty still land here)
+    add("<section id='difficulty'><h2>Complexity and quality</h2>")
     if "difficulty" in by_plot:
-        add("<section id='difficulty'><h2>Difficulty</h2>" + _figure(by_plot["difficulty"]))
-        add(_stats_table(stats, "difficulty", lambda s: s.scores) + "</section>")
+        add(_figure(by_plot["difficulty"]) + _stats_table(stats, "complexity", lambda s: s.scores))
+        if "quality" in by_plot:
+            add(_figure(by_plot["quality"]) + _stats_table(stats, "quality", lambda s: s.quality))
     else:
-        add("<section id='difficulty'><h2>Difficulty</h2><p class='note'>Not scored yet: "
-            "<code>python -m evol score RUN_DIR</code> has an LLM judge rate each kept instruction 1-10, "
-            "then run the report again.</p></section>")
-
+        add("<p class='note'>Not scored yet: <code>python -m evol score RUN_DIR</code> has an LLM judge rate each "
+            "kept instruction's complexity and its answer's quality 1-10, then run the report again.</p>")
+    add("</section>" + selection_section(scores, chosen, _figure))
     add(_examples(run, seeds))
     add(_setup(run, backend))
     return PAGE.format(title=_e(f"evol report {run.run_id}"), body="\n".join(parts),
