@@ -183,7 +183,7 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
 
 
 def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
-    out, scores, _ = scored
+    out, _, _ = scored
     page = build_report(out, tmp_path / "before").read_text()
     assert "No export chose rows by score yet" in page
     assert cli(["-q", "export", str(out), "--out", str(out / "export"), "--select", "6", "--by", "complexity"]) == 0

@@ -19,6 +19,8 @@ from evol.scoring import Score, Unclear, load_scores
 from evol.selection import Choice, Quota, parse_quota
 from evol.testing.server import ScriptedServer
 
+from .test_export import VOCAB
+
 SUBJECTS = ("the water cycle", "compound interest", "a bicycle gear", "plate tectonics", "a sourdough starter",
             "binary search", "the immune system", "a solar eclipse", "supply and demand", "a jazz chord",
             "photosynthesis", "a hash table", "the Roman senate", "ocean tides", "a heat pump")
@@ -27,8 +29,6 @@ TASKS = ("Explain how {s} works to a curious teenager, with one everyday example
          "Compare {s} with something most people already know, in three bullet points.",
          "Describe a common misconception about {s} and correct it in plain words.")
 OPERATIONS = ("deepen", "concretize", "add_constraints", "breadth")
-VOCAB = ("harbor lantern orbit meadow quartz violin ember falcon orchard granite saffron tundra compass velvet glacier "
-         "bramble cinder lagoon mosaic nectar obsidian pylon rampart kettle cheerful solemn dry playful").split()
 
 
 def h(text: str) -> int:
