@@ -9,6 +9,7 @@ as a default number.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError
 
 from .errors import BackendError, BudgetExceeded, InputError
 from .filters import judge_answer
@@ -52,19 +53,16 @@ class Score(Frozen):
     model: str = ""
     prompt_sha256: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
     @classmethod
-    def _legacy(cls, data: Any) -> Any:
-        """Rows of the difficulty-only scorer ({"score", "answer", "prompt_sha256": str}) read as complexity."""
-        if not isinstance(data, dict) or "score" not in data:
-            return data
+    def from_legacy(cls, data: dict[str, Any]) -> Score:
+        """A row of the difficulty-only scorer ({"score", "answer", "prompt_sha256": str}) read as complexity."""
         data = dict(data)
         score, answer, sha = data.pop("score"), data.pop("answer", ""), data.pop("prompt_sha256", "")
         data["complexity"] = score
         if score is None:
             data["unclear"] = {"complexity": {"outcome": "no_score", "answer": answer or ""}}
         data["prompt_sha256"] = {"complexity": sha} if isinstance(sha, str) and sha else {}
-        return data
+        return cls.model_validate(data)
 
     def value(self, by: str) -> float | None:
         """The number to rank by (``complexity``, ``quality`` or ``complexity*quality``); None when unknown."""
@@ -87,13 +85,23 @@ def load_scores(run_dir: Path) -> dict[str, Score]:
         with open(file, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
-                    score = Score.model_validate_json(line)  # pydantic's own parser: twice json.loads' speed here
+                    score = _parse(line)  # pydantic's own JSON parser: twice json.loads and validate here
                     out[score.id] = score
     except UnicodeDecodeError:
         raise InputError(f"{file} is not UTF-8 text.") from None
     except ValueError:
         raise InputError(f"{file}:{n} is not a score row; run 'python -m evol score' again to rewrite it.") from None
     return out
+
+
+def _parse(line: str) -> Score:
+    try:
+        return Score.model_validate_json(line)
+    except ValidationError:
+        data = json.loads(line)
+        if isinstance(data, dict) and "score" in data:
+            return Score.from_legacy(data)
+        raise
 
 
 # --------------------------------------------------------------------------- reading a judge's answer
