@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -113,10 +112,6 @@ class Chosen:
     summary: dict[str, Any]  # what export.json records
 
 
-def _key(row: Row) -> tuple[str, str]:
-    return row.run_id, row.id
-
-
 def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
     """The rows ``choice`` keeps: filtered by score, then (with K) the best K, diverse and within quotas."""
     choice.check()
@@ -127,12 +122,12 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
             raise ConfigError(f"--quota {q}: no exported row has {q.field} {q.value}; they have {', '.join(sorted(known))}.")
     needed = [c for c, on in (("complexity", choice.min_complexity is not None or (choice.k and "complexity" in choice.by)),
                               ("quality", choice.min_quality is not None or (choice.k and "quality" in choice.by))) if on]
-    scores = {(run.run_id, rid): s for run in runs for rid, s in load_scores(run.path).items()}
-    _require(rows, runs, scores, needed)
+    by_run = {run.run_id: load_scores(run.path) for run in runs}
+    found = [by_run[row.run_id].get(row.id) for row in rows]
+    _require(rows, found, runs, needed)
     left_out: Counter = Counter()
     eligible: list[tuple[Row, Score | None]] = []
-    for row in rows:
-        s = scores.get(_key(row))
+    for row, s in zip(rows, found):
         reason = _filtered(s, choice, needed)
         if reason:
             left_out[reason] += 1
@@ -160,10 +155,10 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
     return Chosen([r for r, _ in picked], [s for _, s in picked], left_out, summary)
 
 
-def _require(rows: list[Row], runs: list[Run], scores: dict, needed: list[str]) -> None:
+def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed: list[str]) -> None:
     """One sentence naming the runs to score, when a needed score was never asked for."""
     for criterion in needed:
-        missing = [r for r in rows if _key(r) not in scores or scores[_key(r)].lacks(criterion)]
+        missing = [r for r, s in zip(rows, found) if s is None or s.lacks(criterion)]
         if missing:
             paths = sorted({str(run.path) for run in runs if run.run_id in {r.run_id for r in missing}})
             raise ConfigError(f"{len(missing)} of {len(rows)} rows have no {criterion} score; run "
@@ -260,12 +255,14 @@ def _shares(remaining: list[int], groups_of, field: str, need: int, count: Count
 
 
 def _stats(pairs: list[tuple[Row, Score | None]]) -> dict[str, Any]:
+    import numpy as np  # statistics.mean adds exact fractions: a second for 250k scores
+
     out = {}
     for criterion in ("complexity", "quality"):
-        values = [getattr(s, criterion) for _, s in pairs if s is not None and getattr(s, criterion) is not None]
-        if values:
-            out[criterion] = {"n": len(values), "mean": round(statistics.mean(values), 3), "median": statistics.median(values),
-                              "min": min(values), "max": max(values)}
+        values = np.array([v for v in (getattr(s, criterion) for _, s in pairs if s is not None) if v is not None])
+        if values.size:
+            out[criterion] = {"n": int(values.size), "mean": round(float(values.mean()), 3),
+                              "median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
     return out
 
 
