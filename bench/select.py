@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import tempfile
@@ -82,16 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         run = make_run(Path(tmp) / "run", args.rows)
         print(f"synthetic run of {args.rows} rows with scores written in {time.perf_counter() - start:.1f} s")
-        walls, summary = [], {}
+        walls, cpus, summary = [], [], {}
         for n in range(args.repeat):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             summary = export([run], Path(tmp) / "out", ExportOptions(fmt="jsonl", choice=Choice(
                 k=args.k, max_similarity=args.max_similarity)))
             walls.append(time.perf_counter() - start)
-            print(f"export --select {args.k}: {walls[-1]:.1f} s (run {n + 1})", flush=True)
+            cpus.append(time.process_time() - cpu)
+            # the load average says how much the machine's other work slowed this run down
+            print(f"export --select {args.k}: {walls[-1]:.1f} s wall, {cpus[-1]:.1f} s CPU (run {n + 1}, "
+                  f"load average {os.getloadavg()[0]:.1f})", flush=True)
         chosen = summary["chosen"]
         div = chosen["diversity"]
-        print(f"median {statistics.median(walls):.1f} s for {chosen['taken']} of {chosen['eligible']} eligible rows; "
+        print(f"median {statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} s CPU for {chosen['taken']} of {chosen['eligible']} eligible rows; "
               f"{chosen['skipped_as_similar']} skipped as too similar; mean nearest-neighbour similarity "
               f"{div['selected']['mean_nearest_similarity']:.3f} chosen vs "
               f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} by score alone")

@@ -20,7 +20,7 @@ from .dedup import Deduper
 from .errors import ConfigError, InputError
 from .rundir import MANIFEST, RECORDS, REJECTED, atomic_write, write_json, write_jsonl
 from .rundir import read_jsonl as read_rows  # a broken line is an InputError naming it
-from .selection import Choice, card_lines, choose
+from .selection import Choice, card_lines, choose, with_scores
 
 log = logging.getLogger("evol")
 
@@ -128,10 +128,13 @@ class Row:
     round: int
     operation: str
     run_id: str
+    complexity: float | None = None  # evol score's, when the run was scored
+    quality: float | None = None
 
-    def meta(self) -> dict[str, Any]:
-        return {"instruction": self.instruction, "output": self.output, "id": self.id, "seed_id": self.seed_id,
-                "round": self.round, "operation": self.operation, "run_id": self.run_id}
+    def meta(self, scored: bool = False) -> dict[str, Any]:
+        out = {"instruction": self.instruction, "output": self.output, "id": self.id, "seed_id": self.seed_id,
+               "round": self.round, "operation": self.operation, "run_id": self.run_id}
+        return out | {"complexity": self.complexity, "quality": self.quality} if scored else out
 
 
 @dataclass
@@ -178,7 +181,8 @@ def select(runs: list[Run], sel: Selection) -> Picked:
                 dropped[reason] += 1
             else:
                 passing.append((run.run_id, rec))
-    # in one batch: a check and an add per row cost twice the normalising (~70 µs a row, 17 s for 250k rows)
+    # one batch, not a check and an add per row: each of those prepared its one text apart (17.5 -> 13.4 s here
+    # for bench.select's 250k rows, under the profiler)
     matches = deduper.dedup([f"{rid}/{rec['id']}" for rid, rec in passing], [rec["instruction"] for _, rec in passing])
     for (rid, rec), match in zip(passing, matches):
         if match is not None:
@@ -251,7 +255,8 @@ def to_records(rows: list[Row], fmt: str, system: str | None = None) -> list[dic
     if fmt == "alpaca":
         return [{"instruction": r.instruction, "output": r.output} for r in rows]
     if fmt in ("jsonl", "parquet", "hf"):
-        return [r.meta() for r in rows]
+        scored = any(r.complexity is not None or r.quality is not None for r in rows)  # then every row has the keys
+        return [r.meta(scored) for r in rows]
     if fmt == "sharegpt":
         head = [{"from": "system", "value": system}] if system else []
         return [{"id": r.id, "conversations": [*head, {"from": "human", "value": r.instruction},
@@ -283,7 +288,7 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    frame = pd.DataFrame.from_records(records, columns=list(Row.__dataclass_fields__))
+    frame = pd.DataFrame.from_records(records, columns=[c for c in Row.__dataclass_fields__ if not records or c in records[0]])
     frame["round"] = frame["round"].astype("int64")
     try:
         frame.to_parquet(tmp, index=False, engine="pyarrow")
@@ -315,8 +320,8 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     runs = [load_run(p) for p in run_paths]
     picked = select(runs, opts.selection)
     chosen = choose(picked.rows, picked.runs, opts.choice) if opts.choice.active else None
-    if chosen is not None:
-        picked = Picked(rows=chosen.rows, runs=picked.runs, dropped=picked.dropped + chosen.left_out)
+    picked = Picked(rows=chosen.rows if chosen else with_scores(picked.rows, picked.runs), runs=picked.runs,
+                    dropped=picked.dropped + (chosen.left_out if chosen else Counter()))
     splits = split(picked.rows, opts.val_fraction, opts.seed)
     files = {name: data_path(opts.fmt, name) for name in splits}
     for name, rows in splits.items():
@@ -460,7 +465,8 @@ def _models(run: Run) -> dict[str, str]:
 def _format_note(fmt: str) -> str:
     return {
         "alpaca": 'Each file is a JSON array of `{"instruction", "output"}` objects, the shape of the original Alpaca and WizardLM releases.',
-        "jsonl": "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, `run_id`.",
+        "jsonl": "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, `run_id` "
+                 "(and `complexity`, `quality` when the run was scored).",
         "sharegpt": 'Each file is a JSON array of `{"id", "conversations": [{"from": "human"}, {"from": "gpt"}]}` (ShareGPT).',
         "openai-chat": 'One `{"messages": [...]}` object per line: the chat fine-tuning format of OpenAI and most trainers.',
         "parquet": "Parquet tables with columns `instruction`, `output`, `id`, `seed_id`, `round`, `operation`, `run_id`.",

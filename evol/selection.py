@@ -9,6 +9,7 @@ equal share as far as its rows allow, then fills up from the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -152,7 +153,17 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
             log.warning("export: --select %d took %d rows: %s", choice.k, len(picked), walk.get("stopped"))
     if groups:
         summary["groups"] = {g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)}
-    return Chosen([r for r, _ in picked], [s for _, s in picked], left_out, summary)
+    return Chosen([_scored(r, s) for r, s in picked], [s for _, s in picked], left_out, summary)
+
+
+def with_scores(rows: list[Row], runs: list[Run]) -> list[Row]:
+    """The rows with their scores from each run's scores.jsonl (unchanged when a run was never scored)."""
+    by_run = {run.run_id: load_scores(run.path) for run in runs}
+    return [_scored(row, by_run[row.run_id].get(row.id)) for row in rows] if any(by_run.values()) else rows
+
+
+def _scored(row: Row, s: Score | None) -> Row:
+    return dataclasses.replace(row, complexity=s.complexity, quality=s.quality) if s is not None else row
 
 
 def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed: list[str]) -> None:

@@ -223,3 +223,17 @@ def test_bad_options_are_one_sentence_errors(run, tmp_path, capsys, args, messag
     assert cli(["export", str(run), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_rows_carry_their_scores_with_their_lineage(run, tmp_path):
+    import pandas as pd
+
+    by_id = load_scores(run)
+    export([run], tmp_path / "all", ExportOptions(fmt="jsonl"))  # no selection: every row, scores alongside
+    rows = [json.loads(x) for x in (tmp_path / "all" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == len(by_id)
+    assert all((r["complexity"], r["quality"]) == (by_id[r["id"]].complexity, by_id[r["id"]].quality) for r in rows)
+    export([run], tmp_path / "pq", ExportOptions(fmt="parquet", choice=Choice(k=10)))
+    frame = pd.read_parquet(tmp_path / "pq" / "train.parquet")
+    assert list(frame.columns[-2:]) == ["complexity", "quality"] and len(frame) == 10
+    assert (frame["complexity"] * frame["quality"]).is_monotonic_decreasing
