@@ -196,3 +196,26 @@ def test_budget_stops_scoring_cleanly_and_the_same_command_goes_on(run, tmp_path
     assert done.returncode == 0, done.stderr
     assert len(prompts) == len(set(prompts))  # every call paid once, across both commands
     assert len(load_scores(target)) > len(partial)
+
+
+def test_a_failed_call_is_recorded_and_asked_again_next_time(run, tmp_path):
+    target = copy_of(run, tmp_path / "r")
+
+    def refusing_quality(request: dict) -> Reply:
+        if "\n\nResponse:\n" in last_user(request):
+            return Reply(status=400, content="this request is not allowed")  # one request refused, not the run
+        return Reply(content="Score: 5")
+
+    with ScriptedServer(refusing_quality) as srv:
+        assert cli(["-q", "score", str(target), "--base-url", srv.base_url]) == 0
+    first = load_scores(target)
+    answered = [s for s in first.values() if "quality" in s.unclear]
+    assert answered and all(s.quality is None and s.unclear["quality"].outcome == "failed" for s in answered)
+    assert all("not allowed" in s.unclear["quality"].answer for s in answered)  # the endpoint's reason, kept
+    assert all(s.complexity == 5 for s in first.values())
+    with ScriptedServer(lambda request: Reply(content="Score: 9")) as srv:
+        assert cli(["-q", "score", str(target), "--base-url", srv.base_url]) == 0
+        asked = [last_user(b) for b in srv.requests]
+    assert len(asked) == len(answered) and all("\n\nResponse:\n" in p for p in asked)  # only the failed ones
+    assert all(s.quality == 9 and s.complexity == 5 and not s.unclear for s in load_scores(target).values()
+               if s.id in {a.id for a in answered})
