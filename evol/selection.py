@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .dedup import Deduper, Embedder
+from .dedup import Deduper, Embedder, Prepared
 from .errors import ConfigError
 from .scoring import ORDERS, Score, load_scores
 
@@ -210,6 +210,7 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
     count: Counter = Counter()  # (field, value) -> rows taken
     similar = 0
     remaining = list(range(len(ranked)))
+    ready: dict[int, Prepared] = {}
     fields = sorted({f for f, _ in hard} | ({choice.balance} if choice.balance else set()))
 
     def groups_of(i: int) -> list[tuple[str, str]]:
@@ -221,11 +222,15 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         if choice.balance:
             caps.update(_shares(remaining, groups_of, choice.balance, k - len(taken), count, hard))
         before, left = len(taken), []
+        fresh = deduper.prepared([ranked[i][0].instruction for i in remaining if i not in ready])
         walking = iter(remaining)
-        for i, item in zip(walking, deduper.prepared([ranked[i][0].instruction for i in remaining])):
+        for i in walking:
+            item = ready.pop(i, None) or next(fresh)
             gs = groups_of(i)
             if any(count[g] >= caps.get(g, k) for g in gs):
                 left.append(i)  # over its group's cap in this pass; a later pass may have room
+                if deduper.embed is not None:
+                    ready[i] = item  # embedded already: the next pass must not pay for it again
                 continue
             if deduper.check_item(item) is not None:
                 similar += 1

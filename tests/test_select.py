@@ -237,3 +237,23 @@ def test_rows_carry_their_scores_with_their_lineage(run, tmp_path):
     frame = pd.read_parquet(tmp_path / "pq" / "train.parquet")
     assert list(frame.columns[-2:]) == ["complexity", "quality"] and len(frame) == 10
     assert (frame["complexity"] * frame["quality"]).is_monotonic_decreasing
+
+
+def test_balance_with_embeddings_fills_up_without_embedding_a_row_twice(tmp_path):
+    # operation "short" has four rows, two of them the same words reordered: it can give three, not its share of four
+    short = ["wind turns the old mill by the river", "by the river the old mill turns wind",
+             "salt preserves fish for the long winter", "a candle measures the hours of the night"]
+    rows = [{"id": f"a{i}", "seed_id": f"a{i}", "round": 1, "operation": "short", "instruction": t, "output": "ok"}
+            for i, t in enumerate(short)]
+    rows += [{"id": f"b{i}", "seed_id": f"b{i}", "round": 1, "operation": "long", "output": "ok",
+              "instruction": f"{details(f'b{i}')} Number {i}."} for i in range(20)]
+    scores = [Score(id=r["id"], round=1, complexity=5, quality=5) for r in rows]
+    run = make_run(tmp_path / "run", rows, scores)
+    with ScriptedServer() as srv:
+        choice = Choice(k=10, balance="operation", max_similarity=0.99, embeddings_url=srv.base_url,
+                        embeddings_model="bag-of-words")
+        summary = export([run], tmp_path / "out", ExportOptions(fmt="jsonl", choice=choice))
+        embedded = [t for body in srv.embedding_requests for t in body["input"]]
+    assert len(summary["selected"]) == 10 and summary["chosen"]["skipped_as_similar"] == 1
+    assert summary["chosen"]["groups"]["operation"] == {"long": 7, "short": 3}
+    assert sorted(embedded) == sorted(r["instruction"] for r in rows)  # every row once, none again in the second pass
