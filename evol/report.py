@@ -150,7 +150,8 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
         f"<p class='sub'>status <b class='st-{_e(m.get('status'))}'>{_e(m.get('status'))}</b> · profile <b>{_e(run.profile)}</b> · "
         f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>")
     nav = ["summary", "funnel"] + [p.name for p in plots if p.name not in ("funnel", "quality")] + ["examples", "setup"]
-    add("<nav>" + " ".join(f"<a href='#{n}'>{_e(n.replace('_', ' '))}</a>" for n in nav) + "</nav>")
+    labels = {"difficulty": "complexity and quality", "selection": "chosen rows"}
+    add("<nav>" + " ".join(f"<a href='#{n}'>{_e(labels.get(n, n.replace('_', ' ')))}</a>" for n in nav) + "</nav>")
 
     # --- summary
     cards = [("seeds", "seeds"), ("rounds_done", "rounds"), ("attempts", "candidates"), ("kept", "kept"),
