@@ -411,7 +411,8 @@ def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str
         "",
     ]
     if summary["selection"] or summary["left_out"]:
-        out += ["Selection: " + (", ".join(f"{k} = {v}" for k, v in summary["selection"].items()) or "everything kept") + ".",
+        out += ["Selection: " + (", ".join(f"{k} = {v}" for k, v in summary["selection"].items())
+                                 or ("by scores, below" if summary.get("choice") else "everything kept")) + ".",
                 "", "Left out: " + (_reasons(Counter(summary["left_out"])) or "nothing") + ".", ""]
     if summary["val_fraction"]:
         out += [f"Validation: about {summary['val_fraction']:.0%} of rows, whole seed lineages at a time "

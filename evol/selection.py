@@ -311,12 +311,14 @@ def card_lines(summary: dict[str, Any]) -> list[str]:
                    f"its answer's quality), best first, ties in run and file order. A row was skipped when its instruction "
                    f"was {choice['max_similarity']:g} or more similar ({choice['similarity']}) to one already taken: "
                    f"{chosen.get('skipped_as_similar', 0)} were.")
+    out.append("")
     for name, label in (("min_complexity", "complexity at least"), ("min_quality", "quality at least"),
                         ("balance", "balanced by"), ("quotas", "quotas")):
         if name in choice:
             value = ", ".join(choice[name]) if isinstance(choice[name], list) else choice[name]
             out.append(f"- {label} {value}")
-    out.append("")
+    if out[-1]:
+        out.append("")
     rows = []
     for criterion in ("complexity", "quality"):
         a, b = chosen["scores"]["eligible"].get(criterion), chosen["scores"]["selected"].get(criterion)
