@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -173,8 +173,8 @@ class Embedder:
 
 
 @dataclass
-class _Item:
-    """A text made ready for checking."""
+class Prepared:
+    """A text made ready for checking (:meth:`Deduper.prepared`)."""
 
     text: str
     norm: str  # what the scorer compares
@@ -222,45 +222,57 @@ class Deduper:
         self._keys = np.empty(0, np.uint64)
         self._pos = np.empty(0, np.int32)
         self._vectors = np.empty((0, 0), np.float32)  # kept embeddings, grown by doubling
-        self._last: _Item | None = None  # check() then add() of the same text prepares it once
+        self._last: Prepared | None = None  # check() then add() of the same text prepares it once
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def check(self, text: str, lineage: str | None = None) -> Match | None:
-        # a lineage nothing kept belongs to exempts nothing: no code is made for it
-        return self._check(self._one(text), -1 if lineage is None else self._codes.get(lineage, -1))
+        return self.check_item(self._one(text), lineage)
 
     def add(self, id: str, text: str, lineage: str | None = None) -> None:
-        self._add(id, self._one(text), self._code(lineage))
+        self.add_item(id, self._one(text), lineage)
+
+    def check_item(self, item: Prepared, lineage: str | None = None) -> Match | None:
+        """``check`` of a text from :meth:`prepared`."""
+        # a lineage nothing kept belongs to exempts nothing: no code is made for it
+        return self._check(item, -1 if lineage is None else self._codes.get(lineage, -1))
+
+    def add_item(self, id: str, item: Prepared, lineage: str | None = None) -> None:
+        self._add(id, item, self._code(lineage))
 
     def extend(self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None = None) -> None:
         """Keep every text, unchecked (e.g. the seeds): signed a chunk at a time, not one numpy pass per text."""
         codes = self._codes_of(ids, texts, lineages)
-        for start in range(0, len(texts), _CHUNK):
-            for id, item, code in zip(ids[start:start + _CHUNK], self._prepare(texts[start:start + _CHUNK]),
-                                      codes[start:start + _CHUNK]):
-                self._add(id, item, code)
+        for id, item, code in zip(ids, self.prepared(texts), codes):
+            self._add(id, item, code)
 
     def dedup(self, ids: Sequence[str], texts: Sequence[str],
               lineages: Sequence[str | None] | None = None) -> list[Match | None]:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
         codes = self._codes_of(ids, texts, lineages)
         out: list[Match | None] = []
+        for id, item, code in zip(ids, self.prepared(texts), codes):
+            match = self._check(item, code)
+            if match is None:
+                self._add(id, item, code)
+            out.append(match)
+        return out
+
+    def prepared(self, texts: Sequence[str]) -> Iterator[Prepared]:
+        """The texts made ready for check_item and add_item, in order, signed a chunk at a time.
+
+        A worker signs the next chunks while the caller checks the current one (numpy releases the GIL);
+        a caller that has seen enough just stops iterating.
+        """
         starts = range(0, len(texts), _CHUNK)
-        # a worker prepares the next chunks while this thread checks the current one: numpy releases the GIL
         with ThreadPoolExecutor(1) as pool:
             ahead = deque(pool.submit(self._prepare, texts[s:s + _CHUNK]) for s in starts[:2])
-            for n, start in enumerate(starts):
+            for n in range(len(starts)):
                 items = ahead.popleft().result()
                 if n + 2 < len(starts):
                     ahead.append(pool.submit(self._prepare, texts[starts[n + 2]:starts[n + 2] + _CHUNK]))
-                for id, item, code in zip(ids[start:start + _CHUNK], items, codes[start:start + _CHUNK]):
-                    match = self._check(item, code)
-                    if match is None:
-                        self._add(id, item, code)
-                    out.append(match)
-        return out
+                yield from items
 
     def _code(self, lineage: str | None) -> int:
         if lineage is None:
@@ -272,21 +284,21 @@ class Deduper:
             raise ValueError("ids, texts and lineages differ in length")
         return [-1] * len(texts) if lineages is None else [self._code(x) for x in lineages]
 
-    def _one(self, text: str) -> _Item:
+    def _one(self, text: str) -> Prepared:
         if self._last is None or self._last.text != text:
             self._last = self._prepare([text])[0]
         return self._last
 
-    def _prepare(self, texts: Sequence[str]) -> list[_Item]:
+    def _prepare(self, texts: Sequence[str]) -> list[Prepared]:
         norms = [normalize(t) for t in texts]
         if self.near:
             keys = self.lsh.keys([" ".join(sorted(n.split())) for n in norms] if self._orderless else norms)
         else:
             keys = [[] for _ in norms]
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
-        return [_Item(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors)]
+        return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors)]
 
-    def _check(self, item: _Item, lineage: int = -1) -> Match | None:
+    def _check(self, item: Prepared, lineage: int = -1) -> Match | None:
         if self.exact:
             hit = self._exact.get(item.norm)
             if hit is not None:
@@ -324,7 +336,7 @@ class Deduper:
                 return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))
         return None
 
-    def _add(self, id: str, item: _Item, lineage: int = -1) -> None:
+    def _add(self, id: str, item: Prepared, lineage: int = -1) -> None:
         pos = len(self._ids)
         self._ids.append(id)
         self._texts.append(item.norm)

@@ -304,7 +304,7 @@ def write_profile(out: RunDir, config: RunConfig, profile: Profile, op: Operatio
     ``evol run --prompts-dir DIR/prompts --profile NAME`` runs it as is."""
     source = config.prompts_dir or default_prompts_dir()
     root = out / PROMPTS
-    for f in sorted(source.glob("*.txt")):  # judge.txt, score.txt
+    for f in sorted(source.glob("*.txt")):  # judge.txt, complexity.txt, quality.txt
         atomic_write(root / f.name, [f.read_text(encoding="utf-8")])
     for f in sorted((source / profile.name).iterdir()):
         if f.is_file():

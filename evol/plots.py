@@ -193,8 +193,12 @@ def make_plots(run: Run, stats: list[RoundStats]) -> list[Plot]:
              "a position heuristic, not a parser."),
     ]
     if any(s.scores for s in stats):
-        plots.append(Plot("difficulty", "Difficulty", plot_boxes(
-            stats, [s.scores for s in stats], "LLM-judged difficulty per round (1-10)", "difficulty", "#e0a96d"),
-            "Scores from python -m evol score: the evolved rounds should be judged harder than the seeds."))
+        plots.append(Plot("difficulty", "Complexity", plot_boxes(
+            stats, [s.scores for s in stats], "LLM-judged complexity per round (1-10)", "complexity", "#e0a96d"),
+            "Scores from python -m evol score: the evolved rounds should be judged more complex than the seeds."))
+    if any(s.quality for s in stats):
+        plots.append(Plot("quality", "Quality", plot_boxes(
+            stats, [s.quality for s in stats], "LLM-judged answer quality per round (1-10)", "quality", "#8fc79a"),
+            "The judge's rating of each kept answer: a round whose harder instructions get worse answers shows here."))
     return plots
 

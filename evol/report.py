@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .answer_stats import answer_stats, answers_section
-from .export import Run, funnel, load_run, load_scores
+from .export import Run, funnel, load_run
 from .plots import STYLE, Plot, make_plots
+from .report_select import selection_section
 from .rundir import MANIFEST, OPTIMIZE, atomic_write_bytes
 from .runstats import (
     OUTCOMES,
@@ -31,6 +32,7 @@ from .runstats import (
     round_stats,
     run_seeds,
 )
+from .scoring import Score
 
 __all__ = ["build_report", "distinct_n", "opening", "render_html"]
 
@@ -39,8 +41,12 @@ log = logging.getLogger("evol")
 REPORT_DIR = "report"
 
 
-def build_report(run_dir: Path, out: Path | None = None) -> Path:
-    """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path."""
+def build_report(run_dir: Path, out: Path | None = None, export: Path | None = None) -> Path:
+    """Write ``report.html`` and the PNGs into ``out`` (default RUN_DIR/report); returns the HTML's path.
+
+    ``export`` is a folder of ``evol export --select`` (default RUN_DIR/export when there is one) whose chosen
+    rows the report compares with the run's.
+    """
     import matplotlib  # here, not at the top: the CLI and ``score`` start without it
 
     out = Path(out) if out else Path(run_dir) / REPORT_DIR
@@ -51,14 +57,18 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         return build_optimize_report(Path(run_dir), load_report(Path(run_dir) / OPTIMIZE), out)
     run = load_run(run_dir)
     seeds = run_seeds(run)
+    from .report_select import find_export, selection_plots
+    from .scoring import load_scores
+
     scores = load_scores(run.path)
     stats = round_stats(run, seeds, scores)
+    chosen = find_export(run, export)
     with matplotlib.rc_context(STYLE):
-        plots = make_plots(run, stats)
+        plots = make_plots(run, stats) + selection_plots(scores, chosen)
     out.mkdir(parents=True, exist_ok=True)
     for p in plots:
         atomic_write_bytes(out / f"{p.name}.png", p.png)
-    page = render_html(run, stats, plots, seeds, scores)
+    page = render_html(run, stats, plots, seeds, scores, chosen)
     atomic_write_bytes(out / "report.html", page.encode("utf-8"))
     log.info("report: %s (%d plots)", out / "report.html", len(plots))
     return out / "report.html"
@@ -113,12 +123,12 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
     scored = [s for s in stats if s.scores]
     if len(scored) >= 2:
         a, b = statistics.mean(scored[0].scores), statistics.mean(scored[-1].scores)
-        out.append(("ok" if b > a else "warn", f"Mean judged difficulty went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label})."))
+        out.append(("ok" if b > a else "warn", f"Mean judged complexity went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label})."))
     return out
 
 
 def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: list[tuple[str, str]],
-                scores: dict[str, float]) -> str:
+                scores: dict[str, Score], chosen: dict[str, Any] | None = None) -> str:
     m, c = run.manifest, run.counts
     usage = m.get("usage") or {}
     total = usage.get("tokens_total") or {}
@@ -131,8 +141,10 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     add(f"<header><h1>Run report <code>{_e(run.run_id)}</code></h1>"
         f"<p class='sub'>status <b class='st-{_e(m.get('status'))}'>{_e(m.get('status'))}</b> · profile <b>{_e(run.profile)}</b> · "
         f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>")
-    nav = ["summary", "funnel"] + [p.name for p in plots if p.name != "funnel"] + ["answers", "examples", "setup"]
-    add("<nav>" + " ".join(f"<a href='#{n}'>{_e(n.replace('_', ' '))}</a>" for n in nav) + "</nav>")
+    nav = (["summary", "funnel"] + [p.name for p in plots if p.name not in ("funnel", "quality")]
+           + ["answers", "examples", "setup"])
+    labels = {"difficulty": "complexity and quality", "selection": "chosen rows"}
+    add("<nav>" + " ".join(f"<a href='#{n}'>{_e(labels.get(n, n.replace('_', ' ')))}</a>" for n in nav) + "</nav>")
 
     # --- summary
     cards = [("seeds", "seeds"), ("rounds_done", "rounds"), ("attempts", "candidates"), ("kept", "kept"),
@@ -207,15 +219,16 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
             + "".join(f"<td class='n'>{d[k]:.2f}</td>" for k in names) + f"<td>{_e(tops)}</td></tr>")
     add("</table></section>")
 
-    # --- difficulty
+    # --- complexity and quality (the section keeps its old id: links to #difficulty still land here)
+    add("<section id='difficulty'><h2>Complexity and quality</h2>")
     if "difficulty" in by_plot:
-        add("<section id='difficulty'><h2>Difficulty</h2>" + _figure(by_plot["difficulty"]))
-        add(_stats_table(stats, "difficulty", lambda s: s.scores) + "</section>")
+        add(_figure(by_plot["difficulty"]) + _stats_table(stats, "complexity", lambda s: s.scores))
+        if "quality" in by_plot:
+            add(_figure(by_plot["quality"]) + _stats_table(stats, "quality", lambda s: s.quality))
     else:
-        add("<section id='difficulty'><h2>Difficulty</h2><p class='note'>Not scored yet: "
-            "<code>python -m evol score RUN_DIR</code> has an LLM judge rate each kept instruction 1-10, "
-            "then run the report again.</p></section>")
-
+        add("<p class='note'>Not scored yet: <code>python -m evol score RUN_DIR</code> has an LLM judge rate each "
+            "kept instruction's complexity and its answer's quality 1-10, then run the report again.</p>")
+    add("</section>" + selection_section(scores, chosen, _figure))
     add(answers_section(answer_stats(run.records), (m.get("cost_usd") or {}).get("by_stage") or {}))
     add(_examples(run, seeds))
     add(_setup(run, backend))

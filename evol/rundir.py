@@ -20,6 +20,7 @@ RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 MANIFEST = "manifest.json"
 CACHE = "calls.sqlite"
+SCORES = "scores.jsonl"  # evol score: complexity and quality per kept row (evol.scoring)
 OPTIMIZE = "optimize.json"  # what an ``evol optimize`` folder holds instead of a manifest
 PROMPTS = "prompts"  # ... and the optimized profile
 SPOOL = ".rounds"  # settled rounds while a run lasts (evol.spool)
@@ -131,7 +132,7 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """A JSONL file's rows; a broken line is an InputError naming the line."""
+    """A JSONL file's rows; a broken line or a file that is not UTF-8 is an InputError naming it."""
     rows = []
     try:
         with open(path, encoding="utf-8") as f:

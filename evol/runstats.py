@@ -14,6 +14,7 @@ from pydantic import Field
 from .errors import EvolError
 from .export import Run, word_count
 from .models import Frozen
+from .scoring import Score
 
 OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
 
@@ -74,7 +75,8 @@ class RoundStats:
     round: int
     instructions: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # complexity (evol score)
+    quality: list[float] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -135,24 +137,30 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
     return seeds
 
 
-def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, float]) -> list[RoundStats]:
+def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, Score]) -> list[RoundStats]:
     rounds: dict[int, RoundStats] = {}
     seed_records = [r for r in run.records if r["round"] == 0]
     if seeds or seed_records:
         r0 = rounds[0] = RoundStats(0)
         r0.instructions = [text for _, text in seeds] or [r["instruction"] for r in seed_records]
         r0.outputs = [r["output"] for r in seed_records]
-        r0.scores = [scores[sid] for sid, _ in seeds if sid in scores] or [scores[r["id"]] for r in seed_records if r["id"] in scores]
+        _add_scores(r0, [sid for sid, _ in seeds] or [r["id"] for r in seed_records], scores)
     for rec in run.records:
         if rec["round"] == 0:
             continue
         st = rounds.setdefault(rec["round"], RoundStats(rec["round"]))
         st.instructions.append(rec["instruction"])
         st.outputs.append(rec["output"])
-        if rec["id"] in scores:
-            st.scores.append(scores[rec["id"]])
+        _add_scores(st, [rec["id"]], scores)
     return [rounds[k] for k in sorted(rounds)]
 
+
+def _add_scores(st: RoundStats, ids: list[str], scores: dict[str, Score]) -> None:
+    for s in filter(None, map(scores.get, ids)):
+        if s.complexity is not None:
+            st.scores.append(s.complexity)
+        if s.quality is not None:
+            st.quality.append(s.quality)
 
 
 # --------------------------------------------------------------------------- in-depth evolutions by parent length

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import threading
-import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
-from aiohttp import web
 from rapidfuzz import fuzz, process
 
 import evol.dedup as dedup
@@ -19,6 +15,7 @@ from evol.cli import main as cli
 from evol.dedup import Deduper, Embedder, Match, dedup_texts
 from evol.errors import FatalBackendError
 from evol.filters import normalize
+from evol.testing.server import ScriptedServer
 
 from .conftest import run_cli
 
@@ -213,39 +210,10 @@ def test_short_texts_and_shingles_longer_than_the_text():
 
 # --- semantic dedup against a small embeddings server ----------------------------------------------
 
-def bag_of_words(text: str, dims: int = 64) -> list[float]:
-    """An embedding that ignores word order: enough to plant 'semantic' duplicates the fuzzy rule misses."""
-    vec = [0.0] * dims
-    for word in normalize(text).split():
-        vec[zlib.crc32(word.encode()) % dims] += 1.0
-    return vec
-
-
 @pytest.fixture
 def embeddings_url():
-    loop = asyncio.new_event_loop()
-    requests: list[dict] = []
-
-    async def embeddings(request: web.Request) -> web.Response:
-        body = await request.json()
-        requests.append(body)
-        data = [{"object": "embedding", "index": i, "embedding": bag_of_words(t)} for i, t in enumerate(body["input"])]
-        return web.json_response({"object": "list", "data": data[::-1], "model": body["model"]})  # any order
-
-    app = web.Application()
-    app.router.add_post("/v1/embeddings", embeddings)
-    runner = web.AppRunner(app, access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/v1", requests
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+    with ScriptedServer() as srv:  # its /v1/embeddings answers with hashed bag-of-words vectors
+        yield srv.base_url, srv.embedding_requests
 
 
 def test_semantic_duplicates_through_an_embeddings_endpoint(embeddings_url):

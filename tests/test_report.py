@@ -29,7 +29,10 @@ def rating(instruction: str) -> str:
 
 
 def judge(request: dict) -> Reply:
-    text = last_user(request).split("Instruction:\n", 1)[1].rsplit("\n\nAnswer with", 1)[0]
+    prompt = last_user(request)
+    text = prompt.split("Instruction:\n", 1)[1].split("\n\nResponse:\n", 1)[0].rsplit("\n\nReply with", 1)[0]
+    if "\n\nResponse:\n" in prompt:
+        return Reply(content="**Score:** 6/10")  # the quality judge
     return Reply(content=rating(text))
 
 
@@ -113,33 +116,25 @@ def test_scores_are_stored_per_record_and_plotted(scored):
     assert len(scores) == len(recs) + 1
     for r in recs:
         row = scores[r["id"]]
-        assert row["round"] == r["round"] and row["model"] == "scripted-model"
+        assert row["round"] == r["round"] and row["model"] == "scripted-model" and row["quality"] == 6
         answer = rating(r["instruction"])
-        if answer == "Quite hard.":
-            assert row["score"] is None and row["answer"] == answer  # kept, so the user can see what came back
+        if answer == "Quite hard.":  # kept, so the user can see what came back
+            assert row["complexity"] is None
+            assert row["unclear"] == {"complexity": {"outcome": "no_score", "answer": answer}}
         else:
-            assert row["score"] == (7 if "7" in answer else 3)
+            assert row["complexity"] == (7 if "7" in answer else 3) and row["unclear"] == {}
     build_report(out)
     assert (out / "report" / "difficulty.png").stat().st_size > 5_000
     page = (out / "report" / "report.html").read_text()
-    assert "Mean judged difficulty went from 3.0 (seeds) to 7.0 (round 3)" in page
-    assert page.count("src='data:image/png;base64,") == len(PLOTS) + 1
+    assert "Mean judged complexity went from 3.0 (seeds) to 7.0 (round 3)" in page
+    assert (out / "report" / "quality.png").stat().st_size > 5_000
+    assert page.count("src='data:image/png;base64,") == len(PLOTS) + 2  # complexity and quality per round
 
 
 def test_scoring_again_pays_nothing(scored):
-    _, scores, calls = scored
-    assert calls["first"] == len(scores)
+    out, scores, calls = scored
+    assert calls["first"] == len(scores) + len(records(out))  # complexity of every row, quality of every answer
     assert calls["second"] == 0
-
-
-def test_parse_score():
-    from evol.commands.score import parse_score
-
-    assert parse_score("7") == 7
-    assert parse_score("Difficulty: 8/10.") == 8
-    assert parse_score(" 10\n") == 10
-    assert parse_score("7.5") == 7.5
-    assert parse_score("0") is None and parse_score("11") is None and parse_score("seven") is None
 
 
 def test_diversity_measures():
@@ -185,3 +180,33 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     # not a blank page: the rendered report has text, cards and a plot, so many distinct colours
     colours = {tuple(p) for p in (pixels[::7, ::7, :3] * 255).astype(int).reshape(-1, 3)}
     assert len(colours) > 50
+
+
+def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
+    out, _, _ = scored
+    page = build_report(out, tmp_path / "before").read_text()
+    assert "No export chose rows by score yet" in page
+    assert cli(["-q", "export", str(out), "--out", str(out / "export"), "--select", "6", "--by", "complexity"]) == 0
+    page = build_report(out, tmp_path / "after").read_text()
+    assert (tmp_path / "after" / "selection.png").stat().st_size > 5_000
+    found = metrics(page)
+    chosen = json.loads((out / "export" / "export.json").read_text())["selected"]
+    assert len(chosen) == 6
+    assert float(found["selection.complexity.chosen.mean"]) == pytest.approx(
+        sum(s["complexity"] for s in chosen) / 6, abs=0.01)
+    assert float(found["selection.complexity.chosen.mean"]) > float(found["selection.complexity.all.mean"])
+    assert "mean similarity to its nearest chosen neighbour" in page
+    with pytest.raises(InputError, match="has no export.json"):
+        build_report(out, tmp_path / "x", export=tmp_path)
+    shutil.rmtree(out / "export")
+
+
+def test_report_reads_an_old_difficulty_only_scores_file(run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    rows = [{"id": r["id"], "round": r["round"], "score": 2 + r["round"], "model": "m", "prompt_sha256": "x"}
+            for r in records(old)]
+    (old / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = build_report(old).read_text()
+    assert (old / "report" / "difficulty.png").exists() and not (old / "report" / "quality.png").exists()
+    assert "Mean judged complexity went from 2.0 (seeds) to 5.0 (round 3)" in page

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..export import FORMATS
+from ..scoring import ORDERS
+from ..selection import GROUPS, Choice, parse_quota
 
 
 def add_parser(sub) -> None:
@@ -35,6 +37,19 @@ def add_parser(sub) -> None:
     seeds.add_argument("--include-seeds", dest="seeds", action="store_true", default=None,
                        help="export the seeds the runs answered (run with --include-seeds), whatever --round says")
     seeds.add_argument("--no-seeds", dest="seeds", action="store_false", help="leave the seed rows out")
+    g = p.add_argument_group("choosing by scores (run 'python -m evol score' first)")
+    g.add_argument("--select", dest="k", type=int, metavar="K",
+                   help="the best K rows by --by, skipping any too similar to a row already taken")
+    g.add_argument("--by", choices=ORDERS, default="complexity*quality", help="the score to rank by (default complexity*quality)")
+    g.add_argument("--max-similarity", type=float, default=0.9, metavar="S",
+                   help="skip a row this similar (0-1) to one taken: rapidfuzz ratio, or cosine with --embeddings-url (default 0.9)")
+    g.add_argument("--embeddings-url", help="OpenAI-compatible endpoint for similarity by embeddings (key from EVOL_API_KEY or OPENAI_API_KEY)")
+    g.add_argument("--embeddings-model", default="text-embedding-3-small", help="embedding model (default text-embedding-3-small)")
+    g.add_argument("--min-complexity", type=float, metavar="N", help="leave out rows whose instruction scored below N (1-10)")
+    g.add_argument("--min-quality", type=float, metavar="N", help="leave out rows whose answer scored below N (1-10)")
+    g.add_argument("--balance", choices=GROUPS, help="give each round or operation an equal share of K, as far as its rows allow")
+    g.add_argument("--quota", action="append", metavar="FIELD:VALUE=N",
+                   help="at most N rows of a round or operation, e.g. operation:deepen=2000 or round:1=0.25 (a share of K); repeatable")
     g = p.add_argument_group("chat formats")
     g.add_argument("--system", help="a system message to put first in every sharegpt / openai-chat / preference-chat conversation")
     g = p.add_argument_group("preference formats (dpo, preference-chat)")
@@ -74,8 +89,11 @@ def main(args: argparse.Namespace) -> int:
         max_words=args.max_words,
         seeds=args.seeds,
     )
-    opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system, selection=selection,
-                         min_margin=args.min_margin)
+    choice = Choice(k=args.k, by=args.by, min_complexity=args.min_complexity, min_quality=args.min_quality,
+                    balance=args.balance, quotas=tuple(parse_quota(q) for q in args.quota or ()), max_similarity=args.max_similarity,
+                    embeddings_url=args.embeddings_url, embeddings_model=args.embeddings_model)
+    opts = ExportOptions(fmt=args.fmt, val_fraction=args.val_fraction, seed=args.seed, system=args.system,
+                         selection=selection, choice=choice, min_margin=args.min_margin)
     summary = export(args.runs, args.out, opts)
     print(json.dumps({"out": str(args.out), "format": summary["format"], "rows": summary["rows"],
                       "files": summary["files"]}), file=sys.stdout)

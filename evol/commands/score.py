@@ -1,7 +1,6 @@
-"""``python -m evol score``: an LLM judge rates each kept instruction's difficulty 1-10 into RUN_DIR/scores.jsonl.
+"""``python -m evol score``: an LLM judge rates each kept row's complexity and quality 1-10 into RUN_DIR/scores.jsonl.
 
-The calls go through the run's call cache, so scoring again (after a crash, or to redraw the report)
-pays only for what was never answered; a new model or prompt makes new calls.
+The work is evol.scoring's; this module reads the options and the run's own configuration.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -18,33 +16,24 @@ from ..errors import ConfigError
 
 log = logging.getLogger("evol")
 
-SCORES = "scores.jsonl"
-_NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?")
-
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("score", help="have an LLM rate the difficulty (1-10) of every kept instruction of a run",
-                       description="Rate the difficulty of each kept instruction (and of the seeds, when the seed file "
-                                   "is still there) 1-10 with an LLM judge; writes RUN_DIR/scores.jsonl, which "
-                                   "'python -m evol report' plots per round. Uses the run's backend unless overridden.")
+    p = sub.add_parser("score", help="have an LLM rate every kept row's complexity and quality (1-10 each)",
+                       description="Rate each kept instruction's complexity and its answer's quality 1-10 with an LLM "
+                                   "judge (and the seeds' complexity, when the seed file is still there); writes "
+                                   "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
+                                   "Uses the run's backend and call cache: scoring again pays only for what is new.")
     p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run'")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)")
     p.add_argument("--model", help="the judging model (default: the run's judge model)")
     p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
-    p.add_argument("--prompt", type=Path, help="your own scoring template with an ${instruction} slot (default prompts/score.txt)")
+    p.add_argument("--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)")
+    p.add_argument("--complexity-prompt", "--prompt", dest="complexity_prompt", type=Path,
+                   help="your own complexity template with an ${instruction} slot (default prompts/complexity.txt)")
+    p.add_argument("--quality-prompt", type=Path,
+                   help="your own quality template with ${instruction} and ${output} slots (default prompts/quality.txt)")
     p.add_argument("--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline")
     p.set_defaults(func=main)
-
-
-def parse_score(text: str) -> float | None:
-    """The first number of the answer if it is within 1-10 ("7", "7/10", "Difficulty: 8"), else None."""
-    m = _NUMBER.search(text or "")
-    if m is None:
-        return None
-    value = float(m.group())
-    if not 1 <= value <= 10:
-        return None
-    return int(value) if value.is_integer() else value
 
 
 def run_config(manifest: dict, args: argparse.Namespace):
@@ -65,6 +54,7 @@ def run_config(manifest: dict, args: argparse.Namespace):
         values["model"] = values.get("model") or judge
     if args.concurrency:
         values["concurrency"] = args.concurrency
+    values["budget_usd"] = args.budget_usd  # the run's own budget was for the run, not for scoring it
     values["api_key"] = api_key_from_env()
     try:
         return RunConfig(**values)
@@ -72,79 +62,30 @@ def run_config(manifest: dict, args: argparse.Namespace):
         raise ConfigError(explain_validation(exc)) from None
 
 
-async def score_run(run_dir: Path, config, items: list[tuple[str, int, str]], prompt) -> dict:
-    """Score ``items`` (id, round, instruction); write scores.jsonl; return a summary."""
-    from ..backend import open_backend
-    from ..cache import CachedChat, CallCache
-    from ..errors import BackendError
-    from ..rundir import CACHE, write_jsonl
-
-    results: list[dict] = []
-    failed = 0
-    async with open_backend(config) as (chat, models, config):
-        cache = CallCache(run_dir / CACHE)
-        cached = CachedChat(chat, cache)
-
-        async def one(item: tuple[str, int, str]) -> dict | None:
-            nonlocal failed
-            rid, rnd, text = item
-            messages = [{"role": "user", "content": prompt.render(instruction=text)}]
-            try:
-                c = await cached.complete(messages, model=models.judge, sampling=config.judge_sampling, sample=f"{rid}:score")
-            except BackendError as exc:
-                if exc.fatal:
-                    raise
-                failed += 1  # this one request was refused; the others still count
-                log.warning("score: %s failed: %s", rid, exc)
-                return None
-            score = parse_score(c.text)
-            row = {"id": rid, "round": rnd, "score": score, "model": models.judge, "prompt_sha256": prompt.sha256}
-            if score is None:
-                row["answer"] = c.text[:200]
-            return row
-
-        pending = iter(items)
-
-        async def worker() -> None:
-            # a fixed pool of workers, not one task per item: a run can keep hundreds of thousands
-            for item in pending:
-                row = await one(item)
-                if row is not None:
-                    results.append(row)
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(items)))))
-        finally:
-            cache.close()
-    order = {rid: i for i, (rid, _, _) in enumerate(items)}
-    results.sort(key=lambda r: order[r["id"]])
-    write_jsonl(run_dir / SCORES, results)
-    scored = [r for r in results if r["score"] is not None]
-    return {"scores": str(run_dir / SCORES), "scored": len(scored), "unparsed": len(results) - len(scored),
-            "failed": failed, "from_cache": cached.hits, "model": models.judge}
-
-
 def main(args: argparse.Namespace) -> int:
     from ..export import load_run
     from ..prompts import Prompt, default_prompts_dir
-    from ..runstats import run_seeds
     from ..rundir import RunDir
+    from ..runstats import run_seeds
+    from ..scoring import Item, score_items
 
     run = load_run(args.run)
-    prompt = Prompt.load(args.prompt or default_prompts_dir() / "score.txt", {"instruction"})
+    prompts = {"complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
+               "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"})}
     config = run_config(run.manifest, args)
-    items = [(r["id"], int(r["round"]), r["instruction"]) for r in run.records]
+    items = [Item(r["id"], int(r["round"]), r["instruction"], r["output"]) for r in run.records]
     if args.seeds:
-        have = {rid for rid, _, _ in items}
+        have = {item.id for item in items}
         seeds = run_seeds(run)
-        items = [(sid, 0, text) for sid, text in seeds if sid not in have] + items
-        if not seeds and not any(r == 0 for _, r, _ in items):
+        items = [Item(sid, 0, text) for sid, text in seeds if sid not in have] + items
+        if not seeds and not any(item.round == 0 for item in items):
             log.info("score: the seed file is not where the run read it; no round-0 baseline")
     if not items:
         raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
     with RunDir(run.path):  # not while a run is writing into the same folder
-        summary = asyncio.run(score_run(run.path, config, items, prompt))
-    log.info("score: %d scored, %d unreadable answers, %d failed, %d from cache",
-             summary["scored"], summary["unparsed"], summary["failed"], summary["from_cache"])
+        summary = asyncio.run(score_items(run.path, config, items, prompts))
+    log.info("score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
+             summary["rows"], summary["complexity"], summary["quality"], summary["unclear"] or "none",
+             summary["calls"], summary["from_cache"])
     print(json.dumps(summary), file=sys.stdout)
     return 0

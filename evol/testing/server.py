@@ -8,7 +8,9 @@ Batch API (files and batches): each line of a batch goes through the same script
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -45,6 +47,14 @@ def echo(request: dict) -> Reply:
     return Reply(content=f"Echo: {last_user(request)[:200]}")
 
 
+def bag_of_words(text: str, dims: int = 256) -> list[float]:
+    """A deterministic embedding: word counts hashed into ``dims`` buckets (word order and case ignored)."""
+    vec = [0.0] * dims
+    for word in re.findall(r"\w+", text.casefold()):
+        vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dims] += 1.0
+    return vec
+
+
 class ScriptedServer:
     """``with ScriptedServer(script) as srv:`` then point a client at ``srv.base_url``."""
 
@@ -59,6 +69,7 @@ class ScriptedServer:
         self.arrivals: list[float] = []  # time.monotonic() of each chat request
         self.calls = Counter()  # by path
         self.auth_headers: list[str] = []
+        self.embedding_requests: list[dict] = []  # every /v1/embeddings body (bag_of_words vectors answer it)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -82,6 +93,7 @@ class ScriptedServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         if self.batch_api:
             app.router.add_post("/v1/files", self._file_create)
             app.router.add_get("/v1/files/{id}", self._file_get)
@@ -93,8 +105,7 @@ class ScriptedServer:
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
-        with self._lock:
-            self.calls["models"] += 1
+        self._count("models")
         if (denied := self._check_key(request)) is not None:
             return denied
         return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "evol"} for m in self.models]})
@@ -135,6 +146,15 @@ class ScriptedServer:
             return web.json_response({"error": {"message": reply.content or "error", "type": "server_error"}},
                                      status=reply.status, headers=reply.headers)
         return web.json_response(completion(body, reply), headers=reply.headers)
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._count("embeddings")
+        self.embedding_requests.append(body)
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        data = [{"object": "embedding", "index": i, "embedding": bag_of_words(t)} for i, t in enumerate(body["input"])]
+        return web.json_response({"object": "list", "data": data[::-1], "model": body.get("model", "")})  # any order
 
     # --- the Batch API: files up and down, batches created, listed, polled, cancelled
 
@@ -370,9 +390,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description="A scripted OpenAI-compatible server that echoes the last user message.")
     p.add_argument("--port", type=int, default=8000)
-    args = p.parse_args()
-    srv = ScriptedServer(echo, port=args.port)
-    web.run_app(srv.app(), host="127.0.0.1", port=args.port, access_log=None)
+    port = p.parse_args().port
+    web.run_app(ScriptedServer(echo, port=port).app(), host="127.0.0.1", port=port, access_log=None)
 
 
 if __name__ == "__main__":

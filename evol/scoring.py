@@ -1,0 +1,277 @@
+"""Complexity and quality scores: an LLM judge rates each kept row 1-10 on each criterion, into RUN_DIR/scores.jsonl.
+
+Complexity rates the instruction, quality the answer to it. Every call goes through the run's call cache with
+a sample id per (row, criterion), so scoring again after a crash or a spent budget pays only for what was never
+answered. An answer with no readable score is recorded as an :class:`Unclear` outcome with its reason, never
+as a default number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from .errors import BackendError, BudgetExceeded, InputError
+from .filters import judge_answer
+from .models import Frozen, Usage
+from .refusals import refusal
+from .rundir import SCORES
+
+log = logging.getLogger("evol")
+
+Criterion = Literal["complexity", "quality"]
+CRITERIA: tuple[Criterion, ...] = ("complexity", "quality")
+#: why an answer gave no score: the judge said no number, one outside 1-10, was cut off at max_tokens, refused,
+#: said nothing, was withheld by a content filter, or the call itself failed
+Outcome = Literal["no_score", "out_of_range", "truncated", "refused", "empty", "content_filtered", "failed"]
+ORDERS = ("complexity", "quality", "complexity*quality")
+
+
+class Unclear(Frozen):
+    """A criterion the judge gave no usable score for, and why."""
+
+    outcome: Outcome
+    answer: str = ""  # the start of the judge's answer (or the error), so the user can see what came back
+
+
+class Score(Frozen):
+    """One row of scores.jsonl: a kept row's (or a seed's) scores, or why one is missing."""
+
+    id: str
+    round: int
+    complexity: float | None = None
+    quality: float | None = None  # None with no Unclear: nothing to rate (a seed the run did not answer)
+    unclear: dict[str, Unclear] = Field(default_factory=dict)
+    model: str = ""
+    prompt_sha256: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_legacy(cls, data: dict[str, Any]) -> Score:
+        """A row of the difficulty-only scorer ({"score", "answer", "prompt_sha256": str}) read as complexity."""
+        data = dict(data)
+        score, answer, sha = data.pop("score"), data.pop("answer", ""), data.pop("prompt_sha256", "")
+        data["complexity"] = score
+        if score is None:
+            data["unclear"] = {"complexity": {"outcome": "no_score", "answer": answer or ""}}
+        data["prompt_sha256"] = {"complexity": sha} if isinstance(sha, str) and sha else {}
+        return cls.model_validate(data)
+
+    def value(self, by: str) -> float | None:
+        """The number to rank by (``complexity``, ``quality`` or ``complexity*quality``); None when unknown."""
+        if by == "complexity*quality":
+            return None if self.complexity is None or self.quality is None else self.complexity * self.quality
+        return getattr(self, by)
+
+    def lacks(self, criterion: str) -> bool:
+        """True when this criterion was never asked (not merely unclear): ``evol score`` has work left."""
+        return getattr(self, criterion) is None and criterion not in self.unclear
+
+
+def load_scores(run_dir: Path) -> dict[str, Score]:
+    """A run's scores.jsonl, id to Score; empty when it was never scored."""
+    file = Path(run_dir) / SCORES
+    if not file.is_file():
+        return {}
+    out = {}
+    try:
+        with open(file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    score = _parse(line)  # pydantic's own JSON parser: twice json.loads and validate here
+                    out[score.id] = score
+    except UnicodeDecodeError:
+        raise InputError(f"{file} is not UTF-8 text.") from None
+    except ValueError:
+        raise InputError(f"{file}:{n} is not a score row; run 'python -m evol score' again to rewrite it.") from None
+    return out
+
+
+def _parse(line: str) -> Score:
+    try:
+        return Score.model_validate_json(line)
+    except ValidationError:
+        data = json.loads(line)
+        if isinstance(data, dict) and "score" in data:
+            return Score.from_legacy(data)
+        raise
+
+
+# --------------------------------------------------------------------------- reading a judge's answer
+
+_NUM = r"(?P<n>\d{1,3}(?:[.,]\d+)?)"
+# "Score: 8", "Rating - 7/10", "Final grade is 9", "Puntuación: 6", "评分：8"; the last one in the answer decides,
+# and a strong label (score, rating) over a weak one ("Note: 2 parts are vague" after "Score: 8")
+_STRONG = (r"score|rating|grade|verdict|puntuaci[oó]n|calificaci[oó]n|bewertung|punktzahl|punteggio|voto|оценка|балл|"
+           r"评分|得分|分数|打分|スコア|評価|点数")
+_WEAK = r"answer|complexity|difficulty|quality|nota|note|valutazione"
+
+
+def _labelled(labels: str) -> re.Pattern:
+    return re.compile(rf"(?<![a-z])(?:final\s+|overall\s+)?(?:{labels})\s*(?:is|est|ist|es|è|:|：|=|-|–|—)?\s*"
+                      rf"(?:of\s+|an?\s+)?{_NUM}(?:\s*(?:/|out\s+of|sur|von|de|su|из)\s*(?P<d>\d+))?", re.IGNORECASE)
+
+
+_LABELLED = (_labelled(_STRONG), _labelled(_WEAK))
+# "8/10", "8 out of 10", "8 sur 10", "8分"
+_OUT_OF = re.compile(rf"(?<![\d.,]){_NUM}\s*(?:(?:/|out\s+of|sur|von|de|su|из)\s*(?P<d>\d+)\b|分)", re.IGNORECASE)
+# "I would rate it a 7", "I'd give this an 8"
+_RATE = re.compile(rf"\b(?:rate|rated|give|gives|score|scored|assign)\s+(?:it|this|the\s+\w+)?\s*(?:an?\s+|as\s+)?{_NUM}\b",
+                   re.IGNORECASE)
+_SCALE = re.compile(r"\b(?:1|one)\s*(?:-|–|to|through|and)\s*(?:10|ten)\b", re.IGNORECASE)  # "on a scale of 1 to 10"
+_BARE = re.compile(rf"^\s*{_NUM}\s*[.!]?\s*$")
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float | None
+    unclear: Unclear | None
+
+
+def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
+    """The judge's 1-10 score, or the Unclear outcome that says why there is none.
+
+    Reasoning blocks (``<think>…</think>``) and markdown are taken out first; then the last labelled score
+    ("Score: 8", "**Rating:** 7/10", "Puntuación: 6"), else the last "N/10" or "N out of 10", else "I'd rate it
+    a 7", else an answer (or last line) that is only a number, else the one number a short answer holds.
+    """
+    raw = text or ""
+    if finish_reason == "content_filter":
+        return Reading(None, Unclear(outcome="content_filtered", answer=raw[:300]))
+    body = judge_answer(raw)
+    found = _find(body)
+    if found is not None:
+        if 1 <= found <= 10:
+            return Reading(int(found) if found.is_integer() else found, None)
+        return Reading(None, Unclear(outcome="out_of_range", answer=raw[:300]))
+    if finish_reason == "length":
+        outcome = "truncated"
+    elif not body:
+        outcome = "empty"
+    elif refusal(raw) or refusal(body):  # judge_answer drops apostrophes ("I can t"), the refusal phrases have them
+        outcome = "refused"
+    else:
+        outcome = "no_score"
+    return Reading(None, Unclear(outcome=outcome, answer=raw[:300]))
+
+
+def _number(m: re.Match) -> float | None:
+    value = float(m.group("n").replace(",", "."))
+    denominator = m.groupdict().get("d")
+    if denominator is not None and int(denominator) != 10:
+        return value * 10 / int(denominator) if int(denominator) in (5, 100) else None
+    return value
+
+
+def _find(body: str) -> float | None:
+    for pattern in (*_LABELLED, _OUT_OF, _RATE):
+        values = [v for v in map(_number, pattern.finditer(body)) if v is not None]
+        if values:
+            return values[-1]
+    lines = [x for x in body.splitlines() if x.strip()]
+    for candidate in (body, lines[-1] if lines else ""):
+        m = _BARE.match(candidate)
+        if m:
+            return _number(m)
+    rest = _SCALE.sub(" ", body)
+    numbers = {float(x.replace(",", ".")) for x in re.findall(r"(?<![\d.,])\d{1,2}(?:[.,]\d+)?(?![\d.,]*\d)", rest)}
+    if len(numbers) == 1 and len(rest.split()) <= 40:
+        return numbers.pop()
+    return None
+
+
+# --------------------------------------------------------------------------- scoring a run
+
+@dataclass(frozen=True)
+class Item:
+    """What to score: a kept row (or a seed), with its answer when it has one."""
+
+    id: str
+    round: int
+    instruction: str
+    output: str | None = None
+
+
+async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[str, Any]) -> dict[str, Any]:
+    """Score every item on each criterion it can have; write scores.jsonl; return a summary.
+
+    ``prompts`` maps criterion to Prompt. A spent ``config.budget_usd`` or a fatal backend error stops new
+    calls, writes what was scored, then raises; the same command goes on from the cache.
+    """
+    from .backend import open_backend
+    from .cache import CachedChat, CallCache
+    from .pricing import Budget, cost
+    from .rundir import CACHE, write_jsonl
+
+    spent: dict[str, Usage] = {}
+    answers: dict[tuple[str, str], Reading] = {}
+    stopped: BaseException | None = None
+    async with open_backend(config) as (chat, models, tuned):
+        config = tuned  # the backend's own defaults filled in (the embedded model's, say)
+        cache = CallCache(run_dir / CACHE)
+        cached = CachedChat(chat, cache)
+        budget = Budget(config.budget_usd, config.price_table())
+        units = [(item, c) for item in items for c in CRITERIA if c == "complexity" or item.output is not None]
+        pending = iter(units)
+
+        async def one(item: Item, criterion: str) -> None:
+            values = {"instruction": item.instruction} | ({"output": item.output} if criterion == "quality" else {})
+            messages = [{"role": "user", "content": prompts[criterion].render(**values)}]
+            try:
+                c = await cached.complete(messages, model=models.judge, sampling=config.judge_sampling,
+                                          sample=f"{item.id}:{criterion}")
+            except BackendError as exc:
+                if exc.fatal:
+                    raise
+                log.warning("score: %s %s failed: %s", item.id, criterion, exc)
+                answers[item.id, criterion] = Reading(None, Unclear(outcome="failed", answer=str(exc)[:300]))
+                return  # not cached: scoring again asks once more
+            if not c.cached:
+                spent[c.model or models.judge] = spent.get(c.model or models.judge, Usage()) + c.usage
+            answers[item.id, criterion] = read_score(c.text, c.finish_reason)
+
+        async def worker() -> None:
+            # a fixed pool of workers, not one task per call: a run can hold hundreds of thousands of rows
+            nonlocal stopped
+            for item, criterion in pending:
+                if stopped is not None:
+                    return
+                try:
+                    budget.check(spent)
+                    await one(item, criterion)
+                except (BudgetExceeded, BackendError) as exc:
+                    stopped = stopped or exc
+                    return
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(units))))))
+        finally:
+            cache.close()
+    rows = [_row(item, answers, models.judge, prompts) for item in items]
+    rows = [r for r in rows if r is not None]
+    write_jsonl(run_dir / SCORES, rows)
+    if stopped is not None:
+        raise stopped
+    dollars, _ = cost(spent, config.price_table())
+    unclear = Counter(f"{c} {u.outcome}" for r in rows for c, u in r.unclear.items())
+    return {"scores": str(run_dir / SCORES), "rows": len(rows),
+            "complexity": sum(r.complexity is not None for r in rows), "quality": sum(r.quality is not None for r in rows),
+            "unclear": dict(unclear.most_common()), "from_cache": cached.hits, "calls": cached.misses,
+            "cost_usd": round(dollars, 6), "model": models.judge}
+
+
+def _row(item: Item, answers: dict[tuple[str, str], Reading], model: str, prompts: dict[str, Any]) -> Score | None:
+    got = {c: answers[item.id, c] for c in CRITERIA if (item.id, c) in answers}
+    if not got:
+        return None  # never asked (the budget ran out first)
+    return Score(id=item.id, round=item.round, model=model,
+                 prompt_sha256={c: prompts[c].sha256 for c in got},
+                 unclear={c: r.unclear for c, r in got.items() if r.unclear is not None},
+                 **{c: r.value for c, r in got.items()})
