@@ -10,7 +10,6 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Any
 from . import preference
 from .dedup import Deduper
 from .errors import ConfigError, InputError
-from .rundir import MANIFEST, RECORDS, REJECTED, atomic_path, atomic_write, read_jsonl, write_json, write_jsonl
-from .selection import Choice, card_lines, choose, with_scores
+from .rundir import atomic_path, atomic_write, write_json, write_jsonl
+from .card import dataset_card, reasons
+from .runfolder import Run, load_run, word_count
+from .selection import Choice, choose, with_scores
 
 log = logging.getLogger("evol")
 
@@ -30,77 +31,6 @@ SUFFIX = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai-cha
 EXPORT_MANIFEST = "export.json"
 CARD = "README.md"
 SPLITS = ("train", "validation")
-
-
-# --------------------------------------------------------------------------- reading a run directory
-
-@dataclass
-class Run:
-    """A run directory as written by ``python -m evol run``."""
-
-    path: Path
-    manifest: dict[str, Any]
-    records: list[dict[str, Any]]
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def run_id(self) -> str:
-        return str(self.manifest.get("run_id") or self.path.name)
-
-    @property
-    def profile(self) -> str:
-        return str((self.manifest.get("profile") or {}).get("name") or (self.manifest.get("config") or {}).get("profile", ""))
-
-    @property
-    def counts(self) -> dict[str, Any]:
-        return self.manifest.get("counts") or {}
-
-
-def load_run(path: Path) -> Run:
-    """Read a run directory's manifest, kept records and rejections; InputError if it is not one."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path} is not a folder; pass the run folder that 'python -m evol run' wrote.")
-    for name in (MANIFEST, RECORDS):
-        if not (path / name).is_file():
-            raise InputError(f"{path} has no {name}; is it a run folder of 'python -m evol run'?")
-    manifest = _read_json(path / MANIFEST)
-    if not isinstance(manifest, dict) or "counts" not in manifest:
-        raise InputError(f"{path / MANIFEST} is not a run manifest (it has no counts).")
-    records = read_jsonl(path / RECORDS)
-    rejected = read_jsonl(path / REJECTED) if (path / REJECTED).is_file() else []
-    if manifest.get("status") != "complete":
-        log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.get("status"))
-    return Run(path=path, manifest=manifest, records=records, rejected=rejected)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}).") from None
-
-
-def word_count(text: str) -> int:
-    """Whitespace-separated words: what the length options and the report's length plots count."""
-    return len(text.split())
-
-
-def funnel(run: Run) -> list[tuple[str, str, int]]:
-    """(label, kind, count) from seeds to kept: candidates per round, then every rule that removed some.
-
-    Kinds: ``seeds``, ``candidates``, ``eliminated``, ``duplicate``, ``failed``, ``kept``.
-    """
-    c, by_round = run.counts, run.manifest.get("by_round") or {}
-    rows = [("Seeds", "seeds", int(c.get("seeds", 0)))]
-    for n in sorted(by_round, key=int):
-        rows.append((f"Candidates, round {n}", "candidates", int(by_round[n].get("attempts", 0))))
-    rules = Counter((r["kind"], r["rule"]) for r in run.rejected if r.get("round", 0) > 0)
-    order = {"eliminated": 0, "duplicate": 1, "failed": 2}
-    for (kind, rule), n in sorted(rules.items(), key=lambda kv: (order.get(kv[0][0], 3), -kv[1], kv[0][1])):
-        rows.append((rule, kind, n))
-    rows.append(("Kept", "kept", int(c.get("kept", 0))))
-    return rows
 
 
 # --------------------------------------------------------------------------- choosing rows
@@ -194,7 +124,7 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     if not rows and not dropped:
         raise InputError(f"{', '.join(str(r.path) for r in runs)} kept no rows; there is nothing to export.")
     if not rows:
-        raise ConfigError(f"The selection leaves no rows to export ({_reasons(dropped)}); loosen it.")
+        raise ConfigError(f"The selection leaves no rows to export ({reasons(dropped)}); loosen it.")
     return Picked(rows=rows, runs=runs, dropped=dropped)
 
 
@@ -212,10 +142,6 @@ def _excluded(rec: dict[str, Any], sel: Selection) -> str | None:
     if sel.max_words is not None and n > sel.max_words:
         return "instruction longer than --max-words"
     return None
-
-
-def _reasons(dropped: Counter) -> str:
-    return ", ".join(f"{n} {why}" for why, n in dropped.most_common())
 
 
 def split(rows: list[Row], val_fraction: float, seed: int) -> dict[str, list[Row]]:
@@ -384,119 +310,3 @@ def _version() -> str:
 
 
 # --------------------------------------------------------------------------- the dataset card
-
-def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str, Any], extra: list[str] = ()) -> str:
-    """README.md for the export: YAML front matter for ``datasets``, then what made it and how many."""
-    files = summary["files"]
-    yaml_lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for name in splits:
-        yaml_lines += [f"  - split: {name}", f"    path: {files[name]}"]
-    yaml_lines += ["license: other", "task_categories:", "- text-generation", "tags:", "- evol-instruct", "- synthetic",
-                   "size_categories:", f"- {_size_category(sum(len(r) for r in splits.values()))}", "---", ""]
-    runs = picked.runs
-    models = sorted({m for r in runs for m in _models(r).values() if m})
-    rows = [r for part in splits.values() for r in part]
-    out = [
-        "# Evol-Instruct dataset",
-        "",
-        f"{len(rows)} instruction/response pairs made by evol from "
-        f"{_plural(len(runs), 'run')}, evolving seed instructions round by round with an LLM "
-        "(WizardLM's Evol-Instruct method) and keeping only the evolutions that passed every elimination rule.",
-        "",
-        f"Format: **{summary['format']}**. " + "; ".join(f"`{files[k]}`: {len(v)} rows" for k, v in splits.items()) + ".",
-        "",
-        _format_note(summary["format"]),
-        "",
-        "## Contents",
-        "",
-        _table(["split", "rows"], [[k, len(v)] for k, v in splits.items()]),
-        "",
-        _table(["round", "rows"], [[("0 (seeds)" if n == 0 else n), c] for n, c in sorted(Counter(r.round for r in rows).items())]),
-        "",
-        _table(["operation", "rows"], [[op, c] for op, c in sorted(Counter(r.operation for r in rows).items())]),
-        "",
-    ]
-    if summary["selection"] or summary["left_out"]:
-        out += ["Selection: " + (", ".join(f"{k} = {v}" for k, v in summary["selection"].items())
-                                 or ("by scores, below" if summary.get("choice") else "everything kept")) + ".",
-                "", "Left out: " + (_reasons(Counter(summary["left_out"])) or "nothing") + ".", ""]
-    if summary["val_fraction"]:
-        out += [f"Validation: about {summary['val_fraction']:.0%} of rows, whole seed lineages at a time "
-                f"(random seed {summary['seed']}), so no seed's evolutions sit on both sides.", ""]
-    out += [*extra, *card_lines(summary), "## What made it", ""]
-    for run in runs:
-        out += _run_section(run)
-    out += [
-        "## License",
-        "",
-        "The responses and evolved instructions were generated by " + (", ".join(f"`{m}`" for m in models) or "an LLM")
-        + ". Their use is governed by those models' terms of use and by the license of the seed instructions "
-        "(seed files: " + (", ".join(f"`{Path(f).name}`" for r in runs for f in r.manifest.get("seed_files", [])) or "unknown")
-        + "). Check both before you train on or publish this data; `license: other` above says the same.",
-        "",
-    ]
-    return "\n".join(yaml_lines + out)
-
-
-def _run_section(run: Run) -> list[str]:
-    m, c = run.manifest, run.counts
-    models = _models(run)
-    ops = (m.get("profile") or {}).get("operations", {})
-    out = [
-        f"### Run `{run.run_id}`",
-        "",
-        f"- status: {m.get('status', '?')}, started {m.get('started', '?')}",
-        f"- profile: `{run.profile}`, operations " + ", ".join(f"{k} (weight {v:g})" for k, v in ops.items()),
-        f"- rounds: {c.get('rounds_done', '?')}, seeds: {c.get('seeds', '?')} ({c.get('seeds_skipped', 0)} skipped)",
-        "- models: " + ", ".join(f"{k} `{v}`" for k, v in models.items() if v),
-        f"- evol {(m.get('versions') or {}).get('evol', '?')}",
-        "",
-        "Funnel:",
-        "",
-        _table(["stage", "kind", "count"], [[label, kind, n] for label, kind, n in funnel(run)]),
-        "",
-        "Prompt templates (SHA-256):",
-        "",
-        _table(["template", "sha256"], [[k, f"`{v}`"] for k, v in (m.get("prompt_sha256") or {}).items()]),
-        "",
-    ]
-    return out
-
-
-def _models(run: Run) -> dict[str, str]:
-    b = run.manifest.get("backend") or {}
-    return {"evolve": b.get("evolve_model"), "respond": b.get("response_model"), "judge": b.get("judge_model")}
-
-
-def _format_note(fmt: str) -> str:
-    if fmt in preference.FORMATS:
-        return preference.format_note(fmt)
-    return {
-        "alpaca": 'Each file is a JSON array of `{"instruction", "output"}` objects, the shape of the original Alpaca and WizardLM releases.',
-        "jsonl": "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, `run_id` "
-                 "(and `complexity`, `quality` when the run was scored).",
-        "sharegpt": 'Each file is a JSON array of `{"id", "conversations": [{"from": "human"}, {"from": "gpt"}]}` (ShareGPT).',
-        "openai-chat": 'One `{"messages": [...]}` object per line: the chat fine-tuning format of OpenAI and most trainers.',
-        "parquet": "Parquet tables with columns `instruction`, `output`, `id`, `seed_id`, `round`, `operation`, `run_id`.",
-        "hf": "Parquet shards in the Hugging Face Hub layout: `datasets.load_dataset(\"<this folder>\")` reads them; upload the folder as is.",
-    }[fmt]
-
-
-def _table(head: list[str], rows: Iterable[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"

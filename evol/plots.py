@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 
-from .export import Run, funnel
+from .runfolder import Run, funnel
 from .runstats import OUTCOMES, RoundStats, pct
 
 KIND_COLORS = {"seeds": "#6b7b8c", "candidates": "#7fa7d1", "all": "#3f78b5", "eliminated": "#e08a3c",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .answer_stats import answer_stats, answers_section
-from .export import Run, funnel, load_run
+from .runfolder import Run, funnel, load_run
 from .plots import STYLE, Plot, make_plots
 from .report_select import selection_section
 from .rundir import MANIFEST, OPTIMIZE, atomic_write_bytes

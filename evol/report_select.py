@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .export import EXPORT_MANIFEST, Run
+from .export import EXPORT_MANIFEST
+from .runfolder import Run
 from .plots import Plot, _png
 from .scoring import CRITERIA, Score
 

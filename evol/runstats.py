@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from .errors import EvolError
-from .export import Run, word_count
+from .runfolder import Run, word_count
 from .models import Frozen
 from .scoring import Score
 

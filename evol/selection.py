@@ -22,7 +22,8 @@ from .errors import ConfigError
 from .scoring import ORDERS, Score, load_scores
 
 if TYPE_CHECKING:
-    from .export import Row, Run
+    from .export import Row
+    from .runfolder import Run
 
 log = logging.getLogger("evol")
 

@@ -13,7 +13,8 @@ import pytest
 
 from evol.cli import main as cli
 from evol.errors import ConfigError, InputError
-from evol.export import ExportOptions, Selection, export, load_run, select, split
+from evol.export import ExportOptions, Selection, export, select, split
+from evol.runfolder import load_run
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -63,7 +63,7 @@ def run_config(manifest: dict, args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..export import load_run
+    from ..runfolder import load_run
     from ..prompts import Prompt, default_prompts_dir
     from ..rundir import RunDir
     from ..runstats import run_seeds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .run import add_run_options, config_from_args
+from .options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs
 
 
 def add_parser(sub) -> None:
@@ -23,32 +23,6 @@ def add_parser(sub) -> None:
     g.add_argument("--name", default="evol", help="deployment name shown in the Prefect UI (default evol)")
     add_prefect_options(p)
     p.set_defaults(func=main)
-
-
-def add_prefect_options(p: argparse.ArgumentParser) -> None:
-    """Options of a run through Prefect; ``run`` can reuse them."""
-    g = p.add_argument_group("prefect")
-    g.add_argument("--chunk-size", "--batch-size", dest="chunk_size", type=int, default=None,
-                   help="pool entries per chunk task (default 256); a finished chunk is checkpointed "
-                        "(--batch-size, its old name, still works)")
-    g.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="run the chunks on this Dask cluster")
-    g.add_argument("--dask-workers", type=int, metavar="N", help="run the chunks on a local Dask cluster of N processes")
-
-
-def prefect_kwargs(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``evol.flows.run_with_prefect`` / ``evol.flows.serving.serve`` from parsed options."""
-    from ..errors import ConfigError
-
-    if args.chunk_size is not None and args.chunk_size < 1:
-        raise ConfigError("--chunk-size must be at least 1.")
-    if args.dask_workers is not None and args.dask_workers < 1:
-        raise ConfigError("--dask-workers must be at least 1.")
-    if args.dask_address and args.dask_workers:
-        raise ConfigError("Give --dask-address or --dask-workers, not both.")
-    out = {"dask_address": args.dask_address, "dask_workers": args.dask_workers}
-    if args.chunk_size is not None:
-        out["chunk_size"] = args.chunk_size
-    return out
 
 
 def main(args: argparse.Namespace) -> int:

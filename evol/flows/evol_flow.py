@@ -18,9 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, field_validator
@@ -45,7 +41,9 @@ from evol.run import check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.rundir import RunDir
 
 from . import chunks
+from .artifact import run_summary
 from .chunks import ChunkJob, ChunkResult, Endpoint
+from .server import prefect_api
 
 #: pool entries per chunk task: big enough that task overhead is noise, small enough that a crash loses little
 CHUNK_SIZE = 256
@@ -240,40 +238,10 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_
         manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, when)
         if when == "final":
             manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
-            await _artifact(manifest, state)
+            await run_summary(manifest, state)
         return manifest
 
     return await run_rounds(config, state, make_deduper(config, seedset.seeds), stage, checkpoint, log)
-
-
-async def _artifact(manifest: dict, state: RunState) -> None:
-    """A summary in the flow run's Artifacts tab: counts by round, by stage and rejection reason, calls."""
-    c = manifest["counts"]
-    lines = [
-        f"# evol run `{manifest['run_id']}`: {manifest['status']}",
-        "",
-        f"{c['dataset_rows']} dataset rows in `{manifest['out']}` from {c['seeds']} seeds "
-        f"({c['seeds_skipped']} skipped), {c['rounds_done']} rounds; "
-        f"chunks run {manifest['chunks']['run']}, restored from checkpoints {manifest['chunks']['restored']}.",
-        "",
-        "| round | attempts | kept | eliminated | duplicate | failed |",
-        "|---|---|---|---|---|---|",
-    ]
-    for n, r in manifest["by_round"].items():
-        lines.append(f"| {n} | {r['attempts']} | {r['kept']} | {r['eliminated']} | {r['duplicate']} | {r['failed']} |")
-    by_reason = state.totals.by_reason
-    lines += ["", "| stage | kind | rule | count |", "|---|---|---|---|"]
-    lines += [f"| {s} | {k} | {rule} | {n} |" for (s, k, rule), n in sorted(by_reason.items())] or ["| - | - | - | 0 |"]
-    usage = manifest["usage"]
-    lines += ["", "| stage | calls | from cache | prompt tokens | completion tokens |", "|---|---|---|---|---|"]
-    for s, n in sorted(usage["calls"].items()):
-        t = usage["tokens_by_stage"].get(s, {})
-        lines.append(f"| {s} | {n} | {usage['calls_from_cache'].get(s, 0)} | {t.get('prompt_tokens', 0)} "
-                     f"| {t.get('completion_tokens', 0)} |")
-    if manifest["reason"]:
-        lines += ["", f"Stopped: {manifest['reason']}"]
-    await acreate_markdown_artifact(markdown="\n".join(lines) + "\n", key="evol-run-summary",
-                                    description=f"evol run {manifest['run_id']}")
 
 
 # --- the run: lock, backend, task runner
@@ -329,97 +297,6 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
 
 
 # --- entry points for the CLI
-
-
-STARTUP_TIMEOUT = 120  # seconds the temporary Prefect server may take to answer
-
-
-@contextlib.contextmanager
-def prefect_api() -> Iterator[None]:
-    """Use the Prefect server at PREFECT_API_URL, or else a temporary one for this process only.
-
-    Prefect would start a temporary server by itself, but only for this process: Dask workers would each
-    start their own on the same SQLite file. Starting it here and setting PREFECT_API_URL (which task
-    runners hand to their workers) gives one server for all. Its telemetry heartbeat is off: it writes to
-    SQLite at start-up and logs "database is locked" tracebacks when it collides with the run's writes.
-    """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    # the server is a subprocess: it reads the telemetry switch from its environment; and a proxy from
-    # HTTP_PROXY cannot reach this machine's loopback, where the server listens
-    no_proxy = ",".join(filter(None, (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost")))
-    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), \
-            _env(PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY=no_proxy, no_proxy=no_proxy):
-        server = _temporary_server()
-        # Prefect's 20 s default is not enough on a busy 2-core machine (its start measured ~10 s idle), and a
-        # timeout fails the whole run; a longer wait costs nothing when it starts quickly
-        server.start(timeout=max(STARTUP_TIMEOUT, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
-        try:
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                try:
-                    yield
-                finally:
-                    _drain()
-        finally:
-            server.stop()
-
-
-def _temporary_server():
-    """Prefect's temporary server (not yet started), one that dies with this process even on SIGKILL."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class TemporaryServer(SubprocessASGIServer):
-        """Prefect's temporary server, started through ``evol.flows._server_child`` so that it dies with this process.
-
-        The command is Prefect 3.8's own (``_run_uvicorn_command``), with the wrapper in front of uvicorn.
-        """
-
-        def _run_uvicorn_command(self) -> subprocess.Popen:
-            import prefect
-            from prefect.settings import get_current_settings
-
-            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                   "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
-            return subprocess.Popen(
-                [sys.executable, "-m", "evol.flows._server_child", str(os.getpid()), "--app-dir",
-                 str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-                env=env,
-            )
-
-    return TemporaryServer()
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _drain() -> None:
-    """Send the logs and events still queued while the server is up, or they fail loudly at exit."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):  # a worker never started has nothing to send
-            worker.drain_all(timeout=5)
 
 
 @contextlib.contextmanager
