@@ -14,7 +14,7 @@ def command_modules() -> list[str]:
     """Every module in evol/commands is a subcommand (``serve_local`` becomes ``serve-local``); run first."""
     from . import commands
 
-    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))  # _options: shared
     return sorted(names, key=lambda n: n != "run")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from evol import cli, local
-from evol.commands.options import add_run_options, config_from_args
+from evol.commands._options import add_run_options, config_from_args
 from evol.config import RunConfig, build_config
 from evol.errors import ConfigError
 

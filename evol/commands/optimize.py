@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
                        description="Evolve mini-batches of your seeds with the auto profile's method, let an optimizer "
                                    "model name the failures and propose better methods, keep the one with the lowest "
                                    "failure rate on a development set, and write it as a profile into --out.")
-    from .options import add_engine_option, add_run_options
+    from ._options import add_engine_option, add_run_options
 
     add_run_options(p)  # the same seeds, backend, sampling and rule options as a run; --rounds is not used
     add_engine_option(p, "run as a Prefect flow, each stage of the loop a task in its UI")
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from .. import progress
     from ..optimize import OptimizeOptions, check_optimize, optimize
-    from .options import config_from_args, quiet_prefect
+    from ._options import config_from_args, quiet_prefect
 
     if args.out is None:
         raise ConfigError("evol optimize needs --out DIR: the folder for the optimized profile, optimize.json and the call cache.")

@@ -9,7 +9,7 @@ import logging
 import sys
 
 from ..errors import ConfigError
-from .options import add_engine_option, add_prefect_options, add_run_options, config_from_args, prefect_kwargs, quiet_prefect
+from ._options import add_engine_option, add_prefect_options, add_run_options, config_from_args, prefect_kwargs, quiet_prefect
 
 
 def add_parser(sub) -> None:

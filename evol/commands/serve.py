@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs
+from ._options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs
 
 
 def add_parser(sub) -> None:
