@@ -56,7 +56,7 @@ def write_outputs(*args, **kwargs):
         slot = by[where(stat.traceback)]
         slot[0] += stat.size
         slot[1] += stat.count
-    print(f"bench.memory: write_outputs after round {args[4].rounds_done} ({args[6]}): traced {current / 2**20:.0f} MB,"
+    print(f"bench.memory: write_outputs after round {args[0].state.rounds_done} ({args[1]}): traced {current / 2**20:.0f} MB,"
           f" traced peak {peak / 2**20:.0f} MB, top holders (by the innermost evol line that allocated):", file=sys.stderr)
     for name, (size, count) in sorted(by.items(), key=lambda kv: -kv[1][0])[:int(os.environ.get("BENCH_TRACE_TOP", "15"))]:
         print(f"bench.memory:   {size / 2**20:8.1f} MB {count:>9} blocks  {name}", file=sys.stderr)

@@ -10,8 +10,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 from .batch import open_batching
 from .cache import CachedChat, CallCache
@@ -111,38 +113,60 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         cache.close()
         raise
     cached_chat = CachedChat(batching or chat, cache)
-    tally = LiveTally()
-    state = RunState.start(seedset, run_dir)
+    ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat)
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
 
     async def write(status: str, reason: str, when: str) -> dict:
-        return write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, cached_chat)
+        return write_outputs(ctx, status, reason)
 
     try:
-        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, tally), config.rounds)
-        return await run_rounds(config, state, make_deduper(config, seedset.seeds), executor, write)
+        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally), config.rounds)
+        return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), executor, write)
     finally:
         if batching is not None:
             await batching.aclose()  # submitted batches run on; the same command collects them
         cache.close()
 
 
-def write_outputs(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState,
-                  tally: Tally, status: str, reason: str, started: float, chat: CachedChat) -> dict:
+class CacheBooks(Protocol):
+    """What the manifest reads of the call cache: a run's CachedChat, or the flow's sum over its chunks."""
+
+    identity: str
+    hits: int
+    misses: int
+
+
+@dataclass
+class RunContext:
+    """What a run's outputs are written from: fixed when it starts, but for its state and books, which grow."""
+
+    run_dir: RunDir
+    config: RunConfig
+    profile: Profile
+    models: Models
+    state: RunState
+    tally: Tally
+    started: float
+    chat: CacheBooks
+
+
+def write_outputs(ctx: RunContext, status: str, reason: str) -> dict:
     """The outputs from the spool (seeds, then round by round in seed order), the manifest last."""
+    run_dir, state = ctx.run_dir, ctx.state
     atomic_write(run_dir / DATASET, state.spool.dataset())
     atomic_write(run_dir / RECORDS, state.spool.lines("records"))
     atomic_write(run_dir / REJECTED, state.spool.lines("rejected"))
-    manifest = {"out": str(run_dir.path), **build_manifest(config, profile, models, state, tally, status, reason, started, chat)}
+    manifest = {"out": str(run_dir.path), **build_manifest(ctx, status, reason)}
     write_json(run_dir / MANIFEST, manifest)
     if status == "complete":  # nothing left to rebuild the outputs for
         state.spool.remove()
     return manifest
 
 
-def build_manifest(config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
-                   status: str, reason: str, started: float, chat: CachedChat) -> dict:
+def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
+    config, profile, models, state, tally, started, chat = (ctx.config, ctx.profile, ctx.models, ctx.state, ctx.tally,
+                                                           ctx.started, ctx.chat)
     t = state.totals
     kinds = ("kept", "eliminated", "duplicate", "failed")
     per_round = {}

@@ -33,11 +33,11 @@ from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, EvolError
-from evol.pipeline import Models, Outcome, Tally, make_deduper
+from evol.pipeline import Outcome, Tally, make_deduper
 from evol.progress import current
 from evol.prompts import Profile
 from evol.rounds import RunState, run_rounds
-from evol.run import check_inputs, default_out, fewer_gc_pauses, write_outputs
+from evol.run import RunContext, check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.rundir import RunDir
 
 from . import chunks
@@ -113,15 +113,14 @@ def answer_seeds_chunk(job: ChunkJob, chunk_no: int) -> ChunkResult:
 
 
 @task(name="write-outputs", task_run_name="write-outputs-{when}", cache_policy=NO_CACHE, persist_result=False)
-def write(run_dir: RunDir, config: RunConfig, profile: Profile, models: Models, state: RunState, tally: Tally,
-          status: str, reason: str, started: float, stats: ChatStats, when: str) -> dict:
+def write(ctx: RunContext, status: str, reason: str, when: str) -> dict:
     """dataset.json, records, rejections and manifest, atomically: ``evol.run.write_outputs``, unchanged."""
-    return write_outputs(run_dir, config, profile, models, state, tally, status, reason, started, stats)
+    return write_outputs(ctx, status, reason)
 
 
 @dataclass
 class ChatStats:
-    """What the manifest reads of a CachedChat, added up over every chunk."""
+    """What the manifest reads of a CachedChat (``evol.run.CacheBooks``), added up over every chunk."""
 
     identity: str
     hits: int = 0
@@ -230,18 +229,18 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
     stage = Stage(config, profile, endpoint, run_dir.path.resolve(), chunks.run_key(config, profile, endpoint),
                   chunk_size, parallel, processes, tally, stats, counts)
-    state = RunState.start(seedset, run_dir)
+    ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), tally, started, stats)
     log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
              len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
 
     async def checkpoint(status: str, reason: str, when: str) -> dict:
-        manifest = write(run_dir, config, profile, models, state, tally, status, reason, started, stats, when)
+        manifest = write(ctx, status, reason, when)
         if when == "final":
             manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
-            await run_summary(manifest, state)
+            await run_summary(manifest, ctx.state)
         return manifest
 
-    return await run_rounds(config, state, make_deduper(config, seedset.seeds), stage, checkpoint, log)
+    return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), stage, checkpoint, log)
 
 
 # --- the run: lock, backend, task runner
