@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -41,8 +41,9 @@ class Completion(Frozen):
     cached: bool = False  # answered from the run's call cache, not paid again
 
 
-class Node(Frozen):
-    """An instruction in the pool: a seed (round 0) or an evolution of one."""
+class Lineage(Frozen):
+    """Where an instruction comes from: its id, its seed (and the seed's place in the seed file), its parent, and
+    the round and operation that made it. A pool entry, a kept record and a rejection all carry it."""
 
     id: str
     seed_id: str
@@ -50,11 +51,27 @@ class Node(Frozen):
     parent_id: str | None = None
     round: int = 0
     operation: str = "seed"
+
+    @classmethod
+    def of_seed(cls, seed: Seed) -> "Lineage":
+        return Lineage(id=seed.id, seed_id=seed.id, seed_index=seed.index)
+
+    def lineage(self) -> dict[str, Any]:
+        """The six fields, to build another kind of entry with the same lineage (``Record(**x.lineage(), ...)``)."""
+        return {name: getattr(self, name) for name in LINEAGE}
+
+
+LINEAGE = tuple(Lineage.model_fields)
+
+
+class Node(Lineage):
+    """An instruction in the pool: a seed (round 0) or an evolution of one."""
+
     instruction: str
 
     @classmethod
     def from_seed(cls, seed: Seed) -> "Node":
-        return cls(id=seed.id, seed_id=seed.id, seed_index=seed.index, instruction=seed.instruction)
+        return cls(**Lineage.of_seed(seed).lineage(), instruction=seed.instruction)
 
 
 Judgement = Literal["equal", "not_equal", "unclear"]
@@ -98,7 +115,7 @@ class Candidate(Frozen):
     best: bool = False  # the one that became the row's output
 
 
-class _WithCandidates(Frozen):
+class _WithCandidates(Lineage):
     """Leaves ``candidates`` out of the dumped record while there are none, so one plain answer writes the
     same records.jsonl as before candidates existed."""
 
@@ -113,12 +130,6 @@ class _WithCandidates(Frozen):
 class Record(_WithCandidates):
     """A kept instruction with its answer and full lineage."""
 
-    id: str
-    seed_id: str
-    seed_index: int
-    parent_id: str | None
-    round: int
-    operation: str
     instruction: str
     output: str
     model: str | None = None
@@ -155,12 +166,6 @@ class Rejection(_WithCandidates):
     rule: str
     detail: str = ""
     stage: str
-    id: str
-    seed_id: str
-    seed_index: int
-    parent_id: str | None = None
-    round: int
-    operation: str
     instruction: str | None = None
     output: str | None = None
     duplicate_of: str | None = None

@@ -23,7 +23,7 @@ from .config import RunConfig
 from .dedup import Deduper
 from .errors import BackendError, Interrupted
 from .llm import ChatModel
-from .models import Completion, JudgeAnswer, JudgeVerdict, Node, Record, Rejection, Seed, Usage
+from .models import Completion, JudgeAnswer, JudgeVerdict, Lineage, Node, Record, Rejection, Seed, Usage
 from .pricing import Budget
 from .prompts import Profile
 
@@ -119,12 +119,12 @@ class Evolver:
         stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
         judged: JudgeVerdict | None = None
 
+        lineage = Lineage(id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
+                          operation=op.name).lineage()
+
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
-            return Rejection(
-                kind=kind, rule=rule, detail=detail, stage=stage, id=cid, seed_id=node.seed_id,
-                seed_index=node.seed_index, parent_id=node.id, round=round_no, operation=op.name,
-                instruction=instruction, output=output, usage=usage, stripped=stripped, judge=judged,
-            )
+            return Rejection(**lineage, kind=kind, rule=rule, detail=detail, stage=stage, instruction=instruction,
+                             output=output, usage=usage, stripped=stripped, judge=judged)
 
         stage = "evolve"
         try:
@@ -160,8 +160,7 @@ class Evolver:
                     return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
                         update={"candidates": got.candidates})
                 return Record(
-                    id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
-                    operation=op.name, instruction=text, output=got.best.text, model=self.models.evolve,
+                    **lineage, instruction=text, output=got.best.text, model=self.models.evolve,
                     response_model=got.best.model, usage=usage, stripped=stripped, judge=judged,
                     candidates=got.candidates,
                 )
@@ -176,8 +175,7 @@ class Evolver:
                 raise
             return reject("failed", "backend_error", str(exc), stage)
         return Record(
-            id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
-            operation=op.name, instruction=text, output=r.text.strip(), model=self.models.evolve,
+            **lineage, instruction=text, output=r.text.strip(), model=self.models.evolve,
             response_model=self.models.respond, usage=usage, stripped=stripped, judge=judged,
         )
 
@@ -200,9 +198,9 @@ class Evolver:
 
     async def answer_seed(self, seed: Seed) -> Outcome:
         """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
+        lineage = Lineage.of_seed(seed).lineage()
         if seed.output and seed.output.strip():
-            return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0,
-                          operation="seed", instruction=seed.instruction, output=seed.output.strip())
+            return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
         if self.answer_stage is not None:
             return await self._answer_seed_candidates(seed)
         try:
@@ -211,26 +209,24 @@ class Evolver:
         except BackendError as exc:
             if exc.fatal:
                 raise
-            return Rejection(kind="failed", rule="backend_error", detail=str(exc), stage="respond", id=seed.id,
-                             seed_id=seed.id, seed_index=seed.index, round=0, operation="seed", instruction=seed.instruction)
+            return Rejection(**lineage, kind="failed", rule="backend_error", detail=str(exc), stage="respond",
+                             instruction=seed.instruction)
         verdict = filters.check_response(r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on,
                                          instruction=seed.instruction)
         if not verdict.keep:
-            return Rejection(kind="eliminated", rule=verdict.rule, detail=verdict.detail, stage="respond", id=seed.id,
-                             seed_id=seed.id, seed_index=seed.index, round=0, operation="seed",
+            return Rejection(**lineage, kind="eliminated", rule=verdict.rule, detail=verdict.detail, stage="respond",
                              instruction=seed.instruction, output=r.text, usage={"respond": r.usage})
-        return Record(id=seed.id, seed_id=seed.id, seed_index=seed.index, parent_id=None, round=0, operation="seed",
-                      instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
+        return Record(**lineage, instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
                       usage={"respond": r.usage})
 
     async def _answer_seed_candidates(self, seed: Seed) -> Outcome:
         usage: dict[str, Usage] = {}
         got = await self.answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
-        common = {"id": seed.id, "seed_id": seed.id, "seed_index": seed.index, "round": 0, "operation": "seed",
-                  "instruction": seed.instruction, "usage": usage, "candidates": got.candidates}
+        common = {**Lineage.of_seed(seed).lineage(), "instruction": seed.instruction, "usage": usage,
+                  "candidates": got.candidates}
         if got.best is None:
             return Rejection(kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common)
-        return Record(parent_id=None, output=got.best.text, response_model=got.best.model, **common)
+        return Record(output=got.best.text, response_model=got.best.model, **common)
 
     async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None,
                         collect: bool = True) -> list[Outcome]:
@@ -343,17 +339,15 @@ class RoundSettler:
             match = self.deduper.check(out.instruction, out.seed_id)
             if match is not None:
                 out = Rejection(
-                    kind="duplicate", rule=match.rule, detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
-                    stage="dedup", id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
-                    round=out.round, operation=out.operation, instruction=out.instruction, output=out.output,
-                    duplicate_of=match.duplicate_of, score=match.score, usage=out.usage, judge=out.judge,
-                    stripped=out.stripped,
+                    **out.lineage(), kind="duplicate", rule=match.rule,
+                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})", stage="dedup",
+                    instruction=out.instruction, output=out.output, duplicate_of=match.duplicate_of, score=match.score,
+                    usage=out.usage, judge=out.judge, stripped=out.stripped, candidates=out.candidates,
                 )
             else:
                 self.deduper.add(out.id, out.instruction, out.seed_id)
         if isinstance(out, Record):
-            self.result.pool.append(Node(id=out.id, seed_id=out.seed_id, seed_index=out.seed_index, parent_id=out.parent_id,
-                                         round=out.round, operation=out.operation, instruction=out.instruction))
+            self.result.pool.append(Node(**out.lineage(), instruction=out.instruction))
         else:
             self.result.pool.append(node)
         if self.sink is not None:

@@ -98,10 +98,8 @@ def _printable(text: str) -> str:
 
 
 def _skip(sid: str, index: int, rule: str, detail: str, text: str | None = None) -> Rejection:
-    return Rejection(
-        kind="skipped", rule=rule, detail=detail, stage="load", id=sid, seed_id=sid, seed_index=index,
-        round=0, operation="seed", instruction=text,
-    )
+    return Rejection(id=sid, seed_id=sid, seed_index=index, kind="skipped", rule=rule, detail=detail, stage="load",
+                     instruction=text)
 
 
 def _seed_files(path: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import pytest
 from evol.config import RunConfig
 from evol.dedup import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
-from evol.models import Node, Record, Rejection
+from evol.models import Candidate, Node, Record, Rejection
 from evol.pipeline import Evolver, Models, RoundSettler, bounded_map, settle_round
 from evol.prompts import load_profile
 
@@ -105,6 +105,18 @@ def test_settle_round_replaces_parents_keeps_failures_in_the_pool_and_dedups_in_
     assert [r.id for r in res.kept] == ["s0.r1", "s3.r1"]
     dup = next(r for r in res.rejected if r.kind == "duplicate")
     assert (dup.id, dup.rule, dup.duplicate_of) == ("s2.r1", "exact_duplicate", "s0.r1")
+
+
+def test_a_duplicate_keeps_its_lineage_and_the_candidate_answers_it_paid_for():
+    pool = [node(0, "alpha task"), node(1, "beta task")]
+    paid = (Candidate(key="0", text="One answer.", model="m", origin="sample", score=7.0),
+            Candidate(key="1", text="Another answer.", model="m", origin="sample", score=9.0, best=True))
+    outcomes = [rec(0, "An evolved instruction about alpha."),
+                rec(1, "an evolved instruction about ALPHA!").model_copy(update={"candidates": paid})]
+    res = settle_round(pool, outcomes, Deduper(0.9))
+    dup = res.rejected[0]
+    assert dup.kind == "duplicate" and dup.candidates == paid
+    assert dup.lineage() == outcomes[1].lineage() and res.pool[1] == pool[1]
 
 
 def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_order():
