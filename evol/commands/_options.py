@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..config import RULES, build_config, read_config_file
+from ..config import RULES, RunConfig, build_config, read_config_file
 from ..errors import ConfigError
 
 
@@ -17,8 +17,10 @@ def add_engine_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def quiet_prefect(args: argparse.Namespace) -> None:
-    """Before the first Prefect import: keep its logging out of the user's terminal unless --verbose."""
-    if not args.verbose:  # importing Prefect can replace the root logger's handlers (it did under pytest)
+    """Once Prefect is imported: keep its logging out of the user's terminal unless --verbose (no traceback for an
+    error the CLI reports in one sentence). Importing Prefect can replace the root logger's handlers, and with
+    them the filter put there before (it did under pytest)."""
+    if not args.verbose:
         from ..cli import quiet_orchestrator
 
         quiet_orchestrator()
@@ -79,15 +81,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--include-seeds", action="store_true", default=None, help="put the seeds in the dataset too")
 
 
+#: RunConfig fields whose option takes another shape: a repeatable --response-model (one responder, or candidates)
+_TRANSLATED = frozenset({"response_model"})
+
+
 def config_from_args(args: argparse.Namespace):
     file_values = read_config_file(args.config) if args.config else {}
-    overrides = {
-        k: getattr(args, k, None)
-        for k in ("seeds", "instruction_field", "input_field", "limit", "profile", "rounds", "seed", "prompts_dir",
-                  "dedup_threshold", "dedup_scorer", "base_url", "model", "judge_model", "answers", "evolve_answers",
-                  "model_path", "concurrency", "timeout", "max_retries", "out", "include_seeds", "rpm", "tpm",
-                  "budget_usd", "batch", "keep_judge_unclear")
-    }
+    # every option named after a RunConfig field is that field (unset options are None and left to the file and
+    # the defaults); the few that are shaped differently on the command line are translated below
+    given = vars(args)
+    overrides = {k: given[k] for k in RunConfig.model_fields if k in given and k not in _TRANSLATED}
     if args.disable_rule:
         overrides["disable_rules"] = args.disable_rule
     if args.response_model:  # once: the responder; more: candidates go round them, the first is the responder

@@ -58,9 +58,9 @@ def main(args: argparse.Namespace) -> int:
             report = asyncio.run(optimize(config, opts))
         else:
             check_optimize(config, opts)  # bad input gets its one sentence before Prefect spends seconds starting
-            quiet_prefect(args)
             from ..flows.optimize_flow import optimize_with_prefect
 
+            quiet_prefect(args)  # after the import: importing Prefect can replace the root logger's handlers
             report = optimize_with_prefect(config, opts)
     rates = [report.start.evaluation.failure_rate, *(s.best_failure_rate for s in report.steps)]
     base = report.baseline

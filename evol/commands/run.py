@@ -42,9 +42,9 @@ def main(args: argparse.Namespace) -> int:
         if engine == "local":
             manifest = asyncio.run(execute(config))
         else:
-            quiet_prefect(args)
             from ..flows import run_with_prefect
 
+            quiet_prefect(args)  # after the import: importing Prefect can replace the root logger's handlers
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
