@@ -10,18 +10,16 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigError, TemplateError
 
-_PACKAGED = Path(__file__).parent / "_prompts"  # where the wheel puts them
-_CHECKOUT = Path(__file__).parent.parent / "prompts"  # a source checkout or editable install
-
-
 def default_prompts_dir() -> Path:
-    for candidate in (_PACKAGED, _CHECKOUT):
-        if (candidate / "judge.txt").is_file():
-            return candidate
+    """The shipped templates: package data (``evol/templates``), the same folder in a checkout and in a wheel."""
+    folder = Path(str(resources.files("evol") / "templates"))
+    if (folder / "judge.txt").is_file():
+        return folder
     raise ConfigError("The prompt templates are missing from this installation; reinstall evol or pass --prompts-dir.")
 
 

@@ -19,6 +19,7 @@ import pytest
 from evol import filters
 from evol.config import RunConfig
 from evol.models import Record
+from evol.prompts import default_prompts_dir
 from evol.run import run_id_for
 from evol.testing.server import ScriptedServer
 
@@ -187,7 +188,7 @@ def test_the_prefect_engine_makes_the_same_candidates(tmp_path):
 
 def prompts_with(tmp_path: Path, *directions: str) -> Path:
     root = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", root)
+    shutil.copytree(default_prompts_dir(), root)
     for f in (root / "answers").glob("*.txt"):
         if f.stem not in (*directions, "rank"):
             f.unlink()

@@ -41,7 +41,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed for operation choice (default 0)")
     g.add_argument("--operation-weight", action="append", metavar="OP=W",
                    help="weight of an operation, e.g. mutation=2 (repeatable)")
-    g.add_argument("--prompts-dir", type=Path, help="folder of your own prompt templates (see prompts/README.md)")
+    g.add_argument("--prompts-dir", type=Path, help="folder of your own prompt templates (see evol/templates/README.md)")
     g.add_argument("--disable-rule", action="append", choices=RULES, metavar="RULE",
                    help=f"switch an elimination rule off (repeatable): {', '.join(RULES)}")
     g.add_argument("--keep-judge-unclear", action="store_true", default=None,

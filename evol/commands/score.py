@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
     p.add_argument("--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)")
     p.add_argument("--complexity-prompt", "--prompt", dest="complexity_prompt", type=Path,
-                   help="your own complexity template with an ${instruction} slot (default prompts/complexity.txt)")
+                   help="your own complexity template with an ${instruction} slot (default evol/templates/complexity.txt)")
     p.add_argument("--quality-prompt", type=Path,
-                   help="your own quality template with ${instruction} and ${output} slots (default prompts/quality.txt)")
+                   help="your own quality template with ${instruction} and ${output} slots (default evol/templates/quality.txt)")
     p.add_argument("--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline")
     p.set_defaults(func=main)
 
