@@ -31,7 +31,8 @@ from bench.dedup import corpus
 from evol.export import ExportOptions, export
 from evol.filters import normalize
 from evol.rundir import SCORES, read_jsonl, write_json, write_jsonl
-from evol.scoring import Score, Unclear
+from evol.score_reader import Unclear
+from evol.scoring import Score
 from evol.selection import Choice
 
 OPERATIONS = ("add_constraints", "deepen", "concretize", "breadth")

@@ -23,6 +23,7 @@ from . import filters
 from .errors import BackendError, ConfigError
 from .models import Candidate, Usage
 from .prompts import Prompt, default_prompts_dir
+from .score_reader import parse_rank
 from .wrappers import strip_heading
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class AnswerStage:
                                                "rank_answers": tuple(raw)})
             usage["rank"] = usage["rank"] + j.usage if "rank" in usage else j.usage
             raw.append(j.text)
-            score, reason = filters.parse_rank(j.text)
+            score, reason = parse_rank(j.text)
             if score is not None:
                 break
             if j.finish_reason == "length":

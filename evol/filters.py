@@ -236,34 +236,6 @@ def check_judgement(judgement: str, enabled=lambda rule: True, keep_unclear: boo
 
 # --- the ranking judge -----------------------------------------------------------------------------
 
-_SCORE = re.compile(r"(?:^|\n)[ \t]*(?:final\s+|overall\s+)?(?:score|rating|grade)[ \t]*[:=–—-]?[ \t]*\n?[ \t]*"
-                    r"(?P<n>\d+(?:\.\d+)?)(?:[ \t]*(?:/|out\s+of)[ \t]*10)?(?![\d.]*\w)", re.IGNORECASE)
-_ALONE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*10)?\s*[.!]?\s*$", re.IGNORECASE)
-_OUT_OF_TEN = re.compile(r"(?<![\d.])(?P<n>\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*10\b", re.IGNORECASE)
-_REASON = re.compile(r"(?:^|\n)[ \t]*(?:reason|reasoning|justification|explanation)[ \t]*:[ \t]*(?P<r>[^\n]*\S)",
-                     re.IGNORECASE)
-_BOLD = re.compile(r"[*_`#>]+")
-
-
-def parse_rank(answer: str) -> tuple[float | None, str]:
-    """(score 1-10 or None, short reason) from the ranking judge's free text.
-
-    The score is read from the last "Score: N" line ("**Score:** 8/10" too), else from an answer that is a
-    number alone, else from a last "N/10"; a number outside 1-10, or a score only inside a reasoning block
-    (a model cut off mid-thought), reads as None: the caller names that outcome, it never defaults.
-    """
-    text = _BOLD.sub("", unicodedata.normalize("NFKC", without_reasoning(answer))).strip()
-    found = list(_SCORE.finditer(text)) or list(filter(None, [_ALONE.match(text)])) or list(_OUT_OF_TEN.finditer(text))
-    score = float(found[-1].group("n")) if found else None
-    if score is not None and not 1 <= score <= 10:
-        score = None
-    m = _REASON.search(text)
-    reason = m.group("r") if m else " ".join(_SCORE.sub(" ", text).split())
-    if _ALONE.match(reason) or not any(ch.isalnum() for ch in reason):
-        reason = ""
-    return score, reason.strip()[:300]
-
-
 def check_ranking(scored: int, enabled=lambda rule: True) -> Verdict:
     """The ranking judge must have read at least one candidate, or the choice of output is a guess."""
     if scored == 0 and enabled("rank_unclear"):

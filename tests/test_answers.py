@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from evol import filters
 from evol.config import RunConfig
 from evol.models import Record
 from evol.prompts import default_prompts_dir
+from evol.score_reader import parse_rank
 from evol.run import run_id_for
 from evol.testing.server import ScriptedServer
 
@@ -70,12 +70,12 @@ def records(out: Path) -> list[Record]:
     ("I cannot grade this answer.", None), ("Scores vary between graders.", None),
 ])
 def test_the_score_is_read_from_realistic_judge_answers(answer, score):
-    assert filters.parse_rank(answer)[0] == score
+    assert parse_rank(answer)[0] == score
 
 
 def test_the_reason_is_kept_short_and_without_the_score():
-    assert filters.parse_rank("**Reason:** covers every constraint.\n**Score:** 9")[1] == "covers every constraint."
-    assert filters.parse_rank("Score: 7")[1] == ""
+    assert parse_rank("**Reason:** covers every constraint.\n**Score:** 9")[1] == "covers every constraint."
+    assert parse_rank("Score: 7")[1] == ""
 
 
 # --- defaults: nothing changes

@@ -15,7 +15,8 @@ from evol.errors import ConfigError
 from evol.export import ExportOptions, export
 from evol.filters import normalize
 from evol.rundir import SCORES, write_json, write_jsonl
-from evol.scoring import Score, Unclear, load_scores
+from evol.score_reader import Unclear
+from evol.scoring import Score, load_scores
 from evol.selection import Choice, Quota, parse_quota
 from evol.testing.server import ScriptedServer
 
