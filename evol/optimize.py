@@ -26,7 +26,6 @@ from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
 from .models import Frozen, Node, Record, Seed
 from .pipeline import Evolver, Models, make_deduper, settle_round
-from .pricing import cost_summary
 from .progress import LiveTally, current
 from .prompts import (
     Operation,
@@ -244,8 +243,8 @@ class Optimizer:
 
     def books(self, report: OptimizeReport, **update: Any) -> OptimizeReport:
         """``report`` with the calls, tokens and cost so far."""
-        return report.model_copy(update={**update, "usage": self.tally.as_dict(), "cost_usd": cost_summary(
-            self.tally.by_model, self.config.price_table(), self.config.budget_usd)})
+        return report.model_copy(update={**update, "usage": self.tally.as_dict(),
+                                         "cost_usd": self.tally.cost_books(self.config.price_table(), self.config.budget_usd)})
 
     async def phase(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
         current().phase(name)

@@ -24,7 +24,7 @@ from .dedup import Deduper
 from .errors import BackendError, Interrupted
 from .llm import ChatModel
 from .models import Completion, JudgeAnswer, JudgeVerdict, Lineage, Node, Record, Rejection, Seed, Usage
-from .pricing import Budget
+from .pricing import Budget, Price, cost
 from .prompts import Profile
 
 log = logging.getLogger("evol")
@@ -64,6 +64,13 @@ class Tally:
         for (stage, model), usage in self.by_stage_model.items():
             out[stage][model] = usage
         return dict(out)
+
+    def cost_books(self, prices: dict[str, Price], budget: float | None) -> dict:
+        """What a manifest (or optimize.json) says of the money: the total, the budget, the models without a
+        price, and the cost per stage (several candidates, answer evolution and ranking multiply the answers')."""
+        total, unpriced = cost(self.by_model, prices)
+        by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(self.stage_models().items())}
+        return {"total": round(total, 6), "budget": budget, "unpriced_models": unpriced, "by_stage": by_stage}
 
     def as_dict(self) -> dict:
         return {

@@ -56,12 +56,6 @@ def cost(by_model: dict[str, Usage], prices: dict[str, Price]) -> tuple[float, l
     return total, sorted(unpriced)
 
 
-def cost_summary(by_model: dict[str, Usage], prices: dict[str, Price], budget: float | None) -> dict:
-    """What a manifest says of the money: the total, the budget, the models without a price."""
-    total, unpriced = cost(by_model, prices)
-    return {"total": round(total, 6), "budget": budget, "unpriced_models": unpriced}
-
-
 class Budget:
     """Refuses new calls once the run has cost ``limit`` dollars; calls already in flight finish and are kept."""
 

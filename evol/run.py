@@ -22,7 +22,6 @@ from .errors import InputError
 from .llm import ChatModel
 from .local import is_embedded, tune_for_local, uses_embedded_model
 from .pipeline import Evolver, Models, Tally, make_deduper
-from .pricing import cost, cost_summary
 from .progress import LiveTally
 from .prompts import Profile, load_profile
 from .rounds import LocalExecutor, RunState, run_rounds
@@ -211,16 +210,9 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
         "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
         "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
         "usage": tally.as_dict(),
-        "cost_usd": _cost(tally, config),
+        "cost_usd": tally.cost_books(config.price_table(), config.budget_usd),
         "cache": {"hits": chat.hits, "misses": chat.misses},
     }
-
-
-def _cost(tally: Tally, config: RunConfig) -> dict:
-    prices = config.price_table()
-    # per stage too: several candidates, answer evolution and ranking multiply the answer stage's spend
-    by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(tally.stage_models().items())}
-    return {**cost_summary(tally.by_model, prices, config.budget_usd), "by_stage": by_stage}
 
 
 def _answer_hashes(config: RunConfig) -> dict[str, str]:

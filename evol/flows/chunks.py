@@ -105,8 +105,7 @@ class Lane:
     idle. It also spares each chunk a new event loop, client and database connection.
     """
 
-    def __init__(self, key: tuple, job: ChunkJob):
-        self.key = key
+    def __init__(self, job: ChunkJob):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
         self.thread.start()
@@ -143,7 +142,7 @@ def lane_for(job: ChunkJob) -> Lane:
     with _lanes_lock:
         lane = _lanes.get(key)
         if lane is None:
-            lane = _lanes[key] = Lane(key, job)
+            lane = _lanes[key] = Lane(job)
         return lane
 
 

@@ -30,15 +30,11 @@ async def optimize_stage(name: str, work: Callable[[], Awaitable[Any]]) -> Any:
     return await work()
 
 
-async def in_task(name: str, work: Callable[[], Awaitable[Any]]) -> Any:
-    return await optimize_stage(name, work)
-
-
 @flow(name="evol-optimize", log_prints=False, validate_parameters=True)
 async def optimize_flow(config: FlowConfig, options: OptimizeOptions) -> dict:
     """Learn the evolving method on the seeds, as ``python -m evol optimize`` does; returns optimize.json's content."""
     cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())
-    report = await optimize(cfg, options, stage=in_task)
+    report = await optimize(cfg, options, stage=optimize_stage)  # each stage a task run
     await acreate_markdown_artifact(markdown=summary(report), key="evol-optimize-summary",
                                     description=f"evol optimize into {options.out}")
     return report.model_dump(mode="json")
