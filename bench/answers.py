@@ -36,8 +36,17 @@ SETTINGS = (("N=1", 1, 0), ("N=4", 4, 0), ("N=4, K=2", 4, 2))
 def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root: Path) -> dict:
     out = root / name.replace(" ", "").replace(",", "_").replace("=", "")
     with ScriptedServer(AnswerScript(), record=False) as srv:
-        config = RunConfig(seeds=SEEDS, limit=limit, rounds=rounds, base_url=srv.base_url, model="gpt-4o-mini",
-                           answers=answers, evolve_answers=evolve, out=out, concurrency=16)
+        config = RunConfig(
+            seeds=SEEDS,
+            limit=limit,
+            rounds=rounds,
+            base_url=srv.base_url,
+            model="gpt-4o-mini",
+            answers=answers,
+            evolve_answers=evolve,
+            out=out,
+            concurrency=16,
+        )
         manifest = asyncio.run(execute(config))
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     kept = manifest["counts"]["kept"]
@@ -47,15 +56,24 @@ def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root:
     pairs = {}
     for margin in (1.0, 2.0):
         try:
-            pairs[margin] = export([out], root / f"{out.name}-dpo{margin:g}",
-                                   ExportOptions(fmt="dpo", min_margin=margin))["rows"]["train"]
+            pairs[margin] = export(
+                [out], root / f"{out.name}-dpo{margin:g}", ExportOptions(fmt="dpo", min_margin=margin)
+            )["rows"]["train"]
         except ConfigError:  # one candidate per instruction: no pairs
             pairs[margin] = 0
     cost = manifest["cost_usd"]
-    return {"setting": name, "kept": kept, "candidates": statistics.mean(firsts), "ranked": statistics.mean(ranked),
-            "calls": manifest["usage"]["calls"], "cost": cost["total"], "by_stage": cost["by_stage"],
-            "per_row": cost["total"] / kept if kept else None, "best": statistics.mean(best) if best else None,
-            "pairs": pairs}
+    return {
+        "setting": name,
+        "kept": kept,
+        "candidates": statistics.mean(firsts),
+        "ranked": statistics.mean(ranked),
+        "calls": manifest["usage"]["calls"],
+        "cost": cost["total"],
+        "by_stage": cost["by_stage"],
+        "per_row": cost["total"] / kept if kept else None,
+        "best": statistics.mean(best) if best else None,
+        "pairs": pairs,
+    }
 
 
 def main() -> None:
@@ -66,18 +84,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(name, n, k, args.limit, args.rounds, Path(tmp)) for name, n, k in SETTINGS]
     print(f"{args.limit} seeds, {args.rounds} rounds, every call priced as gpt-4o-mini\n")
-    print("| setting | kept rows | candidates / row | ranked / row | pairs (margin ≥1) | pairs (≥2) | mean best score "
-          "| cost USD | cost / kept row | vs N=1 |")
+    print(
+        "| setting | kept rows | candidates / row | ranked / row | pairs (margin ≥1) | pairs (≥2) | mean best score "
+        "| cost USD | cost / kept row | vs N=1 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     base = rows[0]["per_row"]
     for r in rows:
         best = f"{r['best']:.2f}" if r["best"] is not None else "- (not ranked)"
-        print(f"| {r['setting']} | {r['kept']} | {r['candidates']:.2f} | {r['ranked']:.2f} | {r['pairs'][1.0]} "
-              f"| {r['pairs'][2.0]} | {best} | {r['cost']:.4f} | {r['per_row']:.6f} | {r['per_row'] / base:.2f}x |")
+        print(
+            f"| {r['setting']} | {r['kept']} | {r['candidates']:.2f} | {r['ranked']:.2f} | {r['pairs'][1.0]} "
+            f"| {r['pairs'][2.0]} | {best} | {r['cost']:.4f} | {r['per_row']:.6f} | {r['per_row'] / base:.2f}x |"
+        )
     print("\ncost by stage (USD) and calls:")
     for r in rows:
-        print(f"  {r['setting']:<9} " + ", ".join(f"{s} {v:.4f} ({r['calls'].get(s, 0)} calls)"
-                                                for s, v in r["by_stage"].items()))
+        print(
+            f"  {r['setting']:<9} "
+            + ", ".join(f"{s} {v:.4f} ({r['calls'].get(s, 0)} calls)" for s, v in r["by_stage"].items())
+        )
 
 
 if __name__ == "__main__":

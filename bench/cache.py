@@ -26,11 +26,57 @@ from evol.cache import CallCache, call_key
 from evol.config import Sampling
 from evol.models import Completion, Usage
 
-LEGACY_SCHEMA = ("CREATE TABLE calls (key BLOB PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER,"
-                 " completion_tokens INTEGER, model TEXT) WITHOUT ROWID")
-WORDS = ("river lantern cobalt meadow quartz violin harbor ember falcon orchard granite saffron tundra compass "
-         "velvet glacier bramble cinder lagoon mosaic nectar obsidian pylon quiver rampart the of and to in is "
-         "that for with as on by it this be are from or an at").split()
+LEGACY_SCHEMA = (
+    "CREATE TABLE calls (key BLOB PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER,"
+    " completion_tokens INTEGER, model TEXT) WITHOUT ROWID"
+)
+WORDS = [
+    "river",
+    "lantern",
+    "cobalt",
+    "meadow",
+    "quartz",
+    "violin",
+    "harbor",
+    "ember",
+    "falcon",
+    "orchard",
+    "granite",
+    "saffron",
+    "tundra",
+    "compass",
+    "velvet",
+    "glacier",
+    "bramble",
+    "cinder",
+    "lagoon",
+    "mosaic",
+    "nectar",
+    "obsidian",
+    "pylon",
+    "quiver",
+    "rampart",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "with",
+    "as",
+    "on",
+    "by",
+    "it",
+    "this",
+    "be",
+    "are",
+    "from",
+    "or",
+    "an",
+    "at",
+]
 
 
 def key_of(i: int) -> bytes:
@@ -64,8 +110,10 @@ def fill(cache: CallCache, n: int, n_chars: int, seed: int, chunk: int = 50_000)
         db = cache._db
         db.execute("BEGIN")
         for start in range(0, n, chunk):
-            rows = [(key_of(i), f"{i} {pool[i % len(pool)]}", "stop", 40 + i % 200, n_chars // 5, "m")
-                    for i in range(start, min(n, start + chunk))]
+            rows = [
+                (key_of(i), f"{i} {pool[i % len(pool)]}", "stop", 40 + i % 200, n_chars // 5, "m")
+                for i in range(start, min(n, start + chunk))
+            ]
             db.executemany("INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?)", rows)
         db.execute("COMMIT")
     return time.perf_counter() - t0
@@ -84,8 +132,11 @@ def time_each(fn, items) -> list[float]:
 
 def summary(us: list[float]) -> dict:
     us = sorted(us)
-    return {"median_us": round(statistics.median(us), 2), "p99_us": round(us[int(len(us) * 0.99) - 1], 2),
-            "max_us": round(us[-1], 1)}
+    return {
+        "median_us": round(statistics.median(us), 2),
+        "p99_us": round(us[int(len(us) * 0.99) - 1], 2),
+        "max_us": round(us[-1], 1),
+    }
 
 
 def main() -> None:
@@ -96,8 +147,11 @@ def main() -> None:
     p.add_argument("--text-chars", type=int, default=1000, help="characters per cached answer")
     p.add_argument("--dir", type=Path, help="where to put calls.sqlite (default: a temporary folder, removed)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--legacy-schema", action="store_true",
-                   help="the first schema (WITHOUT ROWID, the answer inside the key's b-tree), for comparison")
+    p.add_argument(
+        "--legacy-schema",
+        action="store_true",
+        help="the first schema (WITHOUT ROWID, the answer inside the key's b-tree), for comparison",
+    )
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
@@ -123,26 +177,50 @@ def main() -> None:
         # a resumed run's whole path for one call: the key of its messages, then the lookup
         sampling = Sampling()
         prompts = [[{"role": "user", "content": f"Prompt {i}: " + "x" * 800}] for i in range(a.lookups // 10)]
-        full = summary(time_each(lambda m: cache.get(call_key("loopback/v1", "m", m, sampling, "s1.r1:evolve")),
-                                 prompts))
+        full = summary(
+            time_each(lambda m: cache.get(call_key("loopback/v1", "m", m, sampling, "s1.r1:evolve")), prompts)
+        )
 
-        answer = Completion(text="y" * a.text_chars, finish_reason="stop", usage=Usage(prompt_tokens=50, completion_tokens=200))
+        answer = Completion(
+            text="y" * a.text_chars, finish_reason="stop", usage=Usage(prompt_tokens=50, completion_tokens=200)
+        )
         puts = summary(time_each(lambda i: cache.put(miss_key(10**9 + i), answer), range(a.puts)))
         assert len(cache) == a.entries + a.puts
         cache.close()
 
-    print(f"call cache: {a.entries:,} entries of ~{a.text_chars} characters, {size_mb:,.0f} MB on disk, "
-          f"filled in {fill_s:.1f} s ({a.entries / fill_s:,.0f} rows/s, one transaction)")
+    print(
+        f"call cache: {a.entries:,} entries of ~{a.text_chars} characters, {size_mb:,.0f} MB on disk, "
+        f"filled in {fill_s:.1f} s ({a.entries / fill_s:,.0f} rows/s, one transaction)"
+    )
     print(f"{'operation':<34}{'median µs':>11}{'p99 µs':>10}{'max µs':>10}")
-    for name, s in (("get() hit", hits), ("get() miss", misses), ("call_key() + get() hit", full),
-                    ("put() (own commit each)", puts)):
+    for name, s in (
+        ("get() hit", hits),
+        ("get() miss", misses),
+        ("call_key() + get() hit", full),
+        ("put() (own commit each)", puts),
+    ):
         print(f"{name:<34}{s['median_us']:>11.1f}{s['p99_us']:>10.1f}{s['max_us']:>10.0f}")
     target = 100.0
     met = hits["p99_us"] < target and misses["p99_us"] < target
     print(f"target: under {target:.0f} µs per lookup -> {'met' if met else 'MISSED'} (p99 of hits and misses)")
-    print(json.dumps({"bench": "cache", "schema": "legacy" if a.legacy_schema else "current", "entries": a.entries, "text_chars": a.text_chars, "file_mb": round(size_mb, 1),
-                      "fill_s": round(fill_s, 2), "get_hit": hits, "get_miss": misses, "key_and_get_hit": full,
-                      "put": puts, "target_us": target, "target_met": met}))
+    print(
+        json.dumps(
+            {
+                "bench": "cache",
+                "schema": "legacy" if a.legacy_schema else "current",
+                "entries": a.entries,
+                "text_chars": a.text_chars,
+                "file_mb": round(size_mb, 1),
+                "fill_s": round(fill_s, 2),
+                "get_hit": hits,
+                "get_miss": misses,
+                "key_and_get_hit": full,
+                "put": puts,
+                "target_us": target,
+                "target_met": met,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

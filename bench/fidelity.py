@@ -44,10 +44,52 @@ ADDITIONS = [
     "Compare the result with the situation ten years ago in one short paragraph.",
     "State every assumption you make before you start, in a separate list.",
 ]
-WORDS = ("amber basin cedar delta ember fjord grove heron inlet juniper kestrel larch marsh nettle otter pebble "
-         "quarry reed sorrel thicket umber vale willow yarrow zephyr alder bracken copper dune flint gorse holly").split()
-SUBJECTS = ["tidal energy", "medieval guilds", "coral bleaching", "sourdough baking", "railway signalling",
-            "bird migration", "Baroque harpsichords", "soil erosion", "early radio", "glass blowing"]
+WORDS = [
+    "amber",
+    "basin",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "grove",
+    "heron",
+    "inlet",
+    "juniper",
+    "kestrel",
+    "larch",
+    "marsh",
+    "nettle",
+    "otter",
+    "pebble",
+    "quarry",
+    "reed",
+    "sorrel",
+    "thicket",
+    "umber",
+    "vale",
+    "willow",
+    "yarrow",
+    "zephyr",
+    "alder",
+    "bracken",
+    "copper",
+    "dune",
+    "flint",
+    "gorse",
+    "holly",
+]
+SUBJECTS = [
+    "tidal energy",
+    "medieval guilds",
+    "coral bleaching",
+    "sourdough baking",
+    "railway signalling",
+    "bird migration",
+    "Baroque harpsichords",
+    "soil erosion",
+    "early radio",
+    "glass blowing",
+]
 
 
 def pick(key: str, options: list[str]) -> str:
@@ -62,8 +104,10 @@ def model(request: dict) -> Reply:
         if prompt.rstrip().endswith("#Created Prompt#:"):  # in-breadth: a new instruction, not the parent again
             h = hashlib.sha256(parent.encode()).digest()
             detail = " ".join(WORDS[b % len(WORDS)] for b in h[:10])  # so two mutations are no near copies
-            return Reply(content=f"Describe how {SUBJECTS[h[10] % len(SUBJECTS)]} changed, in a museum guide "
-                                 f"whose rooms are named {detail}.")
+            return Reply(
+                content=f"Describe how {SUBJECTS[h[10] % len(SUBJECTS)]} changed, in a museum guide "
+                f"whose rooms are named {detail}."
+            )
         added = pick(parent, ADDITIONS)
         head, dot, tail = parent.partition(". ")
         if dot and len(parent) % 2:  # inserted after the first sentence for some, appended for the others
@@ -71,8 +115,10 @@ def model(request: dict) -> Reply:
         return Reply(content=f"{parent.rstrip()} {added}")
     if "Second instruction:" in prompt:
         return Reply(content="Not Equal")
-    return Reply(content="Here is a careful answer in several parts. First, the context and the main facts. "
-                         "Second, the reasoning step by step. Third, a short summary of the result.")
+    return Reply(
+        content="Here is a careful answer in several parts. First, the context and the main facts. "
+        "Second, the reasoning step by step. Third, a short summary of the result."
+    )
 
 
 def measure(rounds: int, seed: int) -> dict:
@@ -80,8 +126,15 @@ def measure(rounds: int, seed: int) -> dict:
     text = {s.id: s.instruction for s in seeds}
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer(model, record=False) as srv:
         out = Path(tmp) / "run"
-        config = RunConfig(seeds=SEEDS, rounds=rounds, seed=seed, base_url=srv.base_url, model="scripted-model",
-                           out=out, concurrency=32)
+        config = RunConfig(
+            seeds=SEEDS,
+            rounds=rounds,
+            seed=seed,
+            base_url=srv.base_url,
+            model="scripted-model",
+            out=out,
+            concurrency=32,
+        )
         started = time.time()
         asyncio.run(execute(config))
         seconds = time.time() - started

@@ -27,7 +27,9 @@ SEEDS = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_in
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.local_model", description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=12, help="completions to time (default 12)")
-    p.add_argument("--max-tokens", type=int, default=LOCAL_MAX_TOKENS, help=f"per completion (default {LOCAL_MAX_TOKENS})")
+    p.add_argument(
+        "--max-tokens", type=int, default=LOCAL_MAX_TOKENS, help=f"per completion (default {LOCAL_MAX_TOKENS})"
+    )
     p.add_argument("--model-path", type=Path, help="a GGUF file instead of the embedded SmolLM2")
     p.add_argument("--threads", type=int, help="llama.cpp threads generating (default: LocalServer's)")
     p.add_argument("--batch-threads", type=int, help="llama.cpp threads reading the prompt (default: LocalServer's)")
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         config = RunConfig(seeds=SEEDS, model_path=args.model_path)
         local = LocalServer.from_config(config, n_threads=args.threads, n_threads_batch=args.batch_threads)
         server, name = local, local.model_name
-        label = (f"model {local.model_name} ({local.identity}), {local.n_threads}/{local.n_threads_batch} threads "
-                 f"(generating/reading), n_ctx {local.n_ctx}")
+        label = (
+            f"model {local.model_name} ({local.identity}), {local.n_threads}/{local.n_threads_batch} threads "
+            f"(generating/reading), n_ctx {local.n_ctx}"
+        )
     with server:
         url = args.base_url or local.base_url
         started = time.perf_counter() - t0
@@ -59,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         for prompt in prompts:
             t = time.perf_counter()
             t_first, n = None, 0
-            stream = client.chat.completions.create(model=name, messages=[{"role": "user", "content": prompt}],
-                                                    max_tokens=args.max_tokens, temperature=1.0, top_p=0.95, stream=True)
+            stream = client.chat.completions.create(
+                model=name,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=args.max_tokens,
+                temperature=1.0,
+                top_p=0.95,
+                stream=True,
+            )
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     n += 1  # llama.cpp streams one token per chunk
@@ -78,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if decode:
         print(f"median time to first token {statistics.median(first) * 1000:.0f} ms (reading a ~250-token prompt)")
         print(f"median generation speed     {statistics.median(decode):.1f} completion tokens/s")
-        print(f"median end-to-end speed     {statistics.median(overall):.1f} completion tokens/s (prompt reading included)")
+        print(
+            f"median end-to-end speed     {statistics.median(overall):.1f} completion tokens/s (prompt reading included)"
+        )
     return 0
 
 

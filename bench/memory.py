@@ -67,6 +67,7 @@ sys.argv[0] = "evol"
 sys.exit(main())
 """
 
+
 def write_seeds(path: Path, n: int, seed: int = 0) -> None:
     texts = distinct(random.Random(seed), n)
     random.Random(seed + 1).shuffle(texts)
@@ -86,11 +87,38 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_once(seeds: Path, n: int, rounds: int, url: str, concurrency: int, out: Path, trace: bool,
-             timeout: float, engine: str = "local") -> dict:
-    cmd = [sys.executable, *(("-c", TRACE) if trace else ("-m", "evol")), "run", "--engine", engine,
-           "--seeds", str(seeds), "--base-url", url, "--model", "m", "--rounds", str(rounds),
-           "--concurrency", str(concurrency), "--max-retries", "8", "--out", str(out)]
+def run_once(
+    seeds: Path,
+    n: int,
+    rounds: int,
+    url: str,
+    concurrency: int,
+    out: Path,
+    trace: bool,
+    timeout: float,
+    engine: str = "local",
+) -> dict:
+    cmd = [
+        sys.executable,
+        *(("-c", TRACE) if trace else ("-m", "evol")),
+        "run",
+        "--engine",
+        engine,
+        "--seeds",
+        str(seeds),
+        "--base-url",
+        url,
+        "--model",
+        "m",
+        "--rounds",
+        str(rounds),
+        "--concurrency",
+        str(concurrency),
+        "--max-retries",
+        "8",
+        "--out",
+        str(out),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     log = out.with_suffix(".log")
     samples: list[tuple[float, float]] = []
@@ -131,11 +159,22 @@ def run_once(seeds: Path, n: int, rounds: int, url: str, concurrency: int, out: 
     # RSS at a quarter, half, three quarters and the end of the run: flat means bounded by concurrency,
     # rising means something grows with the work done
     curve = [max((mb for t, mb in samples if t <= wall * q), default=0.0) for q in (0.25, 0.5, 0.75, 1.0)]
-    return {"seeds": n, "rounds": rounds, "concurrency": concurrency, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "rss_quartiles_mb": [round(x) for x in curve], "wall_s": round(wall, 1), "calls": calls,
-            "calls_per_s": round(calls / wall, 1), "kept": m["counts"]["kept"], "dataset_rows": m["counts"]["dataset_rows"],
-            "cache_mb": round((out / "calls.sqlite").stat().st_size / 2**20, 1),
-            "trace": [line.removeprefix("bench.memory: ") for line in stderr.splitlines() if line.startswith("bench.memory:")]}
+    return {
+        "seeds": n,
+        "rounds": rounds,
+        "concurrency": concurrency,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "rss_quartiles_mb": [round(x) for x in curve],
+        "wall_s": round(wall, 1),
+        "calls": calls,
+        "calls_per_s": round(calls / wall, 1),
+        "kept": m["counts"]["kept"],
+        "dataset_rows": m["counts"]["dataset_rows"],
+        "cache_mb": round((out / "calls.sqlite").stat().st_size / 2**20, 1),
+        "trace": [
+            line.removeprefix("bench.memory: ") for line in stderr.splitlines() if line.startswith("bench.memory:")
+        ],
+    }
 
 
 def main() -> None:
@@ -144,9 +183,15 @@ def main() -> None:
     p.add_argument("--rounds", default="1", help="round counts, comma-separated (default 1)")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--tokens", type=int, default=20, help="words per answer of the server (~19 characters each)")
-    p.add_argument("--engine", choices=("local", "prefect"), default="local",
-                   help="local (default): the run in one process; prefect: the default engine (the peak is that of the largest process, the run's own; Prefect's server is another)")
-    p.add_argument("--tracemalloc", action="store_true", help="print the biggest Python heap holders at each round's end")
+    p.add_argument(
+        "--engine",
+        choices=("local", "prefect"),
+        default="local",
+        help="local (default): the run in one process; prefect: the default engine (the peak is that of the largest process, the run's own; Prefect's server is another)",
+    )
+    p.add_argument(
+        "--tracemalloc", action="store_true", help="print the biggest Python heap holders at each round's end"
+    )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed for one run")
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary one, removed)")
     a = p.parse_args()
@@ -161,12 +206,17 @@ def main() -> None:
             seeds = work / f"seeds-{n}.jsonl"
             write_seeds(seeds, n)
             for r in rounds:
-                row = run_once(seeds, n, r, url, a.concurrency, work / f"run-{n}-{r}", a.tracemalloc, a.timeout, a.engine)
+                row = run_once(
+                    seeds, n, r, url, a.concurrency, work / f"run-{n}-{r}", a.tracemalloc, a.timeout, a.engine
+                )
                 rows.append(row)
-                print(f"{n:>8} seeds, {r} round(s): peak RSS {row['peak_rss_mb']:,.0f} MB "
-                      f"(RSS at 25/50/75/100% of the run: {'/'.join(map(str, row['rss_quartiles_mb']))} MB), "
-                      f"{row['wall_s']:,.0f} s, {row['calls']:,} calls, {row['calls_per_s']:.0f} calls/s, "
-                      f"cache {row['cache_mb']:,.0f} MB", flush=True)
+                print(
+                    f"{n:>8} seeds, {r} round(s): peak RSS {row['peak_rss_mb']:,.0f} MB "
+                    f"(RSS at 25/50/75/100% of the run: {'/'.join(map(str, row['rss_quartiles_mb']))} MB), "
+                    f"{row['wall_s']:,.0f} s, {row['calls']:,} calls, {row['calls_per_s']:.0f} calls/s, "
+                    f"cache {row['cache_mb']:,.0f} MB",
+                    flush=True,
+                )
                 for line in row["trace"]:
                     print("   ", line)
     finally:
@@ -174,8 +224,12 @@ def main() -> None:
         server.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
-    summary = {"bench": "memory", "target_mb": TARGET_MB, "tokens": a.tokens,
-               "runs": [{k: v for k, v in row.items() if k != "trace"} for row in rows]}
+    summary = {
+        "bench": "memory",
+        "target_mb": TARGET_MB,
+        "tokens": a.tokens,
+        "runs": [{k: v for k, v in row.items() if k != "trace"} for row in rows],
+    }
     for r in rounds:  # RSS per seed from the two extreme sizes, and what 100,000 seeds would take
         pts = sorted((row["seeds"], row["peak_rss_mb"]) for row in rows if row["rounds"] == r)
         if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
@@ -186,7 +240,9 @@ def main() -> None:
             summary[f"extrapolated_100k_mb_{r}_rounds"] = round(at_100k)
     peak = max(row["peak_rss_mb"] for row in rows)
     summary["target_met"] = peak < TARGET_MB
-    print(f"target: peak RSS under {TARGET_MB} MB -> {'met' if peak < TARGET_MB else 'MISSED'} (largest: {peak:,.0f} MB)")
+    print(
+        f"target: peak RSS under {TARGET_MB} MB -> {'met' if peak < TARGET_MB else 'MISSED'} (largest: {peak:,.0f} MB)"
+    )
     print(json.dumps(summary))
 
 

@@ -46,17 +46,31 @@ def make_run(path: Path, n: int, seed: int = 0) -> Path:
     for i, text in enumerate(texts):
         rnd, op = 1 + i % 4, OPERATIONS[rng.randrange(4)]
         rid = f"seed-{i:06d}.r{rnd}"
-        records.append({"id": rid, "seed_id": f"seed-{i:06d}", "seed_index": i, "round": rnd, "operation": op,
-                        "instruction": text, "output": f"Here is a careful answer. {text[:120]}"})
+        records.append(
+            {
+                "id": rid,
+                "seed_id": f"seed-{i:06d}",
+                "seed_index": i,
+                "round": rnd,
+                "operation": op,
+                "instruction": text,
+                "output": f"Here is a careful answer. {text[:120]}",
+            }
+        )
         digest = hashlib.sha256(text.encode()).digest()
         quality, unclear = 1 + digest[1] % 10, {}
         if digest[2] < 3:  # ~1 %: the judge's answer was cut off
             quality, unclear = None, {"quality": Unclear(outcome="truncated", answer="<think>The response")}
-        scores.append(Score(id=rid, round=rnd, complexity=1 + digest[0] % 10, quality=quality, unclear=unclear,
-                            model="bench-judge"))
+        scores.append(
+            Score(
+                id=rid, round=rnd, complexity=1 + digest[0] % 10, quality=quality, unclear=unclear, model="bench-judge"
+            )
+        )
     path.mkdir(parents=True, exist_ok=True)
-    write_json(path / "manifest.json", {"run_id": path.name, "status": "complete", "profile": {"name": "general"},
-                                        "counts": {"seeds": n, "kept": n}})
+    write_json(
+        path / "manifest.json",
+        {"run_id": path.name, "status": "complete", "profile": {"name": "general"}, "counts": {"seeds": n, "kept": n}},
+    )
     write_jsonl(path / "records.jsonl", records)
     write_jsonl(path / SCORES, scores)
     return path
@@ -66,8 +80,9 @@ def audit(out: Path, threshold: float, sample: int) -> tuple[int, int]:
     """(sampled chosen rows, of them with another chosen row at or above ``threshold``) by exhaustive rapidfuzz."""
     texts = [normalize(r["instruction"]) for r in read_jsonl(out / "train.jsonl")]
     picks = sorted(random.Random(1).sample(range(len(texts)), min(sample, len(texts))))
-    sims = process.cdist([texts[i] for i in picks], texts, scorer=fuzz.ratio, score_cutoff=threshold * 100,
-                         dtype=np.uint8, workers=-1)
+    sims = process.cdist(
+        [texts[i] for i in picks], texts, scorer=fuzz.ratio, score_cutoff=threshold * 100, dtype=np.uint8, workers=-1
+    )
     sims[np.arange(len(picks)), picks] = 0
     return len(picks), int((sims.max(axis=1) > 0).sum())
 
@@ -87,24 +102,36 @@ def main(argv: list[str] | None = None) -> int:
         walls, cpus, summary = [], [], {}
         for n in range(args.repeat):
             start, cpu = time.perf_counter(), time.process_time()
-            summary = export([run], Path(tmp) / "out", ExportOptions(fmt="jsonl", choice=Choice(
-                k=args.k, max_similarity=args.max_similarity)))
+            summary = export(
+                [run],
+                Path(tmp) / "out",
+                ExportOptions(fmt="jsonl", choice=Choice(k=args.k, max_similarity=args.max_similarity)),
+            )
             walls.append(time.perf_counter() - start)
             cpus.append(time.process_time() - cpu)
             # the load average says how much the machine's other work slowed this run down
-            print(f"export --select {args.k}: {walls[-1]:.1f} s wall, {cpus[-1]:.1f} s CPU (run {n + 1}, "
-                  f"load average {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"export --select {args.k}: {walls[-1]:.1f} s wall, {cpus[-1]:.1f} s CPU (run {n + 1}, "
+                f"load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
         chosen = summary["chosen"]
         div = chosen["diversity"]
-        print(f"median {statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} s CPU for {chosen['taken']} of {chosen['eligible']} eligible rows; "
-              f"{chosen['skipped_as_similar']} skipped as too similar; mean nearest-neighbour similarity "
-              f"{div['selected']['mean_nearest_similarity']:.3f} chosen vs "
-              f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} by score alone")
+        print(
+            f"median {statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} s CPU for {chosen['taken']} of {chosen['eligible']} eligible rows; "
+            f"{chosen['skipped_as_similar']} skipped as too similar; mean nearest-neighbour similarity "
+            f"{div['selected']['mean_nearest_similarity']:.3f} chosen vs "
+            f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} by score alone"
+        )
         for c in ("complexity", "quality"):
-            print(f"mean {c}: {chosen['scores']['eligible'][c]['mean']:.2f} eligible, "
-                  f"{chosen['scores']['selected'][c]['mean']:.2f} chosen")
+            print(
+                f"mean {c}: {chosen['scores']['eligible'][c]['mean']:.2f} eligible, "
+                f"{chosen['scores']['selected'][c]['mean']:.2f} chosen"
+            )
         sampled, close = audit(Path(tmp) / "out", args.max_similarity, args.sample)
-        print(f"audit: {close} of {sampled} sampled chosen rows have another chosen row at ratio >= {args.max_similarity}")
+        print(
+            f"audit: {close} of {sampled} sampled chosen rows have another chosen row at ratio >= {args.max_similarity}"
+        )
     return 0
 
 

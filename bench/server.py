@@ -18,8 +18,15 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 class LatencyScript:
     """Answers every request after ``latency`` ± ``jitter`` seconds; some fail on purpose."""
 
-    def __init__(self, latency: float, jitter: float = 0.0, tokens: int = 100, error_rate: float = 0.0,
-                 rate_429: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        latency: float,
+        jitter: float = 0.0,
+        tokens: int = 100,
+        error_rate: float = 0.0,
+        rate_429: float = 0.0,
+        seed: int = 0,
+    ):
         self.latency, self.jitter, self.tokens = latency, jitter, tokens
         self.error_rate, self.rate_429 = error_rate, rate_429
         self.rng = random.Random(seed)
@@ -38,9 +45,37 @@ class LatencyScript:
         return Reply(content=prose(random.Random(digest), self.tokens), delay=delay)
 
 
-_SYLLABLES = tuple(o + v + c for o in ("", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v",
-                                        "w", "st", "tr", "pl", "ch", "sh", "th")
-                   for v in ("a", "e", "i", "o", "u", "ea", "ou", "ai") for c in ("", "", "n", "r", "s", "t", "ck", "ng"))
+_SYLLABLES = tuple(
+    o + v + c
+    for o in (
+        "",
+        "b",
+        "c",
+        "d",
+        "f",
+        "g",
+        "h",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "p",
+        "r",
+        "s",
+        "t",
+        "v",
+        "w",
+        "st",
+        "tr",
+        "pl",
+        "ch",
+        "sh",
+        "th",
+    )
+    for v in ("a", "e", "i", "o", "u", "ea", "ou", "ai")
+    for c in ("", "", "n", "r", "s", "t", "ck", "ng")
+)
 
 
 @lru_cache(maxsize=1)
@@ -55,7 +90,7 @@ def prose(rng: random.Random, words: int) -> str:
     the way real answers do (shared common words, mostly different n-grams), so dedup does realistic work."""
     vocab = vocabulary()
     picked = [rng.choice(vocab[:64]) if rng.random() < 0.3 else rng.choice(vocab) for _ in range(words)]
-    sentences = [" ".join(picked[i:i + 12]).capitalize() + "." for i in range(0, len(picked), 12)]
+    sentences = [" ".join(picked[i : i + 12]).capitalize() + "." for i in range(0, len(picked), 12)]
     return " ".join(sentences)
 
 
@@ -68,7 +103,9 @@ def main() -> None:
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-429", type=float, default=0.0)
     a = p.parse_args()
-    srv = ScriptedServer(LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port, record=False)
+    srv = ScriptedServer(
+        LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port, record=False
+    )
     web.run_app(srv.app(), host="127.0.0.1", port=a.port, access_log=None, print=None, backlog=1024)
 
 

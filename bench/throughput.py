@@ -30,8 +30,23 @@ def free_port() -> int:
 
 def start_server(latency: float, tokens: int, error_rate: float, rate_429: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.server", "--port", str(port), "--latency", str(latency),
-                             "--tokens", str(tokens), "--error-rate", str(error_rate), "--rate-429", str(rate_429)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.server",
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+            "--tokens",
+            str(tokens),
+            "--error-rate",
+            str(error_rate),
+            "--rate-429",
+            str(rate_429),
+        ]
+    )
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(100):
         try:
@@ -83,10 +98,15 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
 
     seeds = workdir / "seeds.jsonl"
     n_seeds = calls // 3
-    seeds.write_text("".join(json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
-                             for i in range(n_seeds)))
-    config = RunConfig(seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency,
-                       out=workdir / "run", max_retries=8)
+    seeds.write_text(
+        "".join(
+            json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
+            for i in range(n_seeds)
+        )
+    )
+    config = RunConfig(
+        seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency, out=workdir / "run", max_retries=8
+    )
     manifest = asyncio.run(execute(config))
     return sum(manifest["usage"]["calls"].values())
 
@@ -97,10 +117,21 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
     from evol.flows import run_with_prefect
 
     seeds = workdir / "seeds.jsonl"
-    seeds.write_text("".join(json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
-                             for i in range(calls // 3)))
-    config = RunConfig(seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency,
-                       out=workdir / "run-prefect", max_retries=8)
+    seeds.write_text(
+        "".join(
+            json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
+            for i in range(calls // 3)
+        )
+    )
+    config = RunConfig(
+        seeds=seeds,
+        base_url=url,
+        model="m",
+        rounds=1,
+        concurrency=concurrency,
+        out=workdir / "run-prefect",
+        max_retries=8,
+    )
     manifest = run_with_prefect(config)
     return sum(manifest["usage"]["calls"].values())
 
@@ -114,7 +145,9 @@ def main() -> None:
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-429", type=float, default=0.0)
     p.add_argument("--only", choices=("sdk", "pipeline"), help="run one side only")
-    p.add_argument("--prefect", action="store_true", help="also run the pipeline on the Prefect engine (includes its ~10 s start)")
+    p.add_argument(
+        "--prefect", action="store_true", help="also run the pipeline on the Prefect engine (includes its ~10 s start)"
+    )
     a = p.parse_args()
     bound = a.concurrency / a.latency
     server, url = start_server(a.latency, a.tokens, a.error_rate, a.rate_429)
@@ -124,9 +157,16 @@ def main() -> None:
             rows.append(("bare AsyncOpenAI loop", measure(lambda: bare_sdk(url, a.calls, a.concurrency))))
         if a.only != "sdk":
             with tempfile.TemporaryDirectory() as tmp:
-                rows.append(("evol run --engine local", measure(lambda: pipeline(url, a.calls, a.concurrency, Path(tmp)))))
+                rows.append(
+                    ("evol run --engine local", measure(lambda: pipeline(url, a.calls, a.concurrency, Path(tmp))))
+                )
                 if a.prefect:
-                    rows.append(("evol run (Prefect)", measure(lambda: pipeline_prefect(url, a.calls, a.concurrency, Path(tmp)))))
+                    rows.append(
+                        (
+                            "evol run (Prefect)",
+                            measure(lambda: pipeline_prefect(url, a.calls, a.concurrency, Path(tmp))),
+                        )
+                    )
     finally:
         server.terminate()
         server.wait(10)

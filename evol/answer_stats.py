@@ -47,8 +47,12 @@ def answer_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {
         "rows": len(ranked),
         "by_round": {n: {k: list(v) for k, v in row.items()} for n, row in sorted(by_round.items())},
-        "evolution": {"tried": tried, "accepted": accepted,
-                      "mean_gain": round(statistics.mean(gains), 3) if gains else None, "instructions": len(gains)},
+        "evolution": {
+            "tried": tried,
+            "accepted": accepted,
+            "mean_gain": round(statistics.mean(gains), 3) if gains else None,
+            "instructions": len(gains),
+        },
         "pairs_by_margin": {m: sum(1 for x in margins if x >= m) for m in MARGINS},
     }
 
@@ -56,37 +60,58 @@ def answer_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _summary(values: list[float]) -> str:
     if not values:
         return "<td class='n'>-</td><td class='n'>-</td><td class='n'>-</td>"
-    return (f"<td class='n'>{statistics.mean(values):.2f}</td><td class='n'>{statistics.median(values):g}</td>"
-            f"<td class='n'>{min(values):g}–{max(values):g}</td>")
+    return (
+        f"<td class='n'>{statistics.mean(values):.2f}</td><td class='n'>{statistics.median(values):g}</td>"
+        f"<td class='n'>{min(values):g}–{max(values):g}</td>"
+    )
 
 
 def answers_section(stats: dict[str, Any] | None, cost_by_stage: dict[str, float]) -> str:
     """The report's HTML section, or a note that the run made one answer per instruction."""
     if stats is None:
-        return ("<section id='answers'><h2>Answers</h2><p class='note'>One answer per instruction: run with "
-                "<code>--answers N</code> and/or <code>--evolve-answers K</code> for ranked candidates and "
-                "preference pairs.</p></section>")
-    out = ["<section id='answers'><h2>Answers</h2>",
-           ("<table><tr><th>round</th><th>rows</th><th>candidates / row</th><th>passed / row</th>"
-            "<th>best: mean</th><th>median</th><th>range</th><th>worst: mean</th><th>median</th><th>range</th></tr>")]
+        return (
+            "<section id='answers'><h2>Answers</h2><p class='note'>One answer per instruction: run with "
+            "<code>--answers N</code> and/or <code>--evolve-answers K</code> for ranked candidates and "
+            "preference pairs.</p></section>"
+        )
+    out = [
+        "<section id='answers'><h2>Answers</h2>",
+        (
+            "<table><tr><th>round</th><th>rows</th><th>candidates / row</th><th>passed / row</th>"
+            "<th>best: mean</th><th>median</th><th>range</th><th>worst: mean</th><th>median</th><th>range</th></tr>"
+        ),
+    ]
     for n, row in stats["by_round"].items():
         label = "0 (seeds)" if n == 0 else str(n)
-        out.append(f"<tr><td>{label}</td><td class='n'>{len(row['candidates'])}</td>"
-                   f"<td class='n'>{statistics.mean(row['candidates']):.2f}</td>"
-                   f"<td class='n'>{statistics.mean(row['passed']):.2f}</td>"
-                   + _summary(row.get("best", [])) + _summary(row.get("worst", [])) + "</tr>")
+        out.append(
+            f"<tr><td>{label}</td><td class='n'>{len(row['candidates'])}</td>"
+            f"<td class='n'>{statistics.mean(row['candidates']):.2f}</td>"
+            f"<td class='n'>{statistics.mean(row['passed']):.2f}</td>"
+            + _summary(row.get("best", []))
+            + _summary(row.get("worst", []))
+            + "</tr>"
+        )
     out.append("</table>")
     e = stats["evolution"]
     if e["tried"]:
-        out.append(f"<p>Answer evolution: {e['tried']} improved answers asked for, {e['accepted']} kept because the "
-                   f"judge scored them higher; the best score of {e['instructions']} instructions rose by "
-                   f"{e['mean_gain']:.2f} on average.</p>")
-    out.append("<table><tr><th>min margin</th><th>preference pairs</th></tr>"
-               + "".join(f"<tr><td class='n'>{m}</td><td class='n' data-metric='pairs.{m}'>{k}</td></tr>"
-                         for m, k in stats["pairs_by_margin"].items()) + "</table>")
+        out.append(
+            f"<p>Answer evolution: {e['tried']} improved answers asked for, {e['accepted']} kept because the "
+            f"judge scored them higher; the best score of {e['instructions']} instructions rose by "
+            f"{e['mean_gain']:.2f} on average.</p>"
+        )
+    out.append(
+        "<table><tr><th>min margin</th><th>preference pairs</th></tr>"
+        + "".join(
+            f"<tr><td class='n'>{m}</td><td class='n' data-metric='pairs.{m}'>{k}</td></tr>"
+            for m, k in stats["pairs_by_margin"].items()
+        )
+        + "</table>"
+    )
     if cost_by_stage:
-        out.append("<table><tr><th>stage</th><th>cost (USD)</th></tr>"
-                   + "".join(f"<tr><td>{html.escape(s)}</td><td class='n'>{v:.4f}</td></tr>" for s, v in cost_by_stage.items())
-                   + "</table>")
+        out.append(
+            "<table><tr><th>stage</th><th>cost (USD)</th></tr>"
+            + "".join(f"<tr><td>{html.escape(s)}</td><td class='n'>{v:.4f}</td></tr>" for s, v in cost_by_stage.items())
+            + "</table>"
+        )
     out.append("</section>")
     return "\n".join(out)

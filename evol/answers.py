@@ -93,9 +93,13 @@ class AnswerStage:
             rules = Counter(c.rule for c in firsts)
             kind = "failed" if set(rules) == {"backend_error"} else "eliminated"
             first = next(c for c in firsts if c.rule != "backend_error") if kind == "eliminated" else firsts[0]
-            return Answered(tuple(firsts), kind=kind, rule=first.rule,
-                            detail=f"none of the {n} candidate answers passed: "
-                                   + ", ".join(f"{r} {k}" for r, k in rules.most_common()))
+            return Answered(
+                tuple(firsts),
+                kind=kind,
+                rule=first.rule,
+                detail=f"none of the {n} candidate answers passed: "
+                + ", ".join(f"{r} {k}" for r, k in rules.most_common()),
+            )
         if len(passed) == 1 and cfg.evolve_answers == 0:  # nothing to choose between: no judge call
             return self._finish(firsts, passed[0])
         ranked = {c.key: c for c in await asyncio.gather(*(self._rank(instruction, c, cid, usage) for c in passed))}
@@ -124,24 +128,56 @@ class AnswerStage:
         marked = tuple(c.model_copy(update={"best": True}) if c.key == best.key else c for c in cands)
         return Answered(marked, best=next(c for c in marked if c.best))
 
-    async def _answer(self, instruction: str, prompt: str, cid: str, i: int, several: bool,
-                      usage: dict[str, Usage]) -> Candidate:
+    async def _answer(
+        self, instruction: str, prompt: str, cid: str, i: int, several: bool, usage: dict[str, Usage]
+    ) -> Candidate:
         model = self.responders[i % len(self.responders)]
         # the first candidate's sample id is the one plain answer's: the same call as a run without candidates
         sample = f"{cid}:respond" if i == 0 else f"{cid}:respond:{i}"
         origin = "model" if several else "sample"
-        return await self._call("respond", model, prompt, self.config.response_sampling, sample, usage,
-                                key=str(i), origin=origin, instruction=instruction)
+        return await self._call(
+            "respond",
+            model,
+            prompt,
+            self.config.response_sampling,
+            sample,
+            usage,
+            key=str(i),
+            origin=origin,
+            instruction=instruction,
+        )
 
-    async def _evolve(self, instruction: str, best: Candidate, direction: Prompt, cid: str, k: int,
-                      usage: dict[str, Usage]) -> Candidate:
+    async def _evolve(
+        self, instruction: str, best: Candidate, direction: Prompt, cid: str, k: int, usage: dict[str, Usage]
+    ) -> Candidate:
         prompt = direction.render(instruction=instruction, answer=best.text)
-        return await self._call("evolve_answer", best.model, prompt, self.config.response_sampling,
-                                f"{cid}:evolve_answer:{k}", usage, key=f"e{k}", origin=f"evolved:{direction.name}",
-                                instruction=instruction, unwrap=True)
+        return await self._call(
+            "evolve_answer",
+            best.model,
+            prompt,
+            self.config.response_sampling,
+            f"{cid}:evolve_answer:{k}",
+            usage,
+            key=f"e{k}",
+            origin=f"evolved:{direction.name}",
+            instruction=instruction,
+            unwrap=True,
+        )
 
-    async def _call(self, stage: str, model: str, prompt: str, sampling, sample: str, usage: dict[str, Usage], *,
-                    key: str, origin: str, instruction: str, unwrap: bool = False) -> Candidate:
+    async def _call(
+        self,
+        stage: str,
+        model: str,
+        prompt: str,
+        sampling,
+        sample: str,
+        usage: dict[str, Usage],
+        *,
+        key: str,
+        origin: str,
+        instruction: str,
+        unwrap: bool = False,
+    ) -> Candidate:
         """One answer call and the response rules on it; a call that fails for good is a candidate dropped as
         backend_error, not the end of the instruction (a fatal error, a stop or the budget still end the run)."""
         try:
@@ -152,10 +188,18 @@ class AnswerStage:
             return Candidate(key=key, text="", model=model, origin=origin, rule="backend_error", reason=str(exc))
         usage[stage] = usage[stage] + c.usage if stage in usage else c.usage
         text = strip_heading(c.text, _LABELS, _NOUNS)[0] if unwrap else c.text.strip()
-        verdict = filters.check_response(text, c.finish_reason, self.config.sorry_max_words, self.config.rule_on,
-                                         instruction=instruction)
-        return Candidate(key=key, text=text, model=model, origin=origin, finish_reason=c.finish_reason,
-                         rule=verdict.rule, reason=verdict.detail)
+        verdict = filters.check_response(
+            text, c.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=instruction
+        )
+        return Candidate(
+            key=key,
+            text=text,
+            model=model,
+            origin=origin,
+            finish_reason=c.finish_reason,
+            rule=verdict.rule,
+            reason=verdict.detail,
+        )
 
     async def _rank(self, instruction: str, cand: Candidate, cid: str, usage: dict[str, Usage]) -> Candidate:
         """Score ``cand`` 1-10; an answer with no readable score is asked once more under another sample id
@@ -170,8 +214,13 @@ class AnswerStage:
             except BackendError as exc:
                 if exc.fatal:
                     raise
-                return cand.model_copy(update={"ranking": "unclear", "reason": f"the ranking call failed: {exc}",
-                                               "rank_answers": tuple(raw)})
+                return cand.model_copy(
+                    update={
+                        "ranking": "unclear",
+                        "reason": f"the ranking call failed: {exc}",
+                        "rank_answers": tuple(raw),
+                    }
+                )
             usage["rank"] = usage["rank"] + j.usage if "rank" in usage else j.usage
             raw.append(j.text)
             score, reason = parse_rank(j.text)
@@ -179,5 +228,11 @@ class AnswerStage:
                 break
             if j.finish_reason == "length":
                 sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
-        return cand.model_copy(update={"score": score, "reason": reason, "rank_answers": tuple(raw),
-                                       "ranking": "scored" if score is not None else "unclear"})
+        return cand.model_copy(
+            update={
+                "score": score,
+                "reason": reason,
+                "rank_answers": tuple(raw),
+                "ranking": "scored" if score is not None else "unclear",
+            }
+        )

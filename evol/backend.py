@@ -20,8 +20,10 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 def check_batch(config: RunConfig) -> None:
     """``--batch`` needs an endpoint with the Batch API: say so before anything starts."""
     if config.batch and local.uses_embedded_model(config):
-        raise ConfigError("--batch sends calls to the OpenAI Batch API, which the embedded local model does not have: "
-                          "set OPENAI_API_KEY (or --base-url of an endpoint with batches), or run without --batch.")
+        raise ConfigError(
+            "--batch sends calls to the OpenAI Batch API, which the embedded local model does not have: "
+            "set OPENAI_API_KEY (or --base-url of an endpoint with batches), or run without --batch."
+        )
 
 
 @contextlib.asynccontextmanager
@@ -40,9 +42,16 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local.tune_for_local(config)
         # the embedded model's answers are a function of the call: each call carries its own sampling seed
-        kwargs = dict(identity=identity, timeout=config.timeout, max_retries=config.max_retries,
-                      concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm, rate_window=config.rate_window,
-                      seed_calls=server is not None)
+        kwargs = dict(
+            identity=identity,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            concurrency=config.concurrency,
+            rpm=config.rpm,
+            tpm=config.tpm,
+            rate_window=config.rate_window,
+            seed_calls=server is not None,
+        )
         # a dead embedded server stops the run at once instead of every item retrying a closed port
         chat = local.LocalChat(server, url, key, **kwargs) if server else OpenAIChat(url, key, **kwargs)
         stack.push_async_callback(chat.aclose)
@@ -56,7 +65,9 @@ async def resolve_models(chat: OpenAIChat, config: RunConfig, url: str | None) -
     try:
         available = await chat.list_models()
     except TransientBackendError as exc:
-        raise FatalBackendError(f"Cannot reach {chat.base_url} ({exc}); is the server running and --base-url right?") from None
+        raise FatalBackendError(
+            f"Cannot reach {chat.base_url} ({exc}); is the server running and --base-url right?"
+        ) from None
     except FatalBackendError as exc:
         if exc.status != 404 or not config.model:  # some endpoints (Azure) have no model list
             raise

@@ -30,14 +30,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch_store import BatchStore, Submission
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
 from .errors import BackendError, FatalBackendError, TransientBackendError
 from .llm import (
-    Messages, Redactor, _Wait, error_for_status, error_message, map_openai_error, parse_completion, request_body,
-    sdk_client, transient_retries,
+    Messages,
+    Redactor,
+    _Wait,
+    error_for_status,
+    error_message,
+    map_openai_error,
+    parse_completion,
+    request_body,
+    sdk_client,
+    transient_retries,
 )
-from .batch_store import BatchStore, Submission
 from .models import Completion
 
 log = logging.getLogger("evol")
@@ -70,10 +78,21 @@ class _Queue:
 class BatchingChat:
     """A ChatModel that sends every call through the OpenAI Batch API; see the module docstring."""
 
-    def __init__(self, base_url: str, api_key: str | None, *, identity: str, cache: CallCache,
-                 poll_seconds: float = 30.0, idle_seconds: float | None = None, timeout: float = 120.0,
-                 max_retries: int = 6, max_wait: float = 60.0, max_requests: int = MAX_REQUESTS,
-                 max_bytes: int = MAX_BYTES):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        identity: str,
+        cache: CallCache,
+        poll_seconds: float = 30.0,
+        idle_seconds: float | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        max_wait: float = 60.0,
+        max_requests: int = MAX_REQUESTS,
+        max_bytes: int = MAX_BYTES,
+    ):
         self._client = sdk_client(base_url, api_key, timeout=timeout)
         self.base_url = str(self._client.base_url).rstrip("/")
         self.identity = identity
@@ -105,16 +124,22 @@ class BatchingChat:
             first = await self._api(lambda: self._client.batches.list(limit=100))
         except FatalBackendError as exc:
             if exc.status == 404:
-                raise FatalBackendError(f"{self.base_url} has no Batch API (listing batches answered HTTP 404); "
-                                        f"run without --batch.", status=404) from None
+                raise FatalBackendError(
+                    f"{self.base_url} has no Batch API (listing batches answered HTTP 404); run without --batch.",
+                    status=404,
+                ) from None
             raise
         unsure = self.store.with_status("submitting")
         if unsure:
             await self._reconcile(unsure, first)
         pending = self.store.with_status("submitted")
         if pending:
-            log.info("batch: %d batches (%d requests) submitted earlier are still pending; their calls wait for them "
-                     "instead of being sent again", len(pending), sum(s.requests for s in pending))
+            log.info(
+                "batch: %d batches (%d requests) submitted earlier are still pending; their calls wait for them "
+                "instead of being sent again",
+                len(pending),
+                sum(s.requests for s in pending),
+            )
             self._ensure_poller()
 
     async def _reconcile(self, unsure: list[Submission], page: Any) -> None:
@@ -158,8 +183,14 @@ class BatchingChat:
         call = self._calls.get(key)
         if call is None:
             body = request_body(model, messages, sampling)
-            line = json.dumps({"custom_id": key.hex(), "method": "POST", "url": ENDPOINT, "body": body},
-                              ensure_ascii=False, separators=(",", ":")) + "\n"
+            line = (
+                json.dumps(
+                    {"custom_id": key.hex(), "method": "POST", "url": ENDPOINT, "body": body},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
             call = _Call(key, model, line.encode("utf-8"), asyncio.get_running_loop().create_future())
             self._calls[key] = call
             sub = self.store.submission_of(key)
@@ -203,14 +234,20 @@ class BatchingChat:
         data = b"".join(c.line for c in calls)
         file_id = None
         try:
-            f = await self._api(lambda: self._client.files.create(
-                file=("evol-batch.jsonl", data, "application/jsonl"), purpose="batch", timeout=self.upload_timeout))
+            f = await self._api(
+                lambda: self._client.files.create(
+                    file=("evol-batch.jsonl", data, "application/jsonl"), purpose="batch", timeout=self.upload_timeout
+                )
+            )
             file_id = f.id
             self.store.add_file(file_id, model, [c.key for c in calls])  # before the batch can exist
             for c in calls:
                 c.file_id, c.attempts = file_id, c.attempts + 1
-            b = await self._api(lambda: self._client.batches.create(
-                input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h", metadata={"created_by": "evol"}))
+            b = await self._api(
+                lambda: self._client.batches.create(
+                    input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h", metadata={"created_by": "evol"}
+                )
+            )
         except BackendError as exc:
             # a failed create may still have made the batch: the row stays "submitting" for the next start
             for c in calls:
@@ -235,16 +272,20 @@ class BatchingChat:
                 return
             for sub in pending:
                 try:
-                    b = await self._api(lambda: self._client.batches.retrieve(sub.batch_id))
+                    b = await self._api(lambda sub=sub: self._client.batches.retrieve(sub.batch_id))
                     if b.status in TERMINAL:
                         await self._settle(sub, b)
                 except BackendError as exc:
                     if not exc.fatal:  # the batch runs on at the endpoint: look again at the next poll
-                        log.warning("batch: could not check %s (%s); trying again in %gs", sub.batch_id, exc, self.poll_seconds)
+                        log.warning(
+                            "batch: could not check %s (%s); trying again in %gs", sub.batch_id, exc, self.poll_seconds
+                        )
                         continue
                     self._given_up.add(sub.file_id)
                     if exc.status == 404:  # unknown to this endpoint (deleted, another account): nothing pending
-                        log.warning("batch: %s is unknown to %s; its requests are sent again", sub.batch_id, self.base_url)
+                        log.warning(
+                            "batch: %s is unknown to %s; its requests are sent again", sub.batch_id, self.base_url
+                        )
                         self.store.set(sub.file_id, "not_found")
                         for c in self._waiting_on(sub.file_id):
                             self._enqueue(c)
@@ -285,13 +326,23 @@ class BatchingChat:
         why = _batch_errors(b)
         left = self._waiting_on(sub.file_id)
         counts = getattr(b, "request_counts", None)
-        log.info("batch: %s %s (%s of %d requests completed)%s", b.id, b.status,
-                 counts.completed if counts else "?", sub.requests, f": {why}" if why else "")
+        log.info(
+            "batch: %s %s (%s of %d requests completed)%s",
+            b.id,
+            b.status,
+            counts.completed if counts else "?",
+            sub.requests,
+            f": {why}" if why else "",
+        )
         if left or unanswered:
             self.stats[f"batches_{b.status}"] += 1
         for call in left:  # not in either file, or never run: into the next batch
-            self._retry(call, TransientBackendError(f"batch {b.id} ended {b.status} without answering this request"
-                                                    + (f" ({why})" if why else "")))
+            self._retry(
+                call,
+                TransientBackendError(
+                    f"batch {b.id} ended {b.status} without answering this request" + (f" ({why})" if why else "")
+                ),
+            )
 
     def _failed(self, call: _Call | None, file_id: str, exc: BackendError) -> None:
         if call is None or call.file_id != file_id:
@@ -374,9 +425,15 @@ def _batch_errors(b: Any) -> str:
 async def open_batching(chat: Any, config: RunConfig, cache: CallCache) -> BatchingChat:
     """The Batch API at ``chat``'s endpoint, ready: checked, and with an earlier run's batches resumed."""
     key = config.api_key.get_secret_value() if config.api_key else None
-    batching = BatchingChat(chat.base_url, key, identity=chat.identity, cache=cache,
-                            poll_seconds=config.batch_poll_seconds, timeout=config.timeout,
-                            max_retries=config.max_retries)
+    batching = BatchingChat(
+        chat.base_url,
+        key,
+        identity=chat.identity,
+        cache=cache,
+        poll_seconds=config.batch_poll_seconds,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+    )
     try:
         await batching.start()
     except BaseException:

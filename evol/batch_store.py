@@ -34,13 +34,17 @@ class BatchStore:
             " status TEXT NOT NULL, requests INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
         )
         # a call's latest submission; a resubmitted call moves to its new file, the old row keeps the history
-        self._db.execute("CREATE TABLE IF NOT EXISTS batch_calls (key BLOB PRIMARY KEY, file_id TEXT NOT NULL) WITHOUT ROWID")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS batch_calls (key BLOB PRIMARY KEY, file_id TEXT NOT NULL) WITHOUT ROWID"
+        )
 
     def add_file(self, file_id: str, model: str, keys: list[bytes]) -> None:
         now = time.time()
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?)", (file_id, None, model, "submitting", len(keys), now, now))
+            self._db.execute(
+                "INSERT INTO batches VALUES (?,?,?,?,?,?,?)", (file_id, None, model, "submitting", len(keys), now, now)
+            )
             self._db.executemany("INSERT OR REPLACE INTO batch_calls VALUES (?,?)", ((k, file_id) for k in keys))
             self._db.execute("COMMIT")
         except BaseException:
@@ -48,15 +52,19 @@ class BatchStore:
             raise
 
     def set(self, file_id: str, status: str, batch_id: str | None = None) -> None:
-        self._db.execute("UPDATE batches SET status=?, batch_id=coalesce(?, batch_id), updated=? WHERE file_id=?",
-                         (status, batch_id, time.time(), file_id))
+        self._db.execute(
+            "UPDATE batches SET status=?, batch_id=coalesce(?, batch_id), updated=? WHERE file_id=?",
+            (status, batch_id, time.time(), file_id),
+        )
 
     def with_status(self, status: str) -> list[Submission]:
         rows = self._db.execute("SELECT * FROM batches WHERE status=? ORDER BY created", (status,)).fetchall()
         return [Submission(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def submission_of(self, key: bytes) -> Submission | None:
-        r = self._db.execute("SELECT b.* FROM batch_calls c JOIN batches b USING (file_id) WHERE c.key=?", (key,)).fetchone()
+        r = self._db.execute(
+            "SELECT b.* FROM batch_calls c JOIN batches b USING (file_id) WHERE c.key=?", (key,)
+        ).fetchone()
         return Submission(r[0], r[1], r[2], r[3], r[4], r[5]) if r else None
 
     def all(self) -> list[Submission]:

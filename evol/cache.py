@@ -20,7 +20,10 @@ from .models import Completion, Usage
 def call_key(identity: str, model: str, messages: Messages, sampling: Sampling, sample: str) -> bytes:
     """What makes two calls the same call: endpoint identity, model, messages, sampling and sample id."""
     blob = json.dumps(
-        [identity, model, messages, sampling.model_dump(), sample], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        [identity, model, messages, sampling.model_dump(), sample],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).digest()[:20]
 
@@ -52,8 +55,11 @@ class CallCache:
         if row is None:
             return None
         return Completion(
-            text=row[0], finish_reason=row[1], usage=Usage(prompt_tokens=row[2], completion_tokens=row[3]),
-            model=row[4], cached=True,
+            text=row[0],
+            finish_reason=row[1],
+            usage=Usage(prompt_tokens=row[2], completion_tokens=row[3]),
+            model=row[4],
+            cached=True,
         )
 
     def put(self, key: bytes, c: Completion) -> None:

@@ -10,11 +10,14 @@ import sys
 
 from .errors import EvolError
 
+
 def command_modules() -> list[str]:
     """Every module in evol/commands is a subcommand (``serve_local`` becomes ``serve-local``); run first."""
     from . import commands
 
-    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))  # _options: shared
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")
+    )  # _options: shared
     return sorted(names, key=lambda n: n != "run")
 
 
@@ -23,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m evol",
         description="Evol-Instruct data factory: evolve seed instructions into a training dataset.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks of unexpected errors")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log more, and show tracebacks of unexpected errors"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

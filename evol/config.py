@@ -24,8 +24,18 @@ from .pricing import DEFAULT_PRICES, Price, batch_prices
 
 #: settings that change how a run spends, not what it makes: they stay out of the run id, so raising
 #: ``--budget-usd`` or the concurrency and running again resumes the same run
-EXECUTION_ONLY = ("out", "concurrency", "timeout", "max_retries", "rpm", "tpm", "rate_window", "budget_usd",
-                  "batch", "batch_poll_seconds")
+EXECUTION_ONLY = (
+    "out",
+    "concurrency",
+    "timeout",
+    "max_retries",
+    "rpm",
+    "tpm",
+    "rate_window",
+    "budget_usd",
+    "batch",
+    "batch_poll_seconds",
+)
 
 #: options added after run ids were first handed out: left out of the run id while at their default, so a
 #: run made before they existed keeps its id (and its folder and cache) when the same command runs again

@@ -86,7 +86,7 @@ class MinHashLSH:
         """One list of ``bands`` keys per text; an empty text has none (only exact matching applies to it)."""
         out: list[list[int]] = []
         for start in range(0, len(texts), _CHUNK):
-            out.extend(self._keys(texts[start:start + _CHUNK]))
+            out.extend(self._keys(texts[start : start + _CHUNK]))
         return out
 
     def _keys(self, texts: Sequence[str]) -> list[list[int]]:
@@ -95,7 +95,7 @@ class MinHashLSH:
         if full:
             sig = self._signatures([texts[i] for i in full]).reshape(len(full), self.bands, self.rows)
             keys = (sig.astype(np.uint64) * self._fold).sum(axis=2, dtype=np.uint64).tolist()
-            for i, k in zip(full, keys):
+            for i, k in zip(full, keys, strict=True):
                 out[i] = k
         return out
 
@@ -126,7 +126,9 @@ class MinHashLSH:
         pad = "\0" * (n - 1)
         chars = np.frombuffer((pad.join(texts) + pad).encode("utf-32-le"), dtype=np.uint32)
         # where each n-gram starts in ``chars``: past the padding after every earlier text
-        pos = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(np.arange(len(texts), dtype=np.int64) * (n - 1), lens)
+        pos = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(
+            np.arange(len(texts), dtype=np.int64) * (n - 1), lens
+        )
         h = chars[pos].astype(np.uint64)
         for k in range(1, n):
             h *= _U64(0x100000001B3)
@@ -148,7 +150,11 @@ class Embedder:
         self.model, self.api_key, self.timeout, self.batch = model, api_key, timeout, batch
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        rows = [vec for start in range(0, len(texts), self.batch) for vec in self._request(texts[start:start + self.batch])]
+        rows = [
+            vec
+            for start in range(0, len(texts), self.batch)
+            for vec in self._request(texts[start : start + self.batch])
+        ]
         vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
@@ -164,8 +170,10 @@ class Embedder:
                 data = json.loads(response.read())["data"]
             return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
         except urllib.error.HTTPError as exc:
-            raise BackendError(f"The embeddings endpoint {self.url} answered HTTP {exc.code}; check the URL and model.",
-                               status=exc.code) from None
+            raise BackendError(
+                f"The embeddings endpoint {self.url} answered HTTP {exc.code}; check the URL and model.",
+                status=exc.code,
+            ) from None
         except urllib.error.URLError as exc:
             raise FatalBackendError(f"Cannot reach the embeddings endpoint {self.url} ({exc.reason}).") from None
         except (ValueError, KeyError, TypeError):
@@ -193,9 +201,19 @@ class Deduper:
     of the same lineage; exact matches still count.
     """
 
-    def __init__(self, threshold: float = 0.9, scorer: str = "ratio", *, exact: bool = True, near: bool = True,
-                 shingle: int = 4, bands: int | None = None, rows: int | None = None,
-                 embed: Embed | None = None, cosine: float = 0.95):
+    def __init__(
+        self,
+        threshold: float = 0.9,
+        scorer: str = "ratio",
+        *,
+        exact: bool = True,
+        near: bool = True,
+        shingle: int = 4,
+        bands: int | None = None,
+        rows: int | None = None,
+        embed: Embed | None = None,
+        cosine: float = 0.95,
+    ):
         if not 0 < threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
         if not 0 < cosine <= 1:
@@ -244,15 +262,16 @@ class Deduper:
     def extend(self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None = None) -> None:
         """Keep every text, unchecked (e.g. the seeds): signed a chunk at a time, not one numpy pass per text."""
         codes = self._codes_of(ids, texts, lineages)
-        for id, item, code in zip(ids, self.prepared(texts), codes):
+        for id, item, code in zip(ids, self.prepared(texts), codes, strict=True):
             self._add(id, item, code)
 
-    def dedup(self, ids: Sequence[str], texts: Sequence[str],
-              lineages: Sequence[str | None] | None = None) -> list[Match | None]:
+    def dedup(
+        self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None = None
+    ) -> list[Match | None]:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
         codes = self._codes_of(ids, texts, lineages)
         out: list[Match | None] = []
-        for id, item, code in zip(ids, self.prepared(texts), codes):
+        for id, item, code in zip(ids, self.prepared(texts), codes, strict=True):
             match = self._check(item, code)
             if match is None:
                 self._add(id, item, code)
@@ -267,11 +286,11 @@ class Deduper:
         """
         starts = range(0, len(texts), _CHUNK)
         with ThreadPoolExecutor(1) as pool:
-            ahead = deque(pool.submit(self._prepare, texts[s:s + _CHUNK]) for s in starts[:2])
+            ahead = deque(pool.submit(self._prepare, texts[s : s + _CHUNK]) for s in starts[:2])
             for n in range(len(starts)):
                 items = ahead.popleft().result()
                 if n + 2 < len(starts):
-                    ahead.append(pool.submit(self._prepare, texts[starts[n + 2]:starts[n + 2] + _CHUNK]))
+                    ahead.append(pool.submit(self._prepare, texts[starts[n + 2] : starts[n + 2] + _CHUNK]))
                 yield from items
 
     def _code(self, lineage: str | None) -> int:
@@ -296,7 +315,7 @@ class Deduper:
         else:
             keys = [[] for _ in norms]
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
-        return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors)]
+        return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors, strict=True)]
 
     def _check(self, item: Prepared, lineage: int = -1) -> Match | None:
         if self.exact:
@@ -316,19 +335,20 @@ class Deduper:
                 query = np.array(item.keys, np.uint64)
                 lo = np.searchsorted(self._keys, query, "left")
                 hi = np.searchsorted(self._keys, query, "right")
-                for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist()):
+                for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
                     found.update(self._pos[a:b].tolist())
             if lineage >= 0:  # the text's own ancestors are no near-duplicates of it
                 lineages = self._lineages
                 found = {p for p in found if lineages[p] != lineage}
             if found:
                 order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
-                best = process.extractOne(item.norm, [self._texts[i] for i in order], scorer=self.scorer,
-                                          score_cutoff=self._cutoff)
+                best = process.extractOne(
+                    item.norm, [self._texts[i] for i in order], scorer=self.scorer, score_cutoff=self._cutoff
+                )
                 if best is not None:
                     return Match("near_duplicate", self._ids[order[best[2]]], round(best[1] / 100, 4))
         if item.vector is not None and self._ids:
-            sims = self._vectors[:len(self._ids)] @ item.vector
+            sims = self._vectors[: len(self._ids)] @ item.vector
             if lineage >= 0:
                 sims[np.frombuffer(self._lineages, np.int32) == lineage] = -np.inf
             best_pos = int(np.argmax(sims))
@@ -362,7 +382,6 @@ class Deduper:
                 self._vectors = grown
             self._vectors[pos] = item.vector
 
-
     def _freeze(self) -> None:
         """Merge the dict of fresh keys into the sorted arrays (amortised: every ``_FRESH_KEYS`` keys)."""
         keys = np.empty(self._fresh_count, np.uint64)
@@ -373,7 +392,7 @@ class Deduper:
                 keys[i], pos[i] = key, kept
                 i += 1
             else:
-                keys[i:i + len(kept)], pos[i:i + len(kept)] = key, kept
+                keys[i : i + len(kept)], pos[i : i + len(kept)] = key, kept
                 i += len(kept)
         order = np.argsort(keys, kind="stable")
         keys, pos = keys[order], pos[order]
@@ -382,7 +401,8 @@ class Deduper:
         self._fresh, self._fresh_count = {}, 0
 
 
-def dedup_texts(ids: Sequence[str], texts: Sequence[str], threshold: float = 0.9, scorer: str = "ratio",
-                **options) -> list[Match | None]:
+def dedup_texts(
+    ids: Sequence[str], texts: Sequence[str], threshold: float = 0.9, scorer: str = "ratio", **options
+) -> list[Match | None]:
     """One-shot dedup of a batch: for each text the kept text it duplicates, or None when it is kept."""
     return Deduper(threshold, scorer, **options).dedup(ids, texts)

@@ -22,8 +22,15 @@ def file_kind(suffix: str) -> str:
     return ".jsonl" if suffix in _JSONL else suffix
 
 
-def dedup_file(src: Path, out: Path, deduper: Deduper, *, compare: str = "instruction",
-               instruction_field: str | None = None, input_field: str | None = None) -> dict[str, Any]:
+def dedup_file(
+    src: Path,
+    out: Path,
+    deduper: Deduper,
+    *,
+    compare: str = "instruction",
+    instruction_field: str | None = None,
+    input_field: str | None = None,
+) -> dict[str, Any]:
     """Keep the first copy of every row of ``src`` in ``out``; the removals go to OUT.removed.jsonl (row, id, the
     row it duplicates, rule, score). Returns the summary the command prints."""
     rows = list(read_rows(src, instruction_field=instruction_field, input_field=input_field))
@@ -34,15 +41,28 @@ def dedup_file(src: Path, out: Path, deduper: Deduper, *, compare: str = "instru
     for i, m in enumerate(matches):
         if m is not None:
             j = int(m.duplicate_of)
-            removed.append({"row": i + 1, "id": rows[i].given_id, "where": rows[i].where,
-                            "duplicate_of_row": j + 1, "duplicate_of_id": rows[j].given_id,
-                            "rule": m.rule, "score": m.score})
+            removed.append(
+                {
+                    "row": i + 1,
+                    "id": rows[i].given_id,
+                    "where": rows[i].where,
+                    "duplicate_of_row": j + 1,
+                    "duplicate_of_id": rows[j].given_id,
+                    "rule": m.rule,
+                    "score": m.score,
+                }
+            )
     _write_kept(src, out, kept, len(rows))
     sidecar = out.with_name(out.stem + ".removed.jsonl")
     write_jsonl(sidecar, removed)
     counts = Counter(r["rule"] for r in removed)
-    return {"out": str(out), "removed_log": str(sidecar), "rows": len(rows), "kept": len(kept),
-            **{rule: counts[rule] for rule in ("exact_duplicate", "near_duplicate", "semantic_duplicate")}}
+    return {
+        "out": str(out),
+        "removed_log": str(sidecar),
+        "rows": len(rows),
+        "kept": len(kept),
+        **{rule: counts[rule] for rule in ("exact_duplicate", "near_duplicate", "semantic_duplicate")},
+    }
 
 
 def _write_kept(src: Path, out: Path, kept: list[int], total: int) -> None:

@@ -16,24 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from . import preference
+from .card import dataset_card, reasons
 from .dedup import Deduper
 from .errors import ConfigError, InputError
 from .rundir import atomic_path, atomic_write, write_json, write_jsonl
-from .card import dataset_card, reasons
 from .runfolder import Run, load_run, word_count
 from .selection import Choice, choose, with_scores
 
 log = logging.getLogger("evol")
 
 FORMATS = ("alpaca", "jsonl", "sharegpt", "openai-chat", "parquet", "hf", *preference.FORMATS)
-SUFFIX = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai-chat": ".jsonl", "parquet": ".parquet",
-          **{f: ".jsonl" for f in preference.FORMATS}}
+SUFFIX = {
+    "alpaca": ".json",
+    "jsonl": ".jsonl",
+    "sharegpt": ".json",
+    "openai-chat": ".jsonl",
+    "parquet": ".parquet",
+    **{f: ".jsonl" for f in preference.FORMATS},
+}
 EXPORT_MANIFEST = "export.json"
 CARD = "README.md"
 SPLITS = ("train", "validation")
 
 
 # --------------------------------------------------------------------------- choosing rows
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -63,8 +70,15 @@ class Row:
     quality: float | None = None
 
     def meta(self, scored: bool = False) -> dict[str, Any]:
-        out = {"instruction": self.instruction, "output": self.output, "id": self.id, "seed_id": self.seed_id,
-               "round": self.round, "operation": self.operation, "run_id": self.run_id}
+        out = {
+            "instruction": self.instruction,
+            "output": self.output,
+            "id": self.id,
+            "seed_id": self.seed_id,
+            "round": self.round,
+            "operation": self.operation,
+            "run_id": self.run_id,
+        }
         return out | {"complexity": self.complexity, "quality": self.quality} if scored else out
 
 
@@ -88,10 +102,14 @@ def check_selection(sel: Selection, runs: list[Run]) -> None:
         known |= {r["operation"] for run in runs for r in run.records}
         unknown = sorted(sel.operations - known)
         if unknown:
-            raise ConfigError(f"--operation {', '.join(unknown)} is not an operation of these runs; they have {', '.join(sorted(known))}.")
+            raise ConfigError(
+                f"--operation {', '.join(unknown)} is not an operation of these runs; they have {', '.join(sorted(known))}."
+            )
     if sel.seeds and not any(r["round"] == 0 for run in runs for r in run.records):
-        raise ConfigError("--include-seeds: these runs answered no seeds; run them again with --include-seeds "
-                          "(the evolutions come from the call cache, only the seed answers are new).")
+        raise ConfigError(
+            "--include-seeds: these runs answered no seeds; run them again with --include-seeds "
+            "(the evolutions come from the call cache, only the seed answers are new)."
+        )
 
 
 def select(runs: list[Run], sel: Selection) -> Picked:
@@ -100,7 +118,9 @@ def select(runs: list[Run], sel: Selection) -> Picked:
         found = sorted({r.profile for r in runs})
         runs = [r for r in runs if r.profile in sel.profiles]
         if not runs:
-            raise ConfigError(f"--profile {', '.join(sorted(sel.profiles))} matches none of these runs; their profiles: {', '.join(found)}.")
+            raise ConfigError(
+                f"--profile {', '.join(sorted(sel.profiles))} matches none of these runs; their profiles: {', '.join(found)}."
+            )
     check_selection(sel, runs)
     # exact mode on normalized text: the run already removed near duplicates within itself
     deduper = Deduper(1.0, "ratio", exact=True, near=False)
@@ -115,12 +135,21 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     # one batch, not a check and an add per row: each of those prepared its one text apart (17.5 -> 13.4 s here
     # for bench.select's 250k rows, under the profiler)
     matches = deduper.dedup([f"{rid}/{rec['id']}" for rid, rec in passing], [rec["instruction"] for _, rec in passing])
-    for (rid, rec), match in zip(passing, matches):
+    for (rid, rec), match in zip(passing, matches, strict=True):
         if match is not None:
             dropped["duplicate across runs"] += 1
             continue
-        rows.append(Row(instruction=rec["instruction"], output=rec["output"], id=rec["id"], seed_id=rec["seed_id"],
-                        round=int(rec["round"]), operation=rec["operation"], run_id=rid))
+        rows.append(
+            Row(
+                instruction=rec["instruction"],
+                output=rec["output"],
+                id=rec["id"],
+                seed_id=rec["seed_id"],
+                round=int(rec["round"]),
+                operation=rec["operation"],
+                run_id=rid,
+            )
+        )
     if not rows and not dropped:
         raise InputError(f"{', '.join(str(r.path) for r in runs)} kept no rows; there is nothing to export.")
     if not rows:
@@ -167,11 +196,14 @@ def split(rows: list[Row], val_fraction: float, seed: int) -> dict[str, list[Row
         if len(val) >= target:
             break
         val.update(groups[key])
-    return {"train": [r for i, r in enumerate(rows) if i not in val],
-            "validation": [r for i, r in enumerate(rows) if i in val]}
+    return {
+        "train": [r for i, r in enumerate(rows) if i not in val],
+        "validation": [r for i, r in enumerate(rows) if i in val],
+    }
 
 
 # --------------------------------------------------------------------------- formats
+
 
 def _system(system: str | None) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}] if system else []
@@ -186,11 +218,24 @@ def to_records(rows: list[Row], fmt: str, system: str | None = None) -> list[dic
         return [r.meta(scored) for r in rows]
     if fmt == "sharegpt":
         head = [{"from": "system", "value": system}] if system else []
-        return [{"id": r.id, "conversations": [*head, {"from": "human", "value": r.instruction},
-                                               {"from": "gpt", "value": r.output}]} for r in rows]
+        return [
+            {
+                "id": r.id,
+                "conversations": [*head, {"from": "human", "value": r.instruction}, {"from": "gpt", "value": r.output}],
+            }
+            for r in rows
+        ]
     if fmt == "openai-chat":
-        return [{"messages": [*_system(system), {"role": "user", "content": r.instruction},
-                              {"role": "assistant", "content": r.output}]} for r in rows]
+        return [
+            {
+                "messages": [
+                    *_system(system),
+                    {"role": "user", "content": r.instruction},
+                    {"role": "assistant", "content": r.output},
+                ]
+            }
+            for r in rows
+        ]
     raise ConfigError(f"Unknown format '{fmt}'; choose one of {', '.join(FORMATS)}.")
 
 
@@ -213,13 +258,16 @@ def write_split(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
 def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
     import pandas as pd  # here: the CLI starts without pandas' import cost
 
-    frame = pd.DataFrame.from_records(records, columns=[c for c in Row.__dataclass_fields__ if not records or c in records[0]])
+    frame = pd.DataFrame.from_records(
+        records, columns=[c for c in Row.__dataclass_fields__ if not records or c in records[0]]
+    )
     frame["round"] = frame["round"].astype("int64")
     with atomic_path(path) as tmp:  # pyarrow writes to a path
         frame.to_parquet(tmp, index=False, engine="pyarrow")
 
 
 # --------------------------------------------------------------------------- the export as a whole
+
 
 @dataclass(frozen=True)
 class ExportOptions:
@@ -243,8 +291,11 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     runs = [load_run(p) for p in run_paths]
     picked = select(runs, opts.selection)
     chosen = choose(picked.rows, picked.runs, opts.choice) if opts.choice.active else None
-    picked = Picked(rows=chosen.rows if chosen else with_scores(picked.rows, picked.runs), runs=picked.runs,
-                    dropped=picked.dropped + (chosen.left_out if chosen else Counter()))
+    picked = Picked(
+        rows=chosen.rows if chosen else with_scores(picked.rows, picked.runs),
+        runs=picked.runs,
+        dropped=picked.dropped + (chosen.left_out if chosen else Counter()),
+    )
     pairs, pair_note = None, []
     if opts.fmt in preference.FORMATS:  # of the rows chosen, those whose candidates make a pair wide enough
         records = {(run.run_id, rec["id"]): rec for run in picked.runs for rec in run.records}
@@ -254,8 +305,11 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     splits = split(picked.rows, opts.val_fraction, opts.seed)
     files = {name: data_path(opts.fmt, name) for name in splits}
     for name, rows in splits.items():
-        records_out = (preference.to_records(rows, pairs, opts.fmt, opts.system) if pairs is not None
-                       else to_records(rows, opts.fmt, opts.system))
+        records_out = (
+            preference.to_records(rows, pairs, opts.fmt, opts.system)
+            if pairs is not None
+            else to_records(rows, opts.fmt, opts.system)
+        )
         write_split(out / files[name], records_out, opts.fmt)
     summary = {
         "format": opts.fmt,
@@ -267,14 +321,26 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         **({"min_margin": opts.min_margin} if pairs is not None else {}),
         "selection": opts.selection.describe(),
         "left_out": dict(picked.dropped.most_common()),
-        "sources": [{"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.get("status")}
-                    for r in picked.runs],
+        "sources": [
+            {"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.get("status")}
+            for r in picked.runs
+        ],
         "evol_version": _version(),
     }
     if chosen is not None:
-        summary |= {"choice": opts.choice.describe(), "chosen": chosen.summary,
-                    "selected": [{"run_id": r.run_id, "id": r.id, "complexity": s.complexity if s else None,
-                                  "quality": s.quality if s else None} for r, s in zip(chosen.rows, chosen.scores)]}
+        summary |= {
+            "choice": opts.choice.describe(),
+            "chosen": chosen.summary,
+            "selected": [
+                {
+                    "run_id": r.run_id,
+                    "id": r.id,
+                    "complexity": s.complexity if s else None,
+                    "quality": s.quality if s else None,
+                }
+                for r, s in zip(chosen.rows, chosen.scores, strict=True)
+            ],
+        }
     atomic_write(out / CARD, [dataset_card(picked, splits, summary, pair_note)])
     write_json(out / EXPORT_MANIFEST, summary)
     for stale in previous - {*files.values(), CARD, EXPORT_MANIFEST}:

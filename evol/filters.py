@@ -14,18 +14,194 @@ __all__ = ["Unwrapped", "unwrap"]  # the pipeline cleans evolutions through filt
 
 # Common English function words; a "response" made only of these (and punctuation) says nothing.
 STOPWORDS = frozenset(
-    """
-    a about above after again against all am an and any are aren't as at be because been before being below
-    between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each
-    few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
-    herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's me
-    more most mustn't my myself no nor not now of off on once only or other ought our ours ourselves out over
-    own same shan't she she'd she'll she's should shouldn't so some such than that that's the their theirs them
-    themselves then there there's these they they'd they'll they're they've this those through to too under
-    until up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's which
-    while who who's whom why why's will with won't would wouldn't yes you you'd you'll you're you've your yours
-    yourself yourselves ok okay well oh um uh hmm
-    """.split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren't",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "can't",
+        "cannot",
+        "could",
+        "couldn't",
+        "did",
+        "didn't",
+        "do",
+        "does",
+        "doesn't",
+        "doing",
+        "don't",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "hadn't",
+        "has",
+        "hasn't",
+        "have",
+        "haven't",
+        "having",
+        "he",
+        "he'd",
+        "he'll",
+        "he's",
+        "her",
+        "here",
+        "here's",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "how's",
+        "i",
+        "i'd",
+        "i'll",
+        "i'm",
+        "i've",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn't",
+        "it",
+        "it's",
+        "its",
+        "itself",
+        "just",
+        "let's",
+        "me",
+        "more",
+        "most",
+        "mustn't",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "shan't",
+        "she",
+        "she'd",
+        "she'll",
+        "she's",
+        "should",
+        "shouldn't",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "that's",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "there's",
+        "these",
+        "they",
+        "they'd",
+        "they'll",
+        "they're",
+        "they've",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "wasn't",
+        "we",
+        "we'd",
+        "we'll",
+        "we're",
+        "we've",
+        "were",
+        "weren't",
+        "what",
+        "what's",
+        "when",
+        "when's",
+        "where",
+        "where's",
+        "which",
+        "while",
+        "who",
+        "who's",
+        "whom",
+        "why",
+        "why's",
+        "will",
+        "with",
+        "won't",
+        "would",
+        "wouldn't",
+        "yes",
+        "you",
+        "you'd",
+        "you'll",
+        "you're",
+        "you've",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "ok",
+        "okay",
+        "well",
+        "oh",
+        "um",
+        "uh",
+        "hmm",
+    ]
 )
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
@@ -53,18 +229,21 @@ def extract_final(text: str, marker: str) -> str | None:
     core = r"\s+".join(map(re.escape, marker.strip("#:*_ \t").split()))
     if not core:
         return None
-    head = re.compile(rf"^[ \t>*_#]*{core}(?:[ \t]*[#*_]+[ \t]*:?|[ \t]*[:：])[ \t*_]*|^[ \t>*_#]*{core}[ \t]*$",
-                      re.IGNORECASE | re.MULTILINE)
+    head = re.compile(
+        rf"^[ \t>*_#]*{core}(?:[ \t]*[#*_]+[ \t]*:?|[ \t]*[:：])[ \t*_]*|^[ \t>*_#]*{core}[ \t]*$",
+        re.IGNORECASE | re.MULTILINE,
+    )
     found = list(head.finditer(text))
     if not found:
         return None
-    rest = text[found[-1].end():]
+    rest = text[found[-1].end() :]
     end = _SECTION.search(rest)
-    final = (rest[:end.start()] if end else rest).strip()
+    final = (rest[: end.start()] if end else rest).strip()
     return final or None
 
 
 # --- evolution rules -------------------------------------------------------------------------------
+
 
 def check_evolution(
     text: str,
@@ -76,7 +255,9 @@ def check_evolution(
 ) -> Verdict:
     """The rules that need no extra LLM call, cheapest first; ``wrapping`` is what ``unwrap`` made of it."""
     if enabled("content_filtered") and finish_reason == "content_filter":
-        return Verdict.drop("content_filtered", "the endpoint's content filter withheld the evolution (finish_reason=content_filter)")
+        return Verdict.drop(
+            "content_filtered", "the endpoint's content filter withheld the evolution (finish_reason=content_filter)"
+        )
     if not text.strip() and wrapping is not None and wrapping.problem and enabled("wrapped_evolution"):
         return Verdict.drop("wrapped_evolution", wrapping.problem)
     if enabled("empty_evolution") and not text.strip():
@@ -98,7 +279,9 @@ def check_evolution(
     if enabled("script_changed"):
         changed = script_change(parent, text)
         if changed:
-            return Verdict.drop("script_changed", f"the evolution is written in {changed[1]} script, its parent in {changed[0]}")
+            return Verdict.drop(
+                "script_changed", f"the evolution is written in {changed[1]} script, its parent in {changed[0]}"
+            )
     return Verdict.ok()
 
 
@@ -166,18 +349,28 @@ _CLOSE_ONLY = re.compile(r"^.*</(?:think|thinking|reasoning|reflection)>", re.IG
 _MARKDOWN = re.compile(r"[*_`#>\"“”'‘’\[\]()]+")
 _NOT_EQUAL = r"not\s+(?:equal|the\s+same|equivalent|identical)|unequal|different|differ|distinct|inequal"
 _EQUAL = r"equal|equivalent|identical|(?:the\s+)?same"
-_SUBJECT = (r"(?:(?:they|both|both\s+instructions|the\s+two(?:\s+instructions)?|the\s+instructions|these"
-            r"(?:\s+instructions)?|the\s+second(?:\s+instruction)?|the\s+rewritten\s+instruction)\s+(?:(?:are|is)\s+)?)?")
+_SUBJECT = (
+    r"(?:(?:they|both|both\s+instructions|the\s+two(?:\s+instructions)?|the\s+instructions|these"
+    r"(?:\s+instructions)?|the\s+second(?:\s+instruction)?|the\s+rewritten\s+instruction)\s+(?:(?:are|is)\s+)?)?"
+)
 # a verdict stands on its own: the end, punctuation, or a "because" follows it, not "the same topic but ..."
 _AFTER = r"(?=\s*$|\s*[.,:;!?\n–—-]|\s+(?:because|since|as|given|in\s+(?:depth|scope|meaning|content)|to\s+each))"
 _HEDGE = r"(?:(?:i\s+(?:think|believe|would\s+say|judge)(?:\s+that)?|in\s+my\s+(?:view|opinion)|my\s+(?:answer|verdict)\s+is)[\s,:]+)?"
 _LEADING = re.compile(rf"^\s*{_HEDGE}{_SUBJECT}(?:(?P<ne>{_NOT_EQUAL})|(?P<eq>{_EQUAL})){_AFTER}", re.IGNORECASE)
-_MARKER = re.compile(r"(?:^|\n)[ \t]*(?:final\s+)?(?:verdict|answer|judge?ment|decision|conclusion)[ \t]*[:=–—-]?[ \t]*"
-                     r"\n?[ \t]*(?P<rest>[^\n]*\S[^\n]*)", re.IGNORECASE)
-_CONNECTOR = re.compile(r"^\s*(?:so|thus|hence|therefore|overall|in\s+(?:conclusion|summary|short))[\s,:]+", re.IGNORECASE)
+_MARKER = re.compile(
+    r"(?:^|\n)[ \t]*(?:final\s+)?(?:verdict|answer|judge?ment|decision|conclusion)[ \t]*[:=–—-]?[ \t]*"
+    r"\n?[ \t]*(?P<rest>[^\n]*\S[^\n]*)",
+    re.IGNORECASE,
+)
+_CONNECTOR = re.compile(
+    r"^\s*(?:so|thus|hence|therefore|overall|in\s+(?:conclusion|summary|short))[\s,:]+", re.IGNORECASE
+)
 # "..., so they are not equal." closing a model's reasoning aloud
-_CLOSING = re.compile(rf"(?:[,;:]|\b(?:so|thus|hence|therefore))\s+{_SUBJECT}(?:(?P<ne>{_NOT_EQUAL})|(?P<eq>{_EQUAL}))"
-                      r"(?:\s+to\s+each\s+other)?\s*[.!]*\s*$", re.IGNORECASE)
+_CLOSING = re.compile(
+    rf"(?:[,;:]|\b(?:so|thus|hence|therefore))\s+{_SUBJECT}(?:(?P<ne>{_NOT_EQUAL})|(?P<eq>{_EQUAL}))"
+    r"(?:\s+to\s+each\s+other)?\s*[.!]*\s*$",
+    re.IGNORECASE,
+)
 
 
 def without_reasoning(answer: str) -> str:
@@ -230,25 +423,38 @@ def check_judgement(judgement: str, enabled=lambda rule: True, keep_unclear: boo
     if enabled("no_information_gain") and judgement == "equal":
         return Verdict.drop("no_information_gain", "the judge found the evolution equal to its parent")
     if judgement == "unclear" and enabled("judge_unclear") and not keep_unclear:
-        return Verdict.drop("judge_unclear", "the judge's answer read neither as Equal nor as Not Equal, on the retry either")
+        return Verdict.drop(
+            "judge_unclear", "the judge's answer read neither as Equal nor as Not Equal, on the retry either"
+        )
     return Verdict.ok()
 
 
 # --- the ranking judge -----------------------------------------------------------------------------
 
+
 def check_ranking(scored: int, enabled=lambda rule: True) -> Verdict:
     """The ranking judge must have read at least one candidate, or the choice of output is a guess."""
     if scored == 0 and enabled("rank_unclear"):
-        return Verdict.drop("rank_unclear", "the ranking judge gave no readable score to any candidate, on the retry either")
+        return Verdict.drop(
+            "rank_unclear", "the ranking judge gave no readable score to any candidate, on the retry either"
+        )
     return Verdict.ok()
 
 
 # --- response rules --------------------------------------------------------------------------------
 
-def check_response(text: str, finish_reason: str | None, sorry_max_words: int = 80, enabled=lambda rule: True,
-                   instruction: str | None = None) -> Verdict:
+
+def check_response(
+    text: str,
+    finish_reason: str | None,
+    sorry_max_words: int = 80,
+    enabled=lambda rule: True,
+    instruction: str | None = None,
+) -> Verdict:
     if enabled("content_filtered") and finish_reason == "content_filter":
-        return Verdict.drop("content_filtered", "the endpoint's content filter withheld the response (finish_reason=content_filter)")
+        return Verdict.drop(
+            "content_filtered", "the endpoint's content filter withheld the response (finish_reason=content_filter)"
+        )
     if enabled("empty_response") and not text.strip():
         return Verdict.drop("empty_response", "the responding model returned no text")
     if enabled("truncated_response") and finish_reason == "length":

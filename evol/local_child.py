@@ -18,7 +18,15 @@ from pathlib import Path
 PARENT_FLAG = "--evol-parent-pid="
 #: x86-64 instruction sets the prebuilt wheel's CPU kernels use (its ``get_system_info()``), as /proc/cpuinfo
 #: names them: without one of them the server would die of SIGILL on its first token
-X86_NEEDS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX2": "avx2", "F16C": "f16c", "FMA": "fma", "BMI2": "bmi2"}
+X86_NEEDS = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+}
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -79,8 +87,12 @@ def _serve(args: list[str]) -> None:
     flags = _cpu_flags()
     missing = missing_cpu_features(xllamacpp.get_system_info(), flags) if flags is not None else []
     if missing:  # say so, instead of dying of SIGILL in the middle of a matrix product
-        print(f"evol: this CPU lacks {', '.join(missing)}, which the prebuilt llama.cpp server needs; point at an "
-              f"endpoint with --base-url URL instead", file=sys.stderr, flush=True)
+        print(
+            f"evol: this CPU lacks {', '.join(missing)}, which the prebuilt llama.cpp server needs; point at an "
+            f"endpoint with --base-url URL instead",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(3)
 
     params = xllamacpp.CommonParams()
@@ -107,7 +119,7 @@ def _serve(args: list[str]) -> None:
 
 def child_main(argv: list[str]) -> None:
     if argv and argv[0].startswith(PARENT_FLAG):
-        die_with_parent(int(argv[0][len(PARENT_FLAG):]))
+        die_with_parent(int(argv[0][len(PARENT_FLAG) :]))
         argv = argv[1:]
     threading.Thread(target=_exit_when_stdin_closes, name="evol-parent-watch", daemon=True).start()
     _serve(argv)

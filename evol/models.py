@@ -24,7 +24,7 @@ class Usage(Frozen):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def __add__(self, other: "Usage") -> "Usage":
+    def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
@@ -53,7 +53,7 @@ class Lineage(Frozen):
     operation: str = "seed"
 
     @classmethod
-    def of_seed(cls, seed: Seed) -> "Lineage":
+    def of_seed(cls, seed: Seed) -> Lineage:
         return Lineage(id=seed.id, seed_id=seed.id, seed_index=seed.index)
 
     def lineage(self) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class Node(Lineage):
     instruction: str
 
     @classmethod
-    def from_seed(cls, seed: Seed) -> "Node":
+    def from_seed(cls, seed: Seed) -> Node:
         return cls(**Lineage.of_seed(seed).lineage(), instruction=seed.instruction)
 
 
@@ -148,11 +148,11 @@ class Verdict(Frozen):
     detail: str = ""
 
     @classmethod
-    def ok(cls) -> "Verdict":
+    def ok(cls) -> Verdict:
         return _KEEP
 
     @classmethod
-    def drop(cls, rule: str, detail: str = "") -> "Verdict":
+    def drop(cls, rule: str, detail: str = "") -> Verdict:
         return cls(keep=False, rule=rule, detail=detail)
 
 

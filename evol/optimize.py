@@ -125,9 +125,11 @@ def method_operation(profile: Profile) -> Operation:
     """The one operation an optimizer rewrites: the profile's operation with an ``extract`` marker."""
     ops = [op for op in profile.operations if op.extract]
     if len(ops) != 1 or len(profile.operations) != 1:
-        raise ConfigError(f"evol optimize needs a profile with exactly one operation that has an extract marker, "
-                          f"such as 'auto'; profile '{profile.name}' has {len(profile.operations)} operation(s), "
-                          f"{len(ops)} with one.")
+        raise ConfigError(
+            f"evol optimize needs a profile with exactly one operation that has an extract marker, "
+            f"such as 'auto'; profile '{profile.name}' has {len(profile.operations)} operation(s), "
+            f"{len(ops)} with one."
+        )
     return ops[0]
 
 
@@ -157,25 +159,41 @@ def split_seeds(config: RunConfig, opts: OptimizeOptions) -> tuple[list[Seed], l
 
     seeds = read_seeds(config).seeds
     if opts.dev_file is not None:
-        dev = load_seeds(opts.dev_file, instruction_field=config.instruction_field, input_field=config.input_field,
-                         max_chars=config.max_instruction_chars).seeds
+        dev = load_seeds(
+            opts.dev_file,
+            instruction_field=config.instruction_field,
+            input_field=config.input_field,
+            max_chars=config.max_instruction_chars,
+        ).seeds
         if not dev:
             raise InputError(f"{opts.dev_file} holds no usable seed instructions for the development set.")
         dev_ids = {s.id for s in dev}
         train = [s for s in seeds if s.id not in dev_ids]
     else:
         if len(seeds) <= opts.dev_size:
-            raise InputError(f"{config.seeds} has {len(seeds)} usable seeds; --dev-size {opts.dev_size} leaves none "
-                             f"for the mini-batches (lower it or pass --dev-file).")
-        train, dev = seeds[:-opts.dev_size], seeds[-opts.dev_size:]
+            raise InputError(
+                f"{config.seeds} has {len(seeds)} usable seeds; --dev-size {opts.dev_size} leaves none "
+                f"for the mini-batches (lower it or pass --dev-file)."
+            )
+        train, dev = seeds[: -opts.dev_size], seeds[-opts.dev_size :]
     if not train:
         raise InputError(f"Every seed of {config.seeds} is in the development set; the mini-batches need others.")
     return train, dev
 
 
 class Optimizer:
-    def __init__(self, config: RunConfig, opts: OptimizeOptions, profile: Profile, chat: CachedChat, models: Models,
-                 train: list[Seed], dev: list[Seed], stage: StageRunner = in_place, baseline: Profile | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        opts: OptimizeOptions,
+        profile: Profile,
+        chat: CachedChat,
+        models: Models,
+        train: list[Seed],
+        dev: list[Seed],
+        stage: StageRunner = in_place,
+        baseline: Profile | None = None,
+    ):
         self.config, self.opts, self.chat, self.models = config, opts, chat, models
         self.stage, self.baseline = stage, baseline
         self.profile, self.op = profile, method_operation(profile)
@@ -194,22 +212,30 @@ class Optimizer:
         failed = [r for r in result.rejected if r.kind == "failed"]
         lost = [r for r in result.rejected if r.kind != "failed"]
         attempts = len(pool) - len(failed)
-        return Evaluation(attempts=attempts, failures=len(lost), failure_rate=round(len(lost) / attempts, 6) if attempts else 1.0,
-                          by_rule=dict(sorted(Counter(r.rule for r in lost).items())), calls_failed=len(failed))
+        return Evaluation(
+            attempts=attempts,
+            failures=len(lost),
+            failure_rate=round(len(lost) / attempts, 6) if attempts else 1.0,
+            by_rule=dict(sorted(Counter(r.rule for r in lost).items())),
+            calls_failed=len(failed),
+        )
 
     async def trajectories(self, profile: Profile, batch: list[Seed]) -> str:
         """The mini-batch evolved for a few rounds with ``profile``, as text for the optimizer."""
         evolver = Evolver(self.config, profile, self.chat, self.models, self.tally)
         pool, deduper = [Node.from_seed(s) for s in batch], make_deduper(self.config, batch)
-        lines: dict[str, list[str]] = {s.id: [f"Instruction {i}: {_excerpt(s.instruction)}"] for i, s in enumerate(batch, 1)}
+        lines: dict[str, list[str]] = {
+            s.id: [f"Instruction {i}: {_excerpt(s.instruction)}"] for i, s in enumerate(batch, 1)
+        }
         for round_no in range(1, self.opts.trajectory_rounds + 1):
             result = settle_round(pool, await evolver.run_round(pool, round_no), deduper)
             for out in (*result.kept, *result.rejected):
                 if isinstance(out, Record):
                     lines[out.seed_id].append(f"  round {round_no}: kept: {_excerpt(out.instruction)}")
                 else:
-                    lines[out.seed_id].append(f"  round {round_no}: {out.kind} ({out.rule}: {out.detail}): "
-                                              f"{_excerpt(out.instruction or '')}")
+                    lines[out.seed_id].append(
+                        f"  round {round_no}: {out.kind} ({out.rule}: {out.detail}): {_excerpt(out.instruction or '')}"
+                    )
             pool = result.pool
         return "\n".join("\n".join(lines[s.id]) for s in batch)
 
@@ -225,8 +251,13 @@ class Optimizer:
         return await self.phase(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
 
     async def _candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
-        prompt = self.propose.render(method=method, analysis=analysis, variant=str(i), count=str(self.opts.candidates),
-                                     marker=self.op.extract or "")
+        prompt = self.propose.render(
+            method=method,
+            analysis=analysis,
+            variant=str(i),
+            count=str(self.opts.candidates),
+            marker=self.op.extract or "",
+        )
         try:
             text = candidate_text(await self.ask(prompt, f"optimize:step{step}:propose:{i}"))
         except BackendError as exc:
@@ -243,8 +274,13 @@ class Optimizer:
 
     def books(self, report: OptimizeReport, **update: Any) -> OptimizeReport:
         """``report`` with the calls, tokens and cost so far."""
-        return report.model_copy(update={**update, "usage": self.tally.as_dict(),
-                                         "cost_usd": self.tally.cost_books(self.config.price_table(), self.config.budget_usd)})
+        return report.model_copy(
+            update={
+                **update,
+                "usage": self.tally.as_dict(),
+                "cost_usd": self.tally.cost_books(self.config.price_table(), self.config.budget_usd),
+            }
+        )
 
     async def phase(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
         current().phase(name)
@@ -253,17 +289,33 @@ class Optimizer:
     async def run(self, save) -> OptimizeReport:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
-        start = Candidate(index=0, method=start_text, valid=True, kept=True,
-                          evaluation=await self.phase("evaluate-start", lambda: self.evaluate(self.profile)))
+        start = Candidate(
+            index=0,
+            method=start_text,
+            valid=True,
+            kept=True,
+            evaluation=await self.phase("evaluate-start", lambda: self.evaluate(self.profile)),
+        )
         baseline = None
         if self.baseline is not None:
             base = self.baseline
-            baseline = Baseline(profile=base.name, evaluation=await self.phase(
-                f"evaluate-baseline-{base.name}", lambda: self.evaluate(base)))
-        report = OptimizeReport(status="running", reason="", profile=self.profile.name, operation=self.op.name,
-                                evolve_model=self.models.evolve, optimizer_model=self.optimizer_model,
-                                dev=tuple(s.id for s in self.dev), start=start, baseline=baseline,
-                                best_method=start_text, best_failure_rate=start.evaluation.failure_rate)
+            baseline = Baseline(
+                profile=base.name,
+                evaluation=await self.phase(f"evaluate-baseline-{base.name}", lambda: self.evaluate(base)),
+            )
+        report = OptimizeReport(
+            status="running",
+            reason="",
+            profile=self.profile.name,
+            operation=self.op.name,
+            evolve_model=self.models.evolve,
+            optimizer_model=self.optimizer_model,
+            dev=tuple(s.id for s in self.dev),
+            start=start,
+            baseline=baseline,
+            best_method=start_text,
+            best_failure_rate=start.evaluation.failure_rate,
+        )
         save(self.books(report))
         reason = f"ran all {self.opts.steps} steps"
         for step in range(1, self.opts.steps + 1):
@@ -271,9 +323,12 @@ class Optimizer:
             batch = self.minibatch(step)
             traj = await self.phase(f"trajectories-step-{step}", partial(self.trajectories, best_profile, batch))
             prompt = self.analyze.render(method=report.best_method, trajectories=traj)
-            analysis = await self.phase(f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze"))
-            cands = await asyncio.gather(*(self.candidate(step, i, report.best_method, analysis)
-                                           for i in range(1, self.opts.candidates + 1)))
+            analysis = await self.phase(
+                f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze")
+            )
+            cands = await asyncio.gather(
+                *(self.candidate(step, i, report.best_method, analysis) for i in range(1, self.opts.candidates + 1))
+            )
             valid = [c for c in cands if c.valid and c.evaluation is not None]
             # the lowest rate wins, the earliest on a tie; it must beat the current method, so a step never loses ground
             winner = min(valid, key=lambda c: (c.evaluation.failure_rate, c.index), default=None)
@@ -282,10 +337,23 @@ class Optimizer:
                 cands = [c.model_copy(update={"kept": c is winner}) for c in cands]
             best_method = winner.method if improved else report.best_method
             best_rate = winner.evaluation.failure_rate if improved else report.best_failure_rate
-            report = report.model_copy(update={
-                "steps": (*report.steps, Step(step=step, batch=tuple(s.id for s in batch), analysis=analysis,
-                                              candidates=tuple(cands), best_failure_rate=best_rate, improved=improved)),
-                "best_method": best_method, "best_failure_rate": best_rate})
+            report = report.model_copy(
+                update={
+                    "steps": (
+                        *report.steps,
+                        Step(
+                            step=step,
+                            batch=tuple(s.id for s in batch),
+                            analysis=analysis,
+                            candidates=tuple(cands),
+                            best_failure_rate=best_rate,
+                            improved=improved,
+                        ),
+                    ),
+                    "best_method": best_method,
+                    "best_failure_rate": best_rate,
+                }
+            )
             save(self.books(report))
             if not improved:
                 reason = f"step {step}: no candidate beat the failure rate {best_rate:.3f}"
@@ -324,8 +392,9 @@ def check_optimize(config: RunConfig, opts: OptimizeOptions) -> tuple[Profile, P
         try:
             baseline = load_profile(opts.baseline_profile, config.prompts_dir)
         except ConfigError as exc:
-            raise ConfigError(f"--baseline-profile: {str(exc).rstrip('.')}; pass --baseline-profile none to leave "
-                              f"the comparison out.") from None
+            raise ConfigError(
+                f"--baseline-profile: {str(exc).rstrip('.')}; pass --baseline-profile none to leave the comparison out."
+            ) from None
     train, dev = split_seeds(config, opts)
     return profile, baseline, train, dev
 
@@ -348,4 +417,3 @@ async def optimize(config: RunConfig, opts: OptimizeOptions, stage: StageRunner 
             finally:
                 cache.close()
     return report
-

@@ -20,22 +20,35 @@ COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "star
 
 def plot_steps(report: OptimizeReport) -> bytes:
     steps = list(range(len(report.steps) + 1))
-    best = [report.start.evaluation.failure_rate if report.start.evaluation else 1.0,
-            *(s.best_failure_rate for s in report.steps)]
+    best = [
+        report.start.evaluation.failure_rate if report.start.evaluation else 1.0,
+        *(s.best_failure_rate for s in report.steps),
+    ]
     fig, ax = _subplots(9.5, 4.6)
     xs = [s.step for s in report.steps for c in s.candidates if c.evaluation is not None]
     ys = [c.evaluation.failure_rate for s in report.steps for c in s.candidates if c.evaluation is not None]
     ax.scatter(xs, ys, color=COLORS["candidate"], s=36, zorder=2, label="a candidate method")
     bad = [s.step for s in report.steps for c in s.candidates if not c.valid]
     if bad:
-        ax.scatter(bad, [1.02] * len(bad), marker="x", color=COLORS["invalid"], zorder=2,
-                   label="an invalid candidate (never evaluated)")
+        ax.scatter(
+            bad,
+            [1.02] * len(bad),
+            marker="x",
+            color=COLORS["invalid"],
+            zorder=2,
+            label="an invalid candidate (never evaluated)",
+        )
     ax.plot(steps, best, color=COLORS["best"], marker="o", linewidth=2.2, zorder=3, label="best method so far")
     ax.axhline(best[0], color=COLORS["start"], linestyle="--", linewidth=1.2, label=f"starting method ({best[0]:.2f})")
     if report.baseline is not None:
         rate = report.baseline.evaluation.failure_rate
-        ax.axhline(rate, color=COLORS["baseline"], linestyle=":", linewidth=1.6,
-                   label=f"profile {report.baseline.profile} ({rate:.2f})")
+        ax.axhline(
+            rate,
+            color=COLORS["baseline"],
+            linestyle=":",
+            linewidth=1.6,
+            label=f"profile {report.baseline.profile} ({rate:.2f})",
+        )
     ax.set_xticks(steps, ["start", *(str(s) for s in steps[1:])])
     ax.set_ylim(-0.03, 1.08)
     ax.set_xlabel("optimization step")
@@ -49,9 +62,13 @@ def build_optimize_report(path: Path, report: OptimizeReport, out: Path) -> Path
     import matplotlib
 
     with matplotlib.rc_context(STYLE):
-        plot = Plot("failure_rate_by_step", "Failure rate by step", plot_steps(report),
-                    "Each dot is a candidate's failure rate on the development set; the line is the method kept after "
-                    "each step; the dashed and dotted lines are the starting method and the baseline profile.")
+        plot = Plot(
+            "failure_rate_by_step",
+            "Failure rate by step",
+            plot_steps(report),
+            "Each dot is a candidate's failure rate on the development set; the line is the method kept after "
+            "each step; the dashed and dotted lines are the starting method and the baseline profile.",
+        )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / f"{plot.name}.png", plot.png)
     atomic_write_bytes(out / "report.html", render(path, report, plot).encode("utf-8"))
@@ -65,17 +82,27 @@ def render(path: Path, report: OptimizeReport, plot: Plot) -> str:
     if report.baseline is not None:
         rows.append((f"profile {report.baseline.profile}", report.baseline.evaluation))
     parts = [
-        (f"<header><h1>evol optimize <code>{_e(path.name)}</code></h1>"
-         f"<p class='sub'><span class='st-{_e(report.status)}'>{_e(report.status)}</span>: {_e(report.reason)}. "
-         f"Profile <code>{_e(report.profile)}</code>, operation <code>{_e(report.operation)}</code>; evolving model "
-         f"<code>{_e(report.evolve_model)}</code>, optimizer <code>{_e(report.optimizer_model)}</code>; "
-         f"{len(report.dev)} development seeds.</p></header>"),
-        "<section id='summary'><h2>Failure rate</h2>", _figure(plot), _comparison(rows), "</section>",
-        "<section><h2>Steps</h2>", *(_step(s) for s in report.steps), "</section>",
+        (
+            f"<header><h1>evol optimize <code>{_e(path.name)}</code></h1>"
+            f"<p class='sub'><span class='st-{_e(report.status)}'>{_e(report.status)}</span>: {_e(report.reason)}. "
+            f"Profile <code>{_e(report.profile)}</code>, operation <code>{_e(report.operation)}</code>; evolving model "
+            f"<code>{_e(report.evolve_model)}</code>, optimizer <code>{_e(report.optimizer_model)}</code>; "
+            f"{len(report.dev)} development seeds.</p></header>"
+        ),
+        "<section id='summary'><h2>Failure rate</h2>",
+        _figure(plot),
+        _comparison(rows),
+        "</section>",
+        "<section><h2>Steps</h2>",
+        *(_step(s) for s in report.steps),
+        "</section>",
         f"<section><h2>The final method</h2><pre>{_e(report.best_method)}</pre></section>",
     ]
-    return PAGE.format(title=_e(f"evol optimize {path.name}"), body="\n".join(parts),
-                       generated=_e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    return PAGE.format(
+        title=_e(f"evol optimize {path.name}"),
+        body="\n".join(parts),
+        generated=_e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+    )
 
 
 def _comparison(rows: list[tuple[str, Evaluation | None]]) -> str:
@@ -86,8 +113,10 @@ def _comparison(rows: list[tuple[str, Evaluation | None]]) -> str:
         if e is None:
             continue
         cells = "".join(f"<td class='n'>{e.by_rule.get(r, 0)}</td>" for r in rules)
-        out.append(f"<tr><td>{_e(name)}</td><td class='n' data-metric='{_e(name)}'>{e.failure_rate:.3f}</td>"
-                   f"<td class='n'>{e.attempts}</td>{cells}<td class='n'>{e.calls_failed}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(name)}</td><td class='n' data-metric='{_e(name)}'>{e.failure_rate:.3f}</td>"
+            f"<td class='n'>{e.attempts}</td>{cells}<td class='n'>{e.calls_failed}</td></tr>"
+        )
     return "".join(out) + "</table>"
 
 
@@ -102,7 +131,10 @@ def _step(step) -> str:
             note = "kept" if c.kept else ""
         rows.append(f"<tr><td>{c.index}</td><td class='n'>{rate}</td><td>{rules}</td><td>{note}</td></tr>")
     verdict = "improved" if step.improved else "no candidate beat the method it started from"
-    return (f"<h3>Step {step.step}: best {step.best_failure_rate:.3f}, {verdict}</h3>"
-            f"<p class='detail'>Mini-batch: {_e(', '.join(step.batch))}</p>"
-            f"<details><summary>The optimizer's analysis</summary><pre>{_e(step.analysis)}</pre></details>"
-            + "".join(rows) + "</table>")
+    return (
+        f"<h3>Step {step.step}: best {step.best_failure_rate:.3f}, {verdict}</h3>"
+        f"<p class='detail'>Mini-batch: {_e(', '.join(step.batch))}</p>"
+        f"<details><summary>The optimizer's analysis</summary><pre>{_e(step.analysis)}</pre></details>"
+        + "".join(rows)
+        + "</table>"
+    )

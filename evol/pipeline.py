@@ -79,7 +79,9 @@ class Tally:
             "calls_failed": dict(self.errors),
             "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
             "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
-            "tokens_by_stage_model": {s: {m: u.model_dump() for m, u in ms.items()} for s, ms in self.stage_models().items()},
+            "tokens_by_stage_model": {
+                s: {m: u.model_dump() for m, u in ms.items()} for s, ms in self.stage_models().items()
+            },
             "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
         }
 
@@ -91,8 +93,15 @@ def candidate_id(seed_id: str, round_no: int) -> str:
 class Evolver:
     """One round of the method for one pool entry, and batches of them with bounded concurrency."""
 
-    def __init__(self, config: RunConfig, profile: Profile, chat: ChatModel, models: Models, tally: Tally | None = None,
-                 stop: threading.Event | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        profile: Profile,
+        chat: ChatModel,
+        models: Models,
+        tally: Tally | None = None,
+        stop: threading.Event | None = None,
+    ):
         self.config = config
         self.budget = Budget(config.budget_usd, config.price_table())
         self.profile = profile
@@ -109,7 +118,9 @@ class Evolver:
             raise Interrupted("Interrupted; the calls in flight finished and are kept.")
         self.budget.check(self.tally.by_model)
         try:
-            c = await self.chat.complete([{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample)
+            c = await self.chat.complete(
+                [{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample
+            )
         except BackendError:
             self.tally.errors[stage] += 1
             raise
@@ -126,32 +137,63 @@ class Evolver:
         stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
         judged: JudgeVerdict | None = None
 
-        lineage = Lineage(id=cid, seed_id=node.seed_id, seed_index=node.seed_index, parent_id=node.id, round=round_no,
-                          operation=op.name).lineage()
+        lineage = Lineage(
+            id=cid,
+            seed_id=node.seed_id,
+            seed_index=node.seed_index,
+            parent_id=node.id,
+            round=round_no,
+            operation=op.name,
+        ).lineage()
 
         def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
-            return Rejection(**lineage, kind=kind, rule=rule, detail=detail, stage=stage, instruction=instruction,
-                             output=output, usage=usage, stripped=stripped, judge=judged)
+            return Rejection(
+                **lineage,
+                kind=kind,
+                rule=rule,
+                detail=detail,
+                stage=stage,
+                instruction=instruction,
+                output=output,
+                usage=usage,
+                stripped=stripped,
+                judge=judged,
+            )
 
         stage = "evolve"
         try:
-            evo = await self.call(stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve")
+            evo = await self.call(
+                stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve"
+            )
             usage[stage] = evo.usage
             unwrapped = filters.unwrap(evo.text, self.profile.labels, self.profile.nouns)
             if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
                 final = filters.extract_final(unwrapped.text, op.extract) or filters.extract_final(evo.text, op.extract)
-                if final is None and evo.finish_reason not in ("length", "content_filter") and on("no_final_instruction"):
-                    return reject("eliminated", "no_final_instruction",
-                                  f"the answer has no '{op.extract}' section", stage, evo.text.strip() or None)
+                if (
+                    final is None
+                    and evo.finish_reason not in ("length", "content_filter")
+                    and on("no_final_instruction")
+                ):
+                    return reject(
+                        "eliminated",
+                        "no_final_instruction",
+                        f"the answer has no '{op.extract}' section",
+                        stage,
+                        evo.text.strip() or None,
+                    )
                 if final is not None:
                     inner = filters.unwrap(final, self.profile.labels, self.profile.nouns)
                     unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
             text, stripped = unwrapped.text, unwrapped.stripped
-            verdict = filters.check_evolution(text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped)
+            verdict = filters.check_evolution(
+                text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped
+            )
             if not verdict.keep:
                 return reject("eliminated", verdict.rule, verdict.detail, stage, text)
             if len(text) > cfg.max_instruction_chars and on("too_long"):
-                return reject("eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text)
+                return reject(
+                    "eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text
+                )
 
             if on("no_information_gain"):
                 stage = "judge"
@@ -165,14 +207,22 @@ class Evolver:
                 got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage)
                 if got.best is None:
                     return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
-                        update={"candidates": got.candidates})
+                        update={"candidates": got.candidates}
+                    )
                 return Record(
-                    **lineage, instruction=text, output=got.best.text, model=self.models.evolve,
-                    response_model=got.best.model, usage=usage, stripped=stripped, judge=judged,
+                    **lineage,
+                    instruction=text,
+                    output=got.best.text,
+                    model=self.models.evolve,
+                    response_model=got.best.model,
+                    usage=usage,
+                    stripped=stripped,
+                    judge=judged,
                     candidates=got.candidates,
                 )
-            r = await self.call(stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling,
-                                 f"{cid}:respond")
+            r = await self.call(
+                stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling, f"{cid}:respond"
+            )
             usage[stage] = r.usage
             verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
@@ -182,8 +232,14 @@ class Evolver:
                 raise
             return reject("failed", "backend_error", str(exc), stage)
         return Record(
-            **lineage, instruction=text, output=r.text.strip(), model=self.models.evolve,
-            response_model=self.models.respond, usage=usage, stripped=stripped, judge=judged,
+            **lineage,
+            instruction=text,
+            output=r.text.strip(),
+            model=self.models.evolve,
+            response_model=self.models.respond,
+            usage=usage,
+            stripped=stripped,
+            judge=judged,
         )
 
     async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
@@ -196,7 +252,9 @@ class Evolver:
         for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
             j = await self.call("judge", self.models.judge, prompt, sampling, sample)
             usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
-            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text)))
+            answers.append(
+                JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text))
+            )
             if answers[-1].judgement != "unclear":
                 break
             if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
@@ -211,32 +269,70 @@ class Evolver:
         if self.answer_stage is not None:
             return await self._answer_seed_candidates(seed)
         try:
-            r = await self.call("respond", self.models.respond, self.profile.response_prompt(seed.instruction),
-                                 self.config.response_sampling, f"{seed.id}:respond")
+            r = await self.call(
+                "respond",
+                self.models.respond,
+                self.profile.response_prompt(seed.instruction),
+                self.config.response_sampling,
+                f"{seed.id}:respond",
+            )
         except BackendError as exc:
             if exc.fatal:
                 raise
-            return Rejection(**lineage, kind="failed", rule="backend_error", detail=str(exc), stage="respond",
-                             instruction=seed.instruction)
-        verdict = filters.check_response(r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on,
-                                         instruction=seed.instruction)
+            return Rejection(
+                **lineage,
+                kind="failed",
+                rule="backend_error",
+                detail=str(exc),
+                stage="respond",
+                instruction=seed.instruction,
+            )
+        verdict = filters.check_response(
+            r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=seed.instruction
+        )
         if not verdict.keep:
-            return Rejection(**lineage, kind="eliminated", rule=verdict.rule, detail=verdict.detail, stage="respond",
-                             instruction=seed.instruction, output=r.text, usage={"respond": r.usage})
-        return Record(**lineage, instruction=seed.instruction, output=r.text.strip(), response_model=self.models.respond,
-                      usage={"respond": r.usage})
+            return Rejection(
+                **lineage,
+                kind="eliminated",
+                rule=verdict.rule,
+                detail=verdict.detail,
+                stage="respond",
+                instruction=seed.instruction,
+                output=r.text,
+                usage={"respond": r.usage},
+            )
+        return Record(
+            **lineage,
+            instruction=seed.instruction,
+            output=r.text.strip(),
+            response_model=self.models.respond,
+            usage={"respond": r.usage},
+        )
 
     async def _answer_seed_candidates(self, seed: Seed) -> Outcome:
         usage: dict[str, Usage] = {}
-        got = await self.answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
-        common = {**Lineage.of_seed(seed).lineage(), "instruction": seed.instruction, "usage": usage,
-                  "candidates": got.candidates}
+        got = await self.answer_stage.run(
+            seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage
+        )
+        common = {
+            **Lineage.of_seed(seed).lineage(),
+            "instruction": seed.instruction,
+            "usage": usage,
+            "candidates": got.candidates,
+        }
         if got.best is None:
-            return Rejection(kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common)
+            return Rejection(
+                kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common
+            )
         return Record(output=got.best.text, response_model=got.best.model, **common)
 
-    async def run_round(self, pool: Sequence[Node], round_no: int, on_done: Callable[[Outcome], None] | None = None,
-                        collect: bool = True) -> list[Outcome]:
+    async def run_round(
+        self,
+        pool: Sequence[Node],
+        round_no: int,
+        on_done: Callable[[Outcome], None] | None = None,
+        collect: bool = True,
+    ) -> list[Outcome]:
         return await bounded_map(lambda n: self.step(n, round_no), pool, self.workers, on_done, collect)
 
     @property
@@ -246,8 +342,13 @@ class Evolver:
         return BATCH_WORKERS if self.config.batch else self.config.concurrency * 2
 
 
-async def bounded_map(fn: Callable[[object], Awaitable[Outcome]], items: Sequence, workers: int,
-                      on_done: Callable[[Outcome], None] | None = None, collect: bool = True) -> list:
+async def bounded_map(
+    fn: Callable[[object], Awaitable[Outcome]],
+    items: Sequence,
+    workers: int,
+    on_done: Callable[[Outcome], None] | None = None,
+    collect: bool = True,
+) -> list:
     """``fn`` over ``items`` with at most ``workers`` at once; results in input order (none unless ``collect``:
     then ``on_done`` alone sees each, and none is held after it).
 
@@ -330,8 +431,10 @@ class RoundSettler:
         ``None`` when every outcome was offered."""
         if outcomes is None:
             if self._next != len(self.pool):
-                raise ValueError(f"{len(self.pool) - self._next} of the round's outcomes are not settled: "
-                                 f"the outcome of pool entry {self._next} never came")
+                raise ValueError(
+                    f"{len(self.pool) - self._next} of the round's outcomes are not settled: "
+                    f"the outcome of pool entry {self._next} never came"
+                )
             return self.result
         if len(outcomes) != len(self.pool):
             raise ValueError(f"{len(outcomes)} outcomes for a pool of {len(self.pool)}")
@@ -346,10 +449,19 @@ class RoundSettler:
             match = self.deduper.check(out.instruction, out.seed_id)
             if match is not None:
                 out = Rejection(
-                    **out.lineage(), kind="duplicate", rule=match.rule,
-                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})", stage="dedup",
-                    instruction=out.instruction, output=out.output, duplicate_of=match.duplicate_of, score=match.score,
-                    usage=out.usage, judge=out.judge, stripped=out.stripped, candidates=out.candidates,
+                    **out.lineage(),
+                    kind="duplicate",
+                    rule=match.rule,
+                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
+                    stage="dedup",
+                    instruction=out.instruction,
+                    output=out.output,
+                    duplicate_of=match.duplicate_of,
+                    score=match.score,
+                    usage=out.usage,
+                    judge=out.judge,
+                    stripped=out.stripped,
+                    candidates=out.candidates,
                 )
             else:
                 self.deduper.add(out.id, out.instruction, out.seed_id)

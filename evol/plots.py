@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from .runfolder import Run, funnel
 from .runstats import OUTCOMES, RoundStats, pct
 
-KIND_COLORS = {"seeds": "#6b7b8c", "candidates": "#7fa7d1", "all": "#3f78b5", "eliminated": "#e08a3c",
-               "duplicate": "#8e6bbf", "failed": "#c8453c", "kept": "#3f9a5a", "skipped": "#9aa4ad"}
+KIND_COLORS = {
+    "seeds": "#6b7b8c",
+    "candidates": "#7fa7d1",
+    "all": "#3f78b5",
+    "eliminated": "#e08a3c",
+    "duplicate": "#8e6bbf",
+    "failed": "#c8453c",
+    "kept": "#3f9a5a",
+    "skipped": "#9aa4ad",
+}
 
 
 @dataclass
@@ -22,8 +30,14 @@ class Plot:
     caption: str
 
 
-STYLE = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False, "axes.titleweight": "bold",
-         "axes.titlesize": 13, "figure.dpi": 100}
+STYLE = {
+    "font.size": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titleweight": "bold",
+    "axes.titlesize": 13,
+    "figure.dpi": 100,
+}
 
 
 def _subplots(width: float, height: float):
@@ -59,7 +73,7 @@ def plot_funnel(run: Run) -> bytes:
     bars.append(("Kept", 0, kept, KIND_COLORS["kept"], f"{kept} ({pct(kept, attempts)})"))
     fig, ax = _subplots(9.5, 1.0 + 0.42 * len(bars))
     ys = list(range(len(bars)))[::-1]
-    for y, (label, left, width, color, note) in zip(ys, bars):
+    for y, (_label, left, width, color, note) in zip(ys, bars, strict=True):
         ax.barh(y, width, left=left, color=color, height=0.68)
         ax.text(left + width, y, f"  {note}", va="center", fontsize=10)
     ax.set_yticks(ys, [b[0] for b in bars])
@@ -71,27 +85,38 @@ def plot_funnel(run: Run) -> bytes:
 
 
 def _round_ticks(stats: list[RoundStats], values: list[list[float]]) -> list[str]:
-    return [f"{s.label}\nn={len(v)}" for s, v in zip(stats, values)]
+    return [f"{s.label}\nn={len(v)}" for s, v in zip(stats, values, strict=True)]
 
 
 def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, ylabel: str, color: str) -> bytes:
-    keep = [(s, v) for s, v in zip(stats, values) if v]
+    keep = [(s, v) for s, v in zip(stats, values, strict=True) if v]
     fig, ax = _subplots(9.5, 4.6)
     if not keep:
         _empty(ax, "no data")
     else:
-        st, vals = zip(*keep)
+        st, vals = zip(*keep, strict=True)
         # outliers hidden: one 2,000-word instruction would squash every box flat (the tables give min and max)
-        bp = ax.boxplot(vals, tick_labels=_round_ticks(list(st), list(vals)), patch_artist=True, showmeans=True,
-                        showfliers=False,
-                        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 6},
-                        medianprops={"color": "black", "linewidth": 1.6})
+        bp = ax.boxplot(
+            vals,
+            tick_labels=_round_ticks(list(st), list(vals)),
+            patch_artist=True,
+            showmeans=True,
+            showfliers=False,
+            meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 6},
+            medianprops={"color": "black", "linewidth": 1.6},
+        )
         for box in bp["boxes"]:
             box.set(facecolor=color, alpha=0.75)
         tops = [max(cap.get_ydata()) for cap in bp["caps"][1::2]]
-        for x, (v, top) in enumerate(zip(vals, tops), 1):
-            ax.annotate(f"median {statistics.median(v):g}", (x, top), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=9)
+        for x, (v, top) in enumerate(zip(vals, tops, strict=True), 1):
+            ax.annotate(
+                f"median {statistics.median(v):g}",
+                (x, top),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=9,
+            )
         low, high = ax.get_ylim()
         ax.set_ylim(low, high + (high - low) * 0.08)
     ax.set_ylabel(ylabel)
@@ -110,11 +135,11 @@ def plot_operations(run: Run) -> bytes:
     for kind in OUTCOMES:
         vals = [by_op[o].get(kind, 0) for o in ops]
         ax.barh(ops, vals, left=left, color=KIND_COLORS[kind], label=kind, height=0.65)
-        left = [a + b for a, b in zip(left, vals)]
+        left = [a + b for a, b in zip(left, vals, strict=True)]
     for y, o in enumerate(ops):
         a = by_op[o].get("attempts", 0)
         ax.text(a, y, f"  {a} tried, {pct(by_op[o].get('kept', 0), a)} kept", va="center", fontsize=10)
-    ax.set_xlim(0, max(left + [1]) * 1.45)
+    ax.set_xlim(0, max([*left, 1]) * 1.45)
     ax.set_xlabel("candidates")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, ncols=4)
     ax.set_title("Operation mix and outcome")
@@ -137,8 +162,15 @@ def plot_reasons(run: Run) -> bytes:
         peak = max(max(row) for row in grid) or 1
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v) if v else "·", ha="center", va="center", fontsize=11,
-                        color="white" if v > peak * 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(v) if v else "·",
+                    ha="center",
+                    va="center",
+                    fontsize=11,
+                    color="white" if v > peak * 0.6 else "black",
+                )
         ax.spines[:].set_visible(False)
         ax.set_xticks([x - 0.5 for x in range(1, len(rules))], minor=True)
         ax.set_yticks([y - 0.5 for y in range(1, len(ops))], minor=True)
@@ -153,7 +185,7 @@ def plot_diversity(stats: list[RoundStats]) -> bytes:
     stats = [s for s in stats if s.instructions]
     xs = list(range(len(stats)))
     series = [s.diversity() for s in stats]
-    for (name, style) in zip(series[0] if series else [], ("o-", "s-", "^--", "v--", "D:")):
+    for name, style in zip(series[0] if series else [], ("o-", "s-", "^--", "v--", "D:"), strict=False):
         ax.plot(xs, [d[name] for d in series], style, label=name, linewidth=2, markersize=7)
     ax.set_xticks(xs, [f"{s.label}\nn={len(s.instructions)}" for s in stats])
     ax.set_ylim(0, 1.05)
@@ -164,7 +196,6 @@ def plot_diversity(stats: list[RoundStats]) -> bytes:
     return _png(fig)
 
 
-
 def _empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=13, color="#666")
     ax.set_xticks([])
@@ -173,32 +204,71 @@ def _empty(ax, text: str) -> None:
 
 def make_plots(run: Run, stats: list[RoundStats]) -> list[Plot]:
     plots = [
-        Plot("funnel", "Funnel", plot_funnel(run),
-             "Every seed is tried once per round. Each rejection rule takes its bite out of the candidates; what is left is kept."),
-        Plot("instruction_length", "Instruction length", plot_boxes(
-            stats, [s.words for s in stats], "Instruction length per round (kept)", "words", "#7fa7d1"),
-             "Kept instructions per round; the evolution should make them longer round after round. "
-             "Boxes span the middle half, the line is the median, the diamond the mean; outliers are left out "
-             "(the table gives min and max)."),
-        Plot("operations", "Operation mix", plot_operations(run),
-             "How often each evolution operation was chosen, and what became of its candidates."),
-        Plot("rejections", "Rejection reasons by operation", plot_reasons(run),
-             "Which rule rejected the candidates of which operation: a dark cell is an operation the model handles badly."),
-        Plot("response_length", "Response length", plot_boxes(
-            stats, [s.output_words for s in stats], "Response length per round (kept)", "words", "#8fc79a"),
-             "Words in the answers that went into the dataset."),
-        Plot("diversity", "Lexical diversity", plot_diversity(stats),
-             "distinct-n: distinct n-grams over all n-grams of a round's instructions (a smaller round scores higher by nature). "
-             "Unique first verbs / nouns: the share of instructions opening with a verb (and object) no other one in the round uses; "
-             "a position heuristic, not a parser."),
+        Plot(
+            "funnel",
+            "Funnel",
+            plot_funnel(run),
+            "Every seed is tried once per round. Each rejection rule takes its bite out of the candidates; what is left is kept.",
+        ),
+        Plot(
+            "instruction_length",
+            "Instruction length",
+            plot_boxes(stats, [s.words for s in stats], "Instruction length per round (kept)", "words", "#7fa7d1"),
+            "Kept instructions per round; the evolution should make them longer round after round. "
+            "Boxes span the middle half, the line is the median, the diamond the mean; outliers are left out "
+            "(the table gives min and max).",
+        ),
+        Plot(
+            "operations",
+            "Operation mix",
+            plot_operations(run),
+            "How often each evolution operation was chosen, and what became of its candidates.",
+        ),
+        Plot(
+            "rejections",
+            "Rejection reasons by operation",
+            plot_reasons(run),
+            "Which rule rejected the candidates of which operation: a dark cell is an operation the model handles badly.",
+        ),
+        Plot(
+            "response_length",
+            "Response length",
+            plot_boxes(stats, [s.output_words for s in stats], "Response length per round (kept)", "words", "#8fc79a"),
+            "Words in the answers that went into the dataset.",
+        ),
+        Plot(
+            "diversity",
+            "Lexical diversity",
+            plot_diversity(stats),
+            "distinct-n: distinct n-grams over all n-grams of a round's instructions (a smaller round scores higher by nature). "
+            "Unique first verbs / nouns: the share of instructions opening with a verb (and object) no other one in the round uses; "
+            "a position heuristic, not a parser.",
+        ),
     ]
     if any(s.scores for s in stats):
-        plots.append(Plot("difficulty", "Complexity", plot_boxes(
-            stats, [s.scores for s in stats], "LLM-judged complexity per round (1-10)", "complexity", "#e0a96d"),
-            "Scores from python -m evol score: the evolved rounds should be judged more complex than the seeds."))
+        plots.append(
+            Plot(
+                "difficulty",
+                "Complexity",
+                plot_boxes(
+                    stats, [s.scores for s in stats], "LLM-judged complexity per round (1-10)", "complexity", "#e0a96d"
+                ),
+                "Scores from python -m evol score: the evolved rounds should be judged more complex than the seeds.",
+            )
+        )
     if any(s.quality for s in stats):
-        plots.append(Plot("quality", "Quality", plot_boxes(
-            stats, [s.quality for s in stats], "LLM-judged answer quality per round (1-10)", "quality", "#8fc79a"),
-            "The judge's rating of each kept answer: a round whose harder instructions get worse answers shows here."))
+        plots.append(
+            Plot(
+                "quality",
+                "Quality",
+                plot_boxes(
+                    stats,
+                    [s.quality for s in stats],
+                    "LLM-judged answer quality per round (1-10)",
+                    "quality",
+                    "#8fc79a",
+                ),
+                "The judge's rating of each kept answer: a round whose harder instructions get worse answers shows here.",
+            )
+        )
     return plots
-

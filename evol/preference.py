@@ -47,8 +47,14 @@ def pair_of(record: dict[str, Any]) -> Pair | None:
     worst = min(reversed(scored), key=lambda c: c["score"])
     if worst is best or worst["key"] == best["key"]:
         return None
-    return Pair(chosen=best["text"], rejected=worst["text"], chosen_score=float(best["score"]),
-                rejected_score=float(worst["score"]), chosen_model=best["model"], rejected_model=worst["model"])
+    return Pair(
+        chosen=best["text"],
+        rejected=worst["text"],
+        chosen_score=float(best["score"]),
+        rejected_score=float(worst["score"]),
+        chosen_model=best["model"],
+        rejected_model=worst["model"],
+    )
 
 
 def check_margin(min_margin: float) -> None:
@@ -70,8 +76,11 @@ def pairs_for(rows: list, records: dict[tuple[str, str], dict], min_margin: floa
             kept.append(row)
             pairs[row.run_id, row.id] = pair
     if not kept:
-        raise ConfigError("No row has a preference pair (" + ", ".join(f"{n} {why}" for why, n in dropped.most_common())
-                          + "); run with --answers 2 or more (or --evolve-answers), or lower --min-margin.")
+        raise ConfigError(
+            "No row has a preference pair ("
+            + ", ".join(f"{n} {why}" for why, n in dropped.most_common())
+            + "); run with --answers 2 or more (or --evolve-answers), or lower --min-margin."
+        )
     return kept, pairs, dropped
 
 
@@ -84,18 +93,26 @@ def to_records(rows: list, pairs: dict, fmt: str, system: str | None = None) -> 
             out.append({"prompt": row.instruction, "chosen": p.chosen, "rejected": p.rejected})
         else:
             head = [{"role": "system", "content": system}] if system else []
-            out.append({"prompt": [*head, {"role": "user", "content": row.instruction}],
-                        "chosen": [{"role": "assistant", "content": p.chosen}],
-                        "rejected": [{"role": "assistant", "content": p.rejected}]})
+            out.append(
+                {
+                    "prompt": [*head, {"role": "user", "content": row.instruction}],
+                    "chosen": [{"role": "assistant", "content": p.chosen}],
+                    "rejected": [{"role": "assistant", "content": p.rejected}],
+                }
+            )
     return out
 
 
 def format_note(fmt: str) -> str:
     if fmt == "dpo":
-        return ('One `{"prompt", "chosen", "rejected"}` object per line, all strings: the standard preference format '
-                "that TRL's DPOTrainer reads.")
-    return ('One `{"prompt", "chosen", "rejected"}` object per line, each a list of chat messages (the prompt a user '
-            "message, the answers assistant messages): TRL's conversational preference format.")
+        return (
+            'One `{"prompt", "chosen", "rejected"}` object per line, all strings: the standard preference format '
+            "that TRL's DPOTrainer reads."
+        )
+    return (
+        'One `{"prompt", "chosen", "rejected"}` object per line, each a list of chat messages (the prompt a user '
+        "message, the answers assistant messages): TRL's conversational preference format."
+    )
 
 
 def card_section(pairs: dict, min_margin: float, dropped: Counter) -> list[str]:
@@ -104,11 +121,13 @@ def card_section(pairs: dict, min_margin: float, dropped: Counter) -> list[str]:
     lines = [
         "## How the pairs were made",
         "",
-        ("Each instruction was answered several times (several samples, or several models), every answer that "
-         "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
-         "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
-         "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
-         f"two scores differ by at least {min_margin:g}."),
+        (
+            "Each instruction was answered several times (several samples, or several models), every answer that "
+            "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
+            "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
+            "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
+            f"two scores differ by at least {min_margin:g}."
+        ),
         "",
         "| score margin | pairs |",
         "|---|---|",

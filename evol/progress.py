@@ -107,22 +107,44 @@ class Progress(NullProgress):
             now = time.monotonic()
             rate = self.done / max(now - self.round_started, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 and self.done else None
-            what = (f"round {self.round_no}/{self.rounds}" if self.round_no else "seeds" if self.total
-                    else self.label or "starting")
+            what = (
+                f"round {self.round_no}/{self.rounds}"
+                if self.round_no
+                else "seeds"
+                if self.total
+                else self.label or "starting"
+            )
             head = Table.grid(padding=(0, 1))
-            head.add_row(Text(what, style="bold"), ProgressBar(total=max(self.total, 1), completed=self.done, width=30),
-                         f"{self.done}/{self.total} items", f"{rate:.1f}/s",
-                         f"ETA {_clock(eta)}" if eta is not None else "ETA -", f"elapsed {_clock(now - self.started)}")
-            calls = " · ".join(f"{s} {self.calls[s]}" + (f" ({self.cached[s]} cached)" if self.cached[s] else "")
-                               for s in STAGES if self.calls[s])
+            head.add_row(
+                Text(what, style="bold"),
+                ProgressBar(total=max(self.total, 1), completed=self.done, width=30),
+                f"{self.done}/{self.total} items",
+                f"{rate:.1f}/s",
+                f"ETA {_clock(eta)}" if eta is not None else "ETA -",
+                f"elapsed {_clock(now - self.started)}",
+            )
+            calls = " · ".join(
+                f"{s} {self.calls[s]}" + (f" ({self.cached[s]} cached)" if self.cached[s] else "")
+                for s in STAGES
+                if self.calls[s]
+            )
             total = sum(self.by_model.values(), Usage())
             spent, unpriced = cost(self.by_model, self.prices)
             money = f"${spent:.4f}" + (" + unpriced models" if unpriced else "")
-            lines = [head, Text(f"calls   {calls or '-'}"),
-                     Text(f"tokens  {total.prompt_tokens:,} in · {total.completion_tokens:,} out · cost {money}"),
-                     *([Text("stages  " + stage_costs({s: dict(m) for s, m in self.by_stage.items()}, self.prices))]
-                       if self.calls["rank"] else []),
-                     Text(f"kept    {self.kept}   rejected " + (" · ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "-"))]
+            lines = [
+                head,
+                Text(f"calls   {calls or '-'}"),
+                Text(f"tokens  {total.prompt_tokens:,} in · {total.completion_tokens:,} out · cost {money}"),
+                *(
+                    [Text("stages  " + stage_costs({s: dict(m) for s, m in self.by_stage.items()}, self.prices))]
+                    if self.calls["rank"]
+                    else []
+                ),
+                Text(
+                    f"kept    {self.kept}   rejected "
+                    + (" · ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "-")
+                ),
+            ]
         return Group(*lines)
 
 
@@ -164,7 +186,7 @@ def live(prices: dict[str, Price] | None = None, *, enabled: bool | None = None)
             try:
                 yield progress
             finally:
-                for h, s in zip(handlers, streams):
+                for h, s in zip(handlers, streams, strict=True):
                     if s is not None:
                         h.setStream(s)
     finally:
@@ -180,7 +202,8 @@ def summary(manifest: dict) -> str:
     tokens = usage.get("tokens_total", {})
     cost_ = manifest.get("cost_usd", {})
     lines = [
-        f"evol run {manifest['run_id']}: {manifest['status']}" + (f" ({manifest['reason']})" if manifest.get("reason") else ""),
+        f"evol run {manifest['run_id']}: {manifest['status']}"
+        + (f" ({manifest['reason']})" if manifest.get("reason") else ""),
         f"  dataset     {c['dataset_rows']} rows in {manifest['out']}/dataset.json",
         f"  seeds       {c['seeds']} used, {c['seeds_skipped']} skipped; {c['rounds_done']} rounds done;"
         f" {c['seeds_with_kept_descendants']} seeds have a kept evolution",
@@ -191,11 +214,17 @@ def summary(manifest: dict) -> str:
     if rules:
         lines.append("  rejected    " + ", ".join(f"{rule} {n}" for rule, n in rules.most_common(8)))
     if calls:
-        lines.append("  calls       " + ", ".join(
-            f"{s} {n}" + (f" ({cached[s]} from cache)" if cached.get(s) else "") for s, n in sorted(calls.items())))
-    lines.append(f"  tokens      {tokens.get('prompt_tokens', 0):,} prompt, {tokens.get('completion_tokens', 0):,} completion;"
-                 f" cost ${cost_.get('total', 0):.4f}"
-                 + (f" (no price for {', '.join(cost_['unpriced_models'])})" if cost_.get("unpriced_models") else ""))
+        lines.append(
+            "  calls       "
+            + ", ".join(
+                f"{s} {n}" + (f" ({cached[s]} from cache)" if cached.get(s) else "") for s, n in sorted(calls.items())
+            )
+        )
+    lines.append(
+        f"  tokens      {tokens.get('prompt_tokens', 0):,} prompt, {tokens.get('completion_tokens', 0):,} completion;"
+        f" cost ${cost_.get('total', 0):.4f}"
+        + (f" (no price for {', '.join(cost_['unpriced_models'])})" if cost_.get("unpriced_models") else "")
+    )
     by_stage = cost_.get("by_stage") or {}
     if any(by_stage.values()):
         lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in by_stage.items()))
@@ -206,7 +235,7 @@ def summary(manifest: dict) -> str:
 
 
 def stage_costs(by_stage: dict[str, dict[str, Usage]], prices: dict[str, Price]) -> str:
-    """"evolve $0.0012 · respond $0.0100 · rank $0.0030": what each stage has cost so far."""
+    """ "evolve $0.0012 · respond $0.0100 · rank $0.0030": what each stage has cost so far."""
     return " · ".join(f"{s} ${cost(by_stage[s], prices)[0]:.4f}" for s in STAGES if s in by_stage)
 
 

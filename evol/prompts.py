@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import ConfigError, TemplateError
 
+
 def default_prompts_dir() -> Path:
     """The shipped templates: package data (``evol/templates``), the same folder in a checkout and in a wheel."""
     folder = Path(str(resources.files("evol") / "templates"))
@@ -33,7 +34,7 @@ class Prompt:
     slots: frozenset[str]
 
     @classmethod
-    def load(cls, path: Path, slots: set[str] | frozenset[str]) -> "Prompt":
+    def load(cls, path: Path, slots: set[str] | frozenset[str]) -> Prompt:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -43,7 +44,7 @@ class Prompt:
         return cls.from_text(path.stem, text, slots, str(path))
 
     @classmethod
-    def from_text(cls, name: str, text: str, slots: set[str] | frozenset[str], path: str = "<text>") -> "Prompt":
+    def from_text(cls, name: str, text: str, slots: set[str] | frozenset[str], path: str = "<text>") -> Prompt:
         tpl = string.Template(text)
         if not tpl.is_valid():
             raise TemplateError(f"Prompt template {path} has a stray '$'; write '$$' for a literal dollar sign.")
@@ -52,7 +53,9 @@ class Prompt:
         if missing:
             raise TemplateError(f"Prompt template {path} lacks the slot(s) {_names(missing)}.")
         if unknown:
-            raise TemplateError(f"Prompt template {path} has unknown slot(s) {_names(unknown)}; it may use {_names(slots)}.")
+            raise TemplateError(
+                f"Prompt template {path} has unknown slot(s) {_names(unknown)}; it may use {_names(slots)}."
+            )
         return cls(name=name, path=path, text=text, slots=frozenset(slots))
 
     def render(self, **values: str) -> str:
@@ -145,7 +148,9 @@ class Profile:
 
 
 # "never use the words "given prompt", … in it": the phrases a template forbids
-_FORBIDDEN = re.compile(r"(?:never|do not|don't)\s+use\s+the\s+words?(.*?)(?:\bin it\b|\.\s)", re.IGNORECASE | re.DOTALL)
+_FORBIDDEN = re.compile(
+    r"(?:never|do not|don't)\s+use\s+the\s+words?(.*?)(?:\bin it\b|\.\s)", re.IGNORECASE | re.DOTALL
+)
 # "Write only the new question": the name of what is asked for
 _NEW_THING = re.compile(r"\bwrite\s+only\s+the\s+new\s+(\w+)", re.IGNORECASE)
 
@@ -168,7 +173,9 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(ops_spec))
     if unknown:
-        raise ConfigError(f"operation_weights names unknown operation(s) {', '.join(unknown)}; profile '{name}' has {', '.join(ops_spec)}.")
+        raise ConfigError(
+            f"operation_weights names unknown operation(s) {', '.join(unknown)}; profile '{name}' has {', '.join(ops_spec)}."
+        )
     operations = []
     for op_name, op in ops_spec.items():
         choices = {k: tuple(map(str, v)) for k, v in (op.get("choices") or {}).items()}
@@ -188,10 +195,15 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
     judge = Prompt.load(judge_path, {"first", "second"})
     respond = spec.get("respond")
     if respond is not None and not isinstance(respond, str):
-        raise ConfigError(f"{spec_path}: respond must name a template file, such as \"respond.txt\".")
-    return Profile(name=name, description=str(spec.get("description", "")), operations=tuple(operations), judge=judge,
-                   schedule=_schedule(spec.get("schedule"), operations, spec_path),
-                   respond=Prompt.load(folder / respond, {"instruction"}) if respond else None)
+        raise ConfigError(f'{spec_path}: respond must name a template file, such as "respond.txt".')
+    return Profile(
+        name=name,
+        description=str(spec.get("description", "")),
+        operations=tuple(operations),
+        judge=judge,
+        schedule=_schedule(spec.get("schedule"), operations, spec_path),
+        respond=Prompt.load(folder / respond, {"instruction"}) if respond else None,
+    )
 
 
 def check_extract(marker, prompt: Prompt, where: str) -> str | None:
@@ -199,11 +211,15 @@ def check_extract(marker, prompt: Prompt, where: str) -> str | None:
     if marker is None:
         return None
     if not isinstance(marker, str) or not marker.strip() or "\n" in marker or len(marker) > 80 or "$" in marker:
-        raise TemplateError(f"{where}: extract must be one line of text under 80 characters, such as "
-                            f"\"#Final Instruction#\", not {marker!r}.")
+        raise TemplateError(
+            f"{where}: extract must be one line of text under 80 characters, such as "
+            f'"#Final Instruction#", not {marker!r}.'
+        )
     if marker.strip().casefold() not in prompt.text.casefold():
-        raise TemplateError(f"{where}: extract marker '{marker.strip()}' does not appear in {prompt.path}, "
-                            f"so the model would never be asked to write it.")
+        raise TemplateError(
+            f"{where}: extract marker '{marker.strip()}' does not appear in {prompt.path}, "
+            f"so the model would never be asked to write it."
+        )
     return marker.strip()
 
 
@@ -212,7 +228,9 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
     if spec is None:
         return ()
     if not isinstance(spec, dict) or not spec:
-        raise ConfigError(f"{path}: schedule must be a table that maps rounds (\"1\", \"2-3\", \"4-\") to lists of operations or kinds.")
+        raise ConfigError(
+            f'{path}: schedule must be a table that maps rounds ("1", "2-3", "4-") to lists of operations or kinds.'
+        )
     kinds: dict[str, set[str]] = {}
     for op in operations:
         kinds.setdefault(op.kind, set()).add(op.name)
@@ -222,13 +240,19 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
         first = int(m.group(1)) if m else 0
         last = (int(m.group(3)) if m.group(3) else None) if m and m.group(2) else first
         if not m or first < 1 or (last is not None and last < first):
-            raise ConfigError(f"{path}: schedule key '{key}' is not a round or a range of rounds such as \"1\", \"2-3\" or \"4-\".")
+            raise ConfigError(
+                f'{path}: schedule key \'{key}\' is not a round or a range of rounds such as "1", "2-3" or "4-".'
+            )
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{path}: schedule round(s) '{key}' must list operation names or kinds, such as [\"downward\"].")
+            raise ConfigError(
+                f"{path}: schedule round(s) '{key}' must list operation names or kinds, such as [\"downward\"]."
+            )
         unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
         if unknown:
-            raise ConfigError(f"{path}: schedule round(s) '{key}' name unknown operation(s) or kind(s) {', '.join(unknown)}; "
-                              f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}.")
+            raise ConfigError(
+                f"{path}: schedule round(s) '{key}' name unknown operation(s) or kind(s) {', '.join(unknown)}; "
+                f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}."
+            )
         names = frozenset(n for v in value for n in kinds.get(v, {v}))
         if not any(op.weight > 0 for op in operations if op.name in names):
             raise ConfigError(f"{path}: every operation eligible in schedule round(s) '{key}' has weight 0.")

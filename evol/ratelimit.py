@@ -17,7 +17,9 @@ WINDOW = 60.0
 
 
 class RateLimiter:
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, window: float = WINDOW, clock=time.monotonic):
+    def __init__(
+        self, rpm: float | None = None, tpm: float | None = None, window: float = WINDOW, clock=time.monotonic
+    ):
         self.rpm, self.tpm = rpm, tpm
         # the provider counts arrivals, which jitter in transit: count over a slightly longer window than it does
         self.window = window * 1.01 + 0.05

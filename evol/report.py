@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .answer_stats import answer_stats, answers_section
-from .runfolder import Run, funnel, load_run
 from .plots import STYLE, Plot, make_plots
 from .report_select import selection_section
 from .rundir import MANIFEST, OPTIMIZE, atomic_write_bytes
+from .runfolder import Run, funnel, load_run
 from .runstats import (
     OUTCOMES,
     LengthBucket,
@@ -74,7 +74,6 @@ def build_report(run_dir: Path, out: Path | None = None, export: Path | None = N
     return out / "report.html"
 
 
-
 def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
@@ -95,7 +94,12 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
     attempts, kept = c.get("attempts", 0), c.get("kept", 0)
     status = run.manifest.get("status")
     if status != "complete":
-        out.append(("bad", f"The run is {status}, not complete{': ' + run.manifest['reason'] if run.manifest.get('reason') else ''}."))
+        out.append(
+            (
+                "bad",
+                f"The run is {status}, not complete{': ' + run.manifest['reason'] if run.manifest.get('reason') else ''}.",
+            )
+        )
     if not c.get("balanced", True):
         out.append(("bad", "The counts do not add up (attempts ≠ kept + eliminated + duplicates + failed)."))
     if attempts:
@@ -104,31 +108,55 @@ def findings(run: Run, stats: list[RoundStats]) -> list[tuple[str, str]]:
         out.append((level, f"{kept} of {attempts} candidates kept ({rate:.0%})."))
         for label, kind, n in funnel(run):
             if kind in ("eliminated", "duplicate") and n / attempts >= 0.25:
-                out.append(("warn", f"Rule {label} removed {n} candidates ({n / attempts:.0%}); look at its examples below."))
+                out.append(
+                    ("warn", f"Rule {label} removed {n} candidates ({n / attempts:.0%}); look at its examples below.")
+                )
     judge = run.manifest.get("judge") or {}
     if judge.get("unclear"):
         twice = judge.get("unclear_after_retry", 0)
         level = "warn" if judge["unclear"] >= 0.05 * judge.get("judged", 0) else "ok"
-        out.append((level, (f"The judge gave no readable verdict for {judge['unclear']} of {judge.get('judged', 0)} "
-                            f"evolutions, {twice} of them again on the retry (rule judge_unclear); its answers are in "
-                            f"the 'judge' field of records.jsonl and rejected.jsonl.")))
+        out.append(
+            (
+                level,
+                (
+                    f"The judge gave no readable verdict for {judge['unclear']} of {judge.get('judged', 0)} "
+                    f"evolutions, {twice} of them again on the retry (rule judge_unclear); its answers are in "
+                    f"the 'judge' field of records.jsonl and rejected.jsonl."
+                ),
+            )
+        )
     if c.get("failed"):
-        out.append(("warn", f"{c['failed']} candidates failed on backend errors; running the same command again retries them."))
+        out.append(
+            ("warn", f"{c['failed']} candidates failed on backend errors; running the same command again retries them.")
+        )
     evolved = [s for s in stats if s.round > 0 and s.words]
     first = next((s for s in stats if s.words), None)
     if first and evolved and evolved[-1] is not first:
         a, b = statistics.median(first.words), statistics.median(evolved[-1].words)
         level = "ok" if b > a else "warn"
-        out.append((level, f"Median instruction length went from {a:g} words ({first.label}) to {b:g} ({evolved[-1].label})."))
+        out.append(
+            (level, f"Median instruction length went from {a:g} words ({first.label}) to {b:g} ({evolved[-1].label}).")
+        )
     scored = [s for s in stats if s.scores]
     if len(scored) >= 2:
         a, b = statistics.mean(scored[0].scores), statistics.mean(scored[-1].scores)
-        out.append(("ok" if b > a else "warn", f"Mean judged complexity went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label})."))
+        out.append(
+            (
+                "ok" if b > a else "warn",
+                f"Mean judged complexity went from {a:.1f} ({scored[0].label}) to {b:.1f} ({scored[-1].label}).",
+            )
+        )
     return out
 
 
-def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: list[tuple[str, str]],
-                scores: dict[str, Score], chosen: dict[str, Any] | None = None) -> str:
+def render_html(
+    run: Run,
+    stats: list[RoundStats],
+    plots: list[Plot],
+    seeds: list[tuple[str, str]],
+    scores: dict[str, Score],
+    chosen: dict[str, Any] | None = None,
+) -> str:
     m, c = run.manifest, run.counts
     usage = m.get("usage") or {}
     total = usage.get("tokens_total") or {}
@@ -138,48 +166,80 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     parts: list[str] = []
     add = parts.append
 
-    add(f"<header><h1>Run report <code>{_e(run.run_id)}</code></h1>"
+    add(
+        f"<header><h1>Run report <code>{_e(run.run_id)}</code></h1>"
         f"<p class='sub'>status <b class='st-{_e(m.get('status'))}'>{_e(m.get('status'))}</b> · profile <b>{_e(run.profile)}</b> · "
-        f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>")
-    nav = (["summary", "funnel"] + [p.name for p in plots if p.name not in ("funnel", "quality")]
-           + ["answers", "examples", "setup"])
+        f"started {_e(m.get('started', '?'))} · {_e(m.get('seconds', '?'))} s · folder <code>{_e(m.get('out', run.path))}</code></p></header>"
+    )
+    nav = (
+        ["summary", "funnel"]
+        + [p.name for p in plots if p.name not in ("funnel", "quality")]
+        + ["answers", "examples", "setup"]
+    )
     labels = {"difficulty": "complexity and quality", "selection": "chosen rows"}
     add("<nav>" + " ".join(f"<a href='#{n}'>{_e(labels.get(n, n.replace('_', ' ')))}</a>" for n in nav) + "</nav>")
 
     # --- summary
-    cards = [("seeds", "seeds"), ("rounds_done", "rounds"), ("attempts", "candidates"), ("kept", "kept"),
-             ("eliminated", "eliminated"), ("duplicate", "duplicates"), ("failed", "failed"), ("dataset_rows", "dataset rows")]
+    cards = [
+        ("seeds", "seeds"),
+        ("rounds_done", "rounds"),
+        ("attempts", "candidates"),
+        ("kept", "kept"),
+        ("eliminated", "eliminated"),
+        ("duplicate", "duplicates"),
+        ("failed", "failed"),
+        ("dataset_rows", "dataset rows"),
+    ]
     add("<section id='summary'><h2>Summary</h2><div class='cards'>")
     for key, label in cards:
-        add(f"<div class='card k-{key}'><div class='v' data-metric='counts.{key}'>{_e(c.get(key, 0))}</div><div class='l'>{label}</div></div>")
+        add(
+            f"<div class='card k-{key}'><div class='v' data-metric='counts.{key}'>{_e(c.get(key, 0))}</div><div class='l'>{label}</div></div>"
+        )
     add("</div><div class='two'><ul class='findings'>")
     for level, text in findings(run, stats):
         add(f"<li class='{level}'>{_e(text)}</li>")
     add("</ul><table class='kv'>")
-    for key in ("seeds_skipped", "seed_records", "seed_rejections", "seeds_with_kept_descendants",
-                "seeds_without_kept_descendants", "judge_unclear", "balanced"):
+    for key in (
+        "seeds_skipped",
+        "seed_records",
+        "seed_rejections",
+        "seeds_with_kept_descendants",
+        "seeds_without_kept_descendants",
+        "judge_unclear",
+        "balanced",
+    ):
         if key in c:
             value = ("yes" if c[key] else "no") if isinstance(c[key], bool) else c[key]
             add(f"<tr><th>{_e(key.replace('_', ' '))}</th>{_num('counts.' + key, value)}</tr>")
     judge = m.get("judge") or {}
-    for key, label in (("judged", "evolutions judged"), ("resolved_by_retry", "judge unclear, resolved by the retry"),
-                       ("unclear_after_retry", "judge unclear twice")):
+    for key, label in (
+        ("judged", "evolutions judged"),
+        ("resolved_by_retry", "judge unclear, resolved by the retry"),
+        ("unclear_after_retry", "judge unclear twice"),
+    ):
         if key in judge:
             add(f"<tr><th>{_e(label)}</th>{_num('judge.' + key, judge[key])}</tr>")
     add(f"<tr><th>LLM calls (from cache)</th><td class='n'>{calls} ({cached})</td></tr>")
-    add(f"<tr><th>tokens prompt / completion</th><td class='n' data-metric='usage.tokens_total'>"
-        f"{total.get('prompt_tokens', 0):,} / {total.get('completion_tokens', 0):,}</td></tr>")
+    add(
+        f"<tr><th>tokens prompt / completion</th><td class='n' data-metric='usage.tokens_total'>"
+        f"{total.get('prompt_tokens', 0):,} / {total.get('completion_tokens', 0):,}</td></tr>"
+    )
     add("</table></div></section>")
 
     # --- funnel and tables
     add("<section id='funnel'><h2>Funnel</h2>")
     add(_figure(plots[0]))
-    add("<div class='two'><div><h3>By round</h3><table><tr><th>round</th><th>candidates</th>"
-        + "".join(f"<th>{k}</th>" for k in OUTCOMES) + "<th>kept %</th></tr>")
+    add(
+        "<div class='two'><div><h3>By round</h3><table><tr><th>round</th><th>candidates</th>"
+        + "".join(f"<th>{k}</th>" for k in OUTCOMES)
+        + "<th>kept %</th></tr>"
+    )
     for n, row in sorted((m.get("by_round") or {}).items(), key=lambda kv: int(kv[0])):
-        add(f"<tr><td>{_e(n)}</td>{_num(f'by_round.{n}.attempts', row.get('attempts', 0))}"
+        add(
+            f"<tr><td>{_e(n)}</td>{_num(f'by_round.{n}.attempts', row.get('attempts', 0))}"
             + "".join(_num(f"by_round.{n}.{k}", row.get(k, 0)) for k in OUTCOMES)
-            + f"<td class='n'>{pct(row.get('kept', 0), row.get('attempts', 0))}</td></tr>")
+            + f"<td class='n'>{pct(row.get('kept', 0), row.get('attempts', 0))}</td></tr>"
+        )
     add("</table></div><div><h3>By rule</h3><table><tr><th>rule</th><th>count</th></tr>")
     for rule, n in sorted((m.get("by_rule") or {}).items(), key=lambda kv: -kv[1]):
         add(f"<tr><td>{_e(rule)}</td>{_num(f'by_rule.{rule}', n)}</tr>")
@@ -197,13 +257,24 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
 
     # --- operations
     add("<section id='operations'><h2>Operation mix</h2>" + _figure(by_plot["operations"]))
-    add("<table><tr><th>operation</th><th>weight</th><th>candidates</th>" + "".join(f"<th>{k}</th>" for k in OUTCOMES) + "</tr>")
+    add(
+        "<table><tr><th>operation</th><th>weight</th><th>candidates</th>"
+        + "".join(f"<th>{k}</th>" for k in OUTCOMES)
+        + "</tr>"
+    )
     weights = (m.get("profile") or {}).get("operations", {})
     for op, row in sorted((m.get("by_operation") or {}).items()):
-        add(f"<tr><td>{_e(op)}</td><td class='n'>{_e(weights.get(op, ''))}</td>{_num(f'by_operation.{op}.attempts', row.get('attempts', 0))}"
-            + "".join(_num(f"by_operation.{op}.{k}", row.get(k, 0)) for k in OUTCOMES) + "</tr>")
+        add(
+            f"<tr><td>{_e(op)}</td><td class='n'>{_e(weights.get(op, ''))}</td>{_num(f'by_operation.{op}.attempts', row.get('attempts', 0))}"
+            + "".join(_num(f"by_operation.{op}.{k}", row.get(k, 0)) for k in OUTCOMES)
+            + "</tr>"
+        )
     add("</table>" + _depth_table(depth_by_parent_length(run, seeds)) + "</section>")
-    add("<section id='rejections'><h2>Rejection reasons by operation</h2>" + _figure(by_plot["rejections"]) + "</section>")
+    add(
+        "<section id='rejections'><h2>Rejection reasons by operation</h2>"
+        + _figure(by_plot["rejections"])
+        + "</section>"
+    )
     add("<section id='response_length'><h2>Response length</h2>" + _figure(by_plot["response_length"]))
     add(_stats_table(stats, "response words", lambda s: s.output_words) + "</section>")
 
@@ -211,12 +282,19 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
     add("<section id='diversity'><h2>Lexical diversity</h2>" + _figure(by_plot["diversity"]))
     rows = [s for s in stats if s.instructions]
     names = list(rows[0].diversity()) if rows else []
-    add("<table><tr><th>round</th><th>n</th>" + "".join(f"<th>{_e(k)}</th>" for k in names) + "<th>most common openings</th></tr>")
+    add(
+        "<table><tr><th>round</th><th>n</th>"
+        + "".join(f"<th>{_e(k)}</th>" for k in names)
+        + "<th>most common openings</th></tr>"
+    )
     for s in rows:
         d = s.diversity()
         tops = ", ".join(f"{w} ({n})" for w, n in s.top_openings())
-        add(f"<tr><td>{_e(s.label)}</td><td class='n'>{len(s.instructions)}</td>"
-            + "".join(f"<td class='n'>{d[k]:.2f}</td>" for k in names) + f"<td>{_e(tops)}</td></tr>")
+        add(
+            f"<tr><td>{_e(s.label)}</td><td class='n'>{len(s.instructions)}</td>"
+            + "".join(f"<td class='n'>{d[k]:.2f}</td>" for k in names)
+            + f"<td>{_e(tops)}</td></tr>"
+        )
     add("</table></section>")
 
     # --- complexity and quality (the section keeps its old id: links to #difficulty still land here)
@@ -226,20 +304,27 @@ def render_html(run: Run, stats: list[RoundStats], plots: list[Plot], seeds: lis
         if "quality" in by_plot:
             add(_figure(by_plot["quality"]) + _stats_table(stats, "quality", lambda s: s.quality))
     else:
-        add("<p class='note'>Not scored yet: <code>python -m evol score RUN_DIR</code> has an LLM judge rate each "
-            "kept instruction's complexity and its answer's quality 1-10, then run the report again.</p>")
+        add(
+            "<p class='note'>Not scored yet: <code>python -m evol score RUN_DIR</code> has an LLM judge rate each "
+            "kept instruction's complexity and its answer's quality 1-10, then run the report again.</p>"
+        )
     add("</section>" + selection_section(scores, chosen, _figure))
     add(answers_section(answer_stats(run.records), (m.get("cost_usd") or {}).get("by_stage") or {}))
     add(_examples(run, seeds))
     add(_setup(run, backend))
-    return PAGE.format(title=_e(f"evol report {run.run_id}"), body="\n".join(parts),
-                       generated=_e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    return PAGE.format(
+        title=_e(f"evol report {run.run_id}"),
+        body="\n".join(parts),
+        generated=_e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+    )
 
 
 def _figure(p: Plot) -> str:
     data = base64.b64encode(p.png).decode("ascii")
-    return (f"<figure><img alt='{_e(p.title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{_e(p.caption)} <a href='{_e(p.name)}.png'>PNG</a></figcaption></figure>")
+    return (
+        f"<figure><img alt='{_e(p.title)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{_e(p.caption)} <a href='{_e(p.name)}.png'>PNG</a></figcaption></figure>"
+    )
 
 
 def _stats_table(stats: list[RoundStats], what: str, get) -> str:
@@ -247,8 +332,10 @@ def _stats_table(stats: list[RoundStats], what: str, get) -> str:
     for s in stats:
         v = get(s)
         if v:
-            rows.append(f"<tr><td>{_e(s.label)}</td><td class='n'>{len(v)}</td><td class='n'>{statistics.mean(v):.1f}</td>"
-                        f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>")
+            rows.append(
+                f"<tr><td>{_e(s.label)}</td><td class='n'>{len(v)}</td><td class='n'>{statistics.mean(v):.1f}</td>"
+                f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>"
+            )
     rows.append("</table>")
     return f"<p class='tcap'>{_e(what)}</p>" + "".join(rows)
 
@@ -257,16 +344,22 @@ def _depth_table(buckets: list[LengthBucket]) -> str:
     """Kept share of in-depth evolutions by parent length: a long parent's small genuine step must survive dedup."""
     if not any(b.candidates for b in buckets):
         return ""
-    head = ("<h3>In-depth evolutions by parent length</h3><table id='depth'><tr><th>parent length (chars)</th>"
-            "<th>candidates</th><th>kept</th><th>kept %</th><th>rejected by rule</th></tr>")
+    head = (
+        "<h3>In-depth evolutions by parent length</h3><table id='depth'><tr><th>parent length (chars)</th>"
+        "<th>candidates</th><th>kept</th><th>kept %</th><th>rejected by rule</th></tr>"
+    )
     rows = [head]
     for b in buckets:
         rules = ", ".join(f"{r} {n}" for r, n in sorted(b.rules.items(), key=lambda kv: (-kv[1], kv[0])))
-        rows.append(f"<tr><td>{_e(b.label)}</td>{_num(f'depth.{b.low}.candidates', b.candidates)}"
-                    f"{_num(f'depth.{b.low}.kept', b.kept)}<td class='n'>{pct(b.kept, b.candidates)}</td>"
-                    f"<td>{_e(rules or '–')}</td></tr>")
-    rows.append("</table><p class='note'>Parent length is that of the instruction the candidate was evolved from. "
-                "A kept share that falls with length, lost to near_duplicate, means dedup is eating genuine steps.</p>")
+        rows.append(
+            f"<tr><td>{_e(b.label)}</td>{_num(f'depth.{b.low}.candidates', b.candidates)}"
+            f"{_num(f'depth.{b.low}.kept', b.kept)}<td class='n'>{pct(b.kept, b.candidates)}</td>"
+            f"<td>{_e(rules or '–')}</td></tr>"
+        )
+    rows.append(
+        "</table><p class='note'>Parent length is that of the instruction the candidate was evolved from. "
+        "A kept share that falls with length, lost to near_duplicate, means dedup is eating genuine steps.</p>"
+    )
     return "".join(rows)
 
 
@@ -293,10 +386,14 @@ def _examples(run: Run, seeds: list[tuple[str, str]]) -> str:
         for r in chain:
             tag = "seed" if r["round"] == 0 else f"round {r['round']} · {r['operation']}"
             out.append(f"<div class='step'><span class='tag'>{_e(tag)}</span> {_e(_cut(r['instruction'], 700))}</div>")
-        out.append(f"<div class='answer'><span class='tag'>answer</span> {_e(_cut(chain[-1]['output'], 500))}</div></div>")
+        out.append(
+            f"<div class='answer'><span class='tag'>answer</span> {_e(_cut(chain[-1]['output'], 500))}</div></div>"
+        )
     if not chains:
         out.append("<p class='note'>No evolution was kept.</p>")
-    out.append("<h3>One rejection per rule</h3><table class='ex'><tr><th>rule</th><th>where</th><th>instruction / detail</th></tr>")
+    out.append(
+        "<h3>One rejection per rule</h3><table class='ex'><tr><th>rule</th><th>where</th><th>instruction / detail</th></tr>"
+    )
     seen = set()
     for r in run.rejected:
         if r["rule"] in seen:
@@ -317,14 +414,20 @@ def _examples(run: Run, seeds: list[tuple[str, str]]) -> str:
 
 def _setup(run: Run, backend: dict[str, Any]) -> str:
     m = run.manifest
-    rows = [("evolve model", backend.get("evolve_model")), ("response model", backend.get("response_model")),
-            ("judge model", backend.get("judge_model")), ("seed files", ", ".join(m.get("seed_files", []))),
-            ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()))]
+    rows = [
+        ("evolve model", backend.get("evolve_model")),
+        ("response model", backend.get("response_model")),
+        ("judge model", backend.get("judge_model")),
+        ("seed files", ", ".join(m.get("seed_files", []))),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
+    ]
     out = ["<section id='setup'><h2>What made it</h2><table class='kv'>"]
     out += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
     out.append("</table><h3>Prompt templates</h3><table class='kv'>")
-    out += [f"<tr><th>{_e(k)}</th><td><code title='{_e(v)}'>{_e(v[:16])}…</code></td></tr>"
-            for k, v in (m.get("prompt_sha256") or {}).items()]
+    out += [
+        f"<tr><th>{_e(k)}</th><td><code title='{_e(v)}'>{_e(v[:16])}…</code></td></tr>"
+        for k, v in (m.get("prompt_sha256") or {}).items()
+    ]
     out.append("</table><details><summary>Full configuration</summary><pre>")
     out.append(_e(json.dumps(m.get("config") or {}, indent=2)))
     out.append("</pre></details></section>")

@@ -12,8 +12,8 @@ from typing import Any
 
 from .errors import InputError
 from .export import EXPORT_MANIFEST
-from .runfolder import Run
 from .plots import Plot, _png
+from .runfolder import Run
 from .scoring import CRITERIA, Score
 
 log = logging.getLogger("evol")
@@ -26,7 +26,9 @@ def find_export(run: Run, folder: Path | None) -> dict[str, Any] | None:
     path = Path(folder) / EXPORT_MANIFEST if folder else run.path / DEFAULT_EXPORT / EXPORT_MANIFEST
     if not path.is_file():
         if folder:
-            raise InputError(f"--export {folder} has no {EXPORT_MANIFEST}; name a folder 'python -m evol export' wrote.")
+            raise InputError(
+                f"--export {folder} has no {EXPORT_MANIFEST}; name a folder 'python -m evol export' wrote."
+            )
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -51,13 +53,16 @@ def plot_selection(before: list[Score], after: list[Score]) -> bytes:
 
     fig = Figure(figsize=(9.5, 3.8))
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, criterion in zip(axes, CRITERIA):
-        for offset, (label, rows, color) in ((-0.2, ("all scored rows", before, "#9aa4ad")),
-                                             (0.2, ("chosen rows", after, "#3f9a5a"))):
+    for ax, criterion in zip(axes, CRITERIA, strict=True):
+        for offset, (label, rows, color) in (
+            (-0.2, ("all scored rows", before, "#9aa4ad")),
+            (0.2, ("chosen rows", after, "#3f9a5a")),
+        ):
             values = _values(rows, criterion)
             shares = [sum(round(v) == x for v in values) / len(values) if values else 0 for x in range(1, 11)]
-            ax.bar([x + offset for x in range(1, 11)], shares, width=0.4, color=color,
-                   label=f"{label} (n={len(values)})")
+            ax.bar(
+                [x + offset for x in range(1, 11)], shares, width=0.4, color=color, label=f"{label} (n={len(values)})"
+            )
         ax.set_xticks(range(1, 11))
         ax.set_xlabel(criterion)
         ax.set_title(f"{criterion.capitalize()} (1-10)")
@@ -71,9 +76,15 @@ def selection_plots(scores: dict[str, Score], chosen: dict[str, Any] | None) -> 
     if not chosen or not chosen["mine"]:
         return []
     picked = [scores[s["id"]] for s in chosen["mine"] if s["id"] in scores]
-    return [Plot("selection", "Chosen rows", plot_selection(list(scores.values()), picked),
-                 "How complexity and quality are spread over all of the run's scored rows and over the rows "
-                 "'evol export --select' chose; the chosen ones should sit to the right.")]
+    return [
+        Plot(
+            "selection",
+            "Chosen rows",
+            plot_selection(list(scores.values()), picked),
+            "How complexity and quality are spread over all of the run's scored rows and over the rows "
+            "'evol export --select' chose; the chosen ones should sit to the right.",
+        )
+    ]
 
 
 def _e(v: Any) -> str:
@@ -84,32 +95,44 @@ def selection_section(scores: dict[str, Score], chosen: dict[str, Any] | None, f
     """The HTML section; ``figure`` renders a Plot as the rest of the report does."""
     head = "<section id='selection'><h2>Chosen rows</h2>"
     if not chosen:
-        return (head + "<p class='note'>No export chose rows by score yet: <code>python -m evol export RUN_DIR --out "
-                "RUN_DIR/export --select K</code> (after <code>evol score</code>), then run the report again, or name "
-                "another export folder with <code>--export</code>.</p></section>")
+        return (
+            head + "<p class='note'>No export chose rows by score yet: <code>python -m evol export RUN_DIR --out "
+            "RUN_DIR/export --select K</code> (after <code>evol score</code>), then run the report again, or name "
+            "another export folder with <code>--export</code>.</p></section>"
+        )
     how = chosen.get("choice") or {}
     c = chosen.get("chosen") or {}
-    out = [head, f"<p>From <code>{_e(chosen['path'])}</code>: {len(chosen['mine'])} of this run's rows "
-                 f"({c.get('taken', 0)} in all from {c.get('eligible', 0)} eligible) chosen by "
-                 + _e(", ".join(f"{k} {v}" for k, v in how.items())) + ".</p>"]
+    out = [
+        head,
+        f"<p>From <code>{_e(chosen['path'])}</code>: {len(chosen['mine'])} of this run's rows "
+        f"({c.get('taken', 0)} in all from {c.get('eligible', 0)} eligible) chosen by "
+        + _e(", ".join(f"{k} {v}" for k, v in how.items()))
+        + ".</p>",
+    ]
     for p in selection_plots(scores, chosen):
         out.append(figure(p))
     picked = [scores[s["id"]] for s in chosen["mine"] if s["id"] in scores]
-    out.append("<table><tr><th>score</th><th>rows</th><th>n</th><th>mean</th><th>median</th><th>min</th><th>max</th></tr>")
+    out.append(
+        "<table><tr><th>score</th><th>rows</th><th>n</th><th>mean</th><th>median</th><th>min</th><th>max</th></tr>"
+    )
     for criterion in CRITERIA:
         for label, rows in (("all scored", list(scores.values())), ("chosen", picked)):
             v = _values(rows, criterion)
             if v:
-                out.append(f"<tr><td>{criterion}</td><td>{label}</td><td class='n'>{len(v)}</td>"
-                           f"<td class='n' data-metric='selection.{criterion}.{label.split()[0]}.mean'>{statistics.mean(v):.2f}</td>"
-                           f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>")
+                out.append(
+                    f"<tr><td>{criterion}</td><td>{label}</td><td class='n'>{len(v)}</td>"
+                    f"<td class='n' data-metric='selection.{criterion}.{label.split()[0]}.mean'>{statistics.mean(v):.2f}</td>"
+                    f"<td class='n'>{statistics.median(v):g}</td><td class='n'>{min(v):g}</td><td class='n'>{max(v):g}</td></tr>"
+                )
     out.append("</table>")
     div = c.get("diversity") or {}
     if div.get("selected") and div.get("best_by_score_alone"):
         a, b = div["selected"]["mean_nearest_similarity"], div["best_by_score_alone"]["mean_nearest_similarity"]
-        out.append(f"<p>Diversity: a chosen row's mean similarity to its nearest chosen neighbour is "
-                   f"<b data-metric='selection.diversity.selected'>{a:.3f}</b> (rapidfuzz ratio, "
-                   f"{div['selected']['sampled']} rows sampled), against {b:.3f} for as many rows taken by score alone; "
-                   f"{c.get('skipped_as_similar', 0)} rows were skipped as too similar to one already chosen.</p>")
+        out.append(
+            f"<p>Diversity: a chosen row's mean similarity to its nearest chosen neighbour is "
+            f"<b data-metric='selection.diversity.selected'>{a:.3f}</b> (rapidfuzz ratio, "
+            f"{div['selected']['sampled']} rows sampled), against {b:.3f} for as many rows taken by score alone; "
+            f"{c.get('skipped_as_similar', 0)} rows were skipped as too similar to one already chosen.</p>"
+        )
     out.append("</section>")
     return "".join(out)

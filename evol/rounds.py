@@ -58,8 +58,9 @@ class LocalExecutor:
             await self.evolver.run_round(items, round_no, done, collect=False)
 
 
-async def run_rounds(config: RunConfig, state: RunState, deduper, executor: Executor, write: Writer,
-                     logger=log) -> dict:
+async def run_rounds(
+    config: RunConfig, state: RunState, deduper, executor: Executor, write: Writer, logger=log
+) -> dict:
     """Every round of the run through ``executor``; the outputs written after each round and at the end
     (with why the run stopped, if it did). Returns the final manifest."""
     status, reason = "complete", ""
@@ -138,8 +139,14 @@ class RunState:
         self.pool = pool
         self.rounds_done = round_no
         t = sink.totals
-        logger.info("round %d: %d kept, %d rejected %s in %.1fs", round_no, t.count("kept"), sum(t.by_rule.values()),
-                    dict(t.by_rule.most_common()), time.time() - started)
+        logger.info(
+            "round %d: %d kept, %d rejected %s in %.1fs",
+            round_no,
+            t.count("kept"),
+            sum(t.by_rule.values()),
+            dict(t.by_rule.most_common()),
+            time.time() - started,
+        )
 
 
 def stop_status(exc: BaseException) -> tuple[str, str]:
@@ -149,4 +156,3 @@ def stop_status(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, BudgetExceeded):
         return "budget_exhausted", str(exc)
     return "interrupted", "interrupted; run the same command again to resume"
-

@@ -79,8 +79,11 @@ def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
         embedded = uses_embedded_model(config)
     if embedded:
         config = tune_for_local(config)
-    data = {k: v for k, v in config.public_dict().items()
-            if k not in EXECUTION_ONLY and not (k in ABSENT_AT_DEFAULT and v == ABSENT_AT_DEFAULT[k])}
+    data = {
+        k: v
+        for k, v in config.public_dict().items()
+        if k not in EXECUTION_ONLY and not (k in ABSENT_AT_DEFAULT and v == ABSENT_AT_DEFAULT[k])
+    }
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.profile}-{digest}"
 
@@ -91,16 +94,25 @@ def default_out(config: RunConfig) -> Path:
 
 def read_seeds(config: RunConfig) -> SeedSet:
     seedset = load_seeds(
-        config.seeds, instruction_field=config.instruction_field, input_field=config.input_field,
-        limit=config.limit, max_chars=config.max_instruction_chars,
+        config.seeds,
+        instruction_field=config.instruction_field,
+        input_field=config.input_field,
+        limit=config.limit,
+        max_chars=config.max_instruction_chars,
     )
     if not seedset.seeds:
         raise InputError(f"{config.seeds} holds no usable seed instructions ({len(seedset.skipped)} skipped).")
     return seedset
 
 
-async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_dir: RunDir,
-                       profile: Profile | None = None, seedset: SeedSet | None = None) -> dict:
+async def run_pipeline(
+    config: RunConfig,
+    chat: ChatModel,
+    models: Models,
+    run_dir: RunDir,
+    profile: Profile | None = None,
+    seedset: SeedSet | None = None,
+) -> dict:
     """Run every round in this process and write the run directory; returns the manifest."""
     profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
     seedset = seedset or read_seeds(config)
@@ -112,9 +124,17 @@ async def run_pipeline(config: RunConfig, chat: ChatModel, models: Models, run_d
         cache.close()
         raise
     cached_chat = CachedChat(batching or chat, cache)
-    ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat)
-    log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
-             len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
+    ctx = RunContext(
+        run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat
+    )
+    log.info(
+        "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
+        len(seedset.seeds),
+        len(seedset.skipped),
+        config.rounds,
+        profile.name,
+        run_dir.path,
+    )
 
     async def write(status: str, reason: str, when: str) -> dict:
         return write_outputs(ctx, status, reason)
@@ -164,8 +184,15 @@ def write_outputs(ctx: RunContext, status: str, reason: str) -> dict:
 
 
 def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
-    config, profile, models, state, tally, started, chat = (ctx.config, ctx.profile, ctx.models, ctx.state, ctx.tally,
-                                                           ctx.started, ctx.chat)
+    config, profile, models, state, tally, started, chat = (
+        ctx.config,
+        ctx.profile,
+        ctx.models,
+        ctx.state,
+        ctx.tally,
+        ctx.started,
+        ctx.chat,
+    )
     t = state.totals
     kinds = ("kept", "eliminated", "duplicate", "failed")
     per_round = {}
@@ -196,8 +223,13 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 3),
         "config": config.public_dict(),
-        "backend": {"identity": chat.identity, "evolve_model": models.evolve, "response_model": models.respond,
-                    "judge_model": models.judge, **({"response_models": config.response_models} if config.response_models else {})},
+        "backend": {
+            "identity": chat.identity,
+            "evolve_model": models.evolve,
+            "response_model": models.respond,
+            "judge_model": models.judge,
+            **({"response_models": config.response_models} if config.response_models else {}),
+        },
         **({"answers": answer_settings(config)} if config.ranks_answers else {}),
         "seed_files": state.seedset.files,
         "profile": {"name": profile.name, "operations": {op.name: op.weight for op in profile.operations}},
@@ -225,15 +257,16 @@ def _answer_hashes(config: RunConfig) -> dict[str, str]:
 
 def answer_settings(config: RunConfig) -> dict:
     """How the answers were made, for the manifest and the dataset card."""
-    return {"candidates": config.candidate_count, "evolve_answers": config.evolve_answers,
-            "ranking": "pointwise 1-10 score with a reason, one judge call per candidate"}
+    return {
+        "candidates": config.candidate_count,
+        "evolve_answers": config.evolve_answers,
+        "ranking": "pointwise 1-10 score with a reason, one judge call per candidate",
+    }
 
 
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in ("evol", "openai", "pydantic", "tenacity", "rapidfuzz", "pandas", "prefect", "xllamacpp"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     return out

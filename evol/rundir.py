@@ -56,10 +56,8 @@ class AtomicFile:
 
     def discard(self) -> None:
         self._f.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
 
 
 def atomic_write(path: Path, chunks: Iterable[str]) -> None:
@@ -167,12 +165,14 @@ class RunDir:
             raise ConfigError(f"'{name}' would write outside the run folder {self.path}.")
         return target
 
-    def lock(self) -> "RunDir":
+    def lock(self) -> RunDir:
         try:  # never through a symlink: the pid written below would overwrite whatever it points at
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise ConfigError(f"Cannot open the lock file {self.path / LOCK} ({exc.strerror}); "
-                              f"remove it if it is a link, or choose another --out.") from None
+            raise ConfigError(
+                f"Cannot open the lock file {self.path / LOCK} ({exc.strerror}); "
+                f"remove it if it is a link, or choose another --out."
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -201,7 +201,7 @@ class RunDir:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> "RunDir":
+    def __enter__(self) -> RunDir:
         return self.lock()
 
     def __exit__(self, *exc) -> None:

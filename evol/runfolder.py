@@ -33,7 +33,9 @@ class Run:
 
     @property
     def profile(self) -> str:
-        return str((self.manifest.get("profile") or {}).get("name") or (self.manifest.get("config") or {}).get("profile", ""))
+        return str(
+            (self.manifest.get("profile") or {}).get("name") or (self.manifest.get("config") or {}).get("profile", "")
+        )
 
     @property
     def counts(self) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import Field
 
 from .errors import EvolError
-from .runfolder import Run, word_count
 from .models import Frozen
+from .runfolder import Run, word_count
 from .scoring import Score
 
 OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
@@ -25,13 +25,88 @@ def pct(n: float, d: float) -> str:
 
 _TOKEN = re.compile(r"\w+(?:'\w+)?")
 # politeness and auxiliaries before the real verb: "Could you please explain ..." opens with "explain"
-_LEAD = frozenset("please kindly can could would will you i we now also then so and hey hi ok okay let's let us me "
-                  "help assist".split())
+_LEAD = frozenset(
+    [
+        "please",
+        "kindly",
+        "can",
+        "could",
+        "would",
+        "will",
+        "you",
+        "i",
+        "we",
+        "now",
+        "also",
+        "then",
+        "so",
+        "and",
+        "hey",
+        "hi",
+        "ok",
+        "okay",
+        "let's",
+        "let",
+        "us",
+        "me",
+        "help",
+        "assist",
+    ]
+)
 # what sits between the verb and its object: "Write a short poem" has the object "short" by this rule, which is
 # crude but stable, and the share of distinct openings is what the plot compares, not the words themselves
-_BETWEEN = frozenset("a an the me us my our your his her their its this that these those some any one two three few "
-                     "several of to for in on with about into from by as all each every is are was were be do does "
-                     "did what how which".split())
+_BETWEEN = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "me",
+        "us",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "some",
+        "any",
+        "one",
+        "two",
+        "three",
+        "few",
+        "several",
+        "of",
+        "to",
+        "for",
+        "in",
+        "on",
+        "with",
+        "about",
+        "into",
+        "from",
+        "by",
+        "as",
+        "all",
+        "each",
+        "every",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "do",
+        "does",
+        "did",
+        "what",
+        "how",
+        "which",
+    ]
+)
 
 
 def tokens(text: str) -> list[str]:
@@ -62,7 +137,7 @@ def distinct_n(texts: list[str], n: int) -> float:
 def _distinct(token_lists: list[list[str]], n: int) -> float:
     seen, total = set(), 0
     for t in token_lists:
-        grams = t if n == 1 else list(zip(*(t[i:] for i in range(n))))
+        grams = t if n == 1 else list(zip(*(t[i:] for i in range(n)), strict=False))
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else 0.0
@@ -125,9 +200,13 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
 
     cfg = run.manifest.get("config") or {}
     try:
-        seedset = load_seeds(Path(cfg["seeds"]), instruction_field=cfg.get("instruction_field"),
-                             input_field=cfg.get("input_field"), limit=cfg.get("limit"),
-                             max_chars=cfg.get("max_instruction_chars"))
+        seedset = load_seeds(
+            Path(cfg["seeds"]),
+            instruction_field=cfg.get("instruction_field"),
+            input_field=cfg.get("input_field"),
+            limit=cfg.get("limit"),
+            max_chars=cfg.get("max_instruction_chars"),
+        )
     except (EvolError, OSError, KeyError, TypeError, ValueError):
         return []
     seeds = [(s.id, s.instruction) for s in seedset.seeds]
@@ -195,8 +274,11 @@ def in_depth_operations(run: Run) -> set[str]:
 def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[LengthBucket]:
     """Kept share of in-depth evolutions by their parent's length (parents found through parent_id among the
     seeds and kept records); candidates whose parent text is unknown are left out."""
-    texts = dict(seeds) | {r["id"]: r["instruction"] for r in [*run.rejected, *run.records]
-                           if r.get("round", 0) == 0 and r.get("instruction")}
+    texts = dict(seeds) | {
+        r["id"]: r["instruction"]
+        for r in [*run.rejected, *run.records]
+        if r.get("round", 0) == 0 and r.get("instruction")
+    }
     texts |= {r["id"]: r["instruction"] for r in run.records}
     ops = in_depth_operations(run)
     tally = {label: {"candidates": 0, "kept": 0, "rules": Counter()} for label, _ in LENGTH_BUCKETS}
@@ -212,5 +294,13 @@ def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[Lengt
             t["kept"] += 1
         else:
             t["rules"][r["rule"]] += 1
-    return [LengthBucket(label=lb, low=low, candidates=tally[lb]["candidates"], kept=tally[lb]["kept"],
-                         rules=dict(tally[lb]["rules"])) for lb, low in LENGTH_BUCKETS]
+    return [
+        LengthBucket(
+            label=lb,
+            low=low,
+            candidates=tally[lb]["candidates"],
+            kept=tally[lb]["kept"],
+            rules=dict(tally[lb]["rules"]),
+        )
+        for lb, low in LENGTH_BUCKETS
+    ]

@@ -28,26 +28,32 @@ class Unclear(Frozen):
     answer: str = ""  # the start of the judge's answer (or the error), so the user can see what came back
 
 
-
 _NUM = r"(?P<n>\d{1,3}(?:[.,]\d+)?)"
 # "Score: 8", "Rating - 7/10", "Final grade is 9", "Puntuación: 6", "评分：8"; the last one in the answer decides,
 # and a strong label (score, rating) over a weak one ("Note: 2 parts are vague" after "Score: 8")
-_STRONG = (r"score|rating|grade|verdict|puntuaci[oó]n|calificaci[oó]n|bewertung|punktzahl|punteggio|voto|оценка|балл|"
-           r"评分|得分|分数|打分|スコア|評価|点数")
+_STRONG = (
+    r"score|rating|grade|verdict|puntuaci[oó]n|calificaci[oó]n|bewertung|punktzahl|punteggio|voto|оценка|балл|"
+    r"评分|得分|分数|打分|スコア|評価|点数"
+)
 _WEAK = r"answer|complexity|difficulty|quality|nota|note|valutazione"
 
 
 def _labelled(labels: str) -> re.Pattern:
-    return re.compile(rf"(?<![a-z])(?:final\s+|overall\s+)?(?:{labels})\s*(?:is|est|ist|es|è|:|：|=|-|–|—)?\s*"
-                      rf"(?:of\s+|an?\s+)?{_NUM}(?:\s*(?:/|out\s+of|sur|von|de|su|из)\s*(?P<d>\d+))?", re.IGNORECASE)
+    return re.compile(
+        rf"(?<![a-z])(?:final\s+|overall\s+)?(?:{labels})\s*(?:is|est|ist|es|è|:|：|=|-|–|—)?\s*"
+        rf"(?:of\s+|an?\s+)?{_NUM}(?:\s*(?:/|out\s+of|sur|von|de|su|из)\s*(?P<d>\d+))?",
+        re.IGNORECASE,
+    )
 
 
 _LABELLED = (_labelled(_STRONG), _labelled(_WEAK))
 # "8/10", "8 out of 10", "8 sur 10", "8分"
 _OUT_OF = re.compile(rf"(?<![\d.,]){_NUM}\s*(?:(?:/|out\s+of|sur|von|de|su|из)\s*(?P<d>\d+)\b|分)", re.IGNORECASE)
 # "I would rate it a 7", "I'd give this an 8"
-_RATE = re.compile(rf"\b(?:rate|rated|give|gives|score|scored|assign)\s+(?:it|this|the\s+\w+)?\s*(?:an?\s+|as\s+)?{_NUM}\b",
-                   re.IGNORECASE)
+_RATE = re.compile(
+    rf"\b(?:rate|rated|give|gives|score|scored|assign)\s+(?:it|this|the\s+\w+)?\s*(?:an?\s+|as\s+)?{_NUM}\b",
+    re.IGNORECASE,
+)
 _SCALE = re.compile(r"\b(?:1|one)\s*(?:-|–|to|through|and)\s*(?:10|ten)\b", re.IGNORECASE)  # "on a scale of 1 to 10"
 _BARE = re.compile(rf"^\s*{_NUM}\s*[.!]?\s*$")
 
@@ -112,12 +118,16 @@ def _find(body: str) -> float | None:
 
 # --- the ranking judge's reason, beside its score
 
-_SCORE = re.compile(r"(?:^|\n)[ \t]*(?:final\s+|overall\s+)?(?:score|rating|grade)[ \t]*[:=–—-]?[ \t]*\n?[ \t]*"
-                    r"(?P<n>\d+(?:\.\d+)?)(?:[ \t]*(?:/|out\s+of)[ \t]*10)?(?![\d.]*\w)", re.IGNORECASE)
+_SCORE = re.compile(
+    r"(?:^|\n)[ \t]*(?:final\s+|overall\s+)?(?:score|rating|grade)[ \t]*[:=–—-]?[ \t]*\n?[ \t]*"
+    r"(?P<n>\d+(?:\.\d+)?)(?:[ \t]*(?:/|out\s+of)[ \t]*10)?(?![\d.]*\w)",
+    re.IGNORECASE,
+)
 _ALONE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*10)?\s*[.!]?\s*$", re.IGNORECASE)
 _OUT_OF_TEN = re.compile(r"(?<![\d.])(?P<n>\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*10\b", re.IGNORECASE)
-_REASON = re.compile(r"(?:^|\n)[ \t]*(?:reason|reasoning|justification|explanation)[ \t]*:[ \t]*(?P<r>[^\n]*\S)",
-                     re.IGNORECASE)
+_REASON = re.compile(
+    r"(?:^|\n)[ \t]*(?:reason|reasoning|justification|explanation)[ \t]*:[ \t]*(?P<r>[^\n]*\S)", re.IGNORECASE
+)
 _BOLD = re.compile(r"[*_`#>]+")
 
 

@@ -71,7 +71,7 @@ def load_scores(run_dir: Path) -> dict[str, Score]:
     out = {}
     try:
         with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+            for n, line in enumerate(f, 1):  # noqa: B007 - n names the bad line below
                 if line.strip():
                     score = _parse(line)  # pydantic's own JSON parser: twice json.loads and validate here
                     out[score.id] = score
@@ -93,6 +93,7 @@ def _parse(line: str) -> Score:
 
 
 # --------------------------------------------------------------------------- scoring a run
+
 
 @dataclass(frozen=True)
 class Item:
@@ -130,8 +131,9 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
             values = {"instruction": item.instruction} | ({"output": item.output} if criterion == "quality" else {})
             messages = [{"role": "user", "content": prompts[criterion].render(**values)}]
             try:
-                c = await cached.complete(messages, model=models.judge, sampling=config.judge_sampling,
-                                          sample=f"{item.id}:{criterion}")
+                c = await cached.complete(
+                    messages, model=models.judge, sampling=config.judge_sampling, sample=f"{item.id}:{criterion}"
+                )
             except BackendError as exc:
                 if exc.fatal:
                     raise
@@ -166,17 +168,28 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
         raise stopped
     dollars, _ = cost(spent, config.price_table())
     unclear = Counter(f"{c} {u.outcome}" for r in rows for c, u in r.unclear.items())
-    return {"scores": str(run_dir / SCORES), "rows": len(rows),
-            "complexity": sum(r.complexity is not None for r in rows), "quality": sum(r.quality is not None for r in rows),
-            "unclear": dict(unclear.most_common()), "from_cache": cached.hits, "calls": cached.misses,
-            "cost_usd": round(dollars, 6), "model": models.judge}
+    return {
+        "scores": str(run_dir / SCORES),
+        "rows": len(rows),
+        "complexity": sum(r.complexity is not None for r in rows),
+        "quality": sum(r.quality is not None for r in rows),
+        "unclear": dict(unclear.most_common()),
+        "from_cache": cached.hits,
+        "calls": cached.misses,
+        "cost_usd": round(dollars, 6),
+        "model": models.judge,
+    }
 
 
 def _row(item: Item, answers: dict[tuple[str, str], Reading], model: str, prompts: dict[str, Any]) -> Score | None:
     got = {c: answers[item.id, c] for c in CRITERIA if (item.id, c) in answers}
     if not got:
         return None  # never asked (the budget ran out first)
-    return Score(id=item.id, round=item.round, model=model,
-                 prompt_sha256={c: prompts[c].sha256 for c in got},
-                 unclear={c: r.unclear for c, r in got.items() if r.unclear is not None},
-                 **{c: r.value for c, r in got.items()})
+    return Score(
+        id=item.id,
+        round=item.round,
+        model=model,
+        prompt_sha256={c: prompts[c].sha256 for c in got},
+        unclear={c: r.unclear for c, r in got.items() if r.unclear is not None},
+        **{c: r.value for c, r in got.items()},
+    )

@@ -63,8 +63,14 @@ def load_seeds(
             if broken:
                 # a JSON escape such as \\ud800 decodes to text that no file, database or request can carry
                 sid = content_id(_printable(text))
-                out.skipped.append(_skip(sid, len(out.seeds), "invalid_text",
-                                         f"{row.where}: the {broken} holds a lone surrogate (a broken \\uXXXX escape)"))
+                out.skipped.append(
+                    _skip(
+                        sid,
+                        len(out.seeds),
+                        "invalid_text",
+                        f"{row.where}: the {broken} holds a lone surrogate (a broken \\uXXXX escape)",
+                    )
+                )
                 continue
             sid = row.given_id or content_id(text)
             if sid in seen and seen[sid] != text:
@@ -73,11 +79,19 @@ def load_seeds(
                 out.skipped.append(_skip(sid, len(out.seeds), "empty_instruction", f"{row.where}: no instruction text"))
                 continue
             if sid in seen:
-                out.skipped.append(_skip(sid, len(out.seeds), "duplicate_seed", f"{row.where}: same seed as an earlier row", text))
+                out.skipped.append(
+                    _skip(sid, len(out.seeds), "duplicate_seed", f"{row.where}: same seed as an earlier row", text)
+                )
                 continue
             if max_chars is not None and len(text) > max_chars:
                 out.skipped.append(
-                    _skip(sid, len(out.seeds), "too_long", f"{row.where}: {len(text)} characters, over max_instruction_chars={max_chars}", text)
+                    _skip(
+                        sid,
+                        len(out.seeds),
+                        "too_long",
+                        f"{row.where}: {len(text)} characters, over max_instruction_chars={max_chars}",
+                        text,
+                    )
                 )
                 continue
             seen[sid] = text
@@ -98,8 +112,9 @@ def _printable(text: str) -> str:
 
 
 def _skip(sid: str, index: int, rule: str, detail: str, text: str | None = None) -> Rejection:
-    return Rejection(id=sid, seed_id=sid, seed_index=index, kind="skipped", rule=rule, detail=detail, stage="load",
-                     instruction=text)
+    return Rejection(
+        id=sid, seed_id=sid, seed_index=index, kind="skipped", rule=rule, detail=detail, stage="load", instruction=text
+    )
 
 
 def _seed_files(path: Path) -> list[Path]:
@@ -171,7 +186,9 @@ def _json(file: Path) -> Iterator[tuple[str, Any]]:
         # {"data": [...]} and similar wrappers
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
-            raise InputError(f"{file} holds a JSON object; expected a list of seeds (or an object with one list in it).")
+            raise InputError(
+                f"{file} holds a JSON object; expected a list of seeds (or an object with one list in it)."
+            )
         data = lists[0]
     if not isinstance(data, list):
         raise InputError(f"{file} must hold a JSON list of seeds.")

@@ -62,13 +62,21 @@ class Choice:
 
     @property
     def active(self) -> bool:
-        return any(x is not None for x in (self.k, self.min_complexity, self.min_quality, self.balance)) or bool(self.quotas)
+        return any(x is not None for x in (self.k, self.min_complexity, self.min_quality, self.balance)) or bool(
+            self.quotas
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.k is not None:
-            out |= {"select": self.k, "by": self.by, "max_similarity": self.max_similarity,
-                    "similarity": f"cosine of {self.embeddings_model} embeddings" if self.embeddings_url else "rapidfuzz ratio"}
+            out |= {
+                "select": self.k,
+                "by": self.by,
+                "max_similarity": self.max_similarity,
+                "similarity": f"cosine of {self.embeddings_model} embeddings"
+                if self.embeddings_url
+                else "rapidfuzz ratio",
+            }
         for name in ("min_complexity", "min_quality", "balance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
@@ -86,7 +94,9 @@ class Choice:
         if self.balance is not None and self.balance not in GROUPS:
             raise ConfigError(f"--balance takes round or operation; got '{self.balance}'.")
         if (self.balance is not None or self.quotas) and self.k is None:
-            raise ConfigError(f"{'--balance' if self.balance else '--quota'} shares out the rows of --select K; add --select.")
+            raise ConfigError(
+                f"{'--balance' if self.balance else '--quota'} shares out the rows of --select K; add --select."
+            )
         for name in ("min_complexity", "min_quality"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 10:
@@ -100,9 +110,13 @@ def parse_quota(text: str) -> Quota:
         field, value = key.split(":", 1)
         number = float(limit)
     except ValueError:
-        raise ConfigError(f"--quota takes FIELD:VALUE=N, e.g. operation:deepen=2000 or round:1=0.25; got '{text}'.") from None
+        raise ConfigError(
+            f"--quota takes FIELD:VALUE=N, e.g. operation:deepen=2000 or round:1=0.25; got '{text}'."
+        ) from None
     if field not in GROUPS or not value or number < 0 or (number >= 1 and not number.is_integer()):
-        raise ConfigError(f"--quota takes round:N=LIMIT or operation:NAME=LIMIT with a count or a share below 1; got '{text}'.")
+        raise ConfigError(
+            f"--quota takes round:N=LIMIT or operation:NAME=LIMIT with a count or a share below 1; got '{text}'."
+        )
     return Quota(field, value, number)
 
 
@@ -121,22 +135,32 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
     for q in choice.quotas:
         known = {str(getattr(r, q.field)) for r in rows}
         if q.value not in known:
-            raise ConfigError(f"--quota {q}: no exported row has {q.field} {q.value}; they have {', '.join(sorted(known))}.")
-    needed = [c for c, on in (("complexity", choice.min_complexity is not None or (choice.k and "complexity" in choice.by)),
-                              ("quality", choice.min_quality is not None or (choice.k and "quality" in choice.by))) if on]
+            raise ConfigError(
+                f"--quota {q}: no exported row has {q.field} {q.value}; they have {', '.join(sorted(known))}."
+            )
+    needed = [
+        c
+        for c, on in (
+            ("complexity", choice.min_complexity is not None or (choice.k and "complexity" in choice.by)),
+            ("quality", choice.min_quality is not None or (choice.k and "quality" in choice.by)),
+        )
+        if on
+    ]
     by_run = {run.run_id: load_scores(run.path) for run in runs}
     found = [by_run[row.run_id].get(row.id) for row in rows]
     _require(rows, found, runs, needed)
     left_out: Counter = Counter()
     eligible: list[tuple[Row, Score | None]] = []
-    for row, s in zip(rows, found):
+    for row, s in zip(rows, found, strict=True):
         reason = _filtered(s, choice, needed)
         if reason:
             left_out[reason] += 1
         else:
             eligible.append((row, s))
     if not eligible:
-        raise ConfigError(f"No row passes the score filters ({', '.join(f'{n} {w}' for w, n in left_out.most_common())}); loosen them.")
+        raise ConfigError(
+            f"No row passes the score filters ({', '.join(f'{n} {w}' for w, n in left_out.most_common())}); loosen them."
+        )
     if choice.k is None:
         picked = eligible
         walk: dict[str, Any] = {}
@@ -144,16 +168,24 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
         ranked = sorted(eligible, key=lambda rs: -rs[1].value(choice.by))  # stable: ties stay in run, file order
         picked, walk = _walk(ranked, choice)
         left_out["not among the best --select rows"] += len(eligible) - len(picked)
-    summary = {"eligible": len(eligible), "taken": len(picked), **walk,
-               "scores": {"eligible": _stats(eligible), "selected": _stats(picked)}}
+    summary = {
+        "eligible": len(eligible),
+        "taken": len(picked),
+        **walk,
+        "scores": {"eligible": _stats(eligible), "selected": _stats(picked)},
+    }
     if choice.k is not None:
         summary["requested"] = choice.k
-        summary["diversity"] = {"selected": diversity([r.instruction for r, _ in picked]),
-                                "best_by_score_alone": diversity([r.instruction for r, _ in ranked[:len(picked)]])}
+        summary["diversity"] = {
+            "selected": diversity([r.instruction for r, _ in picked]),
+            "best_by_score_alone": diversity([r.instruction for r, _ in ranked[: len(picked)]]),
+        }
         if len(picked) < choice.k:
             log.warning("export: --select %d took %d rows: %s", choice.k, len(picked), walk.get("stopped"))
     if groups:
-        summary["groups"] = {g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)}
+        summary["groups"] = {
+            g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)
+        }
     return Chosen([_scored(r, s) for r, s in picked], [s for _, s in picked], left_out, summary)
 
 
@@ -170,11 +202,13 @@ def _scored(row: Row, s: Score | None) -> Row:
 def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed: list[str]) -> None:
     """One sentence naming the runs to score, when a needed score was never asked for."""
     for criterion in needed:
-        missing = [r for r, s in zip(rows, found) if s is None or s.lacks(criterion)]
+        missing = [r for r, s in zip(rows, found, strict=True) if s is None or s.lacks(criterion)]
         if missing:
             paths = sorted({str(run.path) for run in runs if run.run_id in {r.run_id for r in missing}})
-            raise ConfigError(f"{len(missing)} of {len(rows)} rows have no {criterion} score; run "
-                              f"'python -m evol score {' '.join(paths)}' first.")
+            raise ConfigError(
+                f"{len(missing)} of {len(rows)} rows have no {criterion} score; run "
+                f"'python -m evol score {' '.join(paths)}' first."
+            )
 
 
 def _filtered(s: Score | None, choice: Choice, needed: list[str]) -> str | None:
@@ -200,7 +234,9 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         from .config import api_key_from_env
 
         key = api_key_from_env()
-        embed = Embedder(choice.embeddings_url, choice.embeddings_model, api_key=key.get_secret_value() if key else None)
+        embed = Embedder(
+            choice.embeddings_url, choice.embeddings_model, api_key=key.get_secret_value() if key else None
+        )
         deduper = Deduper(1.0, exact=True, near=False, embed=embed, cosine=choice.max_similarity)
     else:
         # dedup's own index and banding: on bench.select's 250k rows an exhaustive audit finds no chosen pair
@@ -246,8 +282,11 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
             break
     stopped = None
     if len(taken) < k:
-        stopped = ("the quotas leave no room for more" if remaining else
-                   "no other eligible row is unlike enough the rows taken (--max-similarity)")
+        stopped = (
+            "the quotas leave no room for more"
+            if remaining
+            else "no other eligible row is unlike enough the rows taken (--max-similarity)"
+        )
     picked = [ranked[i] for i in sorted(taken)]  # best first, as ranked
     return picked, {"skipped_as_similar": similar, **({"stopped": stopped} if stopped else {})}
 
@@ -278,8 +317,13 @@ def _stats(pairs: list[tuple[Row, Score | None]]) -> dict[str, Any]:
     for criterion in ("complexity", "quality"):
         values = np.array([v for v in (getattr(s, criterion) for _, s in pairs if s is not None) if v is not None])
         if values.size:
-            out[criterion] = {"n": int(values.size), "mean": round(float(values.mean()), 3),
-                              "median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
+            out[criterion] = {
+                "n": int(values.size),
+                "mean": round(float(values.mean()), 3),
+                "median": float(np.median(values)),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
     return out
 
 
@@ -307,14 +351,20 @@ def card_lines(summary: dict[str, Any]) -> list[str]:
         return []
     out = ["## How the rows were chosen", ""]
     if "select" in choice:
-        out.append(f"The best {chosen['taken']} of {chosen['eligible']} eligible rows (asked for {choice['select']}) by "
-                   f"`{choice['by']}`, from `evol score` (an LLM judge's 1-10 ratings of each instruction's complexity and "
-                   f"its answer's quality), best first, ties in run and file order. A row was skipped when its instruction "
-                   f"was {choice['max_similarity']:g} or more similar ({choice['similarity']}) to one already taken: "
-                   f"{chosen.get('skipped_as_similar', 0)} were.")
+        out.append(
+            f"The best {chosen['taken']} of {chosen['eligible']} eligible rows (asked for {choice['select']}) by "
+            f"`{choice['by']}`, from `evol score` (an LLM judge's 1-10 ratings of each instruction's complexity and "
+            f"its answer's quality), best first, ties in run and file order. A row was skipped when its instruction "
+            f"was {choice['max_similarity']:g} or more similar ({choice['similarity']}) to one already taken: "
+            f"{chosen.get('skipped_as_similar', 0)} were."
+        )
     out.append("")
-    for name, label in (("min_complexity", "complexity at least"), ("min_quality", "quality at least"),
-                        ("balance", "balanced by"), ("quotas", "quotas")):
+    for name, label in (
+        ("min_complexity", "complexity at least"),
+        ("min_quality", "quality at least"),
+        ("balance", "balanced by"),
+        ("quotas", "quotas"),
+    ):
         if name in choice:
             value = ", ".join(choice[name]) if isinstance(choice[name], list) else choice[name]
             out.append(f"- {label} {value}")
@@ -329,7 +379,12 @@ def card_lines(summary: dict[str, Any]) -> list[str]:
         out += ["| score (mean) | eligible rows | chosen rows |", "|---|---|---|", *rows, ""]
     div = chosen.get("diversity") or {}
     if div.get("selected") and div.get("best_by_score_alone"):
-        out += [(f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
-                 f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
-                 f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone."), ""]
+        out += [
+            (
+                f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
+                f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
+                f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone."
+            ),
+            "",
+        ]
     return out

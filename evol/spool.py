@@ -41,7 +41,7 @@ class Spool:
         elif self.path.exists():
             shutil.rmtree(self.path)
 
-    def round(self, round_no: int) -> "RoundWriter":
+    def round(self, round_no: int) -> RoundWriter:
         """A writer for one round's files, filled outcome by outcome as the round settles."""
         return RoundWriter(self, round_no)
 
@@ -129,7 +129,9 @@ class Totals:
     seeds_with_kept: set[str] = field(default_factory=set)
     seed_records: int = 0
     seed_rejections: int = 0  # answered seeds the checks refused (skipped seeds are not among them)
-    judge: Counter = field(default_factory=Counter)  # judged, unclear (first answers), resolved_by_retry, unclear_after_retry
+    judge: Counter = field(
+        default_factory=Counter
+    )  # judged, unclear (first answers), resolved_by_retry, unclear_after_retry
 
     def add(self, outcomes: Iterable[Record | Rejection]) -> None:
         for out in outcomes:
@@ -156,7 +158,7 @@ class Totals:
             if kept:
                 self.seeds_with_kept.add(out.seed_id)
 
-    def merge(self, other: "Totals") -> None:
+    def merge(self, other: Totals) -> None:
         for n, c in other.by_round.items():
             self.by_round.setdefault(n, Counter()).update(c)
         for op, c in other.by_operation.items():

@@ -23,8 +23,13 @@ from .scripted import filler
 GIVEN = "#Given Prompt#:\n"
 QUALITY = {"m-good": 9, "m-mid": 6, "m-bad": 3}
 SAMPLED = (5, 8, 3, 6)
-DELTA = {"helps the person who asked more": ("helpful", 1), "bears on what was asked": ("relevant", 0),
-         "goes deeper": ("deeper", 2), "more original": ("creative", -2), "more useful detail": ("detailed", 1)}
+DELTA = {
+    "helps the person who asked more": ("helpful", 1),
+    "bears on what was asked": ("relevant", 0),
+    "goes deeper": ("deeper", 2),
+    "more original": ("creative", -2),
+    "more useful detail": ("detailed", 1),
+}
 _TAG = re.compile(r"\[q(\d+|\?)\]")
 
 
@@ -50,13 +55,17 @@ def rank_reply(text: str, max_tokens: int) -> Reply:
     if form == 0:
         return Reply(content=f"Reason: The answer is accurate and addresses the request.\nScore: {q}")
     if form == 1:
-        return Reply(content=f"<think>\nIt covers the main points; maybe a 5? Score: 5... no, look again.\n</think>\n\n"
-                             f"Reason: solid and specific.\nScore: **{q}**")
+        return Reply(
+            content=f"<think>\nIt covers the main points; maybe a 5? Score: 5... no, look again.\n</think>\n\n"
+            f"Reason: solid and specific.\nScore: **{q}**"
+        )
     if form == 2:
         return Reply(content=f"**Score:** {q}/10\n\n**Reason:** clear structure, some gaps.")
     if form == 3 and max_tokens <= 512:  # a reasoning judge cut off mid-thought; the retry has twice the room
-        return Reply(content="<think>\nLet me weigh each part of this answer carefully. First, the opening",
-                     finish_reason="length")
+        return Reply(
+            content="<think>\nLet me weigh each part of this answer carefully. First, the opening",
+            finish_reason="length",
+        )
     return Reply(content=f"I would rate this answer {q}/10 because it handles the main request.")
 
 

@@ -75,8 +75,10 @@ class AutoScript:
         return Reply(content=f"Here is a careful answer. {filler(prompt, 400)}")
 
     def structured(self, instruction: str, method: str) -> str:
-        sections = (f"#Ways to Complicate#\n1. Add a constraint.\n2. Ask for reasoning.\n\n#Plan#\nUse way 1.\n\n"
-                    f"#First Rewrite#\n{instruction} (draft)\n\n#Review#\nThe draft is fine but for the marker.\n\n")
+        sections = (
+            f"#Ways to Complicate#\n1. Add a constraint.\n2. Ask for reasoning.\n\n#Plan#\nUse way 1.\n\n"
+            f"#First Rewrite#\n{instruction} (draft)\n\n#Review#\nThe draft is fine but for the marker.\n\n"
+        )
         if NO_FINAL in instruction:
             return sections
         return f"{sections}#Final Instruction#\n{final_for(instruction, method)}"

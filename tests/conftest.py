@@ -22,7 +22,9 @@ def server():
         yield srv
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600, engine: str | None = "local") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 600, engine: str | None = "local"
+) -> subprocess.CompletedProcess:
     """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key.
 
     A ``run`` or ``optimize`` goes through ``--engine local`` unless ``engine`` says otherwise: Prefect's few seconds of
@@ -33,5 +35,6 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, engine: s
         args = (*args, "--engine", engine)
     full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "evol", *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "evol", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT
+    )

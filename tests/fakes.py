@@ -11,7 +11,7 @@ from evol.models import Completion, Usage
 class FakeChat:
     identity = "fake"
 
-    def __init__(self, answer: Callable[[str, str], "Completion | str | Exception"]):
+    def __init__(self, answer: Callable[[str, str], Completion | str | Exception]):
         self.answer = answer  # (prompt, sample) -> answer
         self.calls: list[tuple[str, str, str]] = []  # (model, sample, prompt)
 
@@ -22,8 +22,11 @@ class FakeChat:
         if isinstance(out, Exception):
             raise out
         if isinstance(out, str):
-            return Completion(text=out, finish_reason="stop", usage=Usage(prompt_tokens=len(prompt.split()),
-                                                                          completion_tokens=len(out.split())))
+            return Completion(
+                text=out,
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(out.split())),
+            )
         return out
 
     async def aclose(self) -> None:

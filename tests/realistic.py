@@ -62,7 +62,7 @@ WRAPS = (  # each wraps a clean rewrite ({}) that should be kept once unwrapped
     "**Rewritten Prompt:**\n{}",
     "{}\n\nThis version adds a constraint that makes the answer more specific.",
     "{} Let me know if you'd like it even harder!",
-    "Of course!\n\n\"{}\"",
+    'Of course!\n\n"{}"',
     "```\n{}\n```",
     "Here's a tougher take on it:\n\n> {}\n\nI've added one requirement.",
 )
@@ -71,11 +71,13 @@ BAD_WRAPS = (  # chatter that cannot be taken off: several versions, an explanat
     "Here's a harder version:\n\n{}\n\nExplanation: I added a requirement so the answer has to go deeper.",
     "{}\n\nChanges made:\n- added a constraint\n- kept the original topic",
 )
-ANSWER = ("Here is a careful answer. The topic has three parts worth separating. First, the background: what is "
-          "known, who studied it and which measurements the claims rest on. Second, the mechanism: how the parts "
-          "interact, step by step, with one worked example that uses round numbers so the arithmetic stays easy "
-          "to follow. Third, the limits: where the explanation stops holding and what a careful reader should "
-          "check before relying on it. In short, the answer depends on the details, and the example shows how.")
+ANSWER = (
+    "Here is a careful answer. The topic has three parts worth separating. First, the background: what is "
+    "known, who studied it and which measurements the claims rest on. Second, the mechanism: how the parts "
+    "interact, step by step, with one worked example that uses round numbers so the arithmetic stays easy "
+    "to follow. Third, the limits: where the explanation stops holding and what a careful reader should "
+    "check before relying on it. In short, the answer depends on the details, and the example shows how."
+)
 SORRY_LONG = (  # helpful answers that say sorry (or "I can't") in passing: kept, as the paper intends
     "Sorry for the long answer, but the details matter here. " + ANSWER,
     "I can't see your data, but this approach works in most cases. " + ANSWER,
@@ -103,18 +105,49 @@ VERDICTS = {
     "plain": ("Equal", "Not Equal"),
     "bold": ("**Equal**", "**Not equal**"),
     "explained": ("Equal. Only the wording is different.", "Not Equal. The second adds a requirement the first lacks."),
-    "think": ("<think>\nThe second says the same thing with a polite opening.\n</think>\n\nEqual",
-              "<think>\nThe second asks for more than the first does.\n</think>\n\nNot Equal"),
-    "aloud": ("The first instruction asks for one task. The second asks for it again in other words.\n\nVerdict: Equal",
-              "The first instruction asks for one task. The second adds a further requirement.\n\nVerdict: Not Equal"),
+    "think": (
+        "<think>\nThe second says the same thing with a polite opening.\n</think>\n\nEqual",
+        "<think>\nThe second asks for more than the first does.\n</think>\n\nNot Equal",
+    ),
+    "aloud": (
+        "The first instruction asks for one task. The second asks for it again in other words.\n\nVerdict: Equal",
+        "The first instruction asks for one task. The second adds a further requirement.\n\nVerdict: Not Equal",
+    ),
 }
 UNCLEAR = ("It depends on what the reader needs.", "Hard to say without more context.")  # no verdict, twice
 
-EVOLVE_PLAN = ("clean", "refuse", "wrap", "reword", "clean", "bad_wrap", "wrap", "clean", "refuse", "wrap", "reword",
-               "clean", "wrap")
+EVOLVE_PLAN = (
+    "clean",
+    "refuse",
+    "wrap",
+    "reword",
+    "clean",
+    "bad_wrap",
+    "wrap",
+    "clean",
+    "refuse",
+    "wrap",
+    "reword",
+    "clean",
+    "wrap",
+)
 # "cut": a reasoning block cut off at max_tokens, a clean verdict on the retry; "unclear": no verdict either time
-JUDGE_PLAN = ("plain", "think", "bold", "cut", "explained", "aloud", "plain", "think", "unclear", "bold", "aloud",
-              "cut", "explained", "plain")
+JUDGE_PLAN = (
+    "plain",
+    "think",
+    "bold",
+    "cut",
+    "explained",
+    "aloud",
+    "plain",
+    "think",
+    "unclear",
+    "bold",
+    "aloud",
+    "cut",
+    "explained",
+    "plain",
+)
 RESPOND_PLAN = ("answer", "refused", "sorry_long", "answer", "refused_sorry", "refused", "answer", "sorry_long")
 
 
@@ -224,8 +257,10 @@ class RealisticModel:
             core = REWORDS[pick % len(REWORDS)].format(parent)
         elif "#Created Prompt#" in prompt:  # in-breadth: a fresh, rarer prompt in the same domain
             # distinct for every seed (topic and addition) and every round (twist): never a near-copy of another
-            core = (f"{FRESH[index % len(FRESH)]} {ADDITIONS[index // len(FRESH) % len(ADDITIONS)]} "
-                    f"{TWISTS[round_no % len(TWISTS)]}")
+            core = (
+                f"{FRESH[index % len(FRESH)]} {ADDITIONS[index // len(FRESH) % len(ADDITIONS)]} "
+                f"{TWISTS[round_no % len(TWISTS)]}"
+            )
         else:
             # a requirement the parent does not have yet (an in-breadth prompt already carries one)
             fresh = [a for k in range(len(ADDITIONS)) if (a := ADDITIONS[(pick + k) % len(ADDITIONS)]) not in parent]

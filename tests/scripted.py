@@ -14,8 +14,33 @@ import threading
 from evol.testing.server import Reply, last_user
 
 GIVEN = "#Given Prompt#:\n"
-VOCAB = ("river lantern cobalt meadow quartz violin harbor ember falcon orchard granite saffron tundra "
-         "compass velvet glacier bramble cinder lagoon mosaic nectar obsidian pylon quiver rampart").split()
+VOCAB = [
+    "river",
+    "lantern",
+    "cobalt",
+    "meadow",
+    "quartz",
+    "violin",
+    "harbor",
+    "ember",
+    "falcon",
+    "orchard",
+    "granite",
+    "saffron",
+    "tundra",
+    "compass",
+    "velvet",
+    "glacier",
+    "bramble",
+    "cinder",
+    "lagoon",
+    "mosaic",
+    "nectar",
+    "obsidian",
+    "pylon",
+    "quiver",
+    "rampart",
+]
 
 
 def filler(key: str, n_chars: int) -> str:

@@ -19,8 +19,8 @@ import pytest
 from evol.config import RunConfig
 from evol.models import Record
 from evol.prompts import default_prompts_dir
-from evol.score_reader import parse_rank
 from evol.run import run_id_for
+from evol.score_reader import parse_rank
 from evol.testing.server import ScriptedServer
 
 from .answer_script import AnswerScript, quality
@@ -37,15 +37,40 @@ m-mid = { input = 1.0, output = 4.0 }
 m-bad = { input = 0.5, output = 1.0 }
 m-refuse = { input = 0.5, output = 1.0 }
 """
-FOUR = ("--response-model", "m-bad", "--response-model", "m-good", "--response-model", "m-mid",
-        "--response-model", "m-refuse")
+FOUR = (
+    "--response-model",
+    "m-bad",
+    "--response-model",
+    "m-good",
+    "--response-model",
+    "m-mid",
+    "--response-model",
+    "m-refuse",
+)
 
 
 def run(srv, out: Path, *extra: str, toml: str = "", engine: str = "local") -> dict:
     config = out.parent / f"{out.name}.toml"
     config.write_text(toml + PRICES)
-    r = run_cli("run", "--config", str(config), "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", "1",
-                "--base-url", srv.base_url, "--model", "m-evo", "--out", str(out), *extra, engine=engine)
+    r = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        str(LIMIT),
+        "--rounds",
+        "1",
+        "--base-url",
+        srv.base_url,
+        "--model",
+        "m-evo",
+        "--out",
+        str(out),
+        *extra,
+        engine=engine,
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return json.loads((out / "manifest.json").read_text())
@@ -57,18 +82,34 @@ def records(out: Path) -> list[Record]:
 
 # --- the ranking judge's answers, as models write them
 
-@pytest.mark.parametrize("answer, score", [
-    ("Reason: clear and correct.\nScore: 8", 8), ("Score: 7", 7), ("**Score:** 8/10", 8), ("Score: **9**", 9),
-    ("score: 6\nreason: misses one constraint", 6), ("Rating: 5 out of 10", 5), ("Final score: 9.", 9),
-    ("7", 7), ("7/10", 7), ("I would rate this answer 6/10 overall.", 6), ("Score:\n4", 4),
-    ("<think>\nIt might be a 3. Score: 3? No.\n</think>\n\nReason: thorough.\nScore: 8", 8),
-    ("Working it through.\n</think>\nScore: 2", 2),  # the template opened the block
-    ("Score: 7\n\nOn reflection the answer skips a step.\nScore: 6", 6),  # the last one is the verdict
-    # no readable score: never a default
-    ("<think>\nLet me weigh each part of this answer. Score: 8 so far", None),  # cut off inside the block
-    ("Reason: the answer covers the main", None), ("Score: 11", None), ("Score: 0", None), ("", None),
-    ("I cannot grade this answer.", None), ("Scores vary between graders.", None),
-])
+
+@pytest.mark.parametrize(
+    "answer, score",
+    [
+        ("Reason: clear and correct.\nScore: 8", 8),
+        ("Score: 7", 7),
+        ("**Score:** 8/10", 8),
+        ("Score: **9**", 9),
+        ("score: 6\nreason: misses one constraint", 6),
+        ("Rating: 5 out of 10", 5),
+        ("Final score: 9.", 9),
+        ("7", 7),
+        ("7/10", 7),
+        ("I would rate this answer 6/10 overall.", 6),
+        ("Score:\n4", 4),
+        ("<think>\nIt might be a 3. Score: 3? No.\n</think>\n\nReason: thorough.\nScore: 8", 8),
+        ("Working it through.\n</think>\nScore: 2", 2),  # the template opened the block
+        ("Score: 7\n\nOn reflection the answer skips a step.\nScore: 6", 6),  # the last one is the verdict
+        # no readable score: never a default
+        ("<think>\nLet me weigh each part of this answer. Score: 8 so far", None),  # cut off inside the block
+        ("Reason: the answer covers the main", None),
+        ("Score: 11", None),
+        ("Score: 0", None),
+        ("", None),
+        ("I cannot grade this answer.", None),
+        ("Scores vary between graders.", None),
+    ],
+)
 def test_the_score_is_read_from_realistic_judge_answers(answer, score):
     assert parse_rank(answer)[0] == score
 
@@ -80,10 +121,12 @@ def test_the_reason_is_kept_short_and_without_the_score():
 
 # --- defaults: nothing changes
 
+
 def test_default_options_keep_the_run_id_and_add_no_judge_call(tmp_path):
     base = RunConfig(seeds=SEEDS, base_url="http://127.0.0.1:9/v1")
-    assert run_id_for(base) == run_id_for(RunConfig(seeds=SEEDS, base_url="http://127.0.0.1:9/v1", answers=1,
-                                                    evolve_answers=0, response_models=[]))
+    assert run_id_for(base) == run_id_for(
+        RunConfig(seeds=SEEDS, base_url="http://127.0.0.1:9/v1", answers=1, evolve_answers=0, response_models=[])
+    )
     assert run_id_for(base) != run_id_for(base.model_copy(update={"answers": 2}))
     script = AnswerScript()
     with ScriptedServer(script) as srv:
@@ -95,6 +138,7 @@ def test_default_options_keep_the_run_id_and_add_no_judge_call(tmp_path):
 
 
 # --- candidates and ranking
+
 
 def test_the_best_scored_candidate_becomes_the_output_and_every_candidate_is_kept(tmp_path):
     script = AnswerScript()
@@ -147,8 +191,9 @@ def test_a_judge_that_never_gives_a_readable_score_is_a_named_outcome(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:
         m = run(srv, tmp_path / "garble", "--response-model", "m-garble", "--answers", "2")
-        kept = run(srv, tmp_path / "kept", "--response-model", "m-garble", "--answers", "2",
-                   "--disable-rule", "rank_unclear")
+        kept = run(
+            srv, tmp_path / "kept", "--response-model", "m-garble", "--answers", "2", "--disable-rule", "rank_unclear"
+        )
     assert m["by_rule"] == {"rank_unclear": LIMIT} and m["counts"]["kept"] == 0
     rows = [json.loads(x) for x in (tmp_path / "garble" / "rejected.jsonl").read_text().splitlines()]
     assert all(c["ranking"] == "unclear" and len(c["rank_answers"]) == 2 for r in rows for c in r["candidates"])
@@ -186,6 +231,7 @@ def test_the_prefect_engine_makes_the_same_candidates(tmp_path):
 
 # --- answer evolution
 
+
 def prompts_with(tmp_path: Path, *directions: str) -> Path:
     root = tmp_path / "prompts"
     shutil.copytree(default_prompts_dir(), root)
@@ -197,8 +243,16 @@ def prompts_with(tmp_path: Path, *directions: str) -> Path:
 
 def test_an_improved_answer_the_judge_does_not_prefer_is_discarded(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:  # only "creative": the scripted model does worse (-2) there
-        run(srv, tmp_path / "worse", "--response-model", "m-mid", "--evolve-answers", "2",
-            "--prompts-dir", str(prompts_with(tmp_path / "w", "creative")))
+        run(
+            srv,
+            tmp_path / "worse",
+            "--response-model",
+            "m-mid",
+            "--evolve-answers",
+            "2",
+            "--prompts-dir",
+            str(prompts_with(tmp_path / "w", "creative")),
+        )
     for rec in records(tmp_path / "worse"):
         first, *evolved = rec.candidates
         assert quality(rec.output) == 6 and first.best and first.score == 6
@@ -210,8 +264,16 @@ def test_an_improved_answer_the_judge_does_not_prefer_is_discarded(tmp_path):
 def test_an_improved_answer_the_judge_prefers_replaces_the_best(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:  # only "deeper": +2 per round, each round improving the last
-        m = run(srv, tmp_path / "better", "--response-model", "m-mid", "--evolve-answers", "2",
-                "--prompts-dir", str(prompts_with(tmp_path / "b", "deeper")))
+        m = run(
+            srv,
+            tmp_path / "better",
+            "--response-model",
+            "m-mid",
+            "--evolve-answers",
+            "2",
+            "--prompts-dir",
+            str(prompts_with(tmp_path / "b", "deeper")),
+        )
     for rec in records(tmp_path / "better"):
         assert [c.score for c in rec.candidates] == [6, 8, 10]
         assert rec.candidates[-1].best and quality(rec.output) == 10 and rec.candidates[-1].model == "m-mid"
@@ -224,6 +286,7 @@ def test_an_improved_answer_the_judge_prefers_replaces_the_best(tmp_path):
 
 
 # --- preference export
+
 
 def test_dpo_and_preference_chat_rows_have_trls_columns(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:
@@ -238,16 +301,23 @@ def test_dpo_and_preference_chat_rows_have_trls_columns(tmp_path):
     assert "## How the pairs were made" in card and "| 6 | 6 |" in card and "DPOTrainer" in card
 
     chat = tmp_path / "chat"
-    r = run_cli("export", str(tmp_path / "four"), "--format", "preference-chat", "--out", str(chat), "--system", "Be brief.")
+    r = run_cli(
+        "export", str(tmp_path / "four"), "--format", "preference-chat", "--out", str(chat), "--system", "Be brief."
+    )
     assert r.returncode == 0, r.stderr
     row = json.loads((chat / "train.jsonl").read_text().splitlines()[0])
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert [m["role"] for m in row["chosen"]] == [m["role"] for m in row["rejected"]] == ["assistant"]
 
-    narrow = run_cli("export", str(tmp_path / "four"), "--format", "dpo", "--out", str(tmp_path / "none"),
-                     "--min-margin", "7")
-    assert narrow.returncode != 0 and "No row has a preference pair" in narrow.stderr and "Traceback" not in narrow.stderr
-    bad = run_cli("export", str(tmp_path / "four"), "--format", "dpo", "--out", str(tmp_path / "bad"), "--min-margin", "0")
+    narrow = run_cli(
+        "export", str(tmp_path / "four"), "--format", "dpo", "--out", str(tmp_path / "none"), "--min-margin", "7"
+    )
+    assert (
+        narrow.returncode != 0 and "No row has a preference pair" in narrow.stderr and "Traceback" not in narrow.stderr
+    )
+    bad = run_cli(
+        "export", str(tmp_path / "four"), "--format", "dpo", "--out", str(tmp_path / "bad"), "--min-margin", "0"
+    )
     assert bad.returncode != 0 and "--min-margin must be above 0" in bad.stderr
 
     datasets = hf_datasets()
@@ -264,14 +334,25 @@ def test_a_run_of_plain_answers_has_no_pairs_to_export(tmp_path):
 
 
 def test_response_models_named_twice_is_one_sentence(tmp_path):
-    r = run_cli("run", "--seeds", str(SEEDS), "--base-url", "http://127.0.0.1:9/v1", "--response-model", "a",
-                "--response-model", "a", "--out", str(tmp_path / "x"))
+    r = run_cli(
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--response-model",
+        "a",
+        "--response-model",
+        "a",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert r.returncode != 0 and "response_models" in r.stderr and "names a model more than once" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-
 # --- budget and kill during the answer stage
+
 
 def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_path):
     def keys(srv) -> list[str]:
@@ -284,9 +365,26 @@ def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_pa
     with ScriptedServer(AnswerScript()) as srv:
         config = tmp_path / "b.toml"
         config.write_text(PRICES)
-        common = ("run", "--config", str(config), "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", "1",
-                  "--base-url", srv.base_url, "--model", "m-evo", "--out", str(tmp_path / "b"), *FOUR,
-                  "--evolve-answers", "1")
+        common = (
+            "run",
+            "--config",
+            str(config),
+            "--seeds",
+            str(SEEDS),
+            "--limit",
+            str(LIMIT),
+            "--rounds",
+            "1",
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "m-evo",
+            "--out",
+            str(tmp_path / "b"),
+            *FOUR,
+            "--evolve-answers",
+            "1",
+        )
         stopped = run_cli(*common, "--budget-usd", budget)
         first = keys(srv)
         m = json.loads((tmp_path / "b" / "manifest.json").read_text())
@@ -294,25 +392,52 @@ def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_pa
         assert {"rank", "respond"} <= set(m["cost_usd"]["by_stage"]) and 0 < len(first) < len(every)
         resumed = run_cli(*common)
         assert resumed.returncode == 0, resumed.stderr
-        second = keys(srv)[len(first):]
+        second = keys(srv)[len(first) :]
     assert Counter(first) + Counter(second) == Counter(every)  # nothing paid twice
     assert all(any("Reply in exactly two lines" in k for k in part) for part in (first, second))  # ranked on both sides
     for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
 
 
-
 def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
     """kill -9 with candidate, ranking and improvement calls answered and others in flight; the same command then
     sends none of the answered ones again and writes the bytes an uninterrupted run writes."""
-    args = ("-m", "evol", "run", "--engine", "local", "--seeds", str(SEEDS), "--limit", "12", "--rounds", "1",
-            "--model", "m-evo", "--response-model", "m-bad", "--response-model", "m-good", "--response-model", "m-mid",
-            "--evolve-answers", "2", "--concurrency", "4")
+    args = (
+        "-m",
+        "evol",
+        "run",
+        "--engine",
+        "local",
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        "12",
+        "--rounds",
+        "1",
+        "--model",
+        "m-evo",
+        "--response-model",
+        "m-bad",
+        "--response-model",
+        "m-good",
+        "--response-model",
+        "m-mid",
+        "--evolve-answers",
+        "2",
+        "--concurrency",
+        "4",
+    )
 
     def start(out: Path, url: str) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
-        return subprocess.Popen([sys.executable, *args, "--base-url", url, "--out", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        return subprocess.Popen(
+            [sys.executable, *args, "--base-url", url, "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
 
     with LedgerServer(AnswerScript()) as srv:
         code, _, err = finish(start(tmp_path / "full", srv.base_url))
@@ -326,7 +451,7 @@ def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
         srv.phase = "resume"
         code, _, err = finish(start(tmp_path / "killed", srv.base_url))
         assert code == 0, err
-        sent_after = srv.snapshot()[1][len(sent_before):]
+        sent_after = srv.snapshot()[1][len(sent_before) :]
     assert any(any(m in k for m in answer_stage) for k in answered_before), "no ranking or improvement was answered"
     assert any(any(m in k for m in answer_stage) for k in in_flight), "no answer-stage call was in flight"
     before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)

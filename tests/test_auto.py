@@ -12,22 +12,29 @@ from evol.filters import extract_final
 from evol.prompts import default_prompts_dir, load_profile
 from evol.testing.server import ScriptedServer
 
-from .autoscript import NO_FINAL, AutoScript, final_for, fate
+from .autoscript import NO_FINAL, AutoScript, fate, final_for
 from .conftest import run_cli
 
 MARK = "#Final Instruction#"
 
 ANSWERS = [  # (a structured answer as models write it, the final instruction in it)
-    ("#Ways to Complicate#\n1. a\n#Plan#\nb\n#Review#\nok\n#Final Instruction#\nWrite a haiku about rain in May.",
-     "Write a haiku about rain in May."),
-    ("**#Ways to Complicate#**\n- x\n\n**#Final Instruction#:**\nList three primes above 100.\n",
-     "List three primes above 100."),
-    ("### Plan\nstuff\n\n### Final Instruction\n\nExplain TCP slow start.\n\nIt must cite RFC 5681.",
-     "Explain TCP slow start.\n\nIt must cite RFC 5681."),
-    ("#Review#\nIn the final instruction I keep the table.\nFinal Instruction: Sort the table by date.",
-     "Sort the table by date."),
-    ("#Final Instruction#\nDraft one\n#Review#\nbetter\n#Final Instruction#\nDraft two\n#Notes#\nnone",
-     "Draft two"),
+    (
+        "#Ways to Complicate#\n1. a\n#Plan#\nb\n#Review#\nok\n#Final Instruction#\nWrite a haiku about rain in May.",
+        "Write a haiku about rain in May.",
+    ),
+    (
+        "**#Ways to Complicate#**\n- x\n\n**#Final Instruction#:**\nList three primes above 100.\n",
+        "List three primes above 100.",
+    ),
+    (
+        "### Plan\nstuff\n\n### Final Instruction\n\nExplain TCP slow start.\n\nIt must cite RFC 5681.",
+        "Explain TCP slow start.\n\nIt must cite RFC 5681.",
+    ),
+    (
+        "#Review#\nIn the final instruction I keep the table.\nFinal Instruction: Sort the table by date.",
+        "Sort the table by date.",
+    ),
+    ("#Final Instruction#\nDraft one\n#Review#\nbetter\n#Final Instruction#\nDraft two\n#Notes#\nnone", "Draft two"),
 ]
 
 
@@ -36,8 +43,15 @@ def test_extracts_the_last_final_section(answer, final):
     assert extract_final(answer, MARK) == final
 
 
-@pytest.mark.parametrize("answer", ["#Plan#\nx\n#First Rewrite#\nWrite a poem.", "", "#Final Instruction#\n  \n",
-                                    "The final instruction is hard to write."])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "#Plan#\nx\n#First Rewrite#\nWrite a poem.",
+        "",
+        "#Final Instruction#\n  \n",
+        "The final instruction is hard to write.",
+    ],
+)
 def test_no_final_section_is_none(answer):
     assert extract_final(answer, MARK) is None
 
@@ -48,8 +62,10 @@ def test_the_auto_profile_loads_with_its_marker():
     assert "#plan#" in profile.leak_markers  # a heading copied into the final instruction is a leak
 
 
-@pytest.mark.parametrize("value,words", [('42', "one line"), ('"a\\nb"', "one line"), ('""', "one line"),
-                                         ('"#Not In Template#"', "does not appear")])
+@pytest.mark.parametrize(
+    "value,words",
+    [("42", "one line"), ('"a\\nb"', "one line"), ('""', "one line"), ('"#Not In Template#"', "does not appear")],
+)
 def test_a_bad_extract_value_is_one_sentence_naming_the_file(tmp_path, value, words):
     prompts = tmp_path / "prompts"
     shutil.copytree(default_prompts_dir(), prompts)
@@ -68,8 +84,19 @@ def test_run_with_the_auto_profile_keeps_only_final_instructions(tmp_path):
     (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
     method = load_profile("auto").operations[0].prompt.text
     with ScriptedServer(AutoScript()) as srv:
-        proc = run_cli("run", "--seeds", str(tmp_path / "seeds.txt"), "--profile", "auto", "--rounds", "1",
-                       "--out", str(tmp_path / "run"), "--base-url", srv.base_url)
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(tmp_path / "seeds.txt"),
+            "--profile",
+            "auto",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--base-url",
+            srv.base_url,
+        )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "run" / "dataset.json").read_text())
     expected = {final_for(s, method) for s in seeds if NO_FINAL not in s and fate(s, method) == "ok"}

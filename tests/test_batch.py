@@ -48,8 +48,24 @@ def poll_config(tmp_path, seconds: float = 0.05):
 
 
 def args(srv: ScriptedServer, out, *extra: str, limit: int = 20) -> tuple[str, ...]:
-    return ("run", "--seeds", str(SEEDS), "--limit", str(limit), "--rounds", str(ROUNDS), "--seed", "7",
-            "--concurrency", "4", "--base-url", srv.base_url, "--out", str(out), *extra)
+    return (
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        str(limit),
+        "--rounds",
+        str(ROUNDS),
+        "--seed",
+        "7",
+        "--concurrency",
+        "4",
+        "--base-url",
+        srv.base_url,
+        "--out",
+        str(out),
+        *extra,
+    )
 
 
 def manifest(out) -> dict:
@@ -102,8 +118,13 @@ def test_killed_after_submitting_then_resumed_waits_for_the_stored_batch(tmp_pat
     with ScriptedServer(stateless) as srv:
         srv.batch_hold = True  # the first batch stays in progress until the process is dead
         cmd = args(srv, out, "--batch", "--config", cfg)
-        proc = subprocess.Popen([sys.executable, "-m", "evol", *cmd, "--engine", "local"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "evol", *cmd, "--engine", "local"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 60
             # the poller checks a batch only once its id is committed: from then on it is saved
@@ -124,7 +145,7 @@ def test_killed_after_submitting_then_resumed_waits_for_the_stored_batch(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     assert "still pending" in resumed.stderr
     assert srv.batches[first]["polls"] > polls_before and srv.batches[first]["status"] == "completed"
-    later = [cid for b, cid in srv.batch_sent[len(sent_before):]]
+    later = [cid for b, cid in srv.batch_sent[len(sent_before) :]]
     assert not set(later) & {cid for _, cid in sent_before}  # the stored batch's requests were not sent again
     assert not sent_twice(srv)
     assert srv.calls["batch_request"] == len(srv.batch_sent) == reference[1]  # each call answered once, all of them
@@ -170,9 +191,12 @@ def test_per_request_errors_fail_their_call_or_go_into_the_next_batch(tmp_path):
 
         async def ask(prompt):
             try:
-                return (await chat.complete([{"role": "user", "content": prompt}], model="m", sampling=Sampling(),
-                                            sample=prompt)).text
-            except Exception as exc:  # noqa: BLE001 - the test looks at which
+                return (
+                    await chat.complete(
+                        [{"role": "user", "content": prompt}], model="m", sampling=Sampling(), sample=prompt
+                    )
+                ).text
+            except Exception as exc:
                 return exc
 
         try:
@@ -207,8 +231,9 @@ def test_a_batch_whose_id_was_never_saved_is_found_again(tmp_path, created):
         chat.store.set = dies
         if not created:
             chat._client.batches.create = lambda **kw: (_ for _ in ()).throw(KeyboardInterrupt)
-        task = asyncio.ensure_future(chat.complete([{"role": "user", "content": "q"}], model="m", sampling=Sampling(),
-                                                   sample="s"))
+        task = asyncio.ensure_future(
+            chat.complete([{"role": "user", "content": "q"}], model="m", sampling=Sampling(), sample="s")
+        )
         await asyncio.wait([task, *chat._tasks], timeout=10)
         chat.store.set = save
         task.cancel()
@@ -220,8 +245,9 @@ def test_a_batch_whose_id_was_never_saved_is_found_again(tmp_path, created):
         chat = BatchingChat(srv.base_url, None, identity="test", cache=cache, poll_seconds=0.02)
         try:
             await chat.start()
-            return (await chat.complete([{"role": "user", "content": "q"}], model="m", sampling=Sampling(),
-                                        sample="s")).text, chat.store.all()
+            return (
+                await chat.complete([{"role": "user", "content": "q"}], model="m", sampling=Sampling(), sample="s")
+            ).text, chat.store.all()
         finally:
             await chat.aclose()
             cache.close()
@@ -251,8 +277,9 @@ def test_batch_with_the_embedded_model_fails_in_one_sentence(tmp_path):
 
 
 def test_batch_with_the_embedded_model_fails_in_one_sentence_under_prefect_too(tmp_path):
-    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "2", "--batch", "--out", str(tmp_path / "run"),
-                   engine="prefect")
+    proc = run_cli(
+        "run", "--seeds", str(SEEDS), "--limit", "2", "--batch", "--out", str(tmp_path / "run"), engine="prefect"
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert [x for x in proc.stderr.splitlines() if x.strip()][-1].count("embedded local model") == 1
     assert not (tmp_path / "run").exists()

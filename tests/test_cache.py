@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import sqlite3
 
 from evol.cache import CachedChat, CallCache, call_key
@@ -15,9 +16,11 @@ def test_key_depends_on_every_part_of_the_call():
     base = call_key("e", "m", MSG, S, "a")
     assert base == call_key("e", "m", [{"content": "hi", "role": "user"}], S, "a")
     others = [
-        call_key("e2", "m", MSG, S, "a"), call_key("e", "m2", MSG, S, "a"),
+        call_key("e2", "m", MSG, S, "a"),
+        call_key("e", "m2", MSG, S, "a"),
         call_key("e", "m", [{"role": "user", "content": "ho"}], S, "a"),
-        call_key("e", "m", MSG, Sampling(temperature=0.5), "a"), call_key("e", "m", MSG, S, "b"),
+        call_key("e", "m", MSG, Sampling(temperature=0.5), "a"),
+        call_key("e", "m", MSG, S, "b"),
     ]
     assert base not in others and len(set(others)) == len(others)
 
@@ -46,10 +49,8 @@ def test_failed_calls_are_not_cached(tmp_path):
     fake = FakeChat(lambda p, s: RuntimeError("boom"))
     chat = CachedChat(fake, CallCache(tmp_path / "c.sqlite"))
     for _ in range(2):
-        try:
+        with contextlib.suppress(RuntimeError):
             asyncio.run(chat.complete(MSG, model="m", sampling=S, sample="a"))
-        except RuntimeError:
-            pass
     assert len(fake.calls) == 2 and len(chat.cache) == 0
 
 

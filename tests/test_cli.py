@@ -27,20 +27,37 @@ def free_port():
 def test_help_explains_every_option():
     proc = run_cli("run", "--help")
     assert proc.returncode == 0
-    for opt in ("--seeds", "--rounds", "--profile", "--base-url", "--model", "--response-model", "--out",
-                "--include-seeds", "--concurrency", "--config", "--disable-rule", "--dedup-threshold"):
+    for opt in (
+        "--seeds",
+        "--rounds",
+        "--profile",
+        "--base-url",
+        "--model",
+        "--response-model",
+        "--out",
+        "--include-seeds",
+        "--concurrency",
+        "--config",
+        "--disable-rule",
+        "--dedup-threshold",
+    ):
         assert opt in proc.stdout
 
 
 def test_missing_seed_file(tmp_path):
-    one_sentence(run_cli("run", "--seeds", str(tmp_path / "nope.jsonl"), "--base-url", "http://127.0.0.1:9/v1"),
-                 3, "nope.jsonl does not exist")
+    one_sentence(
+        run_cli("run", "--seeds", str(tmp_path / "nope.jsonl"), "--base-url", "http://127.0.0.1:9/v1"),
+        3,
+        "nope.jsonl does not exist",
+    )
 
 
 def test_malformed_jsonl_names_the_line(tmp_path):
     f = tmp_path / "s.jsonl"
     f.write_text('{"instruction": "a"}\n{"instruction": "b"\n')
-    one_sentence(run_cli("run", "--seeds", str(f), "--base-url", "http://127.0.0.1:9/v1"), 3, "s.jsonl:2 is not valid JSON")
+    one_sentence(
+        run_cli("run", "--seeds", str(f), "--base-url", "http://127.0.0.1:9/v1"), 3, "s.jsonl:2 is not valid JSON"
+    )
 
 
 def test_no_seeds_option():
@@ -54,15 +71,25 @@ def test_unknown_config_key(tmp_path):
 
 
 def test_unreachable_endpoint_stops_before_any_work(tmp_path):
-    proc = run_cli("run", "--seeds", str(SEEDS), "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--out", str(tmp_path / "o"))
+    proc = run_cli(
+        "run", "--seeds", str(SEEDS), "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--out", str(tmp_path / "o")
+    )
     one_sentence(proc, 4, "Cannot reach")
 
 
 def test_a_wrong_key_stops_the_run_with_one_sentence_and_never_shows_the_key(tmp_path):
     key = "sk-evolcli-TOPSECRET987654321"
     with ScriptedServer(require_key="sk-other") as srv:
-        proc = run_cli("run", "--seeds", str(SEEDS), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                       env={"EVOL_API_KEY": key})
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(SEEDS),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            env={"EVOL_API_KEY": key},
+        )
     one_sentence(proc, 4, "401")
     assert key not in proc.stderr + proc.stdout and "TOPSECRET" not in proc.stderr
 
@@ -79,13 +106,30 @@ def test_a_fatal_error_mid_run_keeps_what_was_done(tmp_path):
     def script(req):
         count["n"] += 1
         from evol.testing.server import Reply
-        return Reply(status=401, content="key revoked") if count["n"] > 30 else Reply(content="Not Equal " + "x " * 5 + str(count["n"]))
+
+        return (
+            Reply(status=401, content="key revoked")
+            if count["n"] > 30
+            else Reply(content="Not Equal " + "x " * 5 + str(count["n"]))
+        )
 
     with ScriptedServer(script) as srv:
-        proc = run_cli("run", "--seeds", str(SEEDS), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                       "--rounds", "1", "--concurrency", "1")
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(SEEDS),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "1",
+            "--concurrency",
+            "1",
+        )
     one_sentence(proc, 4, "401")
     import json
+
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert m["status"] == "stopped" and "401" in m["reason"]
     assert m["usage"]["calls"]  # the answers that came back are counted (and cached for the resume)

@@ -20,13 +20,16 @@ def test_yaml_config(tmp_path):
     assert c.profile == "code" and not c.rule_on("prompt_leak") and c.rule_on("empty_response")
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"seeds": "s", "roundz": 3}, "unknown option 'roundz'"),
-    ({"seeds": "s", "rounds": "many"}, "option 'rounds'"),
-    ({"seeds": "s", "disable_rules": ["nope"]}, "unknown rule"),
-    ({"seeds": "s", "base_url": "localhost:8000"}, "must start with http"),
-    ({}, "option 'seeds' is required"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"seeds": "s", "roundz": 3}, "unknown option 'roundz'"),
+        ({"seeds": "s", "rounds": "many"}, "option 'rounds'"),
+        ({"seeds": "s", "disable_rules": ["nope"]}, "unknown rule"),
+        ({"seeds": "s", "base_url": "localhost:8000"}, "must start with http"),
+        ({}, "option 'seeds' is required"),
+    ],
+)
 def test_bad_values_give_one_short_message(values, message):
     with pytest.raises(ConfigError, match=message) as e:
         build_config(values, {})

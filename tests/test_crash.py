@@ -36,8 +36,21 @@ DELAY = 0.03  # every reply waits this long: ~250 calls/s at most, so a run of ~
 HOLD_MAX = 60.0  # a held reply gives up after this long, whatever happens to the test
 RUN_TIMEOUT = 180.0  # any one subprocess
 WAIT_TIMEOUT = 60.0  # any one poll
-ARGS = ("run", "--engine", "local", "--seeds", str(SEEDS), "--limit", str(LIMIT), "--rounds", str(ROUNDS),
-        "--seed", "5", "--concurrency", str(CONCURRENCY))
+ARGS = (
+    "run",
+    "--engine",
+    "local",
+    "--seeds",
+    str(SEEDS),
+    "--limit",
+    str(LIMIT),
+    "--rounds",
+    str(ROUNDS),
+    "--seed",
+    "5",
+    "--concurrency",
+    str(CONCURRENCY),
+)
 DUP = "Compose a detailed guide to growing tomatoes on a small city balcony, for complete beginners."
 
 
@@ -79,8 +92,9 @@ class LedgerServer(ScriptedServer):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         response = await super()._chat(request)  # records the arrival, runs the script, waits its delay
         key = body_key(await request.json())
-        if self.phase == "hold" or (self.phase == "run" and self.hold_after is not None
-                                    and len(self.answered) >= self.hold_after):
+        if self.phase == "hold" or (
+            self.phase == "run" and self.hold_after is not None and len(self.answered) >= self.hold_after
+        ):
             self.phase = "hold"
             with self._lock:
                 self.held.append(key)
@@ -104,11 +118,19 @@ class LedgerServer(ScriptedServer):
             return list(self.answered), [body_key(r) for r in self.requests]
 
 
-def start(out: Path, url: str, python_args: tuple[str, ...] = ("-m", "evol"), env: dict | None = None) -> subprocess.Popen:
+def start(
+    out: Path, url: str, python_args: tuple[str, ...] = ("-m", "evol"), env: dict | None = None
+) -> subprocess.Popen:
     full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     full_env.update(env or {})
-    return subprocess.Popen([sys.executable, *python_args, *ARGS, "--base-url", url, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full_env)
+    return subprocess.Popen(
+        [sys.executable, *python_args, *ARGS, "--base-url", url, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -160,8 +182,11 @@ def kill_once_held(srv: LedgerServer, proc: subprocess.Popen, out: Path) -> None
     """kill -9 ``proc`` once the server holds its replies and the client has stored every answer it received."""
     try:
         wait_for(lambda: srv.phase == "hold", "the server to hold its replies", proc)
-        wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
-                 "the client to store every answer it received", proc)
+        wait_for(
+            lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
+            "the client to store every answer it received",
+            proc,
+        )
         kill9(proc)
     finally:
         if proc.poll() is None:
@@ -215,7 +240,7 @@ def test_kill9_with_answers_in_flight_then_resume_sends_no_answered_call_again(t
         assert srv.hold_after <= len(answered_before) < len(every)
         run(out, srv.base_url)
         _, sent = srv.snapshot()
-        sent_after = sent[len(sent_before):]
+        sent_after = sent[len(sent_before) :]
 
     before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
     # (a) nothing answered before the kill was sent again: what the server answered before and what it was sent
@@ -252,7 +277,7 @@ def test_kill9_at_an_arbitrary_moment_resends_only_answers_the_client_never_stor
         stored = cached_rows(out)
         run(out, srv.base_url)
         _, sent = srv.snapshot()
-        sent_after = sent[len(sent_before):]
+        sent_after = sent[len(sent_before) :]
 
     before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
     assert one_run - (before + after) == Counter()  # every call of the run was answered
@@ -308,7 +333,7 @@ def kill_while_writing(out: Path, kill_at: str, every: list[str]) -> tuple[list[
         assert [p.name.split(".")[1] for p in out.glob(".*.tmp")] == [name.split(".")[0]]  # the interrupted write
         run(out, srv.base_url)
         _, sent = srv.snapshot()
-    return answered_before, sent[len(sent_before):]
+    return answered_before, sent[len(sent_before) :]
 
 
 @pytest.mark.parametrize("kill_at", ["records.jsonl:2", "manifest.json:2"])

@@ -19,9 +19,20 @@ from evol.testing.server import ScriptedServer
 
 from .conftest import run_cli
 
-TOPICS = ["the ocean", "a volcano", "winter mornings", "my grandmother's kitchen", "the first day of school",
-          "a lost umbrella", "electric trains", "the Moon landing", "a quiet library", "autumn leaves",
-          "a broken violin", "street markets in Hanoi"]
+TOPICS = [
+    "the ocean",
+    "a volcano",
+    "winter mornings",
+    "my grandmother's kitchen",
+    "the first day of school",
+    "a lost umbrella",
+    "electric trains",
+    "the Moon landing",
+    "a quiet library",
+    "autumn leaves",
+    "a broken violin",
+    "street markets in Hanoi",
+]
 FILLERS = ["please", "also", "really", "now", "briefly"]
 
 
@@ -30,10 +41,18 @@ def planted(seed: int = 3) -> tuple[list[str], list[str | None]]:
     rng = random.Random(seed)
     verbs = ["Write", "Explain", "Summarize", "Plan", "Compare", "Describe"]
     things = ["a haiku", "the causes", "a budget", "three arguments", "a timeline", "the trade-offs"]
-    bases = list(dict.fromkeys(
-        f"{rng.choice(verbs)} {rng.choice(things)} about {topic} for {who}, {how}."
-        for topic in TOPICS for who, how in [("children", "in simple words"), ("engineers", "with numbers"),
-                                             ("tourists", "as a short list"), ("chefs", "in two paragraphs")]))
+    bases = list(
+        dict.fromkeys(
+            f"{rng.choice(verbs)} {rng.choice(things)} about {topic} for {who}, {how}."
+            for topic in TOPICS
+            for who, how in [
+                ("children", "in simple words"),
+                ("engineers", "with numbers"),
+                ("tourists", "as a short list"),
+                ("chefs", "in two paragraphs"),
+            ]
+        )
+    )
     items: list[tuple[str, str | None]] = [(b, None) for b in bases]
     for base in bases[::3]:
         words = base.split()
@@ -49,8 +68,13 @@ def quadratic(texts: list[str], threshold: float, scorer=fuzz.ratio) -> list[int
     out: list[int | None] = []
     for i, text in enumerate(texts):
         norm = normalize(text)
-        best = process.extractOne(norm, [normalize(texts[k]) for k in kept], scorer=scorer,
-                                  score_cutoff=round(threshold * 100, 9)) if kept else None
+        best = (
+            process.extractOne(
+                norm, [normalize(texts[k]) for k in kept], scorer=scorer, score_cutoff=round(threshold * 100, 9)
+            )
+            if kept
+            else None
+        )
         out.append(kept[best[2]] if best else None)
         if best is None:
             kept.append(i)
@@ -58,6 +82,7 @@ def quadratic(texts: list[str], threshold: float, scorer=fuzz.ratio) -> list[int
 
 
 # --- the library ------------------------------------------------------------------------------------
+
 
 def test_planted_near_duplicates_are_removed_and_point_at_their_original():
     texts, origin = planted()
@@ -83,13 +108,19 @@ def test_distinct_instructions_sharing_a_template_are_kept_at_a_strict_threshold
     # the same template at a lax threshold does collapse: the candidate search is not what keeps them
     lax = dedup_texts([str(i) for i in range(len(texts))], texts, threshold=0.7)
     assert any(m is not None for m in lax)
-    assert lax == [None if d is None else Match("near_duplicate", str(d), lax[i].score)
-                   for i, d in enumerate(quadratic(texts, 0.7))]
+    assert lax == [
+        None if d is None else Match("near_duplicate", str(d), lax[i].score)
+        for i, d in enumerate(quadratic(texts, 0.7))
+    ]
 
 
 def test_exact_duplicates_after_case_punctuation_and_whitespace_changes():
-    texts = ["Write a poem about the ocean.", "  write A POEM about   the ocean!!", "Write a poem, about the ocean?",
-             "Write a poem about the sea."]
+    texts = [
+        "Write a poem about the ocean.",
+        "  write A POEM about   the ocean!!",
+        "Write a poem, about the ocean?",
+        "Write a poem about the sea.",
+    ]
     result = dedup_texts(["a", "b", "c", "d"], texts)
     assert result[0] is None
     assert result[1] == Match("exact_duplicate", "a", 1.0)
@@ -106,7 +137,7 @@ def test_incremental_check_and_add_equals_one_shot_across_chunks(monkeypatch):
 
     incremental = Deduper(0.9)
     stepwise = []
-    for id, text in zip(ids, texts):
+    for id, text in zip(ids, texts, strict=True):
         match = incremental.check(text)
         if match is None:
             incremental.add(id, text)
@@ -137,8 +168,9 @@ def test_band_keys_merged_into_the_sorted_arrays_find_the_same_duplicates(monkey
 def test_reordered_words_need_an_orderless_scorer():
     texts = ["list the planets of the solar system by size", "by size list the planets of the solar system"]
     assert dedup_texts(["a", "b"], texts, threshold=0.95, scorer="ratio")[1] is None
-    assert dedup_texts(["a", "b"], texts, threshold=0.95, scorer="token_sort_ratio")[1] == \
-        Match("near_duplicate", "a", 1.0)
+    assert dedup_texts(["a", "b"], texts, threshold=0.95, scorer="token_sort_ratio")[1] == Match(
+        "near_duplicate", "a", 1.0
+    )
 
 
 def test_instruction_plus_output_is_up_to_the_caller():
@@ -158,11 +190,13 @@ def test_exact_only_and_options_are_checked():
         Deduper(0.9, "levenshtein")
 
 
-LONG = ("Write a detailed travel guide for a first-time visitor to Lisbon in late autumn, covering the best "
-        "neighbourhoods to stay in, how to use the trams and the metro, which museums open on Mondays, where to eat "
-        "grilled sardines away from the tourist crowds, a realistic daily budget in euros, and three day trips that "
-        "can be done by train, with the travel time for each one and what to pack for the rain, plus a note on "
-        "which viewpoints are worth the climb at sunset and which are not.")
+LONG = (
+    "Write a detailed travel guide for a first-time visitor to Lisbon in late autumn, covering the best "
+    "neighbourhoods to stay in, how to use the trams and the metro, which museums open on Mondays, where to eat "
+    "grilled sardines away from the tourist crowds, a realistic daily budget in euros, and three day trips that "
+    "can be done by train, with the travel time for each one and what to pack for the rain, plus a note on "
+    "which viewpoints are worth the climb at sunset and which are not."
+)
 
 
 def test_a_text_is_no_near_duplicate_of_its_own_lineage_but_exact_repeats_and_other_lineages_count():
@@ -190,7 +224,7 @@ def test_lineages_in_a_batch_equal_one_at_a_time_and_are_checked():
     batch = Deduper(0.9).dedup(ids, texts, lineages)
     one = Deduper(0.9)
     stepwise = []
-    for id, text, lineage in zip(ids, texts, lineages):
+    for id, text, lineage in zip(ids, texts, lineages, strict=True):
         match = one.check(text, lineage)
         if match is None:
             one.add(id, text, lineage)
@@ -209,6 +243,7 @@ def test_short_texts_and_shingles_longer_than_the_text():
 
 
 # --- semantic dedup against a small embeddings server ----------------------------------------------
+
 
 @pytest.fixture
 def embeddings_url():
@@ -267,7 +302,9 @@ def test_cli_jsonl_keeps_lines_verbatim_and_logs_removals(tmp_path, capsys):
     assert summary["kept"] == 3 and summary["exact_duplicate"] == 1 and summary["near_duplicate"] == 1
     log = removed_log(tmp_path / "clean.removed.jsonl")
     assert [(r["row"], r["id"], r["duplicate_of_row"], r["duplicate_of_id"], r["rule"]) for r in log] == [
-        (2, "b", 1, "a", "exact_duplicate"), (4, "d", 3, "c", "near_duplicate")]
+        (2, "b", 1, "a", "exact_duplicate"),
+        (4, "d", 3, "c", "near_duplicate"),
+    ]
     assert log[1]["score"] >= 0.9
 
 
@@ -292,12 +329,15 @@ def test_cli_compares_instruction_and_output_when_asked(tmp_path, capsys):
     assert summary["kept"] == 5  # the answers differ, so no pair is a duplicate any more
 
 
-@pytest.mark.parametrize("content, args, code, fragment", [
-    (None, [], 3, "does not exist"),
-    ('{"instruction": "a"}\n{"instruction": \n', [], 3, "data.jsonl:2 is not valid JSON"),
-    ('{"prompt_text": "a"}\n', [], 3, "has no instruction field"),
-    ('{"instruction": "a"}\n', ["--threshold", "90"], 2, "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "content, args, code, fragment",
+    [
+        (None, [], 3, "does not exist"),
+        ('{"instruction": "a"}\n{"instruction": \n', [], 3, "data.jsonl:2 is not valid JSON"),
+        ('{"prompt_text": "a"}\n', [], 3, "has no instruction field"),
+        ('{"instruction": "a"}\n', ["--threshold", "90"], 2, "between 0 and 1"),
+    ],
+)
 def test_cli_bad_input_is_one_sentence_without_traceback(tmp_path, content, args, code, fragment):
     src = tmp_path / "data.jsonl"
     if content is not None:

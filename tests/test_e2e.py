@@ -21,8 +21,22 @@ def run_scripted(out, *extra: str):
     seeds = load_seeds(SEEDS).seeds
     script = EvolScript([s.instruction for s in seeds])
     with ScriptedServer(script) as srv:
-        proc = run_cli("run", "--seeds", str(SEEDS), "--rounds", str(ROUNDS), "--seed", "7", "--out", str(out),
-                       "--base-url", srv.base_url, "--concurrency", "16", *extra)
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(SEEDS),
+            "--rounds",
+            str(ROUNDS),
+            "--seed",
+            "7",
+            "--out",
+            str(out),
+            "--base-url",
+            srv.base_url,
+            "--concurrency",
+            "16",
+            *extra,
+        )
         calls = srv.chat_count()
     assert proc.returncode == 0, proc.stderr
     return seeds, srv, calls
@@ -45,14 +59,25 @@ def test_each_rule_fires_exactly_where_planted(full_run):
     got = {(r["id"], r["rule"]) for r in rejected}
     expected = {
         (f"{s.id}.r{n}", planted(s.index, n))
-        for s in seeds for n in range(1, ROUNDS + 1) if planted(s.index, n) is not None
+        for s in seeds
+        for n in range(1, ROUNDS + 1)
+        if planted(s.index, n) is not None
     }
     assert got == expected
     # every kind of planted failure really occurred, so the assertion above covers every rule
     assert {rule for _, rule in expected} == {
-        "empty_evolution", "truncated_evolution", "identical_to_parent", "prompt_leak", "no_information_gain",
-        "sorry_short_response", "stopwords_only_response", "empty_response", "truncated_response",
-        "exact_duplicate", "near_duplicate", "backend_error",
+        "empty_evolution",
+        "truncated_evolution",
+        "identical_to_parent",
+        "prompt_leak",
+        "no_information_gain",
+        "sorry_short_response",
+        "stopwords_only_response",
+        "empty_response",
+        "truncated_response",
+        "exact_duplicate",
+        "near_duplicate",
+        "backend_error",
     }
     kept = {r["id"] for r in read_jsonl(out / "records.jsonl")}
     assert kept == {f"{s.id}.r{n}" for s in seeds for n in range(1, ROUNDS + 1) if planted(s.index, n) is None}
@@ -95,7 +120,9 @@ def test_dataset_is_alpaca_and_manifest_adds_up(full_run):
     records = read_jsonl(out / "records.jsonl")
     rejected = read_jsonl(out / "rejected.jsonl")
     assert isinstance(data, list) and data
-    assert all(set(row) == {"instruction", "output"} and all(isinstance(v, str) and v for v in row.values()) for row in data)
+    assert all(
+        set(row) == {"instruction", "output"} and all(isinstance(v, str) and v for v in row.values()) for row in data
+    )
     assert [d["instruction"] for d in data] == [r["instruction"] for r in records]
     m = json.loads((out / "manifest.json").read_text())
     c = m["counts"]
@@ -141,8 +168,19 @@ def test_template_syntax_in_a_seed_reaches_the_model_verbatim(tmp_path):
     seed_file = tmp_path / "seeds.txt"
     seed_file.write_text(weird + "\n")
     with ScriptedServer(lambda req: "Not Equal") as srv:
-        proc = run_cli("run", "--seeds", str(seed_file), "--rounds", "1", "--out", str(tmp_path / "out"),
-                       "--base-url", srv.base_url, "--disable-rule", "stopwords_only_response")
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(seed_file),
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            srv.base_url,
+            "--disable-rule",
+            "stopwords_only_response",
+        )
         bodies = [m["content"] for req in srv.requests for m in req["messages"]]
     assert proc.returncode == 0, proc.stderr
     evolve_prompt = bodies[0]

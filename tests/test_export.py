@@ -20,8 +20,32 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 ROOT = Path(__file__).resolve().parent.parent
 GIVEN = "#Given Prompt#:\n"
 TWIN_TEXT = "Compare how the Moon and the Sun each pull on the oceans of Earth, and say which pull is stronger."
-VOCAB = ("harbor lantern orbit meadow quartz violin ember falcon orchard granite saffron tundra compass velvet "
-         "glacier bramble cinder lagoon mosaic nectar obsidian pylon rampart kettle").split()
+VOCAB = [
+    "harbor",
+    "lantern",
+    "orbit",
+    "meadow",
+    "quartz",
+    "violin",
+    "ember",
+    "falcon",
+    "orchard",
+    "granite",
+    "saffron",
+    "tundra",
+    "compass",
+    "velvet",
+    "glacier",
+    "bramble",
+    "cinder",
+    "lagoon",
+    "mosaic",
+    "nectar",
+    "obsidian",
+    "pylon",
+    "rampart",
+    "kettle",
+]
 
 # one seed per behaviour the scripted model plays (see ``llm`` below)
 SEEDS = [
@@ -78,8 +102,23 @@ def make_run(out: Path, seeds: list[str], *args: str, rounds: int = ROUNDS) -> P
     seed_file = out.parent / f"{out.name}-seeds.jsonl"
     seed_file.write_text("".join(json.dumps({"instruction": s}) + "\n" for s in seeds))
     with ScriptedServer(llm) as srv:
-        code = cli(["-q", "run", "--seeds", str(seed_file), "--rounds", str(rounds), "--out", str(out),
-                    "--base-url", srv.base_url, "--concurrency", "4", *args])
+        code = cli(
+            [
+                "-q",
+                "run",
+                "--seeds",
+                str(seed_file),
+                "--rounds",
+                str(rounds),
+                "--out",
+                str(out),
+                "--base-url",
+                srv.base_url,
+                "--concurrency",
+                "4",
+                *args,
+            ]
+        )
     assert code == 0
     return out
 
@@ -92,7 +131,7 @@ def run_a(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_b(tmp_path_factory) -> Path:
     """A code-profile run sharing two seeds with run A: their evolutions are the same texts."""
-    seeds = SEEDS[:2] + ["Write a Python function that reverses a list.", "Explain recursion with a short example."]
+    seeds = [*SEEDS[:2], "Write a Python function that reverses a list.", "Explain recursion with a short example."]
     return make_run(tmp_path_factory.mktemp("runs") / "b", seeds, "--profile", "code", rounds=2)
 
 
@@ -142,7 +181,7 @@ def test_sharegpt_conversations(run_a, tmp_path):
     rows = json.loads((tmp_path / "out" / "train.json").read_text())
     recs = records(run_a)
     assert len(rows) == len(recs)
-    for row, rec in zip(rows, recs):
+    for row, rec in zip(rows, recs, strict=True):
         assert [t["from"] for t in row["conversations"]] == ["system", "human", "gpt"]
         assert row["conversations"][1]["value"] == rec["instruction"]
         assert row["conversations"][2]["value"] == rec["output"]
@@ -270,7 +309,7 @@ def test_bad_inputs_are_one_sentence_errors(run_a, tmp_path):
     with pytest.raises(InputError, match="not a folder"):
         do_export([tmp_path / "missing"], tmp_path / "o1")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no manifest.json"):
+    with pytest.raises(InputError, match=r"no manifest.json"):
         do_export([tmp_path / "empty"], tmp_path / "o2")
     with pytest.raises(ConfigError, match="not an operation"):
         do_export([run_a], tmp_path / "o3", selection=Selection(operations=frozenset({"nope"})))
@@ -285,13 +324,41 @@ def test_bad_inputs_are_one_sentence_errors(run_a, tmp_path):
 def test_cli_export_as_a_user_runs_it(run_a, tmp_path):
     out = tmp_path / "cli"
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
-    proc = subprocess.run([sys.executable, "-m", "evol", "export", str(run_a), "--format", "openai-chat", "--out", str(out),
-                           "--val-fraction", "0.2", "--seed", "5", "--round", "1,2", "--no-seeds"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evol",
+            "export",
+            str(run_a),
+            "--format",
+            "openai-chat",
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0.2",
+            "--seed",
+            "5",
+            "--round",
+            "1,2",
+            "--no-seeds",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert sum(summary["rows"].values()) == sum(r["round"] in (1, 2) for r in records(run_a))
-    proc = subprocess.run([sys.executable, "-m", "evol", "export", str(run_a), "--out", str(tmp_path / "x"), "--round", "one"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evol", "export", str(run_a), "--out", str(tmp_path / "x"), "--round", "one"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("evol: error: --round takes whole numbers")

@@ -13,6 +13,7 @@ here (``Model``, ``run_inproc``, ``ledger``) are shared with them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -29,8 +30,8 @@ from evol.config import RunConfig
 from evol.errors import FatalBackendError
 from evol.llm import OpenAIChat
 from evol.pipeline import Models
-from evol.rundir import RunDir, read_jsonl
 from evol.run import run_pipeline
+from evol.rundir import RunDir, read_jsonl
 from evol.testing.server import Reply, ScriptedServer, completion, last_user
 
 from .conftest import run_cli
@@ -41,6 +42,7 @@ MODELS = Models("scripted-model", "scripted-model", "scripted-model")
 
 
 # --- a model that plays the method well, with faults planted by test ---------------------------------------
+
 
 def kind_of(prompt: str) -> str:
     if GIVEN in prompt:
@@ -119,6 +121,7 @@ def topics(n: int) -> list[str]:
 
 # --- running the pipeline in-process, with short retry waits ------------------------------------------------
 
+
 def evol_run(*args: str, env: dict | None = None, engine: str = "local"):
     """``python -m evol run ARGS`` as a user runs it; on the local engine unless told (Prefect takes seconds to start)."""
     return run_cli("run", *args, env=env, engine=engine)
@@ -132,12 +135,28 @@ def write_seeds(path: Path, seeds: list) -> Path:
 def run_inproc(base_url: str, seeds: list, out: Path, *, key: str | None = None, max_wait: float = 0.05, **cfg) -> dict:
     """run_pipeline as ``evol run`` calls it, except that retries wait at most ``max_wait`` seconds."""
     seeds_file = write_seeds(out.parent / f"{out.name}-seeds.jsonl", seeds)
-    config = RunConfig(**{"seeds": seeds_file, "out": out, "base_url": base_url, "rounds": 1, "concurrency": 2,
-                          "timeout": 2.0, "max_retries": 3, **cfg})
+    config = RunConfig(
+        **{
+            "seeds": seeds_file,
+            "out": out,
+            "base_url": base_url,
+            "rounds": 1,
+            "concurrency": 2,
+            "timeout": 2.0,
+            "max_retries": 3,
+            **cfg,
+        }
+    )
 
     async def go():
-        chat = OpenAIChat(base_url, key, timeout=config.timeout, max_retries=config.max_retries,
-                          concurrency=config.concurrency, max_wait=max_wait)
+        chat = OpenAIChat(
+            base_url,
+            key,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            concurrency=config.concurrency,
+            max_wait=max_wait,
+        )
         try:
             with RunDir(out) as run_dir:
                 return await run_pipeline(config, chat, MODELS, run_dir)
@@ -182,6 +201,7 @@ def assert_accounted(out: Path, n_seeds: int, rounds: int = 1) -> dict:
 
 
 # --- transient faults: retried, and the run completes as if nothing happened --------------------------------
+
 
 class ResetServer(ScriptedServer):
     """The scripted server, except that chat requests the test picks get half a response and then a TCP reset."""
@@ -294,13 +314,19 @@ def test_retry_after_is_waited_as_given_not_stretched_to_the_backoff(hint):
     """With the default backoff (1 s, 2 s, 4 s ...), three retries would take 7 s or more; the server said 50 ms."""
     from evol.config import Sampling
 
-    replies = [Reply(status=429, content="slow down", headers=hint), Reply(status=503, content="busy", headers=hint),
-               Reply(status=429, content="slow down", headers=hint)]
+    replies = [
+        Reply(status=429, content="slow down", headers=hint),
+        Reply(status=503, content="busy", headers=hint),
+        Reply(status=429, content="slow down", headers=hint),
+    ]
     with ScriptedServer(lambda request: replies.pop(0) if replies else Reply(content="finally")) as srv:
+
         async def go():
             chat = OpenAIChat(srv.base_url, None, max_retries=3, timeout=5)  # the default max_wait of 60 s
             try:
-                return await chat.complete([{"role": "user", "content": "hi"}], model="m", sampling=Sampling(), sample="x")
+                return await chat.complete(
+                    [{"role": "user", "content": "hi"}], model="m", sampling=Sampling(), sample="x"
+                )
             finally:
                 await chat.aclose()
 
@@ -309,21 +335,37 @@ def test_retry_after_is_waited_as_given_not_stretched_to_the_backoff(hint):
         took = time.monotonic() - t0
         arrivals = list(srv.arrivals)
     assert took < 2.5
-    assert all(b - a >= 0.045 for a, b in zip(arrivals, arrivals[1:]))  # but never sooner than it said
+    assert all(b - a >= 0.045 for a, b in itertools.pairwise(arrivals))  # but never sooner than it said
 
 
 def test_transient_faults_through_the_command_line(tmp_path):
     """The user's command: server-timed retries (Retry-After in seconds and in ms) keep it fast, exit 0."""
     model = Model()
-    model.fail("evolve", Reply(status=429, content="slow down", headers={"retry-after": "0.05"}), topic="topic-00", times=2)
+    model.fail(
+        "evolve", Reply(status=429, content="slow down", headers={"retry-after": "0.05"}), topic="topic-00", times=2
+    )
     model.fail("evolve", Reply(status=503, content="busy", headers={"retry-after-ms": "20"}), topic="topic-01", times=2)
     model.fail("judge", Reply(status=500, content="oops", headers={"retry-after-ms": "20"}), topic="topic-02", times=1)
     model.fail("evolve", Reply(status=400, content="this request is not allowed"), topic="topic-03")  # for good
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(5))
     with ScriptedServer(model) as srv:
         t0 = time.monotonic()
-        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                       "--rounds", "1", "--concurrency", "2", "--max-retries", "3", "--timeout", "5")
+        proc = evol_run(
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-retries",
+            "3",
+            "--timeout",
+            "5",
+        )
         took = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -332,8 +374,14 @@ def test_transient_faults_through_the_command_line(tmp_path):
     assert [f.hits for f in model.faults[:3]] == [2, 2, 1]
     assert rows[(3, 1)][:2] == ("failed", "backend_error") and "HTTP 400" in rows[(3, 1)][2]
     assert all(rows[(i, 1)][0] == "kept" for i in (0, 1, 2, 4))
-    assert json.loads(proc.stdout) == {"out": str(tmp_path / "o"), "dataset_rows": 4, "kept": 4, "eliminated": 0,
-                                       "duplicate": 0, "failed": 1}
+    assert json.loads(proc.stdout) == {
+        "out": str(tmp_path / "o"),
+        "dataset_rows": 4,
+        "kept": 4,
+        "eliminated": 0,
+        "duplicate": 0,
+        "failed": 1,
+    }
 
 
 # --- a fault that never recovers for one item: that item fails with its reason, the rest complete ----------
@@ -375,7 +423,11 @@ BAD_ANSWERS = [
     ("evolve", Reply(content=""), "empty_evolution"),
     ("evolve", Reply(content=None), "empty_evolution"),
     ("evolve", Reply(content=" \n\t "), "empty_evolution"),
-    ("evolve", Reply(content="Describe topic-01 in plain words and also", finish_reason="length"), "truncated_evolution"),
+    (
+        "evolve",
+        Reply(content="Describe topic-01 in plain words and also", finish_reason="length"),
+        "truncated_evolution",
+    ),
     ("evolve", Reply(content="Describe topic-01 in", finish_reason="content_filter"), "content_filtered"),
     ("evolve", Reply(content=None, finish_reason="content_filter"), "content_filtered"),
     ("respond", Reply(content=""), "empty_response"),
@@ -406,9 +458,14 @@ def test_a_bad_answer_eliminates_its_item_under_a_named_rule(tmp_path, stage, re
 
 @pytest.mark.parametrize("rule", ["content_filtered", "echoed_response", "script_changed"])
 def test_the_new_rules_can_be_switched_off(tmp_path, rule):
-    reply = {"content_filtered": ("respond", Reply(content="A fine answer about topic-01 and more.", finish_reason="content_filter")),
-             "echoed_response": ("respond", lambda p: Reply(content=p)),
-             "script_changed": ("evolve", Reply(content=CHINESE_EVOLUTION))}[rule]
+    reply = {
+        "content_filtered": (
+            "respond",
+            Reply(content="A fine answer about topic-01 and more.", finish_reason="content_filter"),
+        ),
+        "echoed_response": ("respond", lambda p: Reply(content=p)),
+        "script_changed": ("evolve", Reply(content=CHINESE_EVOLUTION)),
+    }[rule]
     model = Model()
     model.fail(reply[0], reply[1], topic="topic-01")
     with ScriptedServer(model) as srv:
@@ -438,7 +495,9 @@ def test_an_evolving_model_that_echoes_its_prompt_is_caught_by_the_leak_rule(tmp
     model = Model()
     model.fail("evolve", lambda prompt: Reply(content=prompt), topic="topic-01")  # the whole evolving prompt back
     model.fail("evolve", lambda prompt: Reply(content=parent_of(prompt)), topic="topic-02")  # its parent back
-    model.fail("evolve", lambda prompt: Reply(content="#Rewritten Prompt#:\n" + parent_of(prompt).upper()), topic="topic-03")
+    model.fail(
+        "evolve", lambda prompt: Reply(content="#Rewritten Prompt#:\n" + parent_of(prompt).upper()), topic="topic-03"
+    )
     with ScriptedServer(model) as srv:
         run_inproc(srv.base_url, topics(4), tmp_path / "o")
     rows = assert_accounted(tmp_path / "o", 4)
@@ -492,19 +551,42 @@ def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_
     assert kept[2]["output"].startswith("这个主题很有意思")
 
 
-@pytest.mark.parametrize("parent, evolution, changed", [
-    ("Write a short poem about the rain falling on the city.", CHINESE_EVOLUTION, ("LATIN", "CJK")),
-    ("Write a short poem about the rain falling on the city.", "Напишите короткое стихотворение о дожде в городе.", ("LATIN", "CYRILLIC")),
-    (CHINESE_EVOLUTION, "Write a short poem about the rain falling on the city, then explain it.", ("CJK", "LATIN")),
-    # what must never be dropped: a translation task, code around a Chinese sentence, other Latin languages,
-    # a parent that already mixes scripts, and texts too short to tell
-    ("Write a short poem about the rain falling on the city.", "Translate into Japanese, as a haiku: the rain falls on the city, 雨の街", None),
-    ("写一个Python函数计算斐波那契数列的第n项", "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
-     "    return a\n# 写一个函数，要求使用迭代，并给出时间复杂度分析", None),
-    ("Write a short poem about the rain falling on the city.", "Écrivez un court poème sur la pluie qui tombe sur la ville.", None),
-    ("Translate 'good morning' into Chinese: 早上好 and 晚上好 and 你好吗", CHINESE_EVOLUTION, None),
-    ("Say hi.", "你好", None),
-])
+@pytest.mark.parametrize(
+    "parent, evolution, changed",
+    [
+        ("Write a short poem about the rain falling on the city.", CHINESE_EVOLUTION, ("LATIN", "CJK")),
+        (
+            "Write a short poem about the rain falling on the city.",
+            "Напишите короткое стихотворение о дожде в городе.",
+            ("LATIN", "CYRILLIC"),
+        ),
+        (
+            CHINESE_EVOLUTION,
+            "Write a short poem about the rain falling on the city, then explain it.",
+            ("CJK", "LATIN"),
+        ),
+        # what must never be dropped: a translation task, code around a Chinese sentence, other Latin languages,
+        # a parent that already mixes scripts, and texts too short to tell
+        (
+            "Write a short poem about the rain falling on the city.",
+            "Translate into Japanese, as a haiku: the rain falls on the city, 雨の街",
+            None,
+        ),
+        (
+            "写一个Python函数计算斐波那契数列的第n项",
+            "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
+            "    return a\n# 写一个函数，要求使用迭代，并给出时间复杂度分析",
+            None,
+        ),
+        (
+            "Write a short poem about the rain falling on the city.",
+            "Écrivez un court poème sur la pluie qui tombe sur la ville.",
+            None,
+        ),
+        ("Translate 'good morning' into Chinese: 早上好 and 晚上好 and 你好吗", CHINESE_EVOLUTION, None),
+        ("Say hi.", "你好", None),
+    ],
+)
 def test_script_change_is_narrow(parent, evolution, changed):
     from evol.filters import script_change
 
@@ -512,6 +594,7 @@ def test_script_change_is_narrow(parent, evolution, changed):
 
 
 # --- permanent errors: one sentence, and the run stops instead of failing every item ------------------------
+
 
 @pytest.mark.parametrize("status, words", [(401, "API key"), (403, "denied"), (404, "--model")])
 def test_a_permanent_error_mid_run_stops_early_and_keeps_what_was_done(tmp_path, status, words):
@@ -536,8 +619,18 @@ def test_an_unknown_model_through_the_command_line_is_one_sentence(tmp_path):
 
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(20))
     with ScriptedServer(script) as srv:
-        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                       "--model", "gpt-nope", "--concurrency", "1")
+        proc = evol_run(
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            "gpt-nope",
+            "--concurrency",
+            "1",
+        )
         calls = srv.chat_count()
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -547,6 +640,7 @@ def test_an_unknown_model_through_the_command_line_is_one_sentence(tmp_path):
 
 
 # --- the endpoint dies mid-run: the circuit breaker stops the run, which then resumes ------------------------
+
 
 def test_an_endpoint_that_dies_mid_run_stops_the_run_with_one_sentence_and_it_resumes(tmp_path):
     model = Model()
@@ -601,8 +695,22 @@ def test_an_endpoint_that_dies_stops_the_command_line_run(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(30))
     state["srv"] = ScriptedServer(script).__enter__()
     try:
-        proc = evol_run("--seeds", str(seeds), "--base-url", state["srv"].base_url, "--out", str(tmp_path / "o"),
-                       "--rounds", "1", "--concurrency", "2", "--max-retries", "1", "--timeout", "5")
+        proc = evol_run(
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            state["srv"].base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-retries",
+            "1",
+            "--timeout",
+            "5",
+        )
     finally:
         stop(state["srv"])
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
@@ -628,7 +736,7 @@ def test_a_broken_endpoint_that_still_accepts_connections_also_trips_the_breaker
             state["broken"] = True
         return Reply(status=502, content="bad gateway") if state["broken"] else model(request)
 
-    with Gateway(script) as srv, pytest.raises(FatalBackendError, match="stopped answering.*HTTP 502"):
+    with Gateway(script) as srv, pytest.raises(FatalBackendError, match=r"stopped answering.*HTTP 502"):
         run_inproc(srv.base_url, topics(40), tmp_path / "o", concurrency=2, max_retries=2)
     assert state["n"] < 40  # grinding on would be 40 items x 3 attempts
     assert manifest(tmp_path / "o")["status"] == "stopped"

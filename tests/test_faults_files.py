@@ -21,12 +21,13 @@ from evol.rundir import LOCK, RunDir, atomic_write, write_json
 from evol.testing.server import ScriptedServer
 
 from .conftest import ROOT
-from .test_faults import Model, evol_run, assert_accounted, manifest, run_inproc, topics, write_seeds
+from .test_faults import Model, assert_accounted, evol_run, manifest, run_inproc, topics, write_seeds
 
 OUTPUTS = {"dataset.json", "records.jsonl", "rejected.jsonl", "manifest.json"}
 
 
 # --- atomic writes ---------------------------------------------------------------------------------------------
+
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
@@ -108,19 +109,26 @@ def test_every_output_of_a_run_is_written_through_atomic_write(tmp_path, monkeyp
     with ScriptedServer(Model()) as srv:
         run_inproc(srv.base_url, topics(3), tmp_path / "o", rounds=2)
     assert set(written) - SPOOLED == OUTPUTS
-    assert SPOOLED <= set(written)  # each round's files in .rounds too
+    assert set(written) >= SPOOLED  # each round's files in .rounds too
     assert written.count("manifest.json") == 2  # after round 1, and at the end (the last round's)
     names = {p.name for p in (tmp_path / "o").iterdir()}
-    assert OUTPUTS <= names and not leftovers(tmp_path / "o")
+    assert names >= OUTPUTS and not leftovers(tmp_path / "o")
     assert names - OUTPUTS <= {"calls.sqlite", "calls.sqlite-wal", "calls.sqlite-shm", LOCK}
 
 
 # --- one writer per run folder ----------------------------------------------------------------------------------
 
+
 def start_cli(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
-    return subprocess.Popen([sys.executable, "-m", "evol", "run", "--engine", "local", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "evol", "run", "--engine", "local", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def gated(model: Model, open_after: int):
@@ -161,7 +169,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
             last = second.stderr.strip().splitlines()[-1]
             assert last.startswith("evol: error: Another evol process is writing into") and "--out" in last
             gate.set()
-            out, err = first.communicate(timeout=120)
+            _out, err = first.communicate(timeout=120)
         finally:
             gate.set()
             if first.poll() is None:
@@ -177,8 +185,18 @@ def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over_and_res
     model = Model()
     script, gate = gated(model, open_after=5)
     with ScriptedServer(script) as srv:
-        args = ("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"), "--rounds", "1",
-                "--concurrency", "1")
+        args = (
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "1",
+            "--concurrency",
+            "1",
+        )
         victim = start_cli(*args)
         try:
             wait_for(lambda: srv.chat_count() >= 6)  # five answered (and cached), the sixth held
@@ -202,9 +220,17 @@ def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over_and_res
 
 def test_the_lock_is_the_kernels_so_it_dies_with_its_holder(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from evol.rundir import RunDir; RunDir(sys.argv[1]).lock(); "
-                               "print('locked', flush=True); time.sleep(60)", str(tmp_path / "o")],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from evol.rundir import RunDir; RunDir(sys.argv[1]).lock(); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(tmp_path / "o"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match="Another evol process"):
@@ -221,6 +247,7 @@ def test_the_lock_is_the_kernels_so_it_dies_with_its_holder(tmp_path):
 
 
 # --- nothing escapes the run folder -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["../escaped.json", "/tmp/escaped.json", "sub/../../escaped.json", "..", "a/../../b"])
 def test_names_that_lead_out_of_the_run_folder_are_refused(tmp_path, name):

@@ -28,12 +28,70 @@ PROFILES = [load_profile(name) for name in ("general", "code", "math")]
 LEAKS = sorted({*DEFAULT_LEAK_PHRASES, *(m for p in PROFILES for m in p.leak_markers)})
 
 PIECES = [
-    "$x", "${x}", "$instruction", "${instruction}", "${first}", "${second}", "$$", "$", "$5", "${", "}",
-    "{x}", "{instruction}", "{0}", "{}", "{{x}}", "{{instruction}}", "{{", "}}", "{%", "%}", "%s", "%(x)s", "%d", "%",
-    "<PROMPT>", "</PROMPT>", "<|im_start|>", "#Given Prompt#", "#Given Prompt#:\n", "#Rewritten Prompt#:",
-    "#Created Prompt#", "First instruction:\n", "Second instruction:\n", "Equal", "Not Equal", "sorry",
-    "\x00", "\\", "\\n", "\\u0000", "\n", "\r\n", "\r", "\t", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c",
-    "\ufeff", "\u200b", "\u0301", "ﬁ", "İ", "ß", "😀", "雨の街", "مرحبا", "\U0010ffff", '"', "'", "`",
+    "$x",
+    "${x}",
+    "$instruction",
+    "${instruction}",
+    "${first}",
+    "${second}",
+    "$$",
+    "$",
+    "$5",
+    "${",
+    "}",
+    "{x}",
+    "{instruction}",
+    "{0}",
+    "{}",
+    "{{x}}",
+    "{{instruction}}",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "%s",
+    "%(x)s",
+    "%d",
+    "%",
+    "<PROMPT>",
+    "</PROMPT>",
+    "<|im_start|>",
+    "#Given Prompt#",
+    "#Given Prompt#:\n",
+    "#Rewritten Prompt#:",
+    "#Created Prompt#",
+    "First instruction:\n",
+    "Second instruction:\n",
+    "Equal",
+    "Not Equal",
+    "sorry",
+    "\x00",
+    "\\",
+    "\\n",
+    "\\u0000",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "\u2028",
+    "\u2029",
+    "\x85",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\ufeff",
+    "\u200b",
+    "\u0301",
+    "ﬁ",
+    "İ",
+    "ß",
+    "😀",
+    "雨の街",
+    "مرحبا",
+    "\U0010ffff",
+    '"',
+    "'",
+    "`",
 ]
 SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 FRAGMENT = st.one_of(st.sampled_from(PIECES), st.text(max_size=6), SURROGATE)
@@ -54,8 +112,11 @@ def test_loading_any_text_accounts_for_every_row(texts, ascii_only):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "seeds.jsonl"
         # ensure_ascii=False writes U+2028, U+0085 and friends raw, as records.jsonl does: still one row per line
-        path.write_text("".join(json.dumps({"instruction": t}, ensure_ascii=ascii_only) + "\n" for t in texts),
-                        encoding="utf-8", errors="surrogatepass")
+        path.write_text(
+            "".join(json.dumps({"instruction": t}, ensure_ascii=ascii_only) + "\n" for t in texts),
+            encoding="utf-8",
+            errors="surrogatepass",
+        )
         if not ascii_only and any(has_surrogate(t) for t in texts):
             return  # raw surrogates are not UTF-8: that file is refused whole (tests/test_faults_input.py)
         s = load_seeds(path)
@@ -93,12 +154,18 @@ def test_every_template_of_every_profile_embeds_any_text_verbatim(text, other, s
 
 
 @FUZZ
-@given(text=INSTRUCTION, parent=INSTRUCTION, finish=st.sampled_from([None, "stop", "length", "content_filter", "tool_calls", ""]))
+@given(
+    text=INSTRUCTION,
+    parent=INSTRUCTION,
+    finish=st.sampled_from([None, "stop", "length", "content_filter", "tool_calls", ""]),
+)
 def test_the_rules_take_any_text(text, parent, finish):
     cleaned = filters.unwrap(text).text
     assert isinstance(cleaned, str) and len(cleaned) <= len(text)
-    for verdict in (filters.check_evolution(cleaned, finish, parent, LEAKS),
-                    filters.check_response(text, finish, 80, instruction=parent)):
+    for verdict in (
+        filters.check_evolution(cleaned, finish, parent, LEAKS),
+        filters.check_response(text, finish, 80, instruction=parent),
+    ):
         assert verdict.keep or (verdict.rule in RULES and verdict.detail)
     assert filters.parse_judgement(text) in ("equal", "not_equal", "unclear")
     assert isinstance(filters.normalize(text), str)
@@ -132,8 +199,16 @@ def test_any_answer_survives_the_cache_and_the_output_files(text):
             assert cache.get(b"k" * 20).text == answer
         finally:
             cache.close()
-        record = Record(id="s1.r1", seed_id="s1", seed_index=0, parent_id="s1", round=1, operation="x",
-                        instruction=answer, output=answer)
+        record = Record(
+            id="s1.r1",
+            seed_id="s1",
+            seed_index=0,
+            parent_id="s1",
+            round=1,
+            operation="x",
+            instruction=answer,
+            output=answer,
+        )
         write_jsonl(Path(tmp) / "records.jsonl", [record])
         assert read_jsonl(Path(tmp) / "records.jsonl") == [record.model_dump(mode="json")]
     _ = Sampling()  # the cache key's sampling type takes no text: nothing else to fuzz there

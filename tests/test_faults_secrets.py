@@ -46,8 +46,12 @@ def echoing_model() -> Model:
     model = Model()
     model.fail("evolve", Reply(status=400, content=f"Invalid request from key {KEY}: bad parameter"), topic="topic-01")
     model.fail("respond", Reply(status=500, content=f"upstream failed for Bearer {KEY}"), topic="topic-02")
-    model.fail("evolve", Reply(status=429, content=f"Rate limit reached for {KEY}", headers={"retry-after": "0.01"}),
-               topic="topic-03", times=1)
+    model.fail(
+        "evolve",
+        Reply(status=429, content=f"Rate limit reached for {KEY}", headers={"retry-after": "0.01"}),
+        topic="topic-03",
+        times=1,
+    )
     return model
 
 
@@ -55,9 +59,24 @@ def test_the_key_is_used_but_appears_in_no_output_log_or_message(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(5))
     model = echoing_model()
     with ScriptedServer(model, require_key=KEY) as srv:
-        proc = run_cli("-v", "run", "--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                        "--rounds", "2", "--concurrency", "2", "--max-retries", "1", "--include-seeds",
-                        env={"EVOL_API_KEY": KEY})
+        proc = run_cli(
+            "-v",
+            "run",
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "2",
+            "--concurrency",
+            "2",
+            "--max-retries",
+            "1",
+            "--include-seeds",
+            env={"EVOL_API_KEY": KEY},
+        )
         sent = set(srv.auth_headers)
     assert proc.returncode == 0, proc.stderr
     assert sent == {f"Bearer {KEY}"}  # every request carried the key: the run really used it
@@ -73,11 +92,14 @@ def test_the_key_is_used_but_appears_in_no_output_log_or_message(tmp_path):
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_key_echoed_by_the_endpoint_is_not_shown_to_the_user(tmp_path, status):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(3))
-    echo = Reply(status=status, content=f"Incorrect API key provided: {KEY}. You can find your API key at "
-                                        f"https://example.invalid/keys.")
+    echo = Reply(
+        status=status,
+        content=f"Incorrect API key provided: {KEY}. You can find your API key at https://example.invalid/keys.",
+    )
     with ScriptedServer(lambda request: echo) as srv:
-        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                        env={"EVOL_API_KEY": KEY})
+        proc = evol_run(
+            "--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"), env={"EVOL_API_KEY": KEY}
+        )
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("evol: error: ") and str(status) in last
@@ -93,8 +115,9 @@ def test_a_key_refused_at_start_up_with_an_echo_is_not_shown(tmp_path):
 
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(2))
     with Refusing() as srv:
-        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                        env={"EVOL_API_KEY": KEY})
+        proc = evol_run(
+            "--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"), env={"EVOL_API_KEY": KEY}
+        )
         assert srv.chat_count() == 0
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     assert "401" in proc.stderr.strip().splitlines()[-1]
@@ -118,6 +141,7 @@ ECHOES = {
 @pytest.mark.parametrize("case", list(ECHOES))
 def test_no_error_message_repeats_the_key(case):
     with ScriptedServer(lambda request: ECHOES[case]) as srv:
+
         async def go():
             chat = OpenAIChat(srv.base_url, KEY, max_retries=0, timeout=5, max_wait=0.01)
             try:
@@ -140,9 +164,22 @@ def test_the_prefect_engine_keeps_the_key_out_of_parameters_logs_and_artifacts(t
     env = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_") or k == "EVOL_ENGINE"}
     clear = {k: "" for k in env if k.startswith("PREFECT_API")}
     with ScriptedServer(model, require_key=KEY) as srv:
-        proc = evol_run("--seeds", str(seeds), "--base-url", srv.base_url, "--out", str(tmp_path / "o"),
-                        "--rounds", "1", "--concurrency", "2", "--max-retries", "1",
-                        env={**clear, "PREFECT_HOME": str(home), "EVOL_API_KEY": KEY}, engine="prefect")
+        proc = evol_run(
+            "--seeds",
+            str(seeds),
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-retries",
+            "1",
+            env={**clear, "PREFECT_HOME": str(home), "EVOL_API_KEY": KEY},
+            engine="prefect",
+        )
         sent = set(srv.auth_headers)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sent == {f"Bearer {KEY}"}

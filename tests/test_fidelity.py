@@ -38,7 +38,10 @@ JUDGE = [
     (Reply(content="Equal. Only the wording is different."), None),
     (Reply(content="Not equal: the second adds a constraint."), None),
     (Reply(content="<think>\nThe second adds a word limit.\n</think>\n\nNot Equal"), None),
-    (Reply(content=THINK_CUT, finish_reason="length"), Reply(content="<think>\nIt adds a limit.\n</think>\n\nNot Equal")),
+    (
+        Reply(content=THINK_CUT, finish_reason="length"),
+        Reply(content="<think>\nIt adds a limit.\n</think>\n\nNot Equal"),
+    ),
     (Reply(content="I cannot say."), Reply(content="Hard to tell.")),
     (Reply(content=""), Reply(content="Equal")),
     (Reply(content="Same"), None),
@@ -47,8 +50,20 @@ JUDGE = [
     (Reply(content=THINK_CUT, finish_reason="length"), Reply(content=THINK_CUT + " a poem", finish_reason="length")),
 ]
 #: the rule each case ends under by default (None: kept)
-EXPECTED = [None, "no_information_gain", "no_information_gain", None, None, None, "judge_unclear",
-            "no_information_gain", "no_information_gain", None, None, "judge_unclear"]
+EXPECTED = [
+    None,
+    "no_information_gain",
+    "no_information_gain",
+    None,
+    None,
+    None,
+    "judge_unclear",
+    "no_information_gain",
+    "no_information_gain",
+    None,
+    None,
+    "judge_unclear",
+]
 
 
 class JudgeScript:
@@ -63,7 +78,9 @@ class JudgeScript:
         prompt = last_user(request)
         case = int(re.search(r"\(case (\d+)\)", prompt, re.IGNORECASE).group(1))
         if GIVEN in prompt:
-            return Reply(content=f"{parent_of(prompt)} Answer in exactly {case + 3} numbered steps, citing one source each.")
+            return Reply(
+                content=f"{parent_of(prompt)} Answer in exactly {case + 3} numbered steps, citing one source each."
+            )
         if "Second instruction:" in prompt:
             with self.lock:
                 self.judge_calls[case] += 1
@@ -82,8 +99,20 @@ def judge_run(tmp_path, *extra):
     script = JudgeScript()
     out = tmp_path / "out"
     with ScriptedServer(script) as srv:
-        proc = run_cli("run", "--seeds", str(seeds), "--rounds", "1", "--out", str(out), "--base-url", srv.base_url,
-                       "--concurrency", "4", *extra)
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(seeds),
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+            "--base-url",
+            srv.base_url,
+            "--concurrency",
+            "4",
+            *extra,
+        )
         script.batches = srv.calls["batches.create"]
     assert proc.returncode == 0, proc.stderr
     return out, script
@@ -94,7 +123,9 @@ def test_the_judge_is_read_retried_once_when_unclear_recorded_and_counted(tmp_pa
     records, rejected = read_jsonl(out / "records.jsonl"), read_jsonl(out / "rejected.jsonl")
     manifest = json.loads((out / "manifest.json").read_text())
     case = {r["seed_index"]: r for r in records + rejected}
-    assert {i: (None if i in {r["seed_index"] for r in records} else case[i]["rule"]) for i in case} == dict(enumerate(EXPECTED))
+    assert {i: (None if i in {r["seed_index"] for r in records} else case[i]["rule"]) for i in case} == dict(
+        enumerate(EXPECTED)
+    )
     # every verdict is in the lineage: each answer's raw text, finish_reason and reading, the retry's too
     for i, (first, retry) in enumerate(JUDGE):
         judge = case[i]["judge"]
@@ -139,8 +170,28 @@ def test_through_the_batch_api_the_retry_goes_out_in_a_later_batch_with_the_same
 
 # --- dedup and lineages ------------------------------------------------------------------------------
 
-WORDS = ("amber basin cedar delta ember fjord grove heron inlet juniper kestrel larch marsh nettle otter "
-         "pebble quarry reed sorrel thicket").split()
+WORDS = [
+    "amber",
+    "basin",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "grove",
+    "heron",
+    "inlet",
+    "juniper",
+    "kestrel",
+    "larch",
+    "marsh",
+    "nettle",
+    "otter",
+    "pebble",
+    "quarry",
+    "reed",
+    "sorrel",
+    "thicket",
+]
 
 
 def deeper(parent: str, i: int, round_no: int) -> str:
@@ -197,8 +248,19 @@ def test_in_depth_evolutions_of_long_instructions_are_kept_round_after_round(tmp
     seed_file.write_text("\n".join(seeds) + "\n")
     out = tmp_path / "out"
     with ScriptedServer(LineageScript(seeds)) as srv:
-        proc = run_cli("run", "--seeds", str(seed_file), "--rounds", "3", "--out", str(out), "--base-url", srv.base_url,
-                       "--concurrency", "4")
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(seed_file),
+            "--rounds",
+            "3",
+            "--out",
+            str(out),
+            "--base-url",
+            srv.base_url,
+            "--concurrency",
+            "4",
+        )
     assert proc.returncode == 0, proc.stderr
     records, rejected = read_jsonl(out / "records.jsonl"), read_jsonl(out / "rejected.jsonl")
     text = {r["seed_id"]: seeds[r["seed_index"]] for r in records + rejected}

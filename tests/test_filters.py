@@ -7,13 +7,16 @@ def check_evo(text, parent="Write a poem.", finish="stop", phrases=("given promp
     return filters.check_evolution(text, finish, parent, phrases)
 
 
-@pytest.mark.parametrize("text, finish, rule", [
-    ("   ", "stop", "empty_evolution"),
-    ("Write a long poem about rain in exactly", "length", "truncated_evolution"),
-    ("write a POEM!", "stop", "identical_to_parent"),
-    ("Write a poem, as the given prompt says, about rain.", "stop", "prompt_leak"),
-    ("#Rewritten Prompt# Write a poem about rain.", "stop", "prompt_leak"),
-])
+@pytest.mark.parametrize(
+    "text, finish, rule",
+    [
+        ("   ", "stop", "empty_evolution"),
+        ("Write a long poem about rain in exactly", "length", "truncated_evolution"),
+        ("write a POEM!", "stop", "identical_to_parent"),
+        ("Write a poem, as the given prompt says, about rain.", "stop", "prompt_leak"),
+        ("#Rewritten Prompt# Write a poem about rain.", "stop", "prompt_leak"),
+    ],
+)
 def test_evolution_rules(text, finish, rule):
     v = check_evo(text, finish=finish)
     assert not v.keep and v.rule == rule and v.detail
@@ -22,7 +25,9 @@ def test_evolution_rules(text, finish, rule):
 def test_a_good_evolution_passes_and_words_already_in_the_parent_are_no_leak():
     assert check_evo("Write a sonnet about rain in iambic pentameter.").keep
     parent = "Find the bias in the given prompt."
-    assert filters.check_evolution("Find the bias in the given prompt, citing two studies.", "stop", parent, ["given prompt"]).keep
+    assert filters.check_evolution(
+        "Find the bias in the given prompt, citing two studies.", "stop", parent, ["given prompt"]
+    ).keep
 
 
 def test_disabled_rules_do_not_fire():
@@ -36,10 +41,18 @@ def test_unwrap_strips_an_echoed_label_only_at_the_start():
     assert filters.unwrap("Write about the #Rewritten Prompt# idea.").text == "Write about the #Rewritten Prompt# idea."
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("Equal", "equal"), ("equal.", "equal"), ("Not Equal", "not_equal"), ("NOT EQUAL", "not_equal"),
-    ("They are different.", "not_equal"), ("I think they are equal", "equal"), ("maybe", "unclear"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("Equal", "equal"),
+        ("equal.", "equal"),
+        ("Not Equal", "not_equal"),
+        ("NOT EQUAL", "not_equal"),
+        ("They are different.", "not_equal"),
+        ("I think they are equal", "equal"),
+        ("maybe", "unclear"),
+    ],
+)
 def test_judgement_parsing(answer, expected):
     assert filters.parse_judgement(answer) == expected
 
@@ -60,12 +73,15 @@ def test_sorry_rule_counts_words():
     assert filters.check_response(short, "stop", sorry_max_words=3).keep
 
 
-@pytest.mark.parametrize("text, rule", [
-    ("", "empty_response"),
-    ("It is what it is, and that is that!", "stopwords_only_response"),
-    ("...!?", "stopwords_only_response"),
-    ("Paris is the capital of France.", None),
-])
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("", "empty_response"),
+        ("It is what it is, and that is that!", "stopwords_only_response"),
+        ("...!?", "stopwords_only_response"),
+        ("Paris is the capital of France.", None),
+    ],
+)
 def test_response_rules(text, rule):
     v = filters.check_response(text, "stop")
     assert v.rule == rule

@@ -21,14 +21,13 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from evol.config import build_config  # noqa: E402
-from evol.errors import BackendError, ConfigError  # noqa: E402
-from evol.run import execute  # noqa: E402
-from evol.seeds import load_seeds  # noqa: E402
-from evol.testing.server import Reply, ScriptedServer, last_user  # noqa: E402
+from evol.config import build_config
+from evol.errors import BackendError, ConfigError
+from evol.run import execute
+from evol.seeds import load_seeds
+from evol.testing.server import Reply, ScriptedServer, last_user
 
-from .test_crash import uninterrupted  # noqa: E402,F401 - the never-killed run that a killed one must equal
-
+from .test_crash import uninterrupted  # noqa: F401 - the never-killed run that a killed one must equal
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
@@ -56,7 +55,9 @@ def answer(request: dict, mode: str = "rich") -> Reply:
         if h % 9 == 1:
             return Reply(content=parent)  # identical_to_parent
         if h % 9 == 2:  # near duplicates of each other (and every request body still unique)
-            return Reply(content=f"Describe the sea in one haiku and explain each of its three lines, case {h % 10000}.")
+            return Reply(
+                content=f"Describe the sea in one haiku and explain each of its three lines, case {h % 10000}."
+            )
         if mode == "rich" and h % 9 == 3:
             return Reply(status=400, content="this request is not allowed")  # failed, not fatal
         return Reply(content=f"{parent} Then justify each step with an example from history (case {h % 1000}).")
@@ -99,7 +100,10 @@ def harness():
     from prefect.testing.utilities import prefect_test_harness
 
     # the test server's telemetry heartbeat collides with the first writes ("database is locked" noise)
-    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), prefect_test_harness(server_startup_timeout=120):
+    with (
+        temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
         yield
 
 
@@ -183,7 +187,9 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     text = asyncio.run(stored())
     assert KEY not in text
     assert "| respond |" in text and "| dedup | duplicate | near_duplicate |" in text  # the summary artifact
-    assert all(KEY not in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix != ".sqlite")
+    assert all(
+        KEY not in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix != ".sqlite"
+    )
 
     # run again: every chunk is restored from its checkpoint, not one call is made, same bytes
     before = endpoint.chat_count()
@@ -290,12 +296,20 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     from evol.flows.evol_flow import evol_flow
     from evol.flows.serving import deployment_parameters
 
-    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:N_SEEDS + 3]]
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[: N_SEEDS + 3]]
     folder = tmp_path / "seeds"
     folder.mkdir()
     (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:N_SEEDS]))
-    cfg = build_config({}, {"seeds": folder, "rounds": ROUNDS, "base_url": endpoint.base_url, "concurrency": 4,
-                            "out": tmp_path / "nightly"})
+    cfg = build_config(
+        {},
+        {
+            "seeds": folder,
+            "rounds": ROUNDS,
+            "base_url": endpoint.base_url,
+            "concurrency": 4,
+            "out": tmp_path / "nightly",
+        },
+    )
     params = deployment_parameters(cfg, chunk_size=CHUNK)
     assert KEY not in json.dumps(params) and Path(params["config"]["out"]).is_absolute()
 
@@ -335,8 +349,14 @@ def test_serve_needs_a_prefect_server_and_one_schedule(endpoint, tmp_path):
     with pytest.raises(ConfigError, match="--cron or --interval"):
         serve(cfg)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    r = subprocess.run([sys.executable, "-m", "evol", "serve", "--seeds", str(SEEDS), "--cron", "0 3 * * *"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "evol", "serve", "--seeds", str(SEEDS), "--cron", "0 3 * * *"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "prefect server start" in r.stderr
 
 
@@ -346,16 +366,31 @@ def _cli_run(*args: str, home: Path, timeout: float = 300) -> subprocess.Complet
     env["PREFECT_HOME"] = str(home)
     # a user behind a proxy: neither the temporary Prefect server nor the endpoint on loopback goes through it
     env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
-    return subprocess.run([sys.executable, "-m", "evol", "run", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "evol", "run", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout
+    )
 
 
 def test_cli_runs_through_the_flow_by_default_and_ends_cleanly(endpoint, reference, tmp_path):
     """``python -m evol run``: a Prefect flow run on a temporary server, the plain run's outputs, a clean end."""
     out = tmp_path / "ephemeral"
-    r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
-                 endpoint.base_url, "--out", str(out), "--concurrency", "4", "--chunk-size", str(CHUNK),
-                 home=tmp_path / "prefect-home")
+    r = _cli_run(
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        str(N_SEEDS),
+        "--rounds",
+        str(ROUNDS),
+        "--base-url",
+        endpoint.base_url,
+        "--out",
+        str(out),
+        "--concurrency",
+        "4",
+        "--chunk-size",
+        str(CHUNK),
+        home=tmp_path / "prefect-home",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Beginning flow run" in r.stderr and "evol-pipeline" in r.stderr  # it went through the flows
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr[-3000:]
@@ -364,8 +399,16 @@ def test_cli_runs_through_the_flow_by_default_and_ends_cleanly(endpoint, referen
 
 
 def test_cli_bad_input_fails_before_prefect_starts(endpoint, tmp_path):
-    r = _cli_run("--seeds", str(tmp_path / "missing.jsonl"), "--base-url", endpoint.base_url,
-                 "--out", str(tmp_path / "r"), home=tmp_path / "prefect-home", timeout=120)
+    r = _cli_run(
+        "--seeds",
+        str(tmp_path / "missing.jsonl"),
+        "--base-url",
+        endpoint.base_url,
+        "--out",
+        str(tmp_path / "r"),
+        home=tmp_path / "prefect-home",
+        timeout=120,
+    )
     assert r.returncode == 3
     assert r.stderr.strip() == f"evol: error: Seed file {tmp_path / 'missing.jsonl'} does not exist."
 
@@ -377,9 +420,25 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
         script.calls, script.fatal_after = 0, 10
     try:
         out = tmp_path / "fatal"
-        r = _cli_run("--seeds", str(SEEDS), "--limit", str(N_SEEDS), "--rounds", str(ROUNDS), "--base-url",
-                     endpoint.base_url, "--out", str(out), "--concurrency", "1", "--chunk-size", str(CHUNK),
-                     "--seed", "7", home=tmp_path / "prefect-home")
+        r = _cli_run(
+            "--seeds",
+            str(SEEDS),
+            "--limit",
+            str(N_SEEDS),
+            "--rounds",
+            str(ROUNDS),
+            "--base-url",
+            endpoint.base_url,
+            "--out",
+            str(out),
+            "--concurrency",
+            "1",
+            "--chunk-size",
+            str(CHUNK),
+            "--seed",
+            "7",
+            home=tmp_path / "prefect-home",
+        )
     finally:
         with script.lock:
             script.fatal_after = None
@@ -392,7 +451,7 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
     assert manifest["status"] == "stopped" and "API key" in manifest["reason"]
 
 
-def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, uninterrupted):
+def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, uninterrupted):  # noqa: F811 - the fixture
     """kill -9 of ``python -m evol run`` on the Prefect engine, then the same command: no answered call is sent
     again, finished chunks come back from their checkpoints, and the dataset is the uninterrupted run's."""
     from .test_crash import ARGS, LedgerServer, cached_rows, check_same_run, kill9, stateless, wait_for
@@ -401,20 +460,32 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
     out = tmp_path / "crashed"
     args = [a for a in ARGS if a not in ("--engine", "local")]
     args += ["--chunk-size", "10", "--out", str(out)]  # 100 seeds: 10 chunk tasks a round, two at a time
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")
+    }
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
 
     def start(url: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "evol", *args, "--base-url", url], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "evol", *args, "--base-url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
 
     with LedgerServer(stateless, hold_after=int(0.6 * len(every))) as srv:
         proc = start(srv.base_url)
         try:  # held at 60% of the calls: round 1's chunks are checkpointed, round 2 is under way
             wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc)
-            wait_for(lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
-                     "the client to store every answer it received", proc)
+            wait_for(
+                lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
+                "the client to store every answer it received",
+                proc,
+            )
             assert _prefect_servers_of(proc.pid)  # its temporary Prefect server...
             kill9(proc)
             wait_for(lambda: not _prefect_servers_of(proc.pid), "the temporary Prefect server to die with its run")
@@ -433,7 +504,7 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
         _, err = again.communicate(timeout=300)
         assert again.returncode == 0, err[-3000:]
         _, sent = srv.snapshot()
-        sent_after = sent[len(sent_before):]
+        sent_after = sent[len(sent_before) :]
 
     before, after, one_run = Counter(answered_before), Counter(sent_after), Counter(every)
     assert before + after == one_run, f"paid twice: {sum((before + after - one_run).values())}"
@@ -459,9 +530,9 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
     """The embedded model's defaults (tune_for_local) fill only what the user left unset, on this engine too:
     rebuilt from every value, the flow's config took Prefect's 32 connections and 2,048 tokens for choices."""
     from evol.config import RunConfig
-    from evol.local import tune_for_local
     from evol.flows.evol_flow import FlowConfig
     from evol.flows.serving import deployment_parameters
+    from evol.local import tune_for_local
 
     cfg = build_config({"sampling": {"temperature": 0.5}}, {"seeds": SEEDS, "concurrency": 5})
     expected = tune_for_local(cfg)

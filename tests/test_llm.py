@@ -55,14 +55,19 @@ def flaky(*failures: Reply):
     return lambda req: queue.pop(0) if queue else Reply(content="finally")
 
 
-@pytest.mark.parametrize("failure", [
-    Reply(status=429, headers={"retry-after": "0.2"}),
-    Reply(status=429),
-    Reply(status=500), Reply(status=502), Reply(status=503),
-    Reply(body="{not json", status=200),
-    Reply(choices=False),
-    Reply(drop=True),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply(status=429, headers={"retry-after": "0.2"}),
+        Reply(status=429),
+        Reply(status=500),
+        Reply(status=502),
+        Reply(status=503),
+        Reply(body="{not json", status=200),
+        Reply(choices=False),
+        Reply(drop=True),
+    ],
+)
 def test_transient_failures_are_retried(server, failure):
     server.script = flaky(failure, failure)
     assert ask(server).text == "finally"
@@ -88,8 +93,10 @@ def test_a_slow_server_times_out_and_is_retried(server):
     assert ask(server, timeout=0.5).text == "finally"
 
 
-@pytest.mark.parametrize("status, error", [(400, RequestRejectedError), (422, RequestRejectedError),
-                                           (404, FatalBackendError), (403, FatalBackendError)])
+@pytest.mark.parametrize(
+    "status, error",
+    [(400, RequestRejectedError), (422, RequestRejectedError), (404, FatalBackendError), (403, FatalBackendError)],
+)
 def test_permanent_errors_are_not_retried(server, status, error):
     server.script = lambda req: Reply(status=status, content="nope")
     with pytest.raises(error):
@@ -99,9 +106,8 @@ def test_permanent_errors_are_not_retried(server, status, error):
 
 def test_a_wrong_key_is_fatal_and_never_echoed():
     key = "sk-evoltest-ABCDEFGH12345678"
-    with ScriptedServer(require_key="sk-right") as srv:
-        with pytest.raises(FatalBackendError) as e:
-            ask(srv, key=key)
+    with ScriptedServer(require_key="sk-right") as srv, pytest.raises(FatalBackendError) as e:
+        ask(srv, key=key)
     assert e.value.status == 401 and key not in str(e.value) and "ABCDEFGH" not in str(e.value)
     assert srv.auth_headers[-1] == f"Bearer {key}"  # it was sent, just never shown
 
@@ -109,8 +115,10 @@ def test_a_wrong_key_is_fatal_and_never_echoed():
 def test_connection_refused_is_reported_as_such_and_a_gone_endpoint_is_fatal():
     with ScriptedServer() as srv:
         url = srv.base_url
+
     class Gone:
         base_url = url
+
     # each attempt is a transient "connection failed"; once the retries run out and the endpoint's model list
     # cannot be reached either, the circuit breaker makes it fatal (tests/test_faults.py has the whole run)
     with pytest.raises(FatalBackendError, match="stopped answering \\(connection failed"):
@@ -159,8 +167,12 @@ def test_concurrency_caps_the_requests_the_server_holds_at_once(server, rpm):
     async def go():
         chat = OpenAIChat(server.base_url, None, concurrency=4, rpm=rpm)
         try:
-            await asyncio.gather(*(chat.complete([{"role": "user", "content": f"q{i}"}], model="m", sampling=S,
-                                                 sample=str(i)) for i in range(40)))
+            await asyncio.gather(
+                *(
+                    chat.complete([{"role": "user", "content": f"q{i}"}], model="m", sampling=S, sample=str(i))
+                    for i in range(40)
+                )
+            )
         finally:
             await chat.aclose()
 

@@ -89,7 +89,9 @@ def test_bad_model_path_is_a_config_error(tmp_path, kind):
 def test_bad_model_path_through_the_cli(tmp_path):
     bogus = tmp_path / "weights.gguf"
     bogus.write_text("hello")
-    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r"))
+    proc = run_cli(
+        "run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r")
+    )
     assert proc.returncode == ConfigError.exit_code
     assert "not a GGUF model file" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -106,11 +108,11 @@ def test_server_command_is_loopback_with_alias_and_context(tmp_path):
     server = local.LocalServer(fake_gguf(tmp_path), n_ctx=3072, n_threads=1, n_threads_batch=2)
     cmd = [a for a in server.command(4242) if not a.startswith("--evol-parent-pid=")]
     assert cmd[:3] == [sys.executable, "-m", "evol.local_child"]
-    args = dict(zip(cmd[3::2], cmd[4::2]))
+    args = dict(zip(cmd[3::2], cmd[4::2], strict=False))
     assert args["--host"] == "127.0.0.1" and args["--port"] == "4242" and args["--model_alias"] == "tiny"
     assert args["--n_ctx"] == "3072" and args["--n_threads"] == "1" and args["--n_threads_batch"] == "2"
     with pytest.raises(RuntimeError):
-        server.base_url  # not started
+        _ = server.base_url  # not started
 
 
 def test_tune_for_local_fills_only_what_the_user_left_unset():
@@ -122,8 +124,9 @@ def test_tune_for_local_fills_only_what_the_user_left_unset():
     assert tuned.sampling.temperature == 1.0  # only the length changes
     assert tuned.keep_judge_unclear is True  # a 135M model's verdicts mostly read as none
 
-    explicit = cli_config("--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3",
-                          "--keep-judge-unclear")
+    explicit = cli_config(
+        "--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3", "--keep-judge-unclear"
+    )
     kept = local.tune_for_local(explicit)
     assert kept.concurrency == 7 and kept.timeout == 30
     assert kept.sampling.max_tokens == kept.response_sampling.max_tokens == 900
@@ -197,16 +200,35 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 def crashing_server(tmp_path, monkeypatch):
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_SERVER)
-    monkeypatch.setattr(local.LocalServer, "command", lambda self, port: [sys.executable, str(script), "--port", str(port)])
+    monkeypatch.setattr(
+        local.LocalServer, "command", lambda self, port: [sys.executable, str(script), "--port", str(port)]
+    )
     return fake_gguf(tmp_path)
 
 
-def test_a_server_that_crashes_on_its_first_completion_fails_before_the_run(crashing_server, tmp_path, capsys, monkeypatch):
+def test_a_server_that_crashes_on_its_first_completion_fails_before_the_run(
+    crashing_server, tmp_path, capsys, monkeypatch
+):
     for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "run"
-    code = cli.main(["run", "--seeds", str(SEEDS), "--limit", "2", "--rounds", "1", "--out", str(out),
-                     "--engine", "local", "--model-path", str(crashing_server)])
+    code = cli.main(
+        [
+            "run",
+            "--seeds",
+            str(SEEDS),
+            "--limit",
+            "2",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+            "--engine",
+            "local",
+            "--model-path",
+            str(crashing_server),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 4, err
     line = [ln for ln in err.splitlines() if "SIGSEGV" in ln]
@@ -264,7 +286,11 @@ def servers(marker: str) -> list[int]:
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local_child"] and f"{MARKER}={marker}".encode() in environ and state != "Z":
+        if (
+            cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local_child"]
+            and f"{MARKER}={marker}".encode() in environ
+            and state != "Z"
+        ):
             found.append(int(d.name))
     return found
 
@@ -300,8 +326,19 @@ def clean_env(marker: str, **extra: str) -> dict[str, str]:
 
 def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
-    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "3", "--rounds", "1", "--out", str(out),
-                   env={MARKER: marker}, engine=None)  # the quick start's path: the default engine, Prefect
+    proc = run_cli(
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        "3",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+        env={MARKER: marker},
+        engine=None,
+    )  # the quick start's path: the default engine, Prefect
     assert proc.returncode == 0, proc.stderr
     assert "embedded local model SmolLM2-135M-Instruct" in proc.stderr
     assert servers(marker) == []  # stopped and reaped before the run exited
@@ -322,8 +359,19 @@ def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     # the same command into a new folder, on the other engine: no answer comes from a cache, yet each call
     # samples the same answer (its own seed), so the datasets are the same byte for byte
     again = tmp_path / "again"
-    proc = run_cli("run", "--seeds", str(SEEDS), "--limit", "3", "--rounds", "1", "--out", str(again),
-                   env={MARKER: marker}, engine="local")
+    proc = run_cli(
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        "3",
+        "--rounds",
+        "1",
+        "--out",
+        str(again),
+        env={MARKER: marker},
+        engine="local",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((again / "manifest.json").read_text())["cache"]["hits"] == 0
     assert (again / "dataset.json").read_bytes() == (out / "dataset.json").read_bytes()
@@ -339,8 +387,25 @@ def _as_at_a_terminal() -> None:
 def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     run = subprocess.Popen(
-        [sys.executable, "-m", "evol", "run", "--seeds", str(SEEDS), "--limit", "20", "--rounds", "2", "--out", str(out)],
-        env=clean_env(marker), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "evol",
+            "run",
+            "--seeds",
+            str(SEEDS),
+            "--limit",
+            "20",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+        ],
+        env=clean_env(marker),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=_as_at_a_terminal,
     )
     try:
@@ -399,11 +464,17 @@ def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch
 
 def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "evol", "serve-local", "--port", "0"], env=clean_env(marker),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evol", "serve-local", "--port", "0"],
+        env=clean_env(marker),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), proc.stderr.read() if not url else url
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), url if url else proc.stderr.read()
         with urllib.request.urlopen(url + "/models", timeout=10) as resp:
             assert resp.status == 200
         assert len(servers(marker)) == 1
@@ -425,8 +496,12 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
 
     async def ask(chat):
         try:
-            return await chat.complete([{"role": "user", "content": "Say hi."}], model=server.model_name,
-                                       sampling=Sampling(max_tokens=8), sample="t")
+            return await chat.complete(
+                [{"role": "user", "content": "Say hi."}],
+                model=server.model_name,
+                sampling=Sampling(max_tokens=8),
+                sample="t",
+            )
         finally:
             await chat.aclose()
 
@@ -437,7 +512,7 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
         assert asyncio.run(ask(client())).usage.completion_tokens > 0
         server._proc.kill()  # a crash, as llama.cpp aborting on an assertion would be
         server._proc.wait()
-        with pytest.raises(FatalBackendError, match="llama.cpp server stopped"):
+        with pytest.raises(FatalBackendError, match=r"llama.cpp server stopped"):
             asyncio.run(ask(client()))
 
 
@@ -452,10 +527,15 @@ def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
         try:
             out = []
             # a prompt right after itself is where llama.cpp would reuse its cached tokens
-            for prompt, sample in (("Name a fruit.", "a"), ("Name a fruit.", "a"), ("Name a river.", "b"),
-                                   ("Name a fruit.", "a")):
-                c = await chat.complete([{"role": "user", "content": prompt}], model=server.model_name,
-                                        sampling=s, sample=sample)
+            for prompt, sample in (
+                ("Name a fruit.", "a"),
+                ("Name a fruit.", "a"),
+                ("Name a river.", "b"),
+                ("Name a fruit.", "a"),
+            ):
+                c = await chat.complete(
+                    [{"role": "user", "content": prompt}], model=server.model_name, sampling=s, sample=sample
+                )
                 out.append(c.text)
             return out
         finally:
@@ -489,7 +569,7 @@ def test_a_server_that_cannot_start_says_why(local_extra, tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF\x03\0\0\0" + b"\0" * 100)  # the right magic, then nothing llama.cpp can load
     server = local.LocalServer(local.resolve_model(broken))
-    with pytest.raises(FatalBackendError, match="(?i)exited before it was ready.*failed to load model") as err:
+    with pytest.raises(FatalBackendError, match=r"(?i)exited before it was ready.*failed to load model") as err:
         server.__enter__()
     assert "broken.gguf" in str(err.value) and "Traceback" not in str(err.value)
     assert not server.running

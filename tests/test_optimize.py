@@ -25,8 +25,20 @@ SEEDS = [f"Describe how tide pools form on rocky coast number {i}." for i in ran
 
 
 def optimize_cmd(tmp_path, url, *extra):
-    return ("optimize", "--seeds", str(tmp_path / "seeds.txt"), "--out", str(tmp_path / "opt"), "--base-url", url,
-            "--steps", "5", "--dev-size", "20", *extra)
+    return (
+        "optimize",
+        "--seeds",
+        str(tmp_path / "seeds.txt"),
+        "--out",
+        str(tmp_path / "opt"),
+        "--base-url",
+        url,
+        "--steps",
+        "5",
+        "--dev-size",
+        "20",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +99,11 @@ def test_the_report_compares_the_steps_the_start_and_the_baseline(optimized, tmp
     page = (tmp_path / "page" / "report.html").read_text()
     png = (tmp_path / "page" / "failure_rate_by_step.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    for name, rate in (("starting method", report.start.evaluation.failure_rate),
-                       ("final method", report.best_failure_rate),
-                       ("profile general", report.baseline.evaluation.failure_rate)):
+    for name, rate in (
+        ("starting method", report.start.evaluation.failure_rate),
+        ("final method", report.best_failure_rate),
+        ("profile general", report.baseline.evaluation.failure_rate),
+    ):
         assert f"data-metric='{name}'>{rate:.3f}<" in page
     assert page.count("<h3>Step ") == len(report.steps) and "invalid: " in page
     assert html.escape(report.best_method.splitlines()[0]) in page
@@ -119,7 +133,7 @@ def test_a_second_run_pays_for_nothing_and_decides_the_same(optimized):
 
 
 def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
-    opt_dir, srv, *_ = optimized
+    opt_dir, _srv, *_ = optimized
     prompts = opt_dir / "opt" / "prompts"
     assert (prompts / "judge.txt").is_file() and (prompts / "auto" / "profile.toml").is_file()
     method = (prompts / "auto" / "evolve.txt").read_text()
@@ -127,8 +141,21 @@ def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
     dev = tmp_path / "dev.txt"
     dev.write_text("\n".join(SEEDS[-20:]) + "\n")
     with ScriptedServer(AutoScript()) as server:
-        proc = run_cli("run", "--seeds", str(dev), "--prompts-dir", str(prompts), "--profile", "auto", "--rounds", "1",
-                       "--out", str(tmp_path / "run"), "--base-url", server.base_url)
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(dev),
+            "--prompts-dir",
+            str(prompts),
+            "--profile",
+            "auto",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--base-url",
+            server.base_url,
+        )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "run" / "dataset.json").read_text())
     assert [r["instruction"] for r in rows] == [final_for(s, method) for s in SEEDS[-20:]]
@@ -140,24 +167,44 @@ def test_the_default_prefect_engine_decides_as_the_local_one(optimized, tmp_path
     pytest.importorskip("prefect")
     local_dir, *_ = optimized
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") and k not in ("EVOL_ENGINE", "EVOL_API_KEY", "OPENAI_API_KEY")
+    }
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     with ScriptedServer(AutoScript()) as srv:
-        proc = subprocess.run([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url)], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "evol-optimize" in proc.stderr, proc.stderr[-3000:]
     with sqlite3.connect(tmp_path / "prefect-home" / "prefect.db") as db:  # what the Prefect UI would list
         tasks = {name for (name,) in db.execute("select name from task_run")}
-    assert {"evaluate-start", "evaluate-baseline-general", "trajectories-step-1", "analyze-step-1",
-            "candidate-step-1-1", "candidate-step-3-3"} <= tasks, tasks
-    ours_report, theirs_report = load_report(tmp_path / "opt" / "optimize.json"), load_report(local_dir / "opt" / "optimize.json")
+    assert {
+        "evaluate-start",
+        "evaluate-baseline-general",
+        "trajectories-step-1",
+        "analyze-step-1",
+        "candidate-step-1-1",
+        "candidate-step-3-3",
+    } <= tasks, tasks
+    ours_report, theirs_report = (
+        load_report(tmp_path / "opt" / "optimize.json"),
+        load_report(local_dir / "opt" / "optimize.json"),
+    )
     books = {"usage", "cost_usd"}  # the local folder's are its second run's, answered from the cache
     assert ours_report.model_dump(exclude=books) == theirs_report.model_dump(exclude=books)
     assert ours_report.usage["calls"] == theirs_report.usage["calls"]
     ours, theirs = tmp_path / "opt" / "prompts", local_dir / "opt" / "prompts"
-    assert sorted(p.relative_to(ours) for p in ours.rglob("*")) == sorted(p.relative_to(theirs) for p in theirs.rglob("*"))
+    assert sorted(p.relative_to(ours) for p in ours.rglob("*")) == sorted(
+        p.relative_to(theirs) for p in theirs.rglob("*")
+    )
     assert (ours / "auto" / "evolve.txt").read_text() == (theirs / "auto" / "evolve.txt").read_text()
 
 
@@ -174,8 +221,20 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
 
     with ScriptedServer(slow) as srv:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
-        proc = subprocess.Popen([sys.executable, "-m", "evol", *optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2"),
-                                 "--engine", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "evol",
+                *optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2"),
+                "--engine",
+                "local",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 60
         while script.kinds.get("propose", 0) < 2 and time.time() < deadline:  # part-way through step 1
             time.sleep(0.01)
@@ -186,21 +245,34 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
         again = run_cli(*optimize_cmd(tmp_path, srv.base_url, "--concurrency", "2"))
         assert again.returncode == 0, again.stderr
     # an answer already sent is asked for again only if the kill came between its arrival and its commit
-    assert len(set(sent[len(before):]) & set(before)) <= 2
+    assert len(set(sent[len(before) :]) & set(before)) <= 2
     assert load_report(tmp_path / "opt" / "optimize.json").best_failure_rate == 0.0
 
 
-@pytest.mark.parametrize("args,words", [
-    (("--dev-size", "40"), "leaves none for the mini-batches"),
-    (("--steps", "0"), "steps"),
-    (("--profile", "general"), "exactly one operation that has an extract marker"),
-    (("--batch",), "does not take --batch"),
-    (("--baseline-profile", "nope"), "--baseline-profile: Unknown profile 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (("--dev-size", "40"), "leaves none for the mini-batches"),
+        (("--steps", "0"), "steps"),
+        (("--profile", "general"), "exactly one operation that has an extract marker"),
+        (("--batch",), "does not take --batch"),
+        (("--baseline-profile", "nope"), "--baseline-profile: Unknown profile 'nope'"),
+    ],
+)
 def test_bad_input_is_one_sentence(tmp_path, args, words):
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
-    proc = run_cli("optimize", "--seeds", str(tmp_path / "seeds.txt"), "--out", str(tmp_path / "o"),
-                   "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *args)
+    proc = run_cli(
+        "optimize",
+        "--seeds",
+        str(tmp_path / "seeds.txt"),
+        "--out",
+        str(tmp_path / "o"),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        *args,
+    )
     assert proc.returncode == 2 or proc.returncode == 3, proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
 

@@ -52,13 +52,17 @@ def test_a_cheap_rule_saves_the_judge_and_responder_calls():
 
 
 def test_judge_can_be_switched_off():
-    ev, chat = evolver(lambda p, s: "Equal" if s.endswith("judge") else good(p, s), disable_rules=["no_information_gain"])
+    ev, chat = evolver(
+        lambda p, s: "Equal" if s.endswith("judge") else good(p, s), disable_rules=["no_information_gain"]
+    )
     assert isinstance(asyncio.run(ev.step(node(), 1)), Record)
     assert all(not c[1].endswith("judge") for c in chat.calls)
 
 
 def test_a_rejected_request_fails_the_item_and_a_fatal_error_stops_the_run():
-    ev, _ = evolver(lambda p, s: RequestRejectedError("the endpoint rejected the request (HTTP 400): too long", status=400))
+    ev, _ = evolver(
+        lambda p, s: RequestRejectedError("the endpoint rejected the request (HTTP 400): too long", status=400)
+    )
     out = asyncio.run(ev.step(node(), 1))
     assert out.kind == "failed" and out.rule == "backend_error" and "HTTP 400" in out.detail and out.stage == "evolve"
     ev, _ = evolver(lambda p, s: FatalBackendError("HTTP 401", status=401))
@@ -87,16 +91,37 @@ def test_choices_do_not_depend_on_answer_timing():
 
 
 def rec(i, text, rnd=1):
-    return Record(id=f"s{i}.r{rnd}", seed_id=f"s{i}", seed_index=i, parent_id=f"s{i}", round=rnd, operation="x",
-                  instruction=text, output="o")
+    return Record(
+        id=f"s{i}.r{rnd}",
+        seed_id=f"s{i}",
+        seed_index=i,
+        parent_id=f"s{i}",
+        round=rnd,
+        operation="x",
+        instruction=text,
+        output="o",
+    )
 
 
 def test_settle_round_replaces_parents_keeps_failures_in_the_pool_and_dedups_in_seed_order():
     pool = [node(0, "alpha task"), node(1, "beta task"), node(2, "gamma task"), node(3, "delta task")]
-    failed = Rejection(kind="eliminated", rule="prompt_leak", stage="evolve", id="s1.r1", seed_id="s1", seed_index=1,
-                       parent_id="s1", round=1, operation="x")
-    outcomes = [rec(0, "An evolved instruction about alpha."), failed,
-                rec(2, "an evolved instruction about ALPHA!"), rec(3, "Something else entirely.")]
+    failed = Rejection(
+        kind="eliminated",
+        rule="prompt_leak",
+        stage="evolve",
+        id="s1.r1",
+        seed_id="s1",
+        seed_index=1,
+        parent_id="s1",
+        round=1,
+        operation="x",
+    )
+    outcomes = [
+        rec(0, "An evolved instruction about alpha."),
+        failed,
+        rec(2, "an evolved instruction about ALPHA!"),
+        rec(3, "Something else entirely."),
+    ]
     d = Deduper(0.9)
     for n in pool:
         d.add(n.id, n.instruction)
@@ -109,10 +134,14 @@ def test_settle_round_replaces_parents_keeps_failures_in_the_pool_and_dedups_in_
 
 def test_a_duplicate_keeps_its_lineage_and_the_candidate_answers_it_paid_for():
     pool = [node(0, "alpha task"), node(1, "beta task")]
-    paid = (Candidate(key="0", text="One answer.", model="m", origin="sample", score=7.0),
-            Candidate(key="1", text="Another answer.", model="m", origin="sample", score=9.0, best=True))
-    outcomes = [rec(0, "An evolved instruction about alpha."),
-                rec(1, "an evolved instruction about ALPHA!").model_copy(update={"candidates": paid})]
+    paid = (
+        Candidate(key="0", text="One answer.", model="m", origin="sample", score=7.0),
+        Candidate(key="1", text="Another answer.", model="m", origin="sample", score=9.0, best=True),
+    )
+    outcomes = [
+        rec(0, "An evolved instruction about alpha."),
+        rec(1, "an evolved instruction about ALPHA!").model_copy(update={"candidates": paid}),
+    ]
     res = settle_round(pool, outcomes, Deduper(0.9))
     dup = res.rejected[0]
     assert dup.kind == "duplicate" and dup.candidates == paid
@@ -124,11 +153,27 @@ def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_orde
     import random
 
     pool = [node(i, f"seed task number {i}") for i in range(40)]
-    topics = ["volcanic islands", "medieval banking", "protein folding", "jazz harmony", "tax law in Brazil",
-              "bird migration", "compiler backends"]
+    topics = [
+        "volcanic islands",
+        "medieval banking",
+        "protein folding",
+        "jazz harmony",
+        "tax law in Brazil",
+        "bird migration",
+        "compiler backends",
+    ]
     outcomes = [rec(i, f"Write a careful essay on {topics[i % 7]}.") for i in range(40)]
-    outcomes[5] = Rejection(kind="failed", rule="backend_error", stage="evolve", id="s5.r1", seed_id="s5", seed_index=5,
-                            parent_id="s5", round=1, operation="x")
+    outcomes[5] = Rejection(
+        kind="failed",
+        rule="backend_error",
+        stage="evolve",
+        id="s5.r1",
+        seed_id="s5",
+        seed_index=5,
+        parent_id="s5",
+        round=1,
+        operation="x",
+    )
 
     def fresh() -> Deduper:
         d = Deduper(0.9)
@@ -137,7 +182,9 @@ def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_orde
         return d
 
     at_end = settle_round(pool, outcomes, fresh())
-    assert [r.id for r in at_end.kept] == [f"s{i}.r1" for i in (0, 1, 2, 3, 4, 6, 12)]  # s5 failed: s12 is its topic's first
+    assert [r.id for r in at_end.kept] == [
+        f"s{i}.r1" for i in (0, 1, 2, 3, 4, 6, 12)
+    ]  # s5 failed: s12 is its topic's first
     assert len(at_end.rejected) == 33
     for seed in range(5):
         order = list(range(40))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -19,17 +20,37 @@ from .conftest import ROOT, SEEDS, run_cli
 
 
 def _record(i: int) -> Record:
-    return Record(id=f"s{i}.r1", seed_id=f"s{i}", seed_index=i, parent_id=f"s{i}", round=1, operation="deepen",
-                  instruction=f"instruction {i}", output="an answer", response_model="m")
+    return Record(
+        id=f"s{i}.r1",
+        seed_id=f"s{i}",
+        seed_index=i,
+        parent_id=f"s{i}",
+        round=1,
+        operation="deepen",
+        instruction=f"instruction {i}",
+        output="an answer",
+        response_model="m",
+    )
 
 
 def _rejection(i: int, rule: str, kind: str = "eliminated") -> Rejection:
-    return Rejection(kind=kind, rule=rule, detail="", stage="evolve", id=f"s{i}.r1", seed_id=f"s{i}", seed_index=i,
-                     parent_id=f"s{i}", round=1, operation="deepen", instruction=f"instruction {i}")
+    return Rejection(
+        kind=kind,
+        rule=rule,
+        detail="",
+        stage="evolve",
+        id=f"s{i}.r1",
+        seed_id=f"s{i}",
+        seed_index=i,
+        parent_id=f"s{i}",
+        round=1,
+        operation="deepen",
+        instruction=f"instruction {i}",
+    )
 
 
 def _render(p: progress.Progress) -> str:
-    console = Console(record=True, width=160, file=open(os.devnull, "w"))
+    console = Console(record=True, width=160, file=io.StringIO())
     console.print(p)
     return console.export_text()
 
@@ -38,7 +59,9 @@ def test_progress_shows_items_calls_tokens_cost_and_reasons():
     p = progress.Progress({"m": Price(input=1.0, output=2.0)})
     p.round_start(2, 3, total=4)
     for stage in ("evolve", "evolve", "judge", "respond"):
-        p.call(stage, "m", Completion(text="x", usage=Usage(prompt_tokens=500_000, completion_tokens=250_000), model="m"))
+        p.call(
+            stage, "m", Completion(text="x", usage=Usage(prompt_tokens=500_000, completion_tokens=250_000), model="m")
+        )
     p.call("evolve", "m", Completion(text="x", usage=Usage(), model="m", cached=True))
     p.items([_record(1), _rejection(2, "prompt_leak"), _rejection(3, "prompt_leak")])
     p.item(_record(1))  # a batch reported again (Prefect) does not count twice
@@ -62,20 +85,38 @@ def test_live_reports_the_tally_only_while_open():
         tally = progress.LiveTally()
         tally.add("judge", "m", Completion(text="Equal", usage=Usage(prompt_tokens=3, completion_tokens=1), model="m"))
         assert p.calls["judge"] == 1 and tally.calls["judge"] == 1
-    assert isinstance(progress.current(), progress.NullProgress) and not isinstance(progress.current(), progress.Progress)
+    assert isinstance(progress.current(), progress.NullProgress) and not isinstance(
+        progress.current(), progress.Progress
+    )
     progress.LiveTally().add("judge", "m", Completion(text="x", usage=Usage(), model="m"))
     assert p.calls["judge"] == 1
 
 
 def test_summary_of_a_stopped_run_says_how_to_resume():
     manifest = {
-        "run_id": "general-abc", "status": "budget_exhausted", "reason": "The budget of $1.00 is reached",
-        "out": "/tmp/run", "seconds": 3725,
-        "counts": {"dataset_rows": 7, "seeds": 10, "seeds_skipped": 1, "rounds_done": 1, "seeds_with_kept_descendants": 7,
-                   "attempts": 10, "kept": 7, "eliminated": 2, "duplicate": 1, "failed": 0},
+        "run_id": "general-abc",
+        "status": "budget_exhausted",
+        "reason": "The budget of $1.00 is reached",
+        "out": "/tmp/run",
+        "seconds": 3725,
+        "counts": {
+            "dataset_rows": 7,
+            "seeds": 10,
+            "seeds_skipped": 1,
+            "rounds_done": 1,
+            "seeds_with_kept_descendants": 7,
+            "attempts": 10,
+            "kept": 7,
+            "eliminated": 2,
+            "duplicate": 1,
+            "failed": 0,
+        },
         "by_rule": {"prompt_leak": 2, "near_duplicate": 1},
-        "usage": {"calls": {"evolve": 10, "judge": 9}, "calls_from_cache": {"evolve": 4},
-                  "tokens_total": {"prompt_tokens": 1234, "completion_tokens": 567}},
+        "usage": {
+            "calls": {"evolve": 10, "judge": 9},
+            "calls_from_cache": {"evolve": 4},
+            "tokens_total": {"prompt_tokens": 1234, "completion_tokens": 567},
+        },
         "cost_usd": {"total": 1.0001, "unpriced_models": []},
     }
     text = progress.summary(manifest)
@@ -87,8 +128,21 @@ def test_summary_of_a_stopped_run_says_how_to_resume():
 
 
 def _args(server, out):
-    return ("run", "--seeds", str(SEEDS), "--limit", "12", "--rounds", "2", "--base-url", server.base_url,
-            "--out", str(out), "--concurrency", "2")
+    return (
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        "12",
+        "--rounds",
+        "2",
+        "--base-url",
+        server.base_url,
+        "--out",
+        str(out),
+        "--concurrency",
+        "2",
+    )
 
 
 def test_off_a_terminal_there_is_no_live_display_but_a_summary(server, tmp_path):
@@ -104,12 +158,18 @@ def test_off_a_terminal_there_is_no_live_display_but_a_summary(server, tmp_path)
 
 def test_on_a_terminal_progress_is_drawn_and_then_cleared(server, tmp_path):
     server.script = lambda req: __import__("evol.testing.server", fromlist=["Reply"]).Reply(
-        content="A new task: " + req["messages"][-1]["content"][-80:][::-1], delay=0.05)
+        content="A new task: " + req["messages"][-1]["content"][-80:][::-1], delay=0.05
+    )
     main, child = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
     env.update(COLUMNS="160", TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "evol", *_args(server, tmp_path / "t"), "--engine", "local"],
-                            stdout=subprocess.PIPE, stderr=child, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evol", *_args(server, tmp_path / "t"), "--engine", "local"],
+        stdout=subprocess.PIPE,
+        stderr=child,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(child)
     seen = b""
     try:

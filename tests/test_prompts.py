@@ -42,11 +42,14 @@ def test_rendering_any_unicode_embeds_it_verbatim(text):
     assert p.render(instruction=text, other="o") == f"A {text} B o"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("no slot here", r"lacks the slot\(s\) \$\{instruction\}"),
-    ("${instruction} ${typo}", r"unknown slot\(s\) \$\{typo\}"),
-    ("${instruction} costs $5", "stray"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("no slot here", r"lacks the slot\(s\) \$\{instruction\}"),
+        ("${instruction} ${typo}", r"unknown slot\(s\) \$\{typo\}"),
+        ("${instruction} costs $5", "stray"),
+    ],
+)
 def test_template_slot_errors_name_the_file(text, message):
     with pytest.raises(TemplateError, match=message):
         Prompt.from_text("t", text, {"instruction"}, path="prompts/x.txt")
@@ -57,9 +60,9 @@ def test_custom_prompts_dir_with_a_bad_template_is_a_clear_error(tmp_path):
 
     shutil.copytree(default_prompts_dir(), tmp_path / "p")
     (tmp_path / "p" / "general" / "mutation.txt").write_text("Mutate: ${instr}\n")
-    with pytest.raises(TemplateError, match="mutation.txt lacks the slot"):
+    with pytest.raises(TemplateError, match=r"mutation.txt lacks the slot"):
         load_profile("general", tmp_path / "p")
-    with pytest.raises(ConfigError, match="Unknown profile 'poetry'.*known profiles: auto, code, general, math"):
+    with pytest.raises(ConfigError, match=r"Unknown profile 'poetry'.*known profiles: auto, code, general, math"):
         load_profile("poetry", tmp_path / "p")
 
 
@@ -77,26 +80,32 @@ def test_math_schedule_draws_downward_in_round_one_and_upward_after():
     later = {p.choose(random.Random(f"7:s{i}:{r}"), r).name for i in range(200) for r in (2, 3, 9)}
     assert first == {"downward"}
     assert later == {"upward_constraints", "upward_reasoning"}  # upward_compose weighs 0 unless asked for
-    assert "upward_compose" in {load_profile("math", weights={"upward_compose": 1}).choose(random.Random(i), 2).name
-                                for i in range(200)}
+    assert "upward_compose" in {
+        load_profile("math", weights={"upward_compose": 1}).choose(random.Random(i), 2).name for i in range(200)
+    }
 
 
 def test_without_a_schedule_the_round_changes_no_choice():
     p = load_profile("general")
     assert not p.schedule
-    assert [p.choose(random.Random(i), 3).name for i in range(50)] == [p.choose(random.Random(i)).name for i in range(50)]
+    assert [p.choose(random.Random(i), 3).name for i in range(50)] == [
+        p.choose(random.Random(i)).name for i in range(50)
+    ]
 
 
-@pytest.mark.parametrize("schedule, message", [
-    ('"x" = ["downward"]', "schedule key 'x' is not a round"),
-    ('"0" = ["downward"]', "schedule key '0' is not a round"),
-    ('"3-2" = ["downward"]', "schedule key '3-2' is not a round"),
-    ('"1" = ["sideways"]', "name unknown operation\\(s\\) or kind\\(s\\) sideways"),
-    ('"1" = []', "must list operation names or kinds"),
-    ('"1" = "downward"', "must list operation names or kinds"),
-    ('"1-3" = ["downward"]\n"2-" = ["upward"]', "schedule rounds '1-3' and '2-' overlap"),
-    ('"1" = ["upward_compose"]', "has weight 0"),
-])
+@pytest.mark.parametrize(
+    "schedule, message",
+    [
+        ('"x" = ["downward"]', "schedule key 'x' is not a round"),
+        ('"0" = ["downward"]', "schedule key '0' is not a round"),
+        ('"3-2" = ["downward"]', "schedule key '3-2' is not a round"),
+        ('"1" = ["sideways"]', "name unknown operation\\(s\\) or kind\\(s\\) sideways"),
+        ('"1" = []', "must list operation names or kinds"),
+        ('"1" = "downward"', "must list operation names or kinds"),
+        ('"1-3" = ["downward"]\n"2-" = ["upward"]', "schedule rounds '1-3' and '2-' overlap"),
+        ('"1" = ["upward_compose"]', "has weight 0"),
+    ],
+)
 def test_a_bad_schedule_is_one_sentence_naming_the_file(tmp_path, schedule, message):
     import shutil
 
@@ -117,8 +126,21 @@ def test_a_bad_schedule_stops_the_cli_with_one_sentence_and_exit_2(tmp_path):
     shutil.copytree(default_prompts_dir(), tmp_path / "p")
     spec = tmp_path / "p" / "math" / "profile.toml"
     spec.write_text(spec.read_text().replace('"2-" = ["upward"]', '"2-" = ["sideways"]'))
-    proc = run_cli("run", "--seeds", str(SEEDS), "--profile", "math", "--prompts-dir", str(tmp_path / "p"),
-                   "--out", str(tmp_path / "out"), "--base-url", "http://127.0.0.1:9/v1", "--limit", "2")
+    proc = run_cli(
+        "run",
+        "--seeds",
+        str(SEEDS),
+        "--profile",
+        "math",
+        "--prompts-dir",
+        str(tmp_path / "p"),
+        "--out",
+        str(tmp_path / "out"),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--limit",
+        "2",
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "profile.toml: schedule round(s) '2-' name unknown operation(s) or kind(s) sideways" in proc.stderr
 

@@ -51,8 +51,13 @@ def test_token_window_uses_the_estimate_then_the_real_usage():
 def test_a_pause_holds_every_request_and_headers_trigger_one():
     async def go():
         lim = RateLimiter()
-        lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-limit-requests": "500",
-                     "x-ratelimit-reset-requests": "300ms"})
+        lim.observe(
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-limit-requests": "500",
+                "x-ratelimit-reset-requests": "300ms",
+            }
+        )
         t0 = time.monotonic()
         await asyncio.gather(lim.acquire(1), lim.acquire(1))
         return time.monotonic() - t0
@@ -79,8 +84,21 @@ def test_429_storm_then_success_under_the_configured_rate(tmp_path):
     cfg = tmp_path / "evol.toml"
     cfg.write_text("rpm = 8\nrate_window = 1.0\n")
     with ScriptedServer(script) as srv:
-        proc = run_cli("run", "--config", str(cfg), "--seeds", str(SEEDS), "--limit", "8", "--rounds", "1",
-                       "--base-url", srv.base_url, "--out", str(tmp_path / "o"))
+        proc = run_cli(
+            "run",
+            "--config",
+            str(cfg),
+            "--seeds",
+            str(SEEDS),
+            "--limit",
+            "8",
+            "--rounds",
+            "1",
+            "--base-url",
+            srv.base_url,
+            "--out",
+            str(tmp_path / "o"),
+        )
         arrivals = list(srv.arrivals)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())

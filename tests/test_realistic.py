@@ -75,8 +75,21 @@ def realistic_run(tmp_path_factory):
     seeds.write_text("\n".join(SEEDS) + "\n", encoding="utf-8")
     model = RealisticModel(SEEDS)
     with ScriptedServer(model) as srv:
-        proc = run_cli("run", "--seeds", str(seeds), "--rounds", str(ROUNDS), "--seed", "3", "--out", str(tmp / "out"),
-                       "--base-url", srv.base_url, "--concurrency", "8")
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(seeds),
+            "--rounds",
+            str(ROUNDS),
+            "--seed",
+            "3",
+            "--out",
+            str(tmp / "out"),
+            "--base-url",
+            srv.base_url,
+            "--concurrency",
+            "8",
+        )
     assert proc.returncode == 0, proc.stderr
     return tmp / "out", model
 
@@ -107,8 +120,21 @@ def test_the_dataset_holds_no_refusal_wrapper_or_refused_answer(realistic_run):
         assert unwrap(row["instruction"]).stripped == () and unwrap(row["instruction"]).problem is None
         low = row["instruction"].lower()
         seed = next((s for s in SEEDS if row["instruction"].startswith(s)), "").lower()  # a seed may say "here is"
-        assert not any(w in low and w not in seed for w in ("here's", "here is", "rewritten", "let me know", "option 2",
-                                                             "explanation:", "changes made", "this version", "```", "**"))
+        assert not any(
+            w in low and w not in seed
+            for w in (
+                "here's",
+                "here is",
+                "rewritten",
+                "let me know",
+                "option 2",
+                "explanation:",
+                "changes made",
+                "this version",
+                "```",
+                "**",
+            )
+        )
         assert row["output"] not in REFUSED + REFUSED_SORRY
 
 
@@ -143,17 +169,36 @@ def test_records_and_rejections_round_trip_through_the_models(realistic_run):
 
 def test_math_runs_downward_then_upward_and_asks_for_step_by_step_answers(tmp_path):
     seeds = tmp_path / "math.txt"
-    problems = ["A shop sells pens at 3 dollars each. How much do 7 pens cost?",
-                "A train travels 120 km in 2 hours. What is its average speed?",
-                "Tom has 15 apples and gives away 6. How many are left?",
-                "A rectangle is 4 m by 9 m. What is its area?"]
+    problems = [
+        "A shop sells pens at 3 dollars each. How much do 7 pens cost?",
+        "A train travels 120 km in 2 hours. What is its average speed?",
+        "Tom has 15 apples and gives away 6. How many are left?",
+        "A rectangle is 4 m by 9 m. What is its area?",
+    ]
     seeds.write_text("\n".join(problems) + "\n")
     model = RealisticModel(problems)
     with ScriptedServer(model) as srv:
-        proc = run_cli("run", "--seeds", str(seeds), "--rounds", "3", "--profile", "math", "--out", str(tmp_path / "o"),
-                       "--base-url", srv.base_url, "--disable-rule", "refused_evolution",
-                       "--disable-rule", "wrapped_evolution", "--disable-rule", "refused_response",
-                       "--disable-rule", "sorry_short_response")
+        proc = run_cli(
+            "run",
+            "--seeds",
+            str(seeds),
+            "--rounds",
+            "3",
+            "--profile",
+            "math",
+            "--out",
+            str(tmp_path / "o"),
+            "--base-url",
+            srv.base_url,
+            "--disable-rule",
+            "refused_evolution",
+            "--disable-rule",
+            "wrapped_evolution",
+            "--disable-rule",
+            "refused_response",
+            "--disable-rule",
+            "sorry_short_response",
+        )
     assert proc.returncode == 0, proc.stderr
     rows = read_jsonl(tmp_path / "o" / "records.jsonl") + read_jsonl(tmp_path / "o" / "rejected.jsonl")
     ops = {(r["round"], r["operation"]) for r in rows}
@@ -166,10 +211,15 @@ def test_math_runs_downward_then_upward_and_asks_for_step_by_step_answers(tmp_pa
 
 # --- the issue's promises, each from the run's files ---------------------------------------------------
 
+
 def outcomes(out) -> tuple[list[Record], list[Rejection]]:
-    lines = lambda name: (out / name).read_text(encoding="utf-8").splitlines()
-    return ([Record.model_validate_json(x) for x in lines("records.jsonl") if x.strip()],
-            [Rejection.model_validate_json(x) for x in lines("rejected.jsonl") if x.strip()])
+    def lines(name):
+        return (out / name).read_text(encoding="utf-8").splitlines()
+
+    return (
+        [Record.model_validate_json(x) for x in lines("records.jsonl") if x.strip()],
+        [Rejection.model_validate_json(x) for x in lines("rejected.jsonl") if x.strip()],
+    )
 
 
 def parent_texts(records: list[Record], rejected: list[Rejection]) -> dict[str, str]:
@@ -182,10 +232,15 @@ def test_every_genuine_in_depth_evolution_of_a_long_parent_is_kept(realistic_run
     records, rejected = outcomes(out)
     parents = parent_texts(records, rejected)
     everything = [*records, *rejected]
-    genuine = [x for x in everything if x.operation in IN_DEPTH and len(parents[x.parent_id]) >= LONG
-               and evolve_kind(x.seed_index, x.round) in ("clean", "wrap")]
+    genuine = [
+        x
+        for x in everything
+        if x.operation in IN_DEPTH
+        and len(parents[x.parent_id]) >= LONG
+        and evolve_kind(x.seed_index, x.round) in ("clean", "wrap")
+    ]
     for x in genuine:  # the scenario is the one the issue describes: a long parent plus 10-20 new words
-        added = model.cores[x.seed_index, x.round][len(parents[x.parent_id]):]
+        added = model.cores[x.seed_index, x.round][len(parents[x.parent_id]) :]
         assert added.strip() in ADDITIONS and 10 <= len(added.split()) <= 20
     kept = {r.id for r in records}
     lost = [(x.id, x.rule) for x in genuine if x.id not in kept and x.rule in ("near_duplicate", "no_information_gain")]
@@ -221,8 +276,13 @@ def test_every_no_gain_rewording_is_eliminated_and_every_verdict_is_recorded(rea
         assert [a.text for a in v.answers] == model.judged[x.seed_index, x.round]
         assert len(v.answers) == (2 if form in ("cut", "unclear") else 1)
         assert v.judgement == v.answers[-1].judgement
-        assert v.judgement == ("unclear" if form == "unclear" else
-                               "equal" if evolve_kind(x.seed_index, x.round) == "reword" else "not_equal")
+        assert v.judgement == (
+            "unclear"
+            if form == "unclear"
+            else "equal"
+            if evolve_kind(x.seed_index, x.round) == "reword"
+            else "not_equal"
+        )
         if form == "cut":
             assert (v.answers[0].finish_reason, v.answers[0].judgement) == ("length", "unclear")
     assert set(forms) == {"plain", "bold", "explained", "think", "cut", "aloud", "unclear"}
@@ -231,8 +291,12 @@ def test_every_no_gain_rewording_is_eliminated_and_every_verdict_is_recorded(rea
     assert len(unclear) >= 2
     assert manifest["by_rule"]["judge_unclear"] == len(unclear)
     assert manifest["counts"]["judge_unclear"] == forms["cut"] + forms["unclear"]  # every first answer with no verdict
-    assert manifest["judge"] == {"judged": len(judged), "unclear": forms["cut"] + forms["unclear"],
-                                 "resolved_by_retry": forms["cut"], "unclear_after_retry": forms["unclear"]}
+    assert manifest["judge"] == {
+        "judged": len(judged),
+        "unclear": forms["cut"] + forms["unclear"],
+        "resolved_by_retry": forms["cut"],
+        "unclear_after_retry": forms["unclear"],
+    }
 
 
 def test_no_refused_or_wrapped_rewrite_and_no_refused_answer_reaches_the_dataset(realistic_run):
@@ -243,8 +307,17 @@ def test_no_refused_or_wrapped_rewrite_and_no_refused_answer_reaches_the_dataset
     for row in rows:
         assert not any(t in row["instruction"] or t in row["output"] for t in REFUSALS + REFUSED + REFUSED_SORRY)
     caught = Counter(x.rule for x in rejected)
-    assert all(caught[rule] >= 2 for rule in ("refused_evolution", "wrapped_evolution", "refused_response",
-                                              "sorry_short_response", "no_information_gain", "judge_unclear"))
+    assert all(
+        caught[rule] >= 2
+        for rule in (
+            "refused_evolution",
+            "wrapped_evolution",
+            "refused_response",
+            "sorry_short_response",
+            "no_information_gain",
+            "judge_unclear",
+        )
+    )
 
 
 def test_the_report_shows_kept_share_by_parent_length_and_each_rules_catches(realistic_run):
@@ -258,7 +331,10 @@ def test_the_report_shows_kept_share_by_parent_length_and_each_rules_catches(rea
             label = 0 if n < 450 else 450 if n < 1000 else 1000  # the band's shortest parent, as the page keys it
             want.setdefault(label, Counter()).update(candidates=1, kept=x.id in kept)
     page = build_report(out).read_text(encoding="utf-8")
-    cell = lambda key: re.search(rf'data-metric="{re.escape(key)}">(\d+)<', page)
+
+    def cell(key):
+        return re.search(rf'data-metric="{re.escape(key)}">(\d+)<', page)
+
     assert len(want) == 3 and all(c["kept"] for c in want.values())
     for label, c in want.items():
         for k in ("candidates", "kept"):

@@ -109,7 +109,7 @@ def test_report_shows_the_funnel_rules_and_examples(run):
 
 
 def test_scores_are_stored_per_record_and_plotted(scored):
-    out, scores, calls = scored
+    out, scores, _calls = scored
     recs = records(out)
     assert {r["id"] for r in recs} <= set(scores)
     # the one seed the run could not answer is scored too, from the seed file, for the round-0 baseline
@@ -147,13 +147,18 @@ def test_diversity_measures():
 
 
 def test_report_of_a_folder_that_is_no_run(tmp_path):
-    with pytest.raises(InputError, match="no manifest.json"):
+    with pytest.raises(InputError, match=r"no manifest.json"):
         build_report(tmp_path)
 
 
 def test_report_cli(run, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "evol", "report", str(run), "--out", str(tmp_path / "rep")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evol", "report", str(run), "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"report": str(tmp_path / "rep" / "report.html")}
     assert (tmp_path / "rep" / "funnel.png").is_file()
@@ -166,10 +171,23 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     page = build_report(run)
     shot = tmp_path / "report.png"
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,900",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert shot.stat().st_size > 20_000
@@ -193,10 +211,11 @@ def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
     chosen = json.loads((out / "export" / "export.json").read_text())["selected"]
     assert len(chosen) == 6
     assert float(found["selection.complexity.chosen.mean"]) == pytest.approx(
-        sum(s["complexity"] for s in chosen) / 6, abs=0.01)
+        sum(s["complexity"] for s in chosen) / 6, abs=0.01
+    )
     assert float(found["selection.complexity.chosen.mean"]) > float(found["selection.complexity.all.mean"])
     assert "mean similarity to its nearest chosen neighbour" in page
-    with pytest.raises(InputError, match="has no export.json"):
+    with pytest.raises(InputError, match=r"has no export.json"):
         build_report(out, tmp_path / "x", export=tmp_path)
     shutil.rmtree(out / "export")
 
@@ -204,8 +223,10 @@ def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
 def test_report_reads_an_old_difficulty_only_scores_file(run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(run, old)
-    rows = [{"id": r["id"], "round": r["round"], "score": 2 + r["round"], "model": "m", "prompt_sha256": "x"}
-            for r in records(old)]
+    rows = [
+        {"id": r["id"], "round": r["round"], "score": 2 + r["round"], "model": "m", "prompt_sha256": "x"}
+        for r in records(old)
+    ]
     (old / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     page = build_report(old).read_text()
     assert (old / "report" / "difficulty.png").exists() and not (old / "report" / "quality.png").exists()

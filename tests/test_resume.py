@@ -36,7 +36,7 @@ def test_budget_stop_then_resume_pays_each_call_once(tmp_path):
         assert stopped.returncode == 6 and "budget" in stopped.stderr and "Traceback" not in stopped.stderr
         assert m["status"] == "budget_exhausted" and 0 < len(first) < len(every)
         resumed = run_cli(*ARGS, "--base-url", srv.base_url, "--out", str(tmp_path / "b"))
-        second = [key(r) for r in srv.requests][len(first):]
+        second = [key(r) for r in srv.requests][len(first) :]
     assert resumed.returncode == 0, resumed.stderr
     assert not set(first) & set(second)  # nothing answered before the stop was sent again
     assert sorted(first + second) == sorted(every)

@@ -27,8 +27,11 @@ def test_every_rule_the_code_fires_is_registered_and_every_registered_rule_fires
     # a rule fired only through a variable (the judge's, from filters.check_judgement) is named in its module
     named_elsewhere = set(RULES) - fired
     for name in named_elsewhere:
-        assert any(f'"{name}"' in p.read_text(encoding="utf-8") for p in (ROOT / "evol").rglob("*.py")
-                   if p.name not in ("rules.py", "config.py")), name
+        assert any(
+            f'"{name}"' in p.read_text(encoding="utf-8")
+            for p in (ROOT / "evol").rglob("*.py")
+            if p.name not in ("rules.py", "config.py")
+        ), name
 
 
 def test_the_cli_takes_every_rule_and_only_those(tmp_path):

@@ -9,8 +9,7 @@ from evol.run import fewer_gc_pauses
 
 def test_a_run_collects_less_often_and_gives_the_setting_back_even_on_error():
     before = gc.get_threshold()
-    with pytest.raises(RuntimeError):
-        with fewer_gc_pauses():
-            assert gc.get_threshold() == (50_000, *before[1:])
-            raise RuntimeError("a run that stops")
+    with pytest.raises(RuntimeError), fewer_gc_pauses():
+        assert gc.get_threshold() == (50_000, *before[1:])
+        raise RuntimeError("a run that stops")
     assert gc.get_threshold() == before

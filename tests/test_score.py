@@ -30,7 +30,11 @@ STYLES = [
     ("Score: 7", "stop", 7),
     ("<think>The instruction has 3 parts; maybe a 4? No, the constraints interact.</think>\nScore: 8", "stop", 8),
     ("**Score:** 6/10\n\nThe task needs several steps but no special knowledge.", "stop", 6),
-    ("Sure! Let me look at this carefully.\n\nIt asks for 2 things and one of them is subtle.\n\nFinal score: 5", "stop", 5),
+    (
+        "Sure! Let me look at this carefully.\n\nIt asks for 2 things and one of them is subtle.\n\nFinal score: 5",
+        "stop",
+        5,
+    ),
     ("<think>Let me weigh the 3 constraints one by one. First, the", "length", "truncated"),
     ("I'm sorry, but I can't help with rating this request.", "stop", "refused"),
     ("Puntuación: 9", "stop", 9),
@@ -54,19 +58,23 @@ def expected(prompt: str) -> object:
     return style(prompt)[2]
 
 
-@pytest.mark.parametrize("answer, finish, want", STYLES + [
-    ("", "stop", "empty"),
-    ("<think>only thinking, and then nothing", "stop", "empty"),
-    ("Note : 7/10", "stop", 7),
-    ("Je donne 7 sur 10.", "stop", 7),
-    ("Die Bewertung ist 8.", "stop", 8),
-    ("Score: 85/100", "stop", 8.5),
-    ("Score: 0", "stop", "out_of_range"),
-    ("Rating: 8\nNote: 2 parts are vague", "stop", 8),
-    ("Complexity: moderate (6)", "stop", 6),
-    ("This is a moderately complex task.\n\n7", "stop", 7),
-    ("Score: 7", "content_filter", "content_filtered"),
-])
+@pytest.mark.parametrize(
+    "answer, finish, want",
+    [
+        *STYLES,
+        ("", "stop", "empty"),
+        ("<think>only thinking, and then nothing", "stop", "empty"),
+        ("Note : 7/10", "stop", 7),
+        ("Je donne 7 sur 10.", "stop", 7),
+        ("Die Bewertung ist 8.", "stop", 8),
+        ("Score: 85/100", "stop", 8.5),
+        ("Score: 0", "stop", "out_of_range"),
+        ("Rating: 8\nNote: 2 parts are vague", "stop", 8),
+        ("Complexity: moderate (6)", "stop", 6),
+        ("This is a moderately complex task.\n\n7", "stop", 7),
+        ("Score: 7", "content_filter", "content_filtered"),
+    ],
+)
 def test_read_score(answer, finish, want):
     got = read_score(answer, finish)
     if isinstance(want, str):
@@ -183,7 +191,9 @@ def test_killed_scoring_resumes_without_paying_twice(run, tmp_path):
 def test_budget_stops_scoring_cleanly_and_the_same_command_goes_on(run, tmp_path):
     target = copy_of(run, tmp_path / "r")
     with ScriptedServer(judge, models=("scripted-model", "gpt-4o")) as srv:
-        command, env = score_cli(target, srv.base_url, "--model", "gpt-4o", "--concurrency", "1", "--budget-usd", "0.001")
+        command, env = score_cli(
+            target, srv.base_url, "--model", "gpt-4o", "--concurrency", "1", "--budget-usd", "0.001"
+        )
         stopped = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
         paid_first = srv.chat_count()
         partial = load_scores(target)
@@ -218,5 +228,8 @@ def test_a_failed_call_is_recorded_and_asked_again_next_time(run, tmp_path):
         assert cli(["-q", "score", str(target), "--base-url", srv.base_url]) == 0
         asked = [last_user(b) for b in srv.requests]
     assert len(asked) == len(answered) and all("\n\nResponse:\n" in p for p in asked)  # only the failed ones
-    assert all(s.quality == 9 and s.complexity == 5 and not s.unclear for s in load_scores(target).values()
-               if s.id in {a.id for a in answered})
+    assert all(
+        s.quality == 9 and s.complexity == 5 and not s.unclear
+        for s in load_scores(target).values()
+        if s.id in {a.id for a in answered}
+    )

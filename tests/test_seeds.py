@@ -20,17 +20,32 @@ def test_self_instruct_seed_tasks_append_their_first_input():
 
 
 def test_alpaca_json_sharegpt_and_chat_shapes(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps([
-        {"instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
-        {"instruction": "Say hi.", "input": "", "output": "hi"},
-    ]))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            [
+                {"instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
+                {"instruction": "Say hi.", "input": "", "output": "hi"},
+            ]
+        )
+    )
     a = load_seeds(tmp_path / "a.json").seeds
     assert [x.instruction for x in a] == ["Add the numbers.\n2, 3", "Say hi."]
     assert a[1].id == content_id("Say hi.")
-    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"conversations": [{"from": "system", "value": "x"}, {"from": "human", "value": "Why?"}, {"from": "gpt", "value": "Because."}]},
-        {"messages": [{"role": "user", "content": "How?"}, {"role": "assistant", "content": "So."}]},
-    ]))
+    (tmp_path / "b.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "conversations": [
+                        {"from": "system", "value": "x"},
+                        {"from": "human", "value": "Why?"},
+                        {"from": "gpt", "value": "Because."},
+                    ]
+                },
+                {"messages": [{"role": "user", "content": "How?"}, {"role": "assistant", "content": "So."}]},
+            ]
+        )
+    )
     b = load_seeds(tmp_path / "b.jsonl").seeds
     assert [(x.instruction, x.output) for x in b] == [("Why?", "Because."), ("How?", "So.")]
 
@@ -47,9 +62,17 @@ def test_csv_parquet_and_text_with_named_fields(tmp_path):
 
 
 def test_ids_are_stable_and_bad_rows_are_skipped_with_a_reason(tmp_path):
-    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"instruction": "Keep me."}, {"instruction": "   "}, {"instruction": "Keep me."}, {"instruction": "x" * 50},
-    ]))
+    (tmp_path / "s.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"instruction": "Keep me."},
+                {"instruction": "   "},
+                {"instruction": "Keep me."},
+                {"instruction": "x" * 50},
+            ]
+        )
+    )
     s = load_seeds(tmp_path / "s.jsonl", max_chars=40)
     assert [x.instruction for x in s.seeds] == ["Keep me."]
     assert [r.rule for r in s.skipped] == ["empty_instruction", "duplicate_seed", "too_long"]
@@ -64,14 +87,17 @@ def test_limit_and_folder(tmp_path):
     assert len(load_seeds(tmp_path, limit=2).seeds) == 2
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("bad.jsonl", '{"instruction": "ok"}\n{"instruction": \n', "bad.jsonl:2 is not valid JSON"),
-    ("bad.json", '[{"instruction": "ok"},\n {"instruction" "x"}]', "bad.json:2 is not valid JSON"),
-    ("bad.csv", "text,label\nq,a\n", "no instruction field; its fields are: text, label"),
-    ("bad.txt", b"fine\n\xff\xfe broken\n", "bad.txt:2 is not valid UTF-8"),
-    ("missing.jsonl", None, "does not exist"),
-    ("seeds.xlsx", "x", "unknown type"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.jsonl", '{"instruction": "ok"}\n{"instruction": \n', "bad.jsonl:2 is not valid JSON"),
+        ("bad.json", '[{"instruction": "ok"},\n {"instruction" "x"}]', "bad.json:2 is not valid JSON"),
+        ("bad.csv", "text,label\nq,a\n", "no instruction field; its fields are: text, label"),
+        ("bad.txt", b"fine\n\xff\xfe broken\n", "bad.txt:2 is not valid UTF-8"),
+        ("missing.jsonl", None, "does not exist"),
+        ("seeds.xlsx", "x", "unknown type"),
+    ],
+)
 def test_bad_input_names_the_file_and_the_problem(tmp_path, name, content, message):
     path = tmp_path / name
     if isinstance(content, bytes):

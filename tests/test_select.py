@@ -22,13 +22,29 @@ from evol.testing.server import ScriptedServer
 
 from .test_export import VOCAB
 
-SUBJECTS = ("the water cycle", "compound interest", "a bicycle gear", "plate tectonics", "a sourdough starter",
-            "binary search", "the immune system", "a solar eclipse", "supply and demand", "a jazz chord",
-            "photosynthesis", "a hash table", "the Roman senate", "ocean tides", "a heat pump")
-TASKS = ("Explain how {s} works to a curious teenager, with one everyday example.",
-         "Write a short quiz of four questions about {s}, with the answers at the end.",
-         "Compare {s} with something most people already know, in three bullet points.",
-         "Describe a common misconception about {s} and correct it in plain words.")
+SUBJECTS = (
+    "the water cycle",
+    "compound interest",
+    "a bicycle gear",
+    "plate tectonics",
+    "a sourdough starter",
+    "binary search",
+    "the immune system",
+    "a solar eclipse",
+    "supply and demand",
+    "a jazz chord",
+    "photosynthesis",
+    "a hash table",
+    "the Roman senate",
+    "ocean tides",
+    "a heat pump",
+)
+TASKS = (
+    "Explain how {s} works to a curious teenager, with one everyday example.",
+    "Write a short quiz of four questions about {s}, with the answers at the end.",
+    "Compare {s} with something most people already know, in three bullet points.",
+    "Describe a common misconception about {s} and correct it in plain words.",
+)
 OPERATIONS = ("deepen", "concretize", "add_constraints", "breadth")
 
 
@@ -38,15 +54,24 @@ def h(text: str) -> int:
 
 def details(key: str) -> str:
     words = [VOCAB[h(f"{key}:{i}") % len(VOCAB)] for i in range(10)]
-    return (f"Mention the {words[0]} {words[1]} and the {words[2]} {words[3]}, keep the tone {words[4]}, "
-            f"and end with a question about {words[5]}, {words[6]} or {words[7]} {words[8]} {words[9]}.")
+    return (
+        f"Mention the {words[0]} {words[1]} and the {words[2]} {words[3]}, keep the tone {words[4]}, "
+        f"and end with a question about {words[5]}, {words[6]} or {words[7]} {words[8]} {words[9]}."
+    )
 
 
 def make_run(path: Path, rows: list[dict], scores: list[Score] | None, run_id: str = "run-a") -> Path:
     """A run folder as 'evol run' and 'evol score' leave it: manifest, records.jsonl and scores.jsonl."""
     path.mkdir(parents=True)
-    write_json(path / "manifest.json", {"run_id": run_id, "status": "complete", "profile": {"name": "general"},
-                                        "counts": {"seeds": len(rows), "kept": len(rows)}})
+    write_json(
+        path / "manifest.json",
+        {
+            "run_id": run_id,
+            "status": "complete",
+            "profile": {"name": "general"},
+            "counts": {"seeds": len(rows), "kept": len(rows)},
+        },
+    )
     write_jsonl(path / "records.jsonl", rows)
     if scores is not None:
         write_jsonl(path / SCORES, scores)
@@ -60,8 +85,16 @@ def rows_and_scores(n_twins: int = 10) -> tuple[list[dict], list[Score]]:
     rows, scores = [], []
     for i, text in enumerate(texts):
         rnd, op = 1 + i % 3, OPERATIONS[i % 4]
-        rows.append({"id": f"s{i}.r{rnd}", "seed_id": f"s{i}", "round": rnd, "operation": op, "instruction": text,
-                     "output": f"An answer about {text[:30]}"})
+        rows.append(
+            {
+                "id": f"s{i}.r{rnd}",
+                "seed_id": f"s{i}",
+                "round": rnd,
+                "operation": op,
+                "instruction": text,
+                "output": f"An answer about {text[:30]}",
+            }
+        )
         scores.append(Score(id=f"s{i}.r{rnd}", round=rnd, complexity=1 + h(text) % 5, quality=1 + h(text[::-1]) % 3))
     for i in range(n_twins):  # one word changed: a near duplicate of row i at rapidfuzz ratio >= 0.9, scored 10 x 10
         twin = rows[i]["instruction"].rstrip(".") + ", please."
@@ -73,7 +106,7 @@ def rows_and_scores(n_twins: int = 10) -> tuple[list[dict], list[Score]]:
 def greedy(rows: list[dict], scores: list[Score], k: int, threshold: float = 90) -> list[str]:
     """The reference: rank by complexity x quality (stable), take a row unless rapidfuzz ratio >= threshold with one taken."""
     taken: list[dict] = []
-    for row, _ in sorted(zip(rows, scores), key=lambda rs: -rs[1].complexity * rs[1].quality):
+    for row, _ in sorted(zip(rows, scores, strict=True), key=lambda rs: -rs[1].complexity * rs[1].quality):
         if all(fuzz.ratio(normalize(row["instruction"]), normalize(t["instruction"])) < threshold for t in taken):
             taken.append(row)
         if len(taken) == k:
@@ -104,7 +137,7 @@ def test_select_takes_exactly_k_in_score_order_none_too_similar(run, tmp_path):
             assert order[a["id"]] < order[b["id"]]
     texts = [json.loads(x)["instruction"] for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
     for i, a in enumerate(texts):
-        for b in texts[i + 1:]:
+        for b in texts[i + 1 :]:
             assert fuzz.ratio(normalize(a), normalize(b)) < 90
     # the same rows as an exhaustive greedy walk: best first, each compared with every row taken before it
     assert [p["id"] for p in picked] == greedy(*rows_and_scores(), k=25)
@@ -114,7 +147,9 @@ def test_select_takes_exactly_k_in_score_order_none_too_similar(run, tmp_path):
     ids = {p["id"] for p in every["selected"]}
     assert len(ids) == 60 and every["chosen"]["skipped_as_similar"] == 10
     assert {f"t{i}.r1" for i in range(10)} <= ids and not {f"s{i}.r{1 + i % 3}" for i in range(10)} & ids
-    div = every["chosen"]["diversity"]  # the 60 best by score alone hold twin pairs: their nearest neighbours are closer
+    div = every["chosen"][
+        "diversity"
+    ]  # the 60 best by score alone hold twin pairs: their nearest neighbours are closer
     assert div["selected"]["mean_nearest_similarity"] < div["best_by_score_alone"]["mean_nearest_similarity"]
 
 
@@ -130,11 +165,17 @@ def test_the_same_command_gives_the_same_rows(run, tmp_path):
 
 def test_similarity_by_embeddings_from_an_endpoint(tmp_path):
     # the same words in another order: far apart by rapidfuzz ratio, one point by bag-of-words embeddings
-    texts = ["cats chase mice in the old barn at night", "at night in the old barn mice chase cats",
-             "dogs bark at the mail carrier every morning", "at the mail carrier every morning dogs bark",
-             "a kettle whistles when the water boils"]
-    rows = [{"id": f"r{i}", "seed_id": f"s{i}", "round": 1, "operation": "breadth", "instruction": t, "output": "ok"}
-            for i, t in enumerate(texts)]
+    texts = [
+        "cats chase mice in the old barn at night",
+        "at night in the old barn mice chase cats",
+        "dogs bark at the mail carrier every morning",
+        "at the mail carrier every morning dogs bark",
+        "a kettle whistles when the water boils",
+    ]
+    rows = [
+        {"id": f"r{i}", "seed_id": f"s{i}", "round": 1, "operation": "breadth", "instruction": t, "output": "ok"}
+        for i, t in enumerate(texts)
+    ]
     scores = [Score(id=f"r{i}", round=1, complexity=9 - i, quality=5) for i in range(len(texts))]
     run = make_run(tmp_path / "run", rows, scores)
     lexical = export([run], tmp_path / "lex", ExportOptions(fmt="jsonl", choice=Choice(k=5)))
@@ -144,7 +185,9 @@ def test_similarity_by_embeddings_from_an_endpoint(tmp_path):
         semantic = export([run], tmp_path / "sem", ExportOptions(fmt="jsonl", choice=choice))
         requests = srv.embedding_requests
     assert [s["id"] for s in semantic["selected"]] == ["r0", "r2", "r4"]  # r1 and r3 reorder r0 and r2's words
-    assert semantic["chosen"]["skipped_as_similar"] == 2 and "cosine of bag-of-words" in semantic["choice"]["similarity"]
+    assert (
+        semantic["chosen"]["skipped_as_similar"] == 2 and "cosine of bag-of-words" in semantic["choice"]["similarity"]
+    )
     assert requests and {r["model"] for r in requests} == {"bag-of-words"}
     card = (tmp_path / "sem" / "README.md").read_text()
     assert "## How the rows were chosen" in card and "cosine of bag-of-words embeddings" in card
@@ -155,8 +198,9 @@ def test_filters_balance_and_quotas(run, tmp_path):
     s = export([run], tmp_path / "min", ExportOptions(fmt="jsonl", choice=Choice(min_complexity=4, min_quality=2)))
     kept = [json.loads(x)["id"] for x in (tmp_path / "min" / "train.jsonl").read_text().splitlines()]
     assert kept and all(by_id[i].complexity >= 4 and by_id[i].quality >= 2 for i in kept)
-    assert s["left_out"]["complexity below --min-complexity"] + s["left_out"].get("quality below --min-quality", 0) \
-        == len(by_id) - len(kept)
+    assert s["left_out"]["complexity below --min-complexity"] + s["left_out"].get(
+        "quality below --min-quality", 0
+    ) == len(by_id) - len(kept)
 
     balanced = export([run], tmp_path / "bal", ExportOptions(fmt="jsonl", choice=Choice(k=20, balance="operation")))
     assert balanced["chosen"]["groups"]["operation"] == dict.fromkeys(sorted(OPERATIONS), 5)
@@ -183,10 +227,16 @@ def test_unclear_scores_are_left_out_with_their_reason(tmp_path):
 def test_export_json_and_card_record_the_choice(run, tmp_path):
     summary = export([run], tmp_path / "out", ExportOptions(fmt="alpaca", choice=Choice(k=12, min_quality=2)))
     saved = json.loads((tmp_path / "out" / "export.json").read_text())
-    assert saved["choice"] == {"select": 12, "by": "complexity*quality", "max_similarity": 0.9,
-                               "similarity": "rapidfuzz ratio", "min_quality": 2}
-    assert saved["selected"] == summary["selected"] and all(set(s) == {"run_id", "id", "complexity", "quality"}
-                                                            for s in saved["selected"])
+    assert saved["choice"] == {
+        "select": 12,
+        "by": "complexity*quality",
+        "max_similarity": 0.9,
+        "similarity": "rapidfuzz ratio",
+        "min_quality": 2,
+    }
+    assert saved["selected"] == summary["selected"] and all(
+        set(s) == {"run_id", "id", "complexity", "quality"} for s in saved["selected"]
+    )
     chosen_scores = saved["chosen"]["scores"]
     assert chosen_scores["selected"]["complexity"]["mean"] > chosen_scores["eligible"]["complexity"]["mean"]
     div = saved["chosen"]["diversity"]
@@ -204,22 +254,30 @@ def test_without_scores_select_is_one_sentence(tmp_path, capsys):
     assert "Traceback" not in err[0]
     # an old difficulty-only scores.jsonl ranks by complexity, but has no quality to rank by
     old = make_run(tmp_path / "old", rows, None, run_id="old")
-    write_jsonl(old / SCORES, [{"id": r["id"], "round": r["round"], "score": 1 + i % 9, "model": "m",
-                                "prompt_sha256": "x"} for i, r in enumerate(rows)])
+    write_jsonl(
+        old / SCORES,
+        [
+            {"id": r["id"], "round": r["round"], "score": 1 + i % 9, "model": "m", "prompt_sha256": "x"}
+            for i, r in enumerate(rows)
+        ],
+    )
     assert cli(["-q", "export", str(old), "--out", str(tmp_path / "c"), "--select", "5", "--by", "complexity"]) == 0
     with pytest.raises(ConfigError, match="no quality score"):
         export([old], tmp_path / "q", ExportOptions(choice=Choice(k=5)))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--select", "0"], "--select takes a number of rows of at least 1"),
-    (["--select", "5", "--max-similarity", "1.5"], "--max-similarity is a similarity above 0 and at most 1"),
-    (["--balance", "round"], "--balance shares out the rows of --select K"),
-    (["--select", "5", "--quota", "operation:nope=3"], "no exported row has operation nope"),
-    (["--select", "5", "--quota", "colour:red=3"], "--quota takes round:N=LIMIT"),
-    (["--select", "5", "--quota", "deepen"], "--quota takes FIELD:VALUE=N"),
-    (["--min-quality", "11"], "--min-quality is a score from 1 to 10"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--select", "0"], "--select takes a number of rows of at least 1"),
+        (["--select", "5", "--max-similarity", "1.5"], "--max-similarity is a similarity above 0 and at most 1"),
+        (["--balance", "round"], "--balance shares out the rows of --select K"),
+        (["--select", "5", "--quota", "operation:nope=3"], "no exported row has operation nope"),
+        (["--select", "5", "--quota", "colour:red=3"], "--quota takes round:N=LIMIT"),
+        (["--select", "5", "--quota", "deepen"], "--quota takes FIELD:VALUE=N"),
+        (["--min-quality", "11"], "--min-quality is a score from 1 to 10"),
+    ],
+)
 def test_bad_options_are_one_sentence_errors(run, tmp_path, capsys, args, message):
     assert cli(["export", str(run), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -242,17 +300,33 @@ def test_rows_carry_their_scores_with_their_lineage(run, tmp_path):
 
 def test_balance_with_embeddings_fills_up_without_embedding_a_row_twice(tmp_path):
     # operation "short" has four rows, two of them the same words reordered: it can give three, not its share of four
-    short = ["wind turns the old mill by the river", "by the river the old mill turns wind",
-             "salt preserves fish for the long winter", "a candle measures the hours of the night"]
-    rows = [{"id": f"a{i}", "seed_id": f"a{i}", "round": 1, "operation": "short", "instruction": t, "output": "ok"}
-            for i, t in enumerate(short)]
-    rows += [{"id": f"b{i}", "seed_id": f"b{i}", "round": 1, "operation": "long", "output": "ok",
-              "instruction": f"{details(f'b{i}')} Number {i}."} for i in range(20)]
+    short = [
+        "wind turns the old mill by the river",
+        "by the river the old mill turns wind",
+        "salt preserves fish for the long winter",
+        "a candle measures the hours of the night",
+    ]
+    rows = [
+        {"id": f"a{i}", "seed_id": f"a{i}", "round": 1, "operation": "short", "instruction": t, "output": "ok"}
+        for i, t in enumerate(short)
+    ]
+    rows += [
+        {
+            "id": f"b{i}",
+            "seed_id": f"b{i}",
+            "round": 1,
+            "operation": "long",
+            "output": "ok",
+            "instruction": f"{details(f'b{i}')} Number {i}.",
+        }
+        for i in range(20)
+    ]
     scores = [Score(id=r["id"], round=1, complexity=5, quality=5) for r in rows]
     run = make_run(tmp_path / "run", rows, scores)
     with ScriptedServer() as srv:
-        choice = Choice(k=10, balance="operation", max_similarity=0.99, embeddings_url=srv.base_url,
-                        embeddings_model="bag-of-words")
+        choice = Choice(
+            k=10, balance="operation", max_similarity=0.99, embeddings_url=srv.base_url, embeddings_model="bag-of-words"
+        )
         summary = export([run], tmp_path / "out", ExportOptions(fmt="jsonl", choice=choice))
         embedded = [t for body in srv.embedding_requests for t in body["input"]]
     assert len(summary["selected"]) == 10 and summary["chosen"]["skipped_as_similar"] == 1

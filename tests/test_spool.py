@@ -13,14 +13,31 @@ from evol.spool import SPOOL, Spool, Totals
 
 
 def record(seed: int, round_no: int, instruction: str, output: str = "an answer", op: str = "deepen") -> Record:
-    return Record(id=f"s{seed}.r{round_no}", seed_id=f"s{seed}", seed_index=seed, parent_id=f"s{seed}", round=round_no,
-                  operation=op if round_no else "seed", instruction=instruction, output=output)
+    return Record(
+        id=f"s{seed}.r{round_no}",
+        seed_id=f"s{seed}",
+        seed_index=seed,
+        parent_id=f"s{seed}",
+        round=round_no,
+        operation=op if round_no else "seed",
+        instruction=instruction,
+        output=output,
+    )
 
 
-def rejection(seed: int, round_no: int, rule: str, kind: str = "eliminated", stage: str = "evolve",
-              op: str = "deepen") -> Rejection:
-    return Rejection(kind=kind, rule=rule, stage=stage, id=f"s{seed}.r{round_no}", seed_id=f"s{seed}",
-                     seed_index=seed, round=round_no, operation=op if round_no else "seed")
+def rejection(
+    seed: int, round_no: int, rule: str, kind: str = "eliminated", stage: str = "evolve", op: str = "deepen"
+) -> Rejection:
+    return Rejection(
+        kind=kind,
+        rule=rule,
+        stage=stage,
+        id=f"s{seed}.r{round_no}",
+        seed_id=f"s{seed}",
+        seed_index=seed,
+        round=round_no,
+        operation=op if round_no else "seed",
+    )
 
 
 # texts that json escapes: quotes, backslashes, newlines, non-ASCII, U+2028, a lone line of spaces
@@ -39,8 +56,11 @@ def test_joined_outputs_equal_json_dumps_of_every_round_in_order(tmp_path):
         spool.put(n, *rounds[n])
     rows = [r for n in sorted(rounds) for r in rounds[n][0]]
     dataset = "".join(spool.dataset())
-    assert dataset == json.dumps([{"instruction": r.instruction, "output": r.output} for r in rows],
-                                 ensure_ascii=False, indent=2) + "\n"
+    assert (
+        dataset
+        == json.dumps([{"instruction": r.instruction, "output": r.output} for r in rows], ensure_ascii=False, indent=2)
+        + "\n"
+    )
     assert json.loads(dataset)[2]["output"] == AWKWARD[4]
     records = "".join(spool.lines("records")).split("\n")[:-1]  # not splitlines: U+2028 stays raw
     assert [json.loads(line)["id"] for line in records] == ["s0.r0", "s0.r2", "s1.r2"]
@@ -69,8 +89,9 @@ def test_reset_forgets_a_previous_runs_rounds_and_remove_leaves_nothing(tmp_path
     new.put(0, [record(0, 0, "seed")], [])
     new.put(1, [record(0, 1, "one")], [])
     assert [r["instruction"] for r in json.loads("".join(new.dataset()))] == ["seed", "one"]
-    assert sorted(p.name for p in (tmp_path / SPOOL).iterdir()) == [f"{n}.{k}" for n in (0, 1)
-                                                                    for k in ("dataset", "records.jsonl", "rejected.jsonl")]
+    assert sorted(p.name for p in (tmp_path / SPOOL).iterdir()) == [
+        f"{n}.{k}" for n in (0, 1) for k in ("dataset", "records.jsonl", "rejected.jsonl")
+    ]
     new.remove()
     assert not (tmp_path / SPOOL).exists()
 
@@ -91,16 +112,28 @@ def test_totals_count_what_the_manifest_reports():
     t = Totals()
     t.add([rejection(9, 0, "invalid_seed", "skipped", "load")])
     t.add([record(0, 0, "seed"), rejection(1, 0, "empty_response", stage="respond")])
-    t.add([record(0, 1, "a"), rejection(1, 1, "prompt_leak"),
-           rejection(2, 1, "near_duplicate", "duplicate", "dedup", op="breadth"),
-           rejection(3, 1, "backend_error", "failed", "judge", op="breadth")])
+    t.add(
+        [
+            record(0, 1, "a"),
+            rejection(1, 1, "prompt_leak"),
+            rejection(2, 1, "near_duplicate", "duplicate", "dedup", op="breadth"),
+            rejection(3, 1, "backend_error", "failed", "judge", op="breadth"),
+        ]
+    )
     t.add([record(0, 2, "b"), record(1, 2, "c", op="breadth")])
     assert (t.seed_records, t.seed_rejections) == (1, 1)  # the skipped seed is not an answered one
     assert {n: dict(c) for n, c in t.by_round.items()} == {
-        1: {"kept": 1, "eliminated": 1, "duplicate": 1, "failed": 1}, 2: {"kept": 2}}
+        1: {"kept": 1, "eliminated": 1, "duplicate": 1, "failed": 1},
+        2: {"kept": 2},
+    }
     assert [t.count(k) for k in ("kept", "eliminated", "duplicate", "failed")] == [3, 1, 1, 1]
     assert dict(t.by_operation["breadth"]) == {"attempts": 3, "duplicate": 1, "failed": 1, "kept": 1}
-    assert dict(t.by_rule) == {"invalid_seed": 1, "empty_response": 1, "prompt_leak": 1, "near_duplicate": 1,
-                               "backend_error": 1}
+    assert dict(t.by_rule) == {
+        "invalid_seed": 1,
+        "empty_response": 1,
+        "prompt_leak": 1,
+        "near_duplicate": 1,
+        "backend_error": 1,
+    }
     assert t.by_reason["judge", "failed", "backend_error"] == 1
     assert t.seeds_with_kept == {"s0", "s1"}

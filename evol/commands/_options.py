@@ -11,9 +11,13 @@ from ..errors import ConfigError
 
 
 def add_engine_option(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--engine", choices=("prefect", "local"), default=os.environ.get("EVOL_ENGINE") or "prefect",
-                   help=f"prefect (default): {what}; local: the same work in this process, without Prefect's "
-                        f"few seconds of start-up (default from EVOL_ENGINE)")
+    p.add_argument(
+        "--engine",
+        choices=("prefect", "local"),
+        default=os.environ.get("EVOL_ENGINE") or "prefect",
+        help=f"prefect (default): {what}; local: the same work in this process, without Prefect's "
+        f"few seconds of start-up (default from EVOL_ENGINE)",
+    )
 
 
 def quiet_prefect(args: argparse.Namespace) -> None:
@@ -39,45 +43,87 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", help="evolution profile: general, code or math (default general)")
     g.add_argument("--rounds", type=int, help="evolution rounds (default 4)")
     g.add_argument("--seed", type=int, help="random seed for operation choice (default 0)")
-    g.add_argument("--operation-weight", action="append", metavar="OP=W",
-                   help="weight of an operation, e.g. mutation=2 (repeatable)")
-    g.add_argument("--prompts-dir", type=Path, help="folder of your own prompt templates (see evol/templates/README.md)")
-    g.add_argument("--disable-rule", action="append", choices=RULES, metavar="RULE",
-                   help=f"switch an elimination rule off (repeatable): {', '.join(RULES)}")
-    g.add_argument("--keep-judge-unclear", action="store_true", default=None,
-                   help="keep an evolution whose equality judge gave no readable verdict, twice (default: eliminate "
-                        "it under rule judge_unclear)")
-    g.add_argument("--answers", type=int, metavar="N",
-                   help="candidate answers per kept instruction (default 1); with more than one, a judge scores each "
-                        "1-10 and the best becomes the output (records.jsonl keeps them all)")
-    g.add_argument("--evolve-answers", type=int, metavar="K",
-                   help="rounds that ask for a better answer in one direction (helpful, relevant, deeper, creative, "
-                        "detailed); an improved answer is kept only when the judge scores it higher (default 0)")
+    g.add_argument(
+        "--operation-weight",
+        action="append",
+        metavar="OP=W",
+        help="weight of an operation, e.g. mutation=2 (repeatable)",
+    )
+    g.add_argument(
+        "--prompts-dir", type=Path, help="folder of your own prompt templates (see evol/templates/README.md)"
+    )
+    g.add_argument(
+        "--disable-rule",
+        action="append",
+        choices=RULES,
+        metavar="RULE",
+        help=f"switch an elimination rule off (repeatable): {', '.join(RULES)}",
+    )
+    g.add_argument(
+        "--keep-judge-unclear",
+        action="store_true",
+        default=None,
+        help="keep an evolution whose equality judge gave no readable verdict, twice (default: eliminate "
+        "it under rule judge_unclear)",
+    )
+    g.add_argument(
+        "--answers",
+        type=int,
+        metavar="N",
+        help="candidate answers per kept instruction (default 1); with more than one, a judge scores each "
+        "1-10 and the best becomes the output (records.jsonl keeps them all)",
+    )
+    g.add_argument(
+        "--evolve-answers",
+        type=int,
+        metavar="K",
+        help="rounds that ask for a better answer in one direction (helpful, relevant, deeper, creative, "
+        "detailed); an improved answer is kept only when the judge scores it higher (default 0)",
+    )
     g.add_argument("--dedup-threshold", type=float, help="near-duplicate similarity threshold, 0-1 (default 0.9)")
-    g.add_argument("--dedup-scorer", help="rapidfuzz scorer: ratio, token_set_ratio, token_sort_ratio, partial_ratio, WRatio")
+    g.add_argument(
+        "--dedup-scorer", help="rapidfuzz scorer: ratio, token_set_ratio, token_sort_ratio, partial_ratio, WRatio"
+    )
 
     g = p.add_argument_group("backend")
-    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (key from EVOL_API_KEY or OPENAI_API_KEY)")
+    g.add_argument(
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (key from EVOL_API_KEY or OPENAI_API_KEY)",
+    )
     g.add_argument("--model", help="model that evolves (and by default judges and answers)")
-    g.add_argument("--response-model", action="append", metavar="MODEL",
-                   help="model that answers the evolved instructions; repeat it to draw candidate answers from "
-                        "several models in turn (see --answers)")
+    g.add_argument(
+        "--response-model",
+        action="append",
+        metavar="MODEL",
+        help="model that answers the evolved instructions; repeat it to draw candidate answers from "
+        "several models in turn (see --answers)",
+    )
     g.add_argument("--judge-model", help="model that judges information gain")
-    g.add_argument("--model-path", type=Path, help="a local GGUF file to serve with llama.cpp instead of the embedded model")
+    g.add_argument(
+        "--model-path", type=Path, help="a local GGUF file to serve with llama.cpp instead of the embedded model"
+    )
     g.add_argument("--concurrency", type=int, help="requests in flight at once (default 32)")
     g.add_argument("--timeout", type=float, help="seconds before a request is abandoned and retried (default 120)")
     g.add_argument("--max-retries", type=int, help="retries of a transient failure (default 6)")
     g.add_argument("--rpm", type=float, help="at most this many requests in any minute")
-    g.add_argument("--tpm", type=float, help="at most this many tokens (prompt + max_tokens, corrected by usage) in any minute")
+    g.add_argument(
+        "--tpm", type=float, help="at most this many tokens (prompt + max_tokens, corrected by usage) in any minute"
+    )
     g.add_argument("--budget-usd", type=float, help="stop cleanly once the run has cost this much (resumable)")
-    g.add_argument("--batch", action="store_true", default=None,
-                   help="send calls through the OpenAI Batch API: half the price, results within 24 h; resumable")
+    g.add_argument(
+        "--batch",
+        action="store_true",
+        default=None,
+        help="send calls through the OpenAI Batch API: half the price, results within 24 h; resumable",
+    )
     g.add_argument("--temperature", type=float, help="sampling temperature for evolving and answering (default 1)")
     g.add_argument("--top-p", type=float, help="nucleus sampling for evolving and answering (default 0.95)")
     g.add_argument("--max-tokens", type=int, help="max tokens of an evolution or an answer (default 2048)")
 
     g = p.add_argument_group("output")
-    g.add_argument("--out", type=Path, help="run folder (default datasets/runs/<run-id>; the same command resumes there)")
+    g.add_argument(
+        "--out", type=Path, help="run folder (default datasets/runs/<run-id>; the same command resumes there)"
+    )
     g.add_argument("--include-seeds", action="store_true", default=None, help="put the seeds in the dataset too")
 
 
@@ -99,7 +145,11 @@ def config_from_args(args: argparse.Namespace):
             overrides["response_models"] = args.response_model
     if args.operation_weight:
         overrides["operation_weights"] = _weights(args.operation_weight)
-    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("max_tokens", args.max_tokens)) if v is not None}
+    sampling = {
+        k: v
+        for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("max_tokens", args.max_tokens))
+        if v is not None
+    }
     if sampling:
         for key in ("sampling", "response_sampling"):
             overrides[key] = {**file_values.get(key, {}), **sampling}
@@ -124,11 +174,19 @@ def _weights(items: list[str]) -> dict[str, float]:
 def add_prefect_options(p: argparse.ArgumentParser) -> None:
     """Options of a run through Prefect; ``run`` can reuse them."""
     g = p.add_argument_group("prefect")
-    g.add_argument("--chunk-size", "--batch-size", dest="chunk_size", type=int, default=None,
-                   help="pool entries per chunk task (default 256); a finished chunk is checkpointed "
-                        "(--batch-size, its old name, still works)")
+    g.add_argument(
+        "--chunk-size",
+        "--batch-size",
+        dest="chunk_size",
+        type=int,
+        default=None,
+        help="pool entries per chunk task (default 256); a finished chunk is checkpointed "
+        "(--batch-size, its old name, still works)",
+    )
     g.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="run the chunks on this Dask cluster")
-    g.add_argument("--dask-workers", type=int, metavar="N", help="run the chunks on a local Dask cluster of N processes")
+    g.add_argument(
+        "--dask-workers", type=int, metavar="N", help="run the chunks on a local Dask cluster of N processes"
+    )
 
 
 def prefect_kwargs(args: argparse.Namespace) -> dict:

@@ -9,12 +9,22 @@ import logging
 import sys
 
 from ..errors import ConfigError
-from ._options import add_engine_option, add_prefect_options, add_run_options, config_from_args, prefect_kwargs, quiet_prefect
+from ._options import (
+    add_engine_option,
+    add_prefect_options,
+    add_run_options,
+    config_from_args,
+    prefect_kwargs,
+    quiet_prefect,
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="evolve seed instructions into a dataset",
-                       description="Evolve seed instructions into an instruction/output dataset (WizardLM Evol-Instruct).")
+    p = sub.add_parser(
+        "run",
+        help="evolve seed instructions into a dataset",
+        description="Evolve seed instructions into an instruction/output dataset (WizardLM Evol-Instruct).",
+    )
     add_run_options(p)
     add_engine_option(p, "run as a Prefect flow, visible in its UI, checkpointed per chunk")
     add_prefect_options(p)
@@ -49,7 +59,17 @@ def main(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
     c = manifest["counts"]
-    print(json.dumps({"out": manifest["out"], "dataset_rows": c["dataset_rows"], "kept": c["kept"],
-                      "eliminated": c["eliminated"], "duplicate": c["duplicate"], "failed": c["failed"]}),
-          file=sys.stdout)
+    print(
+        json.dumps(
+            {
+                "out": manifest["out"],
+                "dataset_rows": c["dataset_rows"],
+                "kept": c["kept"],
+                "eliminated": c["eliminated"],
+                "duplicate": c["duplicate"],
+                "failed": c["failed"],
+            }
+        ),
+        file=sys.stdout,
+    )
     return 0

@@ -18,21 +18,38 @@ log = logging.getLogger("evol")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("score", help="have an LLM rate every kept row's complexity and quality (1-10 each)",
-                       description="Rate each kept instruction's complexity and its answer's quality 1-10 with an LLM "
-                                   "judge (and the seeds' complexity, when the seed file is still there); writes "
-                                   "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
-                                   "Uses the run's backend and call cache: scoring again pays only for what is new.")
+    p = sub.add_parser(
+        "score",
+        help="have an LLM rate every kept row's complexity and quality (1-10 each)",
+        description="Rate each kept instruction's complexity and its answer's quality 1-10 with an LLM "
+        "judge (and the seeds' complexity, when the seed file is still there); writes "
+        "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
+        "Uses the run's backend and call cache: scoring again pays only for what is new.",
+    )
     p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run'")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)")
+    p.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
+    )
     p.add_argument("--model", help="the judging model (default: the run's judge model)")
     p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
-    p.add_argument("--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)")
-    p.add_argument("--complexity-prompt", "--prompt", dest="complexity_prompt", type=Path,
-                   help="your own complexity template with an ${instruction} slot (default evol/templates/complexity.txt)")
-    p.add_argument("--quality-prompt", type=Path,
-                   help="your own quality template with ${instruction} and ${output} slots (default evol/templates/quality.txt)")
-    p.add_argument("--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline")
+    p.add_argument(
+        "--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)"
+    )
+    p.add_argument(
+        "--complexity-prompt",
+        "--prompt",
+        dest="complexity_prompt",
+        type=Path,
+        help="your own complexity template with an ${instruction} slot (default evol/templates/complexity.txt)",
+    )
+    p.add_argument(
+        "--quality-prompt",
+        type=Path,
+        help="your own quality template with ${instruction} and ${output} slots (default evol/templates/quality.txt)",
+    )
+    p.add_argument(
+        "--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline"
+    )
     p.set_defaults(func=main)
 
 
@@ -63,15 +80,17 @@ def run_config(manifest: dict, args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..runfolder import load_run
     from ..prompts import Prompt, default_prompts_dir
     from ..rundir import RunDir
+    from ..runfolder import load_run
     from ..runstats import run_seeds
     from ..scoring import Item, score_items
 
     run = load_run(args.run)
-    prompts = {"complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
-               "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"})}
+    prompts = {
+        "complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
+        "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"}),
+    }
     config = run_config(run.manifest, args)
     items = [Item(r["id"], int(r["round"]), r["instruction"], r["output"]) for r in run.records]
     if args.seeds:
@@ -84,8 +103,14 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
     with RunDir(run.path):  # not while a run is writing into the same folder
         summary = asyncio.run(score_items(run.path, config, items, prompts))
-    log.info("score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
-             summary["rows"], summary["complexity"], summary["quality"], summary["unclear"] or "none",
-             summary["calls"], summary["from_cache"])
+    log.info(
+        "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
+        summary["rows"],
+        summary["complexity"],
+        summary["quality"],
+        summary["unclear"] or "none",
+        summary["calls"],
+        summary["from_cache"],
+    )
     print(json.dumps(summary), file=sys.stdout)
     return 0

@@ -9,11 +9,12 @@ from ._options import add_prefect_options, add_run_options, config_from_args, pr
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "serve", help="run evol on a schedule through Prefect (e.g. nightly over a growing seed folder)",
+        "serve",
+        help="run evol on a schedule through Prefect (e.g. nightly over a growing seed folder)",
         description="Serve the evol flow on a cron or interval schedule until interrupted. Every run writes into "
-                    "the same run folder, so seeds evolved before are answered from its call cache and only new "
-                    "seeds cost calls. Needs a Prefect server (PREFECT_API_URL); the API key stays in this "
-                    "process's environment (EVOL_API_KEY or OPENAI_API_KEY).",
+        "the same run folder, so seeds evolved before are answered from its call cache and only new "
+        "seeds cost calls. Needs a Prefect server (PREFECT_API_URL); the API key stays in this "
+        "process's environment (EVOL_API_KEY or OPENAI_API_KEY).",
     )
     add_run_options(p)
     g = p.add_argument_group("schedule")
@@ -30,7 +31,9 @@ def main(args: argparse.Namespace) -> int:
     if config.batch:
         from ..errors import ConfigError
 
-        raise ConfigError("--batch cannot be served on a schedule yet; schedule `python -m evol run --batch` with cron instead.")
+        raise ConfigError(
+            "--batch cannot be served on a schedule yet; schedule `python -m evol run --batch` with cron instead."
+        )
     kwargs = prefect_kwargs(args)
     from ..flows.serving import serve  # Prefect loads only for the commands that use it
 

@@ -29,9 +29,12 @@ async def run_summary(manifest: dict, state: RunState) -> None:
     lines += ["", "| stage | calls | from cache | prompt tokens | completion tokens |", "|---|---|---|---|---|"]
     for s, n in sorted(usage["calls"].items()):
         t = usage["tokens_by_stage"].get(s, {})
-        lines.append(f"| {s} | {n} | {usage['calls_from_cache'].get(s, 0)} | {t.get('prompt_tokens', 0)} "
-                     f"| {t.get('completion_tokens', 0)} |")
+        lines.append(
+            f"| {s} | {n} | {usage['calls_from_cache'].get(s, 0)} | {t.get('prompt_tokens', 0)} "
+            f"| {t.get('completion_tokens', 0)} |"
+        )
     if manifest["reason"]:
         lines += ["", f"Stopped: {manifest['reason']}"]
-    await acreate_markdown_artifact(markdown="\n".join(lines) + "\n", key="evol-run-summary",
-                                    description=f"evol run {manifest['run_id']}")
+    await acreate_markdown_artifact(
+        markdown="\n".join(lines) + "\n", key="evol-run-summary", description=f"evol run {manifest['run_id']}"
+    )

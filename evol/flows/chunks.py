@@ -115,10 +115,16 @@ class Lane:
     @staticmethod
     async def _open(job: ChunkJob) -> OpenAIChat:  # on the lane's loop: the client's pool belongs to it
         cfg, secret = job.config, api_key()
-        return OpenAIChat(job.endpoint.base_url, secret.get_secret_value() if secret else None,
-                          identity=job.endpoint.identity, timeout=cfg.timeout, max_retries=cfg.max_retries,
-                          concurrency=job.concurrency, seed_calls=job.endpoint.seed_calls,
-                          **_rate_limits(cfg, job.share))
+        return OpenAIChat(
+            job.endpoint.base_url,
+            secret.get_secret_value() if secret else None,
+            identity=job.endpoint.identity,
+            timeout=cfg.timeout,
+            max_retries=cfg.max_retries,
+            concurrency=job.concurrency,
+            seed_calls=job.endpoint.seed_calls,
+            **_rate_limits(cfg, job.share),
+        )
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the lane and wait for it from the calling thread."""
@@ -251,8 +257,14 @@ def write_checkpoint(job: ChunkJob, result: ChunkResult) -> None:
     from evol.rundir import atomic_write
 
     def lines():
-        head = {"evol_checkpoint": FORMAT, "fingerprint": job.fingerprint, "round": job.round_no,
-                "chunk": job.chunk_no, "items": len(result.outcomes), "tally": result.tally}
+        head = {
+            "evol_checkpoint": FORMAT,
+            "fingerprint": job.fingerprint,
+            "round": job.round_no,
+            "chunk": job.chunk_no,
+            "items": len(result.outcomes),
+            "tally": result.tally,
+        }
         yield json.dumps(head) + "\n"
         for out in result.outcomes:
             kind = "record" if isinstance(out, Record) else "rejection"
@@ -275,8 +287,11 @@ def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
             outcomes: list[Outcome] = []
             for line in f:
                 row = json.loads(line)
-                outcomes.append(Record.model_validate(row["record"]) if "record" in row
-                                else Rejection.model_validate(row["rejection"]))
+                outcomes.append(
+                    Record.model_validate(row["record"])
+                    if "record" in row
+                    else Rejection.model_validate(row["rejection"])
+                )
     except (OSError, ValueError, KeyError):  # missing, or not ours: run the chunk (the cache still answers)
         return None
     if len(outcomes) != len(job.items) or any(isinstance(o, Rejection) and o.kind == "failed" for o in outcomes):
@@ -285,6 +300,7 @@ def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
 
 
 # --- tallies of chunks, added up in the flow
+
 
 def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
     """Add one chunk's ``Tally.as_dict()``; a restored chunk's calls count as answered from cache."""

@@ -86,8 +86,13 @@ def _worth_retrying(task, task_run, state) -> bool:
     return not isinstance(exc, EvolError)
 
 
-_chunk_options = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying,
-                      cache_policy=NO_CACHE, persist_result=False)
+_chunk_options = dict(
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 
 
 def _run_and_checkpoint(job: ChunkJob) -> ChunkResult:
@@ -150,10 +155,21 @@ class Stage:
         """Run the round's chunks and hand their outcomes to ``consume`` in item order, a chunk as soon as it
         and every chunk before it are done: no more than the chunks finished out of order is held."""
         log = get_run_logger()
-        parts = [items[i:i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
-        jobs = [ChunkJob(config=self.config, profile=self.profile, endpoint=self.endpoint, run_dir=str(self.run_dir),
-                         run_key=self.run_key, round_no=round_no, chunk_no=b, items=chunk, concurrency=0)
-                for b, chunk in enumerate(parts)]
+        parts = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        jobs = [
+            ChunkJob(
+                config=self.config,
+                profile=self.profile,
+                endpoint=self.endpoint,
+                run_dir=str(self.run_dir),
+                run_key=self.run_key,
+                round_no=round_no,
+                chunk_no=b,
+                items=chunk,
+                concurrency=0,
+            )
+            for b, chunk in enumerate(parts)
+        ]
         progress = current()
         progress.round_start(round_no, self.config.rounds, len(items))
         # a checkpoint is read once to see that it is whole, and again when its turn comes: not held meanwhile
@@ -190,7 +206,9 @@ class Stage:
                 except Exception as exc:  # a failed chunk
                     errors.append(exc)
                     if books := getattr(exc, "evol_chunk", None):
-                        self._add(ChunkResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"]))
+                        self._add(
+                            ChunkResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"])
+                        )
                     continue
                 progress.items(r.outcomes)  # chunks on other processes (Dask) report here, at their end; once per item
             self._add(r)  # the finished chunks' calls count, whatever happens to the round
@@ -218,8 +236,14 @@ class Stage:
 
 
 @flow(name="evol-pipeline", log_prints=False, validate_parameters=True)
-async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_size: int = CHUNK_SIZE,
-                        parallel: int = THREADS, processes: int = 1) -> dict:
+async def pipeline_flow(
+    config: FlowConfig,
+    endpoint: Endpoint,
+    out: str,
+    chunk_size: int = CHUNK_SIZE,
+    parallel: int = THREADS,
+    processes: int = 1,
+) -> dict:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
     profile, seedset = check_inputs(config)
@@ -227,11 +251,28 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_
     run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
-    stage = Stage(config, profile, endpoint, run_dir.path.resolve(), chunks.run_key(config, profile, endpoint),
-                  chunk_size, parallel, processes, tally, stats, counts)
+    stage = Stage(
+        config,
+        profile,
+        endpoint,
+        run_dir.path.resolve(),
+        chunks.run_key(config, profile, endpoint),
+        chunk_size,
+        parallel,
+        processes,
+        tally,
+        stats,
+        counts,
+    )
     ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), tally, started, stats)
-    log.info("run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
-             len(seedset.seeds), len(seedset.skipped), config.rounds, profile.name, run_dir.path)
+    log.info(
+        "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
+        len(seedset.seeds),
+        len(seedset.skipped),
+        config.rounds,
+        profile.name,
+        run_dir.path,
+    )
 
     async def checkpoint(status: str, reason: str, when: str) -> dict:
         manifest = write(ctx, status, reason, when)
@@ -247,8 +288,9 @@ async def pipeline_flow(config: FlowConfig, endpoint: Endpoint, out: str, chunk_
 
 
 @flow(name="evol", log_prints=False, validate_parameters=True)
-async def evol_flow(config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
-                    dask_workers: int | None = None) -> dict:
+async def evol_flow(
+    config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
+) -> dict:
     """Evolve seed instructions into a dataset, as ``python -m evol run`` does; returns the manifest.
 
     ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Chunks run
@@ -262,15 +304,26 @@ async def evol_flow(config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_addre
     out = default_out(cfg)
     with RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):
-            endpoint = Endpoint(base_url=chat.base_url, identity=chat.identity, evolve_model=models.evolve,
-                                respond_model=models.respond, judge_model=models.judge, seed_calls=chat.seed_calls)
+            endpoint = Endpoint(
+                base_url=chat.base_url,
+                identity=chat.identity,
+                evolve_model=models.evolve,
+                respond_model=models.respond,
+                judge_model=models.judge,
+                seed_calls=chat.seed_calls,
+            )
             runner, parallel, processes = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())
             run_dir = str(Path(out).resolve())
             try:
                 return await pipeline_flow.with_options(task_runner=runner)(
-                    config=public, endpoint=endpoint, out=str(out), chunk_size=chunk_size, parallel=parallel,
-                    processes=processes)
+                    config=public,
+                    endpoint=endpoint,
+                    out=str(out),
+                    chunk_size=chunk_size,
+                    parallel=parallel,
+                    processes=processes,
+                )
             finally:  # the subflow's task runner has exited: none of its chunks is still running
                 chunks.close_lanes(run_dir)  # this process's; a Dask worker closes its own when it exits
 
@@ -310,9 +363,16 @@ def prefect_session(config: RunConfig) -> Iterator[None]:
         chunks._process_key = None
 
 
-def run_with_prefect(config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
-                     dask_workers: int | None = None) -> dict:
+def run_with_prefect(
+    config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
+) -> dict:
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     with prefect_session(config):
-        return asyncio.run(evol_flow(config=config.explicit_dict(), chunk_size=chunk_size,
-                                     dask_address=dask_address, dask_workers=dask_workers))
+        return asyncio.run(
+            evol_flow(
+                config=config.explicit_dict(),
+                chunk_size=chunk_size,
+                dask_address=dask_address,
+                dask_workers=dask_workers,
+            )
+        )

@@ -35,23 +35,35 @@ async def optimize_flow(config: FlowConfig, options: OptimizeOptions) -> dict:
     """Learn the evolving method on the seeds, as ``python -m evol optimize`` does; returns optimize.json's content."""
     cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())
     report = await optimize(cfg, options, stage=optimize_stage)  # each stage a task run
-    await acreate_markdown_artifact(markdown=summary(report), key="evol-optimize-summary",
-                                    description=f"evol optimize into {options.out}")
+    await acreate_markdown_artifact(
+        markdown=summary(report), key="evol-optimize-summary", description=f"evol optimize into {options.out}"
+    )
     return report.model_dump(mode="json")
 
 
 def summary(report: OptimizeReport) -> str:
     """The development failure rate per step, as the flow run's artifact shows it."""
     start = report.start.evaluation
-    lines = [f"# evol optimize: {report.status}", "", f"{report.reason}.", "",
-             "| step | candidates (valid) | best failure rate | improved |", "|---|---|---|---|",
-             f"| start | 1 (1) | {start.failure_rate:.3f} | |"]
+    lines = [
+        f"# evol optimize: {report.status}",
+        "",
+        f"{report.reason}.",
+        "",
+        "| step | candidates (valid) | best failure rate | improved |",
+        "|---|---|---|---|",
+        f"| start | 1 (1) | {start.failure_rate:.3f} | |",
+    ]
     for s in report.steps:
         valid = sum(c.valid for c in s.candidates)
-        lines.append(f"| {s.step} | {len(s.candidates)} ({valid}) | {s.best_failure_rate:.3f} | {'yes' if s.improved else 'no'} |")
+        lines.append(
+            f"| {s.step} | {len(s.candidates)} ({valid}) | {s.best_failure_rate:.3f} | {'yes' if s.improved else 'no'} |"
+        )
     if report.baseline is not None:
         base = report.baseline
-        lines += ["", f"Profile `{base.profile}` on the same development set: failure rate {base.evaluation.failure_rate:.3f}."]
+        lines += [
+            "",
+            f"Profile `{base.profile}` on the same development set: failure rate {base.evaluation.failure_rate:.3f}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

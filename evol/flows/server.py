@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-
 STARTUP_TIMEOUT = 120  # seconds the temporary Prefect server may take to answer
 
 
@@ -34,8 +33,10 @@ def prefect_api() -> Iterator[None]:
     # the server is a subprocess: it reads the telemetry switch from its environment; and a proxy from
     # HTTP_PROXY cannot reach this machine's loopback, where the server listens
     no_proxy = ",".join(filter(None, (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost")))
-    with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}), \
-            _env(PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY=no_proxy, no_proxy=no_proxy):
+    with (
+        temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}),
+        _env(PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY=no_proxy, no_proxy=no_proxy),
+    ):
         server = _temporary_server()
         # Prefect's 20 s default is not enough on a busy 2-core machine (its start measured ~10 s idle), and a
         # timeout fails the whole run; a longer wait costs nothing when it starts quickly
@@ -64,12 +65,32 @@ def _temporary_server():
             import prefect
             from prefect.settings import get_current_settings
 
-            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                   "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+            env = {
+                **os.environ,
+                "PREFECT_UI_ENABLED": "0",
+                "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1",
+                **get_current_settings().to_environment_variables(exclude_unset=True),
+            }
             return subprocess.Popen(
-                [sys.executable, "-m", "evol.flows._server_child", str(os.getpid()), "--app-dir",
-                 str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                [
+                    sys.executable,
+                    "-m",
+                    "evol.flows._server_child",
+                    str(os.getpid()),
+                    "--app-dir",
+                    str(prefect.__module_path__.parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
                 env=env,
             )
 

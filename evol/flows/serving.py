@@ -19,8 +19,9 @@ from .evol_flow import CHUNK_SIZE, evol_flow
 _PATH_KEYS = ("seeds", "out", "prompts_dir", "model_path")
 
 
-def deployment_parameters(config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
-                          dask_workers: int | None = None) -> dict[str, Any]:
+def deployment_parameters(
+    config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
+) -> dict[str, Any]:
     """What the schedule stores on the Prefect server for every run: absolute paths, never the key.
 
     The run folder is fixed here (``--out`` or the default for this config), so every scheduled run
@@ -38,9 +39,17 @@ def deployment_parameters(config: RunConfig, *, chunk_size: int = CHUNK_SIZE, da
     return params
 
 
-def serve(config: RunConfig, *, cron: str | None = None, interval: float | None = None, timezone: str | None = None,
-          name: str = "evol", chunk_size: int = CHUNK_SIZE, dask_address: str | None = None,
-          dask_workers: int | None = None) -> None:
+def serve(
+    config: RunConfig,
+    *,
+    cron: str | None = None,
+    interval: float | None = None,
+    timezone: str | None = None,
+    name: str = "evol",
+    chunk_size: int = CHUNK_SIZE,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+) -> None:
     """Serve ``evol_flow`` on a schedule until interrupted; runs start in child processes of this one."""
     from prefect.schedules import Cron, Interval
     from prefect.settings import PREFECT_API_URL
@@ -50,14 +59,17 @@ def serve(config: RunConfig, *, cron: str | None = None, interval: float | None 
         raise ConfigError("Give exactly one of --cron or --interval.")
     if not PREFECT_API_URL.value():
         # a temporary server has no scheduler: nothing would ever run
-        raise ConfigError("Scheduled runs need a Prefect server: start one with `prefect server start` and set "
-                          "PREFECT_API_URL=http://127.0.0.1:4200/api (or your team's server) in this shell.")
+        raise ConfigError(
+            "Scheduled runs need a Prefect server: start one with `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (or your team's server) in this shell."
+        )
     schedule = Cron(cron, timezone=timezone) if cron else Interval(interval, timezone=timezone)
     evol_flow.serve(
         name=name,
         schedules=[schedule],
-        parameters=deployment_parameters(config, chunk_size=chunk_size, dask_address=dask_address,
-                                         dask_workers=dask_workers),
+        parameters=deployment_parameters(
+            config, chunk_size=chunk_size, dask_address=dask_address, dask_workers=dask_workers
+        ),
         description="Evolve the seed folder into its dataset; seeds evolved before are answered from the run's cache.",
         tags=["evol"],
         limit=1,  # one run at a time: a night that overruns must not start a second writer on the same folder

@@ -58,8 +58,16 @@ def bag_of_words(text: str, dims: int = 256) -> list[float]:
 class ScriptedServer:
     """``with ScriptedServer(script) as srv:`` then point a client at ``srv.base_url``."""
 
-    def __init__(self, script: Script = echo, *, models: tuple[str, ...] = ("scripted-model",), port: int = 0,
-                 require_key: str | None = None, batch_api: bool = True, record: bool = True):
+    def __init__(
+        self,
+        script: Script = echo,
+        *,
+        models: tuple[str, ...] = ("scripted-model",),
+        port: int = 0,
+        require_key: str | None = None,
+        batch_api: bool = True,
+        record: bool = True,
+    ):
         self.script = script
         self.record = record  # keep every request body (tests read them); a benchmark's million calls should not
         self.models = models
@@ -108,7 +116,9 @@ class ScriptedServer:
         self._count("models")
         if (denied := self._check_key(request)) is not None:
             return denied
-        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "evol"} for m in self.models]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "evol"} for m in self.models]}
+        )
 
     def _check_key(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
@@ -116,8 +126,16 @@ class ScriptedServer:
             if self.record:
                 self.auth_headers.append(auth)
         if self.require_key is not None and auth != f"Bearer {self.require_key}":
-            return web.json_response({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                                "code": "invalid_api_key"}}, status=401)
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+                status=401,
+            )
         return None
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -141,10 +159,15 @@ class ScriptedServer:
             request.transport.close()
             return web.Response(status=500)
         if reply.body is not None:
-            return web.Response(body=reply.body, status=reply.status, headers=reply.headers, content_type="application/json")
+            return web.Response(
+                body=reply.body, status=reply.status, headers=reply.headers, content_type="application/json"
+            )
         if reply.status != 200:
-            return web.json_response({"error": {"message": reply.content or "error", "type": "server_error"}},
-                                     status=reply.status, headers=reply.headers)
+            return web.json_response(
+                {"error": {"message": reply.content or "error", "type": "server_error"}},
+                status=reply.status,
+                headers=reply.headers,
+            )
         return web.json_response(completion(body, reply), headers=reply.headers)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
@@ -165,9 +188,17 @@ class ScriptedServer:
     def _new_file(self, data: bytes, filename: str, purpose: str) -> dict:
         with self._lock:
             file_id = f"file-{len(self.files) + 1:06d}"
-            meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                    "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
-                    "status_details": None}
+            meta = {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": purpose,
+                "status": "processed",
+                "expires_at": None,
+                "status_details": None,
+            }
             self.files[file_id] = {"meta": meta, "data": data}
         return meta
 
@@ -212,13 +243,28 @@ class ScriptedServer:
         with self._lock:
             batch_id = f"batch_{len(self.batches) + 1:06d}"
             self.batches[batch_id] = {
-                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
-                "input_file_id": body["input_file_id"], "completion_window": "24h", "status": "in_progress",
-                "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": now,
-                "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
-                "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "errors": None,
+                "input_file_id": body["input_file_id"],
+                "completion_window": "24h",
+                "status": "in_progress",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": now,
+                "in_progress_at": now,
+                "expires_at": now + 86400,
+                "finalizing_at": None,
+                "completed_at": None,
+                "failed_at": None,
+                "expired_at": None,
+                "cancelling_at": None,
+                "cancelled_at": None,
                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-                "metadata": body.get("metadata"), "n": len(self.batches) + 1, "polls": 0,
+                "metadata": body.get("metadata"),
+                "n": len(self.batches) + 1,
+                "polls": 0,
             }
             self.batch_sent.extend((batch_id, line.get("custom_id", "")) for line in lines)
         return web.json_response(_public(self.batches[batch_id]))
@@ -233,8 +279,15 @@ class ScriptedServer:
             newest_first = [b for b in newest_first if b["n"] < self.batches[after]["n"]]
         limit = int(request.query.get("limit", 20))
         page = [_public(b) for b in newest_first[:limit]]
-        return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                                  "last_id": page[-1]["id"] if page else None, "has_more": len(newest_first) > limit})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(newest_first) > limit,
+            }
+        )
 
     async def _batch_get(self, request: web.Request) -> web.Response:
         self._count("batches.retrieve")
@@ -268,10 +321,25 @@ class ScriptedServer:
         if fate == "in_progress":
             return
         if fate == "failed":
-            b.update(status="failed", failed_at=now, errors={"object": "list", "data": [
-                {"code": "invalid_request", "message": "The batch failed validation (scripted).", "param": None, "line": None}]})
+            b.update(
+                status="failed",
+                failed_at=now,
+                errors={
+                    "object": "list",
+                    "data": [
+                        {
+                            "code": "invalid_request",
+                            "message": "The batch failed validation (scripted).",
+                            "param": None,
+                            "line": None,
+                        }
+                    ],
+                },
+            )
             return
-        lines = [json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode("utf-8").splitlines() if x.strip()]
+        lines = [
+            json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode("utf-8").splitlines() if x.strip()
+        ]
         run = lines if fate == "completed" else lines[: len(lines) // 2]
         out, err = [], []
         for i, line in enumerate(run):
@@ -287,13 +355,23 @@ class ScriptedServer:
             if isinstance(reply, str):
                 reply = Reply(content=reply)
             status, resp = _batch_response(body, reply)
-            row = {"id": f"batch_req_{b['n']}_{i}", "custom_id": line["custom_id"],
-                   "response": {"status_code": status, "request_id": f"req_{b['n']}_{i}", "body": resp}, "error": None}
+            row = {
+                "id": f"batch_req_{b['n']}_{i}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": status, "request_id": f"req_{b['n']}_{i}", "body": resp},
+                "error": None,
+            }
             (out if status == 200 else err).append(row)
         code = "batch_expired" if fate == "expired" else "batch_cancelled"
-        for i, line in enumerate(lines[len(run):], start=len(run)):
-            err.append({"id": f"batch_req_{b['n']}_{i}", "custom_id": line["custom_id"], "response": None,
-                        "error": {"code": code, "message": f"This request was not executed: the batch is {fate}."}})
+        for i, line in enumerate(lines[len(run) :], start=len(run)):
+            err.append(
+                {
+                    "id": f"batch_req_{b['n']}_{i}",
+                    "custom_id": line["custom_id"],
+                    "response": None,
+                    "error": {"code": code, "message": f"This request was not executed: the batch is {fate}."},
+                }
+            )
         if out:
             b["output_file_id"] = self._new_file(_jsonl(out), f"{b['id']}_output.jsonl", "batch_output")["id"]
         if err:
@@ -306,7 +384,7 @@ class ScriptedServer:
             return self.calls["batch_request"]
 
     # --- running in a thread, for tests
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         ready = threading.Event()
 
         def serve() -> None:
@@ -344,16 +422,25 @@ def completion(request: dict, reply: Reply) -> dict[str, Any]:
     content = reply.content
     choices = []
     if reply.choices:
-        choices = [{"index": 0, "message": {"role": "assistant", "content": content},
-                    "finish_reason": reply.finish_reason, "logprobs": None}]
+        choices = [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": reply.finish_reason,
+                "logprobs": None,
+            }
+        ]
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model", "scripted-model"),
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len((content or "").split()),
-                  "total_tokens": prompt_tokens + len((content or "").split())},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len((content or "").split()),
+            "total_tokens": prompt_tokens + len((content or "").split()),
+        },
     }
 
 
@@ -367,7 +454,9 @@ def _batch_response(request: dict, reply: Reply) -> tuple[int, dict]:
         except ValueError:
             return 500, {"error": {"message": "The server sent a malformed response.", "type": "server_error"}}
     if reply.status != 200:
-        return reply.status, {"error": {"message": reply.content or "error", "type": "server_error", "param": None, "code": None}}
+        return reply.status, {
+            "error": {"message": reply.content or "error", "type": "server_error", "param": None, "code": None}
+        }
     return 200, completion(request, reply)
 
 
@@ -380,8 +469,9 @@ def _jsonl(rows: list[dict]) -> bytes:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}},
-                             status=status)
+    return web.json_response(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, status=status
+    )
 
 
 def main() -> None:
