@@ -52,10 +52,17 @@ def main(args: argparse.Namespace) -> int:
         if engine == "local":
             manifest = asyncio.run(execute(config))
         else:
-            from ..flows import run_with_prefect
+            from ..flows.server import launch
 
-            quiet_prefect(args)  # after the import: importing Prefect can replace the root logger's handlers
-            manifest = run_with_prefect(config, **kwargs)
+            server = launch()  # Prefect's temporary server boots while this process imports Prefect
+            try:
+                from ..flows import run_with_prefect
+
+                quiet_prefect(args)  # after the import: importing Prefect can replace the root logger's handlers
+                manifest = run_with_prefect(config, server=server, **kwargs)
+            finally:
+                if server is not None:
+                    server.stop()  # stopped already, unless the run never reached it
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
     c = manifest["counts"]

@@ -3,8 +3,24 @@
 The core (``evol``) never imports this package; ``python -m evol run`` and ``serve`` reach it through
 ``evol.flows.run_with_prefect`` and ``evol.flows.serving.serve``. The flow itself is ``evol.flows.evol_flow.evol_flow``
 (not re-exported here: the name would hide the module of the same name).
+
+Importing the package imports no Prefect (``run_with_prefect`` is loaded on first use): the CLI starts Prefect's
+temporary server (``evol.flows.server.launch``) before it pays for Prefect's own import.
 """
 
-from .evol_flow import run_with_prefect
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .evol_flow import run_with_prefect
 
 __all__ = ["run_with_prefect"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_with_prefect":
+        from .evol_flow import run_with_prefect
+
+        return run_with_prefect
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
