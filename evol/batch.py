@@ -33,6 +33,7 @@ from typing import Any
 from .batch_store import BatchStore, Submission
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
+from .endpoint import sdk_client
 from .errors import BackendError, FatalBackendError, TransientBackendError
 from .llm import (
     Messages,
@@ -43,7 +44,6 @@ from .llm import (
     map_openai_error,
     parse_completion,
     request_body,
-    sdk_client,
     transient_retries,
 )
 from .models import Completion
