@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     prompts = [profile.choose(rng).render(s.instruction, rng) for s in seeds]
     t0 = time.perf_counter()
+    server: contextlib.AbstractContextManager[object]
     if args.base_url:
         server, name = contextlib.nullcontext(), args.model
         label = f"model {args.model or '(default)'} at {args.base_url}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 from . import local, local_setup
 from .config import RunConfig
@@ -15,6 +16,19 @@ from .pipeline import Models
 log = logging.getLogger("evol")
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class ChatOptions(TypedDict):
+    """The keyword options of OpenAIChat (and LocalChat) that a run's config decides."""
+
+    identity: str | None
+    timeout: float
+    max_retries: int
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+    rate_window: float
+    seed_calls: bool
 
 
 def check_batch(config: RunConfig) -> None:
@@ -42,7 +56,7 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
             config = local_setup.tune_for_local(config)
         # the embedded model's answers are a function of the call: each call carries its own sampling seed
-        kwargs = dict(
+        kwargs = ChatOptions(
             identity=identity,
             timeout=config.timeout,
             max_retries=config.max_retries,

@@ -22,6 +22,7 @@ copies both. SQLite in WAL mode lets this second connection write beside the cac
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -130,7 +131,7 @@ class BatchingChat:
 
     async def _reconcile(self, unsure: list[Submission], page: Any) -> None:
         """Files uploaded by a process that died around creating their batch: find that batch, if it exists."""
-        by_file = {s.file_id: s for s in unsure}
+        by_file: dict[str, Submission | None] = {s.file_id: s for s in unsure}  # None once its batch is found
         oldest = min(s.created for s in unsure) - 600  # clocks differ; a few minutes of slack
         while page is not None:
             for b in page.data:
@@ -250,7 +251,7 @@ class BatchingChat:
                 return
             for sub in pending:
                 try:
-                    b = await self._api(lambda sub=sub: self._client.batches.retrieve(sub.batch_id))
+                    b = await self._api(functools.partial(self._client.batches.retrieve, sub.batch_id))
                     if b.status in TERMINAL:
                         await self._settle(sub, b)
                 except BackendError as exc:

@@ -52,7 +52,7 @@ class ScriptedServer:
         self.require_key = require_key
         self.requests: list[dict] = []  # every chat request body, in arrival order
         self.arrivals: list[float] = []  # time.monotonic() of each chat request
-        self.calls = Counter()  # by path
+        self.calls: Counter[str] = Counter()  # by path
         self.auth_headers: list[str] = []
         self.embedding_requests: list[dict] = []  # every /v1/embeddings body (bag_of_words vectors answer it)
         self._lock = threading.Lock()
@@ -287,7 +287,8 @@ class ScriptedServer:
             json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode("utf-8").splitlines() if x.strip()
         ]
         run = lines if fate == "completed" else lines[: len(lines) // 2]
-        out, err = [], []
+        out: list[dict] = []
+        err: list[dict] = []
         for i, line in enumerate(run):
             body = line["body"]
             with self._lock:
@@ -335,7 +336,7 @@ class ScriptedServer:
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # the free port the OS chose
+            self.port = self._runner.addresses[0][1]  # the free port the OS chose
             ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._runner.cleanup())
