@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from evol.config import RunConfig
-from evol.local import LOCAL_MAX_TOKENS, LocalServer
+from evol.local import LocalServer
+from evol.local_setup import LOCAL_MAX_TOKENS
 from evol.prompts import load_profile
 from evol.seeds import load_seeds
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     prompts = [profile.choose(rng).render(s.instruction, rng) for s in seeds]
     t0 = time.perf_counter()
+    server: contextlib.AbstractContextManager[object]
     if args.base_url:
         server, name = contextlib.nullcontext(), args.model
         label = f"model {args.model or '(default)'} at {args.base_url}"

@@ -58,7 +58,8 @@ def make_run(path: Path, n: int, seed: int = 0) -> Path:
             }
         )
         digest = hashlib.sha256(text.encode()).digest()
-        quality, unclear = 1 + digest[1] % 10, {}
+        quality: int | None = 1 + digest[1] % 10
+        unclear: dict[str, Unclear] = {}
         if digest[2] < 3:  # ~1 %: the judge's answer was cut off
             quality, unclear = None, {"quality": Unclear(outcome="truncated", answer="<think>The response")}
         scores.append(

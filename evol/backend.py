@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
-from . import local
+from . import local, local_setup
 from .config import RunConfig
 from .errors import ConfigError, FatalBackendError, TransientBackendError
 from .llm import OpenAIChat
@@ -17,9 +18,22 @@ log = logging.getLogger("evol")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
+class ChatOptions(TypedDict):
+    """The keyword options of OpenAIChat (and LocalChat) that a run's config decides."""
+
+    identity: str | None
+    timeout: float
+    max_retries: int
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+    rate_window: float
+    seed_calls: bool
+
+
 def check_batch(config: RunConfig) -> None:
     """``--batch`` needs an endpoint with the Batch API: say so before anything starts."""
-    if config.batch and local.uses_embedded_model(config):
+    if config.batch and local_setup.uses_embedded_model(config):
         raise ConfigError(
             "--batch sends calls to the OpenAI Batch API, which the embedded local model does not have: "
             "set OPENAI_API_KEY (or --base-url of an endpoint with batches), or run without --batch."
@@ -35,14 +49,14 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
         server = None
         if config.base_url:
             url, what = config.base_url, f"the endpoint at {config.base_url}"
-        elif not local.uses_embedded_model(config):
+        elif not local_setup.uses_embedded_model(config):
             url, what = None, "the OpenAI API (key from the environment)"
         else:  # the embedded default: no key, no endpoint
             server = stack.enter_context(local.LocalServer.from_config(config))
             url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
-            config = local.tune_for_local(config)
+            config = local_setup.tune_for_local(config)
         # the embedded model's answers are a function of the call: each call carries its own sampling seed
-        kwargs = dict(
+        kwargs = ChatOptions(
             identity=identity,
             timeout=config.timeout,
             max_retries=config.max_retries,

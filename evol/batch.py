@@ -22,7 +22,7 @@ copies both. SQLite in WAL mode lets this second connection write beside the cac
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import time
 from collections import Counter
@@ -30,30 +30,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch_files import ENDPOINT, MAX_BYTES, MAX_REQUESTS, batch_errors, input_line, outcomes, read_lines
 from .batch_store import BatchStore, Submission
 from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
+from .endpoint import sdk_client
 from .errors import BackendError, FatalBackendError, TransientBackendError
-from .llm import (
-    Messages,
-    Redactor,
-    _Wait,
-    error_for_status,
-    error_message,
-    map_openai_error,
-    parse_completion,
-    request_body,
-    sdk_client,
-    transient_retries,
-)
+from .llm import Messages, Redactor, _Wait, map_openai_error, request_body, transient_retries
 from .models import Completion
 
 log = logging.getLogger("evol")
 
-ENDPOINT = "/v1/chat/completions"
-#: OpenAI's limits for one batch input file are 50,000 requests and 200 MB; stay a little under the size
-MAX_REQUESTS = 50_000
-MAX_BYTES = 190 * 1024 * 1024
 #: items in flight at once in batch mode: every item's next call should make the same batch file
 BATCH_WORKERS = 10_000
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
@@ -144,7 +131,7 @@ class BatchingChat:
 
     async def _reconcile(self, unsure: list[Submission], page: Any) -> None:
         """Files uploaded by a process that died around creating their batch: find that batch, if it exists."""
-        by_file = {s.file_id: s for s in unsure}
+        by_file: dict[str, Submission | None] = {s.file_id: s for s in unsure}  # None once its batch is found
         oldest = min(s.created for s in unsure) - 600  # clocks differ; a few minutes of slack
         while page is not None:
             for b in page.data:
@@ -182,16 +169,8 @@ class BatchingChat:
             return hit
         call = self._calls.get(key)
         if call is None:
-            body = request_body(model, messages, sampling)
-            line = (
-                json.dumps(
-                    {"custom_id": key.hex(), "method": "POST", "url": ENDPOINT, "body": body},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                )
-                + "\n"
-            )
-            call = _Call(key, model, line.encode("utf-8"), asyncio.get_running_loop().create_future())
+            line = input_line(key, request_body(model, messages, sampling))
+            call = _Call(key, model, line, asyncio.get_running_loop().create_future())
             self._calls[key] = call
             sub = self.store.submission_of(key)
             if sub is not None and sub.status == "submitted" and sub.file_id not in self._given_up:
@@ -272,7 +251,7 @@ class BatchingChat:
                 return
             for sub in pending:
                 try:
-                    b = await self._api(lambda sub=sub: self._client.batches.retrieve(sub.batch_id))
+                    b = await self._api(functools.partial(self._client.batches.retrieve, sub.batch_id))
                     if b.status in TERMINAL:
                         await self._settle(sub, b)
                 except BackendError as exc:
@@ -302,28 +281,18 @@ class BatchingChat:
                 lines.extend(await self._download(file_id))
         # no await from here on: a call that looks the batch up sees it either pending or settled, never between
         unanswered = 0
-        for line in lines:
-            try:
-                key = bytes.fromhex(line["custom_id"])
-            except (KeyError, TypeError, ValueError):
-                continue
+        for key, outcome in outcomes(lines, sub.model, self.redact):
             call = self._calls.get(key)
-            resp = line.get("response") or {}
-            if resp.get("status_code") == 200:
-                try:
-                    answer, _ = parse_completion(resp.get("body") or {}, sub.model)
-                except BackendError as exc:
-                    self._failed(call, sub.file_id, exc)
-                    continue
-                self.cache.put(key, answer)
+            if isinstance(outcome, Completion):
+                self.cache.put(key, outcome)
                 if call is not None:
-                    self._resolve(call, answer)
-            elif resp.get("status_code"):
-                self._failed(call, sub.file_id, self._request_error(resp["status_code"], resp.get("body")))
-            else:  # never run: the batch expired or was cancelled first
+                    self._resolve(call, outcome)
+            elif outcome is not None:
+                self._failed(call, sub.file_id, outcome)
+            else:
                 unanswered += 1
         self.store.set(sub.file_id, b.status)
-        why = _batch_errors(b)
+        why = batch_errors(b)
         left = self._waiting_on(sub.file_id)
         counts = getattr(b, "request_counts", None)
         log.info(
@@ -374,19 +343,7 @@ class BatchingChat:
 
     async def _download(self, file_id: str) -> list[dict]:
         content = await self._api(lambda: self._client.files.content(file_id, timeout=self.upload_timeout))
-        out = []
-        for raw in content.text.splitlines():
-            if not raw.strip():
-                continue
-            try:
-                out.append(json.loads(raw))
-            except json.JSONDecodeError:  # its call stays unanswered and goes into the next batch
-                log.warning("batch: skipped an unreadable line of %s", file_id)
-        return out
-
-    def _request_error(self, status: int, body: Any) -> BackendError:
-        """One request's error in a batch, classified like the same error from a direct call."""
-        return error_for_status(status, self.redact(error_message(body, f"HTTP {status}")))
+        return read_lines(content.text, file_id)
 
     # --- plumbing
 
@@ -415,11 +372,6 @@ class BatchingChat:
         log.error("batch: internal error: %r", exc)
         for call in list(self._calls.values()):
             self._resolve(call, error=exc)
-
-
-def _batch_errors(b: Any) -> str:
-    data = getattr(getattr(b, "errors", None), "data", None) or []
-    return "; ".join(e.message or e.code or "" for e in data[:3])
 
 
 async def open_batching(chat: Any, config: RunConfig, cache: CallCache) -> BatchingChat:

@@ -9,11 +9,11 @@ import json
 import re
 import time
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .config import Sampling
+from .endpoint import call_headroom, endpoint_identity, has_aiohttp, sdk_client
 from .errors import (
     BackendError,
     FatalBackendError,
@@ -157,17 +157,18 @@ def _short(exc: BaseException) -> str:
 
 def _chain_find(exc: BaseException, kind: type) -> BaseException | None:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, kind):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
     return None
 
 
 def _dropped(exc: BaseException) -> BaseException | None:
     """aiohttp's own error for a connection the server closed without answering, if that is the cause."""
-    if not _has_aiohttp():
+    if not has_aiohttp():
         return None
     import aiohttp
 
@@ -346,65 +347,3 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _valid_unicode(text: str) -> str:
     """A JSON body may carry lone surrogates (\\ud800), which no file or database can store: U+FFFD instead."""
     return _SURROGATE.sub("\ufffd", text)
-
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def call_headroom(concurrency: int, rpm: float | None, tpm: float | None) -> int:
-    """Calls allowed in the SDK beyond ``concurrency``, while aiohttp's connector holds the requests on the wire.
-
-    The connector (sized to ``concurrency`` by :func:`sdk_client`) lets at most that many requests be sent and
-    unanswered at once; a few more calls may build their request or read their answer meanwhile, so that a
-    connection never waits for the SDK's own work (~1 ms a call, longer when the event loop is busy). With
-    rpm or tpm limits, a call counted by the limiter must go out at once: no headroom. Without aiohttp the
-    SDK's httpx pool is not sized to ``concurrency``: none either.
-    """
-    if rpm or tpm or not _has_aiohttp():
-        return 0
-    return max(2, concurrency // 8)
-
-
-def is_loopback(url: str) -> bool:
-    return urlsplit(url).hostname in _LOOPBACK
-
-
-def sdk_client(base_url: str | None, api_key: str | None, *, timeout: float, concurrency: int = 100) -> Any:
-    """The openai SDK's async client as evol uses it: aiohttp transport, no SDK retries, no proxy for loopback."""
-    import openai
-
-    http_client = None
-    # a proxy from HTTP_PROXY cannot reach this machine's loopback: talk to a local server directly
-    direct = {"trust_env": False} if base_url and is_loopback(base_url) else {}
-    if _has_aiohttp():
-        import httpx2
-
-        # the SDK's default pool keeps 100 connections alive; size it to our concurrency instead
-        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        http_client = openai.DefaultAioHttpClient(limits=limits, **direct)
-    elif direct:
-        http_client = openai.DefaultAsyncHttpxClient(**direct)
-    kwargs: dict[str, Any] = dict(
-        base_url=base_url,
-        api_key=api_key or "no-key",  # local servers need none; the SDK insists on a value
-        timeout=timeout,
-        max_retries=0,  # tenacity is the one place that retries
-    )
-    if http_client is not None:
-        kwargs["http_client"] = http_client
-    return openai.AsyncOpenAI(**kwargs)
-
-
-def endpoint_identity(base_url: str) -> str:
-    """The endpoint as the call cache knows it: a loopback server keeps its identity when its port changes."""
-    if is_loopback(base_url):
-        return f"loopback{urlsplit(base_url).path.rstrip('/')}"
-    return base_url.rstrip("/")
-
-
-def _has_aiohttp() -> bool:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True

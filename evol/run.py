@@ -20,7 +20,7 @@ from .cache import CachedChat, CallCache
 from .config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RULES, RunConfig
 from .errors import InputError
 from .llm import ChatModel
-from .local import is_embedded, tune_for_local, uses_embedded_model
+from .local_setup import is_embedded, tune_for_local, uses_embedded_model
 from .pipeline import Evolver, Models, Tally, make_deduper
 from .progress import LiveTally
 from .prompts import Profile, load_profile

@@ -235,9 +235,9 @@ def _row(rec: Any, where: str, instruction_field: str | None, input_field: str |
     if instruction_field:
         if instruction_field not in rec:
             raise InputError(f"{where} has no field '{instruction_field}'; its fields are: {', '.join(map(str, rec))}.")
-        instruction = _str(rec[instruction_field])
+        named = _str(rec[instruction_field])
         extra = _str(rec.get(input_field)) if input_field else _str(rec.get("input"))
-        return Row(_join(instruction, extra), output, given_id, where)
+        return Row(_join(named, extra), output, given_id, where)
 
     turns = rec.get("conversations") or rec.get("messages")
     if isinstance(turns, list) and turns:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from evol.testing.server import ScriptedServer, echo
+from evol.testing.replies import echo
+from evol.testing.server import ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"

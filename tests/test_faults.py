@@ -32,7 +32,8 @@ from evol.llm import OpenAIChat
 from evol.pipeline import Models
 from evol.run import run_pipeline
 from evol.rundir import RunDir, read_jsonl
-from evol.testing.server import Reply, ScriptedServer, completion, last_user
+from evol.testing.replies import completion
+from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import run_cli
 from .scripted import filler

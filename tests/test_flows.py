@@ -532,7 +532,7 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
     from evol.config import RunConfig
     from evol.flows.evol_flow import FlowConfig
     from evol.flows.serving import deployment_parameters
-    from evol.local import tune_for_local
+    from evol.local_setup import tune_for_local
 
     cfg = build_config({"sampling": {"temperature": 0.5}}, {"seeds": SEEDS, "concurrency": 5})
     expected = tune_for_local(cfg)

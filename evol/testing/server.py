@@ -8,51 +8,28 @@ Batch API (files and batches): each line of a batch goes through the same script
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
+from .replies import (
+    Reply,
+    Script,
+    bag_of_words,
+    batch_object,
+    batch_response,
+    completion,
+    echo,
+    file_object,
+    last_user,
+)
 
-@dataclass
-class Reply:
-    """What the server sends for one chat completion."""
-
-    content: str | None = "ok"
-    finish_reason: str | None = "stop"
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds before answering
-    body: str | bytes | None = None  # raw body instead of a completion (malformed JSON, errors)
-    choices: bool = True  # False sends an empty choices list
-    drop: bool = False  # close the connection without answering
-
-
-Script = Callable[[dict], "Reply | str"]
-
-
-def last_user(request: dict) -> str:
-    msgs = [m for m in request.get("messages", []) if m.get("role") == "user"]
-    return msgs[-1]["content"] if msgs else ""
-
-
-def echo(request: dict) -> Reply:
-    return Reply(content=f"Echo: {last_user(request)[:200]}")
-
-
-def bag_of_words(text: str, dims: int = 256) -> list[float]:
-    """A deterministic embedding: word counts hashed into ``dims`` buckets (word order and case ignored)."""
-    vec = [0.0] * dims
-    for word in re.findall(r"\w+", text.casefold()):
-        vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dims] += 1.0
-    return vec
+# Reply and last_user stay importable from here: the tests and benchmarks that script this server use them
+__all__ = ["Reply", "ScriptedServer", "last_user"]
 
 
 class ScriptedServer:
@@ -75,7 +52,7 @@ class ScriptedServer:
         self.require_key = require_key
         self.requests: list[dict] = []  # every chat request body, in arrival order
         self.arrivals: list[float] = []  # time.monotonic() of each chat request
-        self.calls = Counter()  # by path
+        self.calls: Counter[str] = Counter()  # by path
         self.auth_headers: list[str] = []
         self.embedding_requests: list[dict] = []  # every /v1/embeddings body (bag_of_words vectors answer it)
         self._lock = threading.Lock()
@@ -147,11 +124,7 @@ class ScriptedServer:
                 self.arrivals.append(time.monotonic())
         if (denied := self._check_key(request)) is not None:
             return denied
-        reply = self.script(body)
-        if asyncio.iscoroutine(reply):  # a script may wait, e.g. to stall until a test kills the client
-            reply = await reply
-        if isinstance(reply, str):
-            reply = Reply(content=reply)
+        reply = await self._scripted(body)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.drop:
@@ -169,6 +142,12 @@ class ScriptedServer:
                 headers=reply.headers,
             )
         return web.json_response(completion(body, reply), headers=reply.headers)
+
+    async def _scripted(self, body: dict) -> Reply:
+        reply = self.script(body)
+        if asyncio.iscoroutine(reply):  # a script may wait, e.g. to stall until a test kills the client
+            reply = await reply
+        return Reply(content=reply) if isinstance(reply, str) else reply
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -188,17 +167,7 @@ class ScriptedServer:
     def _new_file(self, data: bytes, filename: str, purpose: str) -> dict:
         with self._lock:
             file_id = f"file-{len(self.files) + 1:06d}"
-            meta = {
-                "id": file_id,
-                "object": "file",
-                "bytes": len(data),
-                "created_at": int(time.time()),
-                "filename": filename,
-                "purpose": purpose,
-                "status": "processed",
-                "expires_at": None,
-                "status_details": None,
-            }
+            meta = file_object(file_id, len(data), filename, purpose)
             self.files[file_id] = {"meta": meta, "data": data}
         return meta
 
@@ -239,33 +208,10 @@ class ScriptedServer:
         if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
             return _error(400, "This server batches /v1/chat/completions with completion_window 24h only.")
         lines = [json.loads(x) for x in f["data"].decode("utf-8").splitlines() if x.strip()]
-        now = int(time.time())
         with self._lock:
             batch_id = f"batch_{len(self.batches) + 1:06d}"
-            self.batches[batch_id] = {
-                "id": batch_id,
-                "object": "batch",
-                "endpoint": body["endpoint"],
-                "errors": None,
-                "input_file_id": body["input_file_id"],
-                "completion_window": "24h",
-                "status": "in_progress",
-                "output_file_id": None,
-                "error_file_id": None,
-                "created_at": now,
-                "in_progress_at": now,
-                "expires_at": now + 86400,
-                "finalizing_at": None,
-                "completed_at": None,
-                "failed_at": None,
-                "expired_at": None,
-                "cancelling_at": None,
-                "cancelled_at": None,
-                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-                "metadata": body.get("metadata"),
-                "n": len(self.batches) + 1,
-                "polls": 0,
-            }
+            batch = batch_object(batch_id, body["input_file_id"], len(lines), body.get("metadata"))
+            self.batches[batch_id] = {**batch, "n": len(self.batches) + 1, "polls": 0}
             self.batch_sent.extend((batch_id, line.get("custom_id", "")) for line in lines)
         return web.json_response(_public(self.batches[batch_id]))
 
@@ -341,7 +287,8 @@ class ScriptedServer:
             json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode("utf-8").splitlines() if x.strip()
         ]
         run = lines if fate == "completed" else lines[: len(lines) // 2]
-        out, err = [], []
+        out: list[dict] = []
+        err: list[dict] = []
         for i, line in enumerate(run):
             body = line["body"]
             with self._lock:
@@ -349,12 +296,7 @@ class ScriptedServer:
                 if self.record:
                     self.requests.append(body)
                     self.arrivals.append(time.monotonic())
-            reply = self.script(body)
-            if asyncio.iscoroutine(reply):
-                reply = await reply
-            if isinstance(reply, str):
-                reply = Reply(content=reply)
-            status, resp = _batch_response(body, reply)
+            status, resp = batch_response(body, await self._scripted(body))
             row = {
                 "id": f"batch_req_{b['n']}_{i}",
                 "custom_id": line["custom_id"],
@@ -394,7 +336,7 @@ class ScriptedServer:
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # the free port the OS chose
+            self.port = self._runner.addresses[0][1]  # the free port the OS chose
             ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._runner.cleanup())
@@ -415,49 +357,6 @@ class ScriptedServer:
     def chat_count(self) -> int:
         with self._lock:
             return self.calls["chat"]
-
-
-def completion(request: dict, reply: Reply) -> dict[str, Any]:
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
-    content = reply.content
-    choices = []
-    if reply.choices:
-        choices = [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": reply.finish_reason,
-                "logprobs": None,
-            }
-        ]
-    return {
-        "id": f"chatcmpl-{time.monotonic_ns()}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.get("model", "scripted-model"),
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len((content or "").split()),
-            "total_tokens": prompt_tokens + len((content or "").split()),
-        },
-    }
-
-
-def _batch_response(request: dict, reply: Reply) -> tuple[int, dict]:
-    """A scripted reply as one line of a batch's output (status 200) or error file."""
-    if reply.drop:
-        return 500, {"error": {"message": "The server closed the connection.", "type": "server_error"}}
-    if reply.body is not None:
-        try:
-            return reply.status, json.loads(reply.body)
-        except ValueError:
-            return 500, {"error": {"message": "The server sent a malformed response.", "type": "server_error"}}
-    if reply.status != 200:
-        return reply.status, {
-            "error": {"message": reply.content or "error", "type": "server_error", "param": None, "code": None}
-        }
-    return 200, completion(request, reply)
 
 
 def _public(batch: dict) -> dict:
