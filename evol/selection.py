@@ -17,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .dedup import Deduper, Embedder, Prepared
+from .dedup import Deduper, Prepared
+from .embeddings import Embedder
 from .errors import ConfigError
 from .scoring import ORDERS, Score, load_scores
 
