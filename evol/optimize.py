@@ -19,12 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field
-
 from .cache import CachedChat, CallCache
 from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
-from .models import Frozen, Node, Record, Seed
+from .models import Node, Record, Seed
+from .optimize_models import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Step
 from .pipeline import Evolver, Models, make_deduper, settle_round
 from .progress import LiveTally, current
 from .prompts import (
@@ -40,72 +39,6 @@ from .seeds import load_seeds
 
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)
 _EXCERPT = 600  # characters of an instruction shown to the optimizer: enough to judge, not a whole page
-
-
-class OptimizeOptions(Frozen):
-    """What ``evol optimize`` adds to a run's options."""
-
-    out: Path
-    steps: int = Field(3, ge=1, le=50)
-    candidates: int = Field(3, ge=1, le=20)
-    batch_size: int = Field(8, ge=1)
-    trajectory_rounds: int = Field(2, ge=1, le=10)
-    dev_size: int = Field(16, ge=1)
-    dev_file: Path | None = None
-    optimizer_model: str | None = None
-    baseline_profile: str | None = "general"  # evaluated once on the dev set, for comparison; None: not
-
-
-class Evaluation(Frozen):
-    """One method on the development set: one evolution per dev seed; a failure is an elimination or a duplicate."""
-
-    attempts: int
-    failures: int
-    failure_rate: float
-    by_rule: dict[str, int]
-    calls_failed: int = 0  # backend failures: neither a success nor the method's fault, left out of the rate
-
-
-class Candidate(Frozen):
-    index: int  # 0: the method the step started from
-    method: str
-    valid: bool
-    reason: str = ""  # why an invalid candidate was rejected
-    evaluation: Evaluation | None = None
-    kept: bool = False
-
-
-class Baseline(Frozen):
-    """A hand-written profile on the same development set: what the optimized method is compared with."""
-
-    profile: str
-    evaluation: Evaluation
-
-
-class Step(Frozen):
-    step: int
-    batch: tuple[str, ...]  # seed ids of the mini-batch
-    analysis: str
-    candidates: tuple[Candidate, ...]
-    best_failure_rate: float
-    improved: bool
-
-
-class OptimizeReport(Frozen):
-    status: str  # running, complete
-    reason: str
-    profile: str
-    operation: str
-    evolve_model: str
-    optimizer_model: str
-    dev: tuple[str, ...]
-    start: Candidate
-    baseline: Baseline | None = None
-    steps: tuple[Step, ...] = ()
-    best_method: str
-    best_failure_rate: float
-    usage: dict[str, Any] = Field(default_factory=dict)  # calls and tokens by stage and model, as a run's manifest
-    cost_usd: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_report(path: Path) -> OptimizeReport:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .optimize import Evaluation, OptimizeReport
+from .optimize_models import Evaluation, OptimizeReport
 from .plots import STYLE, Plot, _png, _subplots
 from .report import PAGE, _e, _figure
 from .rundir import atomic_write_bytes

@@ -18,7 +18,8 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from evol.config import RunConfig
-from evol.optimize import OptimizeOptions, OptimizeReport, optimize
+from evol.optimize import optimize
+from evol.optimize_models import OptimizeOptions, OptimizeReport
 
 from . import chunks
 from .evol_flow import FlowConfig, prefect_session
