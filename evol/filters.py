@@ -324,10 +324,10 @@ def script_change(parent: str, text: str, min_letters: int = 20) -> tuple[str, s
     total_before, total_after = sum(before.values()), sum(after.values())
     if total_before < min_letters or total_after < min_letters:
         return None
-    main = max(before, key=before.get)
+    main = max(before, key=before.__getitem__)
     if before[main] < 0.9 * total_before or after.get(main, 0) >= 0.1 * total_after:
         return None
-    return main, max(after, key=after.get)
+    return main, max(after, key=after.__getitem__)
 
 
 def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:

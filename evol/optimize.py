@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from .cache import CachedChat, CallCache
 from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
-from .models import Node, Record, Seed
-from .optimize_models import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Step
+from .models import Node, Seed
+from .optimize_models import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Start, Step
 from .pipeline import Evolver, Models, make_deduper, settle_round
 from .progress import LiveTally, current
 from .prompts import (
@@ -162,13 +162,12 @@ class Optimizer:
         }
         for round_no in range(1, self.opts.trajectory_rounds + 1):
             result = settle_round(pool, await evolver.run_round(pool, round_no), deduper)
-            for out in (*result.kept, *result.rejected):
-                if isinstance(out, Record):
-                    lines[out.seed_id].append(f"  round {round_no}: kept: {_excerpt(out.instruction)}")
-                else:
-                    lines[out.seed_id].append(
-                        f"  round {round_no}: {out.kind} ({out.rule}: {out.detail}): {_excerpt(out.instruction or '')}"
-                    )
+            for rec in result.kept:
+                lines[rec.seed_id].append(f"  round {round_no}: kept: {_excerpt(rec.instruction)}")
+            for rej in result.rejected:
+                lines[rej.seed_id].append(
+                    f"  round {round_no}: {rej.kind} ({rej.rule}: {rej.detail}): {_excerpt(rej.instruction or '')}"
+                )
             pool = result.pool
         return "\n".join("\n".join(lines[s.id]) for s in batch)
 
@@ -222,7 +221,7 @@ class Optimizer:
     async def run(self, save) -> OptimizeReport:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
-        start = Candidate(
+        start = Start(
             index=0,
             method=start_text,
             valid=True,
@@ -262,14 +261,14 @@ class Optimizer:
             cands = await asyncio.gather(
                 *(self.candidate(step, i, report.best_method, analysis) for i in range(1, self.opts.candidates + 1))
             )
-            valid = [c for c in cands if c.valid and c.evaluation is not None]
+            rated = [(c.evaluation.failure_rate, c.index, c) for c in cands if c.valid and c.evaluation is not None]
             # the lowest rate wins, the earliest on a tie; it must beat the current method, so a step never loses ground
-            winner = min(valid, key=lambda c: (c.evaluation.failure_rate, c.index), default=None)
-            improved = winner is not None and winner.evaluation.failure_rate < report.best_failure_rate
-            if improved:
-                cands = [c.model_copy(update={"kept": c is winner}) for c in cands]
-            best_method = winner.method if improved else report.best_method
-            best_rate = winner.evaluation.failure_rate if improved else report.best_failure_rate
+            winner = min(rated, key=lambda r: r[:2], default=None)
+            best_method, best_rate, improved = report.best_method, report.best_failure_rate, False
+            if winner is not None and winner[0] < best_rate:
+                best_rate, _, kept = winner
+                best_method, improved = kept.method, True
+                cands = [c.model_copy(update={"kept": c is kept}) for c in cands]
             report = report.model_copy(
                 update={
                     "steps": (

@@ -44,6 +44,12 @@ class Candidate(Frozen):
     kept: bool = False
 
 
+class Start(Candidate):
+    """The method the loop starts from: evaluated before the first step, so its evaluation is always there."""
+
+    evaluation: Evaluation
+
+
 class Baseline(Frozen):
     """A hand-written profile on the same development set: what the optimized method is compared with."""
 
@@ -68,7 +74,7 @@ class OptimizeReport(Frozen):
     evolve_model: str
     optimizer_model: str
     dev: tuple[str, ...]
-    start: Candidate
+    start: Start
     baseline: Baseline | None = None
     steps: tuple[Step, ...] = ()
     best_method: str

@@ -21,7 +21,7 @@ COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "star
 def plot_steps(report: OptimizeReport) -> bytes:
     steps = list(range(len(report.steps) + 1))
     best = [
-        report.start.evaluation.failure_rate if report.start.evaluation else 1.0,
+        report.start.evaluation.failure_rate,
         *(s.best_failure_rate for s in report.steps),
     ]
     fig, ax = _subplots(9.5, 4.6)

@@ -80,6 +80,7 @@ def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
         if 1 <= found <= 10:
             return Reading(int(found) if found.is_integer() else found, None)
         return Reading(None, Unclear(outcome="out_of_range", answer=raw[:300]))
+    outcome: Outcome
     if finish_reason == "length":
         outcome = "truncated"
     elif not body:

@@ -71,5 +71,7 @@ def summary(report: OptimizeReport) -> str:
 def optimize_with_prefect(config: RunConfig, options: OptimizeOptions) -> OptimizeReport:
     """``python -m evol optimize`` through Prefect: the same folder and optimize.json as the local engine."""
     with prefect_session(config):
-        data = asyncio.run(optimize_flow(config=config.explicit_dict(), options=options))
+        # a dict, not a FlowConfig: Prefect validates it into one (validate_parameters) and stores only the options
+        # the user set, where a model would be stored with every default; Flow.__call__'s type takes only the model
+        data = asyncio.run(optimize_flow(config=config.explicit_dict(), options=options))  # type: ignore[call-overload]
     return OptimizeReport.model_validate(data)
