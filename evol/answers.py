@@ -104,13 +104,13 @@ class AnswerStage:
             return self._finish(firsts, passed[0])
         ranked = {c.key: c for c in await asyncio.gather(*(self._rank(instruction, c, cid, usage) for c in passed))}
         cands = [ranked.get(c.key, c) for c in firsts]
-        scored = [c for c in cands if c.score is not None]
+        scored = [(c.score, c) for c in cands if c.score is not None]
         verdict = filters.check_ranking(len(scored), on)
         if not verdict.keep:
             return Answered(tuple(cands), rule=verdict.rule, detail=verdict.detail)
         if not scored:  # rank_unclear switched off: the first answer that passed, unranked, and no evolution
             return self._finish(cands, ranked[passed[0].key])
-        best = max(scored, key=lambda c: c.score)  # max keeps the first of equals: the earliest candidate
+        best_score, best = max(scored, key=lambda s: s[0])  # max keeps the first of equals: the earliest candidate
         rng = random.Random(f"{cfg.seed}:{cid}:answers")
         for k in range(1, cfg.evolve_answers + 1):
             direction = rng.choice(self.prompts.directions)
@@ -119,8 +119,8 @@ class AnswerStage:
                 evolved = await self._rank(instruction, evolved, cid, usage)
             cands.append(evolved)
             # kept only when the judge prefers it: a strictly higher score than the answer it would replace
-            if evolved.score is not None and evolved.score > best.score:
-                best = evolved
+            if evolved.score is not None and evolved.score > best_score:
+                best, best_score = evolved, evolved.score
         return self._finish(cands, best)
 
     @staticmethod

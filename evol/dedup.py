@@ -12,9 +12,6 @@ parent is the judge's question, not dedup's. Exact repeats are caught whatever t
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from .errors import BackendError, FatalBackendError
 from .filters import normalize
 
 SCORERS = {
@@ -142,44 +138,6 @@ class MinHashLSH:
         return (h >> _U64(32)).astype(np.uint32), lens
 
 
-class Embedder:
-    """Unit vectors from an OpenAI-compatible ``/v1/embeddings`` endpoint, ``batch`` texts per request."""
-
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60, batch: int = 256):
-        self.url = base_url.rstrip("/") + "/embeddings"
-        self.model, self.api_key, self.timeout, self.batch = model, api_key, timeout, batch
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        rows = [
-            vec
-            for start in range(0, len(texts), self.batch)
-            for vec in self._request(texts[start : start + self.batch])
-        ]
-        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
-
-    def _request(self, texts: list[str]) -> list[list[float]]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        body = json.dumps({"model": self.model, "input": texts}).encode()
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = json.loads(response.read())["data"]
-            return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
-        except urllib.error.HTTPError as exc:
-            raise BackendError(
-                f"The embeddings endpoint {self.url} answered HTTP {exc.code}; check the URL and model.",
-                status=exc.code,
-            ) from None
-        except urllib.error.URLError as exc:
-            raise FatalBackendError(f"Cannot reach the embeddings endpoint {self.url} ({exc.reason}).") from None
-        except (ValueError, KeyError, TypeError):
-            raise BackendError(f"The embeddings endpoint {self.url} sent no list of embeddings in 'data'.") from None
-
-
 @dataclass
 class Prepared:
     """A text made ready for checking (:meth:`Deduper.prepared`)."""
@@ -195,7 +153,7 @@ class Deduper:
 
     ``dedup`` does both for a whole batch with the same result, signing the texts with numpy in chunks.
     ``shingle`` is the character n-gram length; ``bands`` and ``rows`` default to :func:`banding`.
-    ``embed`` (e.g. an :class:`Embedder`) adds semantic dedup at cosine similarity ``cosine``; it compares
+    ``embed`` (e.g. an ``embeddings.Embedder``) adds semantic dedup at cosine similarity ``cosine``; it compares
     every text with every kept vector, so it suits thousands of texts rather than millions.
     ``lineage`` (any string, e.g. a seed id) exempts a text from near and semantic matches with kept texts
     of the same lineage; exact matches still count.
@@ -234,7 +192,7 @@ class Deduper:
         self._exact: dict[str, int] = {}
         # band key -> kept position(s): the newest texts' keys in a dict (a list only when shared), the rest in
         # two sorted numpy arrays, 12 bytes a key instead of ~80 in a dict: 24 keys a text made the dict most
-        # of the index (about 2 KB a text)
+        # of the index (about 2 KB a text); read with ``type(kept) is``, cheaper than isinstance in these loops
         self._fresh: dict[int, int | list[int]] = {}
         self._fresh_count = 0
         self._keys = np.empty(0, np.uint64)
@@ -329,7 +287,7 @@ class Deduper:
                     continue
                 if type(kept) is int:
                     found.add(kept)
-                else:
+                elif type(kept) is list:
                     found.update(kept)
             if self._keys.size:
                 query = np.array(item.keys, np.uint64)
@@ -369,7 +327,7 @@ class Deduper:
                 buckets[key] = pos
             elif type(kept) is int:
                 buckets[key] = [kept, pos]
-            else:
+            elif type(kept) is list:
                 kept.append(pos)
         self._fresh_count += len(item.keys)
         if self._fresh_count >= _FRESH_KEYS:
@@ -391,7 +349,7 @@ class Deduper:
             if type(kept) is int:
                 keys[i], pos[i] = key, kept
                 i += 1
-            else:
+            elif type(kept) is list:
                 keys[i : i + len(kept)], pos[i : i + len(kept)] = key, kept
                 i += len(kept)
         order = np.argsort(keys, kind="stable")

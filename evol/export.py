@@ -86,7 +86,7 @@ class Row:
 class Picked:
     rows: list[Row]
     runs: list[Run]  # the runs that contributed (after the profile filter)
-    dropped: Counter  # reason -> rows left out
+    dropped: Counter[str]  # reason -> rows left out
 
 
 def check_selection(sel: Selection, runs: list[Run]) -> None:
@@ -124,7 +124,9 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     check_selection(sel, runs)
     # exact mode on normalized text: the run already removed near duplicates within itself
     deduper = Deduper(1.0, "ratio", exact=True, near=False)
-    rows, dropped, passing = [], Counter(), []
+    rows: list[Row] = []
+    dropped: Counter[str] = Counter()  # reason -> rows left out
+    passing: list[tuple[str, dict[str, Any]]] = []  # (run id, record)
     for run in runs:
         for rec in run.records:
             reason = _excluded(rec, sel)
@@ -311,10 +313,11 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
             else to_records(rows, opts.fmt, opts.system)
         )
         write_split(out / files[name], records_out, opts.fmt)
+    counts = {name: len(rows) for name, rows in splits.items()}
     summary = {
         "format": opts.fmt,
         "files": files,
-        "rows": {name: len(rows) for name, rows in splits.items()},
+        "rows": counts,
         "val_fraction": opts.val_fraction,
         "seed": opts.seed,
         "system": opts.system,
@@ -345,7 +348,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     write_json(out / EXPORT_MANIFEST, summary)
     for stale in previous - {*files.values(), CARD, EXPORT_MANIFEST}:
         (out / stale).unlink(missing_ok=True)  # a split the last export wrote and this one does not
-    log.info("export: %s into %s (%s)", opts.fmt, out, ", ".join(f"{k} {v}" for k, v in summary["rows"].items()))
+    log.info("export: %s into %s (%s)", opts.fmt, out, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return summary
 
 

@@ -19,12 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field
-
 from .cache import CachedChat, CallCache
 from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
-from .models import Frozen, Node, Record, Seed
+from .models import Node, Seed
+from .optimize_models import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Start, Step
 from .pipeline import Evolver, Models, make_deduper, settle_round
 from .progress import LiveTally, current
 from .prompts import (
@@ -40,72 +39,6 @@ from .seeds import load_seeds
 
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)
 _EXCERPT = 600  # characters of an instruction shown to the optimizer: enough to judge, not a whole page
-
-
-class OptimizeOptions(Frozen):
-    """What ``evol optimize`` adds to a run's options."""
-
-    out: Path
-    steps: int = Field(3, ge=1, le=50)
-    candidates: int = Field(3, ge=1, le=20)
-    batch_size: int = Field(8, ge=1)
-    trajectory_rounds: int = Field(2, ge=1, le=10)
-    dev_size: int = Field(16, ge=1)
-    dev_file: Path | None = None
-    optimizer_model: str | None = None
-    baseline_profile: str | None = "general"  # evaluated once on the dev set, for comparison; None: not
-
-
-class Evaluation(Frozen):
-    """One method on the development set: one evolution per dev seed; a failure is an elimination or a duplicate."""
-
-    attempts: int
-    failures: int
-    failure_rate: float
-    by_rule: dict[str, int]
-    calls_failed: int = 0  # backend failures: neither a success nor the method's fault, left out of the rate
-
-
-class Candidate(Frozen):
-    index: int  # 0: the method the step started from
-    method: str
-    valid: bool
-    reason: str = ""  # why an invalid candidate was rejected
-    evaluation: Evaluation | None = None
-    kept: bool = False
-
-
-class Baseline(Frozen):
-    """A hand-written profile on the same development set: what the optimized method is compared with."""
-
-    profile: str
-    evaluation: Evaluation
-
-
-class Step(Frozen):
-    step: int
-    batch: tuple[str, ...]  # seed ids of the mini-batch
-    analysis: str
-    candidates: tuple[Candidate, ...]
-    best_failure_rate: float
-    improved: bool
-
-
-class OptimizeReport(Frozen):
-    status: str  # running, complete
-    reason: str
-    profile: str
-    operation: str
-    evolve_model: str
-    optimizer_model: str
-    dev: tuple[str, ...]
-    start: Candidate
-    baseline: Baseline | None = None
-    steps: tuple[Step, ...] = ()
-    best_method: str
-    best_failure_rate: float
-    usage: dict[str, Any] = Field(default_factory=dict)  # calls and tokens by stage and model, as a run's manifest
-    cost_usd: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_report(path: Path) -> OptimizeReport:
@@ -229,13 +162,12 @@ class Optimizer:
         }
         for round_no in range(1, self.opts.trajectory_rounds + 1):
             result = settle_round(pool, await evolver.run_round(pool, round_no), deduper)
-            for out in (*result.kept, *result.rejected):
-                if isinstance(out, Record):
-                    lines[out.seed_id].append(f"  round {round_no}: kept: {_excerpt(out.instruction)}")
-                else:
-                    lines[out.seed_id].append(
-                        f"  round {round_no}: {out.kind} ({out.rule}: {out.detail}): {_excerpt(out.instruction or '')}"
-                    )
+            for rec in result.kept:
+                lines[rec.seed_id].append(f"  round {round_no}: kept: {_excerpt(rec.instruction)}")
+            for rej in result.rejected:
+                lines[rej.seed_id].append(
+                    f"  round {round_no}: {rej.kind} ({rej.rule}: {rej.detail}): {_excerpt(rej.instruction or '')}"
+                )
             pool = result.pool
         return "\n".join("\n".join(lines[s.id]) for s in batch)
 
@@ -289,7 +221,7 @@ class Optimizer:
     async def run(self, save) -> OptimizeReport:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
-        start = Candidate(
+        start = Start(
             index=0,
             method=start_text,
             valid=True,
@@ -329,14 +261,14 @@ class Optimizer:
             cands = await asyncio.gather(
                 *(self.candidate(step, i, report.best_method, analysis) for i in range(1, self.opts.candidates + 1))
             )
-            valid = [c for c in cands if c.valid and c.evaluation is not None]
+            rated = [(c.evaluation.failure_rate, c.index, c) for c in cands if c.valid and c.evaluation is not None]
             # the lowest rate wins, the earliest on a tie; it must beat the current method, so a step never loses ground
-            winner = min(valid, key=lambda c: (c.evaluation.failure_rate, c.index), default=None)
-            improved = winner is not None and winner.evaluation.failure_rate < report.best_failure_rate
-            if improved:
-                cands = [c.model_copy(update={"kept": c is winner}) for c in cands]
-            best_method = winner.method if improved else report.best_method
-            best_rate = winner.evaluation.failure_rate if improved else report.best_failure_rate
+            winner = min(rated, key=lambda r: r[:2], default=None)
+            best_method, best_rate, improved = report.best_method, report.best_failure_rate, False
+            if winner is not None and winner[0] < best_rate:
+                best_rate, _, kept = winner
+                best_method, improved = kept.method, True
+                cands = [c.model_copy(update={"kept": c is kept}) for c in cands]
             report = report.model_copy(
                 update={
                     "steps": (

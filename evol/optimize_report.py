@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .optimize import Evaluation, OptimizeReport
+from .optimize_models import Evaluation, OptimizeReport
 from .plots import STYLE, Plot, _png, _subplots
 from .report import PAGE, _e, _figure
 from .rundir import atomic_write_bytes
@@ -21,7 +21,7 @@ COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "star
 def plot_steps(report: OptimizeReport) -> bytes:
     steps = list(range(len(report.steps) + 1))
     best = [
-        report.start.evaluation.failure_rate if report.start.evaluation else 1.0,
+        report.start.evaluation.failure_rate,
         *(s.best_failure_rate for s in report.steps),
     ]
     fig, ax = _subplots(9.5, 4.6)

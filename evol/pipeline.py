@@ -22,6 +22,7 @@ from .batch import BATCH_WORKERS
 from .config import RunConfig
 from .dedup import Deduper
 from .errors import BackendError, Interrupted
+from .judge_reader import parse_judgement
 from .llm import ChatModel
 from .models import Completion, JudgeAnswer, JudgeVerdict, Lineage, Node, Record, Rejection, Seed, Usage
 from .pricing import Budget, Price, cost
@@ -252,9 +253,7 @@ class Evolver:
         for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
             j = await self.call("judge", self.models.judge, prompt, sampling, sample)
             usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
-            answers.append(
-                JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=filters.parse_judgement(j.text))
-            )
+            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=parse_judgement(j.text)))
             if answers[-1].judgement != "unclear":
                 break
             if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room

@@ -65,7 +65,8 @@ def check_margin(min_margin: float) -> None:
 def pairs_for(rows: list, records: dict[tuple[str, str], dict], min_margin: float) -> tuple[list, dict, Counter]:
     """The rows that make a pair, their pairs by (run id, row id), and why the others were left out."""
     check_margin(min_margin)
-    kept, pairs, dropped = [], {}, Counter()
+    kept, pairs = [], {}
+    dropped: Counter[str] = Counter()  # reason -> rows left out
     for row in rows:
         pair = pair_of(records[row.run_id, row.id])
         if pair is None:

@@ -1,6 +1,6 @@
 """Reading a 1-10 score out of a judge's free text: the one reader for ``evol score`` and the ranking judge.
 
-Reasoning blocks and markdown are taken out first (``filters.judge_answer``); a score only inside a reasoning
+Reasoning blocks and markdown are taken out first (``judge_reader.judge_answer``); a score only inside a reasoning
 block (a model cut off mid-thought) is no score. No score is never a default: the caller gets the outcome
 that says why (``Unclear``) and names it.
 """
@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from .filters import judge_answer, without_reasoning
+from .judge_reader import judge_answer, without_reasoning
 from .models import Frozen
 from .refusals import refusal
 
@@ -80,6 +80,7 @@ def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
         if 1 <= found <= 10:
             return Reading(int(found) if found.is_integer() else found, None)
         return Reading(None, Unclear(outcome="out_of_range", answer=raw[:300]))
+    outcome: Outcome
     if finish_reason == "length":
         outcome = "truncated"
     elif not body:

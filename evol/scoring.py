@@ -161,8 +161,7 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
             await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(units))))))
         finally:
             cache.close()
-    rows = [_row(item, answers, models.judge, prompts) for item in items]
-    rows = [r for r in rows if r is not None]
+    rows = [r for r in (_row(item, answers, models.judge, prompts) for item in items) if r is not None]
     write_jsonl(run_dir / SCORES, rows)
     if stopped is not None:
         raise stopped

@@ -14,10 +14,12 @@ import logging
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .dedup import Deduper, Embedder, Prepared
+from .dedup import Deduper, Prepared
+from .embeddings import Embedder
 from .errors import ConfigError
 from .scoring import ORDERS, Score, load_scores
 
@@ -161,11 +163,15 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
         raise ConfigError(
             f"No row passes the score filters ({', '.join(f'{n} {w}' for w, n in left_out.most_common())}); loosen them."
         )
+    picked: Sequence[tuple[Row, Score | None]]
     if choice.k is None:
         picked = eligible
         walk: dict[str, Any] = {}
     else:
-        ranked = sorted(eligible, key=lambda rs: -rs[1].value(choice.by))  # stable: ties stay in run, file order
+        # with K every eligible row has the score it is ranked by (_filtered left out the rows without it);
+        # the sort is stable: ties stay in run, file order
+        valued = [(row, s, v) for row, s in eligible if s is not None and (v := s.value(choice.by)) is not None]
+        ranked = [(row, s) for row, s, _ in sorted(valued, key=lambda rsv: -rsv[2])]
         picked, walk = _walk(ranked, choice)
         left_out["not among the best --select rows"] += len(eligible) - len(picked)
     summary = {
@@ -212,12 +218,15 @@ def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed
 
 
 def _filtered(s: Score | None, choice: Choice, needed: list[str]) -> str | None:
+    if s is None:  # a row without scores needs none: _require stopped the export otherwise
+        return None
     for criterion in needed:
         if getattr(s, criterion) is None:
             return f"{criterion} unclear ({s.unclear[criterion].outcome})"
-    if choice.min_complexity is not None and s.complexity < choice.min_complexity:
+    # a score behind a --min-* is needed, so it is there (the loop above left out the rows without it)
+    if choice.min_complexity is not None and s.complexity is not None and s.complexity < choice.min_complexity:
         return "complexity below --min-complexity"
-    if choice.min_quality is not None and s.quality < choice.min_quality:
+    if choice.min_quality is not None and s.quality is not None and s.quality < choice.min_quality:
         return "quality below --min-quality"
     return None
 
@@ -310,7 +319,7 @@ def _shares(remaining: list[int], groups_of, field: str, need: int, count: Count
     return {g: count[g] + extra[g] for g in room}
 
 
-def _stats(pairs: list[tuple[Row, Score | None]]) -> dict[str, Any]:
+def _stats(pairs: Sequence[tuple[Row, Score | None]]) -> dict[str, Any]:
     import numpy as np  # statistics.mean adds exact fractions: a second for 250k scores
 
     out = {}

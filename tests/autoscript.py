@@ -86,7 +86,9 @@ class AutoScript:
     @staticmethod
     def propose(prompt: str) -> str:
         method = prompt.split("<<<METHOD\n", 1)[1].split("\nMETHOD>>>", 1)[0]
-        variant = int(re.search(r"variant (\d+) of", prompt).group(1))
+        found = re.search(r"variant (\d+) of", prompt)
+        assert found is not None, prompt
+        variant = int(found.group(1))
         if variant == 1 and GAIN not in method:
             method = method.replace("\nInstruction:\n", f"\nIn the rewrite, {GAIN}.\n\nInstruction:\n", 1)
         elif variant == 2 and QUIET not in method:

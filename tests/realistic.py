@@ -241,14 +241,15 @@ class RealisticModel:
             key = self.known[second]
             answers = self.judged.setdefault(key, [])
             form = judge_form(*key)
+            finish = "stop"
             if form == "unclear":
-                reply = Reply(content=UNCLEAR[len(answers) % 2])
+                content = UNCLEAR[len(answers) % 2]
             elif form == "cut" and not answers:
-                reply = Reply(content=THINK_CUT, finish_reason="length")
+                content, finish = THINK_CUT, "length"
             else:
-                reply = Reply(content=VERDICTS["plain" if form == "cut" else form][0 if equal else 1])
-            answers.append(reply.content)
-        return reply
+                content = VERDICTS["plain" if form == "cut" else form][0 if equal else 1]
+            answers.append(content)
+        return Reply(content=content, finish_reason=finish)
 
     def evolve(self, prompt: str, parent: str, index: int, round_no: int) -> str:
         pick = index + round_no

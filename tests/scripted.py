@@ -45,7 +45,8 @@ VOCAB = [
 
 def filler(key: str, n_chars: int) -> str:
     """Deterministic words, different for every key, at least ``n_chars`` long."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while sum(len(w) + 1 for w in out) < max(n_chars, 60):
         h = hashlib.sha256(f"{key}:{i}".encode()).digest()
         out.append(VOCAB[h[0] % len(VOCAB)] + VOCAB[h[1] % len(VOCAB)])

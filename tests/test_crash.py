@@ -153,7 +153,8 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None) -> None
     deadline = time.monotonic() + WAIT_TIMEOUT
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {proc.returncode} {proc.stderr.read()[-2000:]}")
+            err = proc.stderr.read()[-2000:] if proc.stderr is not None else ""
+            raise AssertionError(f"the run ended before {what}: {proc.returncode} {err}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)

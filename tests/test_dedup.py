@@ -12,7 +12,8 @@ from rapidfuzz import fuzz, process
 
 import evol.dedup as dedup
 from evol.cli import main as cli
-from evol.dedup import Deduper, Embedder, Match, dedup_texts
+from evol.dedup import Deduper, Match, dedup_texts
+from evol.embeddings import Embedder
 from evol.errors import FatalBackendError
 from evol.filters import normalize
 from evol.testing.server import ScriptedServer

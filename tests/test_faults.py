@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,14 +106,15 @@ class Model:
 
 
 _stop_lock = threading.Lock()
+_stopped: weakref.WeakSet[ScriptedServer] = weakref.WeakSet()
 
 
 def stop(srv: ScriptedServer) -> None:
     """Stop a server (the endpoint dies); safe to call again, from any thread."""
     with _stop_lock:
-        if getattr(srv, "_stopped", False):
+        if srv in _stopped:
             return
-        srv._stopped = True
+        _stopped.add(srv)
     srv.__exit__()
 
 
@@ -225,9 +227,11 @@ class ResetServer(ScriptedServer):
         await resp.prepare(request)
         await resp.write(whole[: len(whole) // 2])  # headers and half the body are on the wire
         await asyncio.sleep(0.05)
-        sock = request.transport.get_extra_info("socket")
+        transport = request.transport
+        assert transport is not None  # the handler runs while the connection is open
+        sock = transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST, not FIN
-        request.transport.abort()
+        transport.abort()
         return resp
 
 

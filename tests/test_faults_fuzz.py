@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from evol import filters
+from evol import filters, judge_reader
 from evol.cache import CallCache
 from evol.config import DEFAULT_LEAK_PHRASES, RULES, Sampling
 from evol.dedup import Deduper
@@ -167,7 +167,7 @@ def test_the_rules_take_any_text(text, parent, finish):
         filters.check_response(text, finish, 80, instruction=parent),
     ):
         assert verdict.keep or (verdict.rule in RULES and verdict.detail)
-    assert filters.parse_judgement(text) in ("equal", "not_equal", "unclear")
+    assert judge_reader.parse_judgement(text) in ("equal", "not_equal", "unclear")
     assert isinstance(filters.normalize(text), str)
     changed = filters.script_change(parent, text)
     assert changed is None or (isinstance(changed, tuple) and len(changed) == 2)

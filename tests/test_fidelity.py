@@ -29,6 +29,13 @@ def parent_of(prompt: str) -> str:
     return prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
 
 
+def case_of(prompt: str) -> int:
+    """The seed number a prompt is about: every seed of these tests says "(case N)"."""
+    found = re.search(r"\(case (\d+)\)", prompt, re.IGNORECASE)
+    assert found is not None, prompt
+    return int(found.group(1))
+
+
 # --- the judge ---------------------------------------------------------------------------------------
 
 #: per case (seed i): the judge's first answer, and its answer to the retry (None: no retry expected)
@@ -76,7 +83,7 @@ class JudgeScript:
 
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
-        case = int(re.search(r"\(case (\d+)\)", prompt, re.IGNORECASE).group(1))
+        case = case_of(prompt)
         if GIVEN in prompt:
             return Reply(
                 content=f"{parent_of(prompt)} Answer in exactly {case + 3} numbered steps, citing one source each."
@@ -218,7 +225,7 @@ class LineageScript:
 
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
-        i = int(re.search(r"\(case (\d+)\)", prompt, re.IGNORECASE).group(1))
+        i = case_of(prompt)
         if GIVEN in prompt:
             with self.lock:
                 self.rounds[i] += 1

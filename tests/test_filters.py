@@ -1,6 +1,6 @@
 import pytest
 
-from evol import filters
+from evol import filters, judge_reader
 
 
 def check_evo(text, parent="Write a poem.", finish="stop", phrases=("given prompt", "#rewritten prompt#")):
@@ -54,7 +54,7 @@ def test_unwrap_strips_an_echoed_label_only_at_the_start():
     ],
 )
 def test_judgement_parsing(answer, expected):
-    assert filters.parse_judgement(answer) == expected
+    assert judge_reader.parse_judgement(answer) == expected
 
 
 def test_an_equal_judgement_eliminates_and_an_unclear_one_too_unless_kept():

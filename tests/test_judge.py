@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evol import filters
+from evol import judge_reader
 
 THINK = (
     "<think>\nThe first asks for a poem. The second asks for a poem that rhymes, so it is not equal... wait, "
@@ -82,9 +82,9 @@ THINK = (
     ],
 )
 def test_the_verdict_is_read_from_realistic_answers(answer, expected):
-    assert filters.parse_judgement(answer) == expected
+    assert judge_reader.parse_judgement(answer) == expected
 
 
 def test_reasoning_and_markdown_are_taken_out_of_what_is_read():
-    assert filters.judge_answer(THINK + "**Not Equal**") == "Not Equal"
-    assert filters.judge_answer("<think>cut off mid-thought, Equal") == ""
+    assert judge_reader.judge_answer(THINK + "**Not Equal**") == "Not Equal"
+    assert judge_reader.judge_answer("<think>cut off mid-thought, Equal") == ""

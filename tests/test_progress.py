@@ -9,6 +9,7 @@ import pty
 import select
 import subprocess
 import sys
+from typing import Literal
 
 from rich.console import Console
 
@@ -33,7 +34,9 @@ def _record(i: int) -> Record:
     )
 
 
-def _rejection(i: int, rule: str, kind: str = "eliminated") -> Rejection:
+def _rejection(
+    i: int, rule: str, kind: Literal["eliminated", "duplicate", "failed", "skipped"] = "eliminated"
+) -> Rejection:
     return Rejection(
         kind=kind,
         rule=rule,

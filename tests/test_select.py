@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rapidfuzz import fuzz
@@ -82,7 +83,8 @@ def rows_and_scores(n_twins: int = 10) -> tuple[list[dict], list[Score]]:
     """60 distinct instructions with hashed scores (many ties), and near twins of the first ``n_twins`` that score higher."""
     # an evolved instruction: a task and the details later rounds added, which differ from row to row
     texts = [f"{t.format(s=s)} {details(s + t)}" for s in SUBJECTS for t in TASKS]
-    rows, scores = [], []
+    rows: list[dict[str, Any]] = []
+    scores: list[Score] = []
     for i, text in enumerate(texts):
         rnd, op = 1 + i % 3, OPERATIONS[i % 4]
         rows.append(
@@ -103,10 +105,16 @@ def rows_and_scores(n_twins: int = 10) -> tuple[list[dict], list[Score]]:
     return rows, scores
 
 
+def product(s: Score) -> float:
+    """complexity x quality: every row of rows_and_scores has both."""
+    assert s.complexity is not None and s.quality is not None
+    return s.complexity * s.quality
+
+
 def greedy(rows: list[dict], scores: list[Score], k: int, threshold: float = 90) -> list[str]:
     """The reference: rank by complexity x quality (stable), take a row unless rapidfuzz ratio >= threshold with one taken."""
     taken: list[dict] = []
-    for row, _ in sorted(zip(rows, scores, strict=True), key=lambda rs: -rs[1].complexity * rs[1].quality):
+    for row, _ in sorted(zip(rows, scores, strict=True), key=lambda rs: -product(rs[1])):
         if all(fuzz.ratio(normalize(row["instruction"]), normalize(t["instruction"])) < threshold for t in taken):
             taken.append(row)
         if len(taken) == k:

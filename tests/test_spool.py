@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pytest
 
@@ -26,7 +27,12 @@ def record(seed: int, round_no: int, instruction: str, output: str = "an answer"
 
 
 def rejection(
-    seed: int, round_no: int, rule: str, kind: str = "eliminated", stage: str = "evolve", op: str = "deepen"
+    seed: int,
+    round_no: int,
+    rule: str,
+    kind: Literal["eliminated", "duplicate", "failed", "skipped"] = "eliminated",  # Rejection.kind
+    stage: str = "evolve",
+    op: str = "deepen",
 ) -> Rejection:
     return Rejection(
         kind=kind,

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from ..config import api_key_from_env
-from ..dedup import SCORERS, Deduper, Embedder
+from ..dedup import SCORERS, Deduper
 from ..dedup_file import dedup_file, file_kind
+from ..embeddings import Embedder
 from ..errors import ConfigError, InputError
 from ..seeds import SUFFIXES
 

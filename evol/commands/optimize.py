@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .. import progress
-    from ..optimize import OptimizeOptions, check_optimize, optimize
+    from ..optimize import check_optimize, optimize
+    from ..optimize_models import OptimizeOptions
     from ._options import config_from_args, quiet_prefect
 
     if args.out is None:

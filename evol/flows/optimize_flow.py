@@ -18,7 +18,8 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from evol.config import RunConfig
-from evol.optimize import OptimizeOptions, OptimizeReport, optimize
+from evol.optimize import optimize
+from evol.optimize_models import OptimizeOptions, OptimizeReport
 
 from . import chunks
 from .evol_flow import FlowConfig, prefect_session
@@ -70,5 +71,7 @@ def summary(report: OptimizeReport) -> str:
 def optimize_with_prefect(config: RunConfig, options: OptimizeOptions) -> OptimizeReport:
     """``python -m evol optimize`` through Prefect: the same folder and optimize.json as the local engine."""
     with prefect_session(config):
-        data = asyncio.run(optimize_flow(config=config.explicit_dict(), options=options))
+        # a dict, not a FlowConfig: Prefect validates it into one (validate_parameters) and stores only the options
+        # the user set, where a model would be stored with every default; Flow.__call__'s type takes only the model
+        data = asyncio.run(optimize_flow(config=config.explicit_dict(), options=options))  # type: ignore[call-overload]
     return OptimizeReport.model_validate(data)
