@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import filters
 from .errors import BackendError, ConfigError
-from .models import Candidate, Usage
+from .models import Candidate, RejectionKind, Usage
 from .prompts import Prompt, default_prompts_dir
 from .score_reader import parse_rank
 from .wrappers import strip_heading
@@ -63,8 +63,8 @@ class Answered:
 
     candidates: tuple[Candidate, ...]
     best: Candidate | None = None
-    kind: str = "eliminated"
-    rule: str | None = None
+    kind: RejectionKind = "eliminated"
+    rule: str = ""  # set whenever best is None
     detail: str = ""
 
     @property
@@ -91,12 +91,12 @@ class AnswerStage:
         passed = [c for c in firsts if c.rule is None]
         if not passed:
             rules = Counter(c.rule for c in firsts)
-            kind = "failed" if set(rules) == {"backend_error"} else "eliminated"
+            kind: RejectionKind = "failed" if set(rules) == {"backend_error"} else "eliminated"
             first = next(c for c in firsts if c.rule != "backend_error") if kind == "eliminated" else firsts[0]
             return Answered(
                 tuple(firsts),
                 kind=kind,
-                rule=first.rule,
+                rule=first.rule or "",  # every first candidate failed under a rule
                 detail=f"none of the {n} candidate answers passed: "
                 + ", ".join(f"{r} {k}" for r, k in rules.most_common()),
             )
@@ -107,7 +107,7 @@ class AnswerStage:
         scored = [(c.score, c) for c in cands if c.score is not None]
         verdict = filters.check_ranking(len(scored), on)
         if not verdict.keep:
-            return Answered(tuple(cands), rule=verdict.rule, detail=verdict.detail)
+            return Answered(tuple(cands), rule=verdict.named_rule, detail=verdict.detail)
         if not scored:  # rank_unclear switched off: the first answer that passed, unranked, and no evolution
             return self._finish(cands, ranked[passed[0].key])
         best_score, best = max(scored, key=lambda s: s[0])  # max keeps the first of equals: the earliest candidate

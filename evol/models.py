@@ -155,14 +155,23 @@ class Verdict(Frozen):
     def drop(cls, rule: str, detail: str = "") -> Verdict:
         return cls(keep=False, rule=rule, detail=detail)
 
+    @property
+    def named_rule(self) -> str:
+        """The rule a drop names (read only when ``keep`` is false)."""
+        if self.rule is None:
+            raise ValueError("a kept verdict names no rule")
+        return self.rule
+
 
 _KEEP = Verdict(keep=True)
+
+RejectionKind = Literal["eliminated", "duplicate", "failed", "skipped"]
 
 
 class Rejection(_WithCandidates):
     """An evolution that did not make it into the dataset, and why."""
 
-    kind: Literal["eliminated", "duplicate", "failed", "skipped"]
+    kind: RejectionKind
     rule: str
     detail: str = ""
     stage: str

@@ -24,7 +24,7 @@ from .config import RunConfig
 from .errors import BackendError, ConfigError, InputError, TemplateError
 from .models import Node, Seed
 from .optimize_models import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Start, Step
-from .pipeline import Evolver, Models, make_deduper, settle_round
+from .pipeline import Evolver, Models
 from .progress import LiveTally, current
 from .prompts import (
     Operation,
@@ -36,6 +36,7 @@ from .prompts import (
 )
 from .rundir import CACHE, OPTIMIZE, PROMPTS, RunDir, atomic_write, write_json
 from .seeds import load_seeds
+from .settling import make_deduper, settle_round
 
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)
 _EXCERPT = 600  # characters of an instruction shown to the optimizer: enough to judge, not a whole page

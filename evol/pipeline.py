@@ -13,24 +13,36 @@ import logging
 import random
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import filters
 from .answers import AnswerStage
 from .batch import BATCH_WORKERS
 from .config import RunConfig
-from .dedup import Deduper
 from .errors import BackendError, Interrupted
 from .judge_reader import parse_judgement
 from .llm import ChatModel
-from .models import Completion, JudgeAnswer, JudgeVerdict, Lineage, Node, Record, Rejection, Seed, Usage
+from .models import (
+    Completion,
+    JudgeAnswer,
+    JudgeVerdict,
+    Lineage,
+    Node,
+    Record,
+    Rejection,
+    RejectionKind,
+    Seed,
+    Usage,
+)
 from .pricing import Budget, Price, cost
 from .prompts import Profile
 
 log = logging.getLogger("evol")
 
 Outcome = Record | Rejection
+T = TypeVar("T")
 
 
 @dataclass
@@ -147,7 +159,7 @@ class Evolver:
             operation=op.name,
         ).lineage()
 
-        def reject(kind: str, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
+        def reject(kind: RejectionKind, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
             return Rejection(
                 **lineage,
                 kind=kind,
@@ -190,7 +202,7 @@ class Evolver:
                 text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped
             )
             if not verdict.keep:
-                return reject("eliminated", verdict.rule, verdict.detail, stage, text)
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
             if len(text) > cfg.max_instruction_chars and on("too_long"):
                 return reject(
                     "eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text
@@ -201,7 +213,7 @@ class Evolver:
                 judged = await self.judge(node.instruction, text, cid, usage)
                 verdict = filters.check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
-                    return reject("eliminated", verdict.rule, verdict.detail, stage, text)
+                    return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
             stage = "respond"
             if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
@@ -227,7 +239,7 @@ class Evolver:
             usage[stage] = r.usage
             verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
-                return reject("eliminated", verdict.rule, verdict.detail, stage, text, r.text)
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text)
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -266,7 +278,7 @@ class Evolver:
         if seed.output and seed.output.strip():
             return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
         if self.answer_stage is not None:
-            return await self._answer_seed_candidates(seed)
+            return await self._answer_seed_candidates(seed, self.answer_stage)
         try:
             r = await self.call(
                 "respond",
@@ -293,7 +305,7 @@ class Evolver:
             return Rejection(
                 **lineage,
                 kind="eliminated",
-                rule=verdict.rule,
+                rule=verdict.named_rule,
                 detail=verdict.detail,
                 stage="respond",
                 instruction=seed.instruction,
@@ -308,11 +320,9 @@ class Evolver:
             usage={"respond": r.usage},
         )
 
-    async def _answer_seed_candidates(self, seed: Seed) -> Outcome:
+    async def _answer_seed_candidates(self, seed: Seed, answer_stage: AnswerStage) -> Outcome:
         usage: dict[str, Usage] = {}
-        got = await self.answer_stage.run(
-            seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage
-        )
+        got = await answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
         common = {
             **Lineage.of_seed(seed).lineage(),
             "instruction": seed.instruction,
@@ -342,8 +352,8 @@ class Evolver:
 
 
 async def bounded_map(
-    fn: Callable[[object], Awaitable[Outcome]],
-    items: Sequence,
+    fn: Callable[[T], Awaitable[Outcome]],
+    items: Sequence[T],
     workers: int,
     on_done: Callable[[Outcome], None] | None = None,
     collect: bool = True,
@@ -384,102 +394,3 @@ async def bounded_map(
     if errors:
         raise errors[0]
     return results
-
-
-@dataclass
-class RoundResult:
-    pool: list[Node]
-    kept: list[Record]
-    rejected: list[Rejection]
-
-
-def settle_round(pool: Sequence[Node], outcomes: Iterable[Outcome], deduper: Deduper | None) -> RoundResult:
-    """Apply the pool semantics: a kept evolution replaces its parent, a failed one leaves the parent in place.
-
-    Dedup runs here, in pool (seed) order, so the earliest copy is the one kept whatever the answer timing.
-    """
-    return RoundSettler(pool, deduper).finish(list(outcomes))
-
-
-class RoundSettler:
-    """``settle_round`` while the answers arrive: an outcome is settled once every earlier one in pool order is.
-
-    The result is settle_round's, item for item; dedup's CPU is spent while later calls are still in flight
-    instead of in a pause at the end of the round.
-    """
-
-    def __init__(self, pool: Sequence[Node], deduper: Deduper | None, sink: Callable[[Outcome], None] | None = None):
-        self.pool = list(pool)
-        self.deduper = deduper
-        self.sink = sink  # given: each settled outcome goes there, in pool order, instead of into result's lists
-        self.result = RoundResult([], [], [])
-        self._waiting: dict[int, Outcome] = {}
-        self._index: dict[str, int] | None = None  # a pool holds one node per seed
-        self._next = 0
-
-    def offer(self, out: Outcome) -> None:
-        if self._index is None:
-            self._index = {node.seed_id: i for i, node in enumerate(self.pool)}
-        self._waiting[self._index[out.seed_id]] = out
-        while self._next in self._waiting:
-            self._settle(self.pool[self._next], self._waiting.pop(self._next))
-            self._next += 1
-
-    def finish(self, outcomes: Sequence[Outcome] | None = None) -> RoundResult:
-        """The round's result, given every outcome in pool order (those offered already are not settled twice);
-        ``None`` when every outcome was offered."""
-        if outcomes is None:
-            if self._next != len(self.pool):
-                raise ValueError(
-                    f"{len(self.pool) - self._next} of the round's outcomes are not settled: "
-                    f"the outcome of pool entry {self._next} never came"
-                )
-            return self.result
-        if len(outcomes) != len(self.pool):
-            raise ValueError(f"{len(outcomes)} outcomes for a pool of {len(self.pool)}")
-        for i in range(self._next, len(self.pool)):
-            self._settle(self.pool[i], outcomes[i])
-        self._next = len(self.pool)
-        return self.result
-
-    def _settle(self, node: Node, out: Outcome) -> None:
-        if isinstance(out, Record) and self.deduper is not None:
-            # the seed's lineage: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)
-            match = self.deduper.check(out.instruction, out.seed_id)
-            if match is not None:
-                out = Rejection(
-                    **out.lineage(),
-                    kind="duplicate",
-                    rule=match.rule,
-                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
-                    stage="dedup",
-                    instruction=out.instruction,
-                    output=out.output,
-                    duplicate_of=match.duplicate_of,
-                    score=match.score,
-                    usage=out.usage,
-                    judge=out.judge,
-                    stripped=out.stripped,
-                    candidates=out.candidates,
-                )
-            else:
-                self.deduper.add(out.id, out.instruction, out.seed_id)
-        if isinstance(out, Record):
-            self.result.pool.append(Node(**out.lineage(), instruction=out.instruction))
-        else:
-            self.result.pool.append(node)
-        if self.sink is not None:
-            self.sink(out)
-        else:
-            (self.result.kept if isinstance(out, Record) else self.result.rejected).append(out)
-
-
-def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:
-    """The run's deduper, holding the seeds, each its own lineage: an evolution that repeats a seed is a
-    duplicate; one that stays near its own seed is not (whether it gained anything is the judge's call)."""
-    exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
-    if not (exact or near):
-        return None
-    deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
-    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds], [s.id for s in seeds])
-    return deduper

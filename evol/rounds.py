@@ -19,10 +19,11 @@ from typing import Protocol
 from .config import RunConfig
 from .errors import BackendError, BudgetExceeded
 from .models import Node, Record, Rejection
-from .pipeline import Evolver, Outcome, RoundSettler, bounded_map
+from .pipeline import Evolver, Outcome, bounded_map
 from .progress import current
 from .rundir import RunDir
 from .seeds import SeedSet
+from .settling import RoundSettler
 from .spool import RoundSink, Spool, Totals
 
 log = logging.getLogger("evol")

@@ -21,12 +21,13 @@ from .config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RULES, RunConfig
 from .errors import InputError
 from .llm import ChatModel
 from .local_setup import is_embedded, tune_for_local, uses_embedded_model
-from .pipeline import Evolver, Models, Tally, make_deduper
+from .pipeline import Evolver, Models, Tally
 from .progress import LiveTally
 from .prompts import Profile, load_profile
 from .rounds import LocalExecutor, RunState, run_rounds
 from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
 from .seeds import SeedSet, load_seeds
+from .settling import make_deduper
 
 log = logging.getLogger("evol")
 

@@ -7,8 +7,9 @@ from evol.config import RunConfig
 from evol.dedup import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
 from evol.models import Candidate, Node, Record, Rejection
-from evol.pipeline import Evolver, Models, RoundSettler, bounded_map, settle_round
+from evol.pipeline import Evolver, Models, bounded_map
 from evol.prompts import load_profile
+from evol.settling import RoundSettler, settle_round
 
 from .fakes import FakeChat
 

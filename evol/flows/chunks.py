@@ -72,7 +72,7 @@ class ChunkJob:
     run_key: str  # see run_key(): changes whenever anything that shapes an answer changes
     round_no: int  # 0 answers seeds (include_seeds), 1.. evolves the pool
     chunk_no: int
-    items: list  # Seeds for round 0, Nodes after
+    items: Sequence  # Seeds for round 0, Nodes after
     concurrency: int  # connections the process running this chunk may hold open, for all its chunks
     share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
     spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
@@ -192,9 +192,32 @@ async def run_chunk(job: ChunkJob, chat: ChatModel, cache: CallCache) -> ChunkRe
             outcomes = await evolver.run_round(job.items, job.round_no, current().item)
     except Exception as exc:
         # a stopped chunk still paid for its answers: the manifest's usage and cost must count them
-        exc.evol_chunk = {"tally": books(), "hits": cached.hits, "misses": cached.misses}
+        attach_books(exc, ChunkBooks(books(), cached.hits, cached.misses))
         raise
     return ChunkResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
+
+
+@dataclass(frozen=True)
+class ChunkBooks:
+    """What a chunk that failed had spent by then: its tally and its call-cache counts."""
+
+    tally: dict
+    hits: int
+    misses: int
+
+
+_BOOKS = "evol_chunk_books"
+
+
+def attach_books(exc: BaseException, books: ChunkBooks) -> None:
+    """Put a failed chunk's books on its exception: the one thing that reaches the flow from a task that raised,
+    on a thread or from a Dask worker (an exception's attributes are pickled with it). The exception itself is
+    kept as it is, because Prefect's retry condition and the stage's choice of which error to raise read its type."""
+    exc.__dict__[_BOOKS] = books
+
+
+def books_of(exc: BaseException) -> ChunkBooks | None:
+    return exc.__dict__.get(_BOOKS)
 
 
 def _rate_limits(cfg: RunConfig, share: int) -> dict:

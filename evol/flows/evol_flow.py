@@ -20,10 +20,10 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -35,17 +35,20 @@ from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, EvolError
-from evol.pipeline import Outcome, Tally, make_deduper
+from evol.pipeline import Outcome, Tally
 from evol.progress import current
 from evol.prompts import Profile
 from evol.rounds import RunState, run_rounds
 from evol.run import RunContext, check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.rundir import RunDir
+from evol.settling import make_deduper
 
 from . import chunks
 from .artifact import run_summary
 from .chunks import ChunkJob, ChunkResult, Endpoint
 from .server import TemporaryServer, prefect_api
+
+T = TypeVar("T")
 
 #: pool entries per chunk task: big enough that task overhead is noise, small enough that a crash loses little
 CHUNK_SIZE = 256
@@ -80,6 +83,12 @@ class FlowConfig(RunConfig):
 # --- tasks
 
 
+def as_is(value: T) -> T:
+    """``value`` as a task parameter that Prefect hands over without walking it for futures to resolve (``quote``);
+    Prefect unwraps it before the task runs, which its Task type cannot say."""
+    return cast(T, quote(value))
+
+
 def _worth_retrying(task, task_run, state) -> bool:
     """Retry infrastructure hiccups (a locked SQLite file, a lost worker), not evol's own verdicts."""
     exc = state.data if isinstance(state.data, BaseException) else None
@@ -88,7 +97,7 @@ def _worth_retrying(task, task_run, state) -> bool:
     return not isinstance(exc, EvolError)
 
 
-_chunk_options = dict(
+_chunk_options: dict[str, Any] = dict(
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_worth_retrying,
@@ -153,7 +162,7 @@ class Stage:
     stats: ChatStats
     counts: Counter
 
-    async def run(self, round_no: int, items: list, consume: Callable[[Outcome], None]) -> None:
+    async def run(self, round_no: int, items: Sequence, consume: Callable[[Outcome], None]) -> None:
         """Run the round's chunks and hand their outcomes to ``consume`` in item order, a chunk as soon as it
         and every chunk before it are done: no more than the chunks finished out of order is held."""
         log = get_run_logger()
@@ -185,11 +194,11 @@ class Stage:
 
         def submit(job: ChunkJob, concurrency: int, share: int):
             job.concurrency, job.share, job.spent = concurrency, share, spent
-            # quoted: Prefect would otherwise walk every field of every item in the chunk, twice per task run,
+            # as is: Prefect would otherwise walk every field of every item in the chunk, twice per task run,
             # looking for futures to resolve (~0.4 s of CPU per 256-item chunk, measured)
             if round_no == 0:
-                return answer_seeds_chunk.submit(quote(job), job.chunk_no)
-            return evolve_chunk.submit(quote(job), round_no, job.chunk_no)
+                return answer_seeds_chunk.submit(as_is(job), job.chunk_no)
+            return evolve_chunk.submit(as_is(job), round_no, job.chunk_no)
 
         futures = {job.chunk_no: submit(job, per_process, share) for job in todo}
         what = "seeds" if round_no == 0 else f"round {round_no}"
@@ -203,17 +212,16 @@ class Stage:
                     futures[b] = submit(job, per_process, share)
                 # wait for every chunk before raising, so each one that finished is checkpointed for the restart
                 try:
-                    r = await asyncio.to_thread(futures.pop(b).result)
+                    ran: ChunkResult = await asyncio.to_thread(futures.pop(b).result)
                 except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the running chunks start no new call
                     chunks.STOP.set()
                     raise
                 except Exception as exc:  # a failed chunk
                     errors.append(exc)
-                    if books := getattr(exc, "evol_chunk", None):
-                        self._add(
-                            ChunkResult(outcomes=[], tally=books["tally"], hits=books["hits"], misses=books["misses"])
-                        )
+                    if books := chunks.books_of(exc):
+                        self._add(ChunkResult(outcomes=[], tally=books.tally, hits=books.hits, misses=books.misses))
                     continue
+                r = ran
                 progress.items(r.outcomes)  # chunks on other processes (Dask) report here, at their end; once per item
             self._add(r)  # the finished chunks' calls count, whatever happens to the round
             if not errors:
@@ -254,7 +262,7 @@ async def pipeline_flow(
     models = endpoint.models
     run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
-    tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter()
+    tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter[str]()
     stage = Stage(
         config,
         profile,
@@ -279,7 +287,7 @@ async def pipeline_flow(
     )
 
     async def checkpoint(status: str, reason: str, when: str) -> dict:
-        manifest = write(quote(ctx), status, reason, when)  # quoted: not a walk over the whole pool and seed set
+        manifest = write(as_is(ctx), status, reason, when)  # as is: not a walk over the whole pool and seed set
         if when == "final":
             manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
             await run_summary(manifest, ctx.state)
@@ -383,7 +391,9 @@ def run_with_prefect(
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     with prefect_session(config, server):
         return asyncio.run(
-            evol_flow(
+            # a dict, not a FlowConfig: Prefect stores the parameters before validating them, and the dict holds only
+            # what the user set; Flow's type takes the model only
+            evol_flow(  # type: ignore[call-overload]
                 config=config.explicit_dict(),
                 chunk_size=chunk_size,
                 dask_address=dask_address,

@@ -63,7 +63,7 @@ def serve(
             "Scheduled runs need a Prefect server: start one with `prefect server start` and set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api (or your team's server) in this shell."
         )
-    schedule = Cron(cron, timezone=timezone) if cron else Interval(interval, timezone=timezone)
+    schedule = Cron(cron, timezone=timezone) if cron else Interval(interval or 0, timezone=timezone)
     evol_flow.serve(
         name=name,
         schedules=[schedule],

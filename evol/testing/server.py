@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Self
 
 from aiohttp import web
 
@@ -326,7 +327,7 @@ class ScriptedServer:
             return self.calls["batch_request"]
 
     # --- running in a thread, for tests
-    def __enter__(self) -> ScriptedServer:
+    def __enter__(self) -> Self:
         ready = threading.Event()
 
         def serve() -> None:
