@@ -58,16 +58,16 @@ def main(args: argparse.Namespace) -> int:
             manifest = run_with_prefect(config, **kwargs)
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
-    c = manifest["counts"]
+    c = manifest.counts
     print(
         json.dumps(
             {
-                "out": manifest["out"],
-                "dataset_rows": c["dataset_rows"],
-                "kept": c["kept"],
-                "eliminated": c["eliminated"],
-                "duplicate": c["duplicate"],
-                "failed": c["failed"],
+                "out": manifest.out,
+                "dataset_rows": c.dataset_rows,
+                "kept": c.kept,
+                "eliminated": c.eliminated,
+                "duplicate": c.duplicate,
+                "failed": c.failed,
             }
         ),
         file=sys.stdout,

@@ -33,6 +33,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, EvolError
+from evol.manifest import Chunks, Manifest
 from evol.pipeline import Outcome, Tally, make_deduper
 from evol.progress import current
 from evol.prompts import Profile
@@ -118,7 +119,7 @@ def answer_seeds_chunk(job: ChunkJob, chunk_no: int) -> ChunkResult:
 
 
 @task(name="write-outputs", task_run_name="write-outputs-{when}", cache_policy=NO_CACHE, persist_result=False)
-def write(ctx: RunContext, status: str, reason: str, when: str) -> dict:
+def write(ctx: RunContext, status: str, reason: str, when: str) -> Manifest:
     """dataset.json, records, rejections and manifest, atomically: ``evol.run.write_outputs``, unchanged."""
     return write_outputs(ctx, status, reason)
 
@@ -243,7 +244,7 @@ async def pipeline_flow(
     chunk_size: int = CHUNK_SIZE,
     parallel: int = THREADS,
     processes: int = 1,
-) -> dict:
+) -> Manifest:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
     profile, seedset = check_inputs(config)
@@ -274,10 +275,11 @@ async def pipeline_flow(
         run_dir.path,
     )
 
-    async def checkpoint(status: str, reason: str, when: str) -> dict:
+    async def checkpoint(status: str, reason: str, when: str) -> Manifest:
         manifest = write(ctx, status, reason, when)
         if when == "final":
-            manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
+            chunks_done = Chunks(run=counts["chunks_run"], restored=counts["chunks_restored"])
+            manifest = manifest.model_copy(update={"chunks": chunks_done})
             await run_summary(manifest, ctx.state)
         return manifest
 
@@ -290,7 +292,7 @@ async def pipeline_flow(
 @flow(name="evol", log_prints=False, validate_parameters=True)
 async def evol_flow(
     config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
-) -> dict:
+) -> Manifest:
     """Evolve seed instructions into a dataset, as ``python -m evol run`` does; returns the manifest.
 
     ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Chunks run
@@ -365,7 +367,7 @@ def prefect_session(config: RunConfig) -> Iterator[None]:
 
 def run_with_prefect(
     config: RunConfig, *, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
-) -> dict:
+) -> Manifest:
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     with prefect_session(config):
         return asyncio.run(
