@@ -208,8 +208,8 @@ def load_manifest(path: Path) -> Manifest:
         raise InputError(f"{path} is not valid JSON ({exc}).") from None
     if not isinstance(data, dict) or "counts" not in data:
         raise InputError(f"{path} is not a run manifest (it has no counts).")
-    try:
-        return Manifest.model_validate(data)
+    try:  # a block written as null reads as absent, as the readers' ``.get(key) or {}`` took it
+        return Manifest.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

@@ -198,7 +198,7 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     before = endpoint.chat_count()
     again = run_flow(config(endpoint, out))
     assert endpoint.chat_count() - before == _failed_calls(out)  # only failed items are asked again
-    assert again["chunks"]["restored"] >= 1
+    assert again.chunks is not None and again.chunks.restored >= 1
     same_outputs(reference, out)
 
 
