@@ -49,7 +49,7 @@ def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root:
         )
         manifest = asyncio.run(execute(config))
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
-    kept = manifest["counts"]["kept"]
+    kept = manifest.counts.kept
     firsts = [len([c for c in r.get("candidates", []) if not c["key"].startswith("e")]) or 1 for r in records]
     ranked = [len([c for c in r.get("candidates", []) if c.get("ranking")]) for r in records]
     best = [c["score"] for r in records for c in r.get("candidates", []) if c.get("best") and c.get("score")]
@@ -61,16 +61,16 @@ def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root:
             )["rows"]["train"]
         except ConfigError:  # one candidate per instruction: no pairs
             pairs[margin] = 0
-    cost = manifest["cost_usd"]
+    cost = manifest.cost_usd
     return {
         "setting": name,
         "kept": kept,
         "candidates": statistics.mean(firsts),
         "ranked": statistics.mean(ranked),
-        "calls": manifest["usage"]["calls"],
-        "cost": cost["total"],
-        "by_stage": cost["by_stage"],
-        "per_row": cost["total"] / kept if kept else None,
+        "calls": manifest.usage.calls,
+        "cost": cost.total,
+        "by_stage": cost.by_stage,
+        "per_row": cost.total / kept if kept else None,
         "best": statistics.mean(best) if best else None,
         "pairs": pairs,
     }

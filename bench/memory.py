@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench.dedup import distinct
 from bench.throughput import start_server
+from evol.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 1536
@@ -154,8 +155,8 @@ def run_once(
     stderr = log.read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"the run failed ({proc.returncode}):\n{stderr[-3000:]}")
-    m = json.loads((out / "manifest.json").read_text())
-    calls = sum(m["usage"]["calls"].values()) - sum(m["usage"]["calls_from_cache"].values())
+    m = load_manifest(out)
+    calls = sum(m.usage.calls.values()) - sum(m.usage.calls_from_cache.values())
     # RSS at a quarter, half, three quarters and the end of the run: flat means bounded by concurrency,
     # rising means something grows with the work done
     curve = [max((mb for t, mb in samples if t <= wall * q), default=0.0) for q in (0.25, 0.5, 0.75, 1.0)]
@@ -168,8 +169,8 @@ def run_once(
         "wall_s": round(wall, 1),
         "calls": calls,
         "calls_per_s": round(calls / wall, 1),
-        "kept": m["counts"]["kept"],
-        "dataset_rows": m["counts"]["dataset_rows"],
+        "kept": m.counts.kept,
+        "dataset_rows": m.counts.dataset_rows,
         "cache_mb": round((out / "calls.sqlite").stat().st_size / 2**20, 1),
         "trace": [
             line.removeprefix("bench.memory: ") for line in stderr.splitlines() if line.startswith("bench.memory:")

@@ -108,7 +108,7 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
         seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency, out=workdir / "run", max_retries=8
     )
     manifest = asyncio.run(execute(config))
-    return sum(manifest["usage"]["calls"].values())
+    return sum(manifest.usage.calls.values())
 
 
 def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> int:
@@ -133,7 +133,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
         max_retries=8,
     )
     manifest = run_with_prefect(config)
-    return sum(manifest["usage"]["calls"].values())
+    return sum(manifest.usage.calls.values())
 
 
 def main() -> None:

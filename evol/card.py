@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from .export import Picked, Row
 
 
-def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str, Any], extra: list[str] = ()) -> str:
+def dataset_card(
+    picked: Picked, splits: dict[str, list[Row]], summary: dict[str, Any], extra: Sequence[str] = ()
+) -> str:
     """README.md for the export: YAML front matter for ``datasets``, then what made it and how many."""
     files = summary["files"]
     yaml_lines = ["---", "configs:", "- config_name: default", "  data_files:"]
@@ -89,7 +91,7 @@ def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str
         + (", ".join(f"`{m}`" for m in models) or "an LLM")
         + ". Their use is governed by those models' terms of use and by the license of the seed instructions "
         "(seed files: "
-        + (", ".join(f"`{Path(f).name}`" for r in runs for f in r.manifest.get("seed_files", [])) or "unknown")
+        + (", ".join(f"`{Path(f).name}`" for r in runs for f in r.manifest.seed_files) or "unknown")
         + "). Check both before you train on or publish this data; `license: other` above says the same.",
         "",
     ]
@@ -99,15 +101,15 @@ def dataset_card(picked: Picked, splits: dict[str, list[Row]], summary: dict[str
 def _run_section(run: Run) -> list[str]:
     m, c = run.manifest, run.counts
     models = _models(run)
-    ops = (m.get("profile") or {}).get("operations", {})
+    ops = m.profile.operations
     out = [
         f"### Run `{run.run_id}`",
         "",
-        f"- status: {m.get('status', '?')}, started {m.get('started', '?')}",
+        f"- status: {m.given('status')}, started {m.given('started')}",
         f"- profile: `{run.profile}`, operations " + ", ".join(f"{k} (weight {v:g})" for k, v in ops.items()),
-        f"- rounds: {c.get('rounds_done', '?')}, seeds: {c.get('seeds', '?')} ({c.get('seeds_skipped', 0)} skipped)",
+        f"- rounds: {c.given('rounds_done')}, seeds: {c.given('seeds')} ({c.seeds_skipped} skipped)",
         "- models: " + ", ".join(f"{k} `{v}`" for k, v in models.items() if v),
-        f"- evol {(m.get('versions') or {}).get('evol', '?')}",
+        f"- evol {m.versions.get('evol', '?')}",
         "",
         "Funnel:",
         "",
@@ -115,15 +117,15 @@ def _run_section(run: Run) -> list[str]:
         "",
         "Prompt templates (SHA-256):",
         "",
-        _table(["template", "sha256"], [[k, f"`{v}`"] for k, v in (m.get("prompt_sha256") or {}).items()]),
+        _table(["template", "sha256"], [[k, f"`{v}`"] for k, v in m.prompt_sha256.items()]),
         "",
     ]
     return out
 
 
-def _models(run: Run) -> dict[str, str]:
-    b = run.manifest.get("backend") or {}
-    return {"evolve": b.get("evolve_model"), "respond": b.get("response_model"), "judge": b.get("judge_model")}
+def _models(run: Run) -> dict[str, str | None]:
+    b = run.manifest.backend
+    return {"evolve": b.evolve_model, "respond": b.response_model, "judge": b.judge_model}
 
 
 def _format_note(fmt: str) -> str:

@@ -98,7 +98,7 @@ def check_selection(sel: Selection, runs: list[Run]) -> None:
     if sel.seeds is False and sel.rounds is not None and 0 in sel.rounds:
         raise ConfigError("--round 0 selects the seeds, which --no-seeds leaves out; drop one of the two.")
     if sel.operations:
-        known = {"seed"} | {op for run in runs for op in (run.manifest.get("profile") or {}).get("operations", {})}
+        known = {"seed"} | {op for run in runs for op in run.manifest.profile.operations}
         known |= {r["operation"] for run in runs for r in run.records}
         unknown = sorted(sel.operations - known)
         if unknown:
@@ -325,7 +325,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         "selection": opts.selection.describe(),
         "left_out": dict(picked.dropped.most_common()),
         "sources": [
-            {"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.get("status")}
+            {"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.status or None}
             for r in picked.runs
         ],
         "evol_version": _version(),

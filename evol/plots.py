@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .runfolder import Run, funnel
 from .runstats import OUTCOMES, RoundStats, pct
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 KIND_COLORS = {
     "seeds": "#6b7b8c",
@@ -30,7 +35,7 @@ class Plot:
     caption: str
 
 
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 11,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -56,7 +61,7 @@ def _png(fig) -> bytes:
 
 def plot_funnel(run: Run) -> bytes:
     steps = funnel(run)
-    attempts = int(run.counts.get("attempts", 0))
+    attempts = run.counts.attempts
     bars: list[tuple[str, float, float, str, str]] = []  # label, left, width, color, note
     for label, kind, n in steps:
         if kind == "candidates":
@@ -84,11 +89,13 @@ def plot_funnel(run: Run) -> bytes:
     return _png(fig)
 
 
-def _round_ticks(stats: list[RoundStats], values: list[list[float]]) -> list[str]:
+def _round_ticks(stats: list[RoundStats], values: Sequence[Sequence[float]]) -> list[str]:
     return [f"{s.label}\nn={len(v)}" for s, v in zip(stats, values, strict=True)]
 
 
-def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, ylabel: str, color: str) -> bytes:
+def plot_boxes(
+    stats: list[RoundStats], values: Sequence[Sequence[float]], title: str, ylabel: str, color: str
+) -> bytes:
     keep = [(s, v) for s, v in zip(stats, values, strict=True) if v]
     fig, ax = _subplots(9.5, 4.6)
     if not keep:
@@ -126,7 +133,7 @@ def plot_boxes(stats: list[RoundStats], values: list[list[float]], title: str, y
 
 
 def plot_operations(run: Run) -> bytes:
-    by_op = run.manifest.get("by_operation") or {}
+    by_op = run.manifest.by_operation
     ops = sorted(by_op, key=lambda o: by_op[o].get("attempts", 0))
     fig, ax = _subplots(9.5, 1.2 + 0.5 * max(len(ops), 1))
     if not ops:

@@ -16,6 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
+from .manifest import Manifest
 from .models import Completion, Record, Rejection, Usage
 from .pipeline import Tally
 from .pricing import Price, cost
@@ -193,24 +194,19 @@ def live(prices: dict[str, Price] | None = None, *, enabled: bool | None = None)
         _current = NullProgress()
 
 
-def summary(manifest: dict) -> str:
+def summary(manifest: Manifest) -> str:
     """The end of a run on one screen: what it made, what it threw out and why, what it cost."""
-    c = manifest["counts"]
-    usage = manifest.get("usage", {})
-    calls = usage.get("calls", {})
-    cached = usage.get("calls_from_cache", {})
-    tokens = usage.get("tokens_total", {})
-    cost_ = manifest.get("cost_usd", {})
+    c, usage, cost_ = manifest.counts, manifest.usage, manifest.cost_usd
+    calls, cached, tokens = usage.calls, usage.calls_from_cache, usage.tokens_total
     lines = [
-        f"evol run {manifest['run_id']}: {manifest['status']}"
-        + (f" ({manifest['reason']})" if manifest.get("reason") else ""),
-        f"  dataset     {c['dataset_rows']} rows in {manifest['out']}/dataset.json",
-        f"  seeds       {c['seeds']} used, {c['seeds_skipped']} skipped; {c['rounds_done']} rounds done;"
-        f" {c['seeds_with_kept_descendants']} seeds have a kept evolution",
-        f"  attempts    {c['attempts']}: {c['kept']} kept, {c['eliminated']} eliminated, {c['duplicate']} duplicate,"
-        f" {c['failed']} failed",
+        f"evol run {manifest.run_id}: {manifest.status}" + (f" ({manifest.reason})" if manifest.reason else ""),
+        f"  dataset     {c.dataset_rows} rows in {manifest.out}/dataset.json",
+        f"  seeds       {c.seeds} used, {c.seeds_skipped} skipped; {c.rounds_done} rounds done;"
+        f" {c.seeds_with_kept_descendants} seeds have a kept evolution",
+        f"  attempts    {c.attempts}: {c.kept} kept, {c.eliminated} eliminated, {c.duplicate} duplicate,"
+        f" {c.failed} failed",
     ]
-    rules = Counter({k: v for k, v in manifest.get("by_rule", {}).items()})
+    rules = Counter(manifest.by_rule)
     if rules:
         lines.append("  rejected    " + ", ".join(f"{rule} {n}" for rule, n in rules.most_common(8)))
     if calls:
@@ -221,15 +217,14 @@ def summary(manifest: dict) -> str:
             )
         )
     lines.append(
-        f"  tokens      {tokens.get('prompt_tokens', 0):,} prompt, {tokens.get('completion_tokens', 0):,} completion;"
-        f" cost ${cost_.get('total', 0):.4f}"
-        + (f" (no price for {', '.join(cost_['unpriced_models'])})" if cost_.get("unpriced_models") else "")
+        f"  tokens      {tokens.prompt_tokens:,} prompt, {tokens.completion_tokens:,} completion;"
+        f" cost ${cost_.total:.4f}"
+        + (f" (no price for {', '.join(cost_.unpriced_models)})" if cost_.unpriced_models else "")
     )
-    by_stage = cost_.get("by_stage") or {}
-    if any(by_stage.values()):
-        lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in by_stage.items()))
-    lines.append(f"  time        {_clock(manifest.get('seconds', 0))}")
-    if manifest["status"] != "complete":
+    if any(cost_.by_stage.values()):
+        lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in cost_.by_stage.items()))
+    lines.append(f"  time        {_clock(manifest.seconds)}")
+    if manifest.status != "complete":
         lines.append("  resume      run the same command again: answered calls come from the run's cache")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from .config import RunConfig
 from .errors import BackendError, BudgetExceeded
+from .manifest import Manifest
 from .models import Node, Record, Rejection
 from .pipeline import Evolver, Outcome, bounded_map
 from .progress import current
@@ -36,7 +37,7 @@ class Executor(Protocol):
 
 
 #: writes the outputs with the run's status and reason so far; ``when`` names the moment (round-1, final)
-Writer = Callable[[str, str, str], Awaitable[dict]]
+Writer = Callable[[str, str, str], Awaitable[Manifest]]
 
 
 class LocalExecutor:
@@ -61,7 +62,7 @@ class LocalExecutor:
 
 async def run_rounds(
     config: RunConfig, state: RunState, deduper, executor: Executor, write: Writer, logger=log
-) -> dict:
+) -> Manifest:
     """Every round of the run through ``executor``; the outputs written after each round and at the end
     (with why the run stopped, if it did). Returns the final manifest."""
     status, reason = "complete", ""

@@ -21,18 +21,31 @@ from .config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RULES, RunConfig
 from .errors import InputError
 from .llm import ChatModel
 from .local_setup import is_embedded, tune_for_local, uses_embedded_model
+from .manifest import (
+    AnswerSettings,
+    Backend,
+    CacheCount,
+    CostBooks,
+    Counts,
+    JudgeBooks,
+    Manifest,
+    ProfileInfo,
+    RoundCounts,
+    UsageBooks,
+    write_manifest,
+)
 from .pipeline import Evolver, Models, Tally
 from .progress import LiveTally
 from .prompts import Profile, load_profile
 from .rounds import LocalExecutor, RunState, run_rounds
-from .rundir import CACHE, DATASET, MANIFEST, RECORDS, REJECTED, RunDir, atomic_write, write_json
+from .rundir import CACHE, DATASET, RECORDS, REJECTED, RunDir, atomic_write
 from .seeds import SeedSet, load_seeds
 from .settling import make_deduper
 
 log = logging.getLogger("evol")
 
 
-async def execute(config: RunConfig) -> dict:
+async def execute(config: RunConfig) -> Manifest:
     """Everything ``python -m evol run`` does: check inputs, open the backend, lock the run folder, run."""
     from .backend import (
         open_backend,  # here, so the core imports without the SDK's start-up cost
@@ -113,7 +126,7 @@ async def run_pipeline(
     run_dir: RunDir,
     profile: Profile | None = None,
     seedset: SeedSet | None = None,
-) -> dict:
+) -> Manifest:
     """Run every round in this process and write the run directory; returns the manifest."""
     profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
     seedset = seedset or read_seeds(config)
@@ -137,7 +150,7 @@ async def run_pipeline(
         run_dir.path,
     )
 
-    async def write(status: str, reason: str, when: str) -> dict:
+    async def write(status: str, reason: str, when: str) -> Manifest:
         return write_outputs(ctx, status, reason)
 
     try:
@@ -171,20 +184,20 @@ class RunContext:
     chat: CacheBooks
 
 
-def write_outputs(ctx: RunContext, status: str, reason: str) -> dict:
+def write_outputs(ctx: RunContext, status: str, reason: str) -> Manifest:
     """The outputs from the spool (seeds, then round by round in seed order), the manifest last."""
     run_dir, state = ctx.run_dir, ctx.state
     atomic_write(run_dir / DATASET, state.spool.dataset())
     atomic_write(run_dir / RECORDS, state.spool.lines("records"))
     atomic_write(run_dir / REJECTED, state.spool.lines("rejected"))
-    manifest = {"out": str(run_dir.path), **build_manifest(ctx, status, reason)}
-    write_json(run_dir / MANIFEST, manifest)
+    manifest = build_manifest(ctx, status, reason)
+    write_manifest(run_dir.path, manifest)
     if status == "complete":  # nothing left to rebuild the outputs for
         state.spool.remove()
     return manifest
 
 
-def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
+def build_manifest(ctx: RunContext, status: str, reason: str) -> Manifest:
     config, profile, models, state, tally, started, chat = (
         ctx.config,
         ctx.profile,
@@ -199,53 +212,55 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> dict:
     per_round = {}
     for n in range(1, state.rounds_done + 1):
         c = t.by_round.get(n, Counter())
-        per_round[str(n)] = {"attempts": sum(c[k] for k in kinds), **{k: c[k] for k in kinds}}
+        per_round[str(n)] = RoundCounts(attempts=sum(c[k] for k in kinds), **{k: c[k] for k in kinds})
     n_seeds = len(state.seedset.seeds)
-    counts = {
-        "seeds": n_seeds,
-        "seeds_skipped": len(state.seedset.skipped),
-        "rounds_done": state.rounds_done,
-        "attempts": sum(r["attempts"] for r in per_round.values()),
-        **{k: t.count(k) for k in kinds},
-        "seed_records": t.seed_records,
-        "seed_rejections": t.seed_rejections,
-        "dataset_rows": t.seed_records + t.count("kept"),
-        "seeds_with_kept_descendants": len(t.seeds_with_kept),
-        "seeds_without_kept_descendants": n_seeds - len(t.seeds_with_kept),
-        # evolutions whose judge's first answer read as no verdict, resolved by the retry or not
-        "judge_unclear": t.judge["unclear"],
-    }
-    # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
-    counts["balanced"] = counts["attempts"] == n_seeds * state.rounds_done == sum(counts[k] for k in kinds)
-    return {
-        "status": status,
-        "reason": reason,
-        "run_id": run_id_for(config, embedded=is_embedded(chat.identity)),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "config": config.public_dict(),
-        "backend": {
-            "identity": chat.identity,
-            "evolve_model": models.evolve,
-            "response_model": models.respond,
-            "judge_model": models.judge,
-            **({"response_models": config.response_models} if config.response_models else {}),
-        },
-        **({"answers": answer_settings(config)} if config.ranks_answers else {}),
-        "seed_files": state.seedset.files,
-        "profile": {"name": profile.name, "operations": {op.name: op.weight for op in profile.operations}},
-        "prompt_sha256": {**profile.template_hashes(), **_answer_hashes(config)},
-        "versions": _versions(),
-        "counts": counts,
-        "by_round": per_round,
-        "by_rule": dict(sorted(t.by_rule.items())),
-        "rules": {name: config.rule_on(name) for name in RULES},  # every rule of the registry: on or off
-        "by_operation": {k: dict(v) for k, v in sorted(t.by_operation.items())},
-        "judge": {k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")},
-        "usage": tally.as_dict(),
-        "cost_usd": tally.cost_books(config.price_table(), config.budget_usd),
-        "cache": {"hits": chat.hits, "misses": chat.misses},
-    }
+    attempts = sum(r.attempts for r in per_round.values())
+    outcomes = {k: t.count(k) for k in kinds}
+    counts = Counts(
+        seeds=n_seeds,
+        seeds_skipped=len(state.seedset.skipped),
+        rounds_done=state.rounds_done,
+        attempts=attempts,
+        **outcomes,
+        seed_records=t.seed_records,
+        seed_rejections=t.seed_rejections,
+        dataset_rows=t.seed_records + t.count("kept"),
+        seeds_with_kept_descendants=len(t.seeds_with_kept),
+        seeds_without_kept_descendants=n_seeds - len(t.seeds_with_kept),
+        judge_unclear=t.judge["unclear"],
+        # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
+        balanced=attempts == n_seeds * state.rounds_done == sum(outcomes.values()),
+    )
+    return Manifest(
+        out=str(ctx.run_dir.path),
+        status=status,
+        reason=reason,
+        run_id=run_id_for(config, embedded=is_embedded(chat.identity)),
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        seconds=round(time.time() - started, 3),
+        config=config.public_dict(),
+        backend=Backend(
+            identity=chat.identity,
+            evolve_model=models.evolve,
+            response_model=models.respond,
+            judge_model=models.judge,
+            response_models=config.response_models or None,
+        ),
+        answers=answer_settings(config) if config.ranks_answers else None,
+        seed_files=state.seedset.files,
+        profile=ProfileInfo(name=profile.name, operations={op.name: op.weight for op in profile.operations}),
+        prompt_sha256={**profile.template_hashes(), **_answer_hashes(config)},
+        versions=_versions(),
+        counts=counts,
+        by_round=per_round,
+        by_rule=dict(sorted(t.by_rule.items())),
+        rules={name: config.rule_on(name) for name in RULES},  # every rule of the registry: on or off
+        by_operation={k: dict(v) for k, v in sorted(t.by_operation.items())},
+        judge=JudgeBooks(**{k: t.judge[k] for k in ("judged", "unclear", "resolved_by_retry", "unclear_after_retry")}),
+        usage=UsageBooks.model_validate(tally.as_dict()),
+        cost_usd=CostBooks.model_validate(tally.cost_books(config.price_table(), config.budget_usd)),
+        cache=CacheCount(hits=chat.hits, misses=chat.misses),
+    )
 
 
 def _answer_hashes(config: RunConfig) -> dict[str, str]:
@@ -256,13 +271,13 @@ def _answer_hashes(config: RunConfig) -> dict[str, str]:
     return load_answer_prompts(config.prompts_dir).hashes()
 
 
-def answer_settings(config: RunConfig) -> dict:
+def answer_settings(config: RunConfig) -> AnswerSettings:
     """How the answers were made, for the manifest and the dataset card."""
-    return {
-        "candidates": config.candidate_count,
-        "evolve_answers": config.evolve_answers,
-        "ranking": "pointwise 1-10 score with a reason, one judge call per candidate",
-    }
+    return AnswerSettings(
+        candidates=config.candidate_count,
+        evolve_answers=config.evolve_answers,
+        ranking="pointwise 1-10 score with a reason, one judge call per candidate",
+    )
 
 
 def _versions() -> dict[str, str]:

@@ -5,7 +5,6 @@ What ``export``, ``report`` and ``score`` read a run through, so each reads it t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .manifest import Counts, Manifest, load_manifest
 from .rundir import MANIFEST, RECORDS, REJECTED, read_jsonl
 
 log = logging.getLogger("evol")
@@ -23,23 +23,21 @@ class Run:
     """A run directory as written by ``python -m evol run``."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     records: list[dict[str, Any]]
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
-        return str(self.manifest.get("run_id") or self.path.name)
+        return self.manifest.run_id or self.path.name
 
     @property
     def profile(self) -> str:
-        return str(
-            (self.manifest.get("profile") or {}).get("name") or (self.manifest.get("config") or {}).get("profile", "")
-        )
+        return self.manifest.profile.name or self.manifest.settings.profile
 
     @property
-    def counts(self) -> dict[str, Any]:
-        return self.manifest.get("counts") or {}
+    def counts(self) -> Counts:
+        return self.manifest.counts
 
 
 def load_run(path: Path) -> Run:
@@ -50,21 +48,12 @@ def load_run(path: Path) -> Run:
     for name in (MANIFEST, RECORDS):
         if not (path / name).is_file():
             raise InputError(f"{path} has no {name}; is it a run folder of 'python -m evol run'?")
-    manifest = _read_json(path / MANIFEST)
-    if not isinstance(manifest, dict) or "counts" not in manifest:
-        raise InputError(f"{path / MANIFEST} is not a run manifest (it has no counts).")
+    manifest = load_manifest(path / MANIFEST)
     records = read_jsonl(path / RECORDS)
     rejected = read_jsonl(path / REJECTED) if (path / REJECTED).is_file() else []
-    if manifest.get("status") != "complete":
-        log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.get("status"))
+    if manifest.status != "complete":
+        log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.status or None)
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}).") from None
 
 
 def word_count(text: str) -> int:
@@ -77,13 +66,13 @@ def funnel(run: Run) -> list[tuple[str, str, int]]:
 
     Kinds: ``seeds``, ``candidates``, ``eliminated``, ``duplicate``, ``failed``, ``kept``.
     """
-    c, by_round = run.counts, run.manifest.get("by_round") or {}
-    rows = [("Seeds", "seeds", int(c.get("seeds", 0)))]
+    c, by_round = run.counts, run.manifest.by_round
+    rows: list[tuple[str, str, int]] = [("Seeds", "seeds", c.seeds)]
     for n in sorted(by_round, key=int):
-        rows.append((f"Candidates, round {n}", "candidates", int(by_round[n].get("attempts", 0))))
+        rows.append((f"Candidates, round {n}", "candidates", by_round[n].attempts))
     rules = Counter((r["kind"], r["rule"]) for r in run.rejected if r.get("round", 0) > 0)
     order = {"eliminated": 0, "duplicate": 1, "failed": 2}
-    for (kind, rule), n in sorted(rules.items(), key=lambda kv: (order.get(kv[0][0], 3), -kv[1], kv[0][1])):
-        rows.append((rule, kind, n))
-    rows.append(("Kept", "kept", int(c.get("kept", 0))))
+    for (kind, rule), count in sorted(rules.items(), key=lambda kv: (order.get(kv[0][0], 3), -kv[1], kv[0][1])):
+        rows.append((rule, kind, count))
+    rows.append(("Kept", "kept", c.kept))
     return rows

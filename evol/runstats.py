@@ -135,7 +135,8 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 
 def _distinct(token_lists: list[list[str]], n: int) -> float:
-    seen, total = set(), 0
+    seen: set[object] = set()
+    total = 0
     for t in token_lists:
         grams = t if n == 1 else list(zip(*(t[i:] for i in range(n)), strict=False))
         seen.update(grams)
@@ -198,20 +199,22 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
     """(id, instruction) of the run's seeds, re-read from its seed file; empty when that file moved or changed."""
     from .seeds import load_seeds
 
-    cfg = run.manifest.get("config") or {}
+    cfg = run.manifest.settings
+    if cfg.seeds is None:
+        return []
     try:
         seedset = load_seeds(
-            Path(cfg["seeds"]),
-            instruction_field=cfg.get("instruction_field"),
-            input_field=cfg.get("input_field"),
-            limit=cfg.get("limit"),
-            max_chars=cfg.get("max_instruction_chars"),
+            Path(cfg.seeds),
+            instruction_field=cfg.instruction_field,
+            input_field=cfg.input_field,
+            limit=cfg.limit,
+            max_chars=cfg.max_instruction_chars,
         )
-    except (EvolError, OSError, KeyError, TypeError, ValueError):
+    except (EvolError, OSError, TypeError, ValueError):
         return []
     seeds = [(s.id, s.instruction) for s in seedset.seeds]
     used = {r["seed_id"] for r in [*run.records, *run.rejected] if r.get("round", 0) > 0}
-    if len(seeds) != run.counts.get("seeds") or not used <= {sid for sid, _ in seeds}:
+    if len(seeds) != run.counts.seeds or not used <= {sid for sid, _ in seeds}:
         return []  # not the file this run read any more: no baseline beats a wrong one
     return seeds
 
@@ -263,9 +266,9 @@ def in_depth_operations(run: Run) -> set[str]:
     """The run's in-depth operations, from its profile; empty when the profile cannot be read any more."""
     from .prompts import load_profile
 
-    cfg = run.manifest.get("config") or {}
+    prompts_dir = run.manifest.settings.prompts_dir
     try:
-        profile = load_profile(run.profile, cfg.get("prompts_dir"))
+        profile = load_profile(run.profile, Path(prompts_dir) if prompts_dir else None)
     except (EvolError, OSError, ValueError):
         return set()
     return {op.name for op in profile.operations if op.kind == "in-depth"}
@@ -281,7 +284,7 @@ def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[Lengt
     }
     texts |= {r["id"]: r["instruction"] for r in run.records}
     ops = in_depth_operations(run)
-    tally = {label: {"candidates": 0, "kept": 0, "rules": Counter()} for label, _ in LENGTH_BUCKETS}
+    tally = {label: _Tally() for label, _ in LENGTH_BUCKETS}
     kept = {r["id"] for r in run.records}
     for r in [*run.records, *run.rejected]:
         parent = texts.get(r.get("parent_id"))
@@ -289,18 +292,23 @@ def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[Lengt
             continue
         label = next(lb for lb, low in reversed(LENGTH_BUCKETS) if len(parent) >= low)
         t = tally[label]
-        t["candidates"] += 1
+        t.candidates += 1
         if r["id"] in kept:
-            t["kept"] += 1
+            t.kept += 1
         else:
-            t["rules"][r["rule"]] += 1
+            t.rules[r["rule"]] += 1
     return [
         LengthBucket(
-            label=lb,
-            low=low,
-            candidates=tally[lb]["candidates"],
-            kept=tally[lb]["kept"],
-            rules=dict(tally[lb]["rules"]),
+            label=lb, low=low, candidates=tally[lb].candidates, kept=tally[lb].kept, rules=dict(tally[lb].rules)
         )
         for lb, low in LENGTH_BUCKETS
     ]
+
+
+@dataclass
+class _Tally:
+    """A length band's counts while they are added up."""
+
+    candidates: int = 0
+    kept: int = 0
+    rules: Counter[str] = field(default_factory=Counter)

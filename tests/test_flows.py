@@ -23,6 +23,7 @@ pytest.importorskip("prefect")
 
 from evol.config import build_config
 from evol.errors import BackendError, ConfigError
+from evol.manifest import Chunks, Manifest
 from evol.run import execute
 from evol.seeds import load_seeds
 from evol.testing.server import Reply, ScriptedServer, last_user
@@ -131,7 +132,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
     return build_config({}, values)
 
 
-def run_flow(cfg, **kwargs) -> dict:
+def run_flow(cfg, **kwargs) -> Manifest:
     from evol.flows.evol_flow import evol_flow
 
     return asyncio.run(evol_flow(config=cfg.explicit_dict(), chunk_size=CHUNK, **kwargs))  # as run_with_prefect
@@ -147,9 +148,9 @@ def reference(endpoint, tmp_path_factory) -> Path:
     first = len(endpoint.requests)
     manifest = asyncio.run(execute(config(endpoint, out)))
     REFERENCE_REQUESTS.extend(_body(r) for r in endpoint.requests[first:])
-    c = manifest["counts"]
+    c = manifest.counts
     # the script must give the flows something to get wrong: every kind of outcome
-    assert c["kept"] and c["eliminated"] and c["duplicate"] and c["failed"], c
+    assert c.kept and c.eliminated and c.duplicate and c.failed, c
     return out
 
 
@@ -163,12 +164,14 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     manifest = run_flow(config(endpoint, out))
     same_outputs(reference, out)
     plain = json.loads((reference / "manifest.json").read_text())
-    assert manifest["status"] == "complete"
-    assert manifest["run_id"] == plain["run_id"]
-    assert manifest["counts"] == plain["counts"]
+    data = manifest.dump()
+    assert manifest.status == "complete"
+    assert data["run_id"] == plain["run_id"]
+    assert data["counts"] == plain["counts"]
     for key in ("calls", "calls_failed", "tokens_by_stage", "tokens_by_model"):
-        assert manifest["usage"][key] == plain["usage"][key], key
-    assert manifest["chunks"] == {"run": ROUNDS * 4, "restored": 0}
+        assert data["usage"][key] == plain["usage"][key], key
+    assert data["chunks"] == {"run": ROUNDS * 4, "restored": 0}
+    assert "chunks" not in json.loads((out / "manifest.json").read_text())  # the file is written before
     rounds = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert rounds == [f"round-{n}" for n in range(1, ROUNDS + 1)]
     assert len(list((out / "checkpoints" / "round-1").glob("chunk-*.jsonl"))) == 4
@@ -195,7 +198,7 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     before = endpoint.chat_count()
     again = run_flow(config(endpoint, out))
     assert endpoint.chat_count() - before == _failed_calls(out)  # only failed items are asked again
-    assert again["chunks"]["restored"] >= 1
+    assert again.chunks is not None and again.chunks.restored >= 1
     same_outputs(reference, out)
 
 
@@ -225,9 +228,9 @@ def test_stopped_run_resumes_without_repeating_finished_calls(harness, endpoint,
     # what was answered before the stop plus what the restart asked is exactly one full run: nothing paid twice
     # (bodies, not calls: two calls can share a body, e.g. the same judge question in two rounds)
     assert answered + again == full
-    assert manifest["status"] == "complete"
+    assert manifest.status == "complete"
     untouched = [p for p in finished if not _has_failed(p)]
-    assert untouched and manifest["chunks"]["restored"] >= len(untouched)
+    assert untouched and manifest.chunks is not None and manifest.chunks.restored >= len(untouched)
     for path in untouched:
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == finished[path], f"{path.name} was run again"
     same_outputs(reference, out)
@@ -248,7 +251,7 @@ def test_checkpoints_alone_skip_finished_chunks(harness, endpoint, reference, tm
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
         assert endpoint.chat_count() == before
-        assert manifest["chunks"] == {"run": 0, "restored": ROUNDS * 4}
+        assert manifest.chunks == Chunks(run=0, restored=ROUNDS * 4)
     finally:
         script.mode = "rich"
 
@@ -275,9 +278,9 @@ def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, 
         monkeypatch.setattr(chunks, "read_checkpoint", read)
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
-        assert manifest["chunks"] == {"run": 1, "restored": ROUNDS * 4 - 1}
+        assert manifest.chunks == Chunks(run=1, restored=ROUNDS * 4 - 1)
         assert endpoint.chat_count() == before  # the chunk ran, its calls answered by the cache
-        assert manifest["status"] == "complete" and manifest["counts"]["balanced"]
+        assert manifest.status == "complete" and manifest.counts.balanced
         assert (out / "dataset.json").read_bytes() == dataset
     finally:
         script.mode = "rich"
@@ -287,7 +290,7 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
     pytest.importorskip("prefect_dask")
     out = tmp_path / "dask"
     manifest = run_flow(config(endpoint, out), dask_workers=2)
-    assert manifest["chunks"]["run"] == ROUNDS * 4
+    assert manifest.chunks is not None and manifest.chunks.run == ROUNDS * 4
     same_outputs(reference, out)
 
 
@@ -323,8 +326,9 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
         new_seeds = [s.instruction for s in load_seeds(folder / "b.jsonl").seeds]
         assert len(new) == 3 * ROUNDS * len(new_seeds)
         assert all(any(s in p for s in new_seeds) for p in new), "a seed of the first night was paid again"
-        assert manifest["counts"]["seeds"] == N_SEEDS + 3
-        assert manifest["chunks"]["restored"] == ROUNDS * (N_SEEDS // CHUNK)  # only the last chunk changed
+        assert manifest.counts.seeds == N_SEEDS + 3
+        assert manifest.chunks is not None
+        assert manifest.chunks.restored == ROUNDS * (N_SEEDS // CHUNK)  # only the last chunk changed
 
         # and what was kept is what a fresh plain run over the grown folder gives
         fresh = tmp_path / "fresh"

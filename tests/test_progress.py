@@ -14,6 +14,7 @@ from typing import Literal
 from rich.console import Console
 
 from evol import progress
+from evol.manifest import Manifest
 from evol.models import Completion, Record, Rejection, Usage
 from evol.pricing import Price
 
@@ -122,7 +123,7 @@ def test_summary_of_a_stopped_run_says_how_to_resume():
         },
         "cost_usd": {"total": 1.0001, "unpriced_models": []},
     }
-    text = progress.summary(manifest)
+    text = progress.summary(Manifest.model_validate(manifest))
     assert text.splitlines()[0] == "evol run general-abc: budget_exhausted (The budget of $1.00 is reached)"
     assert "7 rows in /tmp/run/dataset.json" in text and "prompt_leak 2, near_duplicate 1" in text
     assert "evolve 10 (4 from cache), judge 9" in text and "cost $1.0001" in text and "1:02:05" in text

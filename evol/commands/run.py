@@ -65,16 +65,16 @@ def main(args: argparse.Namespace) -> int:
                     server.stop()  # stopped already, unless the run never reached it
     if not args.quiet:
         print(progress.summary(manifest), file=sys.stderr)
-    c = manifest["counts"]
+    c = manifest.counts
     print(
         json.dumps(
             {
-                "out": manifest["out"],
-                "dataset_rows": c["dataset_rows"],
-                "kept": c["kept"],
-                "eliminated": c["eliminated"],
-                "duplicate": c["duplicate"],
-                "failed": c["failed"],
+                "out": manifest.out,
+                "dataset_rows": c.dataset_rows,
+                "kept": c.kept,
+                "eliminated": c.eliminated,
+                "duplicate": c.duplicate,
+                "failed": c.failed,
             }
         ),
         file=sys.stdout,

@@ -11,8 +11,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..manifest import Manifest
 
 log = logging.getLogger("evol")
 
@@ -53,20 +58,20 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def run_config(manifest: dict, args: argparse.Namespace):
+def run_config(manifest: Manifest, args: argparse.Namespace) -> RunConfig:
     """The run's own configuration, with this command's overrides; keys a newer or older evol lacks are dropped."""
     from pydantic import ValidationError
 
     from ..config import RunConfig, api_key_from_env, explain_validation
 
-    values = {k: v for k, v in (manifest.get("config") or {}).items() if k in RunConfig.model_fields}
+    values = {k: v for k, v in manifest.config.items() if k in RunConfig.model_fields}
     if args.base_url:
         values["base_url"] = args.base_url
     if args.model:
         values["model"] = values["judge_model"] = args.model
     else:
         # the run's judge, as it was resolved then (the config may have left it to the endpoint to choose)
-        judge = (manifest.get("backend") or {}).get("judge_model")
+        judge = manifest.backend.judge_model
         values["judge_model"] = values.get("judge_model") or judge
         values["model"] = values.get("model") or judge
     if args.concurrency:

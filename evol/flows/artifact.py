@@ -4,37 +4,37 @@ from __future__ import annotations
 
 from prefect.artifacts import acreate_markdown_artifact
 
+from evol.manifest import Chunks, Manifest, Tokens
 from evol.rounds import RunState
 
 
-async def run_summary(manifest: dict, state: RunState) -> None:
+async def run_summary(manifest: Manifest, state: RunState) -> None:
     """A summary in the flow run's Artifacts tab: counts by round, by stage and rejection reason, calls."""
-    c = manifest["counts"]
+    c, chunks = manifest.counts, manifest.chunks or Chunks()
     lines = [
-        f"# evol run `{manifest['run_id']}`: {manifest['status']}",
+        f"# evol run `{manifest.run_id}`: {manifest.status}",
         "",
-        f"{c['dataset_rows']} dataset rows in `{manifest['out']}` from {c['seeds']} seeds "
-        f"({c['seeds_skipped']} skipped), {c['rounds_done']} rounds; "
-        f"chunks run {manifest['chunks']['run']}, restored from checkpoints {manifest['chunks']['restored']}.",
+        f"{c.dataset_rows} dataset rows in `{manifest.out}` from {c.seeds} seeds "
+        f"({c.seeds_skipped} skipped), {c.rounds_done} rounds; "
+        f"chunks run {chunks.run}, restored from checkpoints {chunks.restored}.",
         "",
         "| round | attempts | kept | eliminated | duplicate | failed |",
         "|---|---|---|---|---|---|",
     ]
-    for n, r in manifest["by_round"].items():
-        lines.append(f"| {n} | {r['attempts']} | {r['kept']} | {r['eliminated']} | {r['duplicate']} | {r['failed']} |")
+    for n, r in manifest.by_round.items():
+        lines.append(f"| {n} | {r.attempts} | {r.kept} | {r.eliminated} | {r.duplicate} | {r.failed} |")
     by_reason = state.totals.by_reason
     lines += ["", "| stage | kind | rule | count |", "|---|---|---|---|"]
     lines += [f"| {s} | {k} | {rule} | {n} |" for (s, k, rule), n in sorted(by_reason.items())] or ["| - | - | - | 0 |"]
-    usage = manifest["usage"]
+    usage = manifest.usage
     lines += ["", "| stage | calls | from cache | prompt tokens | completion tokens |", "|---|---|---|---|---|"]
-    for s, n in sorted(usage["calls"].items()):
-        t = usage["tokens_by_stage"].get(s, {})
+    for stage, calls in sorted(usage.calls.items()):
+        t = usage.tokens_by_stage.get(stage, Tokens())
         lines.append(
-            f"| {s} | {n} | {usage['calls_from_cache'].get(s, 0)} | {t.get('prompt_tokens', 0)} "
-            f"| {t.get('completion_tokens', 0)} |"
+            f"| {stage} | {calls} | {usage.calls_from_cache.get(stage, 0)} | {t.prompt_tokens} | {t.completion_tokens} |"
         )
-    if manifest["reason"]:
-        lines += ["", f"Stopped: {manifest['reason']}"]
+    if manifest.reason:
+        lines += ["", f"Stopped: {manifest.reason}"]
     await acreate_markdown_artifact(
-        markdown="\n".join(lines) + "\n", key="evol-run-summary", description=f"evol run {manifest['run_id']}"
+        markdown="\n".join(lines) + "\n", key="evol-run-summary", description=f"evol run {manifest.run_id}"
     )

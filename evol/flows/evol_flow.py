@@ -35,6 +35,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, EvolError
+from evol.manifest import Chunks, Manifest
 from evol.pipeline import Outcome, Tally
 from evol.progress import current
 from evol.prompts import Profile
@@ -129,7 +130,7 @@ def answer_seeds_chunk(job: ChunkJob, chunk_no: int) -> ChunkResult:
 
 
 @task(name="write-outputs", task_run_name="write-outputs-{when}", cache_policy=NO_CACHE, persist_result=False)
-def write(ctx: RunContext, status: str, reason: str, when: str) -> dict:
+def write(ctx: RunContext, status: str, reason: str, when: str) -> Manifest:
     """dataset.json, records, rejections and manifest, atomically: ``evol.run.write_outputs``, unchanged."""
     return write_outputs(ctx, status, reason)
 
@@ -255,7 +256,7 @@ async def pipeline_flow(
     chunk_size: int = CHUNK_SIZE,
     parallel: int = THREADS,
     processes: int = 1,
-) -> dict:
+) -> Manifest:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
     log = get_run_logger()
     profile, seedset = check_inputs(config)
@@ -286,10 +287,11 @@ async def pipeline_flow(
         run_dir.path,
     )
 
-    async def checkpoint(status: str, reason: str, when: str) -> dict:
+    async def checkpoint(status: str, reason: str, when: str) -> Manifest:
         manifest = write(as_is(ctx), status, reason, when)  # as is: not a walk over the whole pool and seed set
         if when == "final":
-            manifest["chunks"] = {"run": counts["chunks_run"], "restored": counts["chunks_restored"]}
+            chunks_done = Chunks(run=counts["chunks_run"], restored=counts["chunks_restored"])
+            manifest = manifest.model_copy(update={"chunks": chunks_done})
             await run_summary(manifest, ctx.state)
         return manifest
 
@@ -306,7 +308,7 @@ async def pipeline_flow(
 @flow(name="evol", log_prints=False, validate_parameters=True)
 async def evol_flow(
     config: FlowConfig, chunk_size: int = CHUNK_SIZE, dask_address: str | None = None, dask_workers: int | None = None
-) -> dict:
+) -> Manifest:
     """Evolve seed instructions into a dataset, as ``python -m evol run`` does; returns the manifest.
 
     ``config`` takes the same keys as a config file (``RunConfig``, without the API key). Chunks run
@@ -387,7 +389,7 @@ def run_with_prefect(
     dask_address: str | None = None,
     dask_workers: int | None = None,
     server: TemporaryServer | None = None,
-) -> dict:
+) -> Manifest:
     """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.run.execute``."""
     with prefect_session(config, server):
         return asyncio.run(
