@@ -28,13 +28,12 @@ from typing import Any, TypeVar, cast
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import SyncClientContext
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
-from evol.errors import BackendError, ConfigError, EvolError
+from evol.errors import BackendError, EvolError
 from evol.manifest import Chunks, Manifest
 from evol.pipeline import Outcome, Tally
 from evol.progress import current
@@ -47,14 +46,13 @@ from evol.settling import make_deduper
 from . import chunks
 from .artifact import run_summary
 from .chunks import ChunkJob, ChunkResult, Endpoint
+from .runners import THREADS, task_runner
 from .server import TemporaryServer, prefect_api
 
 T = TypeVar("T")
 
 #: pool entries per chunk task: big enough that task overhead is noise, small enough that a crash loses little
 CHUNK_SIZE = 256
-#: chunk tasks at once on the default runner: two, so one chunk's slow tail overlaps the next one's start
-THREADS = 2
 
 
 class FlowConfig(RunConfig):
@@ -344,26 +342,6 @@ async def evol_flow(
                 )
             finally:  # the subflow's task runner has exited: none of its chunks is still running
                 chunks.close_lanes(run_dir)  # this process's; a Dask worker closes its own when it exits
-
-
-def task_runner(dask_address: str | None = None, dask_workers: int | None = None):
-    """The task runner for the chunks, how many chunks it runs at once and in how many processes."""
-    if dask_address and dask_workers:
-        raise ConfigError("Give --dask-address or --dask-workers, not both.")
-    if not (dask_address or dask_workers):
-        return ThreadPoolTaskRunner(max_workers=THREADS), THREADS, 1
-    try:
-        import distributed
-        from prefect_dask import DaskTaskRunner
-    except ImportError:
-        raise ConfigError("Running on Dask needs prefect-dask: pip install 'evol[dask]'.") from None
-    if dask_workers:
-        # one thread per worker process: a chunk keeps its worker busy with its own event loop
-        kwargs = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-        return DaskTaskRunner(cluster_kwargs=kwargs), dask_workers, dask_workers
-    with distributed.Client(dask_address, timeout=30) as client:
-        threads = client.nthreads()
-    return DaskTaskRunner(address=dask_address), max(1, sum(threads.values())), max(1, len(threads))
 
 
 # --- entry points for the CLI
