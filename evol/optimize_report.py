@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .optimize_models import Evaluation, OptimizeReport
 from .plots import STYLE, Plot, _png, _subplots
-from .report import PAGE, _e, _figure
+from .report_html import esc, figure, page
 from .rundir import atomic_write_bytes
 
 COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "start": "#e08a3c", "baseline": "#8e6bbf"}
@@ -83,38 +83,38 @@ def render(path: Path, report: OptimizeReport, plot: Plot) -> str:
         rows.append((f"profile {report.baseline.profile}", report.baseline.evaluation))
     parts = [
         (
-            f"<header><h1>evol optimize <code>{_e(path.name)}</code></h1>"
-            f"<p class='sub'><span class='st-{_e(report.status)}'>{_e(report.status)}</span>: {_e(report.reason)}. "
-            f"Profile <code>{_e(report.profile)}</code>, operation <code>{_e(report.operation)}</code>; evolving model "
-            f"<code>{_e(report.evolve_model)}</code>, optimizer <code>{_e(report.optimizer_model)}</code>; "
+            f"<header><h1>evol optimize <code>{esc(path.name)}</code></h1>"
+            f"<p class='sub'><span class='st-{esc(report.status)}'>{esc(report.status)}</span>: {esc(report.reason)}. "
+            f"Profile <code>{esc(report.profile)}</code>, operation <code>{esc(report.operation)}</code>; evolving model "
+            f"<code>{esc(report.evolve_model)}</code>, optimizer <code>{esc(report.optimizer_model)}</code>; "
             f"{len(report.dev)} development seeds.</p></header>"
         ),
         "<section id='summary'><h2>Failure rate</h2>",
-        _figure(plot),
+        figure(plot),
         _comparison(rows),
         "</section>",
         "<section><h2>Steps</h2>",
         *(_step(s) for s in report.steps),
         "</section>",
-        f"<section><h2>The final method</h2><pre>{_e(report.best_method)}</pre></section>",
+        f"<section><h2>The final method</h2><pre>{esc(report.best_method)}</pre></section>",
     ]
-    return PAGE.format(
-        title=_e(f"evol optimize {path.name}"),
+    return page(
+        title=esc(f"evol optimize {path.name}"),
         body="\n".join(parts),
-        generated=_e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        generated=esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
     )
 
 
 def _comparison(rows: list[tuple[str, Evaluation | None]]) -> str:
     rules = sorted({r for _, e in rows if e for r in e.by_rule})
-    head = "".join(f"<th>{_e(r)}</th>" for r in rules)
+    head = "".join(f"<th>{esc(r)}</th>" for r in rules)
     out = [f"<table><tr><th>method</th><th>failure rate</th><th>attempts</th>{head}<th>calls failed</th></tr>"]
     for name, e in rows:
         if e is None:
             continue
         cells = "".join(f"<td class='n'>{e.by_rule.get(r, 0)}</td>" for r in rules)
         out.append(
-            f"<tr><td>{_e(name)}</td><td class='n' data-metric='{_e(name)}'>{e.failure_rate:.3f}</td>"
+            f"<tr><td>{esc(name)}</td><td class='n' data-metric='{esc(name)}'>{e.failure_rate:.3f}</td>"
             f"<td class='n'>{e.attempts}</td>{cells}<td class='n'>{e.calls_failed}</td></tr>"
         )
     return "".join(out) + "</table>"
@@ -124,17 +124,17 @@ def _step(step) -> str:
     rows = ["<table><tr><th>candidate</th><th>failure rate</th><th>failures by rule</th><th></th></tr>"]
     for c in step.candidates:
         if c.evaluation is None:
-            rate, rules, note = "–", "", f"invalid: {_e(c.reason)}"
+            rate, rules, note = "–", "", f"invalid: {esc(c.reason)}"
         else:
             rate = f"{c.evaluation.failure_rate:.3f}"
-            rules = ", ".join(f"{_e(r)} {n}" for r, n in c.evaluation.by_rule.items()) or "none"
+            rules = ", ".join(f"{esc(r)} {n}" for r, n in c.evaluation.by_rule.items()) or "none"
             note = "kept" if c.kept else ""
         rows.append(f"<tr><td>{c.index}</td><td class='n'>{rate}</td><td>{rules}</td><td>{note}</td></tr>")
     verdict = "improved" if step.improved else "no candidate beat the method it started from"
     return (
         f"<h3>Step {step.step}: best {step.best_failure_rate:.3f}, {verdict}</h3>"
-        f"<p class='detail'>Mini-batch: {_e(', '.join(step.batch))}</p>"
-        f"<details><summary>The optimizer's analysis</summary><pre>{_e(step.analysis)}</pre></details>"
+        f"<p class='detail'>Mini-batch: {esc(', '.join(step.batch))}</p>"
+        f"<details><summary>The optimizer's analysis</summary><pre>{esc(step.analysis)}</pre></details>"
         + "".join(rows)
         + "</table>"
     )
