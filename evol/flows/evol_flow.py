@@ -46,7 +46,7 @@ from evol.settling import make_deduper
 from . import chunks
 from .artifact import run_summary
 from .chunks import ChunkJob, ChunkResult, Endpoint
-from .runners import THREADS, task_runner
+from .runners import THREADS, on_threads, task_runner
 from .server import TemporaryServer, prefect_api
 
 T = TypeVar("T")
@@ -190,14 +190,17 @@ class Stage:
         share = max(1, min(self.processes, len(todo)))
         per_process = max(1, math.ceil(self.config.concurrency / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
+        threads = on_threads()
 
         def submit(job: ChunkJob, concurrency: int, share: int):
             job.concurrency, job.share, job.spent = concurrency, share, spent
-            # as is: Prefect would otherwise walk every field of every item in the chunk, twice per task run,
-            # looking for futures to resolve (~0.4 s of CPU per 256-item chunk, measured)
+            # as is on threads: Prefect would otherwise walk every field of every item in the chunk, twice per task
+            # run, looking for futures to resolve (~0.4 s of CPU per 256-item chunk, measured); Dask, which ships
+            # the parameters to its workers, would turn the quote into a plain tuple
+            param = as_is(job) if threads else job
             if round_no == 0:
-                return answer_seeds_chunk.submit(as_is(job), job.chunk_no)
-            return evolve_chunk.submit(as_is(job), round_no, job.chunk_no)
+                return answer_seeds_chunk.submit(param, job.chunk_no)
+            return evolve_chunk.submit(param, round_no, job.chunk_no)
 
         futures = {job.chunk_no: submit(job, per_process, share) for job in todo}
         what = "seeds" if round_no == 0 else f"round {round_no}"

@@ -28,3 +28,11 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
     with distributed.Client(dask_address, timeout=30) as client:
         threads = client.nthreads()
     return DaskTaskRunner(address=dask_address), max(1, sum(threads.values())), max(1, len(threads))
+
+
+def on_threads() -> bool:
+    """Whether the running flow's tasks run on threads of this process (their parameters are not shipped)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and isinstance(ctx.task_runner, ThreadPoolTaskRunner)
