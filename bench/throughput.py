@@ -112,8 +112,12 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
 
 
 def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> int:
-    """The same run on the default engine: a Prefect flow (temporary server started and stopped inside)."""
+    """The same run on the default engine, as ``python -m evol run`` starts it: Prefect's temporary server (unless
+    PREFECT_API_URL names one) launched first, booting while Prefect is imported, and stopped at the end."""
     from evol.config import RunConfig
+    from evol.flows.server import launch
+
+    server = launch()
     from evol.flows import run_with_prefect
 
     seeds = workdir / "seeds.jsonl"
@@ -132,7 +136,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
         out=workdir / "run-prefect",
         max_retries=8,
     )
-    manifest = run_with_prefect(config)
+    manifest = run_with_prefect(config, server=server)
     return sum(manifest.usage.calls.values())
 
 
@@ -146,7 +150,9 @@ def main() -> None:
     p.add_argument("--rate-429", type=float, default=0.0)
     p.add_argument("--only", choices=("sdk", "pipeline"), help="run one side only")
     p.add_argument(
-        "--prefect", action="store_true", help="also run the pipeline on the Prefect engine (includes its ~10 s start)"
+        "--prefect",
+        action="store_true",
+        help="also run the pipeline on the Prefect engine (includes its start, and its temporary server's unless PREFECT_API_URL is set)",
     )
     a = p.parse_args()
     bound = a.concurrency / a.latency
