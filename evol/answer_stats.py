@@ -8,40 +8,41 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from .models import Record
 from .preference import pair_of
 
 MARGINS = (1, 2, 3, 4, 5)
 
 
-def answer_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def answer_stats(records: list[Record]) -> dict[str, Any] | None:
     """Figures of the answer stage; None when the run made one plain answer per instruction."""
-    ranked = [r for r in records if r.get("candidates")]
+    ranked = [r for r in records if r.candidates]
     if not ranked:
         return None
     by_round: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     tried = accepted = 0
     gains: list[float] = []
     for rec in ranked:
-        cands = rec["candidates"]
-        scores = [c["score"] for c in cands if c.get("score") is not None]
-        row = by_round[int(rec["round"])]
-        firsts = [c for c in cands if not c["key"].startswith("e")]  # the first answers, before any evolution
+        cands = rec.candidates
+        scores = [c.score for c in cands if c.score is not None]
+        row = by_round[rec.round]
+        firsts = [c for c in cands if not c.key.startswith("e")]  # the first answers, before any evolution
         row["candidates"].append(len(firsts))
-        row["passed"].append(len([c for c in firsts if not c.get("rule")]))
-        best = next((c for c in cands if c.get("best")), None)
-        if best is not None and best.get("score") is not None:
-            row["best"].append(best["score"])
+        row["passed"].append(len([c for c in firsts if not c.rule]))
+        best = next((c for c in cands if c.best), None)
+        if best is not None and best.score is not None:
+            row["best"].append(best.score)
         if scores:
             row["worst"].append(min(scores))
-        first = [c["score"] for c in firsts if c.get("score") is not None]
-        evolved = [c for c in cands if c["key"].startswith("e")]
+        first = [c.score for c in firsts if c.score is not None]
+        evolved = [c for c in cands if c.key.startswith("e")]
         if evolved and first:
             current = max(first)
             for c in evolved:  # in the order they were asked for: each one faced the best so far
                 tried += 1
-                if c.get("score") is not None and c["score"] > current:
+                if c.score is not None and c.score > current:
                     accepted += 1
-                    current = c["score"]
+                    current = c.score
             gains.append(current - max(first))
     margins = [p.margin for p in map(pair_of, ranked) if p is not None]
     return {

@@ -19,6 +19,7 @@ from . import preference
 from .card import dataset_card, reasons
 from .dedup import Deduper
 from .errors import ConfigError, InputError
+from .models import Record
 from .rundir import atomic_path, atomic_write, write_json, write_jsonl
 from .runfolder import Run, load_run, word_count
 from .selection import Choice, choose, with_scores
@@ -99,13 +100,13 @@ def check_selection(sel: Selection, runs: list[Run]) -> None:
         raise ConfigError("--round 0 selects the seeds, which --no-seeds leaves out; drop one of the two.")
     if sel.operations:
         known = {"seed"} | {op for run in runs for op in run.manifest.profile.operations}
-        known |= {r["operation"] for run in runs for r in run.records}
+        known |= {r.operation for run in runs for r in run.records}
         unknown = sorted(sel.operations - known)
         if unknown:
             raise ConfigError(
                 f"--operation {', '.join(unknown)} is not an operation of these runs; they have {', '.join(sorted(known))}."
             )
-    if sel.seeds and not any(r["round"] == 0 for run in runs for r in run.records):
+    if sel.seeds and not any(r.round == 0 for run in runs for r in run.records):
         raise ConfigError(
             "--include-seeds: these runs answered no seeds; run them again with --include-seeds "
             "(the evolutions come from the call cache, only the seed answers are new)."
@@ -126,7 +127,7 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     deduper = Deduper(1.0, "ratio", exact=True, near=False)
     rows: list[Row] = []
     dropped: Counter[str] = Counter()  # reason -> rows left out
-    passing: list[tuple[str, dict[str, Any]]] = []  # (run id, record)
+    passing: list[tuple[str, Record]] = []  # (run id, record)
     for run in runs:
         for rec in run.records:
             reason = _excluded(rec, sel)
@@ -136,19 +137,19 @@ def select(runs: list[Run], sel: Selection) -> Picked:
                 passing.append((run.run_id, rec))
     # one batch, not a check and an add per row: each of those prepared its one text apart (17.5 -> 13.4 s here
     # for bench.select's 250k rows, under the profiler)
-    matches = deduper.dedup([f"{rid}/{rec['id']}" for rid, rec in passing], [rec["instruction"] for _, rec in passing])
+    matches = deduper.dedup([f"{rid}/{rec.id}" for rid, rec in passing], [rec.instruction for _, rec in passing])
     for (rid, rec), match in zip(passing, matches, strict=True):
         if match is not None:
             dropped["duplicate across runs"] += 1
             continue
         rows.append(
             Row(
-                instruction=rec["instruction"],
-                output=rec["output"],
-                id=rec["id"],
-                seed_id=rec["seed_id"],
-                round=int(rec["round"]),
-                operation=rec["operation"],
+                instruction=rec.instruction,
+                output=rec.output,
+                id=rec.id,
+                seed_id=rec.seed_id,
+                round=rec.round,
+                operation=rec.operation,
                 run_id=rid,
             )
         )
@@ -159,15 +160,15 @@ def select(runs: list[Run], sel: Selection) -> Picked:
     return Picked(rows=rows, runs=runs, dropped=dropped)
 
 
-def _excluded(rec: dict[str, Any], sel: Selection) -> str | None:
-    rnd = int(rec["round"])
+def _excluded(rec: Record, sel: Selection) -> str | None:
+    rnd = rec.round
     if sel.seeds is False and rnd == 0:
         return "seed row (--no-seeds)"
     if sel.rounds is not None and rnd not in sel.rounds and not (sel.seeds and rnd == 0):
         return "round not selected"
-    if sel.operations is not None and rec["operation"] not in sel.operations and not (sel.seeds and rnd == 0):
+    if sel.operations is not None and rec.operation not in sel.operations and not (sel.seeds and rnd == 0):
         return "operation not selected"
-    n = word_count(rec["instruction"])
+    n = word_count(rec.instruction)
     if sel.min_words is not None and n < sel.min_words:
         return "instruction shorter than --min-words"
     if sel.max_words is not None and n > sel.max_words:
@@ -300,7 +301,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     )
     pairs, pair_note = None, []
     if opts.fmt in preference.FORMATS:  # of the rows chosen, those whose candidates make a pair wide enough
-        records = {(run.run_id, rec["id"]): rec for run in picked.runs for rec in run.records}
+        records = {(run.run_id, rec.id): rec for run in picked.runs for rec in run.records}
         rows, pairs, unpaired = preference.pairs_for(picked.rows, records, opts.min_margin)
         picked = Picked(rows=rows, runs=picked.runs, dropped=picked.dropped + unpaired)
         pair_note = preference.card_section(pairs, opts.min_margin, unpaired)
@@ -314,7 +315,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         )
         write_split(out / files[name], records_out, opts.fmt)
     counts = {name: len(rows) for name, rows in splits.items()}
-    summary = {
+    summary: dict[str, Any] = {  # export.json
         "format": opts.fmt,
         "files": files,
         "rows": counts,

@@ -154,14 +154,14 @@ def plot_operations(run: Run) -> bytes:
 
 
 def plot_reasons(run: Run) -> bytes:
-    rej = [r for r in run.rejected if r.get("round", 0) > 0]
-    ops = sorted({r["operation"] for r in rej})
-    rules = [rule for rule, _ in Counter(r["rule"] for r in rej).most_common()]
+    rej = [r for r in run.rejected if r.round > 0]
+    ops = sorted({r.operation for r in rej})
+    rules = [rule for rule, _ in Counter(r.rule for r in rej).most_common()]
     fig, ax = _subplots(9.5, 1.8 + 0.45 * max(len(ops), 2))
     if not rej:
         _empty(ax, "nothing was rejected")
     else:
-        cells = Counter((r["operation"], r["rule"]) for r in rej)
+        cells = Counter((r.operation, r.rule) for r in rej)
         grid = [[cells[(o, rule)] for rule in rules] for o in ops]
         ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
         ax.set_xticks(range(len(rules)), rules, rotation=25, ha="right")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .models import Record
 
 FORMATS = ("dpo", "preference-chat")
 DEFAULT_MIN_MARGIN = 1.0
@@ -36,24 +37,24 @@ class Pair:
         return self.chosen_score - self.rejected_score
 
 
-def pair_of(record: dict[str, Any]) -> Pair | None:
+def pair_of(record: Record) -> Pair | None:
     """The record's (best, worst scored) candidates; None when it has fewer than two scored candidates."""
-    cands = record.get("candidates") or []
-    scored = [c for c in cands if c.get("score") is not None and not c.get("rule")]
-    best = next((c for c in cands if c.get("best")), None)
-    if best is None or best.get("score") is None or len(scored) < 2:
+    cands = record.candidates
+    scored = [(c, c.score) for c in cands if c.score is not None and not c.rule]
+    best = next((c for c in cands if c.best), None)
+    if best is None or best.score is None or len(scored) < 2:
         return None
     # the lowest score; of equals the latest, so an evolution the judge did not prefer counts before its source
-    worst = min(reversed(scored), key=lambda c: c["score"])
-    if worst is best or worst["key"] == best["key"]:
+    worst, worst_score = min(reversed(scored), key=lambda cs: cs[1])
+    if worst is best or worst.key == best.key:
         return None
     return Pair(
-        chosen=best["text"],
-        rejected=worst["text"],
-        chosen_score=float(best["score"]),
-        rejected_score=float(worst["score"]),
-        chosen_model=best["model"],
-        rejected_model=worst["model"],
+        chosen=best.text,
+        rejected=worst.text,
+        chosen_score=float(best.score),
+        rejected_score=float(worst_score),
+        chosen_model=best.model,
+        rejected_model=worst.model,
     )
 
 
@@ -62,7 +63,7 @@ def check_margin(min_margin: float) -> None:
         raise ConfigError(f"--min-margin must be above 0 and at most 9 (scores run 1-10); got {min_margin:g}.")
 
 
-def pairs_for(rows: list, records: dict[tuple[str, str], dict], min_margin: float) -> tuple[list, dict, Counter]:
+def pairs_for(rows: list, records: dict[tuple[str, str], Record], min_margin: float) -> tuple[list, dict, Counter]:
     """The rows that make a pair, their pairs by (run id, row id), and why the others were left out."""
     check_margin(min_margin)
     kept, pairs = [], {}

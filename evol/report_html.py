@@ -13,6 +13,7 @@ from string import Template
 from typing import Any
 
 from .manifest import Manifest
+from .models import Record
 from .plots import Plot
 from .runfolder import Run
 from .runstats import LengthBucket, RoundStats, pct
@@ -84,48 +85,46 @@ def depth_table(buckets: list[LengthBucket]) -> str:
 
 def examples(run: Run, seeds: list[tuple[str, str]]) -> str:
     """The deepest lineages (seed → each kept evolution) and one rejection per rule, texts cut short."""
-    seed_text = dict(seeds) | {r["id"]: r["instruction"] for r in run.records if r["round"] == 0}
-    by_id = {r["id"]: r for r in run.records}
-    parents = {r.get("parent_id") for r in run.records}
-    leaves = [r for r in run.records if r["round"] > 0 and r["id"] not in parents]
-    chains: list[list[dict[str, Any]]] = []
+    seed_text = dict(seeds) | {r.id: r.instruction for r in run.records if r.round == 0}
+    by_id = {r.id: r for r in run.records}
+    parents = {r.parent_id for r in run.records}
+    leaves = [r for r in run.records if r.round > 0 and r.id not in parents]
+    chains: list[list[Record]] = []
     for leaf in leaves:
-        chain: list[dict[str, Any]] = []
-        node: dict[str, Any] | None = leaf
+        chain: list[Record] = []
+        node: Record | None = leaf
         while node is not None:
             chain.append(node)
-            node = by_id.get(node.get("parent_id")) if node["round"] > 0 else None
+            node = by_id.get(node.parent_id) if node.round > 0 and node.parent_id is not None else None
         chains.append(chain[::-1])
-    chains.sort(key=lambda ch: (-len(ch), ch[0]["seed_index"]))
+    chains.sort(key=lambda ch: (-len(ch), ch[0].seed_index))
     out = ["<section id='examples'><h2>Examples</h2><h3>Lineages</h3>"]
     for chain in chains[:3]:
-        sid = chain[0]["seed_id"]
+        sid = chain[0].seed_id
         out.append("<div class='lineage'>")
-        if sid in seed_text and chain[0]["round"] > 0:
+        if sid in seed_text and chain[0].round > 0:
             out.append(f"<div class='step'><span class='tag'>seed</span> {esc(cut(seed_text[sid], 400))}</div>")
         for r in chain:
-            tag = "seed" if r["round"] == 0 else f"round {r['round']} · {r['operation']}"
-            out.append(f"<div class='step'><span class='tag'>{esc(tag)}</span> {esc(cut(r['instruction'], 700))}</div>")
-        out.append(
-            f"<div class='answer'><span class='tag'>answer</span> {esc(cut(chain[-1]['output'], 500))}</div></div>"
-        )
+            tag = "seed" if r.round == 0 else f"round {r.round} · {r.operation}"
+            out.append(f"<div class='step'><span class='tag'>{esc(tag)}</span> {esc(cut(r.instruction, 700))}</div>")
+        out.append(f"<div class='answer'><span class='tag'>answer</span> {esc(cut(chain[-1].output, 500))}</div></div>")
     if not chains:
         out.append("<p class='note'>No evolution was kept.</p>")
     out.append(
         "<h3>One rejection per rule</h3><table class='ex'><tr><th>rule</th><th>where</th><th>instruction / detail</th></tr>"
     )
     seen: set[str] = set()
-    for r in run.rejected:
-        if r["rule"] in seen:
+    for rej in run.rejected:
+        if rej.rule in seen:
             continue
-        seen.add(r["rule"])
-        where = f"{r['kind']}, round {r.get('round', 0)}, {r.get('operation', '')}"
-        body = esc(cut(r.get("instruction") or "", 300))
-        if r.get("output"):
-            body += f"<br><span class='tag'>answer</span> {esc(cut(r['output'], 200))}"
-        if r.get("detail"):
-            body += f"<br><span class='detail'>{esc(cut(r['detail'], 200))}</span>"
-        out.append(f"<tr><td>{esc(r['rule'])}</td><td>{esc(where)}</td><td>{body}</td></tr>")
+        seen.add(rej.rule)
+        where = f"{rej.kind}, round {rej.round}, {rej.operation}"
+        body = esc(cut(rej.instruction or "", 300))
+        if rej.output:
+            body += f"<br><span class='tag'>answer</span> {esc(cut(rej.output, 200))}"
+        if rej.detail:
+            body += f"<br><span class='detail'>{esc(cut(rej.detail, 200))}</span>"
+        out.append(f"<tr><td>{esc(rej.rule)}</td><td>{esc(where)}</td><td>{body}</td></tr>")
     if not seen:
         out.append("<tr><td colspan='3'>nothing rejected</td></tr>")
     out.append("</table></section>")

@@ -5,15 +5,21 @@ What ``export``, ``report`` and ``score`` read a run through, so each reads it t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+from pydantic import ValidationError
 
 from .errors import InputError
 from .manifest import Counts, Manifest, load_manifest
-from .rundir import MANIFEST, RECORDS, REJECTED, read_jsonl
+from .models import Record, Rejection
+from .rundir import MANIFEST, RECORDS, REJECTED
+
+Row = TypeVar("Row", Record, Rejection)
 
 log = logging.getLogger("evol")
 
@@ -24,8 +30,8 @@ class Run:
 
     path: Path
     manifest: Manifest
-    records: list[dict[str, Any]]
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record]
+    rejected: list[Rejection] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -49,11 +55,41 @@ def load_run(path: Path) -> Run:
         if not (path / name).is_file():
             raise InputError(f"{path} has no {name}; is it a run folder of 'python -m evol run'?")
     manifest = load_manifest(path / MANIFEST)
-    records = read_jsonl(path / RECORDS)
-    rejected = read_jsonl(path / REJECTED) if (path / REJECTED).is_file() else []
+    records = read_rows(path / RECORDS, Record)
+    rejected = read_rows(path / REJECTED, Rejection) if (path / REJECTED).is_file() else []
     if manifest.status != "complete":
         log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.status or None)
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
+
+
+def read_rows(path: Path, model: type[Row]) -> list[Row]:
+    """A records.jsonl or rejected.jsonl read as its model, one per non-blank line; a broken line, a row that
+    is not such an entry, or a file that is not UTF-8 is an InputError naming it."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(model.model_validate_json(line))
+                    except ValidationError as exc:
+                        raise InputError(_bad_row(path, n, line, exc)) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text.") from None
+    return rows
+
+
+def _bad_row(path: Path, n: int, line: str, exc: ValidationError) -> str:
+    """The one sentence for a line the model refused: broken JSON as rundir.read_jsonl words it, else the first
+    field at fault."""
+    try:
+        json.loads(line)  # only on this error path: the message json gives, the one a broken line always had
+    except json.JSONDecodeError as bad:
+        return f"{path}:{n} is not valid JSON ({bad.msg})."
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"])) or "the row"
+    more = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+    return f"{path}:{n} is not a row evol run writes ({where}: {first['msg']}{more})."
 
 
 def word_count(text: str) -> int:
@@ -70,7 +106,7 @@ def funnel(run: Run) -> list[tuple[str, str, int]]:
     rows: list[tuple[str, str, int]] = [("Seeds", "seeds", c.seeds)]
     for n in sorted(by_round, key=int):
         rows.append((f"Candidates, round {n}", "candidates", by_round[n].attempts))
-    rules = Counter((r["kind"], r["rule"]) for r in run.rejected if r.get("round", 0) > 0)
+    rules = Counter((r.kind, r.rule) for r in run.rejected if r.round > 0)
     order = {"eliminated": 0, "duplicate": 1, "failed": 2}
     for (kind, rule), count in sorted(rules.items(), key=lambda kv: (order.get(kv[0][0], 3), -kv[1], kv[0][1])):
         rows.append((rule, kind, count))

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from .errors import EvolError
-from .models import Frozen
+from .models import Frozen, Record, Rejection
 from .runfolder import Run, word_count
 from .scoring import Score
 
@@ -213,7 +213,7 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
     except (EvolError, OSError, TypeError, ValueError):
         return []
     seeds = [(s.id, s.instruction) for s in seedset.seeds]
-    used = {r["seed_id"] for r in [*run.records, *run.rejected] if r.get("round", 0) > 0}
+    used = {r.seed_id for r in [*run.records, *run.rejected] if r.round > 0}
     if len(seeds) != run.counts.seeds or not used <= {sid for sid, _ in seeds}:
         return []  # not the file this run read any more: no baseline beats a wrong one
     return seeds
@@ -221,19 +221,19 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
 
 def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, Score]) -> list[RoundStats]:
     rounds: dict[int, RoundStats] = {}
-    seed_records = [r for r in run.records if r["round"] == 0]
+    seed_records = [r for r in run.records if r.round == 0]
     if seeds or seed_records:
         r0 = rounds[0] = RoundStats(0)
-        r0.instructions = [text for _, text in seeds] or [r["instruction"] for r in seed_records]
-        r0.outputs = [r["output"] for r in seed_records]
-        _add_scores(r0, [sid for sid, _ in seeds] or [r["id"] for r in seed_records], scores)
+        r0.instructions = [text for _, text in seeds] or [r.instruction for r in seed_records]
+        r0.outputs = [r.output for r in seed_records]
+        _add_scores(r0, [sid for sid, _ in seeds] or [r.id for r in seed_records], scores)
     for rec in run.records:
-        if rec["round"] == 0:
+        if rec.round == 0:
             continue
-        st = rounds.setdefault(rec["round"], RoundStats(rec["round"]))
-        st.instructions.append(rec["instruction"])
-        st.outputs.append(rec["output"])
-        _add_scores(st, [rec["id"]], scores)
+        st = rounds.setdefault(rec.round, RoundStats(rec.round))
+        st.instructions.append(rec.instruction)
+        st.outputs.append(rec.output)
+        _add_scores(st, [rec.id], scores)
     return [rounds[k] for k in sorted(rounds)]
 
 
@@ -277,26 +277,23 @@ def in_depth_operations(run: Run) -> set[str]:
 def depth_by_parent_length(run: Run, seeds: list[tuple[str, str]]) -> list[LengthBucket]:
     """Kept share of in-depth evolutions by their parent's length (parents found through parent_id among the
     seeds and kept records); candidates whose parent text is unknown are left out."""
-    texts = dict(seeds) | {
-        r["id"]: r["instruction"]
-        for r in [*run.rejected, *run.records]
-        if r.get("round", 0) == 0 and r.get("instruction")
-    }
-    texts |= {r["id"]: r["instruction"] for r in run.records}
+    either: list[Rejection | Record] = [*run.rejected, *run.records]
+    texts = dict(seeds) | {r.id: r.instruction for r in either if r.round == 0 and r.instruction}
+    texts |= {r.id: r.instruction for r in run.records}
     ops = in_depth_operations(run)
     tally = {label: _Tally() for label, _ in LENGTH_BUCKETS}
-    kept = {r["id"] for r in run.records}
+    kept = {r.id for r in run.records}
     for r in [*run.records, *run.rejected]:
-        parent = texts.get(r.get("parent_id"))
-        if r.get("round", 0) == 0 or r.get("operation") not in ops or parent is None:
+        parent = texts.get(r.parent_id) if r.parent_id is not None else None
+        if r.round == 0 or r.operation not in ops or parent is None:
             continue
         label = next(lb for lb, low in reversed(LENGTH_BUCKETS) if len(parent) >= low)
         t = tally[label]
         t.candidates += 1
-        if r["id"] in kept:
+        if r.id in kept:
             t.kept += 1
-        else:
-            t.rules[r["rule"]] += 1
+        elif isinstance(r, Rejection):  # a kept record's id is always in ``kept``
+            t.rules[r.rule] += 1
     return [
         LengthBucket(
             label=lb, low=low, candidates=tally[lb].candidates, kept=tally[lb].kept, rules=dict(tally[lb].rules)

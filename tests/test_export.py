@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -319,6 +320,36 @@ def test_bad_inputs_are_one_sentence_errors(run_a, tmp_path):
         do_export([run_a], tmp_path / "o5", val_fraction=1.0)
     with pytest.raises(ConfigError, match="matches none"):
         do_export([run_a], tmp_path / "o6", selection=Selection(profiles=frozenset({"math"})))
+
+
+def test_a_bad_record_row_names_its_file_and_line(run_a, tmp_path):
+    """records.jsonl and rejected.jsonl are read as the models the run wrote: a row that is broken JSON, or that is
+    not such an entry, is an InputError naming the file and the line."""
+
+    def second_row(name: str, **change) -> str:
+        row = json.loads((run_a / name).read_text().splitlines()[1])
+        return json.dumps({k: v for k, v in (row | change).items() if v is not None})
+
+    cases = [
+        ("records.jsonl", '{"id": ', r"records\.jsonl:2 is not valid JSON \(Expecting value\)\.$"),
+        (
+            "records.jsonl",
+            second_row("records.jsonl", seed_index=None),
+            r"records\.jsonl:2 is not a row evol run writes \(seed_index: Field required\)\.$",
+        ),
+        (
+            "rejected.jsonl",
+            second_row("rejected.jsonl", kind="lost", colour="red"),
+            r"rejected\.jsonl:2 is not a row evol run writes \(kind: Input should be .* and 1 more\)\.$",
+        ),
+    ]
+    for n, (name, line, message) in enumerate(cases):
+        run = tmp_path / f"run{n}"
+        shutil.copytree(run_a, run)
+        rows = (run / name).read_text().splitlines()
+        (run / name).write_text("\n".join([rows[0], line, *rows[2:]]) + "\n")
+        with pytest.raises(InputError, match=message):
+            load_run(run)
 
 
 def test_cli_export_as_a_user_runs_it(run_a, tmp_path):

@@ -6,7 +6,6 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rapidfuzz import fuzz
@@ -15,6 +14,7 @@ from evol.cli import main as cli
 from evol.errors import ConfigError
 from evol.export import ExportOptions, export
 from evol.filters import normalize
+from evol.models import Record
 from evol.rundir import SCORES, write_json, write_jsonl
 from evol.score_reader import Unclear
 from evol.scoring import Score, load_scores
@@ -61,7 +61,7 @@ def details(key: str) -> str:
     )
 
 
-def make_run(path: Path, rows: list[dict], scores: list[Score] | None, run_id: str = "run-a") -> Path:
+def make_run(path: Path, rows: list[Record], scores: list[Score] | None, run_id: str = "run-a") -> Path:
     """A run folder as 'evol run' and 'evol score' leave it: manifest, records.jsonl and scores.jsonl."""
     path.mkdir(parents=True)
     write_json(
@@ -79,28 +79,30 @@ def make_run(path: Path, rows: list[dict], scores: list[Score] | None, run_id: s
     return path
 
 
-def rows_and_scores(n_twins: int = 10) -> tuple[list[dict], list[Score]]:
+def rows_and_scores(n_twins: int = 10) -> tuple[list[Record], list[Score]]:
     """60 distinct instructions with hashed scores (many ties), and near twins of the first ``n_twins`` that score higher."""
     # an evolved instruction: a task and the details later rounds added, which differ from row to row
     texts = [f"{t.format(s=s)} {details(s + t)}" for s in SUBJECTS for t in TASKS]
-    rows: list[dict[str, Any]] = []
+    rows: list[Record] = []
     scores: list[Score] = []
     for i, text in enumerate(texts):
         rnd, op = 1 + i % 3, OPERATIONS[i % 4]
         rows.append(
-            {
-                "id": f"s{i}.r{rnd}",
-                "seed_id": f"s{i}",
-                "round": rnd,
-                "operation": op,
-                "instruction": text,
-                "output": f"An answer about {text[:30]}",
-            }
+            Record(
+                id=f"s{i}.r{rnd}",
+                seed_id=f"s{i}",
+                seed_index=i,
+                round=rnd,
+                operation=op,
+                instruction=text,
+                output=f"An answer about {text[:30]}",
+            )
         )
         scores.append(Score(id=f"s{i}.r{rnd}", round=rnd, complexity=1 + h(text) % 5, quality=1 + h(text[::-1]) % 3))
     for i in range(n_twins):  # one word changed: a near duplicate of row i at rapidfuzz ratio >= 0.9, scored 10 x 10
-        twin = rows[i]["instruction"].rstrip(".") + ", please."
-        rows.append({**rows[i], "id": f"t{i}.r1", "seed_id": f"t{i}", "round": 1, "instruction": twin})
+        twin = rows[i].instruction.rstrip(".") + ", please."
+        update = {"id": f"t{i}.r1", "seed_id": f"t{i}", "seed_index": len(texts) + i, "round": 1, "instruction": twin}
+        rows.append(Record.model_validate(rows[i].model_dump() | update))
         scores.append(Score(id=f"t{i}.r1", round=1, complexity=10, quality=10))
     return rows, scores
 
@@ -111,15 +113,15 @@ def product(s: Score) -> float:
     return s.complexity * s.quality
 
 
-def greedy(rows: list[dict], scores: list[Score], k: int, threshold: float = 90) -> list[str]:
+def greedy(rows: list[Record], scores: list[Score], k: int, threshold: float = 90) -> list[str]:
     """The reference: rank by complexity x quality (stable), take a row unless rapidfuzz ratio >= threshold with one taken."""
-    taken: list[dict] = []
+    taken: list[Record] = []
     for row, _ in sorted(zip(rows, scores, strict=True), key=lambda rs: -product(rs[1])):
-        if all(fuzz.ratio(normalize(row["instruction"]), normalize(t["instruction"])) < threshold for t in taken):
+        if all(fuzz.ratio(normalize(row.instruction), normalize(t.instruction)) < threshold for t in taken):
             taken.append(row)
         if len(taken) == k:
             break
-    return [t["id"] for t in taken]
+    return [t.id for t in taken]
 
 
 @pytest.fixture
@@ -181,7 +183,7 @@ def test_similarity_by_embeddings_from_an_endpoint(tmp_path):
         "a kettle whistles when the water boils",
     ]
     rows = [
-        {"id": f"r{i}", "seed_id": f"s{i}", "round": 1, "operation": "breadth", "instruction": t, "output": "ok"}
+        Record(id=f"r{i}", seed_id=f"s{i}", seed_index=i, round=1, operation="breadth", instruction=t, output="ok")
         for i, t in enumerate(texts)
     ]
     scores = [Score(id=f"r{i}", round=1, complexity=9 - i, quality=5) for i in range(len(texts))]
@@ -265,7 +267,7 @@ def test_without_scores_select_is_one_sentence(tmp_path, capsys):
     write_jsonl(
         old / SCORES,
         [
-            {"id": r["id"], "round": r["round"], "score": 1 + i % 9, "model": "m", "prompt_sha256": "x"}
+            {"id": r.id, "round": r.round, "score": 1 + i % 9, "model": "m", "prompt_sha256": "x"}
             for i, r in enumerate(rows)
         ],
     )
@@ -315,21 +317,22 @@ def test_balance_with_embeddings_fills_up_without_embedding_a_row_twice(tmp_path
         "a candle measures the hours of the night",
     ]
     rows = [
-        {"id": f"a{i}", "seed_id": f"a{i}", "round": 1, "operation": "short", "instruction": t, "output": "ok"}
+        Record(id=f"a{i}", seed_id=f"a{i}", seed_index=i, round=1, operation="short", instruction=t, output="ok")
         for i, t in enumerate(short)
     ]
     rows += [
-        {
-            "id": f"b{i}",
-            "seed_id": f"b{i}",
-            "round": 1,
-            "operation": "long",
-            "output": "ok",
-            "instruction": f"{details(f'b{i}')} Number {i}.",
-        }
+        Record(
+            id=f"b{i}",
+            seed_id=f"b{i}",
+            seed_index=len(short) + i,
+            round=1,
+            operation="long",
+            output="ok",
+            instruction=f"{details(f'b{i}')} Number {i}.",
+        )
         for i in range(20)
     ]
-    scores = [Score(id=r["id"], round=1, complexity=5, quality=5) for r in rows]
+    scores = [Score(id=r.id, round=1, complexity=5, quality=5) for r in rows]
     run = make_run(tmp_path / "run", rows, scores)
     with ScriptedServer() as srv:
         choice = Choice(
@@ -339,4 +342,4 @@ def test_balance_with_embeddings_fills_up_without_embedding_a_row_twice(tmp_path
         embedded = [t for body in srv.embedding_requests for t in body["input"]]
     assert len(summary["selected"]) == 10 and summary["chosen"]["skipped_as_similar"] == 1
     assert summary["chosen"]["groups"]["operation"] == {"long": 7, "short": 3}
-    assert sorted(embedded) == sorted(r["instruction"] for r in rows)  # every row once, none again in the second pass
+    assert sorted(embedded) == sorted(r.instruction for r in rows)  # every row once, none again in the second pass

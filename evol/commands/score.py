@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"}),
     }
     config = run_config(run.manifest, args)
-    items = [Item(r["id"], int(r["round"]), r["instruction"], r["output"]) for r in run.records]
+    items = [Item(r.id, r.round, r.instruction, r.output) for r in run.records]
     if args.seeds:
         have = {item.id for item in items}
         seeds = run_seeds(run)
