@@ -65,6 +65,7 @@ def test_model_path_needs_no_weights_package(monkeypatch, tmp_path):
     assert local.resolve_model(path) == path.resolve()
 
 
+@pytest.mark.slow
 def test_run_without_extra_or_endpoint_fails_in_one_sentence(monkeypatch, tmp_path, capsys):
     for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -95,6 +96,7 @@ WITHOUT_EXTRA = (
 
 
 @pytest.mark.parametrize("extra", ["as_installed", "hidden"])
+@pytest.mark.slow
 def test_bad_model_path_through_the_cli(tmp_path, extra):
     """A file that is no GGUF is named as such; without the extra, the one sentence says how to install it."""
     bogus = tmp_path / "weights.gguf"
@@ -349,6 +351,7 @@ def clean_env(marker: str, **extra: str) -> dict[str, str]:
     return {**env, MARKER: marker, **extra}
 
 
+@pytest.mark.slow
 def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     proc = run_cli(
@@ -409,6 +412,7 @@ def _as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     run = subprocess.Popen(
@@ -448,6 +452,7 @@ def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
 
 
 @pytest.mark.parametrize("thread", ["main", "worker"])
+@pytest.mark.slow
 def test_server_dies_with_a_killed_parent(local_extra, thread):
     """SIGKILL leaves the parent no chance to clean up: the kernel (main thread) or the stdin pipe must."""
     marker = uuid.uuid4().hex
@@ -471,6 +476,7 @@ def test_server_dies_with_a_killed_parent(local_extra, thread):
     wait_for(lambda: servers(marker) == [], "the orphaned server to exit", limit=30)
 
 
+@pytest.mark.slow
 def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch):
     # llama.cpp's command line reads its LLAMA_ARG_* twins, and Python servers read the plain names: another
     # port, a required key, another model must not reach the embedded server from the user's environment
@@ -487,6 +493,7 @@ def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch
     assert not server.running
 
 
+@pytest.mark.slow
 def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     marker = uuid.uuid4().hex
     proc = subprocess.Popen(
@@ -513,6 +520,7 @@ def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     assert servers(marker) == []
 
 
+@pytest.mark.slow
 def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
     import asyncio
 
@@ -541,6 +549,7 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
             asyncio.run(ask(client()))
 
 
+@pytest.mark.slow
 def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
     import asyncio
 
