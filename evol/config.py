@@ -57,70 +57,132 @@ DEFAULT_LEAK_PHRASES = (
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(2048, ge=1)
+    temperature: float = Field(default=1.0, ge=0, le=2, description="sampling temperature")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling")
+    max_tokens: int = Field(default=2048, ge=1, description="max tokens of a reply")
 
 
 class RunConfig(BaseModel):
-    """Everything that decides what a run does. Field names are the config-file keys and CLI options."""
+    """Everything that decides what a run does. Field names are the config-file keys and CLI options.
+
+    A field's ``description`` is its ``--help`` text too (evol/commands/_run_options.py makes the options).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- input
-    seeds: Path
-    instruction_field: str | None = None
-    input_field: str | None = None
-    limit: int | None = Field(None, ge=1)
+    seeds: Path = Field(description="seed file (JSON, JSONL, CSV, Parquet, TXT) or a folder of them")
+    instruction_field: str | None = Field(
+        default=None, description="field holding the instruction, for shapes not recognised on their own"
+    )
+    input_field: str | None = Field(default=None, description="field holding an input appended to the instruction")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N seeds")
 
     # --- the method
-    profile: str = "general"
-    rounds: int = Field(4, ge=1, le=50)
-    seed: int = 0
-    operation_weights: dict[str, float] = Field(default_factory=dict)
-    prompts_dir: Path | None = None
-    disable_rules: list[str] = Field(default_factory=list)
-    sorry_max_words: int = Field(80, ge=1)
-    leak_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_LEAK_PHRASES))
-    max_instruction_chars: int = Field(20_000, ge=1)
+    profile: str = Field(default="general", description="evolution profile: general, code or math")
+    rounds: int = Field(default=4, ge=1, le=50, description="evolution rounds")
+    seed: int = Field(default=0, description="random seed for operation choice")
+    operation_weights: dict[str, float] = Field(
+        default_factory=dict, description="relative weights of the evolving operations, by name"
+    )
+    prompts_dir: Path | None = Field(
+        default=None, description="folder of your own prompt templates (see evol/templates/README.md)"
+    )
+    disable_rules: list[str] = Field(default_factory=list, description="elimination rules switched off")
+    sorry_max_words: int = Field(
+        default=80,
+        ge=1,
+        description="an answer saying sorry in fewer words than this is a refusal, rule sorry_short_response",
+    )
+    leak_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LEAK_PHRASES),
+        description="phrases of the evolving prompt that must not appear in an evolution",
+    )
+    max_instruction_chars: int = Field(
+        default=20_000, ge=1, description="an evolution longer than this many characters is eliminated, rule too_long"
+    )
 
     # --- dedup
-    dedup_threshold: float = Field(0.9, gt=0, le=1)
-    dedup_scorer: Literal["ratio", "token_set_ratio", "token_sort_ratio", "partial_ratio", "WRatio"] = "ratio"
+    dedup_threshold: float = Field(default=0.9, gt=0, le=1, description="near-duplicate similarity threshold, 0-1")
+    dedup_scorer: Literal["ratio", "token_set_ratio", "token_sort_ratio", "partial_ratio", "WRatio"] = Field(
+        default="ratio",
+        description="rapidfuzz scorer: ratio, token_set_ratio, token_sort_ratio, partial_ratio, WRatio",
+    )
 
     # --- backend
-    base_url: str | None = None
-    api_key: SecretStr | None = Field(None, exclude=True, repr=False)
-    model: str | None = None
-    response_model: str | None = None
-    judge_model: str | None = None
-    model_path: Path | None = None  # a GGUF file for the embedded llama.cpp backend
-    concurrency: int = Field(32, ge=1, le=4096)
-    timeout: float = Field(120.0, gt=0)
-    max_retries: int = Field(6, ge=0)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    rate_window: float = Field(60.0, gt=0)  # seconds that rpm and tpm count over; 1 for per-second limits
-    budget_usd: float | None = Field(None, gt=0)
-    batch: bool = False  # send calls through the OpenAI Batch API (half the price, hours of latency)
-    batch_poll_seconds: float = Field(30.0, gt=0)  # how often a submitted batch is checked
-    prices: dict[str, Price] = Field(default_factory=dict)  # per-model prices on top of the defaults
-    sampling: Sampling = Sampling()
-    response_sampling: Sampling = Sampling()
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (key from EVOL_API_KEY or "
+        "OPENAI_API_KEY)",
+    )
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    model: str | None = Field(default=None, description="model that evolves (and by default judges and answers)")
+    response_model: str | None = Field(default=None, description="model that answers the evolved instructions")
+    judge_model: str | None = Field(default=None, description="model that judges information gain")
+    model_path: Path | None = Field(
+        default=None, description="a local GGUF file to serve with llama.cpp instead of the embedded model"
+    )
+    concurrency: int = Field(default=32, ge=1, le=4096, description="requests in flight at once")
+    timeout: float = Field(default=120.0, gt=0, description="seconds before a request is abandoned and retried")
+    max_retries: int = Field(default=6, ge=0, description="retries of a transient failure")
+    rpm: float | None = Field(default=None, gt=0, description="at most this many requests in any minute")
+    tpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="at most this many tokens (prompt + max_tokens, corrected by usage) in any minute",
+    )
+    rate_window: float = Field(
+        default=60.0, gt=0, description="seconds that --rpm and --tpm count over; 1 for per-second limits"
+    )
+    budget_usd: float | None = Field(
+        default=None, gt=0, description="stop cleanly once the run has cost this much (resumable)"
+    )
+    batch: bool = Field(
+        default=False,
+        description="send calls through the OpenAI Batch API: half the price, results within 24 h; resumable",
+    )
+    batch_poll_seconds: float = Field(default=30.0, gt=0, description="seconds between checks of a submitted batch")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="per-model prices (USD per million tokens) on top of the defaults"
+    )
+    sampling: Sampling = Field(default=Sampling(), description="sampling for evolving")
+    response_sampling: Sampling = Field(default=Sampling(), description="sampling for answering")
     # room for a short reasoning block before the verdict: reasoning models (served by vLLM or hosted) think
     # first, and 16 tokens ended most of their answers mid-thought; a plain model stops after a word or two,
     # so the larger budget costs it nothing. An answer cut off with no verdict is asked again with twice this.
-    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
-    keep_judge_unclear: bool = False  # keep an evolution whose judge answered no readable verdict, twice
+    judge_sampling: Sampling = Field(
+        default=Sampling(temperature=0.0, top_p=1.0, max_tokens=512), description="sampling for judging"
+    )
+    keep_judge_unclear: bool = Field(
+        default=False,
+        description="keep an evolution whose equality judge gave no readable verdict, twice (default: eliminate "
+        "it under rule judge_unclear)",
+    )
 
     # --- answers: several candidates, answer evolution, a ranking judge (one plain answer by default)
-    answers: int = Field(1, ge=1, le=16)  # candidate answers per kept instruction
-    response_models: list[str] = Field(default_factory=list)  # several responders: the candidates go round them
-    evolve_answers: int = Field(0, ge=0, le=10)  # rounds that ask for a better answer in one named direction
+    answers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="candidate answers per kept instruction; with more than one, a judge scores each 1-10 and the "
+        "best becomes the output, while records.jsonl keeps them all",
+    )
+    response_models: list[str] = Field(
+        default_factory=list, description="several responders: the candidate answers go round them"
+    )
+    evolve_answers: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="rounds that ask for a better answer in one direction (helpful, relevant, deeper, creative, "
+        "detailed); an improved answer is kept only when the judge scores it higher",
+    )
 
     # --- output
-    out: Path | None = None
-    include_seeds: bool = False
+    out: Path | None = Field(
+        default=None, description="run folder (default datasets/runs/<run-id>; the same command resumes there)"
+    )
+    include_seeds: bool = Field(default=False, description="put the seeds in the dataset too")
 
     @field_validator("disable_rules")
     @classmethod

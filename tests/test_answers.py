@@ -122,6 +122,7 @@ def test_the_reason_is_kept_short_and_without_the_score():
 # --- defaults: nothing changes
 
 
+@pytest.mark.slow
 def test_default_options_keep_the_run_id_and_add_no_judge_call(tmp_path):
     base = RunConfig(seeds=SEEDS, base_url="http://127.0.0.1:9/v1")
     assert run_id_for(base) == run_id_for(
@@ -140,6 +141,7 @@ def test_default_options_keep_the_run_id_and_add_no_judge_call(tmp_path):
 # --- candidates and ranking
 
 
+@pytest.mark.slow
 def test_the_best_scored_candidate_becomes_the_output_and_every_candidate_is_kept(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:
@@ -167,6 +169,7 @@ def test_the_best_scored_candidate_becomes_the_output_and_every_candidate_is_kep
     assert m["answers"]["candidates"] == 4 and "answers/rank" in m["prompt_sha256"]
 
 
+@pytest.mark.slow
 def test_samples_of_one_model_each_have_their_own_call(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:
@@ -178,6 +181,7 @@ def test_samples_of_one_model_each_have_their_own_call(tmp_path):
     assert m["usage"]["calls"]["respond"] == 4 * LIMIT
 
 
+@pytest.mark.slow
 def test_an_instruction_with_no_candidate_passing_is_rejected_with_its_candidates(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:
         m = run(srv, tmp_path / "refuse", "--response-model", "m-refuse", "--answers", "2")
@@ -187,6 +191,7 @@ def test_an_instruction_with_no_candidate_passing_is_rejected_with_its_candidate
     assert "none of the 2 candidate answers passed" in rows[0]["detail"]
 
 
+@pytest.mark.slow
 def test_a_judge_that_never_gives_a_readable_score_is_a_named_outcome(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:
@@ -201,6 +206,7 @@ def test_a_judge_that_never_gives_a_readable_score_is_a_named_outcome(tmp_path):
     assert all(rec.candidates[0].best and rec.candidates[0].score is None for rec in records(tmp_path / "kept"))
 
 
+@pytest.mark.slow
 def test_batch_sends_the_answer_stages_as_batch_files_for_half_the_price(tmp_path):
     manifests, calls = {}, {}
     for mode, extra, toml in (("direct", (), ""), ("batch", ("--batch",), "batch_poll_seconds = 0.1\n")):
@@ -216,6 +222,7 @@ def test_batch_sends_the_answer_stages_as_batch_files_for_half_the_price(tmp_pat
         assert batch["cost_usd"]["by_stage"][stage] == pytest.approx(cost / 2, abs=2e-6)
 
 
+@pytest.mark.slow
 def test_the_prefect_engine_makes_the_same_candidates(tmp_path):
     pytest.importorskip("prefect")
     manifests = {}
@@ -241,6 +248,7 @@ def prompts_with(tmp_path: Path, *directions: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_an_improved_answer_the_judge_does_not_prefer_is_discarded(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:  # only "creative": the scripted model does worse (-2) there
         run(
@@ -261,6 +269,7 @@ def test_an_improved_answer_the_judge_does_not_prefer_is_discarded(tmp_path):
         assert not any(c.text.startswith("Here is the improved answer") for c in evolved)  # the intro is taken off
 
 
+@pytest.mark.slow
 def test_an_improved_answer_the_judge_prefers_replaces_the_best(tmp_path):
     script = AnswerScript()
     with ScriptedServer(script) as srv:  # only "deeper": +2 per round, each round improving the last
@@ -288,6 +297,7 @@ def test_an_improved_answer_the_judge_prefers_replaces_the_best(tmp_path):
 # --- preference export
 
 
+@pytest.mark.slow
 def test_dpo_and_preference_chat_rows_have_trls_columns(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:
         run(srv, tmp_path / "four", *FOUR)
@@ -326,6 +336,7 @@ def test_dpo_and_preference_chat_rows_have_trls_columns(tmp_path):
         assert set(ds.column_names) == {"prompt", "chosen", "rejected"} and len(ds) == LIMIT
 
 
+@pytest.mark.slow
 def test_a_run_of_plain_answers_has_no_pairs_to_export(tmp_path):
     with ScriptedServer(AnswerScript()) as srv:
         run(srv, tmp_path / "plain", "--response-model", "m-good")
@@ -333,6 +344,7 @@ def test_a_run_of_plain_answers_has_no_pairs_to_export(tmp_path):
     assert r.returncode != 0 and "fewer than two ranked candidates" in r.stderr and "--answers 2" in r.stderr
 
 
+@pytest.mark.slow
 def test_response_models_named_twice_is_one_sentence(tmp_path):
     r = run_cli(
         "run",
@@ -354,6 +366,7 @@ def test_response_models_named_twice_is_one_sentence(tmp_path):
 # --- budget and kill during the answer stage
 
 
+@pytest.mark.slow
 def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_path):
     def keys(srv) -> list[str]:
         return [json.dumps(r, sort_keys=True) for r in srv.requests]
@@ -399,6 +412,7 @@ def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_pa
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_answer_stage_resumes_paying_nothing_twice(tmp_path):
     """kill -9 with candidate, ranking and improvement calls answered and others in flight; the same command then
     sends none of the answered ones again and writes the bytes an uninterrupted run writes."""

@@ -66,6 +66,7 @@ def test_the_auto_profile_loads_with_its_marker():
     "value,words",
     [("42", "one line"), ('"a\\nb"', "one line"), ('""', "one line"), ('"#Not In Template#"', "does not appear")],
 )
+@pytest.mark.slow
 def test_a_bad_extract_value_is_one_sentence_naming_the_file(tmp_path, value, words):
     prompts = tmp_path / "prompts"
     shutil.copytree(default_prompts_dir(), prompts)
@@ -78,6 +79,7 @@ def test_a_bad_extract_value_is_one_sentence_naming_the_file(tmp_path, value, wo
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(spec) in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_with_the_auto_profile_keeps_only_final_instructions(tmp_path):
     seeds = [f"Describe how tide pools form on rocky coast number {i}." for i in range(12)]
     seeds += [f"Summarise the plot of story {NO_FINAL} {i}." for i in range(3)]

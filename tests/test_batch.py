@@ -29,6 +29,8 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 from .conftest import ROOT, SEEDS, run_cli
 from .scripted import EvolScript
 
+pytestmark = pytest.mark.slow  # runs through the Batch API, most in a subprocess (2-24 s each)
+
 ROUNDS = 3
 
 

@@ -2,9 +2,13 @@
 
 import socket
 
+import pytest
+
 from evol.testing.server import ScriptedServer
 
 from .conftest import SEEDS, run_cli
+
+pytestmark = pytest.mark.slow  # every test runs python -m evol in a subprocess (2-9 s each)
 
 
 def one_sentence(proc, code, *fragments):

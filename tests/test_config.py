@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from evol.config import build_config, read_config_file
@@ -50,3 +52,79 @@ def test_the_key_comes_from_the_environment_and_never_leaves_in_dumps(monkeypatc
     assert c.api_key.get_secret_value() == "sk-test-SECRET123456"
     assert "SECRET123456" not in repr(c) and "SECRET123456" not in str(c.public_dict())
     assert "SECRET123456" not in c.model_dump_json()
+
+
+# --- the run's options are made from RunConfig ------------------------------------------------------------------
+
+
+def run_parser():
+    import argparse
+
+    from evol.commands._options import add_run_options
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    return p
+
+
+def test_every_config_field_has_an_option_or_is_listed_as_file_only():
+    from evol.commands._run_options import FILE_ONLY, SHAPED
+    from evol.config import RunConfig
+
+    dests = {a.dest for a in run_parser()._actions}
+    fields = set(RunConfig.model_fields)
+    with_option = {f for f in fields if f in dests or SHAPED.get(f) in dests}
+    assert fields - with_option - set(FILE_ONLY) == set(), "give the field a plain type, a shaped option or FILE_ONLY"
+    assert set(FILE_ONLY) <= fields and not with_option & set(FILE_ONLY)
+
+
+def _value_for(name, field):
+    """A command-line value the field accepts, other than its default."""
+    from evol.commands._run_options import option_type
+
+    kind = option_type(field.annotation)
+    if isinstance(kind, tuple):
+        return kind[-1], kind[-1]
+    if kind is str:
+        return ("http://127.0.0.1:9/v1",) * 2 if name == "base_url" else ("x",) * 2
+    if kind is Path:
+        return "p", Path("p")
+    value = 2 if field.default == 1 else 1
+    return str(value), kind(value)
+
+
+def test_each_generated_option_sets_its_field():
+    from evol.commands._options import config_from_args
+    from evol.commands._run_options import option_type
+    from evol.config import RunConfig
+
+    p = run_parser()
+    checked = []
+    for name, field in RunConfig.model_fields.items():
+        action = next((a for a in p._actions if a.dest == name), None)
+        if action is None or option_type(field.annotation) is None:
+            continue
+        flag = action.option_strings[0]
+        assert flag.replace("--no-", "--", 1) == "--" + name.replace("_", "-")
+        if option_type(field.annotation) is bool:
+            argv, expected = [flag], flag == "--" + name.replace("_", "-")
+        else:
+            text, expected = _value_for(name, field)
+            argv = [flag, text]
+        base = [] if name == "seeds" else ["--seeds", "s"]
+        config = config_from_args(p.parse_args([*base, *argv]))
+        assert getattr(config, name) == expected != field.default, name
+        assert field.description and field.description in action.help, name
+        checked.append(name)
+    assert {"seeds", "rounds", "dedup_scorer", "batch", "timeout", "rate_window"} <= set(checked)
+
+
+def test_options_keep_their_spellings_metavars_and_defaults_in_help():
+    p = run_parser()
+    by_flag = {s: a for a in p._actions for s in a.option_strings}
+    assert by_flag["--answers"].metavar == "N" and by_flag["--evolve-answers"].metavar == "K"
+    assert by_flag["--dedup-scorer"].metavar == "DEDUP_SCORER" and "WRatio" in by_flag["--dedup-scorer"].choices
+    assert by_flag["--timeout"].help.endswith("(default 120)") and by_flag["--top-p"].help.endswith("(default 0.95)")
+    assert by_flag["--rounds"].default is None  # unset options leave the config file and the defaults alone
+    with pytest.raises(SystemExit):
+        p.parse_args(["--seeds", "s", "--dedup-scorer", "nope"])

@@ -31,6 +31,8 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import ROOT, SEEDS
 
+pytestmark = pytest.mark.slow  # runs killed with SIGKILL and run again (15-40 s each)
+
 LIMIT, ROUNDS, CONCURRENCY = 100, 2, 8
 DELAY = 0.03  # every reply waits this long: ~250 calls/s at most, so a run of ~500 calls lasts seconds
 HOLD_MAX = 60.0  # a held reply gives up after this long, whatever happens to the test

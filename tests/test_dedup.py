@@ -339,6 +339,7 @@ def test_cli_compares_instruction_and_output_when_asked(tmp_path, capsys):
         ('{"instruction": "a"}\n', ["--threshold", "90"], 2, "between 0 and 1"),
     ],
 )
+@pytest.mark.slow
 def test_cli_bad_input_is_one_sentence_without_traceback(tmp_path, content, args, code, fragment):
     src = tmp_path / "data.jsonl"
     if content is not None:

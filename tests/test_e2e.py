@@ -14,6 +14,8 @@ from evol.testing.server import ScriptedServer
 from .conftest import SEEDS, run_cli
 from .scripted import EvolScript, planted
 
+pytestmark = pytest.mark.slow  # every test reads or repeats a 3-round run over the 175 seeds (7-33 s)
+
 ROUNDS = 3
 
 

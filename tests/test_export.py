@@ -18,6 +18,8 @@ from evol.export import ExportOptions, Selection, export, select, split
 from evol.runfolder import load_run
 from evol.testing.server import Reply, ScriptedServer, last_user
 
+pytestmark = pytest.mark.slow  # every test reads a scripted run made in a subprocess (19 s) or runs the CLI
+
 ROOT = Path(__file__).resolve().parent.parent
 GIVEN = "#Given Prompt#:\n"
 TWIN_TEXT = "Compare how the Moon and the Sun each pull on the oceans of Earth, and say which pull is stronger."

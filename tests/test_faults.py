@@ -250,6 +250,7 @@ TRANSIENT = {
 
 
 @pytest.mark.parametrize("fault", list(TRANSIENT))
+@pytest.mark.slow
 def test_a_transient_fault_is_retried_and_the_run_completes(tmp_path, fault):
     model = Model()
     # the first two calls of one seed's evolution and the first of another seed's answer meet the fault
@@ -266,6 +267,7 @@ def test_a_transient_fault_is_retried_and_the_run_completes(tmp_path, fault):
     assert len(model.prompts("evolve")) == 4 + 2 and len(model.prompts("respond")) == 4 + 1
 
 
+@pytest.mark.slow
 def test_a_connection_reset_mid_response_is_retried(tmp_path):
     model = Model()
     state = {"left": 2}
@@ -283,6 +285,7 @@ def test_a_connection_reset_mid_response_is_retried(tmp_path):
     assert all(v[0] == "kept" for v in rows.values())
 
 
+@pytest.mark.slow
 def test_a_refused_connection_is_retried_until_the_server_is_back(tmp_path):
     """The server goes away for a moment (a restart) and comes back on the same port: nothing is lost."""
     model = Model()
@@ -343,6 +346,7 @@ def test_retry_after_is_waited_as_given_not_stretched_to_the_backoff(hint):
     assert all(b - a >= 0.045 for a, b in itertools.pairwise(arrivals))  # but never sooner than it said
 
 
+@pytest.mark.slow
 def test_transient_faults_through_the_command_line(tmp_path):
     """The user's command: server-timed retries (Retry-After in seconds and in ms) keep it fast, exit 0."""
     model = Model()
@@ -404,6 +408,7 @@ PERSISTENT = {
 
 @pytest.mark.parametrize("fault", list(PERSISTENT))
 @pytest.mark.parametrize("stage", ["evolve", "respond"])
+@pytest.mark.slow
 def test_a_persistent_fault_fails_only_its_item(tmp_path, fault, stage):
     reply, reason = PERSISTENT[fault]
     model = Model()
@@ -446,6 +451,7 @@ BAD_ANSWERS = [
 
 
 @pytest.mark.parametrize("stage, reply, rule", BAD_ANSWERS, ids=[f"{s}-{r}" for s, _, r in BAD_ANSWERS])
+@pytest.mark.slow
 def test_a_bad_answer_eliminates_its_item_under_a_named_rule(tmp_path, stage, reply, rule):
     model = Model()
     model.fail(stage, reply, topic="topic-01")
@@ -462,6 +468,7 @@ def test_a_bad_answer_eliminates_its_item_under_a_named_rule(tmp_path, stage, re
 
 
 @pytest.mark.parametrize("rule", ["content_filtered", "echoed_response", "script_changed"])
+@pytest.mark.slow
 def test_the_new_rules_can_be_switched_off(tmp_path, rule):
     reply = {
         "content_filtered": (
@@ -480,6 +487,7 @@ def test_the_new_rules_can_be_switched_off(tmp_path, rule):
     assert ledger(tmp_path / "off")[(1, 1)][0] == "kept"
 
 
+@pytest.mark.slow
 def test_an_evolution_over_the_length_budget_is_eliminated_and_never_answered(tmp_path):
     model = Model()
     model.fail("evolve", Reply(content="Describe topic-01 " + filler("long", 3000)), topic="topic-01")
@@ -524,6 +532,7 @@ def test_a_responding_model_that_echoes_the_instruction_is_eliminated(tmp_path):
     assert [(r["seed_index"], r["rule"]) for r in seed_rows] == [(1, "echoed_response")]
 
 
+@pytest.mark.slow
 def test_a_judge_that_echoes_its_prompt_is_unclear_retried_and_eliminated_unless_kept(tmp_path):
     """An echoed judge prompt is no verdict, though it holds the words "Equal" and "Not Equal": asked again, then
     eliminated as judge_unclear; with keep_judge_unclear the item is kept."""
@@ -616,6 +625,7 @@ def test_a_permanent_error_mid_run_stops_early_and_keeps_what_was_done(tmp_path,
     assert sum(1 for k, p in model.seen if k == "respond" and "topic-03" in p) == 1  # never retried
 
 
+@pytest.mark.slow
 def test_an_unknown_model_through_the_command_line_is_one_sentence(tmp_path):
     def script(request):
         if request["model"] != "scripted-model":
@@ -647,6 +657,7 @@ def test_an_unknown_model_through_the_command_line_is_one_sentence(tmp_path):
 # --- the endpoint dies mid-run: the circuit breaker stops the run, which then resumes ------------------------
 
 
+@pytest.mark.slow
 def test_an_endpoint_that_dies_mid_run_stops_the_run_with_one_sentence_and_it_resumes(tmp_path):
     model = Model()
     state: dict = {"n": 0}
@@ -687,6 +698,7 @@ def test_an_endpoint_that_dies_mid_run_stops_the_run_with_one_sentence_and_it_re
     assert all(v[0] == "kept" for v in rows.values())
 
 
+@pytest.mark.slow
 def test_an_endpoint_that_dies_stops_the_command_line_run(tmp_path):
     model = Model()
     state: dict = {"n": 0}

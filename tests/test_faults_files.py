@@ -155,6 +155,7 @@ def wait_for(cond, timeout=60.0):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(3))
     script, gate = gated(Model(), open_after=0)
@@ -180,6 +181,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     assert_accounted(tmp_path / "o", 3)
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over_and_resumes(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(4))
     model = Model()
@@ -257,6 +259,7 @@ def test_names_that_lead_out_of_the_run_folder_are_refused(tmp_path, name):
 
 
 @pytest.mark.parametrize("output", ["dataset.json", "manifest.json", "calls.sqlite", ".rounds", LOCK])
+@pytest.mark.slow
 def test_an_output_planted_as_a_symlink_to_outside_is_refused_and_its_target_untouched(tmp_path, output):
     victim = tmp_path / "precious.txt"
     victim.write_text("do not touch")
@@ -273,6 +276,7 @@ def test_an_output_planted_as_a_symlink_to_outside_is_refused_and_its_target_unt
     assert victim.read_text() == "do not touch"
 
 
+@pytest.mark.slow
 def test_an_out_path_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "o").write_text("a file")
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(1))

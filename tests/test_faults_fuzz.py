@@ -11,6 +11,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from evol.models import Completion, Record, Usage
 from evol.prompts import load_profile
 from evol.rundir import read_jsonl, write_jsonl
 from evol.seeds import load_seeds
+
+pytestmark = pytest.mark.slow  # hypothesis tries many inputs per test (2-11 s each)
 
 PROFILES = [load_profile(name) for name in ("general", "code", "math")]
 LEAKS = sorted({*DEFAULT_LEAK_PHRASES, *(m for p in PROFILES for m in p.leak_markers)})

@@ -15,6 +15,8 @@ from evol.testing.server import ScriptedServer
 from .conftest import SEEDS
 from .test_faults import Model, evol_run, manifest, topics, write_seeds
 
+pytestmark = pytest.mark.slow  # every test runs python -m evol in a subprocess (2-6 s each)
+
 UNREACHABLE = "http://127.0.0.1:9/v1"  # if a check came too late, the run would fail on this instead (exit 4)
 
 

@@ -55,6 +55,7 @@ def echoing_model() -> Model:
     return model
 
 
+@pytest.mark.slow
 def test_the_key_is_used_but_appears_in_no_output_log_or_message(tmp_path):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(5))
     model = echoing_model()
@@ -90,6 +91,7 @@ def test_the_key_is_used_but_appears_in_no_output_log_or_message(tmp_path):
 
 
 @pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.slow
 def test_a_refused_key_echoed_by_the_endpoint_is_not_shown_to_the_user(tmp_path, status):
     seeds = write_seeds(tmp_path / "seeds.jsonl", topics(3))
     echo = Reply(
@@ -108,6 +110,7 @@ def test_a_refused_key_echoed_by_the_endpoint_is_not_shown_to_the_user(tmp_path,
     assert manifest(tmp_path / "o")["status"] == "stopped"
 
 
+@pytest.mark.slow
 def test_a_key_refused_at_start_up_with_an_echo_is_not_shown(tmp_path):
     class Refusing(ScriptedServer):
         async def _models(self, request):
@@ -155,6 +158,7 @@ def test_no_error_message_repeats_the_key(case):
     assert_no_key(repr(e.value), "the error's repr")
 
 
+@pytest.mark.slow
 def test_the_prefect_engine_keeps_the_key_out_of_parameters_logs_and_artifacts(tmp_path):
     """The default engine: Prefect's database (flow-run parameters, task runs, logs, artifacts) and its
     console logs hold no trace of the key. PREFECT_HOME is the test's, so the database is here to read."""

@@ -8,6 +8,7 @@ import re
 import threading
 from collections import Counter
 
+import pytest
 from rapidfuzz import fuzz
 
 from evol.filters import normalize
@@ -16,6 +17,8 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import SEEDS, run_cli
 from .realistic import long_seeds
+
+pytestmark = pytest.mark.slow  # scripted runs of 42 seeds over 3 rounds (6-12 s each)
 
 GIVEN = "#Given Prompt#:\n"
 THINK_CUT = "<think>\nLet me compare the two instructions carefully. The first asks for"

@@ -30,6 +30,8 @@ from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .test_crash import uninterrupted  # noqa: F401 - the never-killed run that a killed one must equal
 
+pytestmark = pytest.mark.slow  # a Prefect server and flows (3-120 s each)
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 KEY = "sk-flowtest-0123456789abcdef"

@@ -69,12 +69,14 @@ def flaky(*failures: Reply):
         Reply(drop=True),
     ],
 )
+@pytest.mark.slow
 def test_transient_failures_are_retried(server, failure):
     server.script = flaky(failure, failure)
     assert ask(server).text == "finally"
     assert server.chat_count() == 3
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(server):
     server.script = flaky(Reply(status=429, headers={"retry-after": "1.5"}))
     t0 = time.monotonic()
@@ -82,6 +84,7 @@ def test_retry_after_is_honoured(server):
     assert time.monotonic() - t0 >= 1.4  # a lower bound only: the client must wait at least what it was told
 
 
+@pytest.mark.slow
 def test_retries_run_out_into_a_transient_error(server):
     server.script = lambda req: Reply(status=503)
     with pytest.raises(TransientBackendError, match="HTTP 503"):
@@ -89,6 +92,7 @@ def test_retries_run_out_into_a_transient_error(server):
     assert server.chat_count() == 3
 
 
+@pytest.mark.slow
 def test_a_slow_server_times_out_and_is_retried(server):
     server.script = flaky(Reply(delay=2.0, content="late"))
     assert ask(server, timeout=0.5).text == "finally"
@@ -151,6 +155,7 @@ def test_a_loopback_endpoint_is_reached_directly_whatever_the_proxy_settings(ser
 
 
 @pytest.mark.parametrize("rpm", [None, 6000])
+@pytest.mark.slow
 def test_concurrency_caps_the_requests_the_server_holds_at_once(server, rpm):
     # with room in the SDK for a few calls beyond --concurrency (none under rate limits), the server must
     # still never hold more than --concurrency unanswered requests, and a busy run keeps it at that

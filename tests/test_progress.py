@@ -11,6 +11,7 @@ import subprocess
 import sys
 from typing import Literal
 
+import pytest
 from rich.console import Console
 
 from evol import progress
@@ -149,6 +150,7 @@ def _args(server, out):
     )
 
 
+@pytest.mark.slow
 def test_off_a_terminal_there_is_no_live_display_but_a_summary(server, tmp_path):
     proc = run_cli(*_args(server, tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
@@ -160,6 +162,7 @@ def test_off_a_terminal_there_is_no_live_display_but_a_summary(server, tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+@pytest.mark.slow
 def test_on_a_terminal_progress_is_drawn_and_then_cleared(server, tmp_path):
     server.script = lambda req: __import__("evol.testing.server", fromlist=["Reply"]).Reply(
         content="A new task: " + req["messages"][-1]["content"][-80:][::-1], delay=0.05

@@ -37,6 +37,7 @@ def test_user_text_with_template_syntax_is_inserted_verbatim():
 
 @settings(max_examples=300, deadline=None)
 @given(st.text())
+@pytest.mark.slow
 def test_rendering_any_unicode_embeds_it_verbatim(text):
     p = Prompt.from_text("t", "A ${instruction} B ${other}", {"instruction", "other"})
     assert p.render(instruction=text, other="o") == f"A {text} B o"
@@ -118,6 +119,7 @@ def test_a_bad_schedule_is_one_sentence_naming_the_file(tmp_path, schedule, mess
     assert str(spec) in str(e.value) and str(e.value).count(". ") == 0
 
 
+@pytest.mark.slow
 def test_a_bad_schedule_stops_the_cli_with_one_sentence_and_exit_2(tmp_path):
     import shutil
 

@@ -2,6 +2,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from evol.ratelimit import RateLimiter, _duration, estimate_tokens
 from evol.testing.server import Reply, ScriptedServer
 
@@ -18,6 +20,7 @@ def max_in_window(times, window):
     return best
 
 
+@pytest.mark.slow
 def test_sliding_window_never_exceeds_the_request_limit():
     async def go():
         lim = RateLimiter(rpm=5, window=0.5)
@@ -67,6 +70,7 @@ def test_a_pause_holds_every_request_and_headers_trigger_one():
     assert estimate_tokens([{"content": "x" * 400}], 50) == 150
 
 
+@pytest.mark.slow
 def test_429_storm_then_success_under_the_configured_rate(tmp_path):
     """The server refuses with 429 + retry-after for its first second; the run finishes within the limit."""
     start = {}

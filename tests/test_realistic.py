@@ -32,6 +32,8 @@ from .realistic import (
     respond_kind,
 )
 
+pytestmark = pytest.mark.slow  # every test reads a scripted run of the realistic model (4-70 s)
+
 ROUNDS = 3
 LONG = 450  # characters: a parent this long stays within ratio 0.9 of a rewrite that adds 10-20 words to it
 SHORT = [  # long enough that a shared addition does not make two rewrites near-copies of each other

@@ -59,6 +59,7 @@ def metrics(page: str) -> dict[str, str]:
     return dict(re.findall(r"data-metric=['\"]([^'\"]+)['\"]>([^<]*)<", page))
 
 
+@pytest.mark.slow
 def test_report_writes_every_plot_as_a_real_png(run):
     page = build_report(run)
     assert page == run / "report" / "report.html"
@@ -69,6 +70,7 @@ def test_report_writes_every_plot_as_a_real_png(run):
     assert "Not scored yet" in page.read_text()
 
 
+@pytest.mark.slow
 def test_numbers_in_the_html_match_the_manifest(run):
     page = build_report(run).read_text()
     manifest = json.loads((run / "manifest.json").read_text())
@@ -91,6 +93,7 @@ def test_numbers_in_the_html_match_the_manifest(run):
     assert found["counts.kept"] == str(EXPECTED["kept"])  # and the manifest itself is what the script implies
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(run):
     page = build_report(run).read_text()
     assert page.count("src='data:image/png;base64,") == len(PLOTS)
@@ -100,6 +103,7 @@ def test_html_is_self_contained(run):
     assert "#Rewritten Prompt#" in page and "<script" not in page
 
 
+@pytest.mark.slow
 def test_report_shows_the_funnel_rules_and_examples(run):
     page = build_report(run).read_text()
     for rule in ("sorry_short_response", "no_information_gain", "prompt_leak", "exact_duplicate", "backend_error"):
@@ -108,6 +112,7 @@ def test_report_shows_the_funnel_rules_and_examples(run):
     assert "class='lineage'" in page
 
 
+@pytest.mark.slow
 def test_scores_are_stored_per_record_and_plotted(scored):
     out, scores, _calls = scored
     recs = records(out)
@@ -131,6 +136,7 @@ def test_scores_are_stored_per_record_and_plotted(scored):
     assert page.count("src='data:image/png;base64,") == len(PLOTS) + 2  # complexity and quality per round
 
 
+@pytest.mark.slow
 def test_scoring_again_pays_nothing(scored):
     out, scores, calls = scored
     assert calls["first"] == len(scores) + len(records(out))  # complexity of every row, quality of every answer
@@ -151,6 +157,7 @@ def test_report_of_a_folder_that_is_no_run(tmp_path):
         build_report(tmp_path)
 
 
+@pytest.mark.slow
 def test_report_cli(run, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "evol", "report", str(run), "--out", str(tmp_path / "rep")],
@@ -164,6 +171,7 @@ def test_report_cli(run, tmp_path):
     assert (tmp_path / "rep" / "funnel.png").is_file()
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(run, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -200,6 +208,7 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert len(colours) > 50
 
 
+@pytest.mark.slow
 def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
     out, _, _ = scored
     page = build_report(out, tmp_path / "before").read_text()
@@ -220,6 +229,7 @@ def test_report_compares_the_chosen_rows_with_the_run(scored, tmp_path):
     shutil.rmtree(out / "export")
 
 
+@pytest.mark.slow
 def test_report_reads_an_old_difficulty_only_scores_file(run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(run, old)

@@ -3,9 +3,13 @@
 import hashlib
 import json
 
+import pytest
+
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import SEEDS, run_cli
+
+pytestmark = pytest.mark.slow  # a budget stop and a kill, each run again (11 s)
 
 
 def stateless(req):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from evol import rules
 from evol.config import RULES
 
@@ -34,6 +36,7 @@ def test_every_rule_the_code_fires_is_registered_and_every_registered_rule_fires
         ), name
 
 
+@pytest.mark.slow
 def test_the_cli_takes_every_rule_and_only_those(tmp_path):
     from .conftest import run_cli
 

@@ -94,6 +94,7 @@ def copy_of(run: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.slow
 def test_scores_from_a_realistic_judge(run, tmp_path):
     run = copy_of(run, tmp_path / "r")
     with ScriptedServer(judge) as srv:
@@ -156,6 +157,7 @@ def score_cli(run: Path, url: str, *args: str) -> tuple[list[str], dict[str, str
     return [sys.executable, "-m", "evol", "-q", "score", str(run), "--base-url", url, *args], env
 
 
+@pytest.mark.slow
 def test_killed_scoring_resumes_without_paying_twice(run, tmp_path):
     target = copy_of(run, tmp_path / "r")
     before, hold = cached_calls(target), 7
@@ -188,6 +190,7 @@ def test_killed_scoring_resumes_without_paying_twice(run, tmp_path):
     assert load_scores(target) == load_scores(fresh)
 
 
+@pytest.mark.slow
 def test_budget_stops_scoring_cleanly_and_the_same_command_goes_on(run, tmp_path):
     target = copy_of(run, tmp_path / "r")
     with ScriptedServer(judge, models=("scripted-model", "gpt-4o")) as srv:
