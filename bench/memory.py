@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.dedup import distinct
+from bench.corpus import distinct
 from bench.throughput import start_server
 from evol.manifest import load_manifest
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from bench.dedup import corpus
+from bench.corpus import corpus
 from evol.export import ExportOptions, export
 from evol.filters import normalize
 from evol.rundir import SCORES, read_jsonl, write_json, write_jsonl
