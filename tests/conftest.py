@@ -12,6 +12,9 @@ import pytest
 from evol.testing.replies import echo
 from evol.testing.server import ScriptedServer
 
+#: the Prefect flow tests' scripted endpoint and reference run (fixtures shared by test_flows and test_flows_cli)
+pytest_plugins = ["tests.flowkit"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 

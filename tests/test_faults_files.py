@@ -21,7 +21,7 @@ from evol.rundir import LOCK, RunDir, atomic_write, write_json
 from evol.testing.server import ScriptedServer
 
 from .conftest import ROOT
-from .test_faults import Model, assert_accounted, evol_run, manifest, run_inproc, topics, write_seeds
+from .faultmodel import Model, assert_accounted, evol_run, manifest, run_inproc, topics, write_seeds
 
 OUTPUTS = {"dataset.json", "records.jsonl", "rejected.jsonl", "manifest.json"}
 

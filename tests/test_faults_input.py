@@ -13,7 +13,7 @@ from evol.prompts import default_prompts_dir
 from evol.testing.server import ScriptedServer
 
 from .conftest import SEEDS
-from .test_faults import Model, evol_run, manifest, topics, write_seeds
+from .faultmodel import Model, evol_run, manifest, topics, write_seeds
 
 pytestmark = pytest.mark.slow  # every test runs python -m evol in a subprocess (2-6 s each)
 

@@ -19,7 +19,7 @@ from evol.llm import OpenAIChat
 from evol.testing.server import Reply, ScriptedServer
 
 from .conftest import run_cli
-from .test_faults import Model, evol_run, manifest, topics, write_seeds
+from .faultmodel import Model, evol_run, manifest, topics, write_seeds
 
 KEY = "sk-test-SECRET-4c7e19aa0b52d3f8"
 FRAGMENTS = (KEY, "SECRET-4c7e19aa", "4c7e19aa0b52d3f8")  # the key, or any recognisable piece of it
