@@ -122,7 +122,8 @@ def write_seeds(path: Path, seeds: list) -> Path:
 
 
 def run_inproc(base_url: str, seeds: list, out: Path, *, key: str | None = None, max_wait: float = 0.05, **cfg) -> dict:
-    """run_pipeline as ``evol run`` calls it, except that retries wait at most ``max_wait`` seconds."""
+    """run_pipeline as ``evol run`` calls it, except that retries wait at most ``max_wait`` seconds; returns the
+    manifest's data as manifest.json holds it."""
     seeds_file = write_seeds(out.parent / f"{out.name}-seeds.jsonl", seeds)
     config = RunConfig(
         **{
@@ -148,7 +149,7 @@ def run_inproc(base_url: str, seeds: list, out: Path, *, key: str | None = None,
         )
         try:
             with RunDir(out) as run_dir:
-                return await run_pipeline(config, chat, MODELS, run_dir)
+                return (await run_pipeline(config, chat, MODELS, run_dir)).dump()
         finally:
             await chat.aclose()
 

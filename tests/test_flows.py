@@ -24,7 +24,7 @@ from evol.errors import BackendError, ConfigError
 from evol.manifest import Chunks
 from evol.run import execute
 from evol.seeds import load_seeds
-from evol.testing.server import last_user
+from evol.testing.server import ScriptedServer, last_user
 
 from .flowkit import (
     CHUNK,
@@ -35,6 +35,7 @@ from .flowkit import (
     ROUNDS,
     SEEDS,
     _body,
+    answer,
     config,
     run_flow,
     same_outputs,
@@ -276,3 +277,18 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
         crossed = RunConfig(**FlowConfig(**params).explicit_dict())  # what evol_flow rebuilds from its parameter
         tuned = tune_for_local(crossed)
         assert tuned.model_dump(exclude={"out"}) == expected.model_dump(exclude={"out"})
+
+
+def test_a_key_given_in_code_reaches_the_chunk_tasks(harness, tmp_path, monkeypatch):
+    """``run_with_prefect`` with the key in the config and none in the environment: the chunk tasks on the flow's
+    threads get it with the context Prefect copies into them (never as a parameter), and every call carries it."""
+    from evol.flows import run_with_prefect
+
+    other = "sk-in-code-0123456789abcdef"
+    for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with ScriptedServer(lambda request: answer(request, "simple"), require_key=other) as srv:
+        manifest = run_with_prefect(config(srv, tmp_path / "o", api_key=other, rounds=1), chunk_size=CHUNK)
+        sent = set(srv.auth_headers)
+    assert manifest.counts.failed == 0 and manifest.counts.kept > 0
+    assert sent == {f"Bearer {other}"}

@@ -15,6 +15,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Coroutine, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,16 +33,17 @@ from evol.rundir import CACHE
 
 T = TypeVar("T")
 
-#: an API key handed to run_with_prefect in code rather than through the environment; threads of this
-#: process see it, other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
-_process_key: SecretStr | None = None
+#: an API key handed to run_with_prefect in code rather than through the environment: set for the flow's run
+#: (``prefect_session``), it reaches the chunk tasks on threads with the context Prefect copies into them;
+#: other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
+GIVEN_KEY: ContextVar[SecretStr | None] = ContextVar("evol_api_key", default=None)
 #: set when the flow is interrupted: the chunks running on this process's threads start no new call, so the
 #: task runner's exit (which waits for them) comes once the calls in flight are answered, not the whole chunk
 STOP = threading.Event()
 
 
 def api_key() -> SecretStr | None:
-    return _process_key or api_key_from_env()
+    return GIVEN_KEY.get() or api_key_from_env()
 
 
 class Endpoint(BaseModel):
@@ -110,11 +112,14 @@ class Lane:
         self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
         self.thread.start()
         self.cache = CallCache(Path(job.run_dir) / CACHE)
-        self.chat = self.call(self._open(job))
+        # the key is read here, in the task's thread, which has the flow's context; the lane's thread has none
+        self.chat = self.call(self._open(job, api_key()))
 
     @staticmethod
-    async def _open(job: ChunkJob) -> OpenAIChat:  # on the lane's loop: the client's pool belongs to it
-        cfg, secret = job.config, api_key()
+    async def _open(
+        job: ChunkJob, secret: SecretStr | None
+    ) -> OpenAIChat:  # on the lane's loop: its pool is the loop's
+        cfg = job.config
         return OpenAIChat(
             job.endpoint.base_url,
             secret.get_secret_value() if secret else None,

@@ -354,13 +354,13 @@ async def evol_flow(
 def prefect_session(config: RunConfig, server: TemporaryServer | None = None) -> Iterator[None]:
     """A Prefect API to report to (``server``, if the caller launched it), and the API key where this process's
     flows and threads find it."""
-    chunks._process_key = config.api_key  # for this process's threads; never a parameter
+    given = chunks.GIVEN_KEY.set(config.api_key)  # for the chunk tasks on this process's threads; never a parameter
     chunks.STOP.clear()  # a run after an interrupted one, in the same process, runs
     try:
         with prefect_api(server), fewer_gc_pauses():
             yield
     finally:
-        chunks._process_key = None
+        chunks.GIVEN_KEY.reset(given)
 
 
 def run_with_prefect(
