@@ -7,13 +7,15 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError, InputError, RunLockedError
+
+T = TypeVar("T")
 
 DATASET = "dataset.json"
 RECORDS = "records.jsonl"
@@ -131,18 +133,41 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """A JSONL file's rows; a broken line or a file that is not UTF-8 is an InputError naming it."""
+    return parse_jsonl(path, json.loads)
+
+
+def parse_jsonl(path: Path, parse: Callable[[str], T]) -> list[T]:
+    """Each non-blank line of a JSONL file through ``parse`` (``json.loads``, or a model's ``model_validate_json``);
+    a line it refuses, or a file that is not UTF-8, is an InputError naming the file and line."""
     rows = []
     try:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+                        rows.append(parse(line))
+                    except ValueError as exc:  # json's JSONDecodeError and pydantic's ValidationError are ValueErrors
+                        raise InputError(_bad_line(path, n, line, exc)) from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text.") from None
     return rows
+
+
+def _bad_line(path: Path, n: int, line: str, exc: ValueError) -> str:
+    """The one sentence for a refused line: broken JSON in json's words, else the first field a model refused."""
+    if not isinstance(exc, json.JSONDecodeError):
+        try:
+            json.loads(line)  # only on this error path: a broken line gets json's message whatever parsed it
+        except json.JSONDecodeError as bad:
+            exc = bad
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{path}:{n} is not valid JSON ({exc.msg})."
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the row"
+        more = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+        return f"{path}:{n} is not a row evol run writes ({where}: {first['msg']}{more})."
+    return f"{path}:{n} cannot be read ({exc})."
 
 
 class RunDir:

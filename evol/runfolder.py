@@ -5,21 +5,15 @@ What ``export``, ``report`` and ``score`` read a run through, so each reads it t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
-
-from pydantic import ValidationError
 
 from .errors import InputError
 from .manifest import Counts, Manifest, load_manifest
 from .models import Record, Rejection
-from .rundir import MANIFEST, RECORDS, REJECTED
-
-Row = TypeVar("Row", Record, Rejection)
+from .rundir import MANIFEST, RECORDS, REJECTED, parse_jsonl
 
 log = logging.getLogger("evol")
 
@@ -55,41 +49,11 @@ def load_run(path: Path) -> Run:
         if not (path / name).is_file():
             raise InputError(f"{path} has no {name}; is it a run folder of 'python -m evol run'?")
     manifest = load_manifest(path / MANIFEST)
-    records = read_rows(path / RECORDS, Record)
-    rejected = read_rows(path / REJECTED, Rejection) if (path / REJECTED).is_file() else []
+    records = parse_jsonl(path / RECORDS, Record.model_validate_json)
+    rejected = parse_jsonl(path / REJECTED, Rejection.model_validate_json) if (path / REJECTED).is_file() else []
     if manifest.status != "complete":
         log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.status or None)
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
-
-
-def read_rows(path: Path, model: type[Row]) -> list[Row]:
-    """A records.jsonl or rejected.jsonl read as its model, one per non-blank line; a broken line, a row that
-    is not such an entry, or a file that is not UTF-8 is an InputError naming it."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(model.model_validate_json(line))
-                    except ValidationError as exc:
-                        raise InputError(_bad_row(path, n, line, exc)) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text.") from None
-    return rows
-
-
-def _bad_row(path: Path, n: int, line: str, exc: ValidationError) -> str:
-    """The one sentence for a line the model refused: broken JSON as rundir.read_jsonl words it, else the first
-    field at fault."""
-    try:
-        json.loads(line)  # only on this error path: the message json gives, the one a broken line always had
-    except json.JSONDecodeError as bad:
-        return f"{path}:{n} is not valid JSON ({bad.msg})."
-    first = exc.errors()[0]
-    where = ".".join(map(str, first["loc"])) or "the row"
-    more = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
-    return f"{path}:{n} is not a row evol run writes ({where}: {first['msg']}{more})."
 
 
 def word_count(text: str) -> int:
