@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench.throughput import free_port, start_server
+from bench.throughput import start_server
+from evol.endpoint import LOOPBACK_OPENER, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ["Write a haiku about autumn.", "Explain how a bicycle stays upright.", "List three uses of vinegar."]
@@ -52,11 +52,10 @@ def running_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     api = f"http://127.0.0.1:{port}/api"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            with opener.open(f"{api}/health", timeout=2) as r:
+            with LOOPBACK_OPENER.open(f"{api}/health", timeout=2) as r:
                 if r.status == 200:
                     return proc, api
         except OSError:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+#: opens URLs on this machine's loopback directly: a proxy from HTTP_PROXY cannot reach them
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for a server this process starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def call_headroom(concurrency: int, rpm: float | None, tpm: float | None) -> int:

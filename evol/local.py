@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from types import TracebackType
 from typing import IO
 
 from .config import RunConfig
+from .endpoint import LOOPBACK_OPENER, free_port
 from .errors import FatalBackendError, TransientBackendError
 from .llm import OpenAIChat
 from .local_child import PARENT_FLAG as _PARENT_FLAG
@@ -35,7 +35,6 @@ from .local_setup import IDENTITY_PREFIX, MIN_CTX, context_size, reinstall_hint,
 
 log = logging.getLogger("evol")
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # an HTTP_PROXY must not see loopback
 #: llama.cpp's log lines below warning level ("0.01.234.567 I srv ...") and its start-up banner
 _QUIET_LINE = re.compile(r"\s*(\d+\.\d+\.\d+\.\d+ [ID] |llama_model_loader:|print_info:|load_tensors:|\.+$)")
 
@@ -53,12 +52,6 @@ def generation_threads() -> int:
     so one descheduled thread stalls every token (on 2 shared cores, 2 threads generated 30-60 tokens/s
     where 1 thread generated ~100)."""
     return max(1, min(8, cpu_threads() - 1))  # past a few threads a small model gains nothing
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class LocalServer:
@@ -178,7 +171,7 @@ class LocalServer:
             f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
         )
         try:
-            with _OPENER.open(request, timeout=self.start_timeout) as resp:
+            with LOOPBACK_OPENER.open(request, timeout=self.start_timeout) as resp:
                 json.load(resp)["choices"][0]["message"]  # a well-formed answer is the test
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             if self._proc is not None:
@@ -227,7 +220,7 @@ class LocalServer:
             if self._proc.poll() is not None:
                 return False
             try:
-                with _OPENER.open(url, timeout=2) as resp:
+                with LOOPBACK_OPENER.open(url, timeout=2) as resp:
                     if resp.status == 200:
                         return True
             except (urllib.error.URLError, OSError):

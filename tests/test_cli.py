@@ -1,9 +1,8 @@
 """The command line as a user meets it: bad input gets one sentence and a non-zero exit, never a traceback."""
 
-import socket
-
 import pytest
 
+from evol.endpoint import free_port
 from evol.testing.server import ScriptedServer
 
 from .conftest import SEEDS, run_cli
@@ -18,14 +17,6 @@ def one_sentence(proc, code, *fragments):
     assert err[-1].startswith("evol: error: ")
     for f in fragments:
         assert f in err[-1]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_help_explains_every_option():

@@ -224,7 +224,8 @@ class Stage:
                         self._add(ChunkResult(outcomes=[], tally=books.tally, hits=books.hits, misses=books.misses))
                     continue
                 r = ran
-                progress.items(r.outcomes)  # chunks on other processes (Dask) report here, at their end; once per item
+                if not threads:  # a chunk on this process's threads reported each item as it came; Dask's, here
+                    progress.items(r.outcomes)
             self._add(r)  # the finished chunks' calls count, whatever happens to the round
             if not errors:
                 for out in r.outcomes:

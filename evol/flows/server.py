@@ -11,19 +11,16 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
+from evol.endpoint import LOOPBACK_OPENER, free_port
 from evol.errors import FatalBackendError
 
 STARTUP_TIMEOUT = 120  # seconds the temporary Prefect server may take to answer
 PORT_IN_USE = 3  # uvicorn's exit code when it cannot bind: another process took the port meanwhile
-#: the server listens on this machine's loopback, which a proxy from HTTP_PROXY cannot reach
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class TemporaryServer:
@@ -39,7 +36,7 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> TemporaryServer:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -77,7 +74,10 @@ class TemporaryServer:
                     f"Prefect's temporary server exited (code {code}) before it was ready; its error is above. "
                     "Run with --engine local, or point PREFECT_API_URL at a running Prefect server."
                 )
-            with contextlib.suppress(OSError), _DIRECT.open(f"{self.api_url}/health", timeout=2) as r:  # not up yet
+            with (
+                contextlib.suppress(OSError),
+                LOOPBACK_OPENER.open(f"{self.api_url}/health", timeout=2) as r,
+            ):  # not up yet
                 if r.status == 200:
                     return
             time.sleep(0.1)
@@ -191,12 +191,6 @@ def _site_of(package: str) -> str:
     spec = importlib.util.find_spec(package)
     assert spec is not None and spec.origin is not None, f"{package} is not installed"
     return os.path.dirname(os.path.dirname(spec.origin))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _drain() -> None:
