@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,19 @@ pytest_plugins = ["tests.flowkit"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """Take back the root handlers a test installed: ``evol.cli.main`` run in-process points one at pytest's capture
+    stream for that test, which is closed afterwards, and a later test that writes to it would fail on it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture
