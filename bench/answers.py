@@ -3,7 +3,7 @@
     python -m bench.answers                      # 40 seeds, 2 rounds: N=1, N=4, N=4 with 2 evolution rounds
     python -m bench.answers --limit 100 --rounds 3
 
-The scripted model of tests/answer_script.py (real HTTP, in this process) answers with planted quality: one
+The scripted model of evol/testing/answer_script.py (real HTTP, in this process) answers with planted quality: one
 model sampled four times for the same prompt gives qualities 5, 8, 3, 6 in turn; the ranking judge reads the
 quality and writes it in realistic forms (one in five is cut off mid-thought the first time and retried), and
 an improvement request moves quality by its direction (deeper +2, helpful/detailed +1, relevant 0, creative -2).
@@ -26,8 +26,8 @@ from evol.config import RunConfig
 from evol.errors import ConfigError
 from evol.export import ExportOptions, export
 from evol.run import execute
+from evol.testing.answer_script import AnswerScript
 from evol.testing.server import ScriptedServer
-from tests.answer_script import AnswerScript
 
 SEEDS = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 SETTINGS = (("N=1", 1, 0), ("N=4", 4, 0), ("N=4, K=2", 4, 2))

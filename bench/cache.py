@@ -25,37 +25,14 @@ from pathlib import Path
 from evol.cache import CallCache, call_key
 from evol.config import Sampling
 from evol.models import Completion, Usage
+from evol.testing.words import VOCAB
 
 LEGACY_SCHEMA = (
     "CREATE TABLE calls (key BLOB PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER,"
     " completion_tokens INTEGER, model TEXT) WITHOUT ROWID"
 )
 WORDS = [
-    "river",
-    "lantern",
-    "cobalt",
-    "meadow",
-    "quartz",
-    "violin",
-    "harbor",
-    "ember",
-    "falcon",
-    "orchard",
-    "granite",
-    "saffron",
-    "tundra",
-    "compass",
-    "velvet",
-    "glacier",
-    "bramble",
-    "cinder",
-    "lagoon",
-    "mosaic",
-    "nectar",
-    "obsidian",
-    "pylon",
-    "quiver",
-    "rampart",
+    *VOCAB,
     "the",
     "of",
     "and",

@@ -36,7 +36,7 @@ from .cache import CallCache, call_key
 from .config import RunConfig, Sampling
 from .endpoint import sdk_client
 from .errors import BackendError, FatalBackendError, TransientBackendError
-from .llm import Messages, Redactor, _Wait, map_openai_error, request_body, transient_retries
+from .llm import Messages, Redactor, RetryWait, map_openai_error, request_body, transient_retries
 from .models import Completion
 
 log = logging.getLogger("evol")
@@ -94,7 +94,7 @@ class BatchingChat:
         self.max_retries = max_retries
         self.max_requests, self.max_bytes = max_requests, max_bytes
         self.stats: Counter = Counter()
-        self._wait = _Wait(max_wait)
+        self._wait = RetryWait(max_wait)
         self._calls: dict[bytes, _Call] = {}  # awaited and not yet answered
         self._queues: dict[str, _Queue] = {}  # by model: a batch file holds one model's requests
         self._last_enqueued = 0.0

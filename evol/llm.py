@@ -199,7 +199,7 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-class _Wait:
+class RetryWait:
     """Exponential backoff with jitter; when the server says how long to wait (Retry-After), exactly that."""
 
     def __init__(self, max_wait: float):
@@ -213,7 +213,7 @@ class _Wait:
         return self._exp(state)
 
 
-def transient_retries(max_retries: int, wait: _Wait) -> AsyncRetrying:
+def transient_retries(max_retries: int, wait: RetryWait) -> AsyncRetrying:
     """Tenacity's loop for one backend call: retry evol's transient errors, then raise the last one."""
     return AsyncRetrying(
         stop=stop_after_attempt(max_retries + 1),
@@ -251,7 +251,7 @@ class OpenAIChat:
         self.limiter = RateLimiter(rpm, tpm, rate_window)
         self._sem = asyncio.Semaphore(concurrency + call_headroom(concurrency, rpm, tpm))
         self._max_retries = max_retries
-        self._wait = _Wait(max_wait)
+        self._wait = RetryWait(max_wait)
         self._last_ok = time.monotonic()  # when a call last got an answer, for the circuit breaker
         self._dead: FatalBackendError | None = None  # set once the endpoint is found gone for good
         self.seed_calls = seed_calls  # send each call's own sampling seed (see call_seed)

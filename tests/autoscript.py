@@ -13,8 +13,7 @@ import re
 import threading
 
 from evol.testing.server import Reply, last_user
-
-from .scripted import filler
+from evol.testing.words import filler
 
 GAIN = "add at least one requirement the instruction did not have"
 QUIET = "never copy a section heading into the final instruction"

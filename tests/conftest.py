@@ -16,6 +16,10 @@ from evol.testing.server import ScriptedServer
 #: the Prefect flow tests' scripted endpoint and reference run (fixtures shared by test_flows and test_flows_cli)
 pytest_plugins = ["tests.flowkit"]
 
+# Hugging Face datasets loads the exports from local files; it must never look for anything on the Hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 

@@ -21,9 +21,9 @@ from evol.pipeline import Models
 from evol.run import run_pipeline
 from evol.rundir import RunDir, read_jsonl
 from evol.testing.server import Reply, ScriptedServer, last_user
+from evol.testing.words import filler
 
 from .conftest import run_cli
-from .scripted import filler
 
 GIVEN = "#Given Prompt#:\n"
 MODELS = Models("scripted-model", "scripted-model", "scripted-model")

@@ -1,7 +1,7 @@
 """Several candidate answers, the ranking judge, answer evolution and preference export (issue #18).
 
 Runs are real ``python -m evol run`` subprocesses against the scripted server, whose answers carry planted
-quality (tests/answer_script.py), so which candidate must win is known in advance. Preference export and the
+quality (evol/testing/answer_script.py), so which candidate must win is known in advance. Preference export and the
 answer stage under a budget stop or a kill are in test_answers_pairs.py.
 """
 
@@ -18,9 +18,9 @@ from evol.models import Record
 from evol.prompts import default_prompts_dir
 from evol.run import run_id_for
 from evol.score_reader import parse_rank
+from evol.testing.answer_script import AnswerScript, quality
 from evol.testing.server import ScriptedServer
 
-from .answer_script import AnswerScript, quality
 from .conftest import SEEDS, run_cli
 
 LIMIT = 6

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from evol.testing.answer_script import AnswerScript, quality
 from evol.testing.server import ScriptedServer
 
-from .answer_script import AnswerScript, quality
 from .conftest import ROOT, SEEDS, run_cli
 from .test_answers import FOUR, LIMIT, PRICES, run
 from .test_crash import LedgerServer, finish, kill_once_held

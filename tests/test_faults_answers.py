@@ -7,6 +7,7 @@ import pytest
 
 from evol.rundir import read_jsonl
 from evol.testing.server import Reply, ScriptedServer
+from evol.testing.words import filler
 
 from .faultmodel import (
     Model,
@@ -16,7 +17,6 @@ from .faultmodel import (
     run_inproc,
     topics,
 )
-from .scripted import filler
 
 # --- answers that arrive but are no good: eliminated under a named rule, never retried ----------------------
 

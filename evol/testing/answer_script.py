@@ -18,7 +18,7 @@ from collections import Counter
 
 from evol.testing.server import Reply, last_user
 
-from .scripted import filler
+from .words import filler
 
 GIVEN = "#Given Prompt#:\n"
 QUALITY = {"m-good": 9, "m-mid": 6, "m-bad": 3}
