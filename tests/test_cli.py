@@ -1,5 +1,8 @@
 """The command line as a user meets it: bad input gets one sentence and a non-zero exit, never a traceback."""
 
+import subprocess
+import sys
+
 import pytest
 
 from evol.endpoint import free_port
@@ -37,6 +40,26 @@ def test_help_explains_every_option():
         "--dedup-threshold",
     ):
         assert opt in proc.stdout
+
+
+def test_a_command_builds_only_its_own_parser_and_help_lists_every_command():
+    names = ("run", "dedup", "export", "optimize", "report", "score", "serve", "serve-local")
+    top = run_cli("--help")
+    assert top.returncode == 0
+    assert all(n in top.stdout for n in names)
+    probe = (
+        "import sys; from evol.cli import build_parser, wanted_command; "
+        "build_parser(wanted_command(sys.argv[1:])); print(sorted(m for m in sys.modules if m.startswith('evol.commands.')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "-q", "run", "--seeds", "s.jsonl"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = proc.stdout
+    assert "evol.commands.run" in loaded
+    assert not any(f"evol.commands.{n.replace('-', '_')}'" in loaded for n in names if n != "run")
+    nope = run_cli("nope")  # an unknown command: argparse's usage error, which lists them all
+    assert nope.returncode == 2 and "serve-local" in nope.stderr
 
 
 def test_missing_seed_file(tmp_path):
