@@ -45,12 +45,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+_SHOWN_URLS: set[str] = set()
+
+
 def _quiet_orchestrator(record: logging.LogRecord) -> bool:
     """Keep Prefect's logs to what a user reads: no traceback for an error the CLI reports in one sentence,
-    and no 'Finished in state' line per task."""
+    no 'Finished in state' line per task, and each flow run's 'View at' link once (Prefect logs it twice)."""
     if record.exc_info and isinstance(record.exc_info[1], (EvolError, KeyboardInterrupt)):
         return False
-    return not (record.name.startswith("prefect") and str(record.msg).startswith("Finished in state"))
+    if not record.name.startswith("prefect"):
+        return True
+    msg = str(record.msg)
+    if msg.startswith("View at "):
+        if msg in _SHOWN_URLS:
+            return False
+        _SHOWN_URLS.add(msg)
+    return not msg.startswith("Finished in state")
 
 
 def quiet_orchestrator() -> None:

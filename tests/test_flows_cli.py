@@ -29,14 +29,19 @@ from .test_crash import uninterrupted  # noqa: F401 - the never-killed run that 
 pytestmark = pytest.mark.slow  # subprocess runs with their own temporary Prefect server
 
 
-def _cli_run(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def _cli_run(*args: str, home: Path, timeout: float = 300, quiet: bool = False) -> subprocess.CompletedProcess:
     """``python -m evol run ARGS`` on its default engine, with no Prefect server anywhere (ephemeral mode)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "EVOL_ENGINE"}
     env["PREFECT_HOME"] = str(home)
     # a user behind a proxy: neither the temporary Prefect server nor the endpoint on loopback goes through it
     env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
     return subprocess.run(
-        [sys.executable, "-m", "evol", "run", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout
+        [sys.executable, "-m", "evol", *(["--quiet"] if quiet else []), "run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
     )
 
 
@@ -62,9 +67,33 @@ def test_cli_runs_through_the_flow_by_default_and_ends_cleanly(endpoint, referen
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Beginning flow run" in r.stderr and "evol-pipeline" in r.stderr  # it went through the flows
+    links = [line for line in r.stderr.splitlines() if "View at " in line]
+    assert len(links) == 2 and len(set(links)) == 2, links  # the flow's and the subflow's link, once each
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr[-3000:]
     assert json.loads(r.stdout.splitlines()[-1])["dataset_rows"] > 0
     same_outputs(reference, out)
+
+
+def test_cli_quiet_keeps_prefect_to_warnings(endpoint, tmp_path):
+    """``--quiet`` on the Prefect engine: no flow-run chatter on stderr (importing Prefect resets its loggers' levels),
+    the result line on stdout."""
+    r = _cli_run(
+        "--seeds",
+        str(SEEDS),
+        "--limit",
+        "2",
+        "--rounds",
+        "1",
+        "--base-url",
+        endpoint.base_url,
+        "--out",
+        str(tmp_path / "quiet"),
+        home=tmp_path / "prefect-home",
+        quiet=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.strip() == "", r.stderr[-3000:]
+    assert json.loads(r.stdout.splitlines()[-1])["dataset_rows"] > 0
 
 
 def test_cli_bad_input_fails_before_prefect_starts(endpoint, tmp_path):

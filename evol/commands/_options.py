@@ -4,6 +4,7 @@ made from RunConfig in ``_run_options``)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any
 
@@ -32,8 +33,10 @@ def add_engine_option(p: argparse.ArgumentParser, what: str) -> None:
 
 def quiet_prefect(args: argparse.Namespace) -> None:
     """Once Prefect is imported: keep its logging out of the user's terminal unless --verbose (no traceback for an
-    error the CLI reports in one sentence). Importing Prefect can replace the root logger's handlers, and with
-    them the filter put there before (it did under pytest)."""
+    error the CLI reports in one sentence), and to warnings under --quiet. Importing Prefect sets its loggers'
+    levels from its own settings and can replace the root logger's handlers, with the filter put there before."""
+    if args.quiet:
+        logging.getLogger("prefect").setLevel(logging.WARNING)
     if not args.verbose:
         from ..cli import quiet_orchestrator
 
