@@ -230,6 +230,9 @@ class Stage:
             if not errors:
                 for out in r.outcomes:
                     consume(out)
+            # Prefect's task engine and future still point at this result, in reference cycles that wait for a full
+            # collection (rarer still under fewer_gc_pauses): its outcomes, texts and all, are let go here instead
+            r.outcomes = []
         if errors:
             raise min(errors, key=lambda e: 0 if isinstance(e, BackendError) and e.fatal else 1)
 
