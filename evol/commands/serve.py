@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs
+from ._options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs, quiet_prefect
 
 
 def add_parser(sub) -> None:
@@ -37,5 +37,6 @@ def main(args: argparse.Namespace) -> int:
     kwargs = prefect_kwargs(args)
     from ..flows.serving import serve  # Prefect loads only for the commands that use it
 
+    quiet_prefect(args)  # after the import, which resets Prefect's loggers: --quiet and the filter hold for serve too
     serve(config, cron=args.cron, interval=args.interval, timezone=args.timezone, name=args.name, **kwargs)
     return 0
