@@ -189,16 +189,14 @@ SHAPED: dict[str, str] = {
     "response_sampling": "temperature",
 }
 
-#: RunConfig fields whose option takes another shape: a repeatable --response-model (one responder, or candidates)
-_TRANSLATED = frozenset({"response_model"})
-
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     file_values = read_config_file(args.config) if args.config else {}
     # every option named after a RunConfig field is that field (unset options are None and left to the file and
-    # the defaults); the few that are shaped differently on the command line are translated below
+    # the defaults); the fields a hand-shaped option sets (SHAPED) are translated below, even where the option's
+    # dest is the field's name (--response-model, once the responder, repeated the candidates' models too)
     given = vars(args)
-    overrides = {k: given[k] for k in RunConfig.model_fields if k in given and k not in _TRANSLATED}
+    overrides = {k: given[k] for k in RunConfig.model_fields if k in given and k not in SHAPED}
     if args.disable_rule:
         overrides["disable_rules"] = args.disable_rule
     if args.response_model:  # once: the responder; more: candidates go round them, the first is the responder
