@@ -27,11 +27,11 @@ from pathlib import Path
 from evol.config import RunConfig
 from evol.run import execute
 from evol.seeds import load_seeds
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
-GIVEN = "#Given Prompt#:\n"
 LONG = 450  # characters: from here on ratio(parent, parent + 15 words) reaches 0.9
 
 ADDITIONS = [
@@ -100,7 +100,7 @@ def model(request: dict) -> Reply:
     """The scripted LLM: genuine in-depth evolutions, fresh mutations, a judge that sees the gain."""
     prompt = last_user(request)
     if GIVEN in prompt:
-        parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+        parent = given_prompt(prompt)
         if prompt.rstrip().endswith("#Created Prompt#:"):  # in-breadth: a new instruction, not the parent again
             h = hashlib.sha256(parent.encode()).digest()
             detail = " ".join(WORDS[b % len(WORDS)] for b in h[:10])  # so two mutations are no near copies

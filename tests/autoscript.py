@@ -12,6 +12,7 @@ import hashlib
 import re
 import threading
 
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
 from evol.testing.words import filler
 
@@ -66,9 +67,9 @@ class AutoScript:
             self._count("evolve")
             instruction = prompt.split("\n<<<\n", 1)[1].split("\n>>>", 1)[0]
             return Reply(content=self.structured(instruction, prompt))
-        if "#Given Prompt#:\n" in prompt:  # the general profile: the same model, no method to follow
+        if GIVEN in prompt:  # the general profile: the same model, no method to follow
             self._count("evolve")
-            instruction = prompt.split("#Given Prompt#:\n", 1)[1].rsplit("\n\n#", 1)[0]
+            instruction = given_prompt(prompt)
             return Reply(content=final_for(instruction, prompt).replace("#Plan#", "#Rewritten Prompt#"))
         self._count("respond")
         return Reply(content=f"Here is a careful answer. {filler(prompt, 400)}")

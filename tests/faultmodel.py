@@ -20,12 +20,12 @@ from evol.llm import OpenAIChat
 from evol.pipeline import Models
 from evol.run import run_pipeline
 from evol.rundir import RunDir, read_jsonl
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 from evol.testing.words import filler
 
 from .conftest import run_cli
 
-GIVEN = "#Given Prompt#:\n"
 MODELS = Models("scripted-model", "scripted-model", "scripted-model")
 
 
@@ -40,13 +40,9 @@ def kind_of(prompt: str) -> str:
     return "respond"
 
 
-def parent_of(prompt: str) -> str:
-    return prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
-
-
 def good_answer(kind: str, prompt: str) -> Reply:
     if kind == "evolve":
-        parent = parent_of(prompt)
+        parent = given_prompt(prompt)
         return Reply(content=f"{parent} Then {filler('evolve:' + parent, 120)}.")
     if kind == "judge":
         return Reply(content="Not Equal")

@@ -19,12 +19,12 @@ import pytest
 from evol.config import build_config
 from evol.manifest import Manifest
 from evol.run import execute
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 KEY = "sk-flowtest-0123456789abcdef"
-GIVEN = "#Given Prompt#:\n"
 ROUNDS = 2
 N_SEEDS = 14
 CHUNK = 4  # 4 chunks per round: several chunk tasks, run two at a time
@@ -42,7 +42,7 @@ def answer(request: dict, mode: str = "rich") -> Reply:
     """
     prompt = last_user(request)
     if GIVEN in prompt:
-        parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+        parent = given_prompt(prompt)
         h = _h(parent) if mode != "simple" else 0
         if h % 9 == 1:
             return Reply(content=parent)  # identical_to_parent

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from evol.filters import words
 from evol.seeds import load_seeds
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
 
-GIVEN = "#Given Prompt#:\n"
 FIRST, SECOND, ASK = "First instruction:\n", "Second instruction:\n", "\n\nAnswer with"
 SHIPPED = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 
@@ -212,7 +212,7 @@ class RealisticModel:
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
         if GIVEN in prompt:
-            parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+            parent = given_prompt(prompt)
             with self.lock:
                 index, _ = self.origin(parent)
                 self.attempts[index] = round_no = self.attempts.get(index, 0) + 1

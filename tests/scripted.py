@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 import threading
 
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
 from evol.testing.words import filler
-
-GIVEN = "#Given Prompt#:\n"
 
 
 def planted(index: int, round_no: int) -> str | None:
@@ -63,7 +62,7 @@ class EvolScript:
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
         if GIVEN in prompt:
-            parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+            parent = given_prompt(prompt)
             index = self.seed_of(parent)
             with self.lock:
                 self.attempts[index] = self.attempts.get(index, 0) + 1

@@ -16,12 +16,12 @@ from evol.cli import main as cli
 from evol.errors import ConfigError, InputError
 from evol.export import ExportOptions, Selection, export, select, split
 from evol.runfolder import load_run
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 pytestmark = pytest.mark.slow  # every test reads a scripted run made in a subprocess (19 s) or runs the CLI
 
 ROOT = Path(__file__).resolve().parent.parent
-GIVEN = "#Given Prompt#:\n"
 TWIN_TEXT = "Compare how the Moon and the Sun each pull on the oceans of Earth, and say which pull is stronger."
 VOCAB = [
     "harbor",
@@ -84,7 +84,7 @@ def evolve(parent: str) -> str:
 def llm(request: dict) -> Reply:
     prompt = last_user(request)
     if GIVEN in prompt:
-        parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+        parent = given_prompt(prompt)
         if "password" in parent:
             return Reply(status=400, content="this request is not allowed")
         if "tides" in parent:

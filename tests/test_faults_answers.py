@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evol.rundir import read_jsonl
+from evol.testing.replies import given_prompt
 from evol.testing.server import Reply, ScriptedServer
 from evol.testing.words import filler
 
@@ -13,7 +14,6 @@ from .faultmodel import (
     Model,
     assert_accounted,
     ledger,
-    parent_of,
     run_inproc,
     topics,
 )
@@ -98,9 +98,9 @@ CHINESE_EVOLUTION = "请用通俗的语言详细描述这个主题，并给出�
 def test_an_evolving_model_that_echoes_its_prompt_is_caught_by_the_leak_rule(tmp_path):
     model = Model()
     model.fail("evolve", lambda prompt: Reply(content=prompt), topic="topic-01")  # the whole evolving prompt back
-    model.fail("evolve", lambda prompt: Reply(content=parent_of(prompt)), topic="topic-02")  # its parent back
+    model.fail("evolve", lambda prompt: Reply(content=given_prompt(prompt)), topic="topic-02")  # its parent back
     model.fail(
-        "evolve", lambda prompt: Reply(content="#Rewritten Prompt#:\n" + parent_of(prompt).upper()), topic="topic-03"
+        "evolve", lambda prompt: Reply(content="#Rewritten Prompt#:\n" + given_prompt(prompt).upper()), topic="topic-03"
     )
     with ScriptedServer(model) as srv:
         run_inproc(srv.base_url, topics(4), tmp_path / "o")

@@ -13,6 +13,7 @@ from rapidfuzz import fuzz
 
 from evol.filters import normalize
 from evol.seeds import load_seeds
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .conftest import SEEDS, run_cli
@@ -20,16 +21,11 @@ from .realistic import long_seeds
 
 pytestmark = pytest.mark.slow  # scripted runs of 42 seeds over 3 rounds (6-12 s each)
 
-GIVEN = "#Given Prompt#:\n"
 THINK_CUT = "<think>\nLet me compare the two instructions carefully. The first asks for"
 
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def parent_of(prompt: str) -> str:
-    return prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
 
 
 def case_of(prompt: str) -> int:
@@ -89,7 +85,7 @@ class JudgeScript:
         case = case_of(prompt)
         if GIVEN in prompt:
             return Reply(
-                content=f"{parent_of(prompt)} Answer in exactly {case + 3} numbered steps, citing one source each."
+                content=f"{given_prompt(prompt)} Answer in exactly {case + 3} numbered steps, citing one source each."
             )
         if "Second instruction:" in prompt:
             with self.lock:
@@ -240,7 +236,7 @@ class LineageScript:
                 return Reply(content=self.seeds[i].upper())
             if plant == "seed 2 again":
                 return Reply(content=_exact_copy(self.seeds[2]))
-            return Reply(content=deeper(parent_of(prompt), i, n))
+            return Reply(content=deeper(given_prompt(prompt), i, n))
         if "Second instruction:" in prompt:
             return Reply(content="Not Equal")
         return Reply(content=f"A survey plan for case {i}: day one, the reed beds; day two, the open water; and so on.")

@@ -16,11 +16,11 @@ import re
 import threading
 from collections import Counter
 
+from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
 
 from .words import filler
 
-GIVEN = "#Given Prompt#:\n"
 QUALITY = {"m-good": 9, "m-mid": 6, "m-bad": 3}
 SAMPLED = (5, 8, 3, 6)
 DELTA = {
@@ -94,7 +94,7 @@ class AnswerScript:
         with self.lock:
             self.counts[kind] += 1
         if kind == "evolve":
-            parent = prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0].strip()
+            parent = given_prompt(prompt).strip()
             word = filler(parent, 1).split()[0]
             return Reply(content=f"{parent} Also give one concrete example that involves a {word}.")
         if kind == "judge":

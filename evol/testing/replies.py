@@ -35,6 +35,16 @@ def last_user(request: dict) -> str:
     return msgs[-1]["content"] if msgs else ""
 
 
+#: the heading before the instruction an evolving prompt asks to rewrite, in every profile's templates but auto's
+GIVEN = "#Given Prompt#:\n"
+
+
+def given_prompt(prompt: str) -> str:
+    """The instruction an evolving prompt (one holding GIVEN) asks to rewrite: the text after the heading, up to the
+    template's next '#' heading."""
+    return prompt.split(GIVEN, 1)[1].rsplit("\n\n#", 1)[0]
+
+
 def echo(request: dict) -> Reply:
     return Reply(content=f"Echo: {last_user(request)[:200]}")
 
