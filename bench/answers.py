@@ -24,8 +24,8 @@ from pathlib import Path
 
 from evol.config import RunConfig
 from evol.errors import ConfigError
-from evol.export import ExportOptions, export
-from evol.run import execute
+from evol.evolve.run import execute
+from evol.output.export import ExportOptions, export
 from evol.testing.answer_script import AnswerScript
 from evol.testing.server import ScriptedServer
 

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from evol.cache import CallCache, call_key
 from evol.config import Sampling
+from evol.llm.cache import CallCache, call_key
 from evol.models import Completion, Usage
 from evol.testing.words import VOCAB
 

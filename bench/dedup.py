@@ -28,8 +28,8 @@ import numpy as np
 from rapidfuzz import process
 
 from bench.corpus import corpus
-from evol.dedup import SCORERS, dedup_texts
-from evol.filters import normalize
+from evol.dedup.index import SCORERS, dedup_texts
+from evol.rules.checks import normalize
 
 
 def measure(n: int, threshold: float, scorer: str, shingle: int, sample: int, seed: int) -> dict:

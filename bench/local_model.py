@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from evol.config import RunConfig
-from evol.local import LocalServer
-from evol.local_setup import LOCAL_MAX_TOKENS
+from evol.llm.local.server import LocalServer
+from evol.llm.local.setup import LOCAL_MAX_TOKENS
 from evol.prompts import load_profile
 from evol.seeds import load_seeds
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.corpus import distinct
 from bench.throughput import start_server
-from evol.manifest import load_manifest
+from evol.rundir.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 1536
@@ -41,7 +41,7 @@ TRACE = """
 import os, sys, tracemalloc
 from collections import defaultdict
 tracemalloc.start(int(os.environ.get("BENCH_TRACE_FRAMES", "12")))
-import evol.run as run
+import evol.evolve.run as run
 real = run.write_outputs
 def where(tb):
     # the innermost frame in evol's own code (or flows'), else the innermost frame
@@ -63,7 +63,7 @@ def write_outputs(*args, **kwargs):
         print(f"bench.memory:   {size / 2**20:8.1f} MB {count:>9} blocks  {name}", file=sys.stderr)
     return real(*args, **kwargs)
 run.write_outputs = write_outputs
-from evol.cli import main
+from evol.cli.main import main
 sys.argv[0] = "evol"
 sys.exit(main())
 """

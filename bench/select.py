@@ -28,12 +28,12 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from bench.corpus import corpus
-from evol.export import ExportOptions, export
-from evol.filters import normalize
-from evol.rundir import SCORES, read_jsonl, write_json, write_jsonl
-from evol.score_reader import Unclear
-from evol.scoring import Score
-from evol.selection import Choice
+from evol.output.export import ExportOptions, export
+from evol.output.selection import Choice
+from evol.quality.score_reader import Unclear
+from evol.quality.scoring import Score
+from evol.rules.checks import normalize
+from evol.rundir.folder import SCORES, read_jsonl, write_json, write_jsonl
 
 OPERATIONS = ("add_constraints", "deepen", "concretize", "breadth")
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.throughput import start_server
-from evol.endpoint import LOOPBACK_OPENER, free_port
+from evol.llm.endpoint import LOOPBACK_OPENER, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ["Write a haiku about autumn.", "Explain how a bicycle stays upright.", "List three uses of vinegar."]

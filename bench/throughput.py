@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from evol.endpoint import free_port
+from evol.llm.endpoint import free_port
 
 
 def start_server(latency: float, tokens: int, error_rate: float, rate_429: float) -> tuple[subprocess.Popen, str]:
@@ -87,7 +87,7 @@ def bare_sdk(url: str, calls: int, concurrency: int) -> int:
 def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
     """The real ``evol run``: one round costs three calls per seed (evolve, judge, respond)."""
     from evol.config import RunConfig
-    from evol.run import execute
+    from evol.evolve.run import execute
 
     seeds = workdir / "seeds.jsonl"
     n_seeds = calls // 3
@@ -104,7 +104,7 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
     return sum(manifest.usage.calls.values())
 
 
-#: how long the Prefect engine's run spent importing Prefect (and evol.flows), part of its wall time
+#: how long the Prefect engine's run spent importing Prefect (and evol.engines.prefect), part of its wall time
 PREFECT_IMPORT: dict[str, float] = {}
 
 
@@ -112,11 +112,13 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
     """The same run on the default engine, as ``python -m evol run`` starts it: Prefect's temporary server (unless
     PREFECT_API_URL names one) launched first, booting while Prefect is imported, and stopped at the end."""
     from evol.config import RunConfig
-    from evol.flows.server import launch
+    from evol.engines.prefect.server import launch
 
     server = launch()
     t0 = time.perf_counter()
-    from evol.flows import run_with_prefect  # imports Prefect: counted in the run's time, and reported on its own
+    from evol.engines.prefect import (
+        run_with_prefect,  # imports Prefect: counted in the run's time, and reported on its own
+    )
 
     PREFECT_IMPORT["seconds"] = time.perf_counter() - t0
 

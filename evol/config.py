@@ -18,9 +18,9 @@ from pydantic import (
     field_validator,
 )
 
-from . import rules
-from .errors import ConfigError
-from .pricing import DEFAULT_PRICES, Price, batch_prices
+from evol.errors import ConfigError
+from evol.llm.pricing import DEFAULT_PRICES, Price, batch_prices
+from evol.rules import registry as rules
 
 #: settings that change how a run spends, not what it makes: they stay out of the run id, so raising
 #: ``--budget-usd`` or the concurrency and running again resumes the same run
@@ -65,7 +65,7 @@ class Sampling(BaseModel):
 class RunConfig(BaseModel):
     """Everything that decides what a run does. Field names are the config-file keys and CLI options.
 
-    A field's ``description`` is its ``--help`` text too (evol/commands/_run_options.py makes the options).
+    A field's ``description`` is its ``--help`` text too (evol/cli/run_options.py makes the options).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,7 +86,7 @@ class RunConfig(BaseModel):
         default_factory=dict, description="relative weights of the evolving operations, by name"
     )
     prompts_dir: Path | None = Field(
-        default=None, description="folder of your own prompt templates (see evol/templates/README.md)"
+        default=None, description="folder of your own prompt templates (see prompts/README.md)"
     )
     disable_rules: list[str] = Field(default_factory=list, description="elimination rules switched off")
     sorry_max_words: int = Field(

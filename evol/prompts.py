@@ -13,14 +13,19 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError, TemplateError
+from evol.errors import ConfigError, TemplateError
+
+#: where a wheel carries the top-level ``prompts/`` folder (pyproject.toml's force-include)
+PACKAGED = "_prompts"
 
 
 def default_prompts_dir() -> Path:
-    """The shipped templates: package data (``evol/templates``), the same folder in a checkout and in a wheel."""
-    folder = Path(str(resources.files("evol") / "templates"))
-    if (folder / "judge.txt").is_file():
-        return folder
+    """The shipped templates: ``prompts/`` at the top of a checkout (an editable install too), or the copy a wheel
+    carries inside the package."""
+    package = Path(str(resources.files("evol")))
+    for folder in (package / PACKAGED, package.parent / "prompts"):
+        if (folder / "judge.txt").is_file():
+            return folder
     raise ConfigError("The prompt templates are missing from this installation; reinstall evol or pass --prompts-dir.")
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .models import Rejection, Seed
+from evol.errors import InputError
+from evol.models import Rejection, Seed
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 _INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query")

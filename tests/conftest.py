@@ -26,7 +26,7 @@ SEEDS = ROOT / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"
 
 @pytest.fixture(autouse=True)
 def _root_logging_restored():
-    """Take back the root handlers a test installed: ``evol.cli.main`` run in-process points one at pytest's capture
+    """Take back the root handlers a test installed: ``evol.cli.main.main`` run in-process points one at pytest's capture
     stream for that test, which is closed afterwards, and a later test that writes to it would fail on it."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evol.config import RunConfig
-from evol.llm import OpenAIChat
-from evol.pipeline import Models
-from evol.run import run_pipeline
-from evol.rundir import RunDir, read_jsonl
+from evol.evolve.evolver import Models
+from evol.evolve.run import run_pipeline
+from evol.llm.client import OpenAIChat
+from evol.rundir.folder import RunDir, read_jsonl
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 from evol.testing.words import filler

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from evol.config import build_config
-from evol.manifest import Manifest
-from evol.run import execute
+from evol.evolve.run import execute
+from evol.rundir.manifest import Manifest
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 
@@ -111,7 +111,7 @@ def config(srv: ScriptedServer, out: Path, seeds: Path = SEEDS, **extra):
 
 
 def run_flow(cfg, **kwargs) -> Manifest:
-    from evol.flows.evol_flow import evol_flow
+    from evol.engines.prefect.evol_flow import evol_flow
 
     return asyncio.run(evol_flow(config=cfg.explicit_dict(), chunk_size=CHUNK, **kwargs))  # as run_with_prefect
 
@@ -121,7 +121,7 @@ REFERENCE_REQUESTS: list[str] = []  # every request of the reference run, as JSO
 
 @pytest.fixture(scope="module")
 def reference(endpoint, tmp_path_factory) -> Path:
-    """The plain, Prefect-free run (``evol.run.execute``) that every flow run must equal."""
+    """The plain, Prefect-free run (``evol.evolve.run.execute``) that every flow run must equal."""
     out = tmp_path_factory.mktemp("reference")
     first = len(endpoint.requests)
     manifest = asyncio.run(execute(config(endpoint, out)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evol.filters import words
+from evol.rules.checks import words
 from evol.seeds import load_seeds
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user

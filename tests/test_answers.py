@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from evol.config import RunConfig
+from evol.evolve.run import run_id_for
 from evol.models import Record
 from evol.prompts import default_prompts_dir
-from evol.run import run_id_for
-from evol.score_reader import parse_rank
+from evol.quality.score_reader import parse_rank
 from evol.testing.answer_script import AnswerScript, quality
 from evol.testing.server import ScriptedServer
 

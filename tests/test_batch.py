@@ -19,10 +19,10 @@ from collections import Counter
 
 import pytest
 
-from evol.batch import BatchingChat
-from evol.cache import CallCache
 from evol.config import Sampling
 from evol.errors import RequestRejectedError, TransientBackendError
+from evol.llm.batch.chat import BatchingChat
+from evol.llm.cache import CallCache
 from evol.seeds import load_seeds
 from evol.testing.server import Reply, ScriptedServer, last_user
 
@@ -305,7 +305,7 @@ def test_batch_on_the_default_engine_runs_locally_and_the_flow_refuses_it(tmp_pa
     assert "runs on the local engine" in proc.stderr and "flow run" not in proc.stderr
     assert (tmp_path / "run" / "dataset.json").read_bytes() == reference[0]
 
-    from evol.flows.evol_flow import FlowConfig
+    from evol.engines.prefect.evol_flow import FlowConfig
 
     with pytest.raises(ValueError, match="--engine local"):
         FlowConfig(seeds=SEEDS, batch=True)

@@ -2,8 +2,8 @@ import asyncio
 import contextlib
 import sqlite3
 
-from evol.cache import CachedChat, CallCache, call_key
 from evol.config import Sampling
+from evol.llm.cache import CachedChat, CallCache, call_key
 from evol.models import Completion, Usage
 
 from .fakes import FakeChat

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from evol.endpoint import free_port
+from evol.llm.endpoint import free_port
 from evol.testing.server import ScriptedServer
 
 from .conftest import SEEDS, run_cli
@@ -48,16 +48,16 @@ def test_a_command_builds_only_its_own_parser_and_help_lists_every_command():
     assert top.returncode == 0
     assert all(n in top.stdout for n in names)
     probe = (
-        "import sys; from evol.cli import build_parser, wanted_command; "
-        "build_parser(wanted_command(sys.argv[1:])); print(sorted(m for m in sys.modules if m.startswith('evol.commands.')))"
+        "import sys; from evol.cli.main import build_parser, wanted_command; "
+        "build_parser(wanted_command(sys.argv[1:])); print(sorted(m for m in sys.modules if m.startswith('evol.cli.commands.')))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe, "-q", "run", "--seeds", "s.jsonl"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     loaded = proc.stdout
-    assert "evol.commands.run" in loaded
-    assert not any(f"evol.commands.{n.replace('-', '_')}'" in loaded for n in names if n != "run")
+    assert "evol.cli.commands.run" in loaded
+    assert not any(f"evol.cli.commands.{n.replace('-', '_')}'" in loaded for n in names if n != "run")
     nope = run_cli("nope")  # an unknown command: argparse's usage error, which lists them all
     assert nope.returncode == 2 and "serve-local" in nope.stderr
 

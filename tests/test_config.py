@@ -60,7 +60,7 @@ def test_the_key_comes_from_the_environment_and_never_leaves_in_dumps(monkeypatc
 def run_parser():
     import argparse
 
-    from evol.commands._options import add_run_options
+    from evol.cli.options import add_run_options
 
     p = argparse.ArgumentParser()
     add_run_options(p)
@@ -68,7 +68,7 @@ def run_parser():
 
 
 def test_every_config_field_has_an_option_or_is_listed_as_file_only():
-    from evol.commands._run_options import FILE_ONLY, SHAPED
+    from evol.cli.run_options import FILE_ONLY, SHAPED
     from evol.config import RunConfig
 
     dests = {a.dest for a in run_parser()._actions}
@@ -80,7 +80,7 @@ def test_every_config_field_has_an_option_or_is_listed_as_file_only():
 
 def _value_for(name, field):
     """A command-line value the field accepts, other than its default."""
-    from evol.commands._run_options import option_type
+    from evol.cli.run_options import option_type
 
     kind = option_type(field.annotation)
     if isinstance(kind, tuple):
@@ -94,8 +94,8 @@ def _value_for(name, field):
 
 
 def test_each_generated_option_sets_its_field():
-    from evol.commands._options import config_from_args
-    from evol.commands._run_options import option_type
+    from evol.cli.options import config_from_args
+    from evol.cli.run_options import option_type
     from evol.config import RunConfig
 
     p = run_parser()

@@ -296,7 +296,7 @@ def test_kill9_at_an_arbitrary_moment_resends_only_answers_the_client_never_stor
 # chunks and SIGKILLs its own process, so the kill lands inside the writing of the outputs.
 KILL_WHILE_WRITING = """
 import os, signal, sys
-import evol.rundir as rundir
+import evol.rundir.folder as rundir
 name, nth = os.environ["EVOL_TEST_KILL_AT"].split(":")
 seen = [0]
 real = rundir.atomic_write
@@ -311,7 +311,7 @@ def atomic_write(path, chunks):
             return real(path, half())
     return real(path, chunks)
 rundir.atomic_write = atomic_write
-from evol.cli import main
+from evol.cli.main import main
 sys.argv[0] = "evol"
 sys.exit(main())
 """

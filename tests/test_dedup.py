@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from rapidfuzz import fuzz, process
 
-import evol.dedup as dedup
-from evol.cli import main as cli
-from evol.dedup import Deduper, Match, dedup_texts
-from evol.embeddings import Embedder
+import evol.dedup.index as dedup
+from evol.cli.main import main as cli
+from evol.dedup.index import Deduper, Match, dedup_texts
 from evol.errors import FatalBackendError
-from evol.filters import normalize
+from evol.llm.embeddings import Embedder
+from evol.rules.checks import normalize
 from evol.testing.server import ScriptedServer
 
 from .conftest import run_cli

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from evol.cli import main as cli
+from evol.cli.main import main as cli
 from evol.errors import ConfigError, InputError
-from evol.export import ExportOptions, Selection, export, select, split
-from evol.runfolder import load_run
+from evol.output.export import ExportOptions, Selection, export, select, split
+from evol.rundir.reader import load_run
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 

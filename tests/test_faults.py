@@ -26,8 +26,8 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from evol.llm import OpenAIChat
-from evol.rundir import read_jsonl
+from evol.llm.client import OpenAIChat
+from evol.rundir.folder import read_jsonl
 from evol.testing.replies import completion
 from evol.testing.server import Reply, ScriptedServer, last_user
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evol.rundir import read_jsonl
+from evol.rundir.folder import read_jsonl
 from evol.testing.replies import given_prompt
 from evol.testing.server import Reply, ScriptedServer
 from evol.testing.words import filler
@@ -193,6 +193,6 @@ def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_
     ],
 )
 def test_script_change_is_narrow(parent, evolution, changed):
-    from evol.filters import script_change
+    from evol.rules.checks import script_change
 
     assert script_change(parent, evolution) == changed

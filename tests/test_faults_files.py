@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from evol import rundir
 from evol.errors import ConfigError, RunLockedError
-from evol.rundir import LOCK, RunDir, atomic_write, write_json
+from evol.rundir import folder as rundir
+from evol.rundir.folder import LOCK, RunDir, atomic_write, write_json
 from evol.testing.server import ScriptedServer
 
 from .conftest import ROOT
@@ -64,7 +64,7 @@ def test_a_failed_rename_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypa
 WRITER = """
 import sys, time
 from pathlib import Path
-from evol.rundir import atomic_write
+from evol.rundir.folder import atomic_write
 
 def chunks():
     for i in range(100_000):
@@ -225,7 +225,7 @@ def test_the_lock_is_the_kernels_so_it_dies_with_its_holder(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from evol.rundir import RunDir; RunDir(sys.argv[1]).lock(); "
+            "import sys, time; from evol.rundir.folder import RunDir; RunDir(sys.argv[1]).lock(); "
             "print('locked', flush=True); time.sleep(60)",
             str(tmp_path / "o"),
         ],

@@ -15,14 +15,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from evol import filters, judge_reader
-from evol.cache import CallCache
 from evol.config import DEFAULT_LEAK_PHRASES, RULES, Sampling
-from evol.dedup import Deduper
-from evol.llm import _valid_unicode
+from evol.dedup.index import Deduper
+from evol.llm.cache import CallCache
+from evol.llm.client import _valid_unicode
 from evol.models import Completion, Record, Usage
 from evol.prompts import load_profile
-from evol.rundir import read_jsonl, write_jsonl
+from evol.quality import judge_reader
+from evol.rules import checks as filters
+from evol.rundir.folder import read_jsonl, write_jsonl
 from evol.seeds import load_seeds
 
 pytestmark = pytest.mark.slow  # hypothesis tries many inputs per test (2-11 s each)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from evol.config import Sampling
 from evol.errors import BackendError
-from evol.llm import OpenAIChat
+from evol.llm.client import OpenAIChat
 from evol.testing.server import Reply, ScriptedServer
 
 from .conftest import run_cli

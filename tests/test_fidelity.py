@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from rapidfuzz import fuzz
 
-from evol.filters import normalize
+from evol.rules.checks import normalize
 from evol.seeds import load_seeds
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user

@@ -1,6 +1,7 @@
 import pytest
 
-from evol import filters, judge_reader
+from evol.quality import judge_reader
+from evol.rules import checks as filters
 
 
 def check_evo(text, parent="Write a poem.", finish="stop", phrases=("given prompt", "#rewritten prompt#")):

@@ -21,8 +21,8 @@ pytest.importorskip("prefect")
 
 from evol.config import build_config
 from evol.errors import BackendError, ConfigError
-from evol.manifest import Chunks
-from evol.run import execute
+from evol.evolve.run import execute
+from evol.rundir.manifest import Chunks
 from evol.seeds import load_seeds
 from evol.testing.server import ScriptedServer, last_user
 
@@ -157,7 +157,7 @@ def test_checkpoints_alone_skip_finished_chunks(harness, endpoint, reference, tm
 def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, tmp_path, monkeypatch):
     """Checkpoints are read when a round starts and again in their turn (not held meanwhile): one that
     vanished in between is run after all, and the outputs do not change."""
-    from evol.flows import chunks
+    from evol.engines.prefect import chunks
 
     script = endpoint.script_obj
     script.mode = "clean"
@@ -194,8 +194,8 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
 
 def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     """Two runs with the schedule's parameters over a seed folder that grew in between."""
-    from evol.flows.evol_flow import evol_flow
-    from evol.flows.serving import deployment_parameters
+    from evol.engines.prefect.evol_flow import evol_flow
+    from evol.engines.prefect.serving import deployment_parameters
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[: N_SEEDS + 3]]
     folder = tmp_path / "seeds"
@@ -237,7 +237,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
 
 
 def test_flow_parameters_refuse_a_key(harness):
-    from evol.flows.evol_flow import FlowConfig
+    from evol.engines.prefect.evol_flow import FlowConfig
 
     with pytest.raises(ValueError, match="EVOL_API_KEY"):
         FlowConfig(seeds=SEEDS, api_key="sk-nope-123456")
@@ -245,7 +245,7 @@ def test_flow_parameters_refuse_a_key(harness):
 
 
 def test_serve_needs_a_prefect_server_and_one_schedule(endpoint, tmp_path):
-    from evol.flows.serving import serve
+    from evol.engines.prefect.serving import serve
 
     cfg = config(endpoint, tmp_path / "x")
     with pytest.raises(ConfigError, match="--cron or --interval"):
@@ -266,9 +266,9 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
     """The embedded model's defaults (tune_for_local) fill only what the user left unset, on this engine too:
     rebuilt from every value, the flow's config took Prefect's 32 connections and 2,048 tokens for choices."""
     from evol.config import RunConfig
-    from evol.flows.evol_flow import FlowConfig
-    from evol.flows.serving import deployment_parameters
-    from evol.local_setup import tune_for_local
+    from evol.engines.prefect.evol_flow import FlowConfig
+    from evol.engines.prefect.serving import deployment_parameters
+    from evol.llm.local.setup import tune_for_local
 
     cfg = build_config({"sampling": {"temperature": 0.5}}, {"seeds": SEEDS, "concurrency": 5})
     expected = tune_for_local(cfg)
@@ -282,7 +282,7 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
 def test_a_key_given_in_code_reaches_the_chunk_tasks(harness, tmp_path, monkeypatch):
     """``run_with_prefect`` with the key in the config and none in the environment: the chunk tasks on the flow's
     threads get it with the context Prefect copies into them (never as a parameter), and every call carries it."""
-    from evol.flows import run_with_prefect
+    from evol.engines.prefect import run_with_prefect
 
     other = "sk-in-code-0123456789abcdef"
     for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):

@@ -219,6 +219,6 @@ def _prefect_servers_of(pid: int) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"evol.flows._server_child" in argv and str(pid).encode() in argv:
+        if b"evol.engines.prefect._server_child" in argv and str(pid).encode() in argv:
             found.append(int(proc.name))
     return found

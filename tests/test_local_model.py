@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from evol import local, local_setup
 from evol.errors import ConfigError
+from evol.llm.local import server as local
+from evol.llm.local import setup as local_setup
 
 from .conftest import ROOT, SEEDS, run_cli
 
@@ -58,7 +59,7 @@ def servers(marker: str) -> list[int]:
         except (OSError, IndexError):
             continue
         if (
-            cmdline.split(b"\0")[1:3] == [b"-m", b"evol.local_child"]
+            cmdline.split(b"\0")[1:3] == [b"-m", b"evol.llm.local.child"]
             and f"{MARKER}={marker}".encode() in environ
             and state != "Z"
         ):
@@ -202,8 +203,8 @@ def test_server_dies_with_a_killed_parent(local_extra, thread):
     marker = uuid.uuid4().hex
     script = (
         "import threading, time\n"
-        "from evol.local import LocalServer\n"
-        "from evol.local_setup import resolve_model\n"
+        "from evol.llm.local.server import LocalServer\n"
+        "from evol.llm.local.setup import resolve_model\n"
         "def start():\n"
         "    s = LocalServer(resolve_model(None)).__enter__()\n"
         "    print(s.pid, flush=True)\n"
@@ -330,7 +331,7 @@ def test_the_installed_build_is_portable(local_extra):
     that a native build turns on (and that crashed): a pin moved to a native or wider build fails here."""
     import xllamacpp
 
-    from evol.local_child import X86_NEEDS, _cpu_flags, built_features, missing_cpu_features
+    from evol.llm.local.child import X86_NEEDS, _cpu_flags, built_features, missing_cpu_features
 
     info = xllamacpp.get_system_info()
     built = built_features(info)

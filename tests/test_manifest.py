@@ -1,4 +1,4 @@
-"""evol.manifest: the one reader of manifest.json, tolerant of older and newer manifests, strict about non-manifests."""
+"""evol.rundir.manifest: the one reader of manifest.json, tolerant of older and newer manifests, strict about non-manifests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evol.errors import InputError
-from evol.manifest import AnswerSettings, Counts, Manifest, load_manifest
+from evol.rundir.manifest import AnswerSettings, Counts, Manifest, load_manifest
 
 
 def write(folder, data) -> None:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from evol.optimize import candidate_text, load_report
+from evol.optimize.optimizer import candidate_text, load_report
 from evol.prompts import load_profile
 from evol.testing.server import ScriptedServer
 

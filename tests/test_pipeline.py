@@ -4,12 +4,12 @@ import random
 import pytest
 
 from evol.config import RunConfig
-from evol.dedup import Deduper
+from evol.dedup.index import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
+from evol.evolve.evolver import Evolver, Models, bounded_map
+from evol.evolve.settling import RoundSettler, settle_round
 from evol.models import Candidate, Node, Record, Rejection
-from evol.pipeline import Evolver, Models, bounded_map
 from evol.prompts import load_profile
-from evol.settling import RoundSettler, settle_round
 
 from .fakes import FakeChat
 

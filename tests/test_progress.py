@@ -14,10 +14,10 @@ from typing import Literal
 import pytest
 from rich.console import Console
 
-from evol import progress
-from evol.manifest import Manifest
+from evol.evolve import progress
+from evol.llm.pricing import Price
 from evol.models import Completion, Record, Rejection, Usage
-from evol.pricing import Price
+from evol.rundir.manifest import Manifest
 
 from .conftest import ROOT, SEEDS, run_cli
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from evol.ratelimit import RateLimiter, _duration, estimate_tokens
+from evol.llm.ratelimit import RateLimiter, _duration, estimate_tokens
 from evol.testing.server import Reply, ScriptedServer
 
 from .conftest import SEEDS, run_cli

@@ -2,10 +2,10 @@
 
 import pytest
 
-from evol import filters
 from evol.prompts import load_profile
-from evol.refusals import refusal, word_count
-from evol.wrappers import unwrap
+from evol.rules import checks as filters
+from evol.rules.refusals import refusal, word_count
+from evol.rules.wrappers import unwrap
 
 PARENT = "Write a short poem about autumn leaves."
 LEAKS = ("given prompt", "#rewritten prompt#")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from evol.cli import main as cli
+from evol.cli.main import main as cli
 from evol.errors import InputError
-from evol.report import build_report, distinct_n, opening
+from evol.report.build import build_report, distinct_n, opening
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .test_export import EXPECTED, ROOT, SEEDS, make_run, records

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evol import rules
 from evol.config import RULES
+from evol.rules import registry as rules
 
 ROOT = Path(__file__).resolve().parent.parent
 #: where a rule is named as it fires: a filter's verdict, the pipeline's own checks, dedup's matches

@@ -1,10 +1,10 @@
-"""evol.run helpers that are not about a whole run: the collector setting a run works under."""
+"""evol.evolve.run helpers that are not about a whole run: the collector setting a run works under."""
 
 import gc
 
 import pytest
 
-from evol.run import fewer_gc_pauses
+from evol.evolve.run import fewer_gc_pauses
 
 
 def test_a_run_collects_less_often_and_gives_the_setting_back_even_on_error():

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from evol.cli import main as cli
-from evol.score_reader import read_score
-from evol.scoring import Score, load_scores
+from evol.cli.main import main as cli
+from evol.quality.score_reader import read_score
+from evol.quality.scoring import Score, load_scores
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from .test_export import ROOT, SEEDS, make_run, records

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from rapidfuzz import fuzz
 
-from evol.cli import main as cli
+from evol.cli.main import main as cli
 from evol.errors import ConfigError
-from evol.export import ExportOptions, export
-from evol.filters import normalize
 from evol.models import Record
-from evol.rundir import SCORES, write_json, write_jsonl
-from evol.score_reader import Unclear
-from evol.scoring import Score, load_scores
-from evol.selection import Choice, Quota, parse_quota
+from evol.output.export import ExportOptions, export
+from evol.output.selection import Choice, Quota, parse_quota
+from evol.quality.score_reader import Unclear
+from evol.quality.scoring import Score, load_scores
+from evol.rules.checks import normalize
+from evol.rundir.folder import SCORES, write_json, write_jsonl
 from evol.testing.server import ScriptedServer
 
 from .test_export import VOCAB

@@ -1,4 +1,4 @@
-"""evol.spool: settled rounds on disk, joined into the outputs byte for byte, and the totals the manifest reads."""
+"""evol.rundir.spool: settled rounds on disk, joined into the outputs byte for byte, and the totals the manifest reads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from evol.errors import ConfigError
 from evol.models import Record, Rejection
-from evol.rundir import RunDir
-from evol.spool import SPOOL, Spool, Totals
+from evol.rundir.folder import RunDir
+from evol.rundir.spool import SPOOL, Spool, Totals
 
 
 def record(seed: int, round_no: int, instruction: str, output: str = "an answer", op: str = "deepen") -> Record:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TREES = ["evol", "tests", "bench"]
+TREES = ["evol", "flows", "tests", "bench"]
 
 
 def _tool(name: str) -> str:

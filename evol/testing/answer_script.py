@@ -18,8 +18,7 @@ from collections import Counter
 
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
-
-from .words import filler
+from evol.testing.words import filler
 
 QUALITY = {"m-good": 9, "m-mid": 6, "m-bad": 3}
 SAMPLED = (5, 8, 3, 6)

@@ -17,7 +17,7 @@ from typing import Self
 
 from aiohttp import web
 
-from .replies import (
+from evol.testing.replies import (
     Reply,
     Script,
     bag_of_words,

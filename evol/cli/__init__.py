@@ -1,0 +1,1 @@
+"""The command line: one module per subcommand under commands/, the shared options beside them."""

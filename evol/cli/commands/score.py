@@ -1,0 +1,121 @@
+"""``python -m evol score``: an LLM judge rates each kept row's complexity and quality 1-10 into RUN_DIR/scores.jsonl.
+
+The work is evol.quality.scoring's; this module reads the options and the run's own configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evol.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evol.config import RunConfig
+    from evol.rundir.manifest import Manifest
+
+log = logging.getLogger("evol")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="have an LLM rate every kept row's complexity and quality (1-10 each)",
+        description="Rate each kept instruction's complexity and its answer's quality 1-10 with an LLM "
+        "judge (and the seeds' complexity, when the seed file is still there); writes "
+        "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
+        "Uses the run's backend and call cache: scoring again pays only for what is new.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run'")
+    p.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
+    )
+    p.add_argument("--model", help="the judging model (default: the run's judge model)")
+    p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
+    p.add_argument(
+        "--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)"
+    )
+    p.add_argument(
+        "--complexity-prompt",
+        "--prompt",
+        dest="complexity_prompt",
+        type=Path,
+        help="your own complexity template with an ${instruction} slot (default prompts/complexity.txt)",
+    )
+    p.add_argument(
+        "--quality-prompt",
+        type=Path,
+        help="your own quality template with ${instruction} and ${output} slots (default prompts/quality.txt)",
+    )
+    p.add_argument(
+        "--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline"
+    )
+    p.set_defaults(func=main)
+
+
+def run_config(manifest: Manifest, args: argparse.Namespace) -> RunConfig:
+    """The run's own configuration, with this command's overrides; keys a newer or older evol lacks are dropped."""
+    from pydantic import ValidationError
+
+    from evol.config import RunConfig, api_key_from_env, explain_validation
+
+    values = {k: v for k, v in manifest.config.items() if k in RunConfig.model_fields}
+    if args.base_url:
+        values["base_url"] = args.base_url
+    if args.model:
+        values["model"] = values["judge_model"] = args.model
+    else:
+        # the run's judge, as it was resolved then (the config may have left it to the endpoint to choose)
+        judge = manifest.backend.judge_model
+        values["judge_model"] = values.get("judge_model") or judge
+        values["model"] = values.get("model") or judge
+    if args.concurrency:
+        values["concurrency"] = args.concurrency
+    values["budget_usd"] = args.budget_usd  # the run's own budget was for the run, not for scoring it
+    values["api_key"] = api_key_from_env()
+    try:
+        return RunConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(explain_validation(exc)) from None
+
+
+def main(args: argparse.Namespace) -> int:
+    from evol.prompts import Prompt, default_prompts_dir
+    from evol.quality.scoring import Item, score_items
+    from evol.report.stats import run_seeds
+    from evol.rundir.folder import RunDir
+    from evol.rundir.reader import load_run
+
+    run = load_run(args.run)
+    prompts = {
+        "complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
+        "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"}),
+    }
+    config = run_config(run.manifest, args)
+    items = [Item(r.id, r.round, r.instruction, r.output) for r in run.records]
+    if args.seeds:
+        have = {item.id for item in items}
+        seeds = run_seeds(run)
+        items = [Item(sid, 0, text) for sid, text in seeds if sid not in have] + items
+        if not seeds and not any(item.round == 0 for item in items):
+            log.info("score: the seed file is not where the run read it; no round-0 baseline")
+    if not items:
+        raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
+    with RunDir(run.path):  # not while a run is writing into the same folder
+        summary = asyncio.run(score_items(run.path, config, items, prompts))
+    log.info(
+        "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
+        summary["rows"],
+        summary["complexity"],
+        summary["quality"],
+        summary["unclear"] or "none",
+        summary["calls"],
+        summary["from_cache"],
+    )
+    print(json.dumps(summary), file=sys.stdout)
+    return 0

@@ -1,0 +1,1 @@
+"""Where a run's work runs: this process (local) or Prefect tasks (prefect), over the same round loop."""

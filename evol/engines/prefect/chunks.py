@@ -1,0 +1,348 @@
+"""One chunk of pool entries through one round, with no Prefect in sight: what a chunk task runs anywhere.
+
+A chunk runs on its process's ``Lane``: one client (the key from the process's own environment, never from a
+parameter) and one connection to the run directory's ``calls.sqlite`` for every chunk the process runs, so a
+chunk runs the same in a thread of the flow's process or in a Dask worker on another machine that sees the
+run directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import hashlib
+import json
+import threading
+from collections.abc import Coroutine, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from evol.config import RunConfig, api_key_from_env
+from evol.evolve.evolver import Evolver, Models, Outcome, Tally, bounded_map
+from evol.evolve.progress import LiveTally, current
+from evol.llm.cache import CachedChat, CallCache
+from evol.llm.client import ChatModel, OpenAIChat
+from evol.models import Node, Record, Rejection, Seed, Usage
+from evol.prompts import Profile
+from evol.rundir.folder import CACHE
+
+T = TypeVar("T")
+
+#: an API key handed to run_with_prefect in code rather than through the environment: set for the flow's run
+#: (``prefect_session``), it reaches the chunk tasks on threads with the context Prefect copies into them;
+#: other processes (Dask workers) read EVOL_API_KEY / OPENAI_API_KEY as usual
+GIVEN_KEY: ContextVar[SecretStr | None] = ContextVar("evol_api_key", default=None)
+#: set when the flow is interrupted: the chunks running on this process's threads start no new call, so the
+#: task runner's exit (which waits for them) comes once the calls in flight are answered, not the whole chunk
+STOP = threading.Event()
+
+
+def api_key() -> SecretStr | None:
+    return GIVEN_KEY.get() or api_key_from_env()
+
+
+class Endpoint(BaseModel):
+    """How chunks reach the model, as resolved once by the flow: everything but the key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    identity: str  # the call cache's notion of "same endpoint" (the embedded server's differs from its URL)
+    evolve_model: str
+    respond_model: str
+    judge_model: str
+    seed_calls: bool = False  # each call sends its own sampling seed (the embedded model)
+
+    @property
+    def models(self) -> Models:
+        return Models(evolve=self.evolve_model, respond=self.respond_model, judge=self.judge_model)
+
+
+@dataclass
+class ChunkJob:
+    """Everything a chunk task needs; picklable, so Dask can ship it, and free of secrets."""
+
+    config: RunConfig  # with api_key None
+    profile: Profile
+    endpoint: Endpoint
+    run_dir: str
+    run_key: str  # see run_key(): changes whenever anything that shapes an answer changes
+    round_no: int  # 0 answers seeds (include_seeds), 1.. evolves the pool
+    chunk_no: int
+    items: Sequence  # Seeds for round 0, Nodes after
+    concurrency: int  # connections the process running this chunk may hold open, for all its chunks
+    share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
+    spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path(Path(self.run_dir), self.round_no, self.chunk_no)
+
+    @property
+    def fingerprint(self) -> str:
+        return chunk_fingerprint(self.run_key, self.round_no, self.items)
+
+
+@dataclass
+class ChunkResult:
+    outcomes: list[Outcome]
+    tally: dict  # Tally.as_dict() of this chunk's calls
+    hits: int = 0
+    misses: int = 0
+    restored: bool = False  # read back from a checkpoint: no call made, not even to the cache
+    seconds: float = 0.0
+
+
+class Lane:
+    """This process's event loop on a thread of its own, with one client and one call cache for the run.
+
+    Every chunk task of the process runs its items here, so the chunks running at once share the process's
+    part of --concurrency, --rpm and --tpm through one connection pool: while one chunk's last items are
+    in flight, the next chunk's first ones take the connections it frees, and no chunk's tail leaves them
+    idle. It also spares each chunk a new event loop, client and database connection.
+    """
+
+    def __init__(self, job: ChunkJob):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
+        self.thread.start()
+        self.cache = CallCache(Path(job.run_dir) / CACHE)
+        # the key is read here, in the task's thread, which has the flow's context; the lane's thread has none
+        self.chat = self.call(self._open(job, api_key()))
+
+    @staticmethod
+    async def _open(
+        job: ChunkJob, secret: SecretStr | None
+    ) -> OpenAIChat:  # on the lane's loop: its pool is the loop's
+        cfg = job.config
+        return OpenAIChat(
+            job.endpoint.base_url,
+            secret.get_secret_value() if secret else None,
+            identity=job.endpoint.identity,
+            timeout=cfg.timeout,
+            max_retries=cfg.max_retries,
+            concurrency=job.concurrency,
+            seed_calls=job.endpoint.seed_calls,
+            **_rate_limits(cfg, job.share),
+        )
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the lane and wait for it from the calling thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a client that cannot close cleanly has nothing left to lose
+            self.call(self.chat.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.cache.close()
+
+
+_lanes: dict[tuple, Lane] = {}
+_lanes_lock = threading.Lock()
+
+
+def lane_for(job: ChunkJob) -> Lane:
+    """The process's lane for this run (one per run folder, endpoint and share of the limits)."""
+    key = (job.run_dir, job.run_key, job.endpoint, job.concurrency, job.share)
+    with _lanes_lock:
+        lane = _lanes.get(key)
+        if lane is None:
+            lane = _lanes[key] = Lane(job)
+        return lane
+
+
+def close_lanes(run_dir: str | None = None) -> None:
+    """Close this process's lanes for ``run_dir`` (all of them if None), once no chunk of that run is running:
+    after the flow's task runner has exited, or at the process's exit."""
+    with _lanes_lock:
+        keys = [k for k in _lanes if run_dir is None or k[0] == run_dir]
+        lanes = [_lanes.pop(k) for k in keys]
+    for lane in lanes:
+        lane.close()
+
+
+atexit.register(close_lanes)
+
+
+def run_on_lane(job: ChunkJob) -> ChunkResult:
+    """The chunk, on the process's lane; what a chunk task runs."""
+    lane = lane_for(job)
+    return lane.call(run_chunk(job, lane.chat, lane.cache))
+
+
+async def run_chunk(job: ChunkJob, chat: ChatModel, cache: CallCache) -> ChunkResult:
+    """Evolve (or answer) the chunk's items with bounded concurrency; results in item order."""
+    cached = CachedChat(chat, cache)  # its own hit and miss counts: the chunk's books
+    tally = LiveTally()
+    # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
+    # run's, not the chunk's (chunks running side by side see each other's spend only afterwards)
+    tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
+    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP)
+
+    def books() -> dict:
+        data = tally.as_dict()
+        data["tokens_by_model"] = _minus(data["tokens_by_model"], job.spent)
+        return data
+
+    try:
+        if job.round_no == 0:
+            outcomes = await bounded_map(evolver.answer_seed, job.items, evolver.workers, current().item)
+        else:
+            outcomes = await evolver.run_round(job.items, job.round_no, current().item)
+    except Exception as exc:
+        # a stopped chunk still paid for its answers: the manifest's usage and cost must count them
+        attach_books(exc, ChunkBooks(books(), cached.hits, cached.misses))
+        raise
+    return ChunkResult(outcomes=outcomes, tally=books(), hits=cached.hits, misses=cached.misses)
+
+
+@dataclass(frozen=True)
+class ChunkBooks:
+    """What a chunk that failed had spent by then: its tally and its call-cache counts."""
+
+    tally: dict
+    hits: int
+    misses: int
+
+
+_BOOKS = "evol_chunk_books"
+
+
+def attach_books(exc: BaseException, books: ChunkBooks) -> None:
+    """Put a failed chunk's books on its exception: the one thing that reaches the flow from a task that raised,
+    on a thread or from a Dask worker (an exception's attributes are pickled with it). The exception itself is
+    kept as it is, because Prefect's retry condition and the stage's choice of which error to raise read its type."""
+    exc.__dict__[_BOOKS] = books
+
+
+def books_of(exc: BaseException) -> ChunkBooks | None:
+    return exc.__dict__.get(_BOOKS)
+
+
+def _rate_limits(cfg: RunConfig, share: int) -> dict:
+    """This chunk's part of the run's request and token rates (for clients that take them)."""
+    import inspect
+
+    accepted = inspect.signature(OpenAIChat.__init__).parameters
+    out: dict = {}
+    for name in ("rpm", "tpm"):
+        value = getattr(cfg, name, None)
+        if name in accepted and value is not None:
+            out[name] = value / max(1, share)
+    if "rate_window" in accepted and getattr(cfg, "rate_window", None) is not None:
+        out["rate_window"] = cfg.rate_window
+    return out
+
+
+def _minus(by_model: dict, spent: dict) -> dict:
+    out = {}
+    for model, usage in by_model.items():
+        before = spent.get(model)
+        before = before.model_dump() if isinstance(before, Usage) else (before or {})
+        delta = {k: v - before.get(k, 0) for k, v in usage.items()}
+        if any(delta.values()):
+            out[model] = delta
+    return out
+
+
+# --- checkpoints: one JSONL file per finished chunk, a header line then one outcome per line
+
+CHECKPOINTS = "checkpoints"
+FORMAT = 1
+
+
+def checkpoint_path(run_dir: Path, round_no: int, chunk_no: int) -> Path:
+    folder = "seeds" if round_no == 0 else f"round-{round_no}"
+    return run_dir / CHECKPOINTS / folder / f"chunk-{chunk_no:04d}.jsonl"
+
+
+def run_key(config: RunConfig, profile: Profile, endpoint: Endpoint) -> str:
+    """What every answer of a run depends on besides the chunk's own items."""
+    data = {
+        "config": {k: v for k, v in config.public_dict().items() if k != "out"},
+        "endpoint": [endpoint.identity, endpoint.evolve_model, endpoint.respond_model, endpoint.judge_model],
+        "prompts": profile.template_hashes(),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def chunk_fingerprint(key: str, round_no: int, items: Sequence[Seed | Node]) -> str:
+    """A checkpoint is reused only for the very same items under the very same run key."""
+    h = hashlib.sha256(f"{FORMAT}:{key}:{round_no}".encode())
+    for item in items:
+        h.update(b"\0")
+        h.update(item.model_dump_json().encode())
+    return h.hexdigest()
+
+
+def write_checkpoint(job: ChunkJob, result: ChunkResult) -> None:
+    from evol.rundir.folder import atomic_write
+
+    def lines():
+        head = {
+            "evol_checkpoint": FORMAT,
+            "fingerprint": job.fingerprint,
+            "round": job.round_no,
+            "chunk": job.chunk_no,
+            "items": len(result.outcomes),
+            "tally": result.tally,
+        }
+        yield json.dumps(head) + "\n"
+        for out in result.outcomes:
+            kind = "record" if isinstance(out, Record) else "rejection"
+            yield json.dumps({kind: out.model_dump(mode="json")}, ensure_ascii=False) + "\n"
+
+    atomic_write(job.checkpoint, lines())
+
+
+def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
+    """The chunk's outcomes if a checkpoint of exactly this chunk exists and is worth keeping, else None.
+
+    A chunk with failed items is run again, as the plain CLI does on a re-run: its answered calls come
+    from the call cache, and only the failed ones go to the endpoint.
+    """
+    try:
+        with open(job.checkpoint, encoding="utf-8") as f:
+            head = json.loads(f.readline())
+            if head.get("evol_checkpoint") != FORMAT or head.get("fingerprint") != job.fingerprint:
+                return None
+            outcomes: list[Outcome] = []
+            for line in f:
+                row = json.loads(line)
+                outcomes.append(
+                    Record.model_validate(row["record"])
+                    if "record" in row
+                    else Rejection.model_validate(row["rejection"])
+                )
+    except (OSError, ValueError, KeyError):  # missing, or not ours: run the chunk (the cache still answers)
+        return None
+    if len(outcomes) != len(job.items) or any(isinstance(o, Rejection) and o.kind == "failed" for o in outcomes):
+        return None
+    return ChunkResult(outcomes=outcomes, tally=head.get("tally") or {}, restored=True)
+
+
+# --- tallies of chunks, added up in the flow
+
+
+def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
+    """Add one chunk's ``Tally.as_dict()``; a restored chunk's calls count as answered from cache."""
+    calls = data.get("calls", {})
+    for stage, n in calls.items():
+        into.calls[stage] += n
+    for stage, n in (calls if restored else data.get("calls_from_cache", {})).items():
+        into.cached[stage] += n
+    for stage, n in data.get("calls_failed", {}).items():
+        into.errors[stage] += n
+    for stage, usage in data.get("tokens_by_stage", {}).items():
+        into.tokens[stage] = into.tokens[stage] + Usage(**usage)
+    for model, usage in data.get("tokens_by_model", {}).items():
+        into.by_model[model] = into.by_model[model] + Usage(**usage)
+    for stage, models in data.get("tokens_by_stage_model", {}).items():
+        for model, usage in models.items():
+            into.by_stage_model[stage, model] = into.by_stage_model[stage, model] + Usage(**usage)

@@ -1,0 +1,1 @@
+"""The method: the evolver (one round for one item), the answer stage, settling, the round loop and its books."""

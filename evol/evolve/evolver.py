@@ -1,0 +1,396 @@
+"""The Evol-Instruct method over a pool of instructions: evolve, eliminate, answer, dedup, round after round.
+
+Each item moves through evolve → checks → judge → respond → checks on its own, so one item's answer is
+being written while another is still evolving; rounds are the only barrier, because the next round's pool
+depends on this round's survivors. Operation choices come from an RNG seeded per (run seed, seed id, round),
+so the dataset does not depend on the order in which answers arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from evol.config import RunConfig
+from evol.errors import BackendError, Interrupted
+from evol.evolve.answers import AnswerStage
+from evol.llm.batch.chat import BATCH_WORKERS
+from evol.llm.client import ChatModel
+from evol.llm.pricing import Budget, Price, cost
+from evol.models import (
+    Completion,
+    JudgeAnswer,
+    JudgeVerdict,
+    Lineage,
+    Node,
+    Record,
+    Rejection,
+    RejectionKind,
+    Seed,
+    Usage,
+)
+from evol.prompts import Profile
+from evol.quality.judge_reader import parse_judgement
+from evol.rules import checks as filters
+
+log = logging.getLogger("evol")
+
+Outcome = Record | Rejection
+T = TypeVar("T")
+
+
+@dataclass
+class Models:
+    evolve: str
+    respond: str
+    judge: str
+
+
+@dataclass
+class Tally:
+    """Calls and tokens per stage and per model, live."""
+
+    calls: Counter = field(default_factory=Counter)
+    cached: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # calls that failed for good, after retries
+    tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=lambda: defaultdict(Usage))
+
+    def add(self, stage: str, model: str, c: Completion) -> None:
+        self.calls[stage] += 1
+        if c.cached:
+            self.cached[stage] += 1
+        self.tokens[stage] = self.tokens[stage] + c.usage
+        self.by_model[model] = self.by_model[model] + c.usage
+        self.by_stage_model[stage, model] = self.by_stage_model[stage, model] + c.usage
+
+    def stage_models(self) -> dict[str, dict[str, Usage]]:
+        """Tokens per stage, split by model: what the per-stage cost is priced from."""
+        out: dict[str, dict[str, Usage]] = defaultdict(dict)
+        for (stage, model), usage in self.by_stage_model.items():
+            out[stage][model] = usage
+        return dict(out)
+
+    def cost_books(self, prices: dict[str, Price], budget: float | None) -> dict:
+        """What a manifest (or optimize.json) says of the money: the total, the budget, the models without a
+        price, and the cost per stage (several candidates, answer evolution and ranking multiply the answers')."""
+        total, unpriced = cost(self.by_model, prices)
+        by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(self.stage_models().items())}
+        return {"total": round(total, 6), "budget": budget, "unpriced_models": unpriced, "by_stage": by_stage}
+
+    def as_dict(self) -> dict:
+        return {
+            "calls": dict(self.calls),
+            "calls_from_cache": dict(self.cached),
+            "calls_failed": dict(self.errors),
+            "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
+            "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
+            "tokens_by_stage_model": {
+                s: {m: u.model_dump() for m, u in ms.items()} for s, ms in self.stage_models().items()
+            },
+            "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
+        }
+
+
+def candidate_id(seed_id: str, round_no: int) -> str:
+    return f"{seed_id}.r{round_no}"
+
+
+class Evolver:
+    """One round of the method for one pool entry, and batches of them with bounded concurrency."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        profile: Profile,
+        chat: ChatModel,
+        models: Models,
+        tally: Tally | None = None,
+        stop: threading.Event | None = None,
+    ):
+        self.config = config
+        self.budget = Budget(config.budget_usd, config.price_table())
+        self.profile = profile
+        self.chat = chat
+        self.models = models
+        self.tally = tally or Tally()
+        self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
+        self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
+        # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
+        self.answer_stage = AnswerStage(self) if config.ranks_answers else None
+
+    async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted("Interrupted; the calls in flight finished and are kept.")
+        self.budget.check(self.tally.by_model)
+        try:
+            c = await self.chat.complete(
+                [{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample
+            )
+        except BackendError:
+            self.tally.errors[stage] += 1
+            raise
+        self.tally.add(stage, model, c)
+        return c
+
+    async def step(self, node: Node, round_no: int) -> Outcome:
+        """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
+        cfg, on = self.config, self.config.rule_on
+        rng = random.Random(f"{cfg.seed}:{node.seed_id}:{round_no}")
+        op = self.profile.choose(rng, round_no)
+        cid = candidate_id(node.seed_id, round_no)
+        usage: dict[str, Usage] = {}
+        stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
+        judged: JudgeVerdict | None = None
+
+        lineage = Lineage(
+            id=cid,
+            seed_id=node.seed_id,
+            seed_index=node.seed_index,
+            parent_id=node.id,
+            round=round_no,
+            operation=op.name,
+        ).lineage()
+
+        def reject(kind: RejectionKind, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
+            return Rejection(
+                **lineage,
+                kind=kind,
+                rule=rule,
+                detail=detail,
+                stage=stage,
+                instruction=instruction,
+                output=output,
+                usage=usage,
+                stripped=stripped,
+                judge=judged,
+            )
+
+        stage = "evolve"
+        try:
+            evo = await self.call(
+                stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve"
+            )
+            usage[stage] = evo.usage
+            unwrapped = filters.unwrap(evo.text, self.profile.labels, self.profile.nouns)
+            if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
+                final = filters.extract_final(unwrapped.text, op.extract) or filters.extract_final(evo.text, op.extract)
+                if (
+                    final is None
+                    and evo.finish_reason not in ("length", "content_filter")
+                    and on("no_final_instruction")
+                ):
+                    return reject(
+                        "eliminated",
+                        "no_final_instruction",
+                        f"the answer has no '{op.extract}' section",
+                        stage,
+                        evo.text.strip() or None,
+                    )
+                if final is not None:
+                    inner = filters.unwrap(final, self.profile.labels, self.profile.nouns)
+                    unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
+            text, stripped = unwrapped.text, unwrapped.stripped
+            verdict = filters.check_evolution(
+                text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped
+            )
+            if not verdict.keep:
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
+            if len(text) > cfg.max_instruction_chars and on("too_long"):
+                return reject(
+                    "eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text
+                )
+
+            if on("no_information_gain"):
+                stage = "judge"
+                judged = await self.judge(node.instruction, text, cid, usage)
+                verdict = filters.check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
+                if not verdict.keep:
+                    return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
+
+            stage = "respond"
+            if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
+                got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage)
+                if got.best is None:
+                    return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
+                        update={"candidates": got.candidates}
+                    )
+                return Record(
+                    **lineage,
+                    instruction=text,
+                    output=got.best.text,
+                    model=self.models.evolve,
+                    response_model=got.best.model,
+                    usage=usage,
+                    stripped=stripped,
+                    judge=judged,
+                    candidates=got.candidates,
+                )
+            r = await self.call(
+                stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling, f"{cid}:respond"
+            )
+            usage[stage] = r.usage
+            verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
+            if not verdict.keep:
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text)
+        except BackendError as exc:
+            if exc.fatal:
+                raise
+            return reject("failed", "backend_error", str(exc), stage)
+        return Record(
+            **lineage,
+            instruction=text,
+            output=r.text.strip(),
+            model=self.models.evolve,
+            response_model=self.models.respond,
+            usage=usage,
+            stripped=stripped,
+            judge=judged,
+        )
+
+    async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
+        """Ask the equality judge whether ``text`` gained anything over ``parent``; an answer that reads as no
+        verdict is asked once more, under another sample id so the call cache does not give the same answer back.
+        Both calls' tokens go into ``usage["judge"]``."""
+        prompt = self.profile.judge.render(first=parent, second=text)
+        sampling = self.config.judge_sampling
+        answers: list[JudgeAnswer] = []
+        for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
+            j = await self.call("judge", self.models.judge, prompt, sampling, sample)
+            usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
+            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=parse_judgement(j.text)))
+            if answers[-1].judgement != "unclear":
+                break
+            if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
+                sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
+        return JudgeVerdict(judgement=answers[-1].judgement, answers=tuple(answers))
+
+    async def answer_seed(self, seed: Seed) -> Outcome:
+        """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
+        lineage = Lineage.of_seed(seed).lineage()
+        if seed.output and seed.output.strip():
+            return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
+        if self.answer_stage is not None:
+            return await self._answer_seed_candidates(seed, self.answer_stage)
+        try:
+            r = await self.call(
+                "respond",
+                self.models.respond,
+                self.profile.response_prompt(seed.instruction),
+                self.config.response_sampling,
+                f"{seed.id}:respond",
+            )
+        except BackendError as exc:
+            if exc.fatal:
+                raise
+            return Rejection(
+                **lineage,
+                kind="failed",
+                rule="backend_error",
+                detail=str(exc),
+                stage="respond",
+                instruction=seed.instruction,
+            )
+        verdict = filters.check_response(
+            r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=seed.instruction
+        )
+        if not verdict.keep:
+            return Rejection(
+                **lineage,
+                kind="eliminated",
+                rule=verdict.named_rule,
+                detail=verdict.detail,
+                stage="respond",
+                instruction=seed.instruction,
+                output=r.text,
+                usage={"respond": r.usage},
+            )
+        return Record(
+            **lineage,
+            instruction=seed.instruction,
+            output=r.text.strip(),
+            response_model=self.models.respond,
+            usage={"respond": r.usage},
+        )
+
+    async def _answer_seed_candidates(self, seed: Seed, answer_stage: AnswerStage) -> Outcome:
+        usage: dict[str, Usage] = {}
+        got = await answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
+        common = {
+            **Lineage.of_seed(seed).lineage(),
+            "instruction": seed.instruction,
+            "usage": usage,
+            "candidates": got.candidates,
+        }
+        if got.best is None:
+            return Rejection(
+                kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common
+            )
+        return Record(output=got.best.text, response_model=got.best.model, **common)
+
+    async def run_round(
+        self,
+        pool: Sequence[Node],
+        round_no: int,
+        on_done: Callable[[Outcome], None] | None = None,
+        collect: bool = True,
+    ) -> list[Outcome]:
+        return await bounded_map(lambda n: self.step(n, round_no), pool, self.workers, on_done, collect)
+
+    @property
+    def workers(self) -> int:
+        # each item makes up to three calls in sequence; more items than connections keeps the pipe full;
+        # through the Batch API every item's next call should wait in the same batch file
+        return BATCH_WORKERS if self.config.batch else self.config.concurrency * 2
+
+
+async def bounded_map(
+    fn: Callable[[T], Awaitable[Outcome]],
+    items: Sequence[T],
+    workers: int,
+    on_done: Callable[[Outcome], None] | None = None,
+    collect: bool = True,
+) -> list:
+    """``fn`` over ``items`` with at most ``workers`` at once; results in input order (none unless ``collect``:
+    then ``on_done`` alone sees each, and none is held after it).
+
+    The first error stops the handing out of new items; items already under way finish (their answers are
+    paid for and cached), then the error is raised.
+    """
+    results: list = [None] * len(items) if collect else []
+    next_index = 0
+    errors: list[BaseException] = []
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < len(items) and not errors:
+            i = next_index
+            next_index += 1
+            try:
+                out = await fn(items[i])
+            except Exception as exc:
+                errors.append(exc)
+                return
+            if collect:
+                results[i] = out
+            if on_done is not None:
+                on_done(out)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:  # cancelled or interrupted: nothing more will be awaited
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    if errors:
+        raise errors[0]
+    return results

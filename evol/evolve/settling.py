@@ -1,0 +1,116 @@
+"""Settling a round: its outcomes applied to the pool in pool (seed) order, with dedup, whatever order they came in.
+
+A kept evolution replaces its parent in the pool and a failed one leaves the parent in place; dedup runs in pool
+order, so the earliest copy of an instruction is the one kept whatever the answer timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from evol.config import RunConfig
+from evol.dedup.index import Deduper
+from evol.evolve.evolver import Outcome
+from evol.models import Node, Record, Rejection, Seed
+
+
+@dataclass
+class RoundResult:
+    pool: list[Node]
+    kept: list[Record]
+    rejected: list[Rejection]
+
+
+def settle_round(pool: Sequence[Node], outcomes: Iterable[Outcome], deduper: Deduper | None) -> RoundResult:
+    """Apply the pool semantics: a kept evolution replaces its parent, a failed one leaves the parent in place.
+
+    Dedup runs here, in pool (seed) order, so the earliest copy is the one kept whatever the answer timing.
+    """
+    return RoundSettler(pool, deduper).finish(list(outcomes))
+
+
+class RoundSettler:
+    """``settle_round`` while the answers arrive: an outcome is settled once every earlier one in pool order is.
+
+    The result is settle_round's, item for item; dedup's CPU is spent while later calls are still in flight
+    instead of in a pause at the end of the round.
+    """
+
+    def __init__(self, pool: Sequence[Node], deduper: Deduper | None, sink: Callable[[Outcome], None] | None = None):
+        self.pool = list(pool)
+        self.deduper = deduper
+        self.sink = sink  # given: each settled outcome goes there, in pool order, instead of into result's lists
+        self.result = RoundResult([], [], [])
+        self._waiting: dict[int, Outcome] = {}
+        self._index: dict[str, int] | None = None  # a pool holds one node per seed
+        self._next = 0
+
+    def offer(self, out: Outcome) -> None:
+        if self._index is None:
+            self._index = {node.seed_id: i for i, node in enumerate(self.pool)}
+        self._waiting[self._index[out.seed_id]] = out
+        while self._next in self._waiting:
+            self._settle(self.pool[self._next], self._waiting.pop(self._next))
+            self._next += 1
+
+    def finish(self, outcomes: Sequence[Outcome] | None = None) -> RoundResult:
+        """The round's result, given every outcome in pool order (those offered already are not settled twice);
+        ``None`` when every outcome was offered."""
+        if outcomes is None:
+            if self._next != len(self.pool):
+                raise ValueError(
+                    f"{len(self.pool) - self._next} of the round's outcomes are not settled: "
+                    f"the outcome of pool entry {self._next} never came"
+                )
+            return self.result
+        if len(outcomes) != len(self.pool):
+            raise ValueError(f"{len(outcomes)} outcomes for a pool of {len(self.pool)}")
+        for i in range(self._next, len(self.pool)):
+            self._settle(self.pool[i], outcomes[i])
+        self._next = len(self.pool)
+        return self.result
+
+    def _settle(self, node: Node, out: Outcome) -> None:
+        if isinstance(out, Record) and self.deduper is not None:
+            # the seed's lineage: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)
+            match = self.deduper.check(out.instruction, out.seed_id)
+            if match is not None:
+                out = Rejection(
+                    **out.lineage(),
+                    kind="duplicate",
+                    rule=match.rule,
+                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
+                    stage="dedup",
+                    instruction=out.instruction,
+                    output=out.output,
+                    duplicate_of=match.duplicate_of,
+                    score=match.score,
+                    usage=out.usage,
+                    judge=out.judge,
+                    stripped=out.stripped,
+                    candidates=out.candidates,
+                )
+            else:
+                self.deduper.add(out.id, out.instruction, out.seed_id)
+        if isinstance(out, Record):
+            self.result.pool.append(Node(**out.lineage(), instruction=out.instruction))
+        else:
+            self.result.pool.append(node)
+        if self.sink is not None:
+            self.sink(out)
+        elif isinstance(out, Record):
+            self.result.kept.append(out)
+        else:
+            self.result.rejected.append(out)
+
+
+def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | None:
+    """The run's deduper, holding the seeds, each its own lineage: an evolution that repeats a seed is a
+    duplicate; one that stays near its own seed is not (whether it gained anything is the judge's call)."""
+    exact, near = config.rule_on("exact_duplicate"), config.rule_on("near_duplicate")
+    if not (exact or near):
+        return None
+    deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
+    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds], [s.id for s in seeds])
+    return deduper

@@ -1,0 +1,1 @@
+"""Finished runs to training files: row selection, formats, preference pairs and the dataset card."""

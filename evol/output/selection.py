@@ -1,0 +1,399 @@
+"""Choosing the best rows of an export by their scores: filters, quotas, and the best K, each too unlike the others.
+
+``--select K`` walks the eligible rows from the best score down (ties in run order, then file order) and takes
+each one that is not too similar to a row already taken, until K are taken. Similarity is dedup's own index
+(evol.dedup.index.Deduper): rapidfuzz ratio over MinHash candidates, or cosine similarity of embeddings from an
+OpenAI-compatible endpoint. Quotas cap a round's or an operation's rows; ``--balance`` gives each group an
+equal share as far as its rows allow, then fills up from the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evol.dedup.index import Deduper, Prepared
+from evol.errors import ConfigError
+from evol.llm.embeddings import Embedder
+from evol.quality.scoring import ORDERS, Score, load_scores
+
+if TYPE_CHECKING:
+    from evol.output.export import Row
+    from evol.rundir.reader import Run
+
+log = logging.getLogger("evol")
+
+GROUPS = ("round", "operation")
+DIVERSITY_SAMPLE = 100  # rows whose nearest neighbour is looked for: ~2 s per 25k-row set on 2 shared cores
+
+
+@dataclass(frozen=True)
+class Quota:
+    """At most ``limit`` rows of one round or operation: a count, or a share of K when below 1."""
+
+    field: str
+    value: str
+    limit: float
+
+    def cap(self, k: int) -> int:
+        return math.floor(self.limit * k) if self.limit < 1 else int(self.limit)
+
+    def __str__(self) -> str:
+        return f"{self.field}:{self.value}={self.limit:g}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How ``evol export`` chooses rows by their scores (``evol score``); the defaults choose nothing."""
+
+    k: int | None = None
+    by: str = "complexity*quality"
+    min_complexity: float | None = None
+    min_quality: float | None = None
+    balance: str | None = None  # "round" or "operation"
+    quotas: tuple[Quota, ...] = ()
+    max_similarity: float = 0.9
+    embeddings_url: str | None = None
+    embeddings_model: str = "text-embedding-3-small"
+
+    @property
+    def active(self) -> bool:
+        return any(x is not None for x in (self.k, self.min_complexity, self.min_quality, self.balance)) or bool(
+            self.quotas
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.k is not None:
+            out |= {
+                "select": self.k,
+                "by": self.by,
+                "max_similarity": self.max_similarity,
+                "similarity": f"cosine of {self.embeddings_model} embeddings"
+                if self.embeddings_url
+                else "rapidfuzz ratio",
+            }
+        for name in ("min_complexity", "min_quality", "balance"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.quotas:
+            out["quotas"] = [str(q) for q in self.quotas]
+        return out
+
+    def check(self) -> None:
+        if self.k is not None and self.k < 1:
+            raise ConfigError(f"--select takes a number of rows of at least 1; got {self.k}.")
+        if self.by not in ORDERS:
+            raise ConfigError(f"--by takes one of {', '.join(ORDERS)}; got '{self.by}'.")
+        if not 0 < self.max_similarity <= 1:
+            raise ConfigError(f"--max-similarity is a similarity above 0 and at most 1; got {self.max_similarity:g}.")
+        if self.balance is not None and self.balance not in GROUPS:
+            raise ConfigError(f"--balance takes round or operation; got '{self.balance}'.")
+        if (self.balance is not None or self.quotas) and self.k is None:
+            raise ConfigError(
+                f"{'--balance' if self.balance else '--quota'} shares out the rows of --select K; add --select."
+            )
+        for name in ("min_complexity", "min_quality"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 10:
+                raise ConfigError(f"--{name.replace('_', '-')} is a score from 1 to 10; got {value:g}.")
+
+
+def parse_quota(text: str) -> Quota:
+    """``operation:deepen=2000`` or ``round:1=0.25`` (a share of --select K)."""
+    try:
+        key, limit = text.rsplit("=", 1)
+        field, value = key.split(":", 1)
+        number = float(limit)
+    except ValueError:
+        raise ConfigError(
+            f"--quota takes FIELD:VALUE=N, e.g. operation:deepen=2000 or round:1=0.25; got '{text}'."
+        ) from None
+    if field not in GROUPS or not value or number < 0 or (number >= 1 and not number.is_integer()):
+        raise ConfigError(
+            f"--quota takes round:N=LIMIT or operation:NAME=LIMIT with a count or a share below 1; got '{text}'."
+        )
+    return Quota(field, value, number)
+
+
+@dataclass
+class Chosen:
+    rows: list[Row]  # best first
+    scores: list[Score | None]  # each row's scores (None when only filters by nothing scored applied)
+    left_out: Counter  # reason -> rows
+    summary: dict[str, Any]  # what export.json records
+
+
+def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
+    """The rows ``choice`` keeps: filtered by score, then (with K) the best K, diverse and within quotas."""
+    choice.check()
+    groups = {q.field for q in choice.quotas} | ({choice.balance} if choice.balance else set())
+    for q in choice.quotas:
+        known = {str(getattr(r, q.field)) for r in rows}
+        if q.value not in known:
+            raise ConfigError(
+                f"--quota {q}: no exported row has {q.field} {q.value}; they have {', '.join(sorted(known))}."
+            )
+    needed = [
+        c
+        for c, on in (
+            ("complexity", choice.min_complexity is not None or (choice.k and "complexity" in choice.by)),
+            ("quality", choice.min_quality is not None or (choice.k and "quality" in choice.by)),
+        )
+        if on
+    ]
+    by_run = {run.run_id: load_scores(run.path) for run in runs}
+    found = [by_run[row.run_id].get(row.id) for row in rows]
+    _require(rows, found, runs, needed)
+    left_out: Counter = Counter()
+    eligible: list[tuple[Row, Score | None]] = []
+    for row, s in zip(rows, found, strict=True):
+        reason = _filtered(s, choice, needed)
+        if reason:
+            left_out[reason] += 1
+        else:
+            eligible.append((row, s))
+    if not eligible:
+        raise ConfigError(
+            f"No row passes the score filters ({', '.join(f'{n} {w}' for w, n in left_out.most_common())}); loosen them."
+        )
+    picked: Sequence[tuple[Row, Score | None]]
+    if choice.k is None:
+        picked = eligible
+        walk: dict[str, Any] = {}
+    else:
+        # with K every eligible row has the score it is ranked by (_filtered left out the rows without it);
+        # the sort is stable: ties stay in run, file order
+        valued = [(row, s, v) for row, s in eligible if s is not None and (v := s.value(choice.by)) is not None]
+        ranked = [(row, s) for row, s, _ in sorted(valued, key=lambda rsv: -rsv[2])]
+        picked, walk = _walk(ranked, choice)
+        left_out["not among the best --select rows"] += len(eligible) - len(picked)
+    summary = {
+        "eligible": len(eligible),
+        "taken": len(picked),
+        **walk,
+        "scores": {"eligible": _stats(eligible), "selected": _stats(picked)},
+    }
+    if choice.k is not None:
+        summary["requested"] = choice.k
+        summary["diversity"] = {
+            "selected": diversity([r.instruction for r, _ in picked]),
+            "best_by_score_alone": diversity([r.instruction for r, _ in ranked[: len(picked)]]),
+        }
+        if len(picked) < choice.k:
+            log.warning("export: --select %d took %d rows: %s", choice.k, len(picked), walk.get("stopped"))
+    if groups:
+        summary["groups"] = {
+            g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)
+        }
+    return Chosen([_scored(r, s) for r, s in picked], [s for _, s in picked], left_out, summary)
+
+
+def with_scores(rows: list[Row], runs: list[Run]) -> list[Row]:
+    """The rows with their scores from each run's scores.jsonl (unchanged when a run was never scored)."""
+    by_run = {run.run_id: load_scores(run.path) for run in runs}
+    return [_scored(row, by_run[row.run_id].get(row.id)) for row in rows] if any(by_run.values()) else rows
+
+
+def _scored(row: Row, s: Score | None) -> Row:
+    return dataclasses.replace(row, complexity=s.complexity, quality=s.quality) if s is not None else row
+
+
+def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed: list[str]) -> None:
+    """One sentence naming the runs to score, when a needed score was never asked for."""
+    for criterion in needed:
+        missing = [r for r, s in zip(rows, found, strict=True) if s is None or s.lacks(criterion)]
+        if missing:
+            paths = sorted({str(run.path) for run in runs if run.run_id in {r.run_id for r in missing}})
+            raise ConfigError(
+                f"{len(missing)} of {len(rows)} rows have no {criterion} score; run "
+                f"'python -m evol score {' '.join(paths)}' first."
+            )
+
+
+def _filtered(s: Score | None, choice: Choice, needed: list[str]) -> str | None:
+    if s is None:  # a row without scores needs none: _require stopped the export otherwise
+        return None
+    for criterion in needed:
+        if getattr(s, criterion) is None:
+            return f"{criterion} unclear ({s.unclear[criterion].outcome})"
+    # a score behind a --min-* is needed, so it is there (the loop above left out the rows without it)
+    if choice.min_complexity is not None and s.complexity is not None and s.complexity < choice.min_complexity:
+        return "complexity below --min-complexity"
+    if choice.min_quality is not None and s.quality is not None and s.quality < choice.min_quality:
+        return "quality below --min-quality"
+    return None
+
+
+def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[Row, Score]], dict[str, Any]]:
+    """Take rows best first, each unless too similar to one taken or over its group's cap, until K are taken.
+
+    Without --balance one pass does it. With it each pass shares what is still missing equally among the groups
+    that still have rows (as far as their quotas allow); a pass that takes nothing ends the walk.
+    """
+    k = choice.k
+    assert k is not None
+    if choice.embeddings_url:
+        from evol.config import api_key_from_env
+
+        key = api_key_from_env()
+        embed = Embedder(
+            choice.embeddings_url, choice.embeddings_model, api_key=key.get_secret_value() if key else None
+        )
+        deduper = Deduper(1.0, exact=True, near=False, embed=embed, cosine=choice.max_similarity)
+    else:
+        # dedup's own index and banding: on bench.select's 250k rows an exhaustive audit finds no chosen pair
+        # above the threshold; on short templated texts (15 words) it can miss a pair just above it
+        deduper = Deduper(choice.max_similarity, "ratio")
+    hard = {(q.field, q.value): q.cap(k) for q in choice.quotas}
+    taken: list[int] = []
+    count: Counter = Counter()  # (field, value) -> rows taken
+    similar = 0
+    remaining = list(range(len(ranked)))
+    ready: dict[int, Prepared] = {}
+    fields = sorted({f for f, _ in hard} | ({choice.balance} if choice.balance else set()))
+
+    def groups_of(i: int) -> list[tuple[str, str]]:
+        row = ranked[i][0]
+        return [(f, str(getattr(row, f))) for f in fields]
+
+    while len(taken) < k and remaining:
+        caps = dict(hard)
+        if choice.balance:
+            caps.update(_shares(remaining, groups_of, choice.balance, k - len(taken), count, hard))
+        before, left = len(taken), []
+        fresh = deduper.prepared([ranked[i][0].instruction for i in remaining if i not in ready])
+        walking = iter(remaining)
+        for i in walking:
+            item = ready.pop(i, None) or next(fresh)
+            gs = groups_of(i)
+            if any(count[g] >= caps.get(g, k) for g in gs):
+                left.append(i)  # over its group's cap in this pass; a later pass may have room
+                if deduper.embed is not None:
+                    ready[i] = item  # embedded already: the next pass must not pay for it again
+                continue
+            if deduper.check_item(item) is not None:
+                similar += 1
+                continue
+            deduper.add_item(str(i), item)
+            taken.append(i)
+            count.update(gs)
+            if len(taken) == k:
+                break
+        remaining = left + list(walking)
+        if not choice.balance or len(taken) == before:
+            break
+    stopped = None
+    if len(taken) < k:
+        stopped = (
+            "the quotas leave no room for more"
+            if remaining
+            else "no other eligible row is unlike enough the rows taken (--max-similarity)"
+        )
+    picked = [ranked[i] for i in sorted(taken)]  # best first, as ranked
+    return picked, {"skipped_as_similar": similar, **({"stopped": stopped} if stopped else {})}
+
+
+def _shares(remaining: list[int], groups_of, field: str, need: int, count: Counter, hard: dict) -> dict:
+    """Equal shares of ``need`` more rows among the balanced field's groups, none beyond what it has (or its quota)."""
+    have = Counter(g for i in remaining for g in groups_of(i) if g[0] == field)
+    room = {g: min(n, hard.get(g, n + count[g]) - count[g]) for g, n in sorted(have.items())}
+    extra = dict.fromkeys(room, 0)
+    open_groups = [g for g in room if room[g] > 0]
+    while need > 0 and open_groups:
+        share = max(1, need // len(open_groups))
+        for g in list(open_groups):
+            add = min(share, room[g] - extra[g], need)
+            extra[g] += add
+            need -= add
+            if extra[g] == room[g]:
+                open_groups.remove(g)
+            if need == 0:
+                break
+    return {g: count[g] + extra[g] for g in room}
+
+
+def _stats(pairs: Sequence[tuple[Row, Score | None]]) -> dict[str, Any]:
+    import numpy as np  # statistics.mean adds exact fractions: a second for 250k scores
+
+    out = {}
+    for criterion in ("complexity", "quality"):
+        values = np.array([v for v in (getattr(s, criterion) for _, s in pairs if s is not None) if v is not None])
+        if values.size:
+            out[criterion] = {
+                "n": int(values.size),
+                "mean": round(float(values.mean()), 3),
+                "median": float(np.median(values)),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+    return out
+
+
+def diversity(texts: list[str], sample: int = DIVERSITY_SAMPLE, seed: int = 0) -> dict[str, Any] | None:
+    """Mean similarity (rapidfuzz ratio, 0-1) of sampled texts to their nearest other text of the set: lower is more diverse."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
+    from evol.rules.checks import normalize
+
+    if len(texts) < 2:
+        return None
+    norms = [normalize(t) for t in texts]
+    picks = sorted(random.Random(seed).sample(range(len(norms)), min(sample, len(norms))))
+    sims = process.cdist([norms[i] for i in picks], norms, scorer=fuzz.ratio, dtype=np.uint8, workers=-1)
+    sims[np.arange(len(picks)), picks] = 0  # a text is not its own neighbour
+    nearest = sims.max(axis=1) / 100
+    return {"mean_nearest_similarity": round(float(nearest.mean()), 4), "sampled": len(picks)}
+
+
+def card_lines(summary: dict[str, Any]) -> list[str]:
+    """What the dataset card says about how the rows were chosen."""
+    choice, chosen = summary.get("choice") or {}, summary.get("chosen") or {}
+    if not choice:
+        return []
+    out = ["## How the rows were chosen", ""]
+    if "select" in choice:
+        out.append(
+            f"The best {chosen['taken']} of {chosen['eligible']} eligible rows (asked for {choice['select']}) by "
+            f"`{choice['by']}`, from `evol score` (an LLM judge's 1-10 ratings of each instruction's complexity and "
+            f"its answer's quality), best first, ties in run and file order. A row was skipped when its instruction "
+            f"was {choice['max_similarity']:g} or more similar ({choice['similarity']}) to one already taken: "
+            f"{chosen.get('skipped_as_similar', 0)} were."
+        )
+    out.append("")
+    for name, label in (
+        ("min_complexity", "complexity at least"),
+        ("min_quality", "quality at least"),
+        ("balance", "balanced by"),
+        ("quotas", "quotas"),
+    ):
+        if name in choice:
+            value = ", ".join(choice[name]) if isinstance(choice[name], list) else choice[name]
+            out.append(f"- {label} {value}")
+    if out[-1]:
+        out.append("")
+    rows = []
+    for criterion in ("complexity", "quality"):
+        a, b = chosen["scores"]["eligible"].get(criterion), chosen["scores"]["selected"].get(criterion)
+        if a and b:
+            rows.append(f"| {criterion} | {a['mean']:.2f} | {b['mean']:.2f} |")
+    if rows:
+        out += ["| score (mean) | eligible rows | chosen rows |", "|---|---|---|", *rows, ""]
+    div = chosen.get("diversity") or {}
+    if div.get("selected") and div.get("best_by_score_alone"):
+        out += [
+            (
+                f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
+                f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
+                f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone."
+            ),
+            "",
+        ]
+    return out
