@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from evol.config import RunConfig
+from evol.engines.local import execute
 from evol.errors import ConfigError
-from evol.evolve.run import execute
 from evol.output.export import ExportOptions, export
 from evol.testing.answer_script import AnswerScript
 from evol.testing.server import ScriptedServer

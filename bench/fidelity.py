@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from evol.config import RunConfig
-from evol.evolve.run import execute
+from evol.engines.local import execute
 from evol.seeds import load_seeds
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user

@@ -41,7 +41,7 @@ TRACE = """
 import os, sys, tracemalloc
 from collections import defaultdict
 tracemalloc.start(int(os.environ.get("BENCH_TRACE_FRAMES", "12")))
-import evol.evolve.run as run
+import evol.engines.local as run
 real = run.write_outputs
 def where(tb):
     # the innermost frame in evol's own code (or flows'), else the innermost frame

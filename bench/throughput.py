@@ -87,7 +87,7 @@ def bare_sdk(url: str, calls: int, concurrency: int) -> int:
 def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
     """The real ``evol run``: one round costs three calls per seed (evolve, judge, respond)."""
     from evol.config import RunConfig
-    from evol.evolve.run import execute
+    from evol.engines.local import execute
 
     seeds = workdir / "seeds.jsonl"
     n_seeds = calls // 3
@@ -116,7 +116,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
 
     server = launch()
     t0 = time.perf_counter()
-    from evol.engines.prefect import (
+    from evol.engines.prefect.evol_flow import (
         run_with_prefect,  # imports Prefect: counted in the run's time, and reported on its own
     )
 

@@ -22,6 +22,9 @@ from evol.errors import ConfigError
 from evol.llm.pricing import DEFAULT_PRICES, Price, batch_prices
 from evol.rules import registry as rules
 
+#: items in flight at once in batch mode (see ``RunConfig.workers``)
+BATCH_WORKERS = 10_000
+
 #: settings that change how a run spends, not what it makes: they stay out of the run id, so raising
 #: ``--budget-usd`` or the concurrency and running again resumes the same run
 EXECUTION_ONLY = (
@@ -210,6 +213,13 @@ class RunConfig(BaseModel):
     def candidate_count(self) -> int:
         """Candidate answers per instruction: ``answers``, and at least one per response model."""
         return max(self.answers, len(self.response_models))
+
+    @property
+    def workers(self) -> int:
+        """Items of a round under way at once. Each makes up to three calls in sequence, so more items than
+        connections keep the pipe full; through the Batch API every item's next call should wait in the same
+        batch file, so then every item runs at once."""
+        return BATCH_WORKERS if self.batch else self.concurrency * 2
 
     @property
     def ranks_answers(self) -> bool:

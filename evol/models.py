@@ -11,6 +11,14 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Models(Frozen):
+    """The model each stage calls: what the backend resolved from the options and the endpoint."""
+
+    evolve: str
+    respond: str
+    judge: str
+
+
 class Seed(Frozen):
     """One seed instruction, as read from a file (``input`` already appended to ``instruction``)."""
 
@@ -183,3 +191,7 @@ class Rejection(_WithCandidates):
     stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked
     judge: JudgeVerdict | None = None  # what the judge said, when it was asked
     candidates: tuple[Candidate, ...] = ()  # the candidate answers, none of which passed
+
+
+#: what one attempt comes to: a kept record (before dedup) or a rejection with its rule
+Outcome = Record | Rejection

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evol.config import RunConfig
-from evol.evolve.evolver import Models
-from evol.evolve.run import run_pipeline
+from evol.engines.local import run_pipeline
 from evol.llm.client import OpenAIChat
+from evol.models import Models
 from evol.rundir.folder import RunDir, read_jsonl
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
@@ -26,7 +26,7 @@ from evol.testing.words import filler
 
 from .conftest import run_cli
 
-MODELS = Models("scripted-model", "scripted-model", "scripted-model")
+MODELS = Models(evolve="scripted-model", respond="scripted-model", judge="scripted-model")
 
 
 # --- a model that plays the method well, with faults planted by test ---------------------------------------

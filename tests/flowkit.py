@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from evol.config import build_config
-from evol.evolve.run import execute
+from evol.engines.local import execute
 from evol.rundir.manifest import Manifest
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
@@ -121,7 +121,7 @@ REFERENCE_REQUESTS: list[str] = []  # every request of the reference run, as JSO
 
 @pytest.fixture(scope="module")
 def reference(endpoint, tmp_path_factory) -> Path:
-    """The plain, Prefect-free run (``evol.evolve.run.execute``) that every flow run must equal."""
+    """The plain, Prefect-free run (``evol.engines.local.execute``) that every flow run must equal."""
     out = tmp_path_factory.mktemp("reference")
     first = len(endpoint.requests)
     manifest = asyncio.run(execute(config(endpoint, out)))

@@ -14,7 +14,8 @@ import pytest
 
 from evol.cli.main import main as cli
 from evol.errors import ConfigError, InputError
-from evol.output.export import ExportOptions, Selection, export, select, split
+from evol.output.export import ExportOptions, export, split
+from evol.output.rows import RowFilter, pick_rows
 from evol.rundir.reader import load_run
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
@@ -151,8 +152,8 @@ def hf_datasets():
 
 
 def do_export(runs: list[Path], out: Path, fmt: str = "alpaca", **kw) -> dict:
-    sel = kw.pop("selection", Selection())
-    return export(runs, out, ExportOptions(fmt=fmt, selection=sel, **kw))
+    sel = kw.pop("row_filter", RowFilter())
+    return export(runs, out, ExportOptions(fmt=fmt, row_filter=sel, **kw))
 
 
 def test_the_scripted_run_has_every_outcome(run_a):
@@ -241,7 +242,7 @@ def test_json_formats_load_with_datasets(run_a, tmp_path, monkeypatch, fmt):
 
 def test_split_is_deterministic_and_seed_dependent(run_a):
     run = load_run(run_a)
-    picked = select([run], Selection()).rows
+    picked = pick_rows([run], RowFilter()).rows
     a = split(picked, 0.3, seed=1)
     assert a == split(picked, 0.3, seed=1)
     assert any(split(picked, 0.3, seed=s)["validation"] != a["validation"] for s in range(2, 8))
@@ -250,16 +251,16 @@ def test_split_is_deterministic_and_seed_dependent(run_a):
 
 def test_selection_by_round_operation_length_and_seeds(run_a, tmp_path):
     recs = records(run_a)
-    s = do_export([run_a], tmp_path / "r2", selection=Selection(rounds=frozenset({2})))
+    s = do_export([run_a], tmp_path / "r2", row_filter=RowFilter(rounds=frozenset({2})))
     assert s["rows"]["train"] == sum(r["round"] == 2 for r in recs)
-    s = do_export([run_a], tmp_path / "noseeds", selection=Selection(seeds=False))
+    s = do_export([run_a], tmp_path / "noseeds", row_filter=RowFilter(seeds=False))
     assert s["rows"]["train"] == EXPECTED["kept"]
-    s = do_export([run_a], tmp_path / "r1seeds", selection=Selection(rounds=frozenset({1}), seeds=True))
+    s = do_export([run_a], tmp_path / "r1seeds", row_filter=RowFilter(rounds=frozenset({1}), seeds=True))
     assert s["rows"]["train"] == sum(r["round"] in (0, 1) for r in recs)
     op = next(r["operation"] for r in recs if r["round"] > 0)
-    s = do_export([run_a], tmp_path / "op", selection=Selection(operations=frozenset({op}), seeds=False))
+    s = do_export([run_a], tmp_path / "op", row_filter=RowFilter(operations=frozenset({op}), seeds=False))
     assert s["rows"]["train"] == sum(r["operation"] == op for r in recs)
-    s = do_export([run_a], tmp_path / "len", selection=Selection(min_words=10, max_words=40))
+    s = do_export([run_a], tmp_path / "len", row_filter=RowFilter(min_words=10, max_words=40))
     assert s["rows"]["train"] == sum(10 <= len(r["instruction"].split()) <= 40 for r in recs)
     assert s["left_out"]
 
@@ -276,7 +277,7 @@ def test_merging_runs_drops_duplicates_across_them(run_a, run_b, tmp_path):
     assert len({r["instruction"] for r in rows}) == len(rows)
     card = (tmp_path / "both" / "README.md").read_text()
     assert "profile: `general`" in card and "profile: `code`" in card
-    s = do_export([run_a, run_b], tmp_path / "code", selection=Selection(profiles=frozenset({"code"})))
+    s = do_export([run_a, run_b], tmp_path / "code", row_filter=RowFilter(profiles=frozenset({"code"})))
     assert s["rows"]["train"] == len(b)
 
 
@@ -315,13 +316,13 @@ def test_bad_inputs_are_one_sentence_errors(run_a, tmp_path):
     with pytest.raises(InputError, match=r"no manifest.json"):
         do_export([tmp_path / "empty"], tmp_path / "o2")
     with pytest.raises(ConfigError, match="not an operation"):
-        do_export([run_a], tmp_path / "o3", selection=Selection(operations=frozenset({"nope"})))
+        do_export([run_a], tmp_path / "o3", row_filter=RowFilter(operations=frozenset({"nope"})))
     with pytest.raises(ConfigError, match="leaves no rows"):
-        do_export([run_a], tmp_path / "o4", selection=Selection(rounds=frozenset({9})))
+        do_export([run_a], tmp_path / "o4", row_filter=RowFilter(rounds=frozenset({9})))
     with pytest.raises(ConfigError, match="--val-fraction"):
         do_export([run_a], tmp_path / "o5", val_fraction=1.0)
     with pytest.raises(ConfigError, match="matches none"):
-        do_export([run_a], tmp_path / "o6", selection=Selection(profiles=frozenset({"math"})))
+        do_export([run_a], tmp_path / "o6", row_filter=RowFilter(profiles=frozenset({"math"})))
 
 
 def test_a_bad_record_row_names_its_file_and_line(run_a, tmp_path):

@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("prefect")
 
 from evol.config import build_config
+from evol.engines.local import execute
 from evol.errors import BackendError, ConfigError
-from evol.evolve.run import execute
 from evol.rundir.manifest import Chunks
 from evol.seeds import load_seeds
 from evol.testing.server import ScriptedServer, last_user
@@ -282,7 +282,7 @@ def test_options_left_unset_stay_unset_through_the_flow_parameters(harness):
 def test_a_key_given_in_code_reaches_the_chunk_tasks(harness, tmp_path, monkeypatch):
     """``run_with_prefect`` with the key in the config and none in the environment: the chunk tasks on the flow's
     threads get it with the context Prefect copies into them (never as a parameter), and every call carries it."""
-    from evol.engines.prefect import run_with_prefect
+    from evol.engines.prefect.evol_flow import run_with_prefect
 
     other = "sk-in-code-0123456789abcdef"
     for name in ("EVOL_API_KEY", "OPENAI_API_KEY"):

@@ -74,6 +74,12 @@ def test_the_cycle_finder_finds_a_cycle_through_a_deferred_import():
     assert tree_imports == {"evol.b"}
 
 
+def test_no_import_cycle_counting_deferred_and_type_checking_imports():
+    edges = graph()
+    assert len(edges) > 50  # the walk saw the package
+    assert cycle(edges) is None
+
+
 def test_the_core_never_imports_prefect():
     """Prefect is a leaf: only the Prefect engine and the command line that starts it import it."""
     leaves = ("evol.engines.prefect", "evol.cli")

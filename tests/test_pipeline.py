@@ -6,9 +6,10 @@ import pytest
 from evol.config import RunConfig
 from evol.dedup.index import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
-from evol.evolve.evolver import Evolver, Models, bounded_map
+from evol.evolve.concurrency import bounded_map
+from evol.evolve.evolver import Evolver
 from evol.evolve.settling import RoundSettler, settle_round
-from evol.models import Candidate, Node, Record, Rejection
+from evol.models import Candidate, Models, Node, Record, Rejection
 from evol.prompts import load_profile
 
 from .fakes import FakeChat

@@ -8,6 +8,7 @@ import logging
 import pkgutil
 import sys
 
+from evol.cli.logs import quiet_orchestrator
 from evol.errors import EvolError
 
 
@@ -43,31 +44,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in [only] if only else command_modules():
         importlib.import_module(f"evol.cli.commands.{name}").add_parser(sub)
     return parser
-
-
-_SHOWN_URLS: set[str] = set()
-
-
-def _quiet_orchestrator(record: logging.LogRecord) -> bool:
-    """Keep Prefect's logs to what a user reads: no traceback for an error the CLI reports in one sentence,
-    no 'Finished in state' line per task, and each flow run's 'View at' link once (Prefect logs it twice)."""
-    if record.exc_info and isinstance(record.exc_info[1], (EvolError, KeyboardInterrupt)):
-        return False
-    if not record.name.startswith("prefect"):
-        return True
-    msg = str(record.msg)
-    if msg.startswith("View at "):
-        if msg in _SHOWN_URLS:
-            return False
-        _SHOWN_URLS.add(msg)
-    return not msg.startswith("Finished in state")
-
-
-def quiet_orchestrator() -> None:
-    """Put the filter on the root logger's handlers; again once Prefect is imported, which may replace them."""
-    for handler in logging.getLogger().handlers:
-        if _quiet_orchestrator not in handler.filters:
-            handler.addFilter(_quiet_orchestrator)
 
 
 def main(argv: list[str] | None = None) -> int:

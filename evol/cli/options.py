@@ -4,7 +4,6 @@ made from RunConfig in ``_run_options``)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from typing import Any
 
@@ -17,7 +16,6 @@ __all__ = [
     "add_run_options",
     "config_from_args",
     "prefect_kwargs",
-    "quiet_prefect",
 ]
 
 
@@ -29,18 +27,6 @@ def add_engine_option(p: argparse.ArgumentParser, what: str) -> None:
         help=f"prefect (default): {what}; local: the same work in this process, without Prefect's "
         f"few seconds of start-up (default from EVOL_ENGINE)",
     )
-
-
-def quiet_prefect(args: argparse.Namespace) -> None:
-    """Once Prefect is imported: keep its logging out of the user's terminal unless --verbose (no traceback for an
-    error the CLI reports in one sentence), and to warnings under --quiet. Importing Prefect sets its loggers'
-    levels from its own settings and can replace the root logger's handlers, with the filter put there before."""
-    if args.quiet:
-        logging.getLogger("prefect").setLevel(logging.WARNING)
-    if not args.verbose:
-        from evol.cli.main import quiet_orchestrator
-
-        quiet_orchestrator()
 
 
 def add_prefect_options(p: argparse.ArgumentParser) -> None:

@@ -15,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from evol.config import RunConfig, Sampling
 from evol.errors import BackendError, ConfigError
-from evol.models import Candidate, RejectionKind, Usage
+from evol.models import Candidate, Completion, Models, RejectionKind, Usage
 from evol.prompts import Prompt, default_prompts_dir
 from evol.quality.score_reader import parse_rank
 from evol.rules import checks as filters
 from evol.rules.wrappers import strip_heading
-
-if TYPE_CHECKING:
-    from evol.evolve.evolver import Evolver
 
 FOLDER = "answers"  # under the prompts folder: rank.txt and one template per answer-evolution direction
 SLOTS = frozenset({"instruction", "answer"})
@@ -73,14 +72,22 @@ class Answered:
         return self.candidates[0].text if self.candidates else None
 
 
-class AnswerStage:
-    """Candidates, ranking and answer evolution for one Evolver."""
+class Call(Protocol):
+    """One LLM call of a stage, booked and budgeted: the evolver's ``call``."""
 
-    def __init__(self, evolver: Evolver):
-        self.ev = evolver
-        self.config = evolver.config
-        self.prompts = load_answer_prompts(self.config.prompts_dir)
-        self.responders = list(self.config.response_models) or [evolver.models.respond]
+    def __call__(self, stage: str, model: str, prompt: str, sampling: Sampling, sample: str) -> Awaitable[Completion]:
+        pass
+
+
+class AnswerStage:
+    """Candidates, ranking and answer evolution, through the calls of the evolver that owns it."""
+
+    def __init__(self, config: RunConfig, call: Call, models: Models):
+        self.config = config
+        self.call = call
+        self.judge_model = models.judge
+        self.prompts = load_answer_prompts(config.prompts_dir)
+        self.responders = list(config.response_models) or [models.respond]
 
     async def run(self, instruction: str, prompt: str, cid: str, usage: dict[str, Usage]) -> Answered:
         """Answer ``instruction`` (sent as ``prompt``) with every candidate, rank them, evolve the best."""
@@ -181,7 +188,7 @@ class AnswerStage:
         """One answer call and the response rules on it; a call that fails for good is a candidate dropped as
         backend_error, not the end of the instruction (a fatal error, a stop or the budget still end the run)."""
         try:
-            c = await self.ev.call(stage, model, prompt, sampling, sample)
+            c = await self.call(stage, model, prompt, sampling, sample)
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -210,7 +217,7 @@ class AnswerStage:
         score, reason = None, ""
         for sample in (f"{cid}:rank:{cand.key}", f"{cid}:rank:{cand.key}:retry"):
             try:
-                j = await self.ev.call("rank", self.ev.models.judge, prompt, sampling, sample)
+                j = await self.call("rank", self.judge_model, prompt, sampling, sample)
             except BackendError as exc:
                 if exc.fatal:
                     raise

@@ -8,27 +8,26 @@ so the dataset does not depend on the order in which answers arrive.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 from evol.config import RunConfig
 from evol.errors import BackendError, Interrupted
 from evol.evolve.answers import AnswerStage
-from evol.llm.batch.chat import BATCH_WORKERS
+from evol.evolve.concurrency import bounded_map
 from evol.llm.client import ChatModel
-from evol.llm.pricing import Budget, Price, cost
+from evol.llm.pricing import Budget
+from evol.llm.usage import Tally
 from evol.models import (
     Completion,
     JudgeAnswer,
     JudgeVerdict,
     Lineage,
+    Models,
     Node,
+    Outcome,
     Record,
     Rejection,
     RejectionKind,
@@ -40,63 +39,6 @@ from evol.quality.judge_reader import parse_judgement
 from evol.rules import checks as filters
 
 log = logging.getLogger("evol")
-
-Outcome = Record | Rejection
-T = TypeVar("T")
-
-
-@dataclass
-class Models:
-    evolve: str
-    respond: str
-    judge: str
-
-
-@dataclass
-class Tally:
-    """Calls and tokens per stage and per model, live."""
-
-    calls: Counter = field(default_factory=Counter)
-    cached: Counter = field(default_factory=Counter)
-    errors: Counter = field(default_factory=Counter)  # calls that failed for good, after retries
-    tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
-    by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
-    by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=lambda: defaultdict(Usage))
-
-    def add(self, stage: str, model: str, c: Completion) -> None:
-        self.calls[stage] += 1
-        if c.cached:
-            self.cached[stage] += 1
-        self.tokens[stage] = self.tokens[stage] + c.usage
-        self.by_model[model] = self.by_model[model] + c.usage
-        self.by_stage_model[stage, model] = self.by_stage_model[stage, model] + c.usage
-
-    def stage_models(self) -> dict[str, dict[str, Usage]]:
-        """Tokens per stage, split by model: what the per-stage cost is priced from."""
-        out: dict[str, dict[str, Usage]] = defaultdict(dict)
-        for (stage, model), usage in self.by_stage_model.items():
-            out[stage][model] = usage
-        return dict(out)
-
-    def cost_books(self, prices: dict[str, Price], budget: float | None) -> dict:
-        """What a manifest (or optimize.json) says of the money: the total, the budget, the models without a
-        price, and the cost per stage (several candidates, answer evolution and ranking multiply the answers')."""
-        total, unpriced = cost(self.by_model, prices)
-        by_stage = {stage: round(cost(models, prices)[0], 6) for stage, models in sorted(self.stage_models().items())}
-        return {"total": round(total, 6), "budget": budget, "unpriced_models": unpriced, "by_stage": by_stage}
-
-    def as_dict(self) -> dict:
-        return {
-            "calls": dict(self.calls),
-            "calls_from_cache": dict(self.cached),
-            "calls_failed": dict(self.errors),
-            "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
-            "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
-            "tokens_by_stage_model": {
-                s: {m: u.model_dump() for m, u in ms.items()} for s, ms in self.stage_models().items()
-            },
-            "tokens_total": sum((v for v in self.tokens.values()), Usage()).model_dump(),
-        }
 
 
 def candidate_id(seed_id: str, round_no: int) -> str:
@@ -124,7 +66,7 @@ class Evolver:
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
         # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
-        self.answer_stage = AnswerStage(self) if config.ranks_answers else None
+        self.answer_stage = AnswerStage(config, self.call, models) if config.ranks_answers else None
 
     async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
         if self.stop is not None and self.stop.is_set():
@@ -346,51 +288,4 @@ class Evolver:
 
     @property
     def workers(self) -> int:
-        # each item makes up to three calls in sequence; more items than connections keeps the pipe full;
-        # through the Batch API every item's next call should wait in the same batch file
-        return BATCH_WORKERS if self.config.batch else self.config.concurrency * 2
-
-
-async def bounded_map(
-    fn: Callable[[T], Awaitable[Outcome]],
-    items: Sequence[T],
-    workers: int,
-    on_done: Callable[[Outcome], None] | None = None,
-    collect: bool = True,
-) -> list:
-    """``fn`` over ``items`` with at most ``workers`` at once; results in input order (none unless ``collect``:
-    then ``on_done`` alone sees each, and none is held after it).
-
-    The first error stops the handing out of new items; items already under way finish (their answers are
-    paid for and cached), then the error is raised.
-    """
-    results: list = [None] * len(items) if collect else []
-    next_index = 0
-    errors: list[BaseException] = []
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < len(items) and not errors:
-            i = next_index
-            next_index += 1
-            try:
-                out = await fn(items[i])
-            except Exception as exc:
-                errors.append(exc)
-                return
-            if collect:
-                results[i] = out
-            if on_done is not None:
-                on_done(out)
-
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:  # cancelled or interrupted: nothing more will be awaited
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    if errors:
-        raise errors[0]
-    return results
+        return self.config.workers

@@ -16,8 +16,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from evol.evolve.evolver import Tally
 from evol.llm.pricing import Price, cost
+from evol.llm.usage import Tally
 from evol.models import Completion, Record, Rejection, Usage
 from evol.rundir.manifest import Manifest
 

@@ -18,10 +18,9 @@ from typing import Protocol
 
 from evol.config import RunConfig
 from evol.errors import BackendError, BudgetExceeded
-from evol.evolve.evolver import Evolver, Outcome, bounded_map
 from evol.evolve.progress import current
 from evol.evolve.settling import RoundSettler
-from evol.models import Node, Record, Rejection
+from evol.models import Node, Outcome, Record, Rejection
 from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Manifest
 from evol.rundir.spool import RoundSink, Spool, Totals
@@ -38,26 +37,6 @@ class Executor(Protocol):
 
 #: writes the outputs with the run's status and reason so far; ``when`` names the moment (round-1, final)
 Writer = Callable[[str, str, str], Awaitable[Manifest]]
-
-
-class LocalExecutor:
-    """Every item of a round in this process, at most ``evolver.workers`` at a time."""
-
-    def __init__(self, evolver: Evolver, rounds: int):
-        self.evolver, self.rounds = evolver, rounds
-
-    async def run(self, round_no: int, items: Sequence, consume: Callable[[Outcome], None]) -> None:
-        progress = current()
-        progress.round_start(round_no, self.rounds, len(items))
-
-        def done(out: Outcome) -> None:
-            progress.item(out)
-            consume(out)
-
-        if round_no == 0:
-            await bounded_map(self.evolver.answer_seed, items, self.evolver.workers, done, collect=False)
-        else:
-            await self.evolver.run_round(items, round_no, done, collect=False)
 
 
 async def run_rounds(

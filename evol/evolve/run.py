@@ -1,4 +1,5 @@
-"""A whole run without any orchestrator: seeds in, run directory out. Prefect flows call the same pieces."""
+"""What every engine does to start and finish a run: check the inputs, name the run and its folder, write the
+outputs and the manifest from the spool. The engines (``evol.engines``) only schedule the rounds in between."""
 
 from __future__ import annotations
 
@@ -17,16 +18,12 @@ from typing import Protocol
 
 from evol.config import ABSENT_AT_DEFAULT, EXECUTION_ONLY, RULES, RunConfig
 from evol.errors import InputError
-from evol.evolve.evolver import Evolver, Models, Tally
-from evol.evolve.progress import LiveTally
-from evol.evolve.rounds import LocalExecutor, RunState, run_rounds
-from evol.evolve.settling import make_deduper
-from evol.llm.batch.chat import open_batching
-from evol.llm.cache import CachedChat, CallCache
-from evol.llm.client import ChatModel
+from evol.evolve.rounds import RunState
 from evol.llm.local.setup import is_embedded, tune_for_local, uses_embedded_model
+from evol.llm.usage import Tally
+from evol.models import Models
 from evol.prompts import Profile, load_profile
-from evol.rundir.folder import CACHE, DATASET, RECORDS, REJECTED, RunDir, atomic_write
+from evol.rundir.folder import DATASET, RECORDS, REJECTED, RunDir, atomic_write
 from evol.rundir.manifest import (
     AnswerSettings,
     Backend,
@@ -43,19 +40,6 @@ from evol.rundir.manifest import (
 from evol.seeds import SeedSet, load_seeds
 
 log = logging.getLogger("evol")
-
-
-async def execute(config: RunConfig) -> Manifest:
-    """Everything ``python -m evol run`` does: check inputs, open the backend, lock the run folder, run."""
-    from evol.llm.backend import (
-        open_backend,  # here, so the core imports without the SDK's start-up cost
-    )
-
-    profile, seedset = check_inputs(config)  # bad input fails before any server starts or any money is spent
-    run_dir = RunDir(default_out(config))
-    with run_dir, fewer_gc_pauses():
-        async with open_backend(config) as (chat, models, config):
-            return await run_pipeline(config, chat, models, run_dir, profile, seedset)
 
 
 @contextlib.contextmanager
@@ -117,49 +101,6 @@ def read_seeds(config: RunConfig) -> SeedSet:
     if not seedset.seeds:
         raise InputError(f"{config.seeds} holds no usable seed instructions ({len(seedset.skipped)} skipped).")
     return seedset
-
-
-async def run_pipeline(
-    config: RunConfig,
-    chat: ChatModel,
-    models: Models,
-    run_dir: RunDir,
-    profile: Profile | None = None,
-    seedset: SeedSet | None = None,
-) -> Manifest:
-    """Run every round in this process and write the run directory; returns the manifest."""
-    profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
-    seedset = seedset or read_seeds(config)
-    started = time.time()
-    cache = CallCache(run_dir / CACHE)
-    try:  # --batch: calls go out as Batch API files; the pipeline does not know the difference
-        batching = await open_batching(chat, config, cache) if config.batch else None
-    except BaseException:
-        cache.close()
-        raise
-    cached_chat = CachedChat(batching or chat, cache)
-    ctx = RunContext(
-        run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat
-    )
-    log.info(
-        "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
-        len(seedset.seeds),
-        len(seedset.skipped),
-        config.rounds,
-        profile.name,
-        run_dir.path,
-    )
-
-    async def write(status: str, reason: str, when: str) -> Manifest:
-        return write_outputs(ctx, status, reason)
-
-    try:
-        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally), config.rounds)
-        return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), executor, write)
-    finally:
-        if batching is not None:
-            await batching.aclose()  # submitted batches run on; the same command collects them
-        cache.close()
 
 
 class CacheBooks(Protocol):

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from evol.config import RunConfig
 from evol.dedup.index import Deduper
-from evol.evolve.evolver import Outcome
-from evol.models import Node, Record, Rejection, Seed
+from evol.models import Node, Outcome, Record, Rejection, Seed
 
 
 @dataclass

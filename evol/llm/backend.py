@@ -9,10 +9,10 @@ from typing import TypedDict
 
 from evol.config import RunConfig
 from evol.errors import ConfigError, FatalBackendError, TransientBackendError
-from evol.evolve.evolver import Models
 from evol.llm.client import OpenAIChat
 from evol.llm.local import server as local
 from evol.llm.local import setup as local_setup
+from evol.models import Models
 
 log = logging.getLogger("evol")
 

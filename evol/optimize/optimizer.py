@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, InputError, TemplateError
-from evol.evolve.evolver import Evolver, Models
+from evol.evolve.evolver import Evolver
 from evol.evolve.progress import LiveTally, current
 from evol.evolve.settling import make_deduper, settle_round
 from evol.llm.cache import CachedChat, CallCache
-from evol.models import Node, Seed
+from evol.models import Models, Node, Seed
 from evol.optimize.types import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Start, Step
 from evol.prompts import (
     Operation,

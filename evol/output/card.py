@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evol.output import preference
+from evol.output.rows import reasons
 from evol.output.selection import card_lines
 from evol.rundir.reader import Run, funnel
 
 if TYPE_CHECKING:
-    from evol.output.export import Picked, Row
+    from evol.output.rows import Picked, Row
 
 
 def dataset_card(
@@ -160,8 +161,3 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "n>1M"
-
-
-def reasons(dropped: Counter) -> str:
-    """Counts of rows left out, by why: "3 round not selected, 1 duplicate across runs"."""
-    return ", ".join(f"{n} {why}" for why, n in dropped.most_common())

@@ -24,7 +24,7 @@ from evol.llm.embeddings import Embedder
 from evol.quality.scoring import ORDERS, Score, load_scores
 
 if TYPE_CHECKING:
-    from evol.output.export import Row
+    from evol.output.rows import Row
     from evol.rundir.reader import Run
 
 log = logging.getLogger("evol")

@@ -127,13 +127,14 @@ def _rounds(values: list[str] | None) -> frozenset[int] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evol.output.export import ExportOptions, Selection, export
+    from evol.output.export import ExportOptions, export
+    from evol.output.rows import RowFilter
 
     for name in ("min_words", "max_words"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
     ops = _items(args.operation)
-    selection = Selection(
+    row_filter = RowFilter(
         rounds=_rounds(args.round),
         operations=frozenset(ops) if ops else None,
         profiles=frozenset(args.profile) if args.profile else None,
@@ -157,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         system=args.system,
-        selection=selection,
+        row_filter=row_filter,
         choice=choice,
         min_margin=args.min_margin,
     )

@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evol.cli.options import config_from_args, quiet_prefect
+    from evol.cli.logs import quiet_prefect
+    from evol.cli.options import config_from_args
     from evol.evolve import progress
     from evol.optimize.optimizer import check_optimize, optimize
     from evol.optimize.types import OptimizeOptions

@@ -8,13 +8,13 @@ import json
 import logging
 import sys
 
+from evol.cli.logs import quiet_prefect
 from evol.cli.options import (
     add_engine_option,
     add_prefect_options,
     add_run_options,
     config_from_args,
     prefect_kwargs,
-    quiet_prefect,
 )
 from evol.errors import ConfigError
 
@@ -32,8 +32,9 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from evol.engines.local import execute
     from evol.evolve import progress
-    from evol.evolve.run import check_inputs, execute
+    from evol.evolve.run import check_inputs
 
     config = config_from_args(args)
     kwargs = prefect_kwargs(args)
@@ -56,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
             server = launch()  # Prefect's temporary server boots while this process imports Prefect
             try:
-                from evol.engines.prefect import run_with_prefect
+                from evol.engines.prefect.evol_flow import run_with_prefect
 
                 quiet_prefect(args)  # after the import: importing Prefect can replace the root logger's handlers
                 manifest = run_with_prefect(config, server=server, **kwargs)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from evol.cli.options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs, quiet_prefect
+from evol.cli.logs import quiet_prefect
+from evol.cli.options import add_prefect_options, add_run_options, config_from_args, prefect_kwargs
 
 
 def add_parser(sub) -> None:

@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from evol.config import RunConfig, api_key_from_env
-from evol.evolve.evolver import Evolver, Models, Outcome, Tally, bounded_map
+from evol.evolve.concurrency import bounded_map
+from evol.evolve.evolver import Evolver
 from evol.evolve.progress import LiveTally, current
 from evol.llm.cache import CachedChat, CallCache
 from evol.llm.client import ChatModel, OpenAIChat
-from evol.models import Node, Record, Rejection, Seed, Usage
+from evol.llm.usage import Tally
+from evol.models import Models, Node, Outcome, Record, Rejection, Seed, Usage
 from evol.prompts import Profile
 from evol.rundir.folder import CACHE
 

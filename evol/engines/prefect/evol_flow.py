@@ -9,7 +9,7 @@ chunks before it are, then ``write-outputs-round-N`` (``write-outputs-final`` af
 chunks are checkpointed in the run folder, so a restarted run with the same folder skips them without a
 single call.
 
-The results are those of ``evol.evolve.run.execute`` byte for byte: the same round loop (``evol.evolve.rounds.run_rounds``),
+The results are those of ``evol.engines.local.execute`` byte for byte: the same round loop (``evol.evolve.rounds.run_rounds``),
 Evolver and ``write_outputs`` do the work; ``Stage`` is only the executor that runs a round's items as tasks.
 """
 
@@ -39,11 +39,12 @@ from evol.engines.prefect.chunks import ChunkJob, ChunkResult, Endpoint
 from evol.engines.prefect.runners import THREADS, on_threads, task_runner
 from evol.engines.prefect.server import TemporaryServer, prefect_api
 from evol.errors import BackendError, EvolError
-from evol.evolve.evolver import Outcome, Tally
 from evol.evolve.progress import current
 from evol.evolve.rounds import RunState, run_rounds
 from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, write_outputs
 from evol.evolve.settling import make_deduper
+from evol.llm.usage import Tally
+from evol.models import Outcome
 from evol.prompts import Profile
 from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Chunks, Manifest
@@ -374,7 +375,7 @@ def run_with_prefect(
     dask_workers: int | None = None,
     server: TemporaryServer | None = None,
 ) -> Manifest:
-    """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.evolve.run.execute``."""
+    """``python -m evol run`` through Prefect: the same run folder and dataset as ``evol.engines.local.execute``."""
     with prefect_session(config, server):
         return asyncio.run(
             # a dict, not a FlowConfig: Prefect stores the parameters before validating them, and the dict holds only

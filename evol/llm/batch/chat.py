@@ -41,8 +41,6 @@ from evol.models import Completion
 
 log = logging.getLogger("evol")
 
-#: items in flight at once in batch mode: every item's next call should make the same batch file
-BATCH_WORKERS = 10_000
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 
 
