@@ -29,7 +29,7 @@ from rapidfuzz import process
 
 from bench.corpus import corpus
 from evol.dedup.index import SCORERS, dedup_texts
-from evol.rules.checks import normalize
+from evol.text import normalize
 
 
 def measure(n: int, threshold: float, scorer: str, shingle: int, sample: int, seed: int) -> dict:

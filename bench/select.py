@@ -32,8 +32,8 @@ from evol.output.export import ExportOptions, export
 from evol.output.selection import Choice
 from evol.quality.score_reader import Unclear
 from evol.quality.scoring import Score
-from evol.rules.checks import normalize
 from evol.rundir.folder import SCORES, read_jsonl, write_json, write_jsonl
+from evol.text import normalize
 
 OPERATIONS = ("add_constraints", "deepen", "concretize", "breadth")
 

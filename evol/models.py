@@ -68,6 +68,11 @@ class Lineage(Frozen):
         """The six fields, to build another kind of entry with the same lineage (``Record(**x.lineage(), ...)``)."""
         return {name: getattr(self, name) for name in LINEAGE}
 
+    def rejected(self, kind: RejectionKind, rule: str, detail: str, stage: str, **fields: Any) -> Rejection:
+        """This entry as a rejection under ``rule``, with ``fields`` (instruction, output, usage, …): the one way a
+        Rejection is made."""
+        return Rejection(**self.lineage(), kind=kind, rule=rule, detail=detail, stage=stage, **fields)
+
 
 LINEAGE = tuple(Lineage.model_fields)
 
@@ -146,6 +151,18 @@ class Record(_WithCandidates):
     stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
     judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
     candidates: tuple[Candidate, ...] = ()  # every candidate answer, when there was more than one plain answer
+
+    def rejected(self, kind: RejectionKind, rule: str, detail: str, stage: str, **fields: Any) -> Rejection:
+        """This kept record rejected after all (a duplicate): its texts, usage, verdict and candidates go along."""
+        carried = {
+            "instruction": self.instruction,
+            "output": self.output,
+            "usage": self.usage,
+            "judge": self.judge,
+            "stripped": self.stripped,
+            "candidates": self.candidates,
+        }
+        return super().rejected(kind, rule, detail, stage, **(carried | fields))
 
 
 class Verdict(Frozen):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evol.errors import InputError
-from evol.models import Rejection, Seed
+from evol.models import Lineage, Rejection, Seed
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 _INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query")
@@ -112,9 +112,7 @@ def _printable(text: str) -> str:
 
 
 def _skip(sid: str, index: int, rule: str, detail: str, text: str | None = None) -> Rejection:
-    return Rejection(
-        id=sid, seed_id=sid, seed_index=index, kind="skipped", rule=rule, detail=detail, stage="load", instruction=text
-    )
+    return Lineage(id=sid, seed_id=sid, seed_index=index).rejected("skipped", rule, detail, "load", instruction=text)
 
 
 def _seed_files(path: Path) -> list[Path]:

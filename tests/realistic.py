@@ -16,10 +16,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evol.rules.checks import words
 from evol.seeds import load_seeds
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, last_user
+from evol.text import words
 
 FIRST, SECOND, ASK = "First instruction:\n", "Second instruction:\n", "\n\nAnswer with"
 SHIPPED = Path(__file__).resolve().parent.parent / "datasets" / "seeds" / "self_instruct_seed_tasks.jsonl"

@@ -9,7 +9,7 @@ import pytest
 
 from evol.errors import TemplateError
 from evol.prompts import default_prompts_dir, load_profile
-from evol.rules.checks import extract_final
+from evol.rules.evolution import extract_final
 from evol.testing.server import ScriptedServer
 
 from .autoscript import NO_FINAL, AutoScript, fate, final_for

@@ -15,8 +15,8 @@ from evol.cli.main import main as cli
 from evol.dedup.index import Deduper, Match, dedup_texts
 from evol.errors import FatalBackendError
 from evol.llm.embeddings import Embedder
-from evol.rules.checks import normalize
 from evol.testing.server import ScriptedServer
+from evol.text import normalize
 
 from .conftest import run_cli
 

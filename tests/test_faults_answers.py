@@ -193,6 +193,6 @@ def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_
     ],
 )
 def test_script_change_is_narrow(parent, evolution, changed):
-    from evol.rules.checks import script_change
+    from evol.rules.evolution import script_change
 
     assert script_change(parent, evolution) == changed

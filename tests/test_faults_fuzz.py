@@ -22,9 +22,12 @@ from evol.llm.client import _valid_unicode
 from evol.models import Completion, Record, Usage
 from evol.prompts import load_profile
 from evol.quality import judge_reader
-from evol.rules import checks as filters
+from evol.rules.evolution import check_evolution, script_change
+from evol.rules.response import check_response
+from evol.rules.wrappers import unwrap
 from evol.rundir.folder import read_jsonl, write_jsonl
 from evol.seeds import load_seeds
+from evol.text import normalize
 
 pytestmark = pytest.mark.slow  # hypothesis tries many inputs per test (2-11 s each)
 
@@ -164,16 +167,16 @@ def test_every_template_of_every_profile_embeds_any_text_verbatim(text, other, s
     finish=st.sampled_from([None, "stop", "length", "content_filter", "tool_calls", ""]),
 )
 def test_the_rules_take_any_text(text, parent, finish):
-    cleaned = filters.unwrap(text).text
+    cleaned = unwrap(text).text
     assert isinstance(cleaned, str) and len(cleaned) <= len(text)
     for verdict in (
-        filters.check_evolution(cleaned, finish, parent, LEAKS),
-        filters.check_response(text, finish, 80, instruction=parent),
+        check_evolution(cleaned, finish, parent, LEAKS),
+        check_response(text, finish, 80, instruction=parent),
     ):
         assert verdict.keep or (verdict.rule in RULES and verdict.detail)
     assert judge_reader.parse_judgement(text) in ("equal", "not_equal", "unclear")
-    assert isinstance(filters.normalize(text), str)
-    changed = filters.script_change(parent, text)
+    assert isinstance(normalize(text), str)
+    changed = script_change(parent, text)
     assert changed is None or (isinstance(changed, tuple) and len(changed) == 2)
 
 

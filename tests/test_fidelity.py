@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 from rapidfuzz import fuzz
 
-from evol.rules.checks import normalize
 from evol.seeds import load_seeds
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
+from evol.text import normalize
 
 from .conftest import SEEDS, run_cli
 from .realistic import long_seeds

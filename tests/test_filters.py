@@ -1,11 +1,15 @@
 import pytest
 
 from evol.quality import judge_reader
-from evol.rules import checks as filters
+from evol.rules.evolution import check_evolution
+from evol.rules.judgement import check_judgement
+from evol.rules.response import check_response
+from evol.rules.wrappers import unwrap
+from evol.text import normalize
 
 
 def check_evo(text, parent="Write a poem.", finish="stop", phrases=("given prompt", "#rewritten prompt#")):
-    return filters.check_evolution(text, finish, parent, phrases)
+    return check_evolution(text, finish, parent, phrases)
 
 
 @pytest.mark.parametrize(
@@ -26,20 +30,20 @@ def test_evolution_rules(text, finish, rule):
 def test_a_good_evolution_passes_and_words_already_in_the_parent_are_no_leak():
     assert check_evo("Write a sonnet about rain in iambic pentameter.").keep
     parent = "Find the bias in the given prompt."
-    assert filters.check_evolution(
+    assert check_evolution(
         "Find the bias in the given prompt, citing two studies.", "stop", parent, ["given prompt"]
     ).keep
 
 
 def test_disabled_rules_do_not_fire():
-    v = filters.check_evolution("", "stop", "p", [], enabled=lambda r: r != "empty_evolution")
+    v = check_evolution("", "stop", "p", [], enabled=lambda r: r != "empty_evolution")
     assert v.keep
 
 
 def test_unwrap_strips_an_echoed_label_only_at_the_start():
-    assert filters.unwrap("#Rewritten Prompt#:\nWrite a sonnet.").text == "Write a sonnet."
-    assert filters.unwrap("  Created Prompt: Do X.  ").text == "Do X."
-    assert filters.unwrap("Write about the #Rewritten Prompt# idea.").text == "Write about the #Rewritten Prompt# idea."
+    assert unwrap("#Rewritten Prompt#:\nWrite a sonnet.").text == "Write a sonnet."
+    assert unwrap("  Created Prompt: Do X.  ").text == "Do X."
+    assert unwrap("Write about the #Rewritten Prompt# idea.").text == "Write about the #Rewritten Prompt# idea."
 
 
 @pytest.mark.parametrize(
@@ -59,19 +63,19 @@ def test_judgement_parsing(answer, expected):
 
 
 def test_an_equal_judgement_eliminates_and_an_unclear_one_too_unless_kept():
-    assert filters.check_judgement("equal").rule == "no_information_gain"
-    assert filters.check_judgement("not_equal").keep
-    assert filters.check_judgement("unclear").rule == "judge_unclear"
-    assert filters.check_judgement("unclear", keep_unclear=True).keep
-    assert filters.check_judgement("unclear", enabled=lambda rule: rule != "judge_unclear").keep
+    assert check_judgement("equal").rule == "no_information_gain"
+    assert check_judgement("not_equal").keep
+    assert check_judgement("unclear").rule == "judge_unclear"
+    assert check_judgement("unclear", keep_unclear=True).keep
+    assert check_judgement("unclear", enabled=lambda rule: rule != "judge_unclear").keep
 
 
 def test_sorry_rule_counts_words():
     short = "Sorry, I can't do that."
-    assert filters.check_response(short, "stop").rule == "sorry_short_response"
+    assert check_response(short, "stop").rule == "sorry_short_response"
     long = "Sorry for the long answer. " + " ".join(f"point{i}" for i in range(80))
-    assert filters.check_response(long, "stop").keep
-    assert filters.check_response(short, "stop", sorry_max_words=3).keep
+    assert check_response(long, "stop").keep
+    assert check_response(short, "stop", sorry_max_words=3).keep
 
 
 @pytest.mark.parametrize(
@@ -84,13 +88,13 @@ def test_sorry_rule_counts_words():
     ],
 )
 def test_response_rules(text, rule):
-    v = filters.check_response(text, "stop")
+    v = check_response(text, "stop")
     assert v.rule == rule
 
 
 def test_truncated_response():
-    assert filters.check_response("Some real content here", "length").rule == "truncated_response"
+    assert check_response("Some real content here", "length").rule == "truncated_response"
 
 
 def test_normalize_folds_case_punctuation_and_space():
-    assert filters.normalize("  Hello,   WORLD!! ") == filters.normalize("hello world") == "hello world"
+    assert normalize("  Hello,   WORLD!! ") == normalize("hello world") == "hello world"

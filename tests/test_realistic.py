@@ -13,10 +13,10 @@ from rapidfuzz import fuzz
 from evol.models import Record, Rejection
 from evol.prompts import load_profile
 from evol.report.build import build_report
-from evol.rules.checks import normalize
 from evol.rules.refusals import refusal
 from evol.rules.wrappers import unwrap
 from evol.testing.server import ScriptedServer
+from evol.text import normalize
 
 from .conftest import run_cli
 from .realistic import (

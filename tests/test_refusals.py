@@ -3,9 +3,11 @@
 import pytest
 
 from evol.prompts import load_profile
-from evol.rules import checks as filters
-from evol.rules.refusals import refusal, word_count
+from evol.rules.evolution import check_evolution
+from evol.rules.refusals import refusal
+from evol.rules.response import check_response
 from evol.rules.wrappers import unwrap
+from evol.text import word_count
 
 PARENT = "Write a short poem about autumn leaves."
 LEAKS = ("given prompt", "#rewritten prompt#")
@@ -13,8 +15,8 @@ LEAKS = ("given prompt", "#rewritten prompt#")
 
 def evo(text, parent=PARENT, profile="general"):
     p = load_profile(profile)
-    u = filters.unwrap(text, p.labels, p.nouns)
-    return u, filters.check_evolution(u.text, "stop", parent, LEAKS, wrapping=u)
+    u = unwrap(text, p.labels, p.nouns)
+    return u, check_evolution(u.text, "stop", parent, LEAKS, wrapping=u)
 
 
 @pytest.mark.parametrize(
@@ -221,18 +223,16 @@ def test_instructions_that_only_look_like_chatter_are_left_alone(text):
     ],
 )
 def test_a_short_refused_answer_is_eliminated_with_or_without_sorry(text):
-    v = filters.check_response(text, "stop", instruction="Tell me how to pick a lock.")
+    v = check_response(text, "stop", instruction="Tell me how to pick a lock.")
     assert not v.keep and v.rule in ("refused_response", "sorry_short_response")
     if "sorry" not in text.lower():
         assert v.rule == "refused_response"
 
 
 def test_the_papers_sorry_rule_still_comes_first():
-    assert filters.check_response("Sorry, I can't help with that.", "stop").rule == "sorry_short_response"
+    assert check_response("Sorry, I can't help with that.", "stop").rule == "sorry_short_response"
     assert (
-        filters.check_response(
-            "Sorry, I can't help with that.", "stop", enabled=lambda r: r != "sorry_short_response"
-        ).rule
+        check_response("Sorry, I can't help with that.", "stop", enabled=lambda r: r != "sorry_short_response").rule
         == "refused_response"
     )
 
@@ -260,12 +260,12 @@ LONG_HELP = (
     ],
 )
 def test_a_long_helpful_answer_that_apologises_or_says_i_cant_is_kept(opening):
-    v = filters.check_response(opening + LONG_HELP, "stop", instruction="How do I upgrade the server safely?")
+    v = check_response(opening + LONG_HELP, "stop", instruction="How do I upgrade the server safely?")
     assert v.keep, v
 
 
 def test_a_refusal_the_instruction_asks_for_is_kept():
-    v = filters.check_response(
+    v = check_response(
         "I can't help you.",
         "stop",
         instruction="Translate into English: 'No puedo ayudarte.' Reply with: I can't help you.",
@@ -277,7 +277,7 @@ def test_cjk_answers_are_counted_by_characters_not_runs():
     assert word_count("抱歉，我无法提供这方面的帮助。") < 10
     assert word_count("这是一个很长的回答。" * 30) > 80
     long_zh = "抱歉让你久等了。" + "首先备份数据，然后下载新版本并核对签名，接着停止服务、替换程序并重新启动。" * 6
-    assert filters.check_response(long_zh, "stop").keep
+    assert check_response(long_zh, "stop").keep
 
 
 def test_disabled_new_rules_do_not_fire():
@@ -287,6 +287,6 @@ def test_disabled_new_rules_do_not_fire():
     u = unwrap(
         "Option 1: Write a sonnet.\nOption 2: Write a haiku.\n\nLet me know which you prefer. Here is another version:"
     )
-    assert filters.check_evolution("I cannot create that.", "stop", PARENT, LEAKS, off).keep
-    assert filters.check_evolution("Write a sonnet about leaves.", "stop", PARENT, LEAKS, off, wrapping=u).keep
-    assert filters.check_response("I can't help with that request.", "stop", enabled=off).keep
+    assert check_evolution("I cannot create that.", "stop", PARENT, LEAKS, off).keep
+    assert check_evolution("Write a sonnet about leaves.", "stop", PARENT, LEAKS, off, wrapping=u).keep
+    assert check_response("I can't help with that request.", "stop", enabled=off).keep

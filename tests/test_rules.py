@@ -8,32 +8,50 @@ from pathlib import Path
 import pytest
 
 from evol.config import RULES
+from evol.rules import duplicates, endpoint, evolution, judgement, response
 from evol.rules import registry as rules
+from evol.rules.rule import Rule
 
 ROOT = Path(__file__).resolve().parent.parent
-#: where a rule is named as it fires: a filter's verdict, the pipeline's own checks, dedup's matches
-FIRED = re.compile(r'Verdict\.drop\(\s*"(\w+)"|reject\(\s*"eliminated",\s*"(\w+)"|Match\(\s*"(\w+_duplicate)"')
+#: the modules whose rules fire, each rule's row beside the code that fires it
+RULE_MODULES = (duplicates, endpoint, evolution, judgement, response)
+
+
+def rows_of(module) -> dict[str, Rule]:
+    return {name: value for name, value in vars(module).items() if isinstance(value, Rule)}
 
 
 def test_the_readme_table_is_the_registry():
     assert rules.table() in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_every_rule_the_code_fires_is_registered_and_every_registered_rule_fires_somewhere():
-    fired = set()
+def test_the_registry_holds_every_row_of_the_rule_modules_once():
+    defined = [row for module in RULE_MODULES for row in rows_of(module).values()]
+    assert sorted(defined, key=id) == sorted(rules.REGISTRY, key=id)
+    assert len(set(map(id, rules.REGISTRY))) == len(rules.REGISTRY)
+
+
+def test_each_rule_fires_beside_its_row():
+    """A row's module names the rule where it drops something (``Verdict.drop(ROW.name``); the duplicate rules are the
+    index's match kinds, turned into rejections by ``duplicates.check_duplicate``."""
+    for module in RULE_MODULES:
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        for const, row in rows_of(module).items():
+            if row is duplicates.DUPLICATE:
+                index = (ROOT / "evol" / "dedup" / "index.py").read_text(encoding="utf-8")
+                assert all(f'Match("{name}"' in index for name in row.names)
+                continue
+            assert re.search(rf"Verdict\.drop\(\s*{const}\.name", source), f"{module.__name__}.{const} never fires"
+
+
+def test_no_rule_fires_outside_the_rules_package():
+    """Stages ask the rules; none drops a candidate under a name of its own."""
     for path in (ROOT / "evol").rglob("*.py"):
-        for m in FIRED.finditer(path.read_text(encoding="utf-8")):
-            fired.add(next(g for g in m.groups() if g))
-    fired.discard("semantic_duplicate")  # evol dedup's embeddings pass over a finished dataset, not a run's rule
-    assert fired <= set(RULES), sorted(fired - set(RULES))
-    # a rule fired only through a variable (the judge's, from filters.check_judgement) is named in its module
-    named_elsewhere = set(RULES) - fired
-    for name in named_elsewhere:
-        assert any(
-            f'"{name}"' in p.read_text(encoding="utf-8")
-            for p in (ROOT / "evol").rglob("*.py")
-            if p.name not in ("rules.py", "config.py")
-        ), name
+        if path.parent.name == "rules":
+            continue
+        source = path.read_text(encoding="utf-8")
+        assert "Verdict.drop(" not in source, path
+        assert not re.search(r'rejected\(\s*"(eliminated|duplicate)",\s*"', source), path
 
 
 @pytest.mark.slow

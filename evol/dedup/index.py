@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from evol.rules.checks import normalize
+from evol.text import normalize
 
 SCORERS = {
     "ratio": fuzz.ratio,

@@ -25,7 +25,8 @@ from evol.errors import BackendError, ConfigError
 from evol.models import Candidate, Completion, Models, RejectionKind, Usage
 from evol.prompts import Prompt, default_prompts_dir
 from evol.quality.score_reader import parse_rank
-from evol.rules import checks as filters
+from evol.rules.judgement import check_ranking
+from evol.rules.response import check_response
 from evol.rules.wrappers import strip_heading
 
 FOLDER = "answers"  # under the prompts folder: rank.txt and one template per answer-evolution direction
@@ -112,7 +113,7 @@ class AnswerStage:
         ranked = {c.key: c for c in await asyncio.gather(*(self._rank(instruction, c, cid, usage) for c in passed))}
         cands = [ranked.get(c.key, c) for c in firsts]
         scored = [(c.score, c) for c in cands if c.score is not None]
-        verdict = filters.check_ranking(len(scored), on)
+        verdict = check_ranking(len(scored), on)
         if not verdict.keep:
             return Answered(tuple(cands), rule=verdict.named_rule, detail=verdict.detail)
         if not scored:  # rank_unclear switched off: the first answer that passed, unranked, and no evolution
@@ -195,7 +196,7 @@ class AnswerStage:
             return Candidate(key=key, text="", model=model, origin=origin, rule="backend_error", reason=str(exc))
         usage[stage] = usage[stage] + c.usage if stage in usage else c.usage
         text = strip_heading(c.text, _LABELS, _NOUNS)[0] if unwrap else c.text.strip()
-        verdict = filters.check_response(
+        verdict = check_response(
             text, c.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=instruction
         )
         return Candidate(

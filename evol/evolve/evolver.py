@@ -36,7 +36,10 @@ from evol.models import (
 )
 from evol.prompts import Profile
 from evol.quality.judge_reader import parse_judgement
-from evol.rules import checks as filters
+from evol.rules import evolution
+from evol.rules.judgement import check_judgement
+from evol.rules.response import check_response
+from evol.rules.wrappers import unwrap
 
 log = logging.getLogger("evol")
 
@@ -92,22 +95,22 @@ class Evolver:
         stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
         judged: JudgeVerdict | None = None
 
-        lineage = Lineage(
+        candidate = Lineage(
             id=cid,
             seed_id=node.seed_id,
             seed_index=node.seed_index,
             parent_id=node.id,
             round=round_no,
             operation=op.name,
-        ).lineage()
+        )
+        lineage = candidate.lineage()
 
         def reject(kind: RejectionKind, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
-            return Rejection(
-                **lineage,
-                kind=kind,
-                rule=rule,
-                detail=detail,
-                stage=stage,
+            return candidate.rejected(
+                kind,
+                rule,
+                detail,
+                stage,
                 instruction=instruction,
                 output=output,
                 usage=usage,
@@ -121,39 +124,28 @@ class Evolver:
                 stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve"
             )
             usage[stage] = evo.usage
-            unwrapped = filters.unwrap(evo.text, self.profile.labels, self.profile.nouns)
+            unwrapped = unwrap(evo.text, self.profile.labels, self.profile.nouns)
             if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
-                final = filters.extract_final(unwrapped.text, op.extract) or filters.extract_final(evo.text, op.extract)
-                if (
-                    final is None
-                    and evo.finish_reason not in ("length", "content_filter")
-                    and on("no_final_instruction")
-                ):
-                    return reject(
-                        "eliminated",
-                        "no_final_instruction",
-                        f"the answer has no '{op.extract}' section",
-                        stage,
-                        evo.text.strip() or None,
-                    )
+                final = evolution.extract_final(unwrapped.text, op.extract) or evolution.extract_final(
+                    evo.text, op.extract
+                )
+                verdict = evolution.check_final(final, evo.finish_reason, op.extract, on)
+                if not verdict.keep:
+                    return reject("eliminated", verdict.named_rule, verdict.detail, stage, evo.text.strip() or None)
                 if final is not None:
-                    inner = filters.unwrap(final, self.profile.labels, self.profile.nouns)
+                    inner = unwrap(final, self.profile.labels, self.profile.nouns)
                     unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
             text, stripped = unwrapped.text, unwrapped.stripped
-            verdict = filters.check_evolution(
-                text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped
+            verdict = evolution.check_evolution(
+                text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped, cfg.max_instruction_chars
             )
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
-            if len(text) > cfg.max_instruction_chars and on("too_long"):
-                return reject(
-                    "eliminated", "too_long", f"{len(text)} characters, over max_instruction_chars", stage, text
-                )
 
             if on("no_information_gain"):
                 stage = "judge"
                 judged = await self.judge(node.instruction, text, cid, usage)
-                verdict = filters.check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
+                verdict = check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
@@ -179,7 +171,7 @@ class Evolver:
                 stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling, f"{cid}:respond"
             )
             usage[stage] = r.usage
-            verdict = filters.check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
+            verdict = check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text)
         except BackendError as exc:
@@ -216,7 +208,8 @@ class Evolver:
 
     async def answer_seed(self, seed: Seed) -> Outcome:
         """A seed for the dataset: its own output if it has one, else the responder's (checked like any answer)."""
-        lineage = Lineage.of_seed(seed).lineage()
+        of_seed = Lineage.of_seed(seed)
+        lineage = of_seed.lineage()
         if seed.output and seed.output.strip():
             return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
         if self.answer_stage is not None:
@@ -232,24 +225,16 @@ class Evolver:
         except BackendError as exc:
             if exc.fatal:
                 raise
-            return Rejection(
-                **lineage,
-                kind="failed",
-                rule="backend_error",
-                detail=str(exc),
-                stage="respond",
-                instruction=seed.instruction,
-            )
-        verdict = filters.check_response(
+            return of_seed.rejected("failed", "backend_error", str(exc), "respond", instruction=seed.instruction)
+        verdict = check_response(
             r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=seed.instruction
         )
         if not verdict.keep:
-            return Rejection(
-                **lineage,
-                kind="eliminated",
-                rule=verdict.named_rule,
-                detail=verdict.detail,
-                stage="respond",
+            return of_seed.rejected(
+                "eliminated",
+                verdict.named_rule,
+                verdict.detail,
+                "respond",
                 instruction=seed.instruction,
                 output=r.text,
                 usage={"respond": r.usage},
@@ -265,17 +250,26 @@ class Evolver:
     async def _answer_seed_candidates(self, seed: Seed, answer_stage: AnswerStage) -> Outcome:
         usage: dict[str, Usage] = {}
         got = await answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
-        common = {
-            **Lineage.of_seed(seed).lineage(),
-            "instruction": seed.instruction,
-            "usage": usage,
-            "candidates": got.candidates,
-        }
+        of_seed = Lineage.of_seed(seed)
         if got.best is None:
-            return Rejection(
-                kind=got.kind, rule=got.rule, detail=got.detail, stage="respond", output=got.output, **common
+            return of_seed.rejected(
+                got.kind,
+                got.rule,
+                got.detail,
+                "respond",
+                instruction=seed.instruction,
+                output=got.output,
+                usage=usage,
+                candidates=got.candidates,
             )
-        return Record(output=got.best.text, response_model=got.best.model, **common)
+        return Record(
+            **of_seed.lineage(),
+            instruction=seed.instruction,
+            output=got.best.text,
+            response_model=got.best.model,
+            usage=usage,
+            candidates=got.candidates,
+        )
 
     async def run_round(
         self,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from evol.config import RunConfig
 from evol.dedup.index import Deduper
 from evol.models import Node, Outcome, Record, Rejection, Seed
+from evol.rules.duplicates import check_duplicate
 
 
 @dataclass
@@ -72,24 +73,9 @@ class RoundSettler:
 
     def _settle(self, node: Node, out: Outcome) -> None:
         if isinstance(out, Record) and self.deduper is not None:
-            # the seed's lineage: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)
-            match = self.deduper.check(out.instruction, out.seed_id)
-            if match is not None:
-                out = Rejection(
-                    **out.lineage(),
-                    kind="duplicate",
-                    rule=match.rule,
-                    detail=f"duplicates {match.duplicate_of} (score {match.score:.2f})",
-                    stage="dedup",
-                    instruction=out.instruction,
-                    output=out.output,
-                    duplicate_of=match.duplicate_of,
-                    score=match.score,
-                    usage=out.usage,
-                    judge=out.judge,
-                    stripped=out.stripped,
-                    candidates=out.candidates,
-                )
+            duplicate = check_duplicate(self.deduper, out)
+            if duplicate is not None:
+                out = duplicate
             else:
                 self.deduper.add(out.id, out.instruction, out.seed_id)
         if isinstance(out, Record):

@@ -9,7 +9,8 @@ from typing import Any
 from evol.dedup.index import Deduper
 from evol.errors import ConfigError, InputError
 from evol.models import Record
-from evol.rundir.reader import Run, word_count
+from evol.rundir.reader import Run
+from evol.text import whitespace_word_count
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _excluded(rec: Record, sel: RowFilter) -> str | None:
         return "round not selected"
     if sel.operations is not None and rec.operation not in sel.operations and not (sel.seeds and rnd == 0):
         return "operation not selected"
-    n = word_count(rec.instruction)
+    n = whitespace_word_count(rec.instruction)
     if sel.min_words is not None and n < sel.min_words:
         return "instruction shorter than --min-words"
     if sel.max_words is not None and n > sel.max_words:

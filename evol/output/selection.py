@@ -341,7 +341,7 @@ def diversity(texts: list[str], sample: int = DIVERSITY_SAMPLE, seed: int = 0) -
     import numpy as np
     from rapidfuzz import fuzz, process
 
-    from evol.rules.checks import normalize
+    from evol.text import normalize
 
     if len(texts) < 2:
         return None

@@ -14,7 +14,8 @@ from pydantic import Field
 from evol.errors import EvolError
 from evol.models import Frozen, Record, Rejection
 from evol.quality.scoring import Score
-from evol.rundir.reader import Run, word_count
+from evol.rundir.reader import Run
+from evol.text import whitespace_word_count
 
 OUTCOMES = ("kept", "eliminated", "duplicate", "failed")
 
@@ -160,11 +161,11 @@ class RoundStats:
 
     @cached_property
     def words(self) -> list[int]:
-        return [word_count(t) for t in self.instructions]
+        return [whitespace_word_count(t) for t in self.instructions]
 
     @cached_property
     def output_words(self) -> list[int]:
-        return [word_count(t) for t in self.outputs]
+        return [whitespace_word_count(t) for t in self.outputs]
 
     @cached_property
     def _openings(self) -> list[tuple[str | None, str | None]]:

@@ -204,13 +204,3 @@ def _opening_refusal(opening: str) -> str | None:
         if strong:
             return opening[: strong.end()]
     return None
-
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-
-
-def word_count(text: str) -> int:
-    """Words, with Chinese and Japanese (written without spaces) counted at about two characters a word."""
-    cjk = len(_CJK.findall(text))
-    return len(_WORD.findall(_CJK.sub(" ", text))) + (cjk + 1) // 2

@@ -56,11 +56,6 @@ def load_run(path: Path) -> Run:
     return Run(path=path, manifest=manifest, records=records, rejected=rejected)
 
 
-def word_count(text: str) -> int:
-    """Whitespace-separated words: what the length options and the report's length plots count."""
-    return len(text.split())
-
-
 def funnel(run: Run) -> list[tuple[str, str, int]]:
     """(label, kind, count) from seeds to kept: candidates per round, then every rule that removed some.
 

@@ -1,0 +1,59 @@
+"""The answer rules: each looks at one answer to an instruction and keeps it or drops it under a named rule."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from evol.models import Verdict
+from evol.rules.endpoint import content_filtered
+from evol.rules.refusals import refusal
+from evol.rules.rule import Rule
+from evol.text import normalize, word_count, words
+
+EMPTY = Rule(("empty_response",), "the answering model returned nothing")
+TRUNCATED = Rule(("truncated_response",), "the answer stopped at `max_tokens` (`finish_reason=length`)")
+ECHOED = Rule(
+    ("echoed_response",), "the answer only repeats the instruction (after folding case, punctuation and spaces)"
+)
+SORRY_SHORT = Rule(("sorry_short_response",), 'the answer says "sorry" in fewer than 80 words (the paper\'s rule)')
+REFUSED = Rule(
+    ("refused_response",),
+    'the answer opens with a refusal and is short (under the same 80 words; Chinese and Japanese counted at two characters a word): "I can\'t help with that request.", "As an AI language model, I cannot…", "抱歉，我无法…", "申し訳ありませんが…できません", "Lo siento, pero no puedo…", "Je suis désolé, mais je ne peux pas…", "Ich kann Ihnen dabei nicht helfen" (also Portuguese, Italian, Russian, Korean); a long helpful answer that apologises or says "I can\'t" in passing is kept, and a phrase the instruction itself contains is no signal',
+)
+STOPWORDS_ONLY = Rule(("stopwords_only_response",), "the answer is only punctuation and stop words")
+
+#: common English function words (stopwords.txt beside this module); an answer made only of these says nothing
+STOPWORDS = frozenset(
+    line
+    for line in resources.files("evol.rules").joinpath("stopwords.txt").read_text(encoding="utf-8").split("\n")
+    if line and not line.startswith("#")
+)
+
+
+def check_response(
+    text: str,
+    finish_reason: str | None,
+    sorry_max_words: int = 80,
+    enabled=lambda rule: True,
+    instruction: str | None = None,
+) -> Verdict:
+    """The answer rules in order, cheapest first; the first that fires decides."""
+    filtered = content_filtered(finish_reason, "the response", enabled)
+    if filtered is not None:
+        return filtered
+    if enabled(EMPTY.name) and not text.strip():
+        return Verdict.drop(EMPTY.name, "the responding model returned no text")
+    if enabled(TRUNCATED.name) and finish_reason == "length":
+        return Verdict.drop(TRUNCATED.name, "the response hit max_tokens (finish_reason=length)")
+    if enabled(ECHOED.name) and instruction is not None and normalize(text) == normalize(instruction):
+        return Verdict.drop(ECHOED.name, "the response only repeats the instruction")
+    tokens = words(text)
+    if enabled(SORRY_SHORT.name) and "sorry" in text.casefold() and len(tokens) < sorry_max_words:
+        return Verdict.drop(SORRY_SHORT.name, f"says 'sorry' in {len(tokens)} words (< {sorry_max_words})")
+    if enabled(REFUSED.name):
+        refused = refusal(text, instruction or "")
+        if refused and word_count(text) < sorry_max_words:
+            return Verdict.drop(REFUSED.name, f"opens with a refusal ('{refused}') in {word_count(text)} words")
+    if enabled(STOPWORDS_ONLY.name) and all(t in STOPWORDS for t in tokens):
+        return Verdict.drop(STOPWORDS_ONLY.name, "the response is only punctuation and stop words")
+    return Verdict.ok()
