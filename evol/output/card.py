@@ -7,12 +7,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evol.output import preference
+from evol.output.formats import FORMATS
 from evol.output.rows import reasons
-from evol.output.selection import card_lines
 from evol.rundir.reader import Run, funnel
 
 if TYPE_CHECKING:
+    from evol.output.preference import Pair
     from evol.output.rows import Picked, Row
 
 
@@ -50,7 +50,7 @@ def dataset_card(
         + "; ".join(f"`{files[k]}`: {len(v)} rows" for k, v in splits.items())
         + ".",
         "",
-        _format_note(summary["format"]),
+        FORMATS[summary["format"]].note,
         "",
         "## Contents",
         "",
@@ -82,7 +82,7 @@ def dataset_card(
             f"(random seed {summary['seed']}), so no seed's evolutions sit on both sides.",
             "",
         ]
-    out += [*extra, *card_lines(summary), "## What made it", ""]
+    out += [*extra, *choice_section(summary), "## What made it", ""]
     for run in runs:
         out += _run_section(run)
     out += [
@@ -129,20 +129,6 @@ def _models(run: Run) -> dict[str, str | None]:
     return {"evolve": b.evolve_model, "respond": b.response_model, "judge": b.judge_model}
 
 
-def _format_note(fmt: str) -> str:
-    if fmt in preference.FORMATS:
-        return preference.format_note(fmt)
-    return {
-        "alpaca": 'Each file is a JSON array of `{"instruction", "output"}` objects, the shape of the original Alpaca and WizardLM releases.',
-        "jsonl": "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, `run_id` "
-        "(and `complexity`, `quality` when the run was scored).",
-        "sharegpt": 'Each file is a JSON array of `{"id", "conversations": [{"from": "human"}, {"from": "gpt"}]}` (ShareGPT).',
-        "openai-chat": 'One `{"messages": [...]}` object per line: the chat fine-tuning format of OpenAI and most trainers.',
-        "parquet": "Parquet tables with columns `instruction`, `output`, `id`, `seed_id`, `round`, `operation`, `run_id`.",
-        "hf": 'Parquet shards in the Hugging Face Hub layout: `datasets.load_dataset("<this folder>")` reads them; upload the folder as is.',
-    }[fmt]
-
-
 def _table(head: list[str], rows: Iterable[list[Any]]) -> str:
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -161,3 +147,73 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "n>1M"
+
+
+def choice_section(summary: dict[str, Any]) -> list[str]:
+    """What the dataset card says about how the rows were chosen."""
+    choice, chosen = summary.get("choice") or {}, summary.get("chosen") or {}
+    if not choice:
+        return []
+    out = ["## How the rows were chosen", ""]
+    if "select" in choice:
+        out.append(
+            f"The best {chosen['taken']} of {chosen['eligible']} eligible rows (asked for {choice['select']}) by "
+            f"`{choice['by']}`, from `evol score` (an LLM judge's 1-10 ratings of each instruction's complexity and "
+            f"its answer's quality), best first, ties in run and file order. A row was skipped when its instruction "
+            f"was {choice['max_similarity']:g} or more similar ({choice['similarity']}) to one already taken: "
+            f"{chosen.get('skipped_as_similar', 0)} were."
+        )
+    out.append("")
+    for name, label in (
+        ("min_complexity", "complexity at least"),
+        ("min_quality", "quality at least"),
+        ("balance", "balanced by"),
+        ("quotas", "quotas"),
+    ):
+        if name in choice:
+            value = ", ".join(choice[name]) if isinstance(choice[name], list) else choice[name]
+            out.append(f"- {label} {value}")
+    if out[-1]:
+        out.append("")
+    rows = []
+    for criterion in ("complexity", "quality"):
+        a, b = chosen["scores"]["eligible"].get(criterion), chosen["scores"]["selected"].get(criterion)
+        if a and b:
+            rows.append(f"| {criterion} | {a['mean']:.2f} | {b['mean']:.2f} |")
+    if rows:
+        out += ["| score (mean) | eligible rows | chosen rows |", "|---|---|---|", *rows, ""]
+    div = chosen.get("diversity") or {}
+    if div.get("selected") and div.get("best_by_score_alone"):
+        out += [
+            (
+                f"Mean similarity of a row to its nearest neighbour (rapidfuzz ratio, {div['selected']['sampled']} sampled): "
+                f"{div['selected']['mean_nearest_similarity']:.3f} in the chosen rows, against "
+                f"{div['best_by_score_alone']['mean_nearest_similarity']:.3f} for as many rows taken by score alone."
+            ),
+            "",
+        ]
+    return out
+
+
+def pairs_section(pairs: dict[tuple[str, str], Pair], min_margin: float, dropped: Counter) -> list[str]:
+    """The dataset card's account of how the pairs were made."""
+    margins = Counter(int(p.margin) for p in pairs.values())
+    lines = [
+        "## How the pairs were made",
+        "",
+        (
+            "Each instruction was answered several times (several samples, or several models), every answer that "
+            "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
+            "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
+            "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
+            f"two scores differ by at least {min_margin:g}."
+        ),
+        "",
+        "| score margin | pairs |",
+        "|---|---|",
+        *[f"| {m} | {n} |" for m, n in sorted(margins.items())],
+        "",
+    ]
+    if dropped:
+        lines += ["Rows without a pair: " + ", ".join(f"{n} {why}" for why, n in dropped.most_common()) + ".", ""]
+    return lines

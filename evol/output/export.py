@@ -17,7 +17,8 @@ from typing import Any
 
 from evol.errors import ConfigError
 from evol.output import preference
-from evol.output.card import dataset_card
+from evol.output.card import dataset_card, pairs_section
+from evol.output.formats import FORMATS, NAMES
 from evol.output.rows import Picked, Row, RowFilter, pick_rows
 from evol.output.selection import Choice, choose, with_scores
 from evol.rundir.folder import atomic_path, atomic_write, write_json, write_jsonl
@@ -25,15 +26,6 @@ from evol.rundir.reader import load_run
 
 log = logging.getLogger("evol")
 
-FORMATS = ("alpaca", "jsonl", "sharegpt", "openai-chat", "parquet", "hf", *preference.FORMATS)
-SUFFIX = {
-    "alpaca": ".json",
-    "jsonl": ".jsonl",
-    "sharegpt": ".json",
-    "openai-chat": ".jsonl",
-    "parquet": ".parquet",
-    **{f: ".jsonl" for f in preference.FORMATS},
-}
 EXPORT_MANIFEST = "export.json"
 CARD = "README.md"
 SPLITS = ("train", "validation")
@@ -105,20 +97,20 @@ def to_records(rows: list[Row], fmt: str, system: str | None = None) -> list[dic
             }
             for r in rows
         ]
-    raise ConfigError(f"Unknown format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+    raise ConfigError(f"Unknown format '{fmt}'; choose one of {', '.join(NAMES)}.")
 
 
 def data_path(fmt: str, split_name: str) -> str:
     """Where a split goes inside the export folder (the hf layout is the Hub's own)."""
     if fmt == "hf":
         return f"data/{split_name}-00000-of-00001.parquet"
-    return f"{split_name}{SUFFIX[fmt]}"
+    return f"{split_name}{FORMATS[fmt].suffix}"
 
 
 def write_split(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
     if fmt in ("parquet", "hf"):
         _write_parquet(path, records)
-    elif SUFFIX[fmt] == ".jsonl":
+    elif FORMATS[fmt].suffix == ".jsonl":
         write_jsonl(path, records)
     else:
         write_json(path, records)
@@ -152,7 +144,7 @@ class ExportOptions:
 def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, Any]:
     """Write the export folder (data files, README.md, export.json); returns what export.json holds."""
     if opts.fmt not in FORMATS:
-        raise ConfigError(f"Unknown format '{opts.fmt}'; choose one of {', '.join(FORMATS)}.")
+        raise ConfigError(f"Unknown format '{opts.fmt}'; choose one of {', '.join(NAMES)}.")
     if not run_paths:
         raise ConfigError("Name at least one run folder to export.")
     out = Path(out)
@@ -166,11 +158,11 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         dropped=picked.dropped + (chosen.left_out if chosen else Counter()),
     )
     pairs, pair_note = None, []
-    if opts.fmt in preference.FORMATS:  # of the rows chosen, those whose candidates make a pair wide enough
+    if FORMATS[opts.fmt].pairs:  # of the rows chosen, those whose candidates make a pair wide enough
         records = {(run.run_id, rec.id): rec for run in picked.runs for rec in run.records}
         rows, pairs, unpaired = preference.pairs_for(picked.rows, records, opts.min_margin)
         picked = Picked(rows=rows, runs=picked.runs, dropped=picked.dropped + unpaired)
-        pair_note = preference.card_section(pairs, opts.min_margin, unpaired)
+        pair_note = pairs_section(pairs, opts.min_margin, unpaired)
     splits = split(picked.rows, opts.val_fraction, opts.seed)
     files = {name: data_path(opts.fmt, name) for name in splits}
     for name, rows in splits.items():

@@ -19,7 +19,6 @@ from typing import Any
 from evol.errors import ConfigError
 from evol.models import Record
 
-FORMATS = ("dpo", "preference-chat")
 DEFAULT_MIN_MARGIN = 1.0
 
 
@@ -103,39 +102,3 @@ def to_records(rows: list, pairs: dict, fmt: str, system: str | None = None) -> 
                 }
             )
     return out
-
-
-def format_note(fmt: str) -> str:
-    if fmt == "dpo":
-        return (
-            'One `{"prompt", "chosen", "rejected"}` object per line, all strings: the standard preference format '
-            "that TRL's DPOTrainer reads."
-        )
-    return (
-        'One `{"prompt", "chosen", "rejected"}` object per line, each a list of chat messages (the prompt a user '
-        "message, the answers assistant messages): TRL's conversational preference format."
-    )
-
-
-def card_section(pairs: dict, min_margin: float, dropped: Counter) -> list[str]:
-    """The dataset card's account of how the pairs were made."""
-    margins = Counter(int(p.margin) for p in pairs.values())
-    lines = [
-        "## How the pairs were made",
-        "",
-        (
-            "Each instruction was answered several times (several samples, or several models), every answer that "
-            "passed the response rules was scored 1-10 by an LLM judge with a short reason, and some runs also asked "
-            "for improved answers, kept only when the judge scored them higher. `chosen` is the best-scored answer "
-            "(the instruction dataset's output); `rejected` is the lowest-scored one. A pair is kept only where the "
-            f"two scores differ by at least {min_margin:g}."
-        ),
-        "",
-        "| score margin | pairs |",
-        "|---|---|",
-        *[f"| {m} | {n} |" for m, n in sorted(margins.items())],
-        "",
-    ]
-    if dropped:
-        lines += ["Rows without a pair: " + ", ".join(f"{n} {why}" for why, n in dropped.most_common()) + ".", ""]
-    return lines

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from evol.errors import ConfigError
-from evol.output.export import FORMATS
+from evol.output.formats import NAMES
 from evol.output.selection import GROUPS, Choice, parse_quota
 from evol.quality.scoring import ORDERS
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) written by 'python -m evol run'"
     )
-    p.add_argument("--format", dest="fmt", choices=FORMATS, default="alpaca", help="output format (default alpaca)")
+    p.add_argument("--format", dest="fmt", choices=NAMES, default="alpaca", help="output format (default alpaca)")
     p.add_argument("--out", type=Path, required=True, help="folder to write (new, empty, or an earlier export)")
     g = p.add_argument_group("split")
     g.add_argument(
