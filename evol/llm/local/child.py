@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 PARENT_FLAG = "--evol-parent-pid="
@@ -112,6 +113,9 @@ def _serve(args: list[str]) -> None:
         server = xllamacpp.Server(params)
     except RuntimeError as exc:  # the log above says why (most often: the file is not a model llama.cpp knows)
         print(f"evol: llama.cpp could not start serving {a.model}: {exc}", file=sys.stderr, flush=True)
+        # llama.cpp writes its log from a worker thread of its own: the line that says why ("failed to load
+        # model") can still be on its way, and os._exit would drop it (seen on a loaded machine)
+        time.sleep(0.5)
         os._exit(1)
     threading.Event().wait()  # served by llama.cpp's own threads until the stdin watcher ends the process
     del server
