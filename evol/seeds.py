@@ -27,7 +27,7 @@ class SeedSet:
 
 
 @dataclass(frozen=True)
-class Row:
+class SourceRow:
     """A seed as found in a file, before ids and checks."""
 
     instruction: str
@@ -99,7 +99,7 @@ def load_seeds(
     return out
 
 
-def _not_unicode(row: Row) -> str | None:
+def _not_unicode(row: SourceRow) -> str | None:
     """The first field of ``row`` that is not valid Unicode text (it cannot be encoded as UTF-8), if any."""
     for name, value in (("instruction", row.instruction), ("output", row.output), ("id", row.given_id)):
         if value is not None and _printable(value) != value:
@@ -128,13 +128,15 @@ def _seed_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_rows(file: Path, *, instruction_field: str | None = None, input_field: str | None = None) -> Iterator[Row]:
+def read_rows(
+    file: Path, *, instruction_field: str | None = None, input_field: str | None = None
+) -> Iterator[SourceRow]:
     """The rows of one file in order, with instruction (input appended) and output."""
     suffix = file.suffix.lower()
     if suffix == ".txt":
         for n, line in enumerate(_lines(_text(file)), 1):
             if line.strip():
-                yield Row(line.strip(), None, None, f"{file}:{n}")
+                yield SourceRow(line.strip(), None, None, f"{file}:{n}")
         return
     if suffix in (".csv", ".tsv", ".parquet"):
         records = _table(file)
@@ -221,9 +223,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _row(rec: Any, where: str, instruction_field: str | None, input_field: str | None, file: Path) -> Row:
+def _row(rec: Any, where: str, instruction_field: str | None, input_field: str | None, file: Path) -> SourceRow:
     if isinstance(rec, str):
-        return Row(rec, None, None, where)
+        return SourceRow(rec, None, None, where)
     if not isinstance(rec, dict):
         raise InputError(f"{where}: expected an object or a string, found {type(rec).__name__}.")
     given_id = rec.get("id")
@@ -235,7 +237,7 @@ def _row(rec: Any, where: str, instruction_field: str | None, input_field: str |
             raise InputError(f"{where} has no field '{instruction_field}'; its fields are: {', '.join(map(str, rec))}.")
         named = _str(rec[instruction_field])
         extra = _str(rec.get(input_field)) if input_field else _str(rec.get("input"))
-        return Row(_join(named, extra), output, given_id, where)
+        return SourceRow(_join(named, extra), output, given_id, where)
 
     turns = rec.get("conversations") or rec.get("messages")
     if isinstance(turns, list) and turns:
@@ -253,10 +255,10 @@ def _row(rec: Any, where: str, instruction_field: str | None, input_field: str |
         # Self-Instruct seed tasks keep the input and output in their first instance
         extra = _str(instances[0].get("input"))
         output = output or _str(instances[0].get("output")) or None
-    return Row(_join(instruction, extra), output, given_id, where)
+    return SourceRow(_join(instruction, extra), output, given_id, where)
 
 
-def _from_turns(turns: list, where: str, given_id: str | None) -> Row:
+def _from_turns(turns: list, where: str, given_id: str | None) -> SourceRow:
     """ShareGPT (``from``/``value``) or OpenAI chat (``role``/``content``): first human turn, then the reply."""
     human, reply = None, None
     for turn in turns:
@@ -271,7 +273,7 @@ def _from_turns(turns: list, where: str, given_id: str | None) -> Row:
             break
     if human is None:
         raise InputError(f"{where} has a conversation with no human or user turn.")
-    return Row(human, reply, given_id, where)
+    return SourceRow(human, reply, given_id, where)
 
 
 def _first_str(rec: dict, keys: tuple[str, ...]) -> str | None:

@@ -26,7 +26,7 @@ from evol.evolve.progress import LiveTally, current
 from evol.evolve.settling import make_deduper, settle_round
 from evol.llm.cache import CachedChat, CallCache
 from evol.models import Models, Node, Seed
-from evol.optimize.types import Baseline, Candidate, Evaluation, OptimizeOptions, OptimizeReport, Start, Step
+from evol.optimize.types import Baseline, Evaluation, MethodCandidate, OptimizeOptions, OptimizeReport, Start, Step
 from evol.prompts import (
     Operation,
     Profile,
@@ -180,10 +180,10 @@ class Optimizer:
         c = await self.caller.call("optimize", self.optimizer_model, prompt, self.config.sampling, sample)
         return c.text
 
-    async def candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
+    async def candidate(self, step: int, i: int, method: str, analysis: str) -> MethodCandidate:
         return await self.phase(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
 
-    async def _candidate(self, step: int, i: int, method: str, analysis: str) -> Candidate:
+    async def _candidate(self, step: int, i: int, method: str, analysis: str) -> MethodCandidate:
         prompt = self.propose.render(
             method=method,
             analysis=analysis,
@@ -196,14 +196,16 @@ class Optimizer:
         except BackendError as exc:
             if exc.fatal:
                 raise
-            return Candidate(index=i, method="", valid=False, reason=f"the optimizer's call failed: {exc}")
+            return MethodCandidate(index=i, method="", valid=False, reason=f"the optimizer's call failed: {exc}")
         if text is None:
-            return Candidate(index=i, method="", valid=False, reason=f"the optimizer wrote no '{NEW_METHOD}' section")
+            return MethodCandidate(
+                index=i, method="", valid=False, reason=f"the optimizer wrote no '{NEW_METHOD}' section"
+            )
         try:
             profile = with_method(self.profile, self.op, text)
         except TemplateError as exc:
-            return Candidate(index=i, method=text, valid=False, reason=str(exc))
-        return Candidate(index=i, method=text, valid=True, evaluation=await self.evaluate(profile))
+            return MethodCandidate(index=i, method=text, valid=False, reason=str(exc))
+        return MethodCandidate(index=i, method=text, valid=True, evaluation=await self.evaluate(profile))
 
     def books(self, report: OptimizeReport, **update: Any) -> OptimizeReport:
         """``report`` with the calls, tokens and cost so far."""

@@ -35,7 +35,7 @@ class Evaluation(Frozen):
     calls_failed: int = 0  # backend failures: neither a success nor the method's fault, left out of the rate
 
 
-class Candidate(Frozen):
+class MethodCandidate(Frozen):
     index: int  # 0: the method the step started from
     method: str
     valid: bool
@@ -44,7 +44,7 @@ class Candidate(Frozen):
     kept: bool = False
 
 
-class Start(Candidate):
+class Start(MethodCandidate):
     """The method the loop starts from: evaluated before the first step, so its evaluation is always there."""
 
     evaluation: Evaluation
@@ -61,7 +61,7 @@ class Step(Frozen):
     step: int
     batch: tuple[str, ...]  # seed ids of the mini-batch
     analysis: str
-    candidates: tuple[Candidate, ...]
+    candidates: tuple[MethodCandidate, ...]
     best_failure_rate: float
     improved: bool
 

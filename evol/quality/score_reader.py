@@ -18,13 +18,13 @@ from evol.rules.refusals import refusal
 
 #: why an answer gave no score: the judge said no number, one outside 1-10, was cut off at max_tokens, refused,
 #: said nothing, was withheld by a content filter, or the call itself failed
-Outcome = Literal["no_score", "out_of_range", "truncated", "refused", "empty", "content_filtered", "failed"]
+UnclearKind = Literal["no_score", "out_of_range", "truncated", "refused", "empty", "content_filtered", "failed"]
 
 
 class Unclear(Frozen):
     """A criterion the judge gave no usable score for, and why."""
 
-    outcome: Outcome
+    outcome: UnclearKind
     answer: str = ""  # the start of the judge's answer (or the error), so the user can see what came back
 
 
@@ -80,7 +80,7 @@ def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
         if 1 <= found <= 10:
             return Reading(int(found) if found.is_integer() else found, None)
         return Reading(None, Unclear(outcome="out_of_range", answer=raw[:300]))
-    outcome: Outcome
+    outcome: UnclearKind
     if finish_reason == "length":
         outcome = "truncated"
     elif not body:

@@ -20,7 +20,7 @@ MAX_REQUESTS = 50_000
 MAX_BYTES = 190 * 1024 * 1024
 
 #: what a batch did with one request: its answer, its error, or None when the batch ended before running it
-Outcome = Completion | BackendError | None
+LineResult = Completion | BackendError | None
 
 
 def input_line(key: bytes, body: dict[str, Any]) -> bytes:
@@ -42,7 +42,7 @@ def read_lines(text: str, file_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def outcomes(lines: list[dict[str, Any]], model: str, redact: Redactor) -> Iterator[tuple[bytes, Outcome]]:
+def outcomes(lines: list[dict[str, Any]], model: str, redact: Redactor) -> Iterator[tuple[bytes, LineResult]]:
     """Each line's call key and outcome; a line without a readable ``custom_id`` belongs to no call."""
     for line in lines:
         try:
