@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from evol.errors import ConfigError
-from evol.llm.pricing import DEFAULT_PRICES, Price, batch_prices
+from evol.pricing import DEFAULT_PRICES, Price, batch_prices
 from evol.rules import registry as rules
 
 #: items in flight at once in batch mode (see ``RunConfig.workers``)

@@ -80,6 +80,22 @@ def test_no_import_cycle_counting_deferred_and_type_checking_imports():
     assert cycle(edges) is None
 
 
+def stage(module: str) -> str:
+    """The stage a module belongs to: its subpackage of evol (``evol.llm``), or itself at the top (``evol.config``)."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_the_stages_depend_on_each_other_one_way():
+    """Not only modules: no stage (a subpackage, or a module at the top) reaches back into one that uses it."""
+    edges: dict[str, set[str]] = {}
+    for name, deps in graph().items():
+        edges.setdefault(stage(name), set()).update(stage(d) for d in deps if stage(d) != stage(name))
+    for deps in list(edges.values()):
+        for d in deps:
+            edges.setdefault(d, set())
+    assert cycle(edges) is None
+
+
 def test_the_core_never_imports_prefect():
     """Prefect is a leaf: only the Prefect engine and the command line that starts it import it."""
     leaves = ("evol.engines.prefect", "evol.cli")

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from evol.evolve import progress
-from evol.llm.pricing import Price
 from evol.models import Completion, Record, Rejection, Usage
+from evol.pricing import Price
 from evol.rundir.manifest import Manifest
 
 from .conftest import ROOT, SEEDS, run_cli

@@ -18,7 +18,6 @@ from evol.errors import BackendError, Interrupted
 from evol.evolve.answers import AnswerStage
 from evol.evolve.concurrency import bounded_map
 from evol.llm.client import ChatModel
-from evol.llm.pricing import Budget
 from evol.llm.usage import Tally
 from evol.models import (
     Completion,
@@ -34,6 +33,7 @@ from evol.models import (
     Seed,
     Usage,
 )
+from evol.pricing import Budget
 from evol.prompts import Profile
 from evol.quality.judge_reader import parse_judgement
 from evol.rules import evolution

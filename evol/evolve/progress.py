@@ -16,9 +16,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from evol.llm.pricing import Price, cost
 from evol.llm.usage import Tally
 from evol.models import Completion, Record, Rejection, Usage
+from evol.pricing import Price, cost
 from evol.rundir.manifest import Manifest
 
 STAGES = ("seed", "evolve", "judge", "respond", "evolve_answer", "rank", "optimize")

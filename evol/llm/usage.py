@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from evol.llm.pricing import Price, cost
 from evol.models import Completion, Usage
+from evol.pricing import Price, cost
 
 
 @dataclass

@@ -113,7 +113,7 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
     """
     from evol.llm.backend import open_backend
     from evol.llm.cache import CachedChat, CallCache
-    from evol.llm.pricing import Budget, cost
+    from evol.pricing import Budget, cost
     from evol.rundir.folder import CACHE, write_jsonl
 
     spent: dict[str, Usage] = {}
