@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from evol.dedup.index import Deduper, Prepared
 from evol.errors import ConfigError
 from evol.llm.embeddings import Embedder
+from evol.quality.diversity import diversity
 from evol.quality.scoring import ORDERS, Score, load_scores
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("evol")
 
 GROUPS = ("round", "operation")
-DIVERSITY_SAMPLE = 100  # rows whose nearest neighbour is looked for: ~2 s per 25k-row set on 2 shared cores
 
 
 @dataclass(frozen=True)
@@ -334,20 +333,3 @@ def _stats(pairs: Sequence[tuple[Row, Score | None]]) -> dict[str, Any]:
                 "max": float(values.max()),
             }
     return out
-
-
-def diversity(texts: list[str], sample: int = DIVERSITY_SAMPLE, seed: int = 0) -> dict[str, Any] | None:
-    """Mean similarity (rapidfuzz ratio, 0-1) of sampled texts to their nearest other text of the set: lower is more diverse."""
-    import numpy as np
-    from rapidfuzz import fuzz, process
-
-    from evol.text import normalize
-
-    if len(texts) < 2:
-        return None
-    norms = [normalize(t) for t in texts]
-    picks = sorted(random.Random(seed).sample(range(len(norms)), min(sample, len(norms))))
-    sims = process.cdist([norms[i] for i in picks], norms, scorer=fuzz.ratio, dtype=np.uint8, workers=-1)
-    sims[np.arange(len(picks)), picks] = 0  # a text is not its own neighbour
-    nearest = sims.max(axis=1) / 100
-    return {"mean_nearest_similarity": round(float(nearest.mean()), 4), "sampled": len(picks)}
