@@ -292,3 +292,24 @@ def test_a_key_given_in_code_reaches_the_chunk_tasks(harness, tmp_path, monkeypa
         sent = set(srv.auth_headers)
     assert manifest.counts.failed == 0 and manifest.counts.kept > 0
     assert sent == {f"Bearer {other}"}
+
+
+def test_the_prefect_path_reads_the_seeds_once(harness, tmp_path, monkeypatch):
+    """``evol run`` on Prefect checks the inputs in the CLI (before Prefect starts), in the flow (a scheduled run has no
+    CLI) and in the pipeline subflow (which needs them): the seed file is read once for all three."""
+    import evol.evolve.run as run
+    from evol.cli.main import main
+
+    reads: list[tuple] = []
+    real = run.load_seeds
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "load_seeds", counted)
+    with ScriptedServer(lambda request: answer(request, "simple")) as srv:
+        argv = ["-q", "run", "--seeds", str(SEEDS), "--limit", "4", "--rounds", "1", "--base-url", srv.base_url]
+        assert main([*argv, "--out", str(tmp_path / "o"), "--engine", "prefect", "--chunk-size", "2"]) == 0
+    assert len(reads) == 1
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["kept"] == 4

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -58,12 +59,49 @@ def fewer_gc_pauses(gen0: int = 50_000) -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+#: the options the profile and the seeds are read from: a config equal in these has the same inputs
+INPUT_OPTIONS = (
+    "profile",
+    "prompts_dir",
+    "operation_weights",
+    "seeds",
+    "instruction_field",
+    "input_field",
+    "limit",
+    "max_instruction_chars",
+)
+#: the inputs of the run under way in this context, with the options they were read from (``inputs_checked``)
+_CHECKED: ContextVar[tuple[str, Profile, SeedSet] | None] = ContextVar("evol_checked_inputs", default=None)
+
+
+def _input_key(config: RunConfig) -> str:
+    public = config.public_dict()
+    return json.dumps({k: public.get(k) for k in INPUT_OPTIONS}, sort_keys=True, default=str)
+
+
 def check_inputs(config: RunConfig) -> tuple[Profile, SeedSet]:
-    """Load the profile's templates and the seeds, raising a one-sentence error for bad input."""
+    """Load the profile's templates and the seeds, raising a one-sentence error for bad input; inside
+    ``inputs_checked`` for the same inputs, what that read."""
     from evol.llm.backend import check_batch
 
     check_batch(config)  # --batch with the embedded model: before a run folder, a server or Prefect starts
+    held = _CHECKED.get()
+    if held is not None and held[0] == _input_key(config):
+        return held[1], held[2]
     return load_profile(config.profile, config.prompts_dir, config.operation_weights), read_seeds(config)
+
+
+@contextlib.contextmanager
+def inputs_checked(config: RunConfig) -> Iterator[tuple[Profile, SeedSet]]:
+    """Check a run's inputs once for everything inside the block: the Prefect path checks them in the CLI (before
+    Prefect spends seconds starting), in the flow (a scheduled run has no CLI) and in its pipeline subflow (which
+    needs them), and each of these reads the seeds and templates only the first time."""
+    profile, seedset = check_inputs(config)
+    token = _CHECKED.set((_input_key(config), profile, seedset))
+    try:
+        yield profile, seedset
+    finally:
+        _CHECKED.reset(token)
 
 
 def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -34,7 +35,7 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from evol.engines.local import execute
     from evol.evolve import progress
-    from evol.evolve.run import check_inputs
+    from evol.evolve.run import inputs_checked
 
     config = config_from_args(args)
     kwargs = prefect_kwargs(args)
@@ -44,12 +45,11 @@ def main(args: argparse.Namespace) -> int:
         # a stage's calls belong in one Batch API file; Prefect's chunk tasks would each send a small one
         logging.getLogger("evol").info("--batch runs on the local engine (one batch file per stage and model)")
         engine = "local"
-    if engine == "local":
-        if kwargs["dask_address"] or kwargs["dask_workers"] or "chunk_size" in kwargs:
-            raise ConfigError("--dask-address, --dask-workers and --chunk-size need --engine prefect.")
-    else:
-        check_inputs(config)  # bad input gets its one sentence before Prefect spends seconds starting
-    with progress.live(config.price_table(), enabled=watch):
+    if engine == "local" and (kwargs["dask_address"] or kwargs["dask_workers"] or "chunk_size" in kwargs):
+        raise ConfigError("--dask-address, --dask-workers and --chunk-size need --engine prefect.")
+    # on Prefect, bad input gets its one sentence before Prefect spends seconds starting, and the flow reuses it
+    checked = inputs_checked(config) if engine == "prefect" else contextlib.nullcontext()
+    with checked, progress.live(config.price_table(), enabled=watch):
         if engine == "local":
             manifest = asyncio.run(execute(config))
         else:

@@ -41,7 +41,7 @@ from evol.engines.prefect.server import TemporaryServer, prefect_api
 from evol.errors import BackendError, EvolError
 from evol.evolve.progress import current
 from evol.evolve.rounds import RunState, run_rounds
-from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, write_outputs
+from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, inputs_checked, write_outputs
 from evol.evolve.settling import make_deduper
 from evol.llm.usage import Tally
 from evol.models import Outcome
@@ -323,9 +323,9 @@ async def evol_flow(
     from evol.llm.backend import open_backend  # here, so importing the flow costs no SDK start-up
 
     cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())  # what the user left unset stays unset
-    check_inputs(cfg)  # bad input fails before any server starts (a scheduled run has no CLI to check it)
     out = default_out(cfg)
-    with RunDir(out):
+    # bad input fails before any server starts (a scheduled run has no CLI to check it); the subflow reuses them
+    with inputs_checked(cfg), RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):
             endpoint = Endpoint(
                 base_url=chat.base_url,
