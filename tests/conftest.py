@@ -50,7 +50,7 @@ def run_cli(
     """``python -m evol ARGS`` in a subprocess, as a user would run it, without any real API key.
 
     A ``run`` or ``optimize`` goes through ``--engine local`` unless ``engine`` says otherwise: Prefect's few seconds of
-    start-up per run would dominate the tests that are not about Prefect (tests/test_flows.py is).
+    start-up per run would dominate the tests that are not about Prefect (tests/engines/test_flows.py is).
     """
     command = next((a for a in args if not a.startswith("-")), None)  # after global options such as -q
     if command in ("run", "optimize") and engine is not None:

@@ -1,0 +1,1 @@
+"""Tests of evol.engines: the Prefect engine against the plain one."""

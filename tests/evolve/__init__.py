@@ -1,0 +1,1 @@
+"""Tests of evol.evolve: the evolver, the answer stage, progress, resuming."""

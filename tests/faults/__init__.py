@@ -1,0 +1,1 @@
+"""What happens when things go wrong: endpoints, answers, files, input, secrets, fuzzing."""

@@ -1,0 +1,1 @@
+"""Tests of evol.optimize (Auto Evol-Instruct) and the auto profile."""

@@ -1,0 +1,1 @@
+"""Tests of evol.output: export formats and choosing rows by score."""

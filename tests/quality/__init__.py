@@ -1,0 +1,1 @@
+"""Tests of evol.quality: reading the judges' answers, scoring."""

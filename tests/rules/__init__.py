@@ -1,0 +1,1 @@
+"""Tests of evol.rules: each elimination rule, refusals and wrappers, the registry."""

@@ -1,0 +1,1 @@
+"""Tests of evol.rundir: the round spool and the manifest."""
