@@ -32,7 +32,8 @@ from evol.output.export import ExportOptions, export
 from evol.output.selection import Choice
 from evol.quality.score_reader import Unclear
 from evol.quality.scoring import Score
-from evol.rundir.folder import SCORES, read_jsonl, write_json, write_jsonl
+from evol.rundir.files import read_jsonl, write_json, write_jsonl
+from evol.rundir.folder import SCORES
 from evol.text import normalize
 
 OPERATIONS = ("add_constraints", "deepen", "concretize", "breadth")

@@ -19,7 +19,8 @@ from evol.config import RunConfig
 from evol.engines.local import run_pipeline
 from evol.llm.client import OpenAIChat
 from evol.models import Models
-from evol.rundir.folder import RunDir, read_jsonl
+from evol.rundir.files import read_jsonl
+from evol.rundir.folder import RunDir
 from evol.testing.replies import GIVEN, given_prompt
 from evol.testing.server import Reply, ScriptedServer, last_user
 from evol.testing.words import filler

@@ -10,7 +10,7 @@ from typing import Any
 
 from evol.dedup.index import Deduper
 from evol.errors import InputError
-from evol.rundir.folder import atomic_path, atomic_write, write_jsonl
+from evol.rundir.files import atomic_path, atomic_write, write_jsonl
 from evol.seeds import read_rows
 
 _JSONL = (".jsonl", ".ndjson")

@@ -24,7 +24,8 @@ from evol.llm.local.setup import is_embedded, tune_for_local, uses_embedded_mode
 from evol.llm.usage import Tally
 from evol.models import Models
 from evol.prompts import Profile, load_profile
-from evol.rundir.folder import DATASET, RECORDS, REJECTED, RunDir, atomic_write
+from evol.rundir.files import atomic_write
+from evol.rundir.folder import DATASET, RECORDS, REJECTED, RunDir
 from evol.rundir.manifest import (
     AnswerSettings,
     Backend,

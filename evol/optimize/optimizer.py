@@ -35,7 +35,8 @@ from evol.prompts import (
     default_prompts_dir,
     load_profile,
 )
-from evol.rundir.folder import CACHE, OPTIMIZE, PROMPTS, RunDir, atomic_write, write_json
+from evol.rundir.files import atomic_write, write_json
+from evol.rundir.folder import CACHE, OPTIMIZE, PROMPTS, RunDir
 from evol.seeds import load_seeds
 
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)

@@ -21,7 +21,7 @@ from evol.output.card import dataset_card, pairs_section
 from evol.output.formats import FORMATS, NAMES
 from evol.output.rows import Picked, Row, RowFilter, pick_rows
 from evol.output.selection import Choice, choose, with_scores
-from evol.rundir.folder import atomic_path, atomic_write, write_json, write_jsonl
+from evol.rundir.files import atomic_path, atomic_write, write_json, write_jsonl
 from evol.rundir.reader import load_run
 
 log = logging.getLogger("evol")

@@ -114,7 +114,8 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
     from evol.llm.backend import open_backend
     from evol.llm.cache import CachedChat, CallCache
     from evol.pricing import Budget, cost
-    from evol.rundir.folder import CACHE, write_jsonl
+    from evol.rundir.files import write_jsonl
+    from evol.rundir.folder import CACHE
 
     spent: dict[str, Usage] = {}
     answers: dict[tuple[str, str], Reading] = {}

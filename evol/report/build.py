@@ -29,7 +29,8 @@ from evol.report.stats import (
     round_stats,
     run_seeds,
 )
-from evol.rundir.folder import MANIFEST, OPTIMIZE, atomic_write_bytes
+from evol.rundir.files import atomic_write_bytes
+from evol.rundir.folder import MANIFEST, OPTIMIZE
 from evol.rundir.reader import Run, funnel, load_run
 
 __all__ = ["build_report", "distinct_n", "opening", "render_html"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from evol.optimize.types import Evaluation, OptimizeReport
 from evol.report.html import esc, figure, page
 from evol.report.plots import STYLE, Plot, _png, _subplots
-from evol.rundir.folder import atomic_write_bytes
+from evol.rundir.files import atomic_write_bytes
 
 COLORS = {"best": "#3f78b5", "candidate": "#9aa4ad", "invalid": "#c8453c", "start": "#e08a3c", "baseline": "#8e6bbf"}
 

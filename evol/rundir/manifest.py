@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evol.errors import InputError
-from evol.rundir.folder import MANIFEST, write_json
+from evol.rundir.files import write_json
+from evol.rundir.folder import MANIFEST
 
 
 class Block(BaseModel):
@@ -190,7 +191,7 @@ def _valid(key: str, value: Any) -> bool:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """manifest.json, atomically (``rundir.write_json``)."""
+    """manifest.json, atomically (``evol.rundir.files.write_json``)."""
     write_json(folder / MANIFEST, manifest.dump())
 
 

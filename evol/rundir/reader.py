@@ -12,7 +12,8 @@ from pathlib import Path
 
 from evol.errors import InputError
 from evol.models import Record, Rejection
-from evol.rundir.folder import MANIFEST, RECORDS, REJECTED, parse_jsonl
+from evol.rundir.files import parse_jsonl
+from evol.rundir.folder import MANIFEST, RECORDS, REJECTED
 from evol.rundir.manifest import Counts, Manifest, load_manifest
 
 log = logging.getLogger("evol")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evol.models import Record, Rejection
-from evol.rundir.folder import SPOOL, AtomicFile, RunDir, jsonl_line
+from evol.rundir.files import AtomicFile, jsonl_line
+from evol.rundir.folder import SPOOL, RunDir
 
 _BLOCK = 1 << 20
 

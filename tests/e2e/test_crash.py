@@ -296,7 +296,7 @@ def test_kill9_at_an_arbitrary_moment_resends_only_answers_the_client_never_stor
 # chunks and SIGKILLs its own process, so the kill lands inside the writing of the outputs.
 KILL_WHILE_WRITING = """
 import os, signal, sys
-import evol.rundir.folder as rundir
+import evol.rundir.files as rundir
 name, nth = os.environ["EVOL_TEST_KILL_AT"].split(":")
 seen = [0]
 real = rundir.atomic_write

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from evol.llm.client import OpenAIChat
-from evol.rundir.folder import read_jsonl
+from evol.rundir.files import read_jsonl
 from evol.testing.replies import completion
 from evol.testing.server import Reply, ScriptedServer, last_user
 

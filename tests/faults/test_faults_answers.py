@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evol.rundir.folder import read_jsonl
+from evol.rundir.files import read_jsonl
 from evol.testing.replies import given_prompt
 from evol.testing.server import Reply, ScriptedServer
 from evol.testing.words import filler

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from evol.errors import ConfigError, RunLockedError
-from evol.rundir import folder as rundir
-from evol.rundir.folder import LOCK, RunDir, atomic_write, write_json
+from evol.rundir import files as rundir
+from evol.rundir.files import atomic_write, write_json
+from evol.rundir.folder import LOCK, RunDir
 from evol.testing.server import ScriptedServer
 
 from ..conftest import ROOT
@@ -64,7 +65,7 @@ def test_a_failed_rename_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypa
 WRITER = """
 import sys, time
 from pathlib import Path
-from evol.rundir.folder import atomic_write
+from evol.rundir.files import atomic_write
 
 def chunks():
     for i in range(100_000):

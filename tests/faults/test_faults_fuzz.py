@@ -25,7 +25,7 @@ from evol.quality import judge_reader
 from evol.rules.evolution import check_evolution, script_change
 from evol.rules.response import check_response
 from evol.rules.wrappers import unwrap
-from evol.rundir.folder import read_jsonl, write_jsonl
+from evol.rundir.files import read_jsonl, write_jsonl
 from evol.seeds import load_seeds
 from evol.text import normalize
 

@@ -17,7 +17,8 @@ from evol.output.export import ExportOptions, export
 from evol.output.selection import Choice, Quota, parse_quota
 from evol.quality.score_reader import Unclear
 from evol.quality.scoring import Score, load_scores
-from evol.rundir.folder import SCORES, write_json, write_jsonl
+from evol.rundir.files import write_json, write_jsonl
+from evol.rundir.folder import SCORES
 from evol.testing.server import ScriptedServer
 from evol.text import normalize
 

@@ -284,7 +284,7 @@ def chunk_fingerprint(key: str, round_no: int, items: Sequence[Seed | Node]) -> 
 
 
 def write_checkpoint(job: ChunkJob, result: ChunkResult) -> None:
-    from evol.rundir.folder import atomic_write
+    from evol.rundir.files import atomic_write
 
     def lines():
         head = {
