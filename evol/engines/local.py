@@ -60,14 +60,7 @@ async def run_pipeline(
     ctx = RunContext(
         run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat
     )
-    log.info(
-        "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
-        len(seedset.seeds),
-        len(seedset.skipped),
-        config.rounds,
-        profile.name,
-        run_dir.path,
-    )
+    ctx.announce(log)
 
     async def write(status: str, reason: str, when: str) -> Manifest:
         return write_outputs(ctx, status, reason)

@@ -163,6 +163,18 @@ class RunContext:
     started: float
     chat: CacheBooks
 
+    def announce(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        """The run's first line in the log, the same on every engine."""
+        seedset = self.state.seedset
+        logger.info(
+            "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
+            len(seedset.seeds),
+            len(seedset.skipped),
+            self.config.rounds,
+            self.profile.name,
+            self.run_dir.path,
+        )
+
 
 def write_outputs(ctx: RunContext, status: str, reason: str) -> Manifest:
     """The outputs from the spool (seeds, then round by round in seed order), the manifest last."""

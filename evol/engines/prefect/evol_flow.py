@@ -283,14 +283,7 @@ async def pipeline_flow(
         counts,
     )
     ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), tally, started, stats)
-    log.info(
-        "run: %d seeds (%d skipped), %d rounds, profile %s, into %s",
-        len(seedset.seeds),
-        len(seedset.skipped),
-        config.rounds,
-        profile.name,
-        run_dir.path,
-    )
+    ctx.announce(log)
 
     async def checkpoint(status: str, reason: str, when: str) -> Manifest:
         manifest = write(as_is(ctx), status, reason, when)  # as is: not a walk over the whole pool and seed set
