@@ -48,7 +48,7 @@ def add_prefect_options(p: argparse.ArgumentParser) -> None:
 
 
 def prefect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of ``evol.engines.prefect.run_with_prefect`` / ``evol.engines.prefect.serving.serve`` from parsed options."""
+    """The keyword arguments of ``evol.engines.prefect.evol_flow.run_with_prefect`` / ``evol.engines.prefect.serving.serve`` from parsed options."""
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ConfigError("--chunk-size must be at least 1.")
     if args.dask_workers is not None and args.dask_workers < 1:

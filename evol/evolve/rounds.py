@@ -3,7 +3,7 @@
 ``run_rounds`` answers the seeds (``include_seeds``), then plays each round: every pool entry's outcome is
 offered to ``RunState.settling`` (dedup and pool update in seed order, straight into the round's spool files),
 and the outputs are written after each round and at the end, whatever happened. An ``Executor`` decides
-only where and how the items of a round run: in this process (``LocalExecutor``), or as Prefect tasks over
+only where and how the items of a round run: in this process (``evol.engines.local.LocalExecutor``), or as Prefect tasks over
 chunks of the pool (``evol.engines.prefect.evol_flow.Stage``), on threads or on a Dask cluster.
 """
 

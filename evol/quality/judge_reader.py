@@ -1,7 +1,7 @@
 """Reading an LLM judge's free-text answer: its reasoning blocks and markdown taken out, and the
 information-gain judge's verdict (Equal / Not Equal) read from what is left.
 
-The rule that acts on the verdict is ``filters.check_judgement``; the 1-10 scores are ``score_reader``'s.
+The rule that acts on the verdict is ``evol.rules.judgement.check_judgement``; the 1-10 scores are ``score_reader``'s.
 """
 
 from __future__ import annotations
