@@ -16,6 +16,7 @@ REGISTRY: tuple[Rule, ...] = (
     judgement.RANK_UNCLEAR,
     response.SORRY_SHORT,
     response.REFUSED,
+    response.CLARIFICATION,
     evolution.REFUSED,
     evolution.WRAPPED,
     evolution.NO_FINAL_INSTRUCTION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 from evol.models import Verdict
+from evol.rules.clarifications import clarification
 from evol.rules.endpoint import content_filtered
 from evol.rules.refusals import refusal
 from evol.rules.rule import Rule
@@ -19,6 +20,14 @@ SORRY_SHORT = Rule(("sorry_short_response",), 'the answer says "sorry" in fewer 
 REFUSED = Rule(
     ("refused_response",),
     'the answer opens with a refusal and is short (under the same 80 words; Chinese and Japanese counted at two characters a word): "I can\'t help with that request.", "As an AI language model, I cannot…", "抱歉，我无法…", "申し訳ありませんが…できません", "Lo siento, pero no puedo…", "Je suis désolé, mais je ne peux pas…", "Ich kann Ihnen dabei nicht helfen" (also Portuguese, Italian, Russian, Korean); a long helpful answer that apologises or says "I can\'t" in passing is kept, and a phrase the instruction itself contains is no signal',
+)
+CLARIFICATION = Rule(
+    ("clarification_response",),
+    "the answer asks back instead of answering, as a model does when the evolution lost what it refers to or is "
+    'too vague (Auto Evol-Instruct counts these as failed evolutions): a short answer that asks for input ("Could you '
+    'please provide the passage you would like me to rewrite?", "I don\'t see any code", "请提供…") or is only an '
+    'affirmation and a question to the user ("Sure! What topic should the poem be about?"); an answer that answers and '
+    "then offers more, a message the instruction asked for, and questions the instruction asked for are kept",
 )
 STOPWORDS_ONLY = Rule(("stopwords_only_response",), "the answer is only punctuation and stop words")
 
@@ -54,6 +63,10 @@ def check_response(
         refused = refusal(text, instruction or "")
         if refused and word_count(text) < sorry_max_words:
             return Verdict.drop(REFUSED.name, f"opens with a refusal ('{refused}') in {word_count(text)} words")
+    if enabled(CLARIFICATION.name):
+        asked = clarification(text, instruction or "")
+        if asked:
+            return Verdict.drop(CLARIFICATION.name, f"asks back instead of answering ('{asked}')")
     if enabled(STOPWORDS_ONLY.name) and all(t in STOPWORDS for t in tokens):
         return Verdict.drop(STOPWORDS_ONLY.name, "the response is only punctuation and stop words")
     return Verdict.ok()
