@@ -50,7 +50,10 @@ def test_an_answer_that_asks_back_is_eliminated(answer, instruction):
             "Write an email to a supplier asking for the March invoice.",
         ),
         # the instruction asked for questions, or a riddle (not put to "you")
-        ("1. What is your plan for housing? 2. How will you fund it?", "Write two questions a journalist asks a mayor."),
+        (
+            "1. What is your plan for housing? 2. How will you fund it?",
+            "Write two questions a journalist asks a mayor.",
+        ),
         ("What has keys but can't open locks?", "Tell me a riddle."),
         # a phrase the instruction itself contains
         ("Please provide the passage.", 'What does "please provide the passage" mean in an exam?'),
