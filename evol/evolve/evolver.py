@@ -120,9 +120,8 @@ class Evolver:
 
         stage = "evolve"
         try:
-            evo = await self.call(
-                stage, self.models.evolve, op.render(node.instruction, rng), cfg.sampling, f"{cid}:evolve"
-            )
+            prompt = op.render(node.instruction, rng)
+            evo = await self.call(stage, self.models.evolve, prompt, cfg.sampling, f"{cid}:evolve")
             usage[stage] = evo.usage
             unwrapped = unwrap(evo.text, self.profile.labels, self.profile.nouns)
             if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
@@ -137,7 +136,14 @@ class Evolver:
                     unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
             text, stripped = unwrapped.text, unwrapped.stripped
             verdict = evolution.check_evolution(
-                text, evo.finish_reason, node.instruction, self.leak_phrases, on, unwrapped, cfg.max_instruction_chars
+                text,
+                evo.finish_reason,
+                node.instruction,
+                self.leak_phrases,
+                on,
+                unwrapped,
+                cfg.max_instruction_chars,
+                prompt,
             )
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)

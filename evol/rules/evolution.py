@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from evol.models import Verdict
 from evol.rules.endpoint import content_filtered
+from evol.rules.leaks import find_echo, find_leak, find_marker, find_reference
 from evol.rules.refusals import refusal
 from evol.rules.rule import Rule
 from evol.rules.wrappers import Unwrapped
@@ -42,6 +43,12 @@ TOO_LONG = Rule(
     ("too_long",),
     "the evolution is longer than `max_instruction_chars` (default 20,000 characters): a runaway rewrite, not a harder instruction",
 )
+META_COMMENTARY = Rule(
+    ("meta_commentary",),
+    'the evolving model talked about the instruction instead of writing one: "The new instruction is indeed quite '
+    'challenging…", "To make it harder, add…", "How to make it harder: …", "The rewritten prompt asks…"; an '
+    "instruction that is about instructions and says so in its parent's words is kept",
+)
 NO_FINAL_INSTRUCTION = Rule(
     ("no_final_instruction",),
     'an operation with an `extract` marker (the `auto` profile) got an answer without that final section: only the text after its last "#Final Instruction#" heading is the evolution',
@@ -56,9 +63,11 @@ def check_evolution(
     enabled=lambda rule: True,
     wrapping: Unwrapped | None = None,
     max_chars: int | None = None,
+    prompt: str = "",
 ) -> Verdict:
     """The rules that need no extra LLM call, cheapest first; ``wrapping`` is what ``unwrap`` made of it,
-    ``max_chars`` the longest evolution that is not a runaway (``too_long``)."""
+    ``max_chars`` the longest evolution that is not a runaway (``too_long``), ``prompt`` the evolving prompt that
+    was sent (whose own wording the evolution must not repeat)."""
     filtered = content_filtered(finish_reason, "the evolution", enabled)
     if filtered is not None:
         return filtered
@@ -76,10 +85,23 @@ def check_evolution(
         return Verdict.drop(WRAPPED.name, wrapping.problem)
     if enabled(IDENTICAL_TO_PARENT.name) and normalize(text) == normalize(parent):
         return Verdict.drop(IDENTICAL_TO_PARENT.name, "the evolution repeats its parent")
+    if enabled(META_COMMENTARY.name):
+        remark = commentary(text, parent)
+        if remark:
+            return Verdict.drop(META_COMMENTARY.name, f"talks about the instruction instead of being one ('{remark}')")
     if enabled(PROMPT_LEAK.name):
         leaked = find_leak(text, leak_phrases, parent)
         if leaked:
             return Verdict.drop(PROMPT_LEAK.name, f"contains the evolving prompt's words '{leaked}'")
+        marker = find_marker(text, parent)
+        if marker:
+            return Verdict.drop(PROMPT_LEAK.name, f"a section marker or label is left in the rewrite ('{marker}')")
+        reference = find_reference(text, parent)
+        if reference:
+            return Verdict.drop(PROMPT_LEAK.name, f"refers to the instruction it rewrites ('{reference}')")
+        echo = find_echo(text, prompt, parent)
+        if echo:
+            return Verdict.drop(PROMPT_LEAK.name, f"repeats the evolving prompt's own words ('{echo}')")
     if enabled(SCRIPT_CHANGED.name):
         changed = script_change(parent, text)
         if changed:
@@ -89,6 +111,37 @@ def check_evolution(
     if max_chars is not None and len(text) > max_chars and enabled(TOO_LONG.name):
         return Verdict.drop(TOO_LONG.name, f"{len(text)} characters, over max_instruction_chars")
     return Verdict.ok()
+
+
+# --- talk about the instruction instead of an instruction -----------------------------------------
+
+_NAMED = (
+    r"(?:the|this|my|your|our)\s+(?:new|rewritten|revised|updated|modified|evolved|harder|original|given|above|"
+    r"resulting|final|improved|more (?:difficult|challenging|complex)) (?:instruction|prompt|question|task|problem|"
+    r"test|exercise|version)"
+)
+_COMMENTARY = re.compile(
+    # "The new instruction is indeed quite challenging", "The rewritten prompt asks the reader to …"
+    rf"^\W*{_NAMED}\s+(?:is|was|has been|now|asks|requires|adds|makes|would|could|can|should|will|becomes|"
+    r"introduces|keeps|remains|looks|seems|reads|includes|focuses|involves)\b"
+    # "To make it harder, …", "How to make it more challenging: …" (said of the instruction: a comma or colon
+    # follows; "To make it harder for attackers, add rate limiting" is an instruction)
+    r"|^\W*(?:(?:in order )?to|how to|one way to|a way to|ways to) make (?:it|this|the (?:\w+ )?(?:instruction|prompt|"
+    r"question|task|problem)) (?:a bit |slightly |even |much )?(?:harder|tougher|more (?:difficult|challenging|complex))"
+    r"[ \t]*[,:：]"
+    # "To increase the difficulty, …", "How to raise the complexity: …"
+    r"|^\W*(?:(?:in order )?to|how to|one way to|ways to) (?:increase|raise) the (?:difficulty|complexity)\b[^\n,:]{0,40}[,:：]",
+    re.IGNORECASE,
+)
+
+
+def commentary(text: str, parent: str) -> str | None:
+    """The opening words of ``text`` when it talks about the instruction (its difficulty, what it now asks) instead
+    of being one; an opening the parent already has is its own."""
+    m = _COMMENTARY.match(text.strip())
+    if m is None or m.group(0).strip().casefold() in parent.casefold():
+        return None
+    return m.group(0).strip()
 
 
 # --- structured answers: the final instruction after its marker -----------------------------------
@@ -169,13 +222,3 @@ def script_change(parent: str, text: str, min_letters: int = 20) -> tuple[str, s
     if before[main] < 0.9 * total_before or after.get(main, 0) >= 0.1 * total_after:
         return None
     return main, max(after, key=after.__getitem__)
-
-
-def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:
-    """The first phrase of the evolving prompt that the text repeats and its parent did not already say."""
-    low, parent_low = text.casefold(), parent.casefold()
-    for phrase in phrases:
-        p = phrase.casefold()
-        if p in low and p not in parent_low:  # "the given prompt" in a seed is the seed's own wording
-            return phrase
-    return None

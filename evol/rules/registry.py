@@ -19,6 +19,7 @@ REGISTRY: tuple[Rule, ...] = (
     response.CLARIFICATION,
     evolution.REFUSED,
     evolution.WRAPPED,
+    evolution.META_COMMENTARY,
     evolution.NO_FINAL_INSTRUCTION,
     response.STOPWORDS_ONLY,
     evolution.PROMPT_LEAK,

@@ -191,7 +191,10 @@ def _label_pattern(labels: tuple[str, ...], nouns: tuple[str, ...]) -> re.Patter
         r"(?:new|rewritten|revised|evolved|harder|modified|updated|improved|final|created|refined|resulting|"
         r"more (?:challenging|difficult|complex|advanced)|challenging|complex|evolved)"
     )
-    name = rf"(?:{adjectives}\s+)?(?:{'|'.join(names)})(?:\s*\d+)?"
+    # what any profile's rewrite may be called, after a word that marks it as the rewrite ("Updated Test:",
+    # "Revised instruction:"); bare ("Task:", "Question:") such a word may be the instruction's own
+    named = r"(?:prompt|test|question|instruction|problem|task|exercise|query|version)"
+    name = rf"(?:(?:{adjectives}\s+)?(?:{'|'.join(names)})|{adjectives}\s+{named})(?:\s*\d+)?"
     # "#Rewritten Prompt#" needs no colon (the template's own marker); a plain word does
     return re.compile(rf"[*_>\s]*(?:#\s*{name}\s*#\s*[:：]?|#*\s*{name}\s*[*_]*\s*[:：])[*_]*\s*", re.IGNORECASE)
 

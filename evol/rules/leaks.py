@@ -1,0 +1,113 @@
+"""What of the evolving prompt an evolution must not carry (``prompt_leak``), in the forms real models write it.
+
+Models echo the prompt's scaffolding in words other than the template's: section markers ("#Rewritten Test#",
+"#Given Test#", "#Erroneous Code Reference#"), labels ("Updated Prompt:", "New Question:", "Revised instruction:"),
+references to what they rewrote ("the given test", "the original question"), the original and the rewrite
+both in one answer, and spans of the prompt's own instructions ("add no more than 20 words to the original").
+A leading label is taken off before any check (``wrappers.unwrap``); what is found here is left inside. Whatever
+the parent already says is no signal: a seed about markdown headings, or one that says "the given array".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from evol.rules.response import STOPWORDS
+from evol.text import words
+
+#: the words a model names its rewrite (or the original) with, before the thing it names
+ADJECTIVES = (
+    "rewritten",
+    "given",
+    "original",
+    "updated",
+    "new",
+    "revised",
+    "modified",
+    "improved",
+    "evolved",
+    "harder",
+    "more difficult",
+    "more challenging",
+    "more complex",
+    "final",
+    "created",
+    "increased difficulty",
+    "erroneous code",
+)
+#: ... and the things: what a prompt calls what it asks for
+NOUNS = ("prompt", "test", "question", "instruction", "problem", "task", "exercise", "version", "reference", "query")
+_ADJ = "|".join(sorted(map(re.escape, ADJECTIVES), key=len, reverse=True))
+_NOUN = "|".join(NOUNS)
+# a line that is a section marker: "#Rewritten Test#", "**#Given Prompt#:**", "#Erroneous Code Reference#"
+# (no space inside its hashes, so a closed markdown heading "## Results ##" is not one)
+_MARKER = re.compile(r"^[ \t>*_]*(#[^\s#][^#\n]{0,58}[^\s#]#|#[^\s#]#)[ \t*_]*:?[ \t*_]*", re.MULTILINE)
+# a line that opens with "#" glued to a capitalised word and goes on in words: "#The given subject and …"
+# (preprocessor lines "#include <x>", "#define N" are lower case; a markdown heading has a space after "#")
+_STRAY = re.compile(r"^[ \t>*_]*#[A-Z][a-z]+(?:[ \t]+[A-Za-z][\w'-]*){2}", re.MULTILINE)
+# a label line: "Rewritten Test:", "**Updated Prompt:**", "New Question 2:" (alone, or before the text)
+_LABEL = re.compile(
+    rf"^[ \t>*_#]*((?:{_ADJ})[ \t]+(?:{_NOUN})(?:[ \t]*\d+)?)[ \t*_]*[:：]", re.IGNORECASE | re.MULTILINE
+)
+# "the given test", "the original question", "the rewritten prompt" in the running text
+_REFERENCE = re.compile(
+    rf"\b(?:the|this|that|your|above|previous)\s+(?:given|original|rewritten|above|previous|old)\s+(?:{_NOUN})\b",
+    re.IGNORECASE,
+)
+#: words in a row shared with the evolving prompt's own text that make a template echo (see README: how chosen)
+ECHO_WORDS = 5
+
+
+def find_marker(text: str, parent: str) -> str | None:
+    """A section marker, stray "#Heading" line or label line inside ``text`` that its parent does not have."""
+    parent_low = parent.casefold()
+    for pattern in (_MARKER, _STRAY, _LABEL):
+        for m in pattern.finditer(text):
+            found = (m.group(1) if pattern.groups else m.group(0)).strip(" \t>*_")
+            if found.casefold() not in parent_low:
+                return found
+    return None
+
+
+# a quoted span: an instruction may quote such words to ask about them
+_QUOTED = re.compile(r'"[^"\n]*"|\u201c[^\u201d\n]*\u201d|\u00ab[^\u00bb\n]*\u00bb')
+
+
+def find_reference(text: str, parent: str) -> str | None:
+    """A reference to the instruction being rewritten ("the given test"), which a self-contained one never makes;
+    words in quotation marks are quoted, not said."""
+    parent_low = parent.casefold()
+    for m in _REFERENCE.finditer(_QUOTED.sub(lambda q: " " * len(q.group(0)), text)):
+        if m.group(0).casefold() not in parent_low:
+            return m.group(0)
+    return None
+
+
+def find_echo(text: str, prompt: str, parent: str, n: int = ECHO_WORDS) -> str | None:
+    """A run of ``n`` words of the evolving prompt's own text (the prompt without the parent in it) that ``text``
+    repeats and the parent does not say; runs of stop words only are common English, not an echo."""
+    if not prompt:
+        return None
+    own = words(prompt.replace(parent, "\n"))
+    template = {tuple(own[i : i + n]) for i in range(len(own) - n + 1)}
+    if not template:
+        return None
+    said = words(parent)
+    template -= {tuple(said[i : i + n]) for i in range(len(said) - n + 1)}
+    written = words(text)
+    for i in range(len(written) - n + 1):
+        gram = tuple(written[i : i + n])
+        if gram in template and not all(w in STOPWORDS or w.isdigit() for w in gram):
+            return " ".join(gram)
+    return None
+
+
+def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:
+    """The first phrase of the evolving prompt that the text repeats and its parent did not already say."""
+    low, parent_low = text.casefold(), parent.casefold()
+    for phrase in phrases:
+        p = phrase.casefold()
+        if p in low and p not in parent_low:  # "the given prompt" in a seed is the seed's own wording
+            return phrase
+    return None

@@ -1,0 +1,138 @@
+"""prompt_leak and meta_commentary on what real models write: markers and labels in words other than the template's,
+the original and the rewrite in one answer, references to the original, spans of the prompt's own wording, and talk
+about the instruction; and the look-alikes that must be kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from evol.prompts import load_profile
+from evol.rules.evolution import check_evolution
+from evol.rules.wrappers import unwrap
+
+CODE = load_profile("code")
+PARENT = "Write a function that returns the largest number in a list."
+GIVEN = f"#Given Prompt#:\n{PARENT}\n\n#Rewritten Prompt#:\n"
+PROMPT = CODE.operations[0].render(PARENT, __import__("random").Random(0))
+
+
+def evolve(answer: str, parent: str = PARENT, prompt: str = PROMPT):
+    unwrapped = unwrap(answer, CODE.labels, CODE.nouns)
+    return unwrapped, check_evolution(
+        unwrapped.text, "stop", parent, CODE.leak_markers, wrapping=unwrapped, prompt=prompt
+    )
+
+
+@pytest.mark.parametrize(
+    "answer, found",
+    [
+        # markers in other words than the template's (real Code Evol-Instruct outputs carry these)
+        (
+            "Write a function that returns the largest number in a list without using max().\n\n"
+            "#Erroneous Code Reference#\ndef largest(xs): return xs.sort()",
+            "#Erroneous Code Reference#",
+        ),
+        ("Write a function that returns the two largest numbers.\n#Updated Test#", "#Updated Test#"),
+        # the original again, then a marker, then the rewrite
+        (f"#Given Test#\n{PARENT}\n\n#Rewritten Test#\n{PARENT[:-1]} in O(n) time.", "#Given Test#"),
+        (f"{PARENT}\n\nRewritten Test:\n{PARENT[:-1]} in O(n) time.", "Rewritten Test"),
+        # a label in the middle, with markdown
+        ("Return the largest number in a list.\n\n**New Question:** also return its index.", "New Question"),
+        # a stray marker line the embedded model writes
+        ("#The given subject and problem are about lists\nReturn the largest number.", "#The given subject"),
+        ("#Dependency Parsing#:\nParse the sentence and return its head words.", "#Dependency Parsing#"),
+        # references to what was rewritten
+        ("Modify the given test so that the function also handles empty lists.", "the given test"),
+        ("Answer the original question, then return the largest number in O(1) extra space.", "the original question"),
+        # spans of the evolving prompt's own wording
+        (
+            f"{PARENT[:-1]} in linear time. Keep any code, signatures or examples it contains.",
+            "keep any code signatures or",
+        ),
+    ],
+)
+def test_what_real_models_leave_of_the_prompt_is_a_prompt_leak(answer, found):
+    _, verdict = evolve(answer)
+    assert not verdict.keep and verdict.rule == "prompt_leak", verdict
+    assert found.casefold() in verdict.detail.casefold()
+
+
+@pytest.mark.parametrize(
+    "answer, label",
+    [
+        ("Rewritten Test:\nWrite a function that returns the two largest numbers in a list.", "Rewritten Test:"),
+        ("**Updated Prompt:** Write a function that returns the two largest numbers.", "**Updated Prompt:**"),
+        ("Revised instruction: Write a function that returns the two largest numbers.", "Revised instruction:"),
+        ("#Rewritten Test#\nWrite a function that returns the two largest numbers.", "#Rewritten Test#"),
+        ("New Question: Write a function that returns the two largest numbers.", "New Question:"),
+    ],
+)
+def test_a_leading_label_in_any_words_is_stripped_and_recorded(answer, label):
+    unwrapped, verdict = evolve(answer)
+    assert verdict.keep, verdict
+    assert unwrapped.text.startswith("Write a function") and unwrapped.stripped == (label,)
+
+
+@pytest.mark.parametrize(
+    "parent, answer",
+    [
+        # markdown headings (a space after the hashes), closed ones too, and C preprocessor lines
+        ("Write a README for a CLI tool.", "Write a README for a CLI tool with the sections\n## Install\n## Usage ##"),
+        (
+            "Fix the C program.",
+            "Fix the C program below so that it compiles.\n#include <stdio.h>\n#define N 10\nint main() { return N }",
+        ),
+        ("Explain C# generics.", "Explain C# generics with two examples, one with constraints."),
+        # a task that legitimately says "the given array", and a parent that has the reference itself
+        ("Sort an array.", "Sort the given array in place and return the number of swaps made."),
+        ("Compare the original question with its answer.", "Compare the original question with its answer in a table."),
+        # a label-looking line the parent already has
+        ("New Question: what is 2+2?\nAnswer it.", "New Question: what is 2+2?\nAnswer it in base 3."),
+        # words of the prompt that are common English, not the template's instructions
+        ("Write a poem.", "Write a poem about the sea that is a little harder to rhyme, in the form of a sonnet."),
+        # quoting the words to ask about them
+        ("Explain tests.", 'Explain what a grader means by "the given test" in an exam rubric.'),
+    ],
+)
+def test_look_alikes_are_kept(parent, answer):
+    _, verdict = evolve(answer, parent=parent, prompt=CODE.operations[0].render(parent, __import__("random").Random(0)))
+    assert verdict.keep, verdict
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The new instruction is indeed quite challenging. To make it harder, you just have to add a constraint.",
+        "How to make it harder: ask for the two largest numbers instead of one.",
+        "To make it more challenging, require the function to run in linear time.",
+        "The given task is to return the largest number and its index.",
+        "To increase the difficulty, require O(1) extra space.",
+    ],
+)
+def test_talk_about_the_instruction_is_meta_commentary(answer):
+    _, verdict = evolve(answer)
+    assert not verdict.keep and verdict.rule == "meta_commentary", verdict
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "To make it harder for attackers, add rate limiting to the login endpoint of the function's web service.",
+        "To make it easier to read, rewrite the function with clear names and a docstring.",
+        "Write a function that returns the largest number; the new version must run in linear time.",
+    ],
+)
+def test_instructions_that_open_like_commentary_are_kept(answer):
+    _, verdict = evolve(answer)
+    assert verdict.keep, verdict
+
+
+def test_the_template_echo_of_the_embedded_models_quick_start_is_a_leak():
+    """Read in the quick start's kept rows: a 135M model copies its instructions into the rewrite."""
+    general = load_profile("general")
+    op = next(o for o in general.operations if o.name == "add_constraints")
+    parent = "Give me a phrase that I can use to express I am very happy."
+    prompt = op.render(parent, __import__("random").Random(0))
+    answer = "Rewrite it with no more than 10 additional words, and add no more than 20 words to the original."
+    verdict = check_evolution(answer, "stop", parent, general.leak_markers, prompt=prompt)
+    assert not verdict.keep and verdict.rule == "prompt_leak" and "20 words to the original" in verdict.detail
