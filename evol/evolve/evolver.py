@@ -123,7 +123,7 @@ class Evolver:
             prompt = op.render(node.instruction, rng)
             evo = await self.call(stage, self.models.evolve, prompt, cfg.sampling, f"{cid}:evolve")
             usage[stage] = evo.usage
-            unwrapped = unwrap(evo.text, self.profile.labels, self.profile.nouns)
+            unwrapped = unwrap(evo.text, self.profile.labels, self.profile.nouns, node.instruction)
             if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
                 final = evolution.extract_final(unwrapped.text, op.extract) or evolution.extract_final(
                     evo.text, op.extract

@@ -33,7 +33,14 @@ IDENTICAL_TO_PARENT = Rule(
 )
 PROMPT_LEAK = Rule(
     ("prompt_leak",),
-    'the evolution repeats words of the evolving prompt that its parent did not already contain: the profile\'s own section markers ("#Rewritten Prompt#") and the phrases its templates forbid by name ("given prompt", …)',
+    "the evolution carries what the evolving prompt wrote and its parent does not say: the profile's own section "
+    'markers ("#Rewritten Prompt#") and the phrases its templates forbid by name ("given prompt", …); a section marker '
+    'in any words on a line of its own ("#Rewritten Test#", "#Given Test#", "#Erroneous Code Reference#") or a stray '
+    '"#Heading" line; a label line inside the text ("Rewritten Test:", "**New Question:**"), so also the original '
+    'and the rewrite in one answer; a reference to the instruction it rewrites ("the given test", "the original '
+    'question", not in quotation marks); or five words in a row of the prompt\'s own instructions ("add no more than '
+    '20 words to the original"). A leading label in those words is taken off instead; markdown headings, `#include` '
+    'lines and "the given array" are kept',
 )
 SCRIPT_CHANGED = Rule(
     ("script_changed",),
@@ -118,11 +125,12 @@ def check_evolution(
 _NAMED = (
     r"(?:the|this|my|your|our)\s+(?:new|rewritten|revised|updated|modified|evolved|harder|original|given|above|"
     r"resulting|final|improved|more (?:difficult|challenging|complex)) (?:instruction|prompt|question|task|problem|"
-    r"test|exercise|version)"
+    r"test|exercise|version|subject|topic)(?: and (?:the )?\w+)?"
 )
 _COMMENTARY = re.compile(
-    # "The new instruction is indeed quite challenging", "The rewritten prompt asks the reader to …"
-    rf"^\W*{_NAMED}\s+(?:is|was|has been|now|asks|requires|adds|makes|would|could|can|should|will|becomes|"
+    # "The new instruction is indeed quite challenging", "The rewritten prompt asks the reader to …",
+    # "The given subject and problem are inextricably linked with …" (the embedded model's)
+    rf"^\W*{_NAMED}\s+(?:is|are|was|were|has been|have been|now|asks|requires|adds|makes|would|could|can|should|will|becomes|"
     r"introduces|keeps|remains|looks|seems|reads|includes|focuses|involves)\b"
     # "To make it harder, …", "How to make it more challenging: …" (said of the instruction: a comma or colon
     # follows; "To make it harder for attackers, add rate limiting" is an instruction)

@@ -166,6 +166,15 @@ _FENCE = re.compile(
     r"\A```[ \t]*(?:text|markdown|md|plaintext|plain|txt|prompt)?[ \t]*\n(.*?)\n[ \t]*```\Z", re.DOTALL | re.IGNORECASE
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# what a remark never holds: facts of its own after a colon ("…about my background: I have 5 years in SQL.")
+_HAS_CONTENT = re.compile(r"[:：]\s*\S+(?:\s+\S+){2,}")
+# an introduction inside the text is chatter when it names the rewrite as the model's own ("Here's a harder
+# version:"); "Here is the problem:" before the data an instruction works on is the instruction's own
+_OWN = re.compile(
+    r"\b(?:harder|tougher|rewritten|revised|new|updated|modified|evolved|improved|another|more (?:challenging|"
+    r"difficult|complex|advanced)|challenging|version|rewrite|revision|variant|variation|alternative|option)\b",
+    re.IGNORECASE,
+)
 _MAX_OUTRO_WORDS = 60  # a closing remark; a longer trailing paragraph is an explanation, not a remark
 
 
@@ -203,17 +212,20 @@ def unwrap(
     text: str,
     labels: Iterable[str] = ("rewritten prompt", "created prompt"),
     nouns: Iterable[str] = ("prompt", "instruction", "question", "problem"),
+    parent: str = "",
 ) -> Unwrapped:
-    """Take a rewrite's wrappers off, layer by layer; ``labels``/``nouns`` come from the profile's templates."""
+    """Take a rewrite's wrappers off, layer by layer; ``labels``/``nouns`` come from the profile's templates. An
+    opening the parent itself has ("Alright, here is a question for you: …") is the instruction's own, not chatter."""
     label = label_pattern(labels, nouns)
     intro = _intro("|".join(sorted({*_NOUNS, *map(re.escape, nouns)}, key=len, reverse=True)))
     stripped: list[str] = []
     body = text.strip()
+    own = parent.strip()
     for _ in range(6):  # layers: "Sure!\n\n**Rewritten:**\n```\n…\n```\n\nLet me know…"
         before = body
-        body = _strip_head(body, label, stripped)
-        body = _strip_head(body, intro, stripped)
-        body = _strip_head(body, _AFFIRM_ONLY, stripped)
+        body = _strip_head(body, label, stripped, own)
+        body = _strip_head(body, intro, stripped, own)
+        body = _strip_head(body, _AFFIRM_ONLY, stripped, own)
         body = _strip_outro(body, stripped)
         body = _strip_enclosure(body, stripped)
         if body == before:
@@ -244,25 +256,31 @@ def strip_heading(text: str, labels: Iterable[str], nouns: Iterable[str]) -> tup
     return body, tuple(stripped)
 
 
-def _strip_head(body: str, pattern: re.Pattern[str], stripped: list[str]) -> str:
+def _strip_head(body: str, pattern: re.Pattern[str], stripped: list[str], own: str = "") -> str:
     m = pattern.match(body)
-    if not m or not m.group(0).strip():
-        return body
+    if not m or not m.group(0).strip() or (own and own.startswith(m.group(0).strip())):
+        return body  # nothing, or an opening the parent itself has: the instruction's own words
     stripped.append(m.group(0).strip())
     return body[m.end() :].strip()
+
+
+def _is_remark(text: str) -> bool:
+    """A closing remark about the rewrite ("Let me know if you'd like changes."), not a last part of the instruction
+    that happens to open the same way ("Let me know if you need details about my background: I have 5 years…")."""
+    return bool(_OUTRO.match(text.lstrip("*_>-# "))) and not _HAS_CONTENT.search(text)
 
 
 def _strip_outro(body: str, stripped: list[str]) -> str:
     paragraphs = re.split(r"\n\s*\n", body)
     last = paragraphs[-1].strip()
-    if len(paragraphs) > 1 and _OUTRO.match(last.lstrip("*_>-# ")) and len(last.split()) <= _MAX_OUTRO_WORDS:
+    if len(paragraphs) > 1 and _is_remark(last) and len(last.split()) <= _MAX_OUTRO_WORDS:
         stripped.append(last)
         return "\n\n".join(paragraphs[:-1]).strip()
     # a remark run on after the rewrite's last sentence: "… in 14 lines. This version adds a rhyme scheme."
     sentences = _SENTENCE.split(last)
     for i in range(1, len(sentences)):
         tail = " ".join(sentences[i:])
-        if _OUTRO.match(sentences[i]) and len(tail.split()) <= _MAX_OUTRO_WORDS and "\n" not in tail:
+        if _is_remark(sentences[i]) and len(tail.split()) <= _MAX_OUTRO_WORDS and "\n" not in tail:
             stripped.append(tail)
             return "\n\n".join([*paragraphs[:-1], " ".join(sentences[:i])]).strip()
     return body
@@ -309,8 +327,8 @@ def _problem(body: str, intro: re.Pattern[str], wrapped: bool) -> str | None:
     for line in body.splitlines()[1:]:
         line = line.strip().lstrip("*_#>- ")
         m = intro.match(line) if line else None
-        if m:
+        if m and _OWN.search(m.group(0)):
             return f"chatter is left inside the rewrite ('{line[:60]}')"
-        if line and _OUTRO.match(line):
+        if line and _is_remark(line):
             return f"a remark about the rewrite is left inside it ('{line[:60]}')"
     return None

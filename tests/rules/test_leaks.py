@@ -17,7 +17,7 @@ PROMPT = CODE.operations[0].render(PARENT, __import__("random").Random(0))
 
 
 def evolve(answer: str, parent: str = PARENT, prompt: str = PROMPT):
-    unwrapped = unwrap(answer, CODE.labels, CODE.nouns)
+    unwrapped = unwrap(answer, CODE.labels, CODE.nouns, parent)
     return unwrapped, check_evolution(
         unwrapped.text, "stop", parent, CODE.leak_markers, wrapping=unwrapped, prompt=prompt
     )
@@ -39,7 +39,7 @@ def evolve(answer: str, parent: str = PARENT, prompt: str = PROMPT):
         # a label in the middle, with markdown
         ("Return the largest number in a list.\n\n**New Question:** also return its index.", "New Question"),
         # a stray marker line the embedded model writes
-        ("#The given subject and problem are about lists\nReturn the largest number.", "#The given subject"),
+        ("#Return the largest number\nof the list, in linear time.", "#Return the largest"),
         ("#Dependency Parsing#:\nParse the sentence and return its head words.", "#Dependency Parsing#"),
         # references to what was rewritten
         ("Modify the given test so that the function also handles empty lists.", "the given test"),
@@ -107,6 +107,8 @@ def test_look_alikes_are_kept(parent, answer):
         "To make it more challenging, require the function to run in linear time.",
         "The given task is to return the largest number and its index.",
         "To increase the difficulty, require O(1) extra space.",
+        # the embedded model's, from the quick start
+        "The given subject and problem are inextricably linked with the problem of machine learning.",
     ],
 )
 def test_talk_about_the_instruction_is_meta_commentary(answer):
@@ -136,3 +138,44 @@ def test_the_template_echo_of_the_embedded_models_quick_start_is_a_leak():
     answer = "Rewrite it with no more than 10 additional words, and add no more than 20 words to the original."
     verdict = check_evolution(answer, "stop", parent, general.leak_markers, prompt=prompt)
     assert not verdict.keep and verdict.rule == "prompt_leak" and "20 words to the original" in verdict.detail
+
+
+# --- false positives found by reading the stripper (#27): each was dropped or cut before
+
+
+def test_a_last_paragraph_that_opens_like_a_remark_but_says_something_is_kept():
+    text = (
+        "Describe your ideal data team.\n\nLet me know if you need details about my background: I have 5 years in SQL."
+    )
+    unwrapped, verdict = evolve(text, parent="Describe your ideal data team.")
+    assert verdict.keep and unwrapped.text == text and not unwrapped.stripped
+    # the closing remark it looks like is still taken off
+    remark = unwrap("Write a sonnet about rain.\n\nLet me know if you'd like any changes.")
+    assert remark.text == "Write a sonnet about rain." and remark.stripped == (
+        "Let me know if you'd like any changes.",
+    )
+
+
+def test_an_introduction_of_the_instructions_own_data_is_not_chatter():
+    text = "Solve the puzzle below in three steps.\nHere is the problem:\nThree boxes hold apples, oranges and both."
+    _, verdict = evolve(text, parent="Solve the puzzle below.")
+    assert verdict.keep, verdict
+    _, chatter = evolve("Solve the puzzle below.\n\nHere's a harder version:\nSolve it in three steps.")
+    assert chatter.rule == "wrapped_evolution"
+
+
+def test_an_opening_the_parent_itself_has_is_not_stripped():
+    parent = "Alright, here is a question for you: what is the capital of Peru?"
+    unwrapped, verdict = evolve(f"{parent} Answer in one word and name its river.", parent=parent)
+    assert verdict.keep and unwrapped.text.startswith("Alright, here is a question") and not unwrapped.stripped
+    # a model's own opening before a rewrite of another parent is still chatter
+    other = unwrap("Alright, here is a harder version: what is the capital of Peru and its river?")
+    assert other.text.startswith("what is the capital") and other.stripped
+
+
+def test_yes_and_no_are_answers_not_stop_words():
+    from evol.rules.response import check_response
+
+    assert check_response("Yes.", "stop", instruction="Is 7 prime? Answer yes or no.").keep
+    assert check_response("No.", "stop", instruction="Is 9 prime? Answer yes or no.").keep
+    assert check_response("Well, um, okay.", "stop").rule == "stopwords_only_response"
