@@ -128,15 +128,20 @@ class Candidate(Frozen):
     best: bool = False  # the one that became the row's output
 
 
+#: fields a record or rejection dumps only when they hold something, so a run that never needed them writes the
+#: same records.jsonl as before they existed
+_ONLY_WHEN_SET = ("candidates", "cut_answers")
+
+
 class _WithCandidates(Lineage):
-    """Leaves ``candidates`` out of the dumped record while there are none, so one plain answer writes the
-    same records.jsonl as before candidates existed."""
+    """Leaves ``candidates`` and ``cut_answers`` out of the dumped record while they are empty."""
 
     @model_serializer(mode="wrap")
     def _drop_no_candidates(self, handler):
         data = handler(self)
-        if not getattr(self, "candidates", None):
-            data.pop("candidates", None)
+        for name in _ONLY_WHEN_SET:
+            if not getattr(self, name, None):
+                data.pop(name, None)
         return data
 
 
@@ -151,6 +156,7 @@ class Record(_WithCandidates):
     stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
     judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
     candidates: tuple[Candidate, ...] = ()  # every candidate answer, when there was more than one plain answer
+    cut_answers: tuple[str, ...] = ()  # an answer cut at max_tokens that a longer one replaced
 
     def rejected(self, kind: RejectionKind, rule: str, detail: str, stage: str, **fields: Any) -> Rejection:
         """This kept record rejected after all (a duplicate): its texts, usage, verdict and candidates go along."""
@@ -161,6 +167,7 @@ class Record(_WithCandidates):
             "judge": self.judge,
             "stripped": self.stripped,
             "candidates": self.candidates,
+            "cut_answers": self.cut_answers,
         }
         return super().rejected(kind, rule, detail, stage, **(carried | fields))
 
@@ -208,6 +215,7 @@ class Rejection(_WithCandidates):
     stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked
     judge: JudgeVerdict | None = None  # what the judge said, when it was asked
     candidates: tuple[Candidate, ...] = ()  # the candidate answers, none of which passed
+    cut_answers: tuple[str, ...] = ()  # an answer cut at max_tokens, asked again with more room
 
 
 #: what one attempt comes to: a kept record (before dedup) or a rejection with its rule

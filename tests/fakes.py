@@ -14,10 +14,12 @@ class FakeChat:
     def __init__(self, answer: Callable[[str, str], Completion | str | Exception]):
         self.answer = answer  # (prompt, sample) -> answer
         self.calls: list[tuple[str, str, str]] = []  # (model, sample, prompt)
+        self.samplings: list[Sampling] = []  # each call's, in the same order
 
     async def complete(self, messages, *, model: str, sampling: Sampling, sample: str) -> Completion:
         prompt = messages[-1]["content"]
         self.calls.append((model, sample, prompt))
+        self.samplings.append(sampling)
         out = self.answer(prompt, sample)
         if isinstance(out, Exception):
             raise out

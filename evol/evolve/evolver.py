@@ -43,6 +43,9 @@ from evol.rules.wrappers import unwrap
 
 log = logging.getLogger("evol")
 
+#: the most tokens an answer cut at ``max_tokens`` is asked again with (twice ``max_tokens``, at most this)
+RETRY_MAX_TOKENS = 8192
+
 
 def candidate_id(seed_id: str, round_no: int) -> str:
     return f"{seed_id}.r{round_no}"
@@ -173,13 +176,12 @@ class Evolver:
                     judge=judged,
                     candidates=got.candidates,
                 )
-            r = await self.call(
-                stage, self.models.respond, self.profile.response_prompt(text), cfg.response_sampling, f"{cid}:respond"
-            )
-            usage[stage] = r.usage
+            r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage)
             verdict = check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
-                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text)
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text).model_copy(
+                    update={"cut_answers": cut}
+                )
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -193,7 +195,24 @@ class Evolver:
             usage=usage,
             stripped=stripped,
             judge=judged,
+            cut_answers=cut,
         )
+
+    async def respond(self, prompt: str, sample: str, usage: dict[str, Usage]) -> tuple[Completion, tuple[str, ...]]:
+        """The answer to ``prompt``, asked once more with twice the room (up to RETRY_MAX_TOKENS) when it was cut at
+        ``max_tokens``: a hard instruction's good answer is long, and eliminating it would bias the data toward short
+        tasks. Returns the answer that counts and the cut-off one it replaced; both calls' tokens go to ``usage``."""
+        sampling = self.config.response_sampling
+        r = await self.call("respond", self.models.respond, prompt, sampling, sample)
+        usage["respond"] = r.usage
+        if r.finish_reason != "length" or not self.config.rule_on("truncated_response"):
+            return r, ()
+        if sampling.max_tokens >= RETRY_MAX_TOKENS:
+            return r, ()
+        longer = sampling.model_copy(update={"max_tokens": min(2 * sampling.max_tokens, RETRY_MAX_TOKENS)})
+        again = await self.call("respond", self.models.respond, prompt, longer, f"{sample}:longer")
+        usage["respond"] = usage["respond"] + again.usage
+        return again, (r.text,)
 
     async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
         """Ask the equality judge whether ``text`` gained anything over ``parent``; an answer that reads as no
@@ -220,14 +239,9 @@ class Evolver:
             return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
         if self.answer_stage is not None:
             return await self._answer_seed_candidates(seed, self.answer_stage)
+        usage: dict[str, Usage] = {}
         try:
-            r = await self.call(
-                "respond",
-                self.models.respond,
-                self.profile.response_prompt(seed.instruction),
-                self.config.response_sampling,
-                f"{seed.id}:respond",
-            )
+            r, cut = await self.respond(self.profile.response_prompt(seed.instruction), f"{seed.id}:respond", usage)
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -243,14 +257,16 @@ class Evolver:
                 "respond",
                 instruction=seed.instruction,
                 output=r.text,
-                usage={"respond": r.usage},
+                usage=usage,
+                cut_answers=cut,
             )
         return Record(
             **lineage,
             instruction=seed.instruction,
             output=r.text.strip(),
             response_model=self.models.respond,
-            usage={"respond": r.usage},
+            usage=usage,
+            cut_answers=cut,
         )
 
     async def _answer_seed_candidates(self, seed: Seed, answer_stage: AnswerStage) -> Outcome:

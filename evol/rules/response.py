@@ -12,7 +12,12 @@ from evol.rules.rule import Rule
 from evol.text import normalize, word_count, words
 
 EMPTY = Rule(("empty_response",), "the answering model returned nothing")
-TRUNCATED = Rule(("truncated_response",), "the answer stopped at `max_tokens` (`finish_reason=length`)")
+TRUNCATED = Rule(
+    ("truncated_response",),
+    "the answer stopped at `max_tokens` (`finish_reason=length`) twice: a cut answer is asked once more with twice "
+    "`max_tokens` (at most 8,192), since eliminating long answers would bias the data toward short tasks; the cut "
+    "one is kept in the row's `cut_answers`",
+)
 ECHOED = Rule(
     ("echoed_response",), "the answer only repeats the instruction (after folding case, punctuation and spaces)"
 )

@@ -7,9 +7,9 @@ from evol.config import RunConfig
 from evol.dedup.index import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
 from evol.evolve.concurrency import bounded_map
-from evol.evolve.evolver import Evolver
+from evol.evolve.evolver import RETRY_MAX_TOKENS, Evolver
 from evol.evolve.settling import RoundSettler, settle_round
-from evol.models import Candidate, Models, Node, Record, Rejection
+from evol.models import Candidate, Completion, Models, Node, Record, Rejection, Seed, Usage
 from evol.prompts import load_profile
 
 from ..fakes import FakeChat
@@ -239,3 +239,38 @@ def test_a_stop_from_another_thread_lets_the_call_in_flight_finish_and_starts_no
     with pytest.raises(Interrupted):
         asyncio.run(ev.step(node(), 1))
     assert [c[1] for c in chat.calls] == ["s0.r1:evolve"]  # answered (and paid), no judge call after it
+
+
+def cut_once(prompt, sample):
+    """A responder whose first answer is cut at max_tokens, and whose answer with more room is whole."""
+    if sample.endswith(":respond"):
+        cut = "Here is a long proof that begins with the base case and"
+        return Completion(text=cut, finish_reason="length", usage=Usage(completion_tokens=len(cut.split())))
+    return good(prompt, sample)
+
+
+def test_an_answer_cut_at_max_tokens_is_asked_once_more_with_twice_the_room():
+    ev, chat = evolver(cut_once)
+    out = asyncio.run(ev.step(node(), 1))
+    assert isinstance(out, Record) and out.output.startswith("Here is a sonnet")
+    assert out.cut_answers == ("Here is a long proof that begins with the base case and",)
+    assert [c[1] for c in chat.calls] == ["s0.r1:evolve", "s0.r1:judge", "s0.r1:respond", "s0.r1:respond:longer"]
+    assert [s.max_tokens for s in chat.samplings[2:]] == [2048, 4096]
+    assert out.usage["respond"].completion_tokens > len(out.output.split())  # both answers' tokens are counted
+    # the seeds' answers too
+    seed = asyncio.run(ev.answer_seed(Seed(id="q", index=0, instruction="Prove it.")))
+    assert isinstance(seed, Record) and seed.cut_answers and seed.output.startswith("Here is a sonnet")
+
+
+def test_an_answer_cut_twice_is_eliminated_with_both_and_a_plain_run_writes_no_cut_answers():
+    def always_cut(prompt, sample):
+        if ":respond" in sample:
+            return Completion(text="It begins with", finish_reason="length")
+        return good(prompt, sample)
+
+    ev, chat = evolver(always_cut, response_sampling={"max_tokens": 6000})
+    out = asyncio.run(ev.step(node(), 1))
+    assert isinstance(out, Rejection) and out.rule == "truncated_response" and out.cut_answers == ("It begins with",)
+    assert [s.max_tokens for s in chat.samplings[2:]] == [6000, RETRY_MAX_TOKENS]  # twice, but not past the cap
+    plain = asyncio.run(evolver(good)[0].step(node(), 1))
+    assert "cut_answers" not in plain.model_dump_json()  # records.jsonl as before when nothing was cut
