@@ -56,8 +56,11 @@ class EvolScript:
         return self.index[text.strip().casefold()]  # a seed itself
 
     def evolve(self, parent: str, index: int, round_no: int) -> str:
-        """A rewrite that shares little with its parent, tagged with its seed so later requests can be traced."""
-        return f"{filler(f'{index}:{round_no}', 150)} [seed:{index} r:{round_no}] {self.seeds[index][:100]}"
+        """A rewrite that shares little with its parent, tagged with its seed so later requests can be traced; the
+        seed's input (the lines after its instruction) stays with it, as a rewrite must keep it (``lost_input``)."""
+        head, _, given = self.seeds[index].partition("\n")
+        text = f"{filler(f'{index}:{round_no}', 150)} [seed:{index} r:{round_no}] {head[:100]}"
+        return f"{text}\n{given}" if given else text
 
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)

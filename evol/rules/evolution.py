@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from evol.models import Verdict
 from evol.rules.endpoint import content_filtered
-from evol.rules.leaks import find_echo, find_leak, find_marker, find_reference
+from evol.rules.leaks import find_echo, find_leak, find_lost_input, find_marker, find_reference
 from evol.rules.refusals import refusal
 from evol.rules.rule import Rule
 from evol.rules.wrappers import Unwrapped
@@ -49,6 +49,13 @@ SCRIPT_CHANGED = Rule(
 TOO_LONG = Rule(
     ("too_long",),
     "the evolution is longer than `max_instruction_chars` (default 20,000 characters): a runaway rewrite, not a harder instruction",
+)
+LOST_INPUT = Rule(
+    ("lost_input",),
+    'the rewrite names an input it does not include: "this question", "the passage below", "the given table" in one '
+    "paragraph with no colon, line break or quotation mark to hold it (Auto Evol-Instruct's loss of key "
+    "information: the parent carried its input, the rewrite dropped it); a parent that itself names an input it "
+    "does not give is no signal",
 )
 META_COMMENTARY = Rule(
     ("meta_commentary",),
@@ -109,6 +116,10 @@ def check_evolution(
         echo = find_echo(text, prompt, parent)
         if echo:
             return Verdict.drop(PROMPT_LEAK.name, f"repeats the evolving prompt's own words ('{echo}')")
+    if enabled(LOST_INPUT.name):
+        lost = find_lost_input(text, parent)
+        if lost:
+            return Verdict.drop(LOST_INPUT.name, f"names an input it does not include ('{lost}')")
     if enabled(SCRIPT_CHANGED.name):
         changed = script_change(parent, text)
         if changed:

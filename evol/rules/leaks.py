@@ -73,18 +73,49 @@ def find_marker(text: str, parent: str) -> str | None:
     return None
 
 
+# "this prompt", "your prompt": the template's word for what it rewrites, which a seed about prompts says itself
+_PROMPT = re.compile(r"\b(?:this|that|your|the|my)\s+prompt\b", re.IGNORECASE)
+# "this question", "the passage below" in a rewrite with nowhere to hold the question or the passage: the input the
+# instruction names was lost (the answer can only guess it)
+_DANGLING = re.compile(
+    r"\b(?:this|that|the following|the above|the below|the given)\s+(?:question|passage|text|paragraph|sentence|"
+    r"code|snippet|table|list|article|data|poem|story|email|document)\b",
+    re.IGNORECASE,
+)
 # a quoted span: an instruction may quote such words to ask about them
 _QUOTED = re.compile(r'"[^"\n]*"|\u201c[^\u201d\n]*\u201d|\u00ab[^\u00bb\n]*\u00bb')
 
 
 def find_reference(text: str, parent: str) -> str | None:
-    """A reference to the instruction being rewritten ("the given test"), which a self-contained one never makes;
-    words in quotation marks are quoted, not said."""
+    """A reference to the instruction being rewritten ("the given test", "this prompt"), which a self-contained one
+    never makes; words in quotation marks are quoted, not said."""
     parent_low = parent.casefold()
-    for m in _REFERENCE.finditer(_QUOTED.sub(lambda q: " " * len(q.group(0)), text)):
+    said = _QUOTED.sub(lambda q: " " * len(q.group(0)), text)
+    for m in _REFERENCE.finditer(said):
         if m.group(0).casefold() not in parent_low:
             return m.group(0)
+    m = _PROMPT.search(said)
+    if m and "prompt" not in parent_low:
+        return m.group(0)
     return None
+
+
+def find_lost_input(text: str, parent: str) -> str | None:
+    """A reference to an input the rewrite names but does not include ("How do you answer this question in a job
+    interview?" once the question was dropped); one the parent left dangling the same way is the parent's."""
+    if not _dangles(text):
+        return None
+    parent_dangles = {m.group(0).casefold() for m in _DANGLING.finditer(parent)} if _dangles(parent) else set()
+    for m in _DANGLING.finditer(text):
+        if m.group(0).casefold() not in parent_dangles:
+            return m.group(0)
+    return None
+
+
+def _dangles(text: str) -> bool:
+    """Nothing in ``text`` could be the input a reference names, before or after it: one paragraph with no colon, no
+    line break and no quotation mark (an input an instruction carries comes after one of these)."""
+    return not re.search(r"[:：\n\"`“«]", text)
 
 
 def find_echo(text: str, prompt: str, parent: str, n: int | None = None) -> str | None:

@@ -23,6 +23,7 @@ REGISTRY: tuple[Rule, ...] = (
     evolution.NO_FINAL_INSTRUCTION,
     response.STOPWORDS_ONLY,
     evolution.PROMPT_LEAK,
+    evolution.LOST_INPUT,
     evolution.EMPTY,
     response.EMPTY,
     evolution.SCRIPT_CHANGED,

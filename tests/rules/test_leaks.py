@@ -179,3 +179,23 @@ def test_yes_and_no_are_answers_not_stop_words():
     assert check_response("Yes.", "stop", instruction="Is 7 prime? Answer yes or no.").keep
     assert check_response("No.", "stop", instruction="Is 9 prime? Answer yes or no.").keep
     assert check_response("Well, um, okay.", "stop").rule == "stopwords_only_response"
+
+
+def test_a_rewrite_that_drops_the_input_it_names_has_lost_it():
+    """The quick start's seed_task_5: its parent held the question after its instruction, its rewrite did not."""
+    parent = "How do you answer this question in a job interview?\nWhat do you think about when alone in a car?"
+    _, verdict = evolve("How do you answer this question in a job interview?", parent=parent)
+    assert verdict.rule == "lost_input" and "this question" in verdict.detail
+    # kept: the input still follows, or the parent itself named it without giving it
+    assert evolve(f"{parent} Answer in under 100 words.", parent=parent)[1].keep
+    assert evolve("Explain this question to a child, briefly.", parent="Explain this question.")[1].keep
+    assert evolve("Summarize the passage below in two lines:\nBees make honey.", parent="Summarize it.")[1].keep
+    # the input first, the reference after it
+    assert evolve('"Bees make honey." Summarize this passage in two lines.', parent="Summarize it.")[1].keep
+
+
+def test_this_prompt_is_the_templates_word_unless_the_parent_is_about_prompts():
+    chatter = "I'm so glad you reached out to me with this prompt. This idiom is about black sheep in a family."
+    assert evolve(chatter, parent="Explain the idiom 'black sheep'.")[1].rule == "prompt_leak"
+    about = "Improve this prompt for an image model by naming a lens and a light source."
+    assert evolve(about, parent="Improve this prompt for an image model: a cat on a roof.")[1].keep
