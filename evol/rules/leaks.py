@@ -94,9 +94,9 @@ def find_reference(text: str, parent: str) -> str | None:
     for m in _REFERENCE.finditer(said):
         if m.group(0).casefold() not in parent_low:
             return m.group(0)
-    m = _PROMPT.search(said)
-    if m and "prompt" not in parent_low:
-        return m.group(0)
+    prompt = _PROMPT.search(said)
+    if prompt and "prompt" not in parent_low:
+        return prompt.group(0)
     return None
 
 
