@@ -27,7 +27,7 @@ from evol.seeds import load_seeds
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from ..conftest import ROOT, SEEDS, run_cli
-from ..scripted import EvolScript
+from ..scripted import EvolScript, planted
 
 pytestmark = pytest.mark.slow  # runs through the Batch API, most in a subprocess (2-24 s each)
 
@@ -109,8 +109,10 @@ def test_batch_run_gives_the_direct_runs_dataset_at_half_the_cost(tmp_path):
     assert failed and all("rejected the request (HTTP 400)" in r["detail"] for r in failed)
     srv, calls = outs["batch"]
     assert calls.get("chat", 0) == 0 and calls["batch_request"] == outs["direct"][1]["chat"]
-    # one batch file per stage: evolve, judge and respond of each round
-    assert calls["batches.create"] == 3 * ROUNDS
+    # one batch file per stage: evolve, judge and respond of each round, and one more in a round whose cut answers
+    # are asked again with more room
+    retried = {n for i in range(24) for n in range(1, ROUNDS + 1) if planted(i, n) == "truncated_response"}
+    assert retried and calls["batches.create"] == 3 * ROUNDS + len(retried)
     assert not sent_twice(srv)
 
 
