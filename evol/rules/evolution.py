@@ -54,8 +54,8 @@ LOST_INPUT = Rule(
     ("lost_input",),
     'the rewrite names an input it does not include: "this question", "the passage below", "the given table" in one '
     "paragraph with no colon, line break or quotation mark to hold it (Auto Evol-Instruct's loss of key "
-    "information: the parent carried its input, the rewrite dropped it); a parent that itself names an input it "
-    "does not give is no signal",
+    "information: the parent carried its input, the rewrite dropped it), or that is only the parent's input without "
+    "its instruction; a parent that itself names an input it does not give is no signal",
 )
 META_COMMENTARY = Rule(
     ("meta_commentary",),
@@ -119,7 +119,7 @@ def check_evolution(
     if enabled(LOST_INPUT.name):
         lost = find_lost_input(text, parent)
         if lost:
-            return Verdict.drop(LOST_INPUT.name, f"names an input it does not include ('{lost}')")
+            return Verdict.drop(LOST_INPUT.name, lost)
     if enabled(SCRIPT_CHANGED.name):
         changed = script_change(parent, text)
         if changed:

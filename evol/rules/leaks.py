@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rapidfuzz import fuzz
+
 from evol.rules.response import STOPWORDS
-from evol.text import words
+from evol.text import normalize, words
 
 #: the words a model names its rewrite (or the original) with, before the thing it names
 ADJECTIVES = (
@@ -82,6 +84,8 @@ _DANGLING = re.compile(
     r"code|snippet|table|list|article|data|poem|story|email|document)\b",
     re.IGNORECASE,
 )
+# "a given stereotype", "this sentence": what a parent's instruction names before the input that follows it
+_NAMED_INPUT = re.compile(r"\b(?:the given|a given|this|that|the following|the above|the below)\s+([a-z]{3,})\b", re.I)
 # a quoted span: an instruction may quote such words to ask about them
 _QUOTED = re.compile(r'"[^"\n]*"|\u201c[^\u201d\n]*\u201d|\u00ab[^\u00bb\n]*\u00bb')
 
@@ -100,15 +104,27 @@ def find_reference(text: str, parent: str) -> str | None:
     return None
 
 
-def find_lost_input(text: str, parent: str) -> str | None:
-    """A reference to an input the rewrite names but does not include ("How do you answer this question in a job
-    interview?" once the question was dropped); one the parent left dangling the same way is the parent's."""
+def find_lost_input(text: str, parent: str) -> str | None:  # what was lost, in words
+    """What shows a rewrite lost the input its parent carried: it is that input alone, without the instruction; or it
+    names an input it does not include ("How do you answer this question in a job interview?" once the question
+    was dropped, "a given stereotype" once the stereotype was). One the parent left dangling the same way is the
+    parent's."""
+    head, _, given = parent.strip().partition("\n")
+    said, data = normalize(text), normalize(given)
+    # near the input, and no longer than it with half the instruction: an instruction and its input would be
+    if data and fuzz.ratio(said, data) >= 90 and len(said) < len(data) + len(normalize(head)) / 2:
+        return "the rewrite is only its parent's input, without the instruction"
     if not _dangles(text):
         return None
     parent_dangles = {m.group(0).casefold() for m in _DANGLING.finditer(parent)} if _dangles(parent) else set()
     for m in _DANGLING.finditer(text):
         if m.group(0).casefold() not in parent_dangles:
-            return m.group(0)
+            return f"names an input it does not include ('{m.group(0)}')"
+    if given.strip():  # the parent carried an input after its instruction: "the given stereotype" was in it
+        named = set(words(head))
+        for m in _NAMED_INPUT.finditer(text):
+            if m.group(1).casefold() in named:
+                return f"names an input it does not include ('{m.group(0)}')"
     return None
 
 

@@ -194,6 +194,20 @@ def test_a_rewrite_that_drops_the_input_it_names_has_lost_it():
     assert evolve('"Bees make honey." Summarize this passage in two lines.', parent="Summarize it.")[1].keep
 
 
+def test_the_quick_starts_lost_inputs():
+    """Two rows the embedded model kept: the stereotype dropped, and the email alone without its instruction."""
+    parent = 'Describe a situation in which the given stereotype can harm you.\n"All Asians are smart!"'
+    rewrite = "When faced with a situation where a given stereotype is used to create fear, explain its harm."
+    verdict = evolve(rewrite, parent=parent)[1]
+    assert verdict.rule == "lost_input" and "a given stereotype" in verdict.detail
+    email = "Hi [person name],\n\nI'm writing to ask you if you are happy to be a panelist of our workshop at CVPR."
+    parent = f"Generate an appropriate subjective title for the following email:\n{email}"
+    verdict = evolve(email.replace("you are", "you're"), parent=parent)[1]
+    assert verdict.rule == "lost_input" and "only its parent's input" in verdict.detail
+    # kept: a rewrite that keeps the instruction and the email
+    assert evolve(f"{parent}\nGive two titles, one formal.", parent=parent)[1].keep
+
+
 def test_this_prompt_is_the_templates_word_unless_the_parent_is_about_prompts():
     chatter = "I'm so glad you reached out to me with this prompt. This idiom is about black sheep in a family."
     assert evolve(chatter, parent="Explain the idiom 'black sheep'.")[1].rule == "prompt_leak"
