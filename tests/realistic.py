@@ -191,15 +191,13 @@ def expected_rule(index: int, round_no: int) -> str | None:
     return {"refused": "refused_response", "refused_sorry": "sorry_short_response"}.get(respond_kind(index, round_no))
 
 
-class RealisticModel:
-    """Callable script for ScriptedServer; ``seeds`` are the seed instructions in file order."""
+class SeedTracker:
+    """What a scripted model knows of the texts it was given or wrote: each one's (seed, round), and each seed's
+    evolution attempts so far, which tell the round of the next one; ``seeds`` in file order."""
 
     def __init__(self, seeds: list[str]):
         self.known = {text: (i, 0) for i, text in enumerate(seeds)}  # every text it wrote or was given -> (seed, round)
         self.attempts: dict[int, int] = {}
-        self.cores: dict[tuple[int, int], str] = {}  # the clean rewrite inside each wrapped or plain evolution
-        self.responder_prompts: list[str] = []
-        self.judged: dict[tuple[int, int], list[str]] = {}  # the judge's answers, as sent, per (seed, round)
         self.lock = threading.Lock()
 
     def origin(self, text: str) -> tuple[int, int]:
@@ -209,13 +207,28 @@ class RealisticModel:
         inside = [t for t in self.known if t in text]
         return self.known[max(inside, key=len)]
 
+    def attempt(self, parent: str) -> tuple[int, int]:
+        """(seed, round) of the evolution of ``parent`` asked for now; call it holding ``lock``."""
+        index, _ = self.origin(parent)
+        self.attempts[index] = round_no = self.attempts.get(index, 0) + 1
+        return index, round_no
+
+
+class RealisticModel(SeedTracker):
+    """Callable script for ScriptedServer; ``seeds`` are the seed instructions in file order."""
+
+    def __init__(self, seeds: list[str]):
+        super().__init__(seeds)
+        self.cores: dict[tuple[int, int], str] = {}  # the clean rewrite inside each wrapped or plain evolution
+        self.responder_prompts: list[str] = []
+        self.judged: dict[tuple[int, int], list[str]] = {}  # the judge's answers, as sent, per (seed, round)
+
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
         if GIVEN in prompt:
             parent = given_prompt(prompt)
             with self.lock:
-                index, _ = self.origin(parent)
-                self.attempts[index] = round_no = self.attempts.get(index, 0) + 1
+                index, round_no = self.attempt(parent)
                 return Reply(content=self.evolve(prompt, parent, index, round_no))
         if FIRST in prompt and SECOND in prompt:
             return self.judge(prompt)

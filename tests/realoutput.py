@@ -11,10 +11,10 @@ decided by the seed and the round, so a test knows each candidate's fate in adva
 
 from __future__ import annotations
 
-import threading
-
 from evol.testing.replies import GIVEN, Reply, given_prompt
 from evol.testing.server import last_user
+
+from .realistic import SeedTracker
 
 FIRST, SECOND = "First instruction:\n", "Second instruction:\n"
 
@@ -89,28 +89,19 @@ def expected_rule(index: int, round_no: int) -> str | None:
     return None
 
 
-class RealOutputModel:
+class RealOutputModel(SeedTracker):
     """Callable script for ScriptedServer; ``seeds`` are the seed instructions in file order."""
 
     def __init__(self, seeds: list[str]):
-        self.known = {text: (i, 0) for i, text in enumerate(seeds)}  # every instruction it knows -> (seed, round)
-        self.attempts: dict[int, int] = {}
+        super().__init__(seeds)
         self.clean: dict[tuple[int, int], str] = {}  # the instruction a kept candidate must end up as
-        self.lock = threading.Lock()
-
-    def origin(self, text: str) -> tuple[int, int]:
-        if text in self.known:
-            return self.known[text]
-        inside = [t for t in self.known if t in text]  # a respond template round the instruction
-        return self.known[max(inside, key=len)]
 
     def __call__(self, request: dict) -> Reply:
         prompt = last_user(request)
         if GIVEN in prompt:
             parent = given_prompt(prompt)
             with self.lock:
-                index, _ = self.origin(parent)
-                self.attempts[index] = round_no = self.attempts.get(index, 0) + 1
+                index, round_no = self.attempt(parent)
                 return Reply(content=self.evolve(parent, index, round_no))
         if FIRST in prompt and SECOND in prompt:
             return Reply(content="Not Equal")  # every rewrite here adds a requirement
