@@ -109,3 +109,40 @@ def test_run_with_the_auto_profile_keeps_only_final_instructions(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["by_rule"]["no_final_instruction"] == 3
     assert manifest["counts"]["balanced"]
+
+
+def test_the_optimizers_failure_rate_counts_answers_that_ask_back(tmp_path):
+    """Auto Evol-Instruct counts an answer that asks for what the evolved instruction lost as a failed evolution:
+    the dev evaluation counts clarification_response as it counts any other elimination."""
+    import asyncio
+
+    from evol.config import RunConfig
+    from evol.llm.cache import CachedChat, CallCache
+    from evol.models import Models, Seed
+    from evol.optimize.optimizer import Optimizer
+    from evol.optimize.types import OptimizeOptions
+
+    from ..fakes import FakeChat
+
+    asks = ("name the river", "date each event", "cite two sources", "keep it under fifty words")
+
+    def answer(prompt: str, sample: str) -> str:
+        item = sample.split(":")[0]
+        if sample.endswith(":evolve"):
+            ask = asks[int(item[1])]
+            return f"#Plan#\nadd a constraint\n#Final Instruction#\nRewrite the passage below formally and {ask}."
+        if sample.endswith(":judge"):
+            return "Not Equal"
+        if item.startswith(("d0", "d2")):  # the passage it names is not there: asked for, as real models do
+            return "Could you please provide the passage you would like me to rewrite?"
+        return "Here is the passage rewritten in a formal register, with every name kept and each clause made whole."
+
+    config = RunConfig(seeds="unused", profile="auto")
+    dev = [Seed(id=f"d{i}", index=i, instruction=f"Rewrite the passage about topic {i}.") for i in range(4)]
+    chat = CachedChat(FakeChat(answer), CallCache(tmp_path / "calls.sqlite"))
+    profile = load_profile("auto")
+    models = Models(evolve="m", respond="m", judge="m")
+    optimizer = Optimizer(config, OptimizeOptions(out=tmp_path), profile, chat, models, train=[], dev=dev)
+    evaluation = asyncio.run(optimizer.evaluate(profile))
+    assert evaluation.by_rule == {"clarification_response": 2}
+    assert (evaluation.failures, evaluation.attempts, evaluation.failure_rate) == (2, 4, 0.5)
