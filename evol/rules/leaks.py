@@ -6,6 +6,8 @@ references to what they rewrote ("the given test", "the original question"), the
 both in one answer, and spans of the prompt's own instructions ("add no more than 20 words to the original").
 A leading label is taken off before any check (``wrappers.unwrap``); what is found here is left inside. Whatever
 the parent already says is no signal: a seed about markdown headings, or one that says "the given array".
+``find_lost_input`` reads the same references the other way, for ``lost_input``: a rewrite that names an input it
+no longer carries.
 """
 
 from __future__ import annotations
