@@ -64,6 +64,11 @@ class Sampling(BaseModel):
     top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling")
     max_tokens: int = Field(default=2048, ge=1, description="max tokens of a reply")
 
+    def with_more_room(self, cap: int | None = None) -> Sampling:
+        """The same sampling with twice ``max_tokens`` (at most ``cap``): how a reply cut at the limit is asked again."""
+        more = 2 * self.max_tokens
+        return self.model_copy(update={"max_tokens": more if cap is None else min(more, cap)})
+
 
 class RunConfig(BaseModel):
     """Everything that decides what a run does. Field names are the config-file keys and CLI options.

@@ -235,7 +235,7 @@ class AnswerStage:
             if score is not None:
                 break
             if j.finish_reason == "length":
-                sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
+                sampling = sampling.with_more_room()
         return cand.model_copy(
             update={
                 "score": score,

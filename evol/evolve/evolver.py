@@ -108,7 +108,9 @@ class Evolver:
         )
         lineage = candidate.lineage()
 
-        def reject(kind: RejectionKind, rule: str, detail: str, stage: str, instruction=None, output=None) -> Rejection:
+        def reject(
+            kind: RejectionKind, rule: str, detail: str, stage: str, instruction=None, output=None, **extra
+        ) -> Rejection:
             return candidate.rejected(
                 kind,
                 rule,
@@ -119,6 +121,7 @@ class Evolver:
                 usage=usage,
                 stripped=stripped,
                 judge=judged,
+                **extra,
             )
 
         stage = "evolve"
@@ -179,9 +182,7 @@ class Evolver:
             r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage)
             verdict = check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
-                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text).model_copy(
-                    update={"cut_answers": cut}
-                )
+                return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text, cut_answers=cut)
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -209,7 +210,7 @@ class Evolver:
             return r, ()
         if sampling.max_tokens >= RETRY_MAX_TOKENS:
             return r, ()
-        longer = sampling.model_copy(update={"max_tokens": min(2 * sampling.max_tokens, RETRY_MAX_TOKENS)})
+        longer = sampling.with_more_room(RETRY_MAX_TOKENS)
         again = await self.call("respond", self.models.respond, prompt, longer, f"{sample}:longer")
         usage["respond"] = usage["respond"] + again.usage
         return again, (r.text,)
@@ -228,7 +229,7 @@ class Evolver:
             if answers[-1].judgement != "unclear":
                 break
             if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
-                sampling = sampling.model_copy(update={"max_tokens": sampling.max_tokens * 2})
+                sampling = sampling.with_more_room()
         return JudgeVerdict(judgement=answers[-1].judgement, answers=tuple(answers))
 
     async def answer_seed(self, seed: Seed) -> Outcome:
