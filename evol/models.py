@@ -133,7 +133,7 @@ class Candidate(Frozen):
 _ONLY_WHEN_SET = ("candidates", "cut_answers")
 
 
-class _WithCandidates(Lineage):
+class _Sparse(Lineage):
     """Leaves ``candidates`` and ``cut_answers`` out of the dumped record while they are empty."""
 
     @model_serializer(mode="wrap")
@@ -145,7 +145,7 @@ class _WithCandidates(Lineage):
         return data
 
 
-class Record(_WithCandidates):
+class Record(_Sparse):
     """A kept instruction with its answer and full lineage."""
 
     instruction: str
@@ -159,16 +159,9 @@ class Record(_WithCandidates):
     cut_answers: tuple[str, ...] = ()  # an answer cut at max_tokens that a longer one replaced
 
     def rejected(self, kind: RejectionKind, rule: str, detail: str, stage: str, **fields: Any) -> Rejection:
-        """This kept record rejected after all (a duplicate): its texts, usage, verdict and candidates go along."""
-        carried = {
-            "instruction": self.instruction,
-            "output": self.output,
-            "usage": self.usage,
-            "judge": self.judge,
-            "stripped": self.stripped,
-            "candidates": self.candidates,
-            "cut_answers": self.cut_answers,
-        }
+        """This kept record rejected after all (a duplicate): every field a rejection has too goes along (its texts,
+        usage, verdict, candidates), besides the lineage."""
+        carried = {name: getattr(self, name) for name in _CARRIED}
         return super().rejected(kind, rule, detail, stage, **(carried | fields))
 
 
@@ -200,7 +193,7 @@ _KEEP = Verdict(keep=True)
 RejectionKind = Literal["eliminated", "duplicate", "failed", "skipped"]
 
 
-class Rejection(_WithCandidates):
+class Rejection(_Sparse):
     """An evolution that did not make it into the dataset, and why."""
 
     kind: RejectionKind
@@ -220,3 +213,6 @@ class Rejection(_WithCandidates):
 
 #: what one attempt comes to: a kept record (before dedup) or a rejection with its rule
 Outcome = Record | Rejection
+
+#: what a record and a rejection both hold beyond the lineage: what a record rejected after all carries over
+_CARRIED = tuple(n for n in Record.model_fields if n in Rejection.model_fields and n not in LINEAGE)

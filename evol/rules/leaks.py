@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz
 
 from evol.rules.response import STOPWORDS
+from evol.rules.wrappers import REWRITE_NOUNS
 from evol.text import normalize, words
 
 #: the words a model names its rewrite (or the original) with, before the thing it names
@@ -40,8 +41,8 @@ ADJECTIVES = (
     "increased difficulty",
     "erroneous code",
 )
-#: ... and the things: what a prompt calls what it asks for
-NOUNS = ("prompt", "test", "question", "instruction", "problem", "task", "exercise", "version", "reference", "query")
+#: ... and the things: what a prompt calls what it asks for, and the reference code a misdirection adds
+NOUNS = (*REWRITE_NOUNS, "reference")
 _ADJ = "|".join(sorted(map(re.escape, ADJECTIVES), key=len, reverse=True))
 _NOUN = "|".join(NOUNS)
 # a line that is a section marker: "#Rewritten Test#", "**#Given Prompt#:**", "#Erroneous Code Reference#"

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 from evol.models import Frozen
 
+#: what any prompt calls the thing it asks for, whatever the profile's own word: "Updated Test:", "New Question:"
+REWRITE_NOUNS = ("prompt", "test", "question", "instruction", "problem", "task", "exercise", "query", "version")
 # what a rewrite is called in chatter about it, whatever the profile
 _NOUNS = (
     "version",
@@ -202,7 +204,7 @@ def _label_pattern(labels: tuple[str, ...], nouns: tuple[str, ...]) -> re.Patter
     )
     # what any profile's rewrite may be called, after a word that marks it as the rewrite ("Updated Test:",
     # "Revised instruction:"); bare ("Task:", "Question:") such a word may be the instruction's own
-    named = r"(?:prompt|test|question|instruction|problem|task|exercise|query|version)"
+    named = rf"(?:{'|'.join(REWRITE_NOUNS)})"
     name = rf"(?:(?:{adjectives}\s+)?(?:{'|'.join(names)})|{adjectives}\s+{named})(?:\s*\d+)?"
     # "#Rewritten Prompt#" needs no colon (the template's own marker); a plain word does
     return re.compile(rf"[*_>\s]*(?:#\s*{name}\s*#\s*[:：]?|#*\s*{name}\s*[*_]*\s*[:：])[*_]*\s*", re.IGNORECASE)
