@@ -107,8 +107,8 @@ def find_reference(text: str, parent: str) -> str | None:
     return None
 
 
-def find_lost_input(text: str, parent: str) -> str | None:  # what was lost, in words
-    """What shows a rewrite lost the input its parent carried: it is that input alone, without the instruction; or it
+def find_lost_input(text: str, parent: str) -> str | None:
+    """What shows, in words, that a rewrite lost the input its parent carried: it is that input alone, without the instruction; or it
     names an input it does not include ("How do you answer this question in a job interview?" once the question
     was dropped, "a given stereotype" once the stereotype was). One the parent left dangling the same way is the
     parent's."""
@@ -143,18 +143,16 @@ def find_echo(text: str, prompt: str, parent: str, n: int | None = None) -> str 
     n = n or ECHO_WORDS
     if not prompt:
         return None
-    own = words(prompt.replace(parent, "\n"))
-    template = {tuple(own[i : i + n]) for i in range(len(own) - n + 1)}
-    if not template:
-        return None
-    said = words(parent)
-    template -= {tuple(said[i : i + n]) for i in range(len(said) - n + 1)}
-    written = words(text)
-    for i in range(len(written) - n + 1):
-        gram = tuple(written[i : i + n])
-        if gram in template and not all(w in STOPWORDS or w.isdigit() for w in gram):
-            return " ".join(gram)
+    template = set(_runs(words(prompt.replace(parent, "\n")), n)) - set(_runs(words(parent), n))
+    for run in _runs(words(text), n):
+        if run in template and not all(w in STOPWORDS or w.isdigit() for w in run):
+            return " ".join(run)
     return None
+
+
+def _runs(ws: list[str], n: int) -> list[tuple[str, ...]]:
+    """Every ``n`` words in a row, in order."""
+    return [tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)]
 
 
 def find_leak(text: str, phrases: Iterable[str], parent: str = "") -> str | None:
