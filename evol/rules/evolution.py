@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from evol.models import Verdict
 from evol.rules.endpoint import content_filtered
+from evol.rules.languages import language_change
 from evol.rules.leaks import find_echo, find_leak, find_lost_input, find_marker, find_reference
 from evol.rules.refusals import refusal
 from evol.rules.rule import Rule
@@ -45,6 +46,14 @@ PROMPT_LEAK = Rule(
 SCRIPT_CHANGED = Rule(
     ("script_changed",),
     "the evolution is written in another script than its parent (Latin, Cyrillic, Han, …): the evolving model answered in another language; switch it off for seeds meant to be translated",
+)
+LANGUAGE_CHANGED = Rule(
+    ("language_changed",),
+    "the evolution is written in another language than its parent in the same script (English to French, Spanish "
+    "to Portuguese, Russian to Ukrainian, Chinese to Japanese): every paragraph of prose identified with confidence "
+    "is in the other language. Code, quoted text, lists of names and short paragraphs do not count, so an English "
+    "instruction to translate a French passage is kept; switch it off (and `script_changed`) for seeds meant to be "
+    "translated",
 )
 TOO_LONG = Rule(
     ("too_long",),
@@ -120,11 +129,17 @@ def check_evolution(
         lost = find_lost_input(text, parent)
         if lost:
             return Verdict.drop(LOST_INPUT.name, lost)
-    if enabled(SCRIPT_CHANGED.name):
-        changed = script_change(parent, text)
-        if changed:
+    changed = script_change(parent, text)
+    if changed and enabled(SCRIPT_CHANGED.name):
+        return Verdict.drop(
+            SCRIPT_CHANGED.name, f"the evolution is written in {changed[1]} script, its parent in {changed[0]}"
+        )
+    # another script is script_changed's alone, so that switching that off lets a translation through
+    if not changed and enabled(LANGUAGE_CHANGED.name):
+        moved = language_change(parent, text)
+        if moved:
             return Verdict.drop(
-                SCRIPT_CHANGED.name, f"the evolution is written in {changed[1]} script, its parent in {changed[0]}"
+                LANGUAGE_CHANGED.name, f"the evolution is written in language '{moved[1]}', its parent in '{moved[0]}'"
             )
     if max_chars is not None and len(text) > max_chars and enabled(TOO_LONG.name):
         return Verdict.drop(TOO_LONG.name, f"{len(text)} characters, over max_instruction_chars")

@@ -27,6 +27,7 @@ REGISTRY: tuple[Rule, ...] = (
     evolution.EMPTY,
     response.EMPTY,
     evolution.SCRIPT_CHANGED,
+    evolution.LANGUAGE_CHANGED,
     evolution.IDENTICAL_TO_PARENT,
     evolution.TRUNCATED,
     response.TRUNCATED,

@@ -59,7 +59,7 @@ def test_a_bad_answer_eliminates_its_item_under_a_named_rule(tmp_path, stage, re
         assert not any("topic-01" in p for p in model.prompts("respond"))
 
 
-@pytest.mark.parametrize("rule", ["content_filtered", "echoed_response", "script_changed"])
+@pytest.mark.parametrize("rule", ["content_filtered", "echoed_response", "script_changed", "language_changed"])
 @pytest.mark.slow
 def test_the_new_rules_can_be_switched_off(tmp_path, rule):
     reply = {
@@ -69,6 +69,7 @@ def test_the_new_rules_can_be_switched_off(tmp_path, rule):
         ),
         "echoed_response": ("respond", lambda p: Reply(content=p)),
         "script_changed": ("evolve", Reply(content=CHINESE_EVOLUTION)),
+        "language_changed": ("evolve", Reply(content=FRENCH_EVOLUTION)),
     }[rule]
     model = Model()
     model.fail(reply[0], reply[1], topic="topic-01")
@@ -94,6 +95,11 @@ def test_an_evolution_over_the_length_budget_is_eliminated_and_never_answered(tm
 # --- echoes and the wrong language ---------------------------------------------------------------------------
 
 CHINESE_EVOLUTION = "请用通俗的语言详细描述这个主题，并给出三个具体的例子，说明它在日常生活中的作用和意义。"
+# the same letters as the English seed: script_changed cannot see it
+FRENCH_EVOLUTION = (
+    "Décris le sujet topic-01 avec des mots simples pour un lecteur curieux, puis donne trois exemples concrets "
+    "de son rôle dans la vie de tous les jours."
+)
 
 
 def test_an_evolving_model_that_echoes_its_prompt_is_caught_by_the_leak_rule(tmp_path):
@@ -155,6 +161,25 @@ def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_
     assert rows[(2, 1)][0] == "kept"
     kept = {r["seed_index"]: r for r in read_jsonl(tmp_path / "o" / "records.jsonl")}
     assert kept[2]["output"].startswith("这个主题很有意思")
+
+
+def test_an_evolution_into_another_language_of_the_same_script_is_eliminated(tmp_path):
+    """English to French keeps the Latin letters, so script_changed passes it; language_changed names it. A rewrite
+    that adds a French passage for an English instruction to work on stays (it is still an English instruction)."""
+    model = Model()
+    model.fail("evolve", Reply(content=FRENCH_EVOLUTION), topic="topic-01")
+    passage = (
+        "Describe topic-02 in plain words for a curious reader, then translate your first sentence into English "
+        "style as in this example:\n\nLe sujet est simple à comprendre, mais il faut le lire lentement et avec soin."
+    )
+    model.fail("evolve", Reply(content=passage), topic="topic-02")
+    with ScriptedServer(model) as srv:
+        run_inproc(srv.base_url, topics(3), tmp_path / "o")
+    rows = assert_accounted(tmp_path / "o", 3)
+    outcome, rule, detail = rows[(1, 1)]
+    assert (outcome, rule) == ("eliminated", "language_changed") and "'fr'" in detail and "'en'" in detail
+    assert rows[(2, 1)][0] == rows[(0, 1)][0] == "kept"
+    assert not any("topic-01" in p for p in model.prompts("respond"))  # never answered
 
 
 @pytest.mark.parametrize(

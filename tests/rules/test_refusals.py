@@ -64,7 +64,9 @@ def test_a_refusing_evolution_is_eliminated(text):
     ],
 )
 def test_a_genuine_instruction_that_mentions_a_refusal_is_kept(text):
-    _, v = evo(text)
+    # the Spanish one rewrites a Spanish parent: from an English one it would be a language change
+    spanish = text.startswith("No puedo")
+    _, v = evo(text, parent="Dame consejos para dormir mejor por la noche, por favor." if spanish else PARENT)
     assert v.keep, v
 
 
