@@ -16,7 +16,7 @@ import functools
 import re
 from typing import Any
 
-from evol.text import word_count
+from evol.text import word_count, words
 
 #: languages told apart (ISO 639-1 codes of the model); close neighbours the model confuses on a sentence
 #: (Bosnian/Croatian/Serbian in Latin letters, Malay/Indonesian, Norwegian's two written forms, Galician) are
@@ -29,12 +29,19 @@ LANGUAGES = (
 CONFIDENT = 0.99
 #: words of prose a paragraph needs before its language counts
 MIN_WORDS = 5
+#: the share of its parent's words above which a rewrite is no translation, whatever its paragraphs read as: a
+#: translation keeps names, numbers and a few shared words (at most 0.42 between this corpus's Spanish and
+#: Portuguese, Russian and Bulgarian), a rewrite in the parent's language most of them, even where the model
+#: misreads it (made-up words and identifiers read as Spanish at 0.99)
+MAX_SHARED = 0.6
 
 _FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|https?://\S+|\S+@\S+\.\w+", re.DOTALL)
 # quoted text is the input, not the instruction's own language: "Translate « Il pleut » into English."
 _QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|«[^»\n]*»|„[^“”\n]*[“”]|「[^」\n]*」|(?<!\w)'[^'\n]{3,}'(?!\w)")
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*•>]|\d+[.)])\s)")
+# a sentence ends at . ! ? (or their CJK forms) before a space, a line's end or the text's end
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _CODE_LINE = re.compile(
     r"^\s{4,}\S|^\s*(?:[{}()\[\];<>]|def |class |import |return |#include)|[;{}]\s*$"
     r"|^\s*(?:SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|WITH|FROM|WHERE|JOIN|GROUP BY|ORDER BY)\b"
@@ -68,12 +75,12 @@ def languages(text: str, confident: float = CONFIDENT, min_words: int = MIN_WORD
     """The languages of ``text``'s paragraphs of prose that are identified with confidence (none if none is)."""
     found = set()
     for paragraph in _PARAGRAPH.split(_FENCED.sub("\n\n", text)):
-        prose = _prose(paragraph)
-        if word_count(prose) < min_words or _mostly_names(prose):
-            continue
-        code, p = _identifier().classify(prose)
-        if p >= confident:
-            found.add(str(code))
+        for sentence in _SENTENCE.split(_prose(paragraph)):
+            if word_count(sentence) < min_words or _mostly_names(sentence):
+                continue
+            code, p = _identifier().classify(sentence)
+            if p >= confident:
+                found.add(str(code))
     return frozenset(found)
 
 
@@ -82,11 +89,15 @@ def language_change(
 ) -> tuple[str, str] | None:
     """(parent's language, text's language) when every confident paragraph of each is in one language, and the
     two differ; a parent in several languages (or none with confidence) is no signal, and neither is a rewrite
-    that keeps any paragraph in its parent's language (an English instruction around a French input)."""
+    that keeps any paragraph in its parent's language (an English instruction around a French input) or most of
+    its parent's words."""
     after = languages(text, confident, min_words)
     if len(after) != 1:
         return None
     before = languages(parent, confident, min_words)
     if len(before) != 1 or before == after:
+        return None
+    theirs = set(words(parent))
+    if len(theirs & set(words(text))) > MAX_SHARED * len(theirs):
         return None
     return next(iter(before)), next(iter(after))

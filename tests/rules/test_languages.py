@@ -55,3 +55,15 @@ def test_code_quotes_and_names_do_not_count_as_prose():
         "Country: China, India, US, Brazil, Australia, Japan"
     )
     assert languages(rewrite) <= {"en"} and language_change(parent, rewrite) is None
+
+
+def test_made_up_words_do_not_make_a_translation():
+    """Made-up words and identifiers can read as Spanish at 0.99 (a scripted model's pseudo-words did): read per
+    sentence, the English sentence beside them keeps the rewrite English, and a rewrite that keeps most of its
+    parent's words is in its parent's language all the same."""
+    names = "mosaicriver meadownectar lagoonlantern cinderfalcon quiverobsidian lanternorchard rampartlagoon"
+    question = f"{names} quiverpylon rampartquiver [seed:112 r:2] Write a funny interview question."
+    assert languages(question) == {"es"}  # why it needs both guards
+    parent = "Write a funny interview question. Why did you choose this question?"
+    assert language_change(parent, f"{question} Why did you choose this question?") is None
+    assert language_change(parent, f"{question} Why this question?") is None  # no English sentence, but its words
