@@ -53,8 +53,10 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
         elif not local_setup.uses_embedded_model(config):
             url, what = None, "the OpenAI API (key from the environment)"
         else:  # the embedded default: no key, no endpoint
-            server = stack.enter_context(local.LocalServer.from_config(config))
-            url, identity, what = server.base_url, server.identity, f"the embedded local model {server.model_name}"
+            server = stack.enter_context(local.LocalPool.from_config(config))
+            replicas = len(server.servers)
+            url, identity = server.base_url, server.identity
+            what = f"the embedded local model {server.model_name} ({replicas} server{'s' * (replicas > 1)})"
             config = local_setup.tune_for_local(config)
         # the embedded model's answers are a function of the call: each call carries its own sampling seed
         kwargs = ChatOptions(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -240,10 +241,19 @@ class OpenAIChat:
         tpm: float | None = None,
         rate_window: float = 60.0,
         seed_calls: bool = False,
+        replicas: Sequence[str] = (),
     ):
         import httpx2  # the SDK's HTTP library, whatever the transport
 
         self._client = sdk_client(base_url, api_key, timeout=timeout, concurrency=concurrency)
+        # other servers of the same endpoint (the embedded model's, one per core): each call goes to the one with
+        # the fewest calls in flight, so every server works; answers are the same from any of them
+        self.replicas = tuple(replicas)
+        self._servers = [self._client] + [
+            sdk_client(url, api_key, timeout=timeout, concurrency=concurrency) for url in self.replicas
+        ]
+        self._in_flight = [0] * len(self._servers)
+        self.served = [0] * len(self._servers)  # calls each server answered
         self._raw_response = httpx2.Response
         self.base_url = str(self._client.base_url).rstrip("/")
         self.identity = identity or endpoint_identity(self.base_url)
@@ -307,10 +317,12 @@ class OpenAIChat:
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
+            server = min(range(len(self._servers)), key=self._in_flight.__getitem__)
+            self._in_flight[server] += 1
             try:
                 # the SDK's documented low-level call with the raw response: its typed create() spends ~1 ms
                 # of CPU per call transforming the request and building models we would read three fields of
-                raw = await self._client.post("/chat/completions", body=body, cast_to=self._raw_response)
+                raw = await self._servers[server].post("/chat/completions", body=body, cast_to=self._raw_response)
                 self.limiter.observe(raw.headers)
                 data = json.loads(raw.content)
             except Exception as exc:
@@ -318,6 +330,9 @@ class OpenAIChat:
                 if isinstance(err, RateLimitedError):
                     self.limiter.pause(err.retry_after if err.retry_after is not None else 1.0)
                 raise err from None
+            finally:
+                self._in_flight[server] -= 1
+            self.served[server] += 1
         return self._completion(data, model, handle)
 
     def _completion(self, data: Any, model: str, handle) -> Completion:
@@ -329,7 +344,8 @@ class OpenAIChat:
         return completion
 
     async def aclose(self) -> None:
-        await self._client.close()
+        for client in self._servers:
+            await client.close()
 
 
 def call_seed(sample: str) -> int:

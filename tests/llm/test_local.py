@@ -137,9 +137,21 @@ def test_server_command_is_loopback_with_alias_and_context(tmp_path):
         _ = server.base_url  # not started
 
 
+@pytest.mark.parametrize("cores, replicas, threads", [(1, 1, 1), (2, 2, 1), (3, 3, 1), (16, 4, 4), (64, 4, 8)])
+def test_a_run_starts_one_server_per_core_and_two_calls_for_each(monkeypatch, cores, replicas, threads):
+    """Every core serves: one single-threaded server per core up to four, then the cores shared out as threads;
+    and the run keeps two calls in flight per server unless the user chose a concurrency."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert local_setup.local_replicas() == replicas
+    assert local_setup.replica_threads(replicas) == threads
+    tuned = local_setup.tune_for_local(build_config({}, {"seeds": SEEDS}))
+    assert tuned.concurrency == 2 * replicas
+    assert local_setup.tune_for_local(cli_config("--concurrency", "3")).concurrency == 3
+
+
 def test_tune_for_local_fills_only_what_the_user_left_unset():
     tuned = local_setup.tune_for_local(build_config({}, {"seeds": SEEDS}))
-    assert tuned.concurrency == local_setup.LOCAL_CONCURRENCY
+    assert tuned.concurrency == local_setup.LOCAL_CONCURRENCY * local_setup.local_replicas()
     assert tuned.sampling.max_tokens == tuned.response_sampling.max_tokens == local_setup.LOCAL_MAX_TOKENS
     assert tuned.judge_sampling.max_tokens == 16
     assert tuned.timeout == local_setup.LOCAL_TIMEOUT

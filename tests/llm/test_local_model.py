@@ -326,6 +326,54 @@ def test_the_same_call_gets_the_same_answer_whatever_came_before(local_extra):
     assert a1 == a2 == a3
 
 
+@pytest.mark.slow
+def test_a_pool_spreads_calls_over_its_servers_and_each_answers_alike(local_extra):
+    """Two servers of one thread each: concurrent calls go to both, a call gets the same answer whichever serves
+    it (each answers one request at a time, with the call's own seed), and a dead one stops the run."""
+    import asyncio
+
+    from evol.config import RunConfig, Sampling
+    from evol.errors import FatalBackendError
+
+    s = Sampling(max_tokens=16)  # temperature 1: sampled, not greedy
+
+    async def ask(chat, pool, samples):
+        try:
+            return await asyncio.gather(
+                *(
+                    chat.complete(
+                        [{"role": "user", "content": "Name a fruit and a colour."}],
+                        model=pool.model_name,
+                        sampling=s,
+                        sample=sample,
+                    )
+                    for sample in samples
+                )
+            )
+        finally:
+            await chat.aclose()
+
+    def client(pool):
+        return local.LocalChat(pool, pool.base_url, None, identity=pool.identity, seed_calls=True)
+
+    with local.LocalPool.from_config(RunConfig(seeds=SEEDS), replicas=2) as pool:
+        assert len({srv.port for srv in pool.servers}) == 2 and pool.n_threads == 1
+        chat = client(pool)
+        first = asyncio.run(ask(chat, pool, ["a", "b", "c", "d"]))
+        assert chat.served == [2, 2]  # two in flight at once go to different servers
+        # the same calls again, each answered by one server alone: the same texts
+        for server in pool.servers:
+            alone = local.LocalChat(server, server.base_url, None, identity=pool.identity, seed_calls=True)
+            again = asyncio.run(ask(alone, pool, ["a", "b", "c", "d"]))
+            assert [c.text for c in again] == [c.text for c in first]
+
+        pool.servers[1]._proc.kill()  # a crash of one server
+        pool.servers[1]._proc.wait()
+        with pytest.raises(FatalBackendError, match=r"llama.cpp server stopped"):
+            asyncio.run(ask(client(pool), pool, ["e", "f"]))  # the second call goes to the dead one
+    assert not any(srv.running for srv in pool.servers)
+
+
 def test_the_installed_build_is_portable(local_extra):
     """The wheel's CPU kernels use only instruction sets this machine has, and none of the AVX-512/AMX kernels
     that a native build turns on (and that crashed): a pin moved to a native or wider build fails here."""

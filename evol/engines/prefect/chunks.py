@@ -59,6 +59,7 @@ class Endpoint(BaseModel):
     respond_model: str
     judge_model: str
     seed_calls: bool = False  # each call sends its own sampling seed (the embedded model)
+    replicas: tuple[str, ...] = ()  # more servers of the same model (the embedded model's, one per core)
 
     @property
     def models(self) -> Models:
@@ -130,6 +131,7 @@ class Lane:
             max_retries=cfg.max_retries,
             concurrency=job.concurrency,
             seed_calls=job.endpoint.seed_calls,
+            replicas=job.endpoint.replicas,
             **_rate_limits(cfg, job.share),
         )
 

@@ -327,6 +327,7 @@ async def evol_flow(
                 respond_model=models.respond,
                 judge_model=models.judge,
                 seed_calls=chat.seed_calls,
+                replicas=chat.replicas,
             )
             runner, parallel, processes = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())

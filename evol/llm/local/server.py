@@ -31,7 +31,16 @@ from evol.errors import FatalBackendError, TransientBackendError
 from evol.llm.client import OpenAIChat
 from evol.llm.endpoint import LOOPBACK_OPENER, free_port
 from evol.llm.local.child import PARENT_FLAG as _PARENT_FLAG
-from evol.llm.local.setup import IDENTITY_PREFIX, MIN_CTX, context_size, reinstall_hint, resolve_model
+from evol.llm.local.setup import (
+    IDENTITY_PREFIX,
+    MIN_CTX,
+    context_size,
+    cpu_threads,
+    local_replicas,
+    reinstall_hint,
+    replica_threads,
+    resolve_model,
+)
 
 log = logging.getLogger("evol")
 
@@ -39,23 +48,15 @@ log = logging.getLogger("evol")
 _QUIET_LINE = re.compile(r"\s*(\d+\.\d+\.\d+\.\d+ [ID] |llama_model_loader:|print_info:|load_tensors:|\.+$)")
 
 
-def cpu_threads() -> int:
-    """The cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def generation_threads() -> int:
-    """Every core but one: the run itself needs a little CPU, and llama.cpp's threads spin-wait for each other,
-    so one descheduled thread stalls every token (on 2 shared cores, 2 threads generated 30-60 tokens/s
-    where 1 thread generated ~100)."""
+    """For a server alone (``evol serve-local``): every core but one, as the run that calls it needs a little
+    CPU and llama.cpp's threads spin-wait for each other (see ``local_replicas`` for a run's own servers)."""
     return max(1, min(8, cpu_threads() - 1))  # past a few threads a small model gains nothing
 
 
 class LocalServer:
-    """``python -m llama_cpp.server`` for one GGUF file, started on ``__enter__`` and stopped on ``__exit__``."""
+    """One llama.cpp server (``evol.llm.local.child``) for one GGUF file, started on ``__enter__`` and stopped
+    on ``__exit__``."""
 
     host = "127.0.0.1"
 
@@ -276,19 +277,68 @@ class LocalServer:
                 self._log = None
 
 
-class LocalChat(OpenAIChat):
-    """The OpenAI-compatible client, aware that its server is our child: a failed call to a server that has
-    died stops the run at once (with the server's last words) instead of retrying a dead port for minutes."""
+class LocalPool:
+    """A run's embedded model: ``replicas`` servers of the same GGUF file, started and stopped together (see
+    ``local_replicas`` for why several single-threaded servers rather than one with many threads)."""
 
-    def __init__(self, server: LocalServer, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.server = server
+    def __init__(self, servers: list[LocalServer]):
+        if not servers:
+            raise ValueError("a pool needs a server")
+        self.servers = servers
+
+    @classmethod
+    def from_config(cls, config: RunConfig, *, replicas: int | None = None, **kwargs) -> LocalPool:
+        n = replicas or local_replicas()
+        kwargs.setdefault("n_threads", replica_threads(n))
+        return cls([LocalServer.from_config(config, **kwargs) for _ in range(n)])
+
+    @property
+    def model_name(self) -> str:
+        return self.servers[0].model_name
+
+    @property
+    def identity(self) -> str:  # every replica serves the same file, so every one has this identity
+        return self.servers[0].identity
+
+    @property
+    def base_url(self) -> str:
+        return self.servers[0].base_url
+
+    @property
+    def n_threads(self) -> int:
+        return self.servers[0].n_threads
+
+    def __enter__(self) -> LocalPool:
+        with contextlib.ExitStack() as stack:
+            # one after another: each start checks its own first completion, and a failed start stops the others
+            for server in self.servers:
+                stack.enter_context(server)
+            stack.pop_all()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for server in self.servers:
+            server._cleanup()
+
+
+class LocalChat(OpenAIChat):
+    """The OpenAI-compatible client, aware that its servers are our children: calls are spread over every
+    server of the pool, and a failed call to a server that has died stops the run at once (with the server's
+    last words) instead of retrying a dead port for minutes."""
+
+    def __init__(self, server: LocalServer | LocalPool, base_url: str | None, api_key: str | None, **kwargs):
+        self.servers = server.servers if isinstance(server, LocalPool) else [server]
+        kwargs.setdefault("replicas", [s.base_url for s in self.servers[1:]])
+        super().__init__(base_url, api_key, **kwargs)
 
     async def _once(self, *args, **kwargs):
         try:
             return await super()._once(*args, **kwargs)
         except TransientBackendError:
-            self.server.check_running()
+            for server in self.servers:
+                server.check_running()
             raise
 
 

