@@ -57,6 +57,10 @@ DEFAULT_LEAK_PHRASES = (
 )
 
 
+#: the most tokens an answer cut at ``max_tokens`` is asked again with (twice ``max_tokens``, at most this)
+RETRY_MAX_TOKENS = 8192
+
+
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -112,7 +112,24 @@ class JudgeVerdict(Frozen):
 Ranking = Literal["scored", "unclear"]
 
 
-class Candidate(Frozen):
+#: fields a record, rejection or candidate dumps only when they hold something, so a run that never needed them
+#: writes the same records.jsonl as before they existed
+_ONLY_WHEN_SET = ("candidates", "cut_answers")
+
+
+class _Sparse(Frozen):
+    """Leaves ``candidates`` and ``cut_answers`` out of the dumped record while they are empty."""
+
+    @model_serializer(mode="wrap")
+    def _drop_no_candidates(self, handler):
+        data = handler(self)
+        for name in _ONLY_WHEN_SET:
+            if not getattr(self, name, None):
+                data.pop(name, None)
+        return data
+
+
+class Candidate(_Sparse):
     """One candidate answer to an instruction: who wrote it, how, whether it passed, and what the judge gave it."""
 
     key: str  # its place in the call cache: "0", "1", ... for first answers, "e1", "e2", ... for evolutions
@@ -126,26 +143,10 @@ class Candidate(Frozen):
     ranking: Ranking | None = None  # None: never ranked (dropped by a rule, or the only answer)
     rank_answers: tuple[str, ...] = ()  # the judge's raw answers (two when the first was unreadable)
     best: bool = False  # the one that became the row's output
+    cut_answers: tuple[str, ...] = ()  # this answer cut at max_tokens, asked again with more room
 
 
-#: fields a record or rejection dumps only when they hold something, so a run that never needed them writes the
-#: same records.jsonl as before they existed
-_ONLY_WHEN_SET = ("candidates", "cut_answers")
-
-
-class _Sparse(Lineage):
-    """Leaves ``candidates`` and ``cut_answers`` out of the dumped record while they are empty."""
-
-    @model_serializer(mode="wrap")
-    def _drop_no_candidates(self, handler):
-        data = handler(self)
-        for name in _ONLY_WHEN_SET:
-            if not getattr(self, name, None):
-                data.pop(name, None)
-        return data
-
-
-class Record(_Sparse):
+class Record(Lineage, _Sparse):
     """A kept instruction with its answer and full lineage."""
 
     instruction: str
@@ -193,7 +194,7 @@ _KEEP = Verdict(keep=True)
 RejectionKind = Literal["eliminated", "duplicate", "failed", "skipped"]
 
 
-class Rejection(_Sparse):
+class Rejection(Lineage, _Sparse):
     """An evolution that did not make it into the dataset, and why."""
 
     kind: RejectionKind

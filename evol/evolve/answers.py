@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from evol.config import RunConfig, Sampling
+from evol.config import RETRY_MAX_TOKENS, RunConfig, Sampling
 from evol.errors import BackendError, ConfigError
 from evol.models import Candidate, Completion, Models, RejectionKind, Usage
 from evol.prompts import Prompt, default_prompts_dir
@@ -185,9 +185,12 @@ class AnswerStage:
         origin: str,
         instruction: str,
         unwrap: bool = False,
+        again: bool = True,
     ) -> Candidate:
         """One answer call and the response rules on it; a call that fails for good is a candidate dropped as
-        backend_error, not the end of the instruction (a fatal error, a stop or the budget still end the run)."""
+        backend_error, not the end of the instruction (a fatal error, a stop or the budget still end the run).
+        An answer cut at ``max_tokens`` is asked once more with twice the room, as a single answer is
+        (``Evolver.respond``, whose sample id the first candidate's retry shares)."""
         try:
             c = await self.call(stage, model, prompt, sampling, sample)
         except BackendError as exc:
@@ -196,6 +199,24 @@ class AnswerStage:
             return Candidate(key=key, text="", model=model, origin=origin, rule="backend_error", reason=str(exc))
         usage[stage] = usage[stage] + c.usage if stage in usage else c.usage
         text = strip_heading(c.text, _LABELS, _NOUNS)[0] if unwrap else c.text.strip()
+        cut = c.finish_reason == "length" and self.config.rule_on("truncated_response")
+        if again and cut and sampling.max_tokens < RETRY_MAX_TOKENS:
+            longer = sampling.with_more_room(RETRY_MAX_TOKENS)
+            retried = await self._call(
+                stage,
+                model,
+                prompt,
+                longer,
+                f"{sample}:longer",
+                usage,
+                key=key,
+                origin=origin,
+                instruction=instruction,
+                unwrap=unwrap,
+                again=False,
+            )
+            if retried.rule != "backend_error":  # a failed retry leaves the cut answer to its rule
+                return retried.model_copy(update={"cut_answers": (text,)})
         verdict = check_response(
             text, c.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=instruction
         )

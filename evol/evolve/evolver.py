@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
-from evol.config import RunConfig
+from evol.config import RETRY_MAX_TOKENS, RunConfig
 from evol.errors import BackendError, Interrupted
 from evol.evolve.answers import AnswerStage
 from evol.evolve.concurrency import bounded_map
@@ -42,9 +42,6 @@ from evol.rules.response import check_response
 from evol.rules.wrappers import unwrap
 
 log = logging.getLogger("evol")
-
-#: the most tokens an answer cut at ``max_tokens`` is asked again with (twice ``max_tokens``, at most this)
-RETRY_MAX_TOKENS = 8192
 
 
 def candidate_id(seed_id: str, round_no: int) -> str:

@@ -16,7 +16,7 @@ TRUNCATED = Rule(
     ("truncated_response",),
     "the answer stopped at `max_tokens` (`finish_reason=length`) twice: a cut answer is asked once more with twice "
     "`max_tokens` (at most 8,192), since eliminating long answers would bias the data toward short tasks; the cut "
-    "one is kept in the row's `cut_answers`",
+    "one is kept in the row's `cut_answers` (a candidate's, with `--answers`, in its own)",
 )
 ECHOED = Rule(
     ("echoed_response",), "the answer only repeats the instruction (after folding case, punctuation and spaces)"

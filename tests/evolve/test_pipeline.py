@@ -3,11 +3,11 @@ import random
 
 import pytest
 
-from evol.config import RunConfig
+from evol.config import RETRY_MAX_TOKENS, RunConfig
 from evol.dedup.index import Deduper
 from evol.errors import FatalBackendError, RequestRejectedError
 from evol.evolve.concurrency import bounded_map
-from evol.evolve.evolver import RETRY_MAX_TOKENS, Evolver
+from evol.evolve.evolver import Evolver
 from evol.evolve.settling import RoundSettler, settle_round
 from evol.models import Candidate, Completion, Models, Node, Record, Rejection, Seed, Usage
 from evol.prompts import load_profile
@@ -274,3 +274,26 @@ def test_an_answer_cut_twice_is_eliminated_with_both_and_a_plain_run_writes_no_c
     assert [s.max_tokens for s in chat.samplings[2:]] == [6000, RETRY_MAX_TOKENS]  # twice, but not past the cap
     plain = asyncio.run(evolver(good)[0].step(node(), 1))
     assert "cut_answers" not in plain.model_dump_json()  # records.jsonl as before when nothing was cut
+
+
+def test_a_cut_candidate_is_asked_again_with_more_room_as_a_single_answer_is():
+    """With several candidates (--answers) each one cut at max_tokens is asked once more with twice the room, under
+    the sample id a single answer's retry has; the candidate keeps the cut text, and the row keeps its answer."""
+
+    def second_cut(prompt, sample):
+        if sample.endswith(":respond:1"):
+            return Completion(text="Here is a long proof that begins with", finish_reason="length")
+        if ":rank:" in sample:
+            return "Reason: complete and correct.\nScore: 8" if ":rank:1" in sample else "Score: 5"
+        return good(prompt, sample)
+
+    ev, chat = evolver(second_cut, answers=2)
+    out = asyncio.run(ev.step(node(), 1))
+    assert isinstance(out, Record) and out.output.startswith("Here is a sonnet")
+    first, second = out.candidates
+    assert second.cut_answers == ("Here is a long proof that begins with",) and second.rule is None
+    assert second.best and second.score == 8  # the longer answer was ranked, not the cut one
+    assert first.cut_answers == () and "cut_answers" not in first.model_dump_json()
+    sent = {c[1]: s.max_tokens for c, s in zip(chat.calls, chat.samplings, strict=True)}
+    assert sent["s0.r1:respond:1"] == 2048 and sent["s0.r1:respond:1:longer"] == 4096
+    assert "s0.r1:respond:longer" not in sent  # the uncut one was asked once
