@@ -42,7 +42,7 @@ EXECUTION_ONLY = (
 
 #: options added after run ids were first handed out: left out of the run id while at their default, so a
 #: run made before they existed keeps its id (and its folder and cache) when the same command runs again
-ABSENT_AT_DEFAULT = {"answers": 1, "response_models": [], "evolve_answers": 0}
+ABSENT_AT_DEFAULT = {"answers": 1, "response_models": [], "evolve_answers": 0, "turns": 1}
 
 #: every elimination rule a run can switch off with ``disable_rules``: the names of the one registry
 RULES = rules.NAMES
@@ -93,6 +93,13 @@ class RunConfig(BaseModel):
     # --- the method
     profile: str = Field(default="general", description="evolution profile: general, code or math")
     rounds: int = Field(default=4, ge=1, le=50, description="evolution rounds")
+    turns: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="the most user turns a conversation grows to: above 1, the follow_up operation adds a user turn "
+        "that builds on the previous answer",
+    )
     seed: int = Field(default=0, description="random seed for operation choice")
     operation_weights: dict[str, float] = Field(
         default_factory=dict, description="relative weights of the evolving operations, by name"

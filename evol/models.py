@@ -19,13 +19,61 @@ class Models(Frozen):
     judge: str
 
 
+Role = Literal["system", "user", "assistant"]
+
+
+class Turn(Frozen):
+    """One message of a conversation."""
+
+    role: Role
+    content: str
+
+
+#: the turns before an instruction: a system message and earlier user/assistant turns; () for a single instruction
+History = tuple[Turn, ...]
+
+
+def user_turns(history: History) -> int:
+    """How many user turns ``history`` holds."""
+    return sum(t.role == "user" for t in history)
+
+
+def alpaca_row(instruction: str, output: str, history: History) -> dict[str, Any]:
+    """A row of dataset.json and of the alpaca export: instruction and output, and for a conversation its system
+    message and earlier [user, assistant] pairs (the ``system``/``history`` fields of LLaMA-Factory's alpaca)."""
+    row: dict[str, Any] = {"instruction": instruction, "output": output}
+    if history:
+        system = [t.content for t in history if t.role == "system"]
+        turns = [t for t in history if t.role != "system"]
+        if system:
+            row["system"] = system[0]
+        pairs: list[list[str]] = []
+        user = ""
+        for t in turns:  # they alternate; a conversation that opens with the assistant pairs it with ""
+            if t.role == "user":
+                user = t.content
+            else:
+                pairs.append([user, t.content])
+                user = ""
+        row["history"] = pairs
+    return row
+
+
+def asked(history: History, instruction: str) -> str:
+    """What dedup compares: the instruction, after every turn of its conversation before it (the instruction alone
+    for a single one, as before conversations)."""
+    return "\n\n".join([*(t.content for t in history), instruction]) if history else instruction
+
+
 class Seed(Frozen):
-    """One seed instruction, as read from a file (``input`` already appended to ``instruction``)."""
+    """One seed instruction, as read from a file (``input`` already appended to ``instruction``); a conversation
+    seed's last user turn, with the turns before it as ``history`` and the reply to it as ``output``."""
 
     id: str
     index: int  # position in the seed file: the order every output follows
     instruction: str
     output: str | None = None
+    history: History = ()
 
 
 class Usage(Frozen):
@@ -78,16 +126,21 @@ LINEAGE = tuple(Lineage.model_fields)
 
 
 class Node(Lineage):
-    """An instruction in the pool: a seed (round 0) or an evolution of one."""
+    """An instruction in the pool: a seed (round 0) or an evolution of one; in a conversation, its last user turn
+    with the turns before it, and (where a follow-up turn may be added) the answer to it."""
 
     instruction: str
+    history: History = ()
+    output: str | None = None  # kept only when follow-up turns are on (``turns`` > 1): they build on it
 
     @classmethod
-    def from_seed(cls, seed: Seed) -> Node:
-        return cls(**Lineage.of_seed(seed).lineage(), instruction=seed.instruction)
+    def from_seed(cls, seed: Seed, with_output: bool = False) -> Node:
+        output = seed.output if with_output else None
+        return cls(**Lineage.of_seed(seed).lineage(), instruction=seed.instruction, history=seed.history, output=output)
 
 
-Judgement = Literal["equal", "not_equal", "unclear"]
+#: the equality judge's verdicts, and the follow-up judge's ("builds" on the previous answer, or "ignores" it)
+Judgement = Literal["equal", "not_equal", "unclear", "builds", "ignores"]
 
 
 class JudgeAnswer(Frozen):
@@ -114,11 +167,11 @@ Ranking = Literal["scored", "unclear"]
 
 #: fields a record, rejection or candidate dumps only when they hold something, so a run that never needed them
 #: writes the same records.jsonl as before they existed
-_ONLY_WHEN_SET = ("candidates", "cut_answers")
+_ONLY_WHEN_SET = ("candidates", "cut_answers", "history")
 
 
 class _Sparse(Frozen):
-    """Leaves ``candidates`` and ``cut_answers`` out of the dumped record while they are empty."""
+    """Leaves the fields of ``_ONLY_WHEN_SET`` out of the dump while they are empty."""
 
     @model_serializer(mode="wrap")
     def _drop_no_candidates(self, handler):
@@ -147,10 +200,12 @@ class Candidate(_Sparse):
 
 
 class Record(Lineage, _Sparse):
-    """A kept instruction with its answer and full lineage."""
+    """A kept instruction with its answer and full lineage (in a conversation: its last user turn, the answer to
+    it, and the turns before them as ``history``)."""
 
     instruction: str
     output: str
+    history: History = ()
     model: str | None = None
     response_model: str | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
@@ -203,6 +258,7 @@ class Rejection(Lineage, _Sparse):
     stage: str
     instruction: str | None = None
     output: str | None = None
+    history: History = ()  # the turns before ``instruction``, in a conversation
     duplicate_of: str | None = None
     score: float | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)

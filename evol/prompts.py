@@ -84,9 +84,34 @@ class Operation:
     #: the marker before the final instruction in a structured answer ("#Final Instruction#"); None: the whole answer
     extract: str | None = None
 
-    def render(self, instruction: str, rng: random.Random) -> str:
+    @property
+    def follow_up(self) -> bool:
+        """It writes the user's next turn after an answer (slot ``${answer}``) instead of rewriting a turn."""
+        return self.kind == FOLLOW_UP
+
+    def render(self, instruction: str, rng: random.Random, answer: str | None = None) -> str:
         extra = {slot: rng.choice(options) for slot, options in sorted(self.choices.items())}
+        if self.follow_up:
+            extra["answer"] = answer or ""
         return self.prompt.render(instruction=instruction, **extra)
+
+
+#: the kind of operation that adds a user turn after the previous answer (``--turns`` above 1)
+FOLLOW_UP = "follow-up"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The templates a conversation needs: the turns so far shown before an evolving or judging prompt, and the
+    judge of a follow-up turn."""
+
+    history: Prompt  # slot ${history}
+    follow_up_judge: Prompt  # slots ${answer} and ${follow_up}
+
+    def show(self, turns) -> str:
+        """The history block for ``turns`` (a conversation's turns before the instruction)."""
+        lines = [f"[{t.role.capitalize()}]: {t.content}" for t in turns]
+        return self.history.render(history="\n\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -98,9 +123,14 @@ class Profile:
     #: (first round, last round or None for every later one, names of the operations eligible then)
     schedule: tuple[tuple[int, int | None, frozenset[str]], ...] = ()
     respond: Prompt | None = None  # what the responder is sent; None: the instruction alone
+    conversation: Conversation | None = None
 
-    def choose(self, rng: random.Random, round_no: int | None = None) -> Operation:
-        ops = self.eligible(round_no)
+    def choose(self, rng: random.Random, round_no: int | None = None, follow_up: bool = False) -> Operation:
+        """An operation for ``round_no``; a follow-up one only where ``follow_up`` allows it (an answered turn of a
+        conversation shorter than ``--turns``), so a run without follow-ups draws exactly as before they existed."""
+        ops = tuple(op for op in self.eligible(round_no) if follow_up or not op.follow_up)
+        if not any(op.weight > 0 for op in ops):
+            ops = self.eligible(round_no)
         return rng.choices(ops, weights=[op.weight for op in ops], k=1)[0]
 
     def eligible(self, round_no: int | None) -> tuple[Operation, ...]:
@@ -188,12 +218,14 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
             raise ConfigError(f"{spec_path}: operation '{op_name}' has an empty list of choices.")
         if "file" not in op:
             raise ConfigError(f"{spec_path}: operation '{op_name}' names no template file.")
-        prompt = Prompt.load(folder / op["file"], {"instruction", *choices})
+        kind = str(op.get("kind", "in-depth"))
+        slots = {"instruction", *choices, *(("answer",) if kind == FOLLOW_UP else ())}
+        prompt = Prompt.load(folder / op["file"], slots)
         weight = float(weights.get(op_name, op.get("weight", 1.0)))
         if weight < 0:
             raise ConfigError(f"Operation '{op_name}' has a negative weight.")
         extract = check_extract(op.get("extract"), prompt, f"{spec_path}: operation '{op_name}'")
-        operations.append(Operation(op_name, str(op.get("kind", "in-depth")), weight, prompt, choices, extract))
+        operations.append(Operation(op_name, kind, weight, prompt, choices, extract))
     if not any(op.weight > 0 for op in operations):
         raise ConfigError(f"Every operation of profile '{name}' has weight 0; give at least one a positive weight.")
     judge_path = folder / "judge.txt" if (folder / "judge.txt").is_file() else root / "judge.txt"
@@ -208,7 +240,20 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
         judge=judge,
         schedule=_schedule(spec.get("schedule"), operations, spec_path),
         respond=Prompt.load(folder / respond, {"instruction"}) if respond else None,
+        conversation=_conversation(folder, root),
     )
+
+
+def _conversation(folder: Path, root: Path) -> Conversation | None:
+    """The conversation templates (a profile's own, or the shared ones); None where a prompts folder has none."""
+
+    def find(name: str) -> Path | None:
+        return next((f for f in (folder / name, root / name) if f.is_file()), None)
+
+    history, judge = find("history.txt"), find("follow_up_judge.txt")
+    if history is None or judge is None:
+        return None
+    return Conversation(Prompt.load(history, {"history"}), Prompt.load(judge, {"answer", "follow_up"}))
 
 
 def check_extract(marker, prompt: Prompt, where: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evol.errors import InputError
-from evol.models import Lineage, Rejection, Seed
+from evol.models import History, Lineage, Rejection, Role, Seed, Turn
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 _INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query")
@@ -34,11 +34,14 @@ class SourceRow:
     output: str | None
     given_id: str | None
     where: str  # "file:line" for messages
+    history: History = ()  # a conversation's turns before ``instruction``
 
 
-def content_id(instruction: str) -> str:
-    """A stable id from the text itself: the same seed gets the same id in every run."""
-    return "s" + hashlib.sha1(instruction.encode("utf-8")).hexdigest()[:12]
+def content_id(instruction: str, history: History = ()) -> str:
+    """A stable id from the text itself: the same seed gets the same id in every run (a conversation's from every
+    turn, so two conversations that end alike are two seeds)."""
+    text = "".join(f"{t.role}\x1f{t.content}\x1e" for t in history) + instruction
+    return "s" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
 def load_seeds(
@@ -72,9 +75,10 @@ def load_seeds(
                     )
                 )
                 continue
-            sid = row.given_id or content_id(text)
-            if sid in seen and seen[sid] != text:
-                sid = f"{sid}-{content_id(text)[1:9]}"
+            sid = row.given_id or content_id(text, row.history)
+            key = content_id(text, row.history)
+            if sid in seen and seen[sid] != key:
+                sid = f"{sid}-{key[1:9]}"
             if not text:
                 out.skipped.append(_skip(sid, len(out.seeds), "empty_instruction", f"{row.where}: no instruction text"))
                 continue
@@ -94,14 +98,17 @@ def load_seeds(
                     )
                 )
                 continue
-            seen[sid] = text
-            out.seeds.append(Seed(id=sid, index=len(out.seeds), instruction=text, output=row.output))
+            seen[sid] = key
+            out.seeds.append(
+                Seed(id=sid, index=len(out.seeds), instruction=text, output=row.output, history=row.history)
+            )
     return out
 
 
 def _not_unicode(row: SourceRow) -> str | None:
     """The first field of ``row`` that is not valid Unicode text (it cannot be encoded as UTF-8), if any."""
-    for name, value in (("instruction", row.instruction), ("output", row.output), ("id", row.given_id)):
+    turns = (("turn", t.content) for t in row.history)
+    for name, value in (("instruction", row.instruction), ("output", row.output), ("id", row.given_id), *turns):
         if value is not None and _printable(value) != value:
             return name
     return None
@@ -258,22 +265,34 @@ def _row(rec: Any, where: str, instruction_field: str | None, input_field: str |
     return SourceRow(_join(instruction, extra), output, given_id, where)
 
 
+_ASSISTANT: Role = "assistant"
+_ROLES: dict[str, Role] = {"human": "user", "user": "user", "system": "system"}
+_ROLES |= dict.fromkeys(("gpt", "assistant", "chatgpt", "bard", "model"), _ASSISTANT)
+
+
 def _from_turns(turns: list, where: str, given_id: str | None) -> SourceRow:
-    """ShareGPT (``from``/``value``) or OpenAI chat (``role``/``content``): first human turn, then the reply."""
-    human, reply = None, None
+    """ShareGPT (``from``/``value``) or OpenAI chat (``role``/``content``), read whole: the last user turn is the
+    instruction, the reply after it the output, and every turn before it (a system message too) the history.
+    A one-turn conversation is a single instruction, as before conversations were read whole."""
+    read: list[Turn] = []
     for turn in turns:
         if not isinstance(turn, dict):
             continue
-        who = str(turn.get("from", turn.get("role", ""))).lower()
-        text = _str(turn.get("value", turn.get("content")))
-        if human is None and who in ("human", "user"):
-            human = text
-        elif human is not None and who in ("gpt", "assistant", "chatgpt", "bard", "model"):
-            reply = text
-            break
-    if human is None:
+        role = _ROLES.get(str(turn.get("from", turn.get("role", ""))).lower())
+        text = _str(turn.get("value", turn.get("content"))).strip()
+        if role is None or not text:
+            continue
+        if role == "system" and read:
+            raise InputError(f"{where} has a system message after the conversation started; put it first.")
+        if read and read[-1].role == role:  # two in a row from one side: one message
+            read[-1] = Turn(role=role, content=f"{read[-1].content}\n\n{text}")
+            continue
+        read.append(Turn(role=role, content=text))
+    last_user = max((i for i, t in enumerate(read) if t.role == "user"), default=None)
+    if last_user is None:
         raise InputError(f"{where} has a conversation with no human or user turn.")
-    return SourceRow(human, reply, given_id, where)
+    reply = read[last_user + 1].content if last_user + 1 < len(read) else None
+    return SourceRow(read[last_user].content, reply, given_id, where, tuple(read[:last_user]))
 
 
 def _first_str(rec: dict, keys: tuple[str, ...]) -> str | None:

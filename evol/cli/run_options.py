@@ -30,6 +30,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "method": (
         "profile",
         "rounds",
+        "turns",
         "seed",
         "operation_weights",
         "prompts_dir",

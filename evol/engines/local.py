@@ -58,7 +58,14 @@ async def run_pipeline(
         raise
     cached_chat = CachedChat(batching or chat, cache)
     ctx = RunContext(
-        run_dir, config, profile, models, RunState.start(seedset, run_dir), LiveTally(), started, cached_chat
+        run_dir,
+        config,
+        profile,
+        models,
+        RunState.start(seedset, run_dir, config.turns),
+        LiveTally(),
+        started,
+        cached_chat,
     )
     ctx.announce(log)
 

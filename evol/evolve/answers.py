@@ -22,7 +22,7 @@ from typing import Protocol
 
 from evol.config import RETRY_MAX_TOKENS, RunConfig, Sampling
 from evol.errors import BackendError, ConfigError
-from evol.models import Candidate, Completion, Models, RejectionKind, Usage
+from evol.models import Candidate, Completion, History, Models, RejectionKind, Usage
 from evol.prompts import Prompt, default_prompts_dir
 from evol.quality.score_reader import parse_rank
 from evol.rules.judgement import check_ranking
@@ -76,7 +76,9 @@ class Answered:
 class Call(Protocol):
     """One LLM call of a stage, booked and budgeted: the evolver's ``call``."""
 
-    def __call__(self, stage: str, model: str, prompt: str, sampling: Sampling, sample: str) -> Awaitable[Completion]:
+    def __call__(
+        self, stage: str, model: str, prompt: str, sampling: Sampling, sample: str, history: History = ()
+    ) -> Awaitable[Completion]:
         pass
 
 
@@ -90,12 +92,17 @@ class AnswerStage:
         self.prompts = load_answer_prompts(config.prompts_dir)
         self.responders = list(config.response_models) or [models.respond]
 
-    async def run(self, instruction: str, prompt: str, cid: str, usage: dict[str, Usage]) -> Answered:
-        """Answer ``instruction`` (sent as ``prompt``) with every candidate, rank them, evolve the best."""
+    async def run(
+        self, instruction: str, prompt: str, cid: str, usage: dict[str, Usage], history: History = ()
+    ) -> Answered:
+        """Answer ``instruction`` (sent as ``prompt``, after a conversation's ``history``) with every candidate,
+        rank them, evolve the best."""
         cfg, on = self.config, self.config.rule_on
         n = cfg.candidate_count
         several = len(self.responders) > 1
-        firsts = await asyncio.gather(*(self._answer(instruction, prompt, cid, i, several, usage) for i in range(n)))
+        firsts = await asyncio.gather(
+            *(self._answer(instruction, prompt, cid, i, several, usage, history) for i in range(n))
+        )
         passed = [c for c in firsts if c.rule is None]
         if not passed:
             rules = Counter(c.rule for c in firsts)
@@ -110,7 +117,9 @@ class AnswerStage:
             )
         if len(passed) == 1 and cfg.evolve_answers == 0:  # nothing to choose between: no judge call
             return self._finish(firsts, passed[0])
-        ranked = {c.key: c for c in await asyncio.gather(*(self._rank(instruction, c, cid, usage) for c in passed))}
+        ranked = {
+            c.key: c for c in await asyncio.gather(*(self._rank(instruction, c, cid, usage, history) for c in passed))
+        }
         cands = [ranked.get(c.key, c) for c in firsts]
         scored = [(c.score, c) for c in cands if c.score is not None]
         verdict = check_ranking(len(scored), on)
@@ -122,9 +131,9 @@ class AnswerStage:
         rng = random.Random(f"{cfg.seed}:{cid}:answers")
         for k in range(1, cfg.evolve_answers + 1):
             direction = rng.choice(self.prompts.directions)
-            evolved = await self._evolve(instruction, best, direction, cid, k, usage)
+            evolved = await self._evolve(instruction, best, direction, cid, k, usage, history)
             if evolved.rule is None:
-                evolved = await self._rank(instruction, evolved, cid, usage)
+                evolved = await self._rank(instruction, evolved, cid, usage, history)
             cands.append(evolved)
             # kept only when the judge prefers it: a strictly higher score than the answer it would replace
             if evolved.score is not None and evolved.score > best_score:
@@ -137,7 +146,14 @@ class AnswerStage:
         return Answered(marked, best=next(c for c in marked if c.best))
 
     async def _answer(
-        self, instruction: str, prompt: str, cid: str, i: int, several: bool, usage: dict[str, Usage]
+        self,
+        instruction: str,
+        prompt: str,
+        cid: str,
+        i: int,
+        several: bool,
+        usage: dict[str, Usage],
+        history: History = (),
     ) -> Candidate:
         model = self.responders[i % len(self.responders)]
         # the first candidate's sample id is the one plain answer's: the same call as a run without candidates
@@ -153,10 +169,18 @@ class AnswerStage:
             key=str(i),
             origin=origin,
             instruction=instruction,
+            history=history,
         )
 
     async def _evolve(
-        self, instruction: str, best: Candidate, direction: Prompt, cid: str, k: int, usage: dict[str, Usage]
+        self,
+        instruction: str,
+        best: Candidate,
+        direction: Prompt,
+        cid: str,
+        k: int,
+        usage: dict[str, Usage],
+        history: History = (),
     ) -> Candidate:
         prompt = direction.render(instruction=instruction, answer=best.text)
         return await self._call(
@@ -170,6 +194,7 @@ class AnswerStage:
             origin=f"evolved:{direction.name}",
             instruction=instruction,
             unwrap=True,
+            history=history,
         )
 
     async def _call(
@@ -186,13 +211,14 @@ class AnswerStage:
         instruction: str,
         unwrap: bool = False,
         again: bool = True,
+        history: History = (),
     ) -> Candidate:
         """One answer call and the response rules on it; a call that fails for good is a candidate dropped as
         backend_error, not the end of the instruction (a fatal error, a stop or the budget still end the run).
         An answer cut at ``max_tokens`` is asked once more with twice the room, as a single answer is
         (``Evolver.respond``, whose sample id the first candidate's retry shares)."""
         try:
-            c = await self.call(stage, model, prompt, sampling, sample)
+            c = await self.call(stage, model, prompt, sampling, sample, history)
         except BackendError as exc:
             if exc.fatal:
                 raise
@@ -214,6 +240,7 @@ class AnswerStage:
                 instruction=instruction,
                 unwrap=unwrap,
                 again=False,
+                history=history,
             )
             if retried.rule != "backend_error":  # a failed retry leaves the cut answer to its rule
                 return retried.model_copy(update={"cut_answers": (text,)})
@@ -230,7 +257,9 @@ class AnswerStage:
             reason=verdict.detail,
         )
 
-    async def _rank(self, instruction: str, cand: Candidate, cid: str, usage: dict[str, Usage]) -> Candidate:
+    async def _rank(
+        self, instruction: str, cand: Candidate, cid: str, usage: dict[str, Usage], history: History = ()
+    ) -> Candidate:
         """Score ``cand`` 1-10; an answer with no readable score is asked once more under another sample id
         (with twice the room when it was cut off), and two unreadable answers leave it ``unclear``."""
         prompt = self.prompts.rank.render(instruction=instruction, answer=cand.text)
@@ -239,7 +268,7 @@ class AnswerStage:
         score, reason = None, ""
         for sample in (f"{cid}:rank:{cand.key}", f"{cid}:rank:{cand.key}:retry"):
             try:
-                j = await self.call("rank", self.judge_model, prompt, sampling, sample)
+                j = await self.call("rank", self.judge_model, prompt, sampling, sample, history)
             except BackendError as exc:
                 if exc.fatal:
                     raise

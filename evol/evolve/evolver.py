@@ -21,6 +21,7 @@ from evol.llm.client import ChatModel
 from evol.llm.usage import Tally
 from evol.models import (
     Completion,
+    History,
     JudgeAnswer,
     JudgeVerdict,
     Lineage,
@@ -31,12 +32,14 @@ from evol.models import (
     Rejection,
     RejectionKind,
     Seed,
+    Turn,
     Usage,
+    user_turns,
 )
 from evol.pricing import Budget
 from evol.prompts import Profile
-from evol.quality.judge_reader import parse_judgement
-from evol.rules import evolution
+from evol.quality.judge_reader import parse_follow_up, parse_judgement
+from evol.rules import conversation, evolution
 from evol.rules.judgement import check_judgement
 from evol.rules.response import check_response
 from evol.rules.wrappers import unwrap
@@ -71,14 +74,18 @@ class Evolver:
         # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
         self.answer_stage = AnswerStage(config, self.call, models) if config.ranks_answers else None
 
-    async def call(self, stage: str, model: str, prompt: str, sampling, sample: str) -> Completion:
+    async def call(
+        self, stage: str, model: str, prompt: str, sampling, sample: str, history: History = ()
+    ) -> Completion:
+        """One call of ``stage``: ``prompt`` as the user's message, after the conversation's ``history`` (an answer
+        to a conversation's turn is written with every turn before it)."""
         if self.stop is not None and self.stop.is_set():
             raise Interrupted("Interrupted; the calls in flight finished and are kept.")
         self.budget.check(self.tally.by_model)
+        messages = [{"role": t.role, "content": t.content} for t in history]
+        messages.append({"role": "user", "content": prompt})
         try:
-            c = await self.chat.complete(
-                [{"role": "user", "content": prompt}], model=model, sampling=sampling, sample=sample
-            )
+            c = await self.chat.complete(messages, model=model, sampling=sampling, sample=sample)
         except BackendError:
             self.tally.errors[stage] += 1
             raise
@@ -89,8 +96,19 @@ class Evolver:
         """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
         cfg, on = self.config, self.config.rule_on
         rng = random.Random(f"{cfg.seed}:{node.seed_id}:{round_no}")
-        op = self.profile.choose(rng, round_no)
+        chat = self.profile.conversation
+        # a turn may be added after an answered one while the conversation is shorter than --turns
+        can_follow = chat is not None and node.output is not None and user_turns(node.history) + 1 < cfg.turns
+        op = self.profile.choose(rng, round_no, follow_up=can_follow)
         cid = candidate_id(node.seed_id, round_no)
+        # the turns before the evolution: the node's, and with a follow-up its own turn and answer too
+        history: History = node.history
+        if op.follow_up:
+            history = (
+                *node.history,
+                Turn(role="user", content=node.instruction),
+                Turn(role="assistant", content=node.output or ""),
+            )
         usage: dict[str, Usage] = {}
         stripped: tuple[str, ...] = ()  # the chatter taken off the rewrite, recorded with the outcome
         judged: JudgeVerdict | None = None
@@ -118,13 +136,16 @@ class Evolver:
                 usage=usage,
                 stripped=stripped,
                 judge=judged,
+                history=history,
                 **extra,
             )
 
         stage = "evolve"
         try:
-            prompt = op.render(node.instruction, rng)
-            evo = await self.call(stage, self.models.evolve, prompt, cfg.sampling, f"{cid}:evolve")
+            prompt = op.render(node.instruction, rng, node.output)
+            # the turns so far go before the evolving prompt; the rules read only the prompt's own words
+            sent = chat.show(node.history) + prompt if chat is not None and node.history else prompt
+            evo = await self.call(stage, self.models.evolve, sent, cfg.sampling, f"{cid}:evolve")
             usage[stage] = evo.usage
             unwrapped = unwrap(evo.text, self.profile.labels, self.profile.nouns, node.instruction)
             if op.extract:  # a structured answer (plan, rewrite, review, final): only its final section counts
@@ -138,29 +159,44 @@ class Evolver:
                     inner = unwrap(final, self.profile.labels, self.profile.nouns)
                     unwrapped = inner.model_copy(update={"stripped": (*unwrapped.stripped, *inner.stripped)})
             text, stripped = unwrapped.text, unwrapped.stripped
+            # a turn of a conversation may refer to what the turns before it hold ("the code above"): no lost_input
+            turn_on = (lambda rule: rule != "lost_input" and on(rule)) if history else on
             verdict = evolution.check_evolution(
                 text,
                 evo.finish_reason,
                 node.instruction,
                 self.leak_phrases,
-                on,
+                turn_on,
                 unwrapped,
                 cfg.max_instruction_chars,
                 prompt,
             )
+            if op.follow_up and on("repeated_turn") and (verdict.keep or verdict.rule == "identical_to_parent"):
+                # a follow-up that asks its parent's turn again repeats a turn: the conversation's rule names it
+                repeated = conversation.repeated_turn(text, (t.content for t in history if t.role == "user"))
+                verdict = verdict if repeated.keep else repeated
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
-            if on("no_information_gain"):
+            if op.follow_up and chat is not None and on("ignored_answer"):
                 stage = "judge"
-                judged = await self.judge(node.instruction, text, cid, usage)
+                asked = chat.follow_up_judge.render(answer=node.output or "", follow_up=text)
+                judged = await self.judge(chat.show(history[:-1]) + asked, cid, usage, parse_follow_up)
+                verdict = conversation.check_follow_up(judged.judgement, cfg.keep_judge_unclear, on)
+                if not verdict.keep:
+                    return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
+            elif not op.follow_up and on("no_information_gain"):
+                stage = "judge"
+                asked = self.profile.judge.render(first=node.instruction, second=text)
+                shown = chat.show(history) + asked if chat is not None and history else asked
+                judged = await self.judge(shown, cid, usage)
                 verdict = check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
             stage = "respond"
             if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
-                got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage)
+                got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage, history)
                 if got.best is None:
                     return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
                         update={"candidates": got.candidates}
@@ -169,6 +205,7 @@ class Evolver:
                     **lineage,
                     instruction=text,
                     output=got.best.text,
+                    history=history,
                     model=self.models.evolve,
                     response_model=got.best.model,
                     usage=usage,
@@ -176,7 +213,7 @@ class Evolver:
                     judge=judged,
                     candidates=got.candidates,
                 )
-            r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage)
+            r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage, history)
             verdict = check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text, cut_answers=cut)
@@ -188,6 +225,7 @@ class Evolver:
             **lineage,
             instruction=text,
             output=r.text.strip(),
+            history=history,
             model=self.models.evolve,
             response_model=self.models.respond,
             usage=usage,
@@ -196,33 +234,34 @@ class Evolver:
             cut_answers=cut,
         )
 
-    async def respond(self, prompt: str, sample: str, usage: dict[str, Usage]) -> tuple[Completion, tuple[str, ...]]:
+    async def respond(
+        self, prompt: str, sample: str, usage: dict[str, Usage], history: History = ()
+    ) -> tuple[Completion, tuple[str, ...]]:
         """The answer to ``prompt``, asked once more with twice the room (up to RETRY_MAX_TOKENS) when it was cut at
         ``max_tokens``: a hard instruction's good answer is long, and eliminating it would bias the data toward short
         tasks. Returns the answer that counts and the cut-off one it replaced; both calls' tokens go to ``usage``."""
         sampling = self.config.response_sampling
-        r = await self.call("respond", self.models.respond, prompt, sampling, sample)
+        r = await self.call("respond", self.models.respond, prompt, sampling, sample, history)
         usage["respond"] = r.usage
         if r.finish_reason != "length" or not self.config.rule_on("truncated_response"):
             return r, ()
         if sampling.max_tokens >= RETRY_MAX_TOKENS:
             return r, ()
         longer = sampling.with_more_room(RETRY_MAX_TOKENS)
-        again = await self.call("respond", self.models.respond, prompt, longer, f"{sample}:longer")
+        again = await self.call("respond", self.models.respond, prompt, longer, f"{sample}:longer", history)
         usage["respond"] = usage["respond"] + again.usage
         return again, (r.text,)
 
-    async def judge(self, parent: str, text: str, cid: str, usage: dict[str, Usage]) -> JudgeVerdict:
-        """Ask the equality judge whether ``text`` gained anything over ``parent``; an answer that reads as no
-        verdict is asked once more, under another sample id so the call cache does not give the same answer back.
-        Both calls' tokens go into ``usage["judge"]``."""
-        prompt = self.profile.judge.render(first=parent, second=text)
+    async def judge(self, prompt: str, cid: str, usage: dict[str, Usage], read=parse_judgement) -> JudgeVerdict:
+        """Ask a judge ``prompt`` (the equality judge's, or the follow-up judge's with its ``read``); an answer that
+        reads as no verdict is asked once more, under another sample id so the call cache does not give the same
+        answer back. Both calls' tokens go into ``usage["judge"]``."""
         sampling = self.config.judge_sampling
         answers: list[JudgeAnswer] = []
         for sample in (f"{cid}:judge", f"{cid}:judge:retry"):
             j = await self.call("judge", self.models.judge, prompt, sampling, sample)
             usage["judge"] = usage["judge"] + j.usage if "judge" in usage else j.usage
-            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=parse_judgement(j.text)))
+            answers.append(JudgeAnswer(text=j.text, finish_reason=j.finish_reason, judgement=read(j.text)))
             if answers[-1].judgement != "unclear":
                 break
             if j.finish_reason == "length":  # a reasoning model cut off mid-thought: the retry gets twice the room
@@ -234,16 +273,20 @@ class Evolver:
         of_seed = Lineage.of_seed(seed)
         lineage = of_seed.lineage()
         if seed.output and seed.output.strip():
-            return Record(**lineage, instruction=seed.instruction, output=seed.output.strip())
+            return Record(**lineage, instruction=seed.instruction, output=seed.output.strip(), history=seed.history)
         if self.answer_stage is not None:
             return await self._answer_seed_candidates(seed, self.answer_stage)
         usage: dict[str, Usage] = {}
         try:
-            r, cut = await self.respond(self.profile.response_prompt(seed.instruction), f"{seed.id}:respond", usage)
+            r, cut = await self.respond(
+                self.profile.response_prompt(seed.instruction), f"{seed.id}:respond", usage, seed.history
+            )
         except BackendError as exc:
             if exc.fatal:
                 raise
-            return of_seed.rejected("failed", "backend_error", str(exc), "respond", instruction=seed.instruction)
+            return of_seed.rejected(
+                "failed", "backend_error", str(exc), "respond", instruction=seed.instruction, history=seed.history
+            )
         verdict = check_response(
             r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=seed.instruction
         )
@@ -255,6 +298,7 @@ class Evolver:
                 "respond",
                 instruction=seed.instruction,
                 output=r.text,
+                history=seed.history,
                 usage=usage,
                 cut_answers=cut,
             )
@@ -262,6 +306,7 @@ class Evolver:
             **lineage,
             instruction=seed.instruction,
             output=r.text.strip(),
+            history=seed.history,
             response_model=self.models.respond,
             usage=usage,
             cut_answers=cut,
@@ -269,7 +314,8 @@ class Evolver:
 
     async def _answer_seed_candidates(self, seed: Seed, answer_stage: AnswerStage) -> Outcome:
         usage: dict[str, Usage] = {}
-        got = await answer_stage.run(seed.instruction, self.profile.response_prompt(seed.instruction), seed.id, usage)
+        prompt = self.profile.response_prompt(seed.instruction)
+        got = await answer_stage.run(seed.instruction, prompt, seed.id, usage, seed.history)
         of_seed = Lineage.of_seed(seed)
         if got.best is None:
             return of_seed.rejected(
@@ -279,6 +325,7 @@ class Evolver:
                 "respond",
                 instruction=seed.instruction,
                 output=got.output,
+                history=seed.history,
                 usage=usage,
                 candidates=got.candidates,
             )
@@ -286,6 +333,7 @@ class Evolver:
             **of_seed.lineage(),
             instruction=seed.instruction,
             output=got.best.text,
+            history=seed.history,
             response_model=got.best.model,
             usage=usage,
             candidates=got.candidates,

@@ -75,13 +75,16 @@ class RunState:
     pool: list[Node] = field(default_factory=list)
     totals: Totals = field(default_factory=Totals)
     rounds_done: int = 0
+    with_outputs: bool = False  # the pool keeps each entry's answer, for follow-up turns (--turns above 1)
 
     @classmethod
-    def start(cls, seedset: SeedSet, run_dir: RunDir) -> RunState:
+    def start(cls, seedset: SeedSet, run_dir: RunDir, turns: int = 1) -> RunState:
         """A fresh state over an emptied spool; the skipped seeds are round 0's rejections until seeds are answered."""
         spool = Spool(run_dir)
         spool.reset()
-        state = cls(seedset=seedset, spool=spool, pool=[Node.from_seed(s) for s in seedset.seeds])
+        with_outputs = turns > 1
+        pool = [Node.from_seed(s, with_outputs) for s in seedset.seeds]
+        state = cls(seedset=seedset, spool=spool, pool=pool, with_outputs=with_outputs)
         spool.put(0, [], seedset.skipped)
         state.totals.add(seedset.skipped)
         return state
@@ -108,7 +111,7 @@ class RunState:
             if isinstance(out, Rejection) and out.kind == "duplicate":
                 progress.settled((out,))  # counted as kept when it arrived
 
-        settler = RoundSettler(self.pool, deduper, settled)
+        settler = RoundSettler(self.pool, deduper, settled, self.with_outputs)
         try:
             yield settler.offer
             pool = settler.finish().pool

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from evol.config import RunConfig
 from evol.dedup.index import Deduper
-from evol.models import Node, Outcome, Record, Rejection, Seed
+from evol.models import Node, Outcome, Record, Rejection, Seed, asked
 from evol.rules.duplicates import check_duplicate
 
 
@@ -37,9 +37,16 @@ class RoundSettler:
     instead of in a pause at the end of the round.
     """
 
-    def __init__(self, pool: Sequence[Node], deduper: Deduper | None, sink: Callable[[Outcome], None] | None = None):
+    def __init__(
+        self,
+        pool: Sequence[Node],
+        deduper: Deduper | None,
+        sink: Callable[[Outcome], None] | None = None,
+        with_outputs: bool = False,
+    ):
         self.pool = list(pool)
         self.deduper = deduper
+        self.with_outputs = with_outputs  # keep each kept answer in the pool: --turns above 1
         self.sink = sink  # given: each settled outcome goes there, in pool order, instead of into result's lists
         self.result = RoundResult([], [], [])
         self._waiting: dict[int, Outcome] = {}
@@ -77,9 +84,12 @@ class RoundSettler:
             if duplicate is not None:
                 out = duplicate
             else:
-                self.deduper.add(out.id, out.instruction, out.seed_id)
+                self.deduper.add(out.id, asked(out.history, out.instruction), out.seed_id)
         if isinstance(out, Record):
-            self.result.pool.append(Node(**out.lineage(), instruction=out.instruction))
+            output = out.output if self.with_outputs else None  # what a follow-up turn builds on
+            self.result.pool.append(
+                Node(**out.lineage(), instruction=out.instruction, history=out.history, output=output)
+            )
         else:
             self.result.pool.append(node)
         if self.sink is not None:
@@ -97,5 +107,5 @@ def make_deduper(config: RunConfig, seeds: Sequence[Seed] = ()) -> Deduper | Non
     if not (exact or near):
         return None
     deduper = Deduper(config.dedup_threshold, config.dedup_scorer, exact=exact, near=near)
-    deduper.extend([s.id for s in seeds], [s.instruction for s in seeds], [s.id for s in seeds])
+    deduper.extend([s.id for s in seeds], [asked(s.history, s.instruction) for s in seeds], [s.id for s in seeds])
     return deduper

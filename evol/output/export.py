@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evol.errors import ConfigError
+from evol.models import Turn, alpaca_row
 from evol.output import preference
 from evol.output.card import dataset_card, pairs_section
 from evol.output.formats import FORMATS, NAMES
@@ -66,37 +67,54 @@ def split(rows: list[Row], val_fraction: float, seed: int) -> dict[str, list[Row
 # --------------------------------------------------------------------------- formats
 
 
-def _system(system: str | None) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system}] if system else []
+#: the Vicuna v1.1 prompt format's opening, which WizardLM's chat models were trained on
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+
+def _turns(r: Row, system: str | None) -> list[Turn]:
+    """Every turn of a row: its system message (the conversation's own, else ``--system``), the earlier turns, the
+    instruction and its answer."""
+    own = [t for t in r.history if t.role == "system"]
+    head = own or ([Turn(role="system", content=system)] if system else [])
+    rest = [t for t in r.history if t.role != "system"]
+    return [*head, *rest, Turn(role="user", content=r.instruction), Turn(role="assistant", content=r.output)]
+
+
+_SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def vicuna(turns: list[Turn]) -> str:
+    """A conversation in the Vicuna v1.1 format: the system line, then ``USER: … ASSISTANT: …</s>`` per exchange."""
+    system = next((t.content for t in turns if t.role == "system"), VICUNA_SYSTEM)
+    parts = [system]
+    for t in turns:
+        if t.role == "user":
+            parts.append(f" USER: {t.content}")
+        elif t.role == "assistant":
+            parts.append(f" ASSISTANT: {t.content}</s>")
+    return "".join(parts)
 
 
 def to_records(rows: list[Row], fmt: str, system: str | None = None) -> list[dict[str, Any]]:
     """The rows in a format's own shape (parquet and hf keep the lineage columns)."""
     if fmt == "alpaca":
-        return [{"instruction": r.instruction, "output": r.output} for r in rows]
+        return [alpaca_row(r.instruction, r.output, r.history) for r in rows]
     if fmt in ("jsonl", "parquet", "hf"):
         scored = any(r.complexity is not None or r.quality is not None for r in rows)  # then every row has the keys
-        return [r.meta(scored) for r in rows]
+        turns = any(r.history for r in rows)  # likewise
+        return [r.meta(scored, turns) for r in rows]
     if fmt == "sharegpt":
-        head = [{"from": "system", "value": system}] if system else []
         return [
-            {
-                "id": r.id,
-                "conversations": [*head, {"from": "human", "value": r.instruction}, {"from": "gpt", "value": r.output}],
-            }
+            {"id": r.id, "conversations": [{"from": _SHAREGPT[t.role], "value": t.content} for t in _turns(r, system)]}
             for r in rows
         ]
     if fmt == "openai-chat":
-        return [
-            {
-                "messages": [
-                    *_system(system),
-                    {"role": "user", "content": r.instruction},
-                    {"role": "assistant", "content": r.output},
-                ]
-            }
-            for r in rows
-        ]
+        return [{"messages": [{"role": t.role, "content": t.content} for t in _turns(r, system)]} for r in rows]
+    if fmt == "vicuna":
+        return [{"id": r.id, "text": vicuna(_turns(r, system))} for r in rows]
     raise ConfigError(f"Unknown format '{fmt}'; choose one of {', '.join(NAMES)}.")
 
 

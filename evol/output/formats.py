@@ -20,23 +20,33 @@ FORMATS: dict[str, Format] = {
             "alpaca",
             ".json",
             'Each file is a JSON array of `{"instruction", "output"}` objects, the shape of the original Alpaca and '
-            "WizardLM releases.",
+            'WizardLM releases; a conversation adds `"system"` and `"history"` (its earlier `[user, assistant]` pairs, '
+            "as LLaMA-Factory reads them).",
         ),
         Format(
             "jsonl",
             ".jsonl",
             "One JSON object per line: `instruction`, `output`, and the lineage `id`, `seed_id`, `round`, `operation`, "
-            "`run_id` (and `complexity`, `quality` when the run was scored).",
+            "`run_id` (and `complexity`, `quality` when the run was scored, `history` when it holds conversations).",
         ),
         Format(
             "sharegpt",
             ".json",
-            'Each file is a JSON array of `{"id", "conversations": [{"from": "human"}, {"from": "gpt"}]}` (ShareGPT).',
+            'Each file is a JSON array of `{"id", "conversations": [{"from": "human"}, {"from": "gpt"}]}` (ShareGPT), '
+            "every turn of a conversation in order.",
         ),
         Format(
             "openai-chat",
             ".jsonl",
-            'One `{"messages": [...]}` object per line: the chat fine-tuning format of OpenAI and most trainers.',
+            'One `{"messages": [...]}` object per line, every turn of a conversation: the chat fine-tuning format of '
+            "OpenAI and most trainers.",
+        ),
+        Format(
+            "vicuna",
+            ".jsonl",
+            'One `{"id", "text"}` object per line: the conversation in the Vicuna v1.1 prompt format that WizardLM\'s '
+            'chat models were trained on ("A chat between a curious user and an artificial intelligence assistant. '
+            '… USER: … ASSISTANT: …</s>").',
         ),
         Format(
             "parquet",

@@ -8,7 +8,7 @@ from typing import Any
 
 from evol.dedup.index import Deduper
 from evol.errors import ConfigError, InputError
-from evol.models import Record
+from evol.models import History, Record, asked
 from evol.rundir.reader import Run
 from evol.text import whitespace_word_count
 
@@ -39,9 +39,11 @@ class Row:
     run_id: str
     complexity: float | None = None  # evol score's, when the run was scored
     quality: float | None = None
+    history: History = ()  # a conversation's turns before the instruction
 
-    def meta(self, scored: bool = False) -> dict[str, Any]:
-        out = {
+    def meta(self, scored: bool = False, turns: bool = False) -> dict[str, Any]:
+        """The lineage row; ``turns``: with a ``history`` column of the earlier turns (every row, when any has one)."""
+        out: dict[str, Any] = {
             "instruction": self.instruction,
             "output": self.output,
             "id": self.id,
@@ -50,6 +52,8 @@ class Row:
             "operation": self.operation,
             "run_id": self.run_id,
         }
+        if turns:
+            out["history"] = [t.model_dump() for t in self.history]
         return out | {"complexity": self.complexity, "quality": self.quality} if scored else out
 
 
@@ -107,7 +111,9 @@ def pick_rows(runs: list[Run], sel: RowFilter) -> Picked:
                 passing.append((run.run_id, rec))
     # one batch, not a check and an add per row: each of those prepared its one text apart (17.5 -> 13.4 s here
     # for bench.select's 250k rows, under the profiler)
-    matches = deduper.dedup([f"{rid}/{rec.id}" for rid, rec in passing], [rec.instruction for _, rec in passing])
+    matches = deduper.dedup(
+        [f"{rid}/{rec.id}" for rid, rec in passing], [asked(rec.history, rec.instruction) for _, rec in passing]
+    )
     for (rid, rec), match in zip(passing, matches, strict=True):
         if match is not None:
             dropped["duplicate across runs"] += 1
@@ -121,6 +127,7 @@ def pick_rows(runs: list[Run], sel: RowFilter) -> Picked:
                 round=rec.round,
                 operation=rec.operation,
                 run_id=rid,
+                history=rec.history,
             )
         )
     if not rows and not dropped:

@@ -86,3 +86,17 @@ def parse_judgement(answer: str) -> Judgement:
         if closing is not None:
             return "not_equal" if closing.group("ne") else "equal"
     return "unclear"
+
+
+_FOLLOW_UP = re.compile(r"\b(?P<builds>builds?\s+on|building\s+on)\b|\b(?P<ignores>ignores?|ignoring)\b", re.IGNORECASE)
+
+
+def parse_follow_up(answer: str) -> Judgement:
+    """'builds', 'ignores' or 'unclear' from the follow-up judge's free text: the verdict its last line (or, failing
+    that, its opening) names; reasoning blocks never decide, and an answer naming both in one line is unclear."""
+    lines = [ln for ln in judge_answer(answer).splitlines() if ln.strip()]
+    for line in (lines[-1:] + lines[:1]) if lines else []:
+        found = {k for m in _FOLLOW_UP.finditer(line) for k, v in m.groupdict().items() if v}
+        if len(found) == 1:
+            return "builds" if found == {"builds"} else "ignores"
+    return "unclear"

@@ -7,7 +7,7 @@ answer timing; the index that finds the matches is ``evol.dedup``.
 from __future__ import annotations
 
 from evol.dedup.index import Deduper
-from evol.models import Record, Rejection
+from evol.models import Record, Rejection, asked
 from evol.rules.rule import Rule
 
 DUPLICATE = Rule(
@@ -19,7 +19,7 @@ DUPLICATE = Rule(
 def check_duplicate(deduper: Deduper, record: Record) -> Rejection | None:
     """``record`` rejected as a duplicate of a text the index holds, or None. Near matches are looked for in other
     seeds' lineages only: an evolution is never a near-duplicate of its own ancestors (exact repeats still are)."""
-    match = deduper.check(record.instruction, record.seed_id)
+    match = deduper.check(asked(record.history, record.instruction), record.seed_id)
     if match is None:
         return None
     return record.rejected(

@@ -7,13 +7,15 @@ printed (``python -m evol.rules``), and a test keeps the two equal.
 
 from __future__ import annotations
 
-from evol.rules import duplicates, endpoint, evolution, judgement, response
+from evol.rules import conversation, duplicates, endpoint, evolution, judgement, response
 from evol.rules.rule import Rule
 
 REGISTRY: tuple[Rule, ...] = (
     judgement.NO_INFORMATION_GAIN,
     judgement.JUDGE_UNCLEAR,
     judgement.RANK_UNCLEAR,
+    conversation.IGNORED_ANSWER,
+    conversation.REPEATED_TURN,
     response.SORRY_SHORT,
     response.REFUSED,
     response.CLARIFICATION,

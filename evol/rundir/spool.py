@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evol.models import Record, Rejection
+from evol.models import Record, Rejection, alpaca_row
 from evol.rundir.files import AtomicFile, jsonl_line
 from evol.rundir.folder import SPOOL, RunDir
 
@@ -98,7 +98,8 @@ class RoundWriter:
         if isinstance(out, Record):
             self._files["records"].write(jsonl_line(out))
             # dataset.json's items as json.dumps(rows, indent=2) writes them: each row indented one level more
-            item = json.dumps({"instruction": out.instruction, "output": out.output}, ensure_ascii=False, indent=2)
+            row = alpaca_row(out.instruction, out.output, out.history)
+            item = json.dumps(row, ensure_ascii=False, indent=2)
             self._files["dataset"].write(("  " if not self._rows else ",\n  ") + item.replace("\n", "\n  "))
             self._rows += 1
         else:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from evol.config import RULES
-from evol.rules import duplicates, endpoint, evolution, judgement, response
+from evol.rules import conversation, duplicates, endpoint, evolution, judgement, response
 from evol.rules import registry as rules
 from evol.rules.rule import Rule
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the modules whose rules fire, each rule's row beside the code that fires it
-RULE_MODULES = (duplicates, endpoint, evolution, judgement, response)
+RULE_MODULES = (conversation, duplicates, endpoint, evolution, judgement, response)
 
 
 def rows_of(module) -> dict[str, Rule]:

@@ -16,7 +16,7 @@ from evol.quality.scoring import ORDERS
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="write a run's dataset in a training format (alpaca, jsonl, sharegpt, openai-chat, parquet, hf, dpo, preference-chat)",
+        help="write a run's dataset in a training format (alpaca, jsonl, sharegpt, openai-chat, vicuna, parquet, hf, dpo, preference-chat)",
         description="Write the kept rows of one or more runs into a folder: data files in the chosen format, a dataset "
         "card README.md, and export.json. Several runs are merged; an instruction in more than one is kept once.",
     )
@@ -98,7 +98,9 @@ def add_parser(sub) -> None:
     )
     g = p.add_argument_group("chat formats")
     g.add_argument(
-        "--system", help="a system message to put first in every sharegpt / openai-chat / preference-chat conversation"
+        "--system",
+        help="a system message to put first in every sharegpt / openai-chat / vicuna / preference-chat conversation "
+        "that has none of its own",
     )
     g = p.add_argument_group("preference formats (dpo, preference-chat)")
     g.add_argument(

@@ -282,7 +282,9 @@ async def pipeline_flow(
         stats,
         counts,
     )
-    ctx = RunContext(run_dir, config, profile, models, RunState.start(seedset, run_dir), tally, started, stats)
+    ctx = RunContext(
+        run_dir, config, profile, models, RunState.start(seedset, run_dir, config.turns), tally, started, stats
+    )
     ctx.announce(log)
 
     async def checkpoint(status: str, reason: str, when: str) -> Manifest:
