@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evol.models import user_turns
 from evol.output.formats import FORMATS
 from evol.output.rows import reasons
 from evol.rundir.reader import Run, funnel
@@ -64,6 +65,9 @@ def dataset_card(
         _table(["operation", "rows"], [[op, c] for op, c in sorted(Counter(r.operation for r in rows).items())]),
         "",
     ]
+    if any(r.history for r in rows):  # conversations: how long they are
+        turns = Counter(user_turns(r.history) + 1 for r in rows)
+        out += [_table(["user turns per conversation", "rows"], [[n, c] for n, c in sorted(turns.items())]), ""]
     if summary["selection"] or summary["left_out"]:
         out += [
             "Selection: "

@@ -256,6 +256,9 @@ def render_html(
     )
     add("<section id='response_length'><h2>Response length</h2>" + figure(by_plot["response_length"]))
     add(stats_table(stats, "response words", lambda s: s.output_words) + "</section>")
+    if "turns" in by_plot:  # a run over conversations
+        add("<section id='turns'><h2>Turns per conversation</h2>" + figure(by_plot["turns"]))
+        add(stats_table(stats, "user turns", lambda s: s.turns) + "</section>")
 
     # --- diversity
     add("<section id='diversity'><h2>Lexical diversity</h2>" + figure(by_plot["diversity"]))

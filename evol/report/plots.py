@@ -252,6 +252,17 @@ def make_plots(run: Run, stats: list[RoundStats]) -> list[Plot]:
             "a position heuristic, not a parser.",
         ),
     ]
+    if any(n > 1 for s in stats for n in s.turns):  # a run over conversations (--turns, or conversation seeds)
+        plots.append(
+            Plot(
+                "turns",
+                "Turns per conversation",
+                plot_boxes(
+                    stats, [s.turns for s in stats], "User turns per conversation per round (kept)", "turns", "#c9a0dc"
+                ),
+                "How long the kept conversations are: a follow_up evolution adds a user turn, the others rewrite the last one.",
+            )
+        )
     if any(s.scores for s in stats):
         plots.append(
             Plot(

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from evol.errors import EvolError
-from evol.models import Frozen, Record, Rejection
+from evol.models import Frozen, Record, Rejection, user_turns
 from evol.quality.scoring import Score
 from evol.rundir.reader import Run
 from evol.text import whitespace_word_count
@@ -154,6 +154,7 @@ class RoundStats:
     outputs: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # complexity (evol score)
     quality: list[float] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)  # user turns of each kept conversation (1: a single instruction)
 
     @property
     def label(self) -> str:
@@ -227,6 +228,7 @@ def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, Score]
         r0 = rounds[0] = RoundStats(0)
         r0.instructions = [text for _, text in seeds] or [r.instruction for r in seed_records]
         r0.outputs = [r.output for r in seed_records]
+        r0.turns = [user_turns(r.history) + 1 for r in seed_records]
         _add_scores(r0, [sid for sid, _ in seeds] or [r.id for r in seed_records], scores)
     for rec in run.records:
         if rec.round == 0:
@@ -234,6 +236,7 @@ def round_stats(run: Run, seeds: list[tuple[str, str]], scores: dict[str, Score]
         st = rounds.setdefault(rec.round, RoundStats(rec.round))
         st.instructions.append(rec.instruction)
         st.outputs.append(rec.output)
+        st.turns.append(user_turns(rec.history) + 1)
         _add_scores(st, [rec.id], scores)
     return [rounds[k] for k in sorted(rounds)]
 

@@ -150,6 +150,12 @@ def test_conversation_exports_carry_every_turn_and_load_in_datasets(tmp_path):
             assert text.endswith(longest["output"] + "</s>") and text.count("</s>") == text.count(" USER: ")
         else:
             assert len(row["history"]) == sum(t["role"] == "assistant" for t in longest.get("history", []))
+    card = (tmp_path / "x-alpaca" / "README.md").read_text()
+    assert "| user turns per conversation | rows |" in card and "| 4 |" in card
+    proc = run_cli("report", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "o" / "report" / "report.html").read_text()
+    assert "Turns per conversation" in html
 
 
 @pytest.mark.slow
