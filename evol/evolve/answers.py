@@ -245,7 +245,12 @@ class AnswerStage:
             if retried.rule != "backend_error":  # a failed retry leaves the cut answer to its rule
                 return retried.model_copy(update={"cut_answers": (text,)})
         verdict = check_response(
-            text, c.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=instruction
+            text,
+            c.finish_reason,
+            self.config.sorry_max_words,
+            self.config.rule_on,
+            instruction=instruction,
+            earlier=[t.content for t in history],
         )
         return Candidate(
             key=key,

@@ -214,7 +214,10 @@ class Evolver:
                     candidates=got.candidates,
                 )
             r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage, history)
-            verdict = check_response(r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text)
+            earlier = [t.content for t in history]
+            verdict = check_response(
+                r.text, r.finish_reason, cfg.sorry_max_words, on, instruction=text, earlier=earlier
+            )
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text, r.text, cut_answers=cut)
         except BackendError as exc:
@@ -288,7 +291,12 @@ class Evolver:
                 "failed", "backend_error", str(exc), "respond", instruction=seed.instruction, history=seed.history
             )
         verdict = check_response(
-            r.text, r.finish_reason, self.config.sorry_max_words, self.config.rule_on, instruction=seed.instruction
+            r.text,
+            r.finish_reason,
+            self.config.sorry_max_words,
+            self.config.rule_on,
+            instruction=seed.instruction,
+            earlier=[t.content for t in seed.history],
         )
         if not verdict.keep:
             return of_seed.rejected(

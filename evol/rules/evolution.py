@@ -69,8 +69,9 @@ LOST_INPUT = Rule(
 META_COMMENTARY = Rule(
     ("meta_commentary",),
     'the evolving model talked about the instruction instead of writing one: "The new instruction is indeed quite '
-    'challenging…", "To make it harder, add…", "How to make it harder: …", "The rewritten prompt asks…"; an '
-    "instruction that is about instructions and says so in its parent's words is kept",
+    'challenging…", "To make it harder, add…", "How to make it harder: …", "The rewritten prompt asks…", "Your '
+    'instructions are already challenging!", "If you want to make the original more difficult…"; an instruction that '
+    "is about instructions and says so in its parent's words is kept",
 )
 NO_FINAL_INSTRUCTION = Rule(
     ("no_final_instruction",),
@@ -164,7 +165,15 @@ _COMMENTARY = re.compile(
     r"question|task|problem)) (?:a bit |slightly |even |much )?(?:harder|tougher|more (?:difficult|challenging|complex))"
     r"[ \t]*[,:：]"
     # "To increase the difficulty, …", "How to raise the complexity: …"
-    r"|^\W*(?:(?:in order )?to|how to|one way to|ways to) (?:increase|raise) the (?:difficulty|complexity)\b[^\n,:]{0,40}[,:：]",
+    r"|^\W*(?:(?:in order )?to|how to|one way to|ways to) (?:increase|raise) the (?:difficulty|complexity)\b[^\n,:]{0,40}[,:：]"
+    # "Your instructions are already challenging!", "The prompt is quite difficult." (the embedded model's, on a
+    # conversation's turn): a verdict on the instruction's difficulty
+    r"|^\W*(?:the|this|your|my|these) (?:original |given )?(?:instruction|prompt|question|task)s? (?:is|are) "
+    r"(?:(?:already|now|quite|very|indeed|really|too|not|a bit|rather) )*(?:challenging|difficult|hard|complex|"
+    r"complicated|simple|easy)\b"
+    # "If you want to make the original more difficult to read, …" (the embedded model's)
+    r"|^\W*if you (?:want|wish|would like|need) to make the (?:original|given|instruction|prompt|question|task)\b"
+    r"[^\n,.]{0,30}?(?:harder|tougher|more (?:difficult|challenging|complex))",
     re.IGNORECASE,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
 
 from evol.models import Verdict
@@ -19,7 +20,9 @@ TRUNCATED = Rule(
     "one is kept in the row's `cut_answers` (a candidate's, with `--answers`, in its own)",
 )
 ECHOED = Rule(
-    ("echoed_response",), "the answer only repeats the instruction (after folding case, punctuation and spaces)"
+    ("echoed_response",),
+    "the answer only repeats the instruction (after folding case, punctuation and spaces), or in a conversation an "
+    "earlier turn of it (a small model answers the last turn with its previous answer again)",
 )
 SORRY_SHORT = Rule(("sorry_short_response",), 'the answer says "sorry" in fewer than 80 words (the paper\'s rule)')
 REFUSED = Rule(
@@ -50,8 +53,10 @@ def check_response(
     sorry_max_words: int = 80,
     enabled=lambda rule: True,
     instruction: str | None = None,
+    earlier: Iterable[str] = (),
 ) -> Verdict:
-    """The answer rules in order, cheapest first; the first that fires decides."""
+    """The answer rules in order, cheapest first; the first that fires decides. ``earlier``: the texts of a
+    conversation's turns before the instruction."""
     filtered = content_filtered(finish_reason, "the response", enabled)
     if filtered is not None:
         return filtered
@@ -61,6 +66,10 @@ def check_response(
         return Verdict.drop(TRUNCATED.name, "the response hit max_tokens (finish_reason=length)")
     if enabled(ECHOED.name) and instruction is not None and normalize(text) == normalize(instruction):
         return Verdict.drop(ECHOED.name, "the response only repeats the instruction")
+    if enabled(ECHOED.name) and earlier:
+        mine = normalize(text)
+        if any(mine == normalize(turn) for turn in earlier):
+            return Verdict.drop(ECHOED.name, "the response only repeats an earlier turn of its conversation")
     tokens = words(text)
     if enabled(SORRY_SHORT.name) and "sorry" in text.casefold() and len(tokens) < sorry_max_words:
         return Verdict.drop(SORRY_SHORT.name, f"says 'sorry' in {len(tokens)} words (< {sorry_max_words})")

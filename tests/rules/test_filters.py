@@ -98,3 +98,16 @@ def test_truncated_response():
 
 def test_normalize_folds_case_punctuation_and_space():
     assert normalize("  Hello,   WORLD!! ") == normalize("hello world") == "hello world"
+
+
+def test_an_answer_that_repeats_an_earlier_turn_of_its_conversation_is_an_echo():
+    """The embedded model answered a conversation's last turn with its previous answer again (a run with --turns)."""
+    from evol.rules.response import check_response
+
+    before = "Wild Yeast Co., Crust Theory and The Slow Loaf, each for its craft."
+    earlier = ["Give me three more, each with a one-line reason.", before]
+    v = check_response("Wild Yeast Co., Crust Theory, and the Slow Loaf, each for its craft.", "stop", earlier=earlier)
+    assert (v.keep, v.rule) == (False, "echoed_response") and "earlier turn" in v.detail
+    assert check_response(
+        f"{before} For a university shop, The Slow Loaf: students like it.", "stop", earlier=earlier
+    ).keep

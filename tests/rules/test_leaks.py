@@ -109,6 +109,9 @@ def test_look_alikes_are_kept(parent, answer):
         "To increase the difficulty, require O(1) extra space.",
         # the embedded model's, from the quick start
         "The given subject and problem are inextricably linked with the problem of machine learning.",
+        # and from a run over conversations (--turns 3)
+        "Your instructions are already challenging! You're allowed to break them down into a single paragraph.",
+        "If you want to make the original more difficult to read, you can make it harder by adding more words.",
     ],
 )
 def test_talk_about_the_instruction_is_meta_commentary(answer):
@@ -122,6 +125,8 @@ def test_talk_about_the_instruction_is_meta_commentary(answer):
         "To make it harder for attackers, add rate limiting to the login endpoint of the function's web service.",
         "To make it easier to read, rewrite the function with clear names and a docstring.",
         "Write a function that returns the largest number; the new version must run in linear time.",
+        "If you want to make the game harder for experienced players, which three rules would you change, and why?",
+        "The task is to find the largest number in the list, using a single pass and no built-in max function.",
     ],
 )
 def test_instructions_that_open_like_commentary_are_kept(answer):
