@@ -10,9 +10,9 @@ import pytest
 from evol.errors import TemplateError
 from evol.prompts import default_prompts_dir, load_profile
 from evol.rules.evolution import extract_final
+from evol.testing.auto_script import NO_FINAL, AutoScript, fate, final_for
 from evol.testing.server import ScriptedServer
 
-from ..autoscript import NO_FINAL, AutoScript, fate, final_for
 from ..conftest import run_cli
 
 MARK = "#Final Instruction#"
