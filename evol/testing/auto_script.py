@@ -5,7 +5,8 @@ phrase GAIN, every instruction whose hash is even comes back with nothing gained
 complexity); without QUIET, every third one leaks a section heading into its final instruction (an evol rule);
 without KEEP, one in five refers to a table it does not include (the answer asks for it: loss of key information)
 and another one in five leaves out for whom it is written (the answer only asks back: insufficient
-qualification). A method with TIMID changes every instruction by a few words: nothing fails, nothing gains, and
+qualification). One instruction in thirteen is refused whatever the method, so no method fails at nothing.
+A method with TIMID changes every instruction by a few words: nothing fails, nothing gains, and
 the answer is no longer than the seed's. Every genuine requirement an instruction carries makes its answer longer,
 so the complexity figure (answer words over the seed answer's) tells a timid method from a good one.
 
@@ -35,10 +36,18 @@ AUDIENCE = " Write it for the audience I have in mind."  # ... but which: the an
 ANSWER_CHARS = 300  # a seed's answer; each requirement of the instruction adds as much again
 ASKS_FOR_TABLE = "Could you please provide the table of measurements you mentioned? I don't see it in your message."
 ASKS_FOR_AUDIENCE = "Sure! Who is the audience you have in mind?"
+REFUSAL = "I'm sorry, but I can't help with rewriting this instruction."
+
+
+def refused(instruction: str) -> bool:
+    """The evolving model refuses this instruction whatever the method says: a failure no method removes."""
+    return hashlib.sha256(instruction.encode()).digest()[1] % 13 == 5
 
 
 def fate(instruction: str, method: str) -> str:
     """What becomes of ``instruction`` evolved with ``method``: "ok", "timid", or the failure it meets."""
+    if refused(instruction):
+        return "refused"
     if TIMID in method:
         return "timid"
     h = hashlib.sha256(instruction.encode()).digest()[0]
@@ -56,6 +65,8 @@ def fate(instruction: str, method: str) -> str:
 def final_for(instruction: str, method: str) -> str:
     """The final instruction the scripted model writes (the e2e tests compare datasets with it)."""
     rule = fate(instruction, method)
+    if rule == "refused":
+        return REFUSAL
     if rule == "timid":
         return f"{instruction} Use plain words."
     if rule == "no_information_gain":
@@ -119,6 +130,8 @@ class AutoScript:
             f"#Ways to Complicate#\n1. Add a constraint.\n2. Ask for reasoning.\n\n#Plan#\nUse way 1.\n\n"
             f"#First Rewrite#\n{instruction} (draft)\n\n#Review#\nThe draft is fine but for the marker.\n\n"
         )
+        if refused(instruction):
+            return REFUSAL
         if NO_FINAL in instruction:
             return sections
         return f"{sections}#Final Instruction#\n{final_for(instruction, method)}"

@@ -18,7 +18,19 @@ from evol.optimize.optimizer import candidate_text, load_report
 from evol.prompts import load_profile
 from evol.rules.clarifications import clarification
 from evol.seeds import load_seeds
-from evol.testing.auto_script import GAIN, KEEP, QUIET, TIMID, AutoScript, answer_for, fate, final_for
+from evol.testing.auto_script import (
+    ASKS_FOR_AUDIENCE,
+    ASKS_FOR_TABLE,
+    GAIN,
+    KEEP,
+    QUIET,
+    TIMID,
+    AutoScript,
+    answer_for,
+    fate,
+    final_for,
+    refused,
+)
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 from ..conftest import ROOT, run_cli
@@ -27,6 +39,7 @@ from ..realistic import SHIPPED
 # the shipped seed tasks' instructions: varied enough that a timid rewrite of one is no near copy of another's
 SEEDS = [s.instruction for s in load_seeds(SHIPPED).seeds][:90]
 DEV = SEEDS[-50:]  # --dev-size's default
+FLOOR = sum(map(refused, DEV)) / 50  # refused whatever the method: the failure rate no method goes below
 CANDIDATES = 4  # the scripted optimizer's variants: GAIN (then KEEP), QUIET (then KEEP), timid, invalid
 
 
@@ -87,7 +100,7 @@ def test_keeps_the_lowest_failure_rate_and_stops_after_its_patience(optimized):
     start = report.start.evaluation.failure_rate
     rates = [s.best_failure_rate for s in report.steps]
     # each step keeps its best candidate; steps 4 and 5 find nothing better and, patience 2, it stops there
-    assert start > 0.5 and rates == sorted(rates, reverse=True) and rates[-1] == 0.0 and rates[0] < start
+    assert start > 0.5 and rates == sorted(rates, reverse=True) and rates[-1] == FLOOR > 0 and rates[0] < start
     assert [s.improved for s in report.steps] == [True, True, True, False, False]
     assert "2 steps in a row (patience 2)" in report.reason
     for step in report.steps:
@@ -106,15 +119,18 @@ def test_keeps_the_lowest_failure_rate_and_stops_after_its_patience(optimized):
     # the dev failures are counted by the pipeline's own rules, and under the paper's kinds
     method = load_profile("auto").operations[0].prompt.text
     first = report.start.evaluation
-    assert set(first.by_rule) == {"no_information_gain", "prompt_leak", "clarification_response"}
-    assert first.failures == failures_of(method) and start == failures_of(method) / 50
-    expected = {
-        k: sum(fate(s, method) == k for s in DEV) for k in ("insufficient_qualification", "loss_of_key_information")
+    assert set(first.by_rule) == {
+        "no_information_gain",
+        "prompt_leak",
+        "clarification_response",
+        "no_final_instruction",
     }
+    assert first.failures == failures_of(method) and start == failures_of(method) / 50
     assert first.by_kind == {
-        "stagnant_complexity": sum(fate(s, method) == "no_information_gain" for s in DEV),
-        **expected,
-        "evol_rules": sum(fate(s, method) == "prompt_leak" for s in DEV),
+        "stagnant_complexity": failures_of(method, "no_information_gain"),
+        "insufficient_qualification": failures_of(method, "insufficient_qualification"),
+        "loss_of_key_information": failures_of(method, "loss_of_key_information"),
+        "evol_rules": failures_of(method, "prompt_leak") + failures_of(method, "refused"),
     }
     assert all(n > 0 for n in first.by_kind.values()) and sum(first.by_kind.values()) == first.failures
     assert first.rate_by_kind["stagnant_complexity"] == first.by_kind["stagnant_complexity"] / 50
@@ -131,13 +147,13 @@ def test_a_timid_method_that_fails_least_is_never_kept(optimized):
     peak = start
     for step in report.steps:
         timid = next(c for c in step.candidates if c.valid and TIMID in c.method)
-        assert timid.evaluation.failure_rate == 0.0 and timid.evaluation.complexity < 1.1
+        assert timid.evaluation.failure_rate == FLOOR and timid.evaluation.complexity < 1.1
         assert not timid.kept and "below the floor" in timid.why
         # the floor: the most complex method kept so far, less --complexity-tolerance's default 5 %
         assert step.min_complexity == round(peak * 0.95, 6)
         if step.improved:
             peak = max(peak, step.best_complexity)
-    assert report.steps[0].best_failure_rate > 0.0  # step 1 kept an honest method over the timid one
+    assert report.steps[0].best_failure_rate > FLOOR  # step 1 kept an honest method over the timid one
     assert TIMID not in report.best_method and report.best_complexity >= start * 0.95
 
 
@@ -179,6 +195,10 @@ def test_the_report_compares_the_steps_the_start_and_the_baseline(optimized, tmp
     ):
         assert f"data-metric='{name}'>{rate:.3f}<" in page
     assert page.count("<h3>Step ") == len(report.steps) and "invalid: " in page
+    start = report.start.evaluation
+    assert f"data-complexity='starting method'>{start.complexity:.3f}<" in page
+    assert "loss_of_key_information" in page and "below the floor" in page
+    assert page.count("the optimizer's analysis</summary>") == sum(len(s.candidates) for s in report.steps)
     assert html.escape(report.best_method.splitlines()[0]) in page
 
 
@@ -235,7 +255,7 @@ def test_the_optimized_profile_drives_a_normal_run(optimized, tmp_path):
         )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "run" / "dataset.json").read_text())
-    assert [r["instruction"] for r in rows] == [final_for(s, method) for s in DEV]
+    assert [r["instruction"] for r in rows] == [final_for(s, method) for s in DEV if fate(s, method) == "ok"]
 
 
 @pytest.mark.slow
@@ -325,7 +345,7 @@ def test_killed_mid_way_resumes_without_paying_twice(tmp_path):
         assert again.returncode == 0, again.stderr
     # an answer already sent is asked for again only if the kill came between its arrival and its commit
     assert len(set(sent[len(before) :]) & set(before)) <= 2
-    assert load_report(tmp_path / "opt" / "optimize.json").best_failure_rate == 0.0
+    assert load_report(tmp_path / "opt" / "optimize.json").best_failure_rate == FLOOR
 
 
 @pytest.mark.parametrize(
@@ -423,3 +443,70 @@ def test_the_leak_checks_are_frozen_from_the_starting_method(tmp_path):
     assert "original instruction" in report.leak_phrases
     # checked against the starting method's phrases, every one of its evolutions leaks
     assert cand.evaluation.by_rule == {"prompt_leak": 50} and not cand.kept
+
+
+@pytest.mark.slow
+def test_the_optimized_method_fails_less_on_held_out_seeds(optimized, tmp_path):
+    """The seeds the optimizer never saw, each evolved once by ``evol run`` with the starting and the optimized
+    method: the optimized one fails at least 30 % less often, keeps no answer that asks back, and its answers are
+    no shorter (the complexity figure's numerator: the seeds are the same)."""
+    opt_dir, *_ = optimized
+    held = [s.instruction for s in load_seeds(SHIPPED).seeds][90:]
+    (tmp_path / "held.jsonl").write_text("".join(json.dumps({"instruction": s}) + "\n" for s in held))
+    results = {}
+    with ScriptedServer(AutoScript()) as srv:
+        for name, extra in (("start", ()), ("optimized", ("--prompts-dir", str(opt_dir / "opt" / "prompts")))):
+            out = tmp_path / name
+            proc = run_cli(
+                "run",
+                "--seeds",
+                str(tmp_path / "held.jsonl"),
+                "--profile",
+                "auto",
+                "--rounds",
+                "1",
+                "--out",
+                str(out),
+                "--base-url",
+                srv.base_url,
+                *extra,
+            )
+            assert proc.returncode == 0, proc.stderr
+            rows = json.loads((out / "dataset.json").read_text())
+            rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+            lost = [r for r in rejected if r["kind"] != "failed"]
+            results[name] = (len(lost) / len(held), rows)
+    (start_rate, start_rows), (best_rate, best_rows) = results["start"], results["optimized"]
+    assert start_rate > 0.5 and best_rate <= 0.7 * start_rate
+    assert not any(clarification(r["output"], r["instruction"]) for r in best_rows)
+    assert not any(r["output"] in (ASKS_FOR_TABLE, ASKS_FOR_AUDIENCE) for r in best_rows)
+
+    def mean_words(rows):
+        return sum(len(r["output"].split()) for r in rows) / len(rows)
+
+    assert mean_words(best_rows) >= mean_words(start_rows)
+
+
+@pytest.mark.slow
+def test_repeated_dev_samples_make_a_small_dev_set_count_for_more(tmp_path):
+    write_seeds(tmp_path)
+    with ScriptedServer(AutoScript()) as srv:
+        small = run_cli(*optimize_cmd(tmp_path, srv.base_url, "--steps", "1", "--candidates", "1", "--dev-size", "20"))
+        assert small.returncode == 0, small.stderr
+        assert "20 development items, so one item moves the failure rate by 5.0 points" in small.stderr
+        (tmp_path / "opt").rename(tmp_path / "small")
+        evolved = {r["messages"][-1]["content"] for r in srv.requests}
+        twice = run_cli(
+            *optimize_cmd(tmp_path, srv.base_url, "--steps", "1", "--candidates", "1", "--dev-size", "20"),
+            "--dev-samples",
+            "3",
+        )
+        assert twice.returncode == 0, twice.stderr
+        assert "one item moves" not in twice.stderr  # 60 items
+    report = load_report(tmp_path / "opt" / "optimize.json")
+    one = load_report(tmp_path / "small" / "optimize.json")
+    assert report.dev_samples == 3 and report.start.evaluation.attempts == 60
+    # the scripted model answers a prompt the same way every time: each sample fails as the first did, and two
+    # samples of one seed are not counted as duplicates of each other
+    assert report.start.evaluation.failures == 3 * one.start.evaluation.failures
+    assert len(evolved) < len({r["messages"][-1]["content"] for r in srv.requests})
