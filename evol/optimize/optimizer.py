@@ -198,9 +198,8 @@ class Optimizer:
         failed: list[Rejection] = []
         lost: list[Rejection] = []
         ratios: list[float] = []
-        for k in range(
-            self.opts.dev_samples
-        ):  # each sample settled on its own: two samples of a seed are no duplicates
+        # each sample is settled on its own: two samples of one seed are not duplicates of each other
+        for k in range(self.opts.dev_samples):
             samples = [sample_seed(s, k) for s in seeds]
             origin = {x.id: s.id for x, s in zip(samples, seeds, strict=True)}
             pool = [Node.from_seed(x) for x in samples]
