@@ -1,11 +1,15 @@
 """Auto Evol-Instruct (Zeng et al., 2024): an optimizer model improves the evolving method on the user's seeds.
 
-Each step evolves a mini-batch of seeds for a few rounds with the current method, has the optimizer name the
-failures in those trajectories, asks it for several candidate methods, and measures each candidate's failure
-rate on a held-out development set with evol's own pipeline (Evolver.step, its rules and judge, dedup). The
-lowest rate wins if it beats the current method; the loop stops when no candidate does. Every call goes
-through the call cache in the output folder, under sample ids made of the step, stage and seed, so the same
-command run again after a kill pays for nothing twice and, given the same answers, decides the same way.
+Each step evolves a mini-batch of seeds for a few rounds with the current method; for each of the m candidates
+the optimizer writes its own analysis of those trajectories and a method from it (the paper samples m analyses
+and m optimizations). Each candidate's failure rate is measured on a held-out development set with evol's own
+pipeline (Evolver.step, its rules and judge, dedup), each failure counted under the paper's kinds, and so is its
+complexity figure (how much longer an answer its evolutions draw than their seeds do). The lowest rate wins if
+it beats the current method and its complexity did not fall, so a method that changes little cannot win by
+failing little; the loop stops after ``patience`` steps in a row without a winner. The leak checks are frozen
+from the starting method. Every call goes through the call cache in the output folder, under sample ids made
+of the step, stage and seed, so the same command run again after a kill pays for nothing twice and, given the
+same answers, decides the same way.
 """
 
 from __future__ import annotations
@@ -21,12 +25,23 @@ from typing import Any, TypeVar
 
 from evol.config import RunConfig
 from evol.errors import BackendError, ConfigError, InputError, TemplateError
-from evol.evolve.evolver import Evolver
+from evol.evolve.concurrency import bounded_map
+from evol.evolve.evolver import RETRY_MAX_TOKENS, Evolver
 from evol.evolve.progress import LiveTally, current
 from evol.evolve.settling import make_deduper, settle_round
 from evol.llm.cache import CachedChat, CallCache
-from evol.models import Models, Node, Seed
-from evol.optimize.types import Baseline, Evaluation, MethodCandidate, OptimizeOptions, OptimizeReport, Start, Step
+from evol.models import Models, Node, Rejection, Seed
+from evol.optimize.types import (
+    FAILURE_KINDS,
+    Baseline,
+    Evaluation,
+    FailureKind,
+    MethodCandidate,
+    OptimizeOptions,
+    OptimizeReport,
+    Start,
+    Step,
+)
 from evol.prompts import (
     Operation,
     Profile,
@@ -35,12 +50,33 @@ from evol.prompts import (
     default_prompts_dir,
     load_profile,
 )
+from evol.rules.clarifications import ONLY_ASKS
 from evol.rundir.files import atomic_write, write_json
 from evol.rundir.folder import CACHE, OPTIMIZE, PROMPTS, RunDir
 from evol.seeds import load_seeds
+from evol.text import word_count
 
 NEW_METHOD = "#New Method#"  # the heading the optimizer writes a candidate method under (propose.txt)
 _EXCERPT = 600  # characters of an instruction shown to the optimizer: enough to judge, not a whole page
+#: a kept evolution's answer counts at most this many times its seed's answer in the complexity figure: one seed whose
+#: own answer was a one-line refusal must not outweigh the rest of the development set
+COMPLEXITY_CAP = 4.0
+
+
+def failure_kind(rej: Rejection) -> FailureKind:
+    """The paper's kind of a failed evolution. An answer that asks for input the instruction refers to but lacks
+    is loss of key information; one that only asks the user to say more is insufficient qualification; the
+    equality judge's "nothing gained" is stagnant complexity; every other elimination and duplicate is evol's own."""
+    if rej.rule == "clarification_response":
+        return "insufficient_qualification" if ONLY_ASKS in rej.detail else "loss_of_key_information"
+    if rej.rule == "no_information_gain":
+        return "stagnant_complexity"
+    return "evol_rules"
+
+
+def sample_seed(seed: Seed, k: int) -> Seed:
+    """The ``k``-th sample of a dev seed (0: the seed itself): its own id, so its calls are sampled afresh."""
+    return seed if k == 0 else seed.model_copy(update={"id": f"{seed.id}~{k + 1}"})
 
 
 def load_report(path: Path) -> OptimizeReport:
@@ -134,30 +170,63 @@ class Optimizer:
         self.profile, self.op = profile, method_operation(profile)
         self.train, self.dev = train, dev
         self.optimizer_model = opts.optimizer_model or models.evolve
+        # the leak checks of the starting method, kept for every candidate: one that drops its "never use the words
+        # …" line must not be checked against fewer phrases (a candidate's own markers are checked too)
+        self.leak_phrases = tuple(sorted({*config.leak_phrases, *profile.leak_markers}))
+        self.frozen = config.model_copy(update={"leak_phrases": list(self.leak_phrases)})
+        self.seed_words: dict[str, int | None] = {}  # each dev seed's answer's words: the complexity figure's base
         self.tally = LiveTally()  # the calls and their cost, on the terminal while it runs and in optimize.json
         self.caller = Evolver(config, profile, chat, models, self.tally)  # the optimizer's calls: budget, tally
         folder = (config.prompts_dir or default_prompts_dir()) / profile.name
         self.analyze = Prompt.load(folder / "analyze.txt", {"method", "trajectories"})
         self.propose = Prompt.load(folder / "propose.txt", {"method", "analysis", "variant", "count", "marker"})
 
-    async def evaluate(self, profile: Profile) -> Evaluation:
-        evolver = Evolver(self.config, profile, self.chat, self.models, self.tally)
-        pool = [Node.from_seed(s) for s in self.dev]
-        result = settle_round(pool, await evolver.run_round(pool, 1), make_deduper(self.config, self.dev))
-        failed = [r for r in result.rejected if r.kind == "failed"]
-        lost = [r for r in result.rejected if r.kind != "failed"]
-        attempts = len(pool) - len(failed)
+    async def answer_seeds(self, seeds: list[Seed]) -> None:
+        """Each seed's answer (its own output where it has one), once: what an evolution's answer is compared with."""
+        evolver = Evolver(self.config, self.profile, self.chat, self.models, self.tally)
+        todo = [s for s in seeds if s.id not in self.seed_words]
+        for seed, out in zip(todo, await bounded_map(evolver.answer_seed, todo, evolver.workers), strict=True):
+            # a refused or checked-out answer still says how long the seed's answer is; a failed call does not
+            self.seed_words[seed.id] = word_count(out.output) if out.output else None
+
+    async def evaluate(self, profile: Profile, seeds: list[Seed] | None = None, frozen: bool = True) -> Evaluation:
+        """``profile`` on ``seeds`` (the dev set): ``dev_samples`` evolutions of each, checked by the pipeline, with
+        the leak checks frozen from the starting method unless ``frozen`` is off (a hand-written baseline)."""
+        seeds = self.dev if seeds is None else seeds
+        await self.answer_seeds(seeds)
+        evolver = Evolver(self.frozen if frozen else self.config, profile, self.chat, self.models, self.tally)
+        failed: list[Rejection] = []
+        lost: list[Rejection] = []
+        ratios: list[float] = []
+        # each sample is settled on its own: two samples of one seed are not duplicates of each other
+        for k in range(self.opts.dev_samples):
+            samples = [sample_seed(s, k) for s in seeds]
+            origin = {x.id: s.id for x, s in zip(samples, seeds, strict=True)}
+            pool = [Node.from_seed(x) for x in samples]
+            result = settle_round(pool, await evolver.run_round(pool, 1), make_deduper(self.config, seeds))
+            failed += [r for r in result.rejected if r.kind == "failed"]
+            lost += [r for r in result.rejected if r.kind != "failed"]
+            for rec in result.kept:
+                base = self.seed_words.get(origin[rec.seed_id])
+                if base:
+                    ratios.append(min(word_count(rec.output) / base, COMPLEXITY_CAP))
+        attempts = len(seeds) * self.opts.dev_samples - len(failed)
+        kinds = Counter(failure_kind(r) for r in lost)
         return Evaluation(
             attempts=attempts,
             failures=len(lost),
             failure_rate=round(len(lost) / attempts, 6) if attempts else 1.0,
             by_rule=dict(sorted(Counter(r.rule for r in lost).items())),
             calls_failed=len(failed),
+            by_kind={k: kinds[k] for k in FAILURE_KINDS},
+            rate_by_kind={k: round(kinds[k] / attempts, 6) if attempts else 0.0 for k in FAILURE_KINDS},
+            complexity=round(sum(ratios) / len(ratios), 6) if ratios else None,
+            complexity_items=len(ratios),
         )
 
     async def trajectories(self, profile: Profile, batch: list[Seed]) -> str:
         """The mini-batch evolved for a few rounds with ``profile``, as text for the optimizer."""
-        evolver = Evolver(self.config, profile, self.chat, self.models, self.tally)
+        evolver = Evolver(self.frozen, profile, self.chat, self.models, self.tally)
         pool, deduper = [Node.from_seed(s) for s in batch], make_deduper(self.config, batch)
         lines: dict[str, list[str]] = {
             s.id: [f"Instruction {i}: {_excerpt(s.instruction)}"] for i, s in enumerate(batch, 1)
@@ -177,36 +246,58 @@ class Optimizer:
         rng = random.Random(f"{self.config.seed}:minibatch:{step}")
         return sorted(rng.sample(self.train, min(self.opts.batch_size, len(self.train))), key=lambda s: s.index)
 
-    async def ask(self, prompt: str, sample: str) -> str:
-        c = await self.caller.call("optimize", self.optimizer_model, prompt, self.config.sampling, sample)
-        return c.text
+    async def ask(self, prompt: str, sample: str) -> str | None:
+        """The optimizer's answer; one cut at ``max_tokens`` is asked again with twice the room (as an answer is),
+        and None if it is cut again: half an analysis or half a method is not one."""
+        sampling = self.config.sampling
+        c = await self.caller.call("optimize", self.optimizer_model, prompt, sampling, sample)
+        if c.finish_reason == "length" and sampling.max_tokens < RETRY_MAX_TOKENS:
+            sampling = sampling.with_more_room(RETRY_MAX_TOKENS)
+            c = await self.caller.call("optimize", self.optimizer_model, prompt, sampling, f"{sample}:longer")
+        return None if c.finish_reason == "length" else c.text
 
-    async def candidate(self, step: int, i: int, method: str, analysis: str) -> MethodCandidate:
-        return await self.phase(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, analysis))
+    async def candidate(self, step: int, i: int, method: str, trajectories: str) -> MethodCandidate:
+        return await self.phase(f"candidate-step-{step}-{i}", lambda: self._candidate(step, i, method, trajectories))
 
-    async def _candidate(self, step: int, i: int, method: str, analysis: str) -> MethodCandidate:
-        prompt = self.propose.render(
-            method=method,
-            analysis=analysis,
-            variant=str(i),
-            count=str(self.opts.candidates),
-            marker=self.op.extract or "",
-        )
+    async def _candidate(self, step: int, i: int, method: str, trajectories: str) -> MethodCandidate:
+        """Candidate ``i``: its own analysis of the trajectories, a method written from it, that method measured."""
+        cut = f"was cut at max_tokens, also when asked again with up to {RETRY_MAX_TOKENS} tokens"
         try:
-            text = candidate_text(await self.ask(prompt, f"optimize:step{step}:propose:{i}"))
+            analysis = await self.ask(
+                self.analyze.render(method=method, trajectories=trajectories), f"optimize:step{step}:analyze:{i}"
+            )
+            if analysis is None:
+                return MethodCandidate(index=i, method="", valid=False, reason=f"the optimizer's analysis {cut}")
+            prompt = self.propose.render(
+                method=method,
+                analysis=analysis,
+                variant=str(i),
+                count=str(self.opts.candidates),
+                marker=self.op.extract or "",
+            )
+            answer = await self.ask(prompt, f"optimize:step{step}:propose:{i}")
         except BackendError as exc:
             if exc.fatal:
                 raise
             return MethodCandidate(index=i, method="", valid=False, reason=f"the optimizer's call failed: {exc}")
+        if answer is None:
+            return MethodCandidate(index=i, method="", valid=False, analysis=analysis, reason=f"the new method {cut}")
+        text = candidate_text(answer)
         if text is None:
             return MethodCandidate(
-                index=i, method="", valid=False, reason=f"the optimizer wrote no '{NEW_METHOD}' section"
+                index=i,
+                method="",
+                valid=False,
+                analysis=analysis,
+                reason=f"the optimizer wrote no '{NEW_METHOD}' section",
             )
         try:
             profile = with_method(self.profile, self.op, text)
         except TemplateError as exc:
-            return MethodCandidate(index=i, method=text, valid=False, reason=str(exc))
-        return MethodCandidate(index=i, method=text, valid=True, evaluation=await self.evaluate(profile))
+            return MethodCandidate(index=i, method=text, valid=False, analysis=analysis, reason=str(exc))
+        return MethodCandidate(
+            index=i, method=text, valid=True, analysis=analysis, evaluation=await self.evaluate(profile)
+        )
 
     def books(self, report: OptimizeReport, **update: Any) -> OptimizeReport:
         """``report`` with the calls, tokens and cost so far."""
@@ -225,6 +316,7 @@ class Optimizer:
     async def run(self, save) -> OptimizeReport:
         """The loop; ``save`` gets the report after the start and after every step."""
         start_text = self.op.prompt.text
+        await self.phase("answer-dev-seeds", partial(self.answer_seeds, self.dev))
         start = Start(
             index=0,
             method=start_text,
@@ -237,7 +329,9 @@ class Optimizer:
             base = self.baseline
             baseline = Baseline(
                 profile=base.name,
-                evaluation=await self.phase(f"evaluate-baseline-{base.name}", lambda: self.evaluate(base)),
+                evaluation=await self.phase(
+                    f"evaluate-baseline-{base.name}", lambda: self.evaluate(base, frozen=False)
+                ),
             )
         report = OptimizeReport(
             status="running",
@@ -247,32 +341,46 @@ class Optimizer:
             evolve_model=self.models.evolve,
             optimizer_model=self.optimizer_model,
             dev=tuple(s.id for s in self.dev),
+            dev_samples=self.opts.dev_samples,
+            leak_phrases=self.leak_phrases,
             start=start,
             baseline=baseline,
             best_method=start_text,
             best_failure_rate=start.evaluation.failure_rate,
+            best_complexity=start.evaluation.complexity,
         )
         save(self.books(report))
         reason = f"ran all {self.opts.steps} steps"
+        # the complexity floor: the most complex method kept so far, less the tolerance (answers vary from call to call)
+        peak = start.evaluation.complexity
+        flat = 0
         for step in range(1, self.opts.steps + 1):
             best_profile = with_method(self.profile, self.op, report.best_method)
             batch = self.minibatch(step)
             traj = await self.phase(f"trajectories-step-{step}", partial(self.trajectories, best_profile, batch))
-            prompt = self.analyze.render(method=report.best_method, trajectories=traj)
-            analysis = await self.phase(
-                f"analyze-step-{step}", partial(self.ask, prompt, f"optimize:step{step}:analyze")
-            )
             cands = await asyncio.gather(
-                *(self.candidate(step, i, report.best_method, analysis) for i in range(1, self.opts.candidates + 1))
+                *(self.candidate(step, i, report.best_method, traj) for i in range(1, self.opts.candidates + 1))
             )
-            rated = [(c.evaluation.failure_rate, c.index, c) for c in cands if c.valid and c.evaluation is not None]
-            # the lowest rate wins, the earliest on a tie; it must beat the current method, so a step never loses ground
-            winner = min(rated, key=lambda r: r[:2], default=None)
-            best_method, best_rate, improved = report.best_method, report.best_failure_rate, False
-            if winner is not None and winner[0] < best_rate:
-                best_rate, _, kept = winner
-                best_method, improved = kept.method, True
-                cands = [c.model_copy(update={"kept": c is kept}) for c in cands]
+            floor = None if peak is None else round(peak * (1 - self.opts.complexity_tolerance), 6)
+            cands, why, kept = judge_candidates(list(cands), report.best_failure_rate, floor)
+            improved = kept is not None
+            if kept is not None:
+                assert kept.evaluation is not None
+                best_method, best_rate, best_complexity = (
+                    kept.method,
+                    kept.evaluation.failure_rate,
+                    kept.evaluation.complexity,
+                )
+                if best_complexity is not None:
+                    peak = best_complexity if peak is None else max(peak, best_complexity)
+                flat = 0
+            else:
+                best_method, best_rate, best_complexity = (
+                    report.best_method,
+                    report.best_failure_rate,
+                    report.best_complexity,
+                )
+                flat += 1
             report = report.model_copy(
                 update={
                     "steps": (
@@ -280,21 +388,87 @@ class Optimizer:
                         Step(
                             step=step,
                             batch=tuple(s.id for s in batch),
-                            analysis=analysis,
                             candidates=tuple(cands),
                             best_failure_rate=best_rate,
+                            best_complexity=best_complexity,
                             improved=improved,
+                            why=why,
+                            min_complexity=floor,
                         ),
                     ),
                     "best_method": best_method,
                     "best_failure_rate": best_rate,
+                    "best_complexity": best_complexity,
                 }
             )
             save(self.books(report))
-            if not improved:
-                reason = f"step {step}: no candidate beat the failure rate {best_rate:.3f}"
+            if flat >= self.opts.patience:
+                reason = (
+                    f"step {step}: no candidate beat the failure rate {best_rate:.3f} "
+                    f"for {flat} step{'s' if flat > 1 else ''} in a row (patience {self.opts.patience})"
+                )
                 break
         return self.books(report, status="complete", reason=reason)
+
+
+def judge_candidates(
+    cands: list[MethodCandidate], best_rate: float, floor: float | None
+) -> tuple[list[MethodCandidate], str, MethodCandidate | None]:
+    """The step's decision: each candidate with why it was kept or not, why the step ended as it did, and the winner.
+
+    A candidate is in the running if its complexity reached ``floor`` (a method that changes little fails little,
+    and must not win for it); of those the lowest failure rate wins (the higher complexity, then the earlier one,
+    on a tie), if it beats ``best_rate``: a step never loses ground."""
+
+    def complexity(c: MethodCandidate) -> float:
+        assert c.evaluation is not None
+        return c.evaluation.complexity if c.evaluation.complexity is not None else float("-inf")
+
+    def rate(c: MethodCandidate) -> float:
+        assert c.evaluation is not None
+        return c.evaluation.failure_rate
+
+    rated = [c for c in cands if c.valid and c.evaluation is not None]
+    running = [c for c in rated if floor is None or complexity(c) >= floor]
+    best = min(running, key=lambda c: (rate(c), -complexity(c), c.index), default=None)
+    winner = best if best is not None and rate(best) < best_rate else None
+    out = []
+    for c in cands:
+        if not c.valid or c.evaluation is None:
+            why = f"invalid: {c.reason}"
+        elif c not in running:
+            shown = "none (no kept evolution)" if c.evaluation.complexity is None else f"{complexity(c):.3f}"
+            why = (
+                f"its complexity {shown} is below the floor {floor:.3f} (the most complex method kept so far, "
+                f"less the tolerance), whatever its failure rate ({rate(c):.3f})"
+            )
+        elif c is winner:
+            why = (
+                f"kept: the lowest failure rate of the candidates whose complexity did not fall "
+                f"({rate(c):.3f} < {best_rate:.3f}, complexity {complexity(c):.3f})"
+            )
+        elif rate(c) >= best_rate:
+            why = f"its failure rate {rate(c):.3f} does not beat the current method's {best_rate:.3f}"
+        else:
+            assert best is not None
+            if rate(best) < rate(c):
+                why = f"candidate {best.index} failed less ({rate(best):.3f} against {rate(c):.3f})"
+            else:
+                why = (
+                    f"candidate {best.index} failed as little ({rate(c):.3f}) and comes first "
+                    f"({'more complex' if complexity(best) > complexity(c) else 'as complex, earlier'})"
+                )
+        out.append(c.model_copy(update={"why": why, "kept": c is winner}))
+    kept = next((c for c in out if c.kept), None)
+    if kept is not None:
+        step_why = f"candidate {kept.index} {kept.why.removeprefix('kept: ')}"
+    elif not rated:
+        step_why = "no candidate was a valid method"
+    elif not running:
+        step_why = f"every valid candidate's complexity fell below the floor {floor:.3f}"
+    else:
+        step_why = f"no candidate whose complexity did not fall beat the failure rate {best_rate:.3f}"
+    return out, step_why, kept
 
 
 def _excerpt(text: str) -> str:

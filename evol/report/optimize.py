@@ -2,7 +2,8 @@
 
 One self-contained page from DIR/optimize.json alone: a plot of every candidate's failure rate per step
 with the best so far, the starting method and the baseline profile drawn across; a table of the failures
-by rule for the start, the final method and the baseline; each step's analysis and candidates; the final method.
+by the paper's kinds and by rule, with the complexity figure, for the start, the final method and the baseline;
+each step's candidates (their failure kinds, complexity, why each won or lost, their analyses); the final method.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from evol.optimize.types import Evaluation, OptimizeReport
+from evol.optimize.types import FAILURE_KINDS, Evaluation, OptimizeReport, Step
 from evol.report.html import esc, figure, page
 from evol.report.plots import STYLE, Plot, _png, _subplots
 from evol.rundir.files import atomic_write_bytes
@@ -107,34 +108,56 @@ def render(path: Path, report: OptimizeReport, plot: Plot) -> str:
 
 def _comparison(rows: list[tuple[str, Evaluation | None]]) -> str:
     rules = sorted({r for _, e in rows if e for r in e.by_rule})
-    head = "".join(f"<th>{esc(r)}</th>" for r in rules)
-    out = [f"<table><tr><th>method</th><th>failure rate</th><th>attempts</th>{head}<th>calls failed</th></tr>"]
+    head = "".join(f"<th>{esc(k)}</th>" for k in FAILURE_KINDS) + "".join(f"<th>{esc(r)}</th>" for r in rules)
+    out = [
+        "<table><tr><th>method</th><th>failure rate</th><th>complexity</th><th>attempts</th>"
+        f"{head}<th>calls failed</th></tr>"
+    ]
     for name, e in rows:
         if e is None:
             continue
-        cells = "".join(f"<td class='n'>{e.by_rule.get(r, 0)}</td>" for r in rules)
+        cells = "".join(f"<td class='n'>{e.by_kind.get(k, 0)}</td>" for k in FAILURE_KINDS)
+        cells += "".join(f"<td class='n'>{e.by_rule.get(r, 0)}</td>" for r in rules)
         out.append(
             f"<tr><td>{esc(name)}</td><td class='n' data-metric='{esc(name)}'>{e.failure_rate:.3f}</td>"
+            f"<td class='n' data-complexity='{esc(name)}'>{_figure(e.complexity)}</td>"
             f"<td class='n'>{e.attempts}</td>{cells}<td class='n'>{e.calls_failed}</td></tr>"
         )
     return "".join(out) + "</table>"
 
 
-def _step(step) -> str:
-    rows = ["<table><tr><th>candidate</th><th>failure rate</th><th>failures by rule</th><th></th></tr>"]
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _step(step: Step) -> str:
+    rows = [
+        "<table><tr><th>candidate</th><th>failure rate</th><th>complexity</th><th>failures by kind</th>"
+        "<th>failures by rule</th><th>why</th></tr>"
+    ]
     for c in step.candidates:
         if c.evaluation is None:
-            rate, rules, note = "–", "", f"invalid: {esc(c.reason)}"
+            rate, complexity, kinds, rules = "–", "–", "", ""
         else:
-            rate = f"{c.evaluation.failure_rate:.3f}"
+            rate, complexity = f"{c.evaluation.failure_rate:.3f}", _figure(c.evaluation.complexity)
+            kinds = ", ".join(f"{esc(k)} {n}" for k, n in c.evaluation.by_kind.items() if n) or "none"
             rules = ", ".join(f"{esc(r)} {n}" for r, n in c.evaluation.by_rule.items()) or "none"
-            note = "kept" if c.kept else ""
-        rows.append(f"<tr><td>{c.index}</td><td class='n'>{rate}</td><td>{rules}</td><td>{note}</td></tr>")
+        rows.append(
+            f"<tr><td>{c.index}</td><td class='n'>{rate}</td><td class='n'>{complexity}</td><td>{kinds}</td>"
+            f"<td>{rules}</td><td>{esc(c.why or ('invalid: ' + c.reason if not c.valid else ''))}</td></tr>"
+        )
     verdict = "improved" if step.improved else "no candidate beat the method it started from"
+    analyses = "".join(
+        f"<details><summary>Candidate {c.index}: the optimizer's analysis</summary><pre>{esc(c.analysis)}</pre>"
+        "</details>"
+        for c in step.candidates
+        if c.analysis
+    )
+    floor = f"; complexity floor {step.min_complexity:.3f}" if step.min_complexity is not None else ""
     return (
         f"<h3>Step {step.step}: best {step.best_failure_rate:.3f}, {verdict}</h3>"
-        f"<p class='detail'>Mini-batch: {esc(', '.join(step.batch))}</p>"
-        f"<details><summary>The optimizer's analysis</summary><pre>{esc(step.analysis)}</pre></details>"
+        f"<p class='detail'>{esc(step.why)}{esc(floor)}. Mini-batch: {esc(', '.join(step.batch))}</p>"
         + "".join(rows)
         + "</table>"
+        + analyses
     )

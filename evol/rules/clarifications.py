@@ -70,6 +70,9 @@ _ASKS_FOR_QUESTIONS = re.compile(
     r"\b(?:question|questions|ask|asks|asking|interview|quiz|survey|questionnaire|riddle)\b"
 )
 MAX_WORDS = 60  # an answer that asks back is short; a longer one that ends with a question has answered first
+#: how a detail opens when the answer only asks back (too vague to answer) rather than asking for missing input:
+#: evol optimize tells Auto Evol-Instruct's insufficient qualification from loss of key information by it
+ONLY_ASKS = "only asks back: "
 
 
 def clarification(text: str, instruction: str = "", max_words: int = MAX_WORDS) -> str | None:
@@ -89,5 +92,5 @@ def clarification(text: str, instruction: str = "", max_words: int = MAX_WORDS) 
         and any(_TO_THE_USER.search(q) for q in questions)
         and not _ASKS_FOR_QUESTIONS.search(asked)
     ):
-        return "only asks back: " + questions[0][:80]
+        return ONLY_ASKS + questions[0][:80]
     return None

@@ -10,9 +10,9 @@ import pytest
 from evol.errors import TemplateError
 from evol.prompts import default_prompts_dir, load_profile
 from evol.rules.evolution import extract_final
+from evol.testing.auto_script import NO_FINAL, AutoScript, fate, final_for, refused
 from evol.testing.server import ScriptedServer
 
-from ..autoscript import NO_FINAL, AutoScript, fate, final_for
 from ..conftest import run_cli
 
 MARK = "#Final Instruction#"
@@ -107,7 +107,8 @@ def test_run_with_the_auto_profile_keeps_only_final_instructions(tmp_path):
     rejected = [json.loads(x) for x in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
     assert sum(NO_FINAL in r["instruction"] for r in rejected if r["rule"] == "no_final_instruction") == 3
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["by_rule"]["no_final_instruction"] == 3
+    # a refusal has no final section either
+    assert manifest["by_rule"]["no_final_instruction"] == 3 + sum(map(refused, seeds))
     assert manifest["counts"]["balanced"]
 
 

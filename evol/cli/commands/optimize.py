@@ -27,16 +27,35 @@ def add_parser(sub) -> None:
     add_run_options(p)  # the same seeds, backend, sampling and rule options as a run; --rounds is not used
     add_engine_option(p, "run as a Prefect flow, each stage of the loop a task in its UI")
     g = p.add_argument_group("optimization")
+    g.add_argument("--steps", type=int, default=5, help="optimization steps at most (default 5)")
     g.add_argument(
-        "--steps",
+        "--patience",
         type=int,
-        default=3,
-        help="optimization steps at most (default 3); it stops earlier once no candidate beats the best method",
+        default=2,
+        help="stop after this many steps in a row in which no candidate beats the best method (default 2)",
     )
     g.add_argument("--candidates", type=int, default=3, help="candidate methods per step (default 3)")
     g.add_argument("--batch-size", type=int, default=8, help="seeds in each step's mini-batch (default 8)")
     g.add_argument("--trajectory-rounds", type=int, default=2, help="rounds each mini-batch is evolved for (default 2)")
-    g.add_argument("--dev-size", type=int, default=16, help="the last N seeds are the development set (default 16)")
+    g.add_argument(
+        "--dev-size",
+        type=int,
+        default=50,
+        help="the last N seeds are the development set (default 50: one item moves the failure rate by 2 points)",
+    )
+    g.add_argument(
+        "--dev-samples",
+        type=int,
+        default=1,
+        help="evolutions of each development seed per evaluation (default 1); more make a small set count for more",
+    )
+    g.add_argument(
+        "--complexity-tolerance",
+        type=float,
+        default=0.05,
+        help="how far (relative) a candidate's complexity figure may fall below the most complex method kept so far "
+        "and still win (default 0.05)",
+    )
     g.add_argument("--dev-file", type=Path, help="a seed file to use as the development set instead")
     g.add_argument("--optimizer-model", help="model that analyses trajectories and writes methods (default --model)")
     g.add_argument(
@@ -64,10 +83,13 @@ def main(args: argparse.Namespace) -> int:
         opts = OptimizeOptions(
             out=args.out,
             steps=args.steps,
+            patience=args.patience,
             candidates=args.candidates,
             batch_size=args.batch_size,
             trajectory_rounds=args.trajectory_rounds,
             dev_size=args.dev_size,
+            dev_samples=args.dev_samples,
+            complexity_tolerance=args.complexity_tolerance,
             dev_file=args.dev_file,
             optimizer_model=args.optimizer_model,
             baseline_profile=None if args.baseline_profile == "none" else args.baseline_profile,
@@ -91,10 +113,18 @@ def main(args: argparse.Namespace) -> int:
         cached = sum(report.usage.get("calls_from_cache", {}).values())
         print(
             f"evol: dev failure rate by step: {' -> '.join(f'{r:.3f}' for r in rates)} ({report.reason}{vs}); "
+            f"complexity {_figure(report.start.evaluation.complexity)} -> {_figure(report.best_complexity)}; "
             f"{calls} calls ({cached} from the cache), ${report.cost_usd.get('total', 0):.4f}; "
             f"the method is in {args.out / 'prompts' / report.profile}",
             file=sys.stderr,
         )
+        items = report.start.evaluation.attempts
+        if items and 100 / items > 2:  # the paper's comparisons need a finer rate than this
+            print(
+                f"evol: note: {items} development items, so one item moves the failure rate by {100 / items:.1f} "
+                f"points; raise --dev-size or --dev-samples to reach 50 items (2 points)",
+                file=sys.stderr,
+            )
     print(
         json.dumps(
             {
@@ -103,8 +133,14 @@ def main(args: argparse.Namespace) -> int:
                 "start_failure_rate": rates[0],
                 "best_failure_rate": report.best_failure_rate,
                 "baseline_failure_rate": base.evaluation.failure_rate if base else None,
+                "start_complexity": report.start.evaluation.complexity,
+                "best_complexity": report.best_complexity,
                 "prompts_dir": str(args.out / "prompts"),
             }
         )
     )
     return 0
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -1,7 +1,8 @@
 """``evol optimize`` as a Prefect flow: each stage of the loop is a task run, the result an artifact.
 
 The loop is ``evol.optimize.optimizer.Optimizer``'s, unchanged; the flow only runs each of its stages (evaluating the
-starting method and the baseline profile, a step's trajectories, its analysis, each candidate) as a task,
+dev seeds, the starting method and the baseline profile, a step's trajectories, each candidate with its own
+analysis) as a task,
 so the Prefect UI shows where an optimization is and what each stage cost in time. The stages run in the
 flow's own event loop, sharing its connection pool and call cache: a task is a record of the work here,
 not a separate worker. Exactly-once spending is the call cache's, as on the local engine.
@@ -49,14 +50,15 @@ def summary(report: OptimizeReport) -> str:
         "",
         f"{report.reason}.",
         "",
-        "| step | candidates (valid) | best failure rate | improved |",
-        "|---|---|---|---|",
-        f"| start | 1 (1) | {start.failure_rate:.3f} | |",
+        "| step | candidates (valid) | best failure rate | complexity | improved | why |",
+        "|---|---|---|---|---|---|",
+        f"| start | 1 (1) | {start.failure_rate:.3f} | {_figure(start.complexity)} | | |",
     ]
     for s in report.steps:
         valid = sum(c.valid for c in s.candidates)
         lines.append(
-            f"| {s.step} | {len(s.candidates)} ({valid}) | {s.best_failure_rate:.3f} | {'yes' if s.improved else 'no'} |"
+            f"| {s.step} | {len(s.candidates)} ({valid}) | {s.best_failure_rate:.3f} | {_figure(s.best_complexity)} "
+            f"| {'yes' if s.improved else 'no'} | {s.why} |"
         )
     if report.baseline is not None:
         base = report.baseline
@@ -65,6 +67,10 @@ def summary(report: OptimizeReport) -> str:
             f"Profile `{base.profile}` on the same development set: failure rate {base.evaluation.failure_rate:.3f}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def optimize_with_prefect(config: RunConfig, options: OptimizeOptions) -> OptimizeReport:
