@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from evol.errors import ConfigError, RunLockedError
+from evol.rundir.store import Remote, local_or_url, open_checked, scheme_of
 
 DATASET = "dataset.json"
 RECORDS = "records.jsonl"
@@ -18,6 +21,7 @@ OPTIMIZE = "optimize.json"  # what an ``evol optimize`` folder holds instead of 
 PROMPTS = "prompts"  # ... and the optimized profile
 SPOOL = ".rounds"  # settled rounds while a run lasts (evol.rundir.spool)
 LOCK = ".lock"
+CALLS = "calls"  # a run folder at a URL: the call cache as shards, one folder per writer (evol.rundir.shards)
 
 
 class RunDir:
@@ -25,10 +29,21 @@ class RunDir:
 
     The lock is an ``flock``: the kernel drops it when the holder dies, so a killed run never leaves a
     stale lock behind and the next run simply takes over.
+
+    At a URL (``s3://bucket/run``) the store is reached now, before anything is paid for; the run works in a
+    local folder of its own (``path``) and ``publish`` copies each finished file to the URL (``where``). The
+    lock then guards that local folder only: two hosts must not be given the same URL at once.
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path | str):
+        where = local_or_url(path)
+        self.remote: Remote | None = None
+        if scheme_of(where) is not None:
+            self.remote = open_checked(where, write=True)
+            self.path = Path(tempfile.mkdtemp(prefix="evol-run-"))
+        else:
+            self.path = Path(where)
+        self.where = where if self.remote is not None else str(self.path)  # what the manifest and the log say
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"Output path {self.path} exists and is not a folder.")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -70,11 +85,19 @@ class RunDir:
             raise
         return self
 
+    def publish(self, *names: str) -> None:
+        """At a URL, copy these finished files of the local folder there, in this order (the manifest last);
+        nothing to do for a local folder."""
+        if self.remote is not None:
+            self.remote.push(self.path, names)
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self.remote is not None:  # the local copy of a run at a URL: everything that counts is there now
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> RunDir:
         return self.lock()

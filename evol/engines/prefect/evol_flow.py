@@ -38,7 +38,7 @@ from evol.engines.prefect.artifact import run_summary
 from evol.engines.prefect.chunks import ChunkJob, ChunkResult, Endpoint
 from evol.engines.prefect.runners import THREADS, on_threads, task_runner
 from evol.engines.prefect.server import TemporaryServer, prefect_api
-from evol.errors import BackendError, EvolError
+from evol.errors import BackendError, ConfigError, EvolError
 from evol.evolve.progress import current
 from evol.evolve.rounds import RunState, run_rounds
 from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, inputs_checked, write_outputs
@@ -48,6 +48,7 @@ from evol.models import Outcome
 from evol.prompts import Profile
 from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Chunks, Manifest
+from evol.rundir.store import is_remote
 
 T = TypeVar("T")
 
@@ -319,6 +320,8 @@ async def evol_flow(
 
     cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())  # what the user left unset stays unset
     out = default_out(cfg)
+    if is_remote(out):  # a scheduled run has no CLI to say it
+        raise ConfigError(f"--out {out}: a run folder at a URL runs on the local engine for now.")
     # bad input fails before any server starts (a scheduled run has no CLI to check it); the subflow reuses them
     with inputs_checked(cfg), RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):
