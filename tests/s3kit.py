@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,10 @@ import pytest
 FAKE_KEYS = {"AWS_ACCESS_KEY_ID": "evol-test-key-id", "AWS_SECRET_ACCESS_KEY": "evol-test-secret-do-not-print"}
 
 
+#: without keys botocore would ask the cloud's instance metadata address for some: a test never reaches it
+NO_METADATA = {"AWS_EC2_METADATA_DISABLED": "true"}
+
+
 @dataclass
 class S3:
     endpoint: str
@@ -24,7 +27,7 @@ class S3:
     @property
     def env(self) -> dict[str, str]:
         """What a process needs to reach the server: the endpoint, a region and the fake keys."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1", **FAKE_KEYS}
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1", **NO_METADATA, **FAKE_KEYS}
 
     def url(self, path: str = "") -> str:
         return f"s3://{self.bucket}/{path}".rstrip("/")
@@ -70,5 +73,7 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     return s
 
 
-def env_without_credentials() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+def without_credentials(env: dict[str, str], home: str) -> dict[str, str]:
+    """``env`` with no key, no profile and a home with no ~/.aws: nothing botocore could find keys in."""
+    bare = {k: v for k, v in env.items() if k not in FAKE_KEYS}
+    return {**bare, "HOME": home, "AWS_SHARED_CREDENTIALS_FILE": f"{home}/none", "AWS_CONFIG_FILE": f"{home}/none"}

@@ -186,10 +186,7 @@ def write_outputs(ctx: RunContext, status: str, reason: str) -> Manifest:
     manifest = build_manifest(ctx, status, reason)
     write_manifest(run_dir.path, manifest)
     run_dir.publish(DATASET, RECORDS, REJECTED, MANIFEST)  # at a URL: copied there, the manifest last
-    if run_dir.remote is not None:  # the round's answers, one shard per writer so far, into one file
-        from evol.rundir.shards import Shards
-
-        Shards(run_dir.remote).merge()
+    run_dir.settle()
     if status == "complete":  # nothing left to rebuild the outputs for
         state.spool.remove()
     return manifest

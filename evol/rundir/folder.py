@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from evol.errors import ConfigError, RunLockedError
+from evol.rundir.shards import Shards
 from evol.rundir.store import Remote, local_or_url, open_checked, scheme_of
 
 DATASET = "dataset.json"
@@ -21,7 +22,6 @@ OPTIMIZE = "optimize.json"  # what an ``evol optimize`` folder holds instead of 
 PROMPTS = "prompts"  # ... and the optimized profile
 SPOOL = ".rounds"  # settled rounds while a run lasts (evol.rundir.spool)
 LOCK = ".lock"
-CALLS = "calls"  # a run folder at a URL: the call cache as shards, one folder per writer (evol.rundir.shards)
 
 
 class RunDir:
@@ -90,6 +90,12 @@ class RunDir:
         nothing to do for a local folder."""
         if self.remote is not None:
             self.remote.push(self.path, names)
+
+    def settle(self) -> None:
+        """At a URL, the call cache's loose shards (one object per answer) into one merged file; only the lock
+        holder does it, once a round's outputs are written."""
+        if self.remote is not None:
+            Shards(self.remote).merge()
 
     def unlock(self) -> None:
         if self._lock_fd is not None:

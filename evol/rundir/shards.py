@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from evol.rundir.folder import CALLS
 from evol.rundir.store import Remote
 
+CALLS = "calls"  # in a run folder at a URL: the call cache's shards
 _MERGED = "merged-"
 _BATCH = 500  # loose objects fetched at once
 

@@ -37,6 +37,9 @@ SERVED: dict[str, str] = {
     "abfss": "adlfs",
 }
 
+#: what a command that reads a run folder at a URL leaves there: the call cache's shards and the round spool
+RUN_SKIP = ("calls", ".rounds", "checkpoints")
+
 #: environment variables whose values an error message must never repeat
 _SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING")
 
@@ -117,6 +120,12 @@ class Remote:
         """Reach the store now, before anything is paid for: the bucket must exist and answer with these
         credentials, and for a writer take (and lose) a small object. ConfigError in one sentence otherwise."""
         bucket = self.root.split("/", 1)[0]
+        if scheme_of(self.url) in ("s3", "s3a") and not _aws_credentials():
+            # s3fs would go on unsigned and see only public buckets: say what is missing instead
+            raise ConfigError(
+                f"Cannot use {self.url}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "or AWS_PROFILE, as the AWS CLI reads them."
+            )
         try:
             if not self.fs.exists(bucket):
                 raise ConfigError(f"Cannot use {self.url}: the bucket {bucket} does not exist or cannot be seen.")
@@ -163,8 +172,8 @@ class Remote:
             self.fs.rm(keys)
 
     def pull(self, local: Path, names: Iterable[str] | None = None) -> list[str]:
-        """Copy files of the folder (all, or ``names`` where they exist) into ``local``; returns what was copied."""
-        wanted = self.names() if names is None else [n for n in names if self.exists(n)]
+        """Copy files of the folder (all, or ``names``, which must be there) into ``local``; returns their names."""
+        wanted = self.names() if names is None else list(names)
         for name in wanted:
             target = local / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +192,16 @@ class Remote:
                 self.fs.put_file(str(path), self.key(name))
                 done.append(name)
         return done
+
+
+def _aws_credentials() -> bool:
+    """Whether botocore finds credentials where the AWS CLI looks (environment, profiles, instance role)."""
+    import botocore.session  # s3fs's own dependency
+
+    try:
+        return botocore.session.get_session().get_credentials() is not None
+    except Exception:  # a broken profile file: let the store's own error say it
+        return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -207,10 +226,12 @@ def open_checked(text: str | os.PathLike[str], *, write: bool) -> Remote:
 
 
 @contextlib.contextmanager
-def staged_folder(text: str | os.PathLike[str], *, write: bool = False, pull: bool = True) -> Iterator[Path]:
+def staged_folder(
+    text: str | os.PathLike[str], *, write: bool = False, pull: bool = True, skip: tuple[str, ...] = ()
+) -> Iterator[Path]:
     """A folder to work on as a local one: ``text`` itself if it is local; for a URL a temporary copy of what
-    it holds (``pull``), and, for a writer, everything the block left in it copied back when it ends without
-    error."""
+    it holds (``pull``; none of the folders named in ``skip``), and, for a writer, the files the block added
+    or changed copied back, and those it removed removed there, when it ends without error."""
     where = local_or_url(text)
     if scheme_of(where) is None:
         yield Path(where)
@@ -220,13 +241,21 @@ def staged_folder(text: str | os.PathLike[str], *, write: bool = False, pull: bo
     try:
         local = tmp / (remote.name or "folder")
         local.mkdir()
-        if pull:
-            remote.pull(local)
+        names = [n for n in remote.names() if not n.startswith(tuple(f"{d}/" for d in skip))] if pull else []
+        remote.pull(local, names)
+        before = {n: _stamp(local / n) for n in names}
         yield local
         if write:
-            remote.push(local)
+            now = {p.relative_to(local).as_posix(): p for p in sorted(local.rglob("*")) if p.is_file()}
+            remote.push(local, [n for n, p in now.items() if before.get(n) != _stamp(p)])
+            remote.remove([n for n in before if n not in now])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 @contextlib.contextmanager

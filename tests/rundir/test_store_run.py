@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
 import pytest
 
 from evol.seeds import load_seeds
-from evol.testing.server import ScriptedServer
+from evol.testing.server import Reply, ScriptedServer, last_user
 
 from ..conftest import ROOT, SEEDS, run_cli
 from ..e2e import test_crash as crash
@@ -120,3 +121,56 @@ def test_kill9_of_a_run_into_s3_then_rerun_on_a_fresh_host_pays_only_calls_in_fl
     m = json.loads(s3.read(f"{prefix}/manifest.json"))
     assert m["status"] == "complete" and m["counts"] == crash.manifest(full)["counts"]
     assert m["cache"]["hits"] == len(answered_before) and m["cache"]["misses"] == len(sent_after)
+
+
+def judge(request: dict) -> Reply:
+    """A judge whose score follows from the prompt alone."""
+    h = int.from_bytes(hashlib.sha256(last_user(request).encode()).digest()[:2], "big")
+    return Reply(content=f"Score: {h % 10 + 1}")
+
+
+def test_score_export_report_and_dedup_read_and_write_s3_folders_as_local_ones(s3, tmp_path):
+    """The same run in a local folder and at an s3:// URL; every command after it gives the same files for both."""
+    local = tmp_path / "local"
+    with ScriptedServer(script()) as srv:
+        assert _run(str(local), srv).returncode == 0
+    with ScriptedServer(script()) as srv:
+        assert _run(s3.url("run"), srv, s3.env).returncode == 0
+    with ScriptedServer(judge) as srv:
+        for where in (str(local), s3.url("run")):
+            r = run_cli("score", where, "--base-url", srv.base_url, "--no-seeds", env=s3.env)
+            assert r.returncode == 0, r.stderr
+        paid = srv.chat_count()
+        again = run_cli("score", s3.url("run"), "--base-url", srv.base_url, "--no-seeds", env=s3.env)
+        assert again.returncode == 0 and srv.chat_count() == paid  # the judge's answers are in the bucket's shards
+    assert json.loads(again.stdout)["scores"] == s3.url("run/scores.jsonl")
+    assert s3.read("run/scores.jsonl") == (local / "scores.jsonl").read_bytes()
+
+    for where, out in ((str(local), str(tmp_path / "export")), (s3.url("run"), s3.url("export"))):
+        r = run_cli("export", where, "--out", out, "--format", "jsonl", "--select", "10", env=s3.env)
+        assert r.returncode == 0, r.stderr
+
+    def rows(data: bytes) -> list[dict]:  # the run id names the endpoint, and the two runs had a server each
+        return [{k: v for k, v in json.loads(line).items() if k != "run_id"} for line in data.splitlines()]
+
+    assert rows(s3.read("export/train.jsonl")) == rows((tmp_path / "export" / "train.jsonl").read_bytes())
+    assert json.loads(s3.read("export/export.json"))["sources"][0]["path"] == s3.url("run")
+    assert json.loads(s3.read("export/export.json"))["selected"]
+
+    r = run_cli("report", s3.url("run"), "--export", s3.url("export"), env=s3.env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["report"] == s3.url("run/report/report.html")
+    page = s3.read("run/report/report.html").decode()
+    assert "<html" in page and "funnel" in page.lower()
+    assert any(n.endswith(".png") for n in s3.names("run/report"))
+    assert not any(n.startswith("run/calls/") and n.count("/") == 3 for n in s3.names("run"))  # shards merged
+
+    rows = [json.dumps({"instruction": f"Task {i % 7}", "output": "x"}) for i in range(20)]
+    s3.fs.pipe_file(f"{s3.bucket}/data/in.jsonl", ("\n".join(rows) + "\n").encode())
+    r = run_cli("dedup", s3.url("data/in.jsonl"), "--out", s3.url("data/out.jsonl"), env=s3.env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["kept"] == 7 and summary["out"] == s3.url("data/out.jsonl")
+    assert summary["removed_log"] == s3.url("data/out.removed.jsonl")
+    assert len(s3.read("data/out.jsonl").splitlines()) == 7
+    assert len(s3.read("data/out.removed.jsonl").splitlines()) == 13

@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         engine = "local"
     if engine == "prefect" and config.out and is_remote(config.out):
         raise ConfigError(
-            f"--out {config.out}: a run folder at a URL runs on the local engine for now; drop --engine prefect."
+            f"--out {config.out}: a run folder at a URL runs on the local engine for now; add --engine local."
         )
     if engine == "local" and (kwargs["dask_address"] or kwargs["dask_workers"] or "chunk_size" in kwargs):
         raise ConfigError("--dask-address, --dask-workers and --chunk-size need --engine prefect.")
