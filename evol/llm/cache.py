@@ -94,9 +94,11 @@ class ShardedCache(CallCache):
     used, and a local SQLite file (in this process's own temporary folder) answers the lookups, filled from
     every shard when it opens (``evol.rundir.shards``)."""
 
-    def __init__(self, path: Path, shards: Shards):
+    def __init__(self, path: Path, shards: Shards, *, shared: bool = False):
         super().__init__(path)
         self.shards = shards
+        # shared: other processes write the same run's shards meanwhile (Dask workers), so a miss asks the store
+        self.shared = shared
         rows = (
             (key, r["text"], r.get("finish_reason"), r.get("prompt_tokens"), r.get("completion_tokens"), r.get("model"))
             for key, r in shards.rows()
@@ -105,6 +107,13 @@ class ShardedCache(CallCache):
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?)", rows)
             self._db.execute("COMMIT")
+
+    def get(self, key: bytes) -> Completion | None:
+        hit = super().get(key)
+        if hit is None and self.shared and (row := self.shards.get(key)) is not None:
+            hit = _completion(row)
+            super().put(key, hit)
+        return hit
 
     def put(self, key: bytes, c: Completion) -> None:
         row = {
@@ -120,6 +129,13 @@ class ShardedCache(CallCache):
     async def aput(self, key: bytes, c: Completion) -> None:
         # an object store's round trip takes milliseconds: on a thread, so the calls in flight go on meanwhile
         await asyncio.to_thread(self.put, key, c)
+
+
+def _completion(row: dict) -> Completion:
+    usage = Usage(prompt_tokens=row.get("prompt_tokens") or 0, completion_tokens=row.get("completion_tokens") or 0)
+    return Completion(
+        text=row["text"], finish_reason=row.get("finish_reason"), usage=usage, model=row["model"], cached=True
+    )
 
 
 def open_cache(run_dir: RunDir) -> CallCache:

@@ -102,7 +102,11 @@ class RunDir:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
-        if self.remote is not None:  # the local copy of a run at a URL: everything that counts is there now
+        self.close()
+
+    def close(self) -> None:
+        """At a URL, remove the local copy: everything that counts is at the URL."""
+        if self.remote is not None:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> RunDir:

@@ -18,7 +18,6 @@ from evol.cli.options import (
     prefect_kwargs,
 )
 from evol.errors import ConfigError
-from evol.rundir.store import is_remote
 
 
 def add_parser(sub) -> None:
@@ -46,10 +45,6 @@ def main(args: argparse.Namespace) -> int:
         # a stage's calls belong in one Batch API file; Prefect's chunk tasks would each send a small one
         logging.getLogger("evol").info("--batch runs on the local engine (one batch file per stage and model)")
         engine = "local"
-    if engine == "prefect" and config.out and is_remote(config.out):
-        raise ConfigError(
-            f"--out {config.out}: a run folder at a URL runs on the local engine for now; add --engine local."
-        )
     if engine == "local" and (kwargs["dask_address"] or kwargs["dask_workers"] or "chunk_size" in kwargs):
         raise ConfigError("--dask-address, --dask-workers and --chunk-size need --engine prefect.")
     # on Prefect, bad input gets its one sentence before Prefect spends seconds starting, and the flow reuses it

@@ -38,7 +38,7 @@ from evol.engines.prefect.artifact import run_summary
 from evol.engines.prefect.chunks import ChunkJob, ChunkResult, Endpoint
 from evol.engines.prefect.runners import THREADS, on_threads, task_runner
 from evol.engines.prefect.server import TemporaryServer, prefect_api
-from evol.errors import BackendError, ConfigError, EvolError
+from evol.errors import BackendError, EvolError
 from evol.evolve.progress import current
 from evol.evolve.rounds import RunState, run_rounds
 from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, inputs_checked, write_outputs
@@ -49,6 +49,7 @@ from evol.prompts import Profile
 from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Chunks, Manifest
 from evol.rundir.store import is_remote
+from evol.seeds import SeedSet
 
 T = TypeVar("T")
 
@@ -153,7 +154,7 @@ class Stage:
     config: FlowConfig
     profile: Profile
     endpoint: Endpoint
-    run_dir: Path
+    run_dir: str  # a local folder's absolute path, or a URL
     run_key: str
     chunk_size: int
     parallel: int  # chunks running at once
@@ -172,7 +173,7 @@ class Stage:
                 config=self.config,
                 profile=self.profile,
                 endpoint=self.endpoint,
-                run_dir=str(self.run_dir),
+                run_dir=self.run_dir,
                 run_key=self.run_key,
                 round_no=round_no,
                 chunk_no=b,
@@ -264,17 +265,33 @@ async def pipeline_flow(
     processes: int = 1,
 ) -> Manifest:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
-    log = get_run_logger()
     profile, seedset = check_inputs(config)
+    run_dir = RunDir(out)  # the parent flow holds the lock
+    try:
+        return await _pipeline(config, endpoint, run_dir, profile, seedset, chunk_size, parallel, processes)
+    finally:
+        run_dir.close()  # at a URL: this subflow's local copy of the run folder
+
+
+async def _pipeline(
+    config: FlowConfig,
+    endpoint: Endpoint,
+    run_dir: RunDir,
+    profile: Profile,
+    seedset: SeedSet,
+    chunk_size: int,
+    parallel: int,
+    processes: int,
+) -> Manifest:
+    log = get_run_logger()
     models = endpoint.models
-    run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter[str]()
     stage = Stage(
         config,
         profile,
         endpoint,
-        run_dir.path.resolve(),
+        run_dir.where if run_dir.remote is not None else str(run_dir.path.resolve()),  # where chunks reach it
         chunks.run_key(config, profile, endpoint),
         chunk_size,
         parallel,
@@ -320,8 +337,6 @@ async def evol_flow(
 
     cfg = RunConfig(**config.explicit_dict(), api_key=chunks.api_key())  # what the user left unset stays unset
     out = default_out(cfg)
-    if is_remote(out):  # a scheduled run has no CLI to say it
-        raise ConfigError(f"--out {out}: a run folder at a URL runs on the local engine for now.")
     # bad input fails before any server starts (a scheduled run has no CLI to check it); the subflow reuses them
     with inputs_checked(cfg), RunDir(out):
         async with open_backend(cfg) as (chat, models, cfg):
@@ -336,7 +351,7 @@ async def evol_flow(
             )
             runner, parallel, processes = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())
-            run_dir = str(Path(out).resolve())
+            run_dir = out if is_remote(out) else str(Path(out).resolve())  # as the chunks name it
             try:
                 return await pipeline_flow.with_options(task_runner=runner)(
                     config=public,
