@@ -44,7 +44,7 @@ def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root:
             model="gpt-4o-mini",
             answers=answers,
             evolve_answers=evolve,
-            out=out,
+            out=str(out),
             concurrency=16,
         )
         manifest = asyncio.run(execute(config))

@@ -132,7 +132,7 @@ def measure(rounds: int, seed: int) -> dict:
             seed=seed,
             base_url=srv.base_url,
             model="scripted-model",
-            out=out,
+            out=str(out),
             concurrency=32,
         )
         started = time.time()

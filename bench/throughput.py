@@ -98,7 +98,7 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
         )
     )
     config = RunConfig(
-        seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency, out=workdir / "run", max_retries=8
+        seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency, out=str(workdir / "run"), max_retries=8
     )
     manifest = asyncio.run(execute(config))
     return sum(manifest.usage.calls.values())
@@ -135,7 +135,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
         model="m",
         rounds=1,
         concurrency=concurrency,
-        out=workdir / "run-prefect",
+        out=str(workdir / "run-prefect"),
         max_retries=8,
     )
     manifest = run_with_prefect(config, server=server)

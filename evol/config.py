@@ -21,6 +21,7 @@ from pydantic import (
 from evol.errors import ConfigError
 from evol.pricing import DEFAULT_PRICES, Price, batch_prices
 from evol.rules import registry as rules
+from evol.rundir.store import local_or_url, scheme_of
 
 #: items in flight at once in batch mode (see ``RunConfig.workers``)
 BATCH_WORKERS = 10_000
@@ -198,8 +199,11 @@ class RunConfig(BaseModel):
     )
 
     # --- output
-    out: Path | None = Field(
-        default=None, description="run folder (default datasets/runs/<run-id>; the same command resumes there)"
+    # a string, not a Path: Path("s3://bucket/run") is the local folder "s3:/bucket/run", where a run once wrote
+    out: str | None = Field(
+        default=None,
+        description="run folder: a local path or an s3://, gs:// or az:// URL (default datasets/runs/<run-id>; "
+        "the same command resumes there)",
     )
     include_seeds: bool = Field(default=False, description="put the seeds in the dataset too")
 
@@ -210,6 +214,14 @@ class RunConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known rules: {', '.join(RULES)}")
         return v
+
+    @field_validator("out", mode="before")
+    @classmethod
+    def _location(cls, v: Any) -> Any:
+        if isinstance(v, os.PathLike):
+            v = os.fspath(v)
+        # a scheme evol cannot serve is its own one sentence (a ConfigError passes pydantic by, unwrapped)
+        return local_or_url(v) if isinstance(v, str) else v
 
     @field_validator("base_url")
     @classmethod
@@ -292,7 +304,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Config file {path} holds an api_key; put it in EVOL_API_KEY instead, never in a file.")
     # relative paths in a config file are relative to the file, as users expect
     for key in ("seeds", "out", "prompts_dir"):
-        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+        if isinstance(data.get(key), str) and scheme_of(data[key]) is None and not Path(data[key]).is_absolute():
             data[key] = str(path.parent / data[key])
     return data
 

@@ -14,7 +14,7 @@ from evol.testing.replies import echo
 from evol.testing.server import ScriptedServer
 
 #: the Prefect flow tests' scripted endpoint and reference run (fixtures shared by test_flows and test_flows_cli)
-pytest_plugins = ["tests.flowkit"]
+pytest_plugins = ["tests.flowkit", "tests.s3kit"]
 
 # Hugging Face datasets loads the exports from local files; it must never look for anything on the Hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,11 +14,11 @@ from evol.evolve.rounds import RunState, run_rounds
 from evol.evolve.run import RunContext, check_inputs, default_out, fewer_gc_pauses, read_seeds, write_outputs
 from evol.evolve.settling import make_deduper
 from evol.llm.batch.chat import open_batching
-from evol.llm.cache import CachedChat, CallCache
+from evol.llm.cache import CachedChat, open_cache
 from evol.llm.client import ChatModel
 from evol.models import Models, Outcome
 from evol.prompts import Profile, load_profile
-from evol.rundir.folder import CACHE, RunDir
+from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Manifest
 from evol.seeds import SeedSet
 
@@ -50,7 +50,7 @@ async def run_pipeline(
     profile = profile or load_profile(config.profile, config.prompts_dir, config.operation_weights)
     seedset = seedset or read_seeds(config)
     started = time.time()
-    cache = CallCache(run_dir / CACHE)
+    cache = open_cache(run_dir)
     try:  # --batch: calls go out as Batch API files; the pipeline does not know the difference
         batching = await open_batching(chat, config, cache) if config.batch else None
     except BaseException:

@@ -25,7 +25,7 @@ from evol.llm.usage import Tally
 from evol.models import Models
 from evol.prompts import Profile, load_profile
 from evol.rundir.files import atomic_write
-from evol.rundir.folder import DATASET, RECORDS, REJECTED, RunDir
+from evol.rundir.folder import DATASET, MANIFEST, RECORDS, REJECTED, RunDir
 from evol.rundir.manifest import (
     AnswerSettings,
     Backend,
@@ -125,8 +125,9 @@ def run_id_for(config: RunConfig, *, embedded: bool | None = None) -> str:
     return f"{config.profile}-{digest}"
 
 
-def default_out(config: RunConfig) -> Path:
-    return config.out or Path("datasets") / "runs" / run_id_for(config)
+def default_out(config: RunConfig) -> str:
+    """The run folder: ``--out`` as given (a path or a URL), else datasets/runs/<run-id>."""
+    return config.out or str(Path("datasets") / "runs" / run_id_for(config))
 
 
 def read_seeds(config: RunConfig) -> SeedSet:
@@ -172,7 +173,7 @@ class RunContext:
             len(seedset.skipped),
             self.config.rounds,
             self.profile.name,
-            self.run_dir.path,
+            self.run_dir.where,
         )
 
 
@@ -184,6 +185,8 @@ def write_outputs(ctx: RunContext, status: str, reason: str) -> Manifest:
     atomic_write(run_dir / REJECTED, state.spool.lines("rejected"))
     manifest = build_manifest(ctx, status, reason)
     write_manifest(run_dir.path, manifest)
+    run_dir.publish(DATASET, RECORDS, REJECTED, MANIFEST)  # at a URL: copied there, the manifest last
+    run_dir.settle()
     if status == "complete":  # nothing left to rebuild the outputs for
         state.spool.remove()
     return manifest
@@ -224,7 +227,7 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> Manifest:
         balanced=attempts == n_seeds * state.rounds_done == sum(outcomes.values()),
     )
     return Manifest(
-        out=str(ctx.run_dir.path),
+        out=ctx.run_dir.where,
         status=status,
         reason=reason,
         run_id=run_id_for(config, embedded=is_embedded(chat.identity)),

@@ -6,15 +6,22 @@ flight, lookups by key stay well under 0.1 ms at a million rows, and several pro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evol.config import Sampling
 from evol.llm.client import ChatModel, Messages
 from evol.models import Completion, Usage
+from evol.rundir.folder import CACHE
+
+if TYPE_CHECKING:
+    from evol.rundir.folder import RunDir
+    from evol.rundir.shards import Shards
 
 
 def call_key(identity: str, model: str, messages: Messages, sampling: Sampling, sample: str) -> bytes:
@@ -69,6 +76,10 @@ class CallCache:
                 (key, c.text, c.finish_reason, c.usage.prompt_tokens, c.usage.completion_tokens, c.model),
             )
 
+    async def aput(self, key: bytes, c: Completion) -> None:
+        """``put`` from a coroutine: a local SQLite commit is quick enough to make on the event loop."""
+        self.put(key, c)
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM calls").fetchone()[0]
@@ -76,6 +87,64 @@ class CallCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class ShardedCache(CallCache):
+    """The call cache of a run folder at a URL: every answer goes to this writer's shard there before it is
+    used, and a local SQLite file (in this process's own temporary folder) answers the lookups, filled from
+    every shard when it opens (``evol.rundir.shards``)."""
+
+    def __init__(self, path: Path, shards: Shards, *, shared: bool = False):
+        super().__init__(path)
+        self.shards = shards
+        # shared: other processes write the same run's shards meanwhile (Dask workers), so a miss asks the store
+        self.shared = shared
+        rows = (
+            (key, r["text"], r.get("finish_reason"), r.get("prompt_tokens"), r.get("completion_tokens"), r.get("model"))
+            for key, r in shards.rows()
+        )
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?)", rows)
+            self._db.execute("COMMIT")
+
+    def get(self, key: bytes) -> Completion | None:
+        hit = super().get(key)
+        if hit is None and self.shared and (row := self.shards.get(key)) is not None:
+            hit = _completion(row)
+            super().put(key, hit)
+        return hit
+
+    def put(self, key: bytes, c: Completion) -> None:
+        row = {
+            "text": c.text,
+            "finish_reason": c.finish_reason,
+            "prompt_tokens": c.usage.prompt_tokens,
+            "completion_tokens": c.usage.completion_tokens,
+            "model": c.model,
+        }
+        self.shards.add(key, row)  # in the store first: a process killed after this never pays for it again
+        super().put(key, c)
+
+    async def aput(self, key: bytes, c: Completion) -> None:
+        # an object store's round trip takes milliseconds: on a thread, so the calls in flight go on meanwhile
+        await asyncio.to_thread(self.put, key, c)
+
+
+def _completion(row: dict) -> Completion:
+    usage = Usage(prompt_tokens=row.get("prompt_tokens") or 0, completion_tokens=row.get("completion_tokens") or 0)
+    return Completion(
+        text=row["text"], finish_reason=row.get("finish_reason"), usage=usage, model=row["model"], cached=True
+    )
+
+
+def open_cache(run_dir: RunDir) -> CallCache:
+    """The run folder's call cache: ``calls.sqlite`` in a local folder, shards at a URL."""
+    if run_dir.remote is None:
+        return CallCache(run_dir / CACHE)
+    from evol.rundir.shards import Shards
+
+    return ShardedCache(run_dir / CACHE, Shards(run_dir.remote))
 
 
 class CachedChat:
@@ -96,7 +165,7 @@ class CachedChat:
             return hit
         self.misses += 1
         answer = await self.inner.complete(messages, model=model, sampling=sampling, sample=sample)
-        self.cache.put(key, answer)
+        await self.cache.aput(key, answer)
         return answer
 
     async def aclose(self) -> None:

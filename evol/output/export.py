@@ -159,8 +159,10 @@ class ExportOptions:
     choice: Choice = field(default_factory=Choice)  # by scores: filters and the best K (evol.output.selection)
 
 
-def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, Any]:
-    """Write the export folder (data files, README.md, export.json); returns what export.json holds."""
+def export(run_paths: list[Path], out: Path, opts: ExportOptions, where: list[str] | None = None) -> dict[str, Any]:
+    """Write the export folder (data files, README.md, export.json); returns what export.json holds.
+
+    ``where`` names the runs as export.json should (their URLs, when ``run_paths`` are local copies)."""
     if opts.fmt not in FORMATS:
         raise ConfigError(f"Unknown format '{opts.fmt}'; choose one of {', '.join(NAMES)}.")
     if not run_paths:
@@ -168,6 +170,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
     out = Path(out)
     previous = _check_out(out, run_paths)
     runs = [load_run(p) for p in run_paths]
+    named = {id(r): name for r, name in zip(runs, where or [str(r.path) for r in runs], strict=True)}
     picked = pick_rows(runs, opts.row_filter)
     chosen = choose(picked.rows, picked.runs, opts.choice) if opts.choice.active else None
     picked = Picked(
@@ -202,7 +205,12 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions) -> dict[str, A
         "selection": opts.row_filter.describe(),
         "left_out": dict(picked.dropped.most_common()),
         "sources": [
-            {"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "status": r.manifest.status or None}
+            {
+                "path": named.get(id(r), str(r.path)),
+                "run_id": r.run_id,
+                "profile": r.profile,
+                "status": r.manifest.status or None,
+            }
             for r in picked.runs
         ],
         "evol_version": _version(),

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError
 from evol.errors import BackendError, BudgetExceeded, InputError
 from evol.models import Frozen, Usage
 from evol.quality.score_reader import Reading, Unclear, read_score
-from evol.rundir.folder import SCORES
+from evol.rundir.folder import SCORES, RunDir
 
 log = logging.getLogger("evol")
 
@@ -105,24 +105,23 @@ class Item:
     output: str | None = None
 
 
-async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[str, Any]) -> dict[str, Any]:
+async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any]) -> dict[str, Any]:
     """Score every item on each criterion it can have; write scores.jsonl; return a summary.
 
     ``prompts`` maps criterion to Prompt. A spent ``config.budget_usd`` or a fatal backend error stops new
     calls, writes what was scored, then raises; the same command goes on from the cache.
     """
     from evol.llm.backend import open_backend
-    from evol.llm.cache import CachedChat, CallCache
+    from evol.llm.cache import CachedChat, open_cache
     from evol.pricing import Budget, cost
     from evol.rundir.files import write_jsonl
-    from evol.rundir.folder import CACHE
 
     spent: dict[str, Usage] = {}
     answers: dict[tuple[str, str], Reading] = {}
     stopped: BaseException | None = None
     async with open_backend(config) as (chat, models, tuned):
         config = tuned  # the backend's own defaults filled in (the embedded model's, say)
-        cache = CallCache(run_dir / CACHE)
+        cache = open_cache(run_dir)
         cached = CachedChat(chat, cache)
         budget = Budget(config.budget_usd, config.price_table())
         units = [(item, c) for item in items for c in CRITERIA if c == "complexity" or item.output is not None]
@@ -164,12 +163,14 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
             cache.close()
     rows = [r for r in (_row(item, answers, models.judge, prompts) for item in items) if r is not None]
     write_jsonl(run_dir / SCORES, rows)
+    run_dir.publish(SCORES)
+    run_dir.settle()
     if stopped is not None:
         raise stopped
     dollars, _ = cost(spent, config.price_table())
     unclear = Counter(f"{c} {u.outcome}" for r in rows for c, u in r.unclear.items())
     return {
-        "scores": str(run_dir / SCORES),
+        "scores": str(run_dir / SCORES) if run_dir.remote is None else f"{run_dir.where}/{SCORES}",
         "rows": len(rows),
         "complexity": sum(r.complexity is not None for r in rows),
         "quality": sum(r.quality is not None for r in rows),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from evol.errors import ConfigError, RunLockedError
+from evol.rundir.shards import Shards
+from evol.rundir.store import Remote, local_or_url, open_checked, scheme_of
 
 DATASET = "dataset.json"
 RECORDS = "records.jsonl"
@@ -25,10 +29,21 @@ class RunDir:
 
     The lock is an ``flock``: the kernel drops it when the holder dies, so a killed run never leaves a
     stale lock behind and the next run simply takes over.
+
+    At a URL (``s3://bucket/run``) the store is reached now, before anything is paid for; the run works in a
+    local folder of its own (``path``) and ``publish`` copies each finished file to the URL (``where``). The
+    lock then guards that local folder only: two hosts must not be given the same URL at once.
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path | str):
+        where = local_or_url(path)
+        self.remote: Remote | None = None
+        if scheme_of(where) is not None:
+            self.remote = open_checked(where, write=True)
+            self.path = Path(tempfile.mkdtemp(prefix="evol-run-"))
+        else:
+            self.path = Path(where)
+        self.where = where if self.remote is not None else str(self.path)  # what the manifest and the log say
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"Output path {self.path} exists and is not a folder.")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -70,11 +85,29 @@ class RunDir:
             raise
         return self
 
+    def publish(self, *names: str) -> None:
+        """At a URL, copy these finished files of the local folder there, in this order (the manifest last);
+        nothing to do for a local folder."""
+        if self.remote is not None:
+            self.remote.push(self.path, names)
+
+    def settle(self) -> None:
+        """At a URL, the call cache's loose shards (one object per answer) into one merged file; only the lock
+        holder does it, once a round's outputs are written."""
+        if self.remote is not None:
+            Shards(self.remote).merge()
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+        self.close()
+
+    def close(self) -> None:
+        """At a URL, remove the local copy: everything that counts is at the URL."""
+        if self.remote is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> RunDir:
         return self.lock()

@@ -12,6 +12,7 @@ from evol.dedup.files import dedup_file, file_kind
 from evol.dedup.index import SCORERS, Deduper
 from evol.errors import ConfigError, InputError
 from evol.llm.embeddings import Embedder
+from evol.rundir.store import is_remote, local_or_url, staged_file
 from evol.seeds import SUFFIXES
 
 
@@ -24,8 +25,10 @@ def add_parser(sub) -> None:
         "input's format; every removal is logged next to OUT (OUT's name with .removed.jsonl) "
         "with the row it duplicates, the rule and the score. The first copy is the one kept.",
     )
-    p.add_argument("file", type=Path, metavar="FILE", help="dataset to deduplicate")
-    p.add_argument("--out", type=Path, required=True, help="where to write the kept rows (same extension as FILE)")
+    p.add_argument("file", metavar="FILE", help="dataset to deduplicate, a path or a URL")
+    p.add_argument(
+        "--out", required=True, help="where to write the kept rows, a path or a URL (same extension as FILE)"
+    )
     p.add_argument(
         "--threshold",
         type=float,
@@ -60,35 +63,42 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    _check_options(args)
+    src, out = local_or_url(args.file), local_or_url(args.out)
+    _check_options(args, src, out)
     embed = None
     if args.embeddings_url:
         key = api_key_from_env()
         embed = Embedder(args.embeddings_url, args.embeddings_model, api_key=key.get_secret_value() if key else None)
     deduper = Deduper(args.threshold, args.scorer, shingle=args.shingle, embed=embed, cosine=args.cosine)
-    summary = dedup_file(
-        args.file,
-        args.out,
-        deduper,
-        compare=args.compare,
-        instruction_field=args.instruction_field,
-        input_field=args.input_field,
-    )
+    # at a URL, the file is read from a local copy and the kept rows (and the removal log) are written to one
+    with staged_file(src) as local_src, staged_file(out, write=True) as local_out:
+        summary = dedup_file(
+            local_src,
+            local_out,
+            deduper,
+            compare=args.compare,
+            instruction_field=args.instruction_field,
+            input_field=args.input_field,
+        )
+    if is_remote(out):
+        summary |= {"out": out, "removed_log": f"{out.rpartition('/')[0]}/{Path(summary['removed_log']).name}"}
     print(json.dumps(summary), file=sys.stdout)
     return 0
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    src, out = args.file, args.out
+def _check_options(args: argparse.Namespace, where: str, out_where: str) -> None:
+    src, out = Path(where), Path(out_where)  # for a URL only its suffix is looked at here
     if not 0 < args.threshold <= 1:
         raise ConfigError(f"--threshold takes a similarity between 0 and 1, e.g. 0.9; got {args.threshold:g}.")
     if not 0 < args.cosine <= 1:
         raise ConfigError(f"--cosine takes a similarity between 0 and 1, e.g. 0.95; got {args.cosine:g}.")
     if args.shingle < 1:
         raise ConfigError(f"--shingle takes a positive n-gram length, e.g. 4; got {args.shingle}.")
-    if src.is_dir():
+    if is_remote(where):
+        pass  # the store says whether it is there (staged_file), once the options are known to be good
+    elif src.is_dir():
         raise InputError(f"{src} is a folder; dedup takes one dataset file.")
-    if not src.exists():
+    elif not src.exists():
         raise InputError(f"Dataset file {src} does not exist.")
     if src.suffix.lower() not in SUFFIXES:
         raise InputError(f"Dataset file {src} has an unknown type; use one of {', '.join(SUFFIXES)}.")

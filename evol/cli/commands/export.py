@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from pathlib import Path
 
 from evol.errors import ConfigError
 from evol.output.formats import NAMES
 from evol.output.selection import GROUPS, Choice, parse_quota
 from evol.quality.scoring import ORDERS
+from evol.rundir.store import RUN_SKIP, is_remote, local_or_url, staged_folder
 
 
 def add_parser(sub) -> None:
@@ -21,10 +22,10 @@ def add_parser(sub) -> None:
         "card README.md, and export.json. Several runs are merged; an instruction in more than one is kept once.",
     )
     p.add_argument(
-        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) written by 'python -m evol run'"
+        "runs", nargs="+", metavar="RUN_DIR", help="run folder(s) written by 'python -m evol run' (a path or a URL)"
     )
     p.add_argument("--format", dest="fmt", choices=NAMES, default="alpaca", help="output format (default alpaca)")
-    p.add_argument("--out", type=Path, required=True, help="folder to write (new, empty, or an earlier export)")
+    p.add_argument("--out", required=True, help="folder to write, a path or a URL (new, empty, or an earlier export)")
     g = p.add_argument_group("split")
     g.add_argument(
         "--val-fraction",
@@ -164,10 +165,20 @@ def main(args: argparse.Namespace) -> int:
         choice=choice,
         min_margin=args.min_margin,
     )
-    summary = export(args.runs, args.out, opts)
+    if is_remote(args.out) and local_or_url(args.out) in map(local_or_url, args.runs):
+        raise ConfigError("--out must not be the run folder itself; name a new folder, e.g. RUN_DIR/export.")
+    with contextlib.ExitStack() as stack:  # a run or the export at a URL: worked on in a local copy
+        runs = {stack.enter_context(staged_folder(r, skip=RUN_SKIP)): r for r in args.runs}
+        out = stack.enter_context(staged_folder(args.out, write=True))
+        summary = export(list(runs), out, opts, where=[local_or_url(r) for r in args.runs])
     print(
         json.dumps(
-            {"out": str(args.out), "format": summary["format"], "rows": summary["rows"], "files": summary["files"]}
+            {
+                "out": local_or_url(args.out),
+                "format": summary["format"],
+                "rows": summary["rows"],
+                "files": summary["files"],
+            }
         ),
         file=sys.stdout,
     )

@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evol.errors import ConfigError
+from evol.errors import ConfigError, InputError
+from evol.rundir.store import is_remote
 
 if TYPE_CHECKING:
     from evol.config import RunConfig
+    from evol.rundir.folder import RunDir
     from evol.rundir.manifest import Manifest
+    from evol.rundir.reader import Run
 
 log = logging.getLogger("evol")
 
@@ -31,7 +34,7 @@ def add_parser(sub) -> None:
         "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
         "Uses the run's backend and call cache: scoring again pays only for what is new.",
     )
-    p.add_argument("run", type=Path, metavar="RUN_DIR", help="run folder written by 'python -m evol run'")
+    p.add_argument("run", metavar="RUN_DIR", help="run folder written by 'python -m evol run', a path or a URL")
     p.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
     )
@@ -85,13 +88,27 @@ def run_config(manifest: Manifest, args: argparse.Namespace) -> RunConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from evol.rundir.folder import MANIFEST, RECORDS, REJECTED, SCORES, RunDir
+    from evol.rundir.reader import load_run
+
+    if not is_remote(args.run):
+        run = load_run(Path(args.run))
+        with RunDir(run.path) as run_dir:  # not while a run is writing into the same folder
+            return _score(args, run, run_dir)
+    with RunDir(args.run) as run_dir:  # at a URL: the store checked, the files scoring reads copied here
+        remote = run_dir.remote
+        assert remote is not None
+        remote.pull(run_dir.path, [n for n in (MANIFEST, RECORDS, REJECTED, SCORES) if remote.exists(n)])
+        if not (run_dir.path / MANIFEST).is_file():
+            raise InputError(f"{run_dir.where} has no {MANIFEST}; is it a run folder of 'python -m evol run'?")
+        return _score(args, load_run(run_dir.path), run_dir)
+
+
+def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
     from evol.prompts import Prompt, default_prompts_dir
     from evol.quality.scoring import Item, score_items
     from evol.report.stats import run_seeds
-    from evol.rundir.folder import RunDir
-    from evol.rundir.reader import load_run
 
-    run = load_run(args.run)
     prompts = {
         "complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
         "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"}),
@@ -105,9 +122,8 @@ def main(args: argparse.Namespace) -> int:
         if not seeds and not any(item.round == 0 for item in items):
             log.info("score: the seed file is not where the run read it; no round-0 baseline")
     if not items:
-        raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
-    with RunDir(run.path):  # not while a run is writing into the same folder
-        summary = asyncio.run(score_items(run.path, config, items, prompts))
+        raise ConfigError(f"{run_dir.where} kept no instructions; there is nothing to score.")
+    summary = asyncio.run(score_items(run_dir, config, items, prompts))
     log.info(
         "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
         summary["rows"],

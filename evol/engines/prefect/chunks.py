@@ -12,13 +12,16 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
+import io
 import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -26,12 +29,14 @@ from evol.config import RunConfig, api_key_from_env
 from evol.evolve.concurrency import bounded_map
 from evol.evolve.evolver import Evolver
 from evol.evolve.progress import LiveTally, current
-from evol.llm.cache import CachedChat, CallCache
+from evol.llm.cache import CachedChat, CallCache, ShardedCache
 from evol.llm.client import ChatModel, OpenAIChat
 from evol.llm.usage import Tally
 from evol.models import Models, Node, Outcome, Record, Rejection, Seed, Usage
 from evol.prompts import Profile
 from evol.rundir.folder import CACHE
+from evol.rundir.shards import Shards
+from evol.rundir.store import Remote, is_remote
 
 T = TypeVar("T")
 
@@ -114,7 +119,12 @@ class Lane:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="evol-lane", daemon=True)
         self.thread.start()
-        self.cache = CallCache(Path(job.run_dir) / CACHE)
+        self._tmp: str | None = None
+        if is_remote(job.run_dir):  # a run folder at a URL: shards there, lookups in a SQLite file of our own
+            self._tmp = tempfile.mkdtemp(prefix="evol-lane-")
+            self.cache: CallCache = ShardedCache(Path(self._tmp) / CACHE, Shards(remote_for(job.run_dir)), shared=True)
+        else:
+            self.cache = CallCache(Path(job.run_dir) / CACHE)
         # the key is read here, in the task's thread, which has the flow's context; the lane's thread has none
         self.chat = self.call(self._open(job, api_key()))
 
@@ -145,6 +155,8 @@ class Lane:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         self.cache.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 _lanes: dict[tuple, Lane] = {}
@@ -262,8 +274,25 @@ FORMAT = 1
 
 
 def checkpoint_path(run_dir: Path, round_no: int, chunk_no: int) -> Path:
+    return run_dir / checkpoint_name(round_no, chunk_no)
+
+
+def checkpoint_name(round_no: int, chunk_no: int) -> str:
+    """A chunk's checkpoint, relative to the run folder."""
     folder = "seeds" if round_no == 0 else f"round-{round_no}"
-    return run_dir / CHECKPOINTS / folder / f"chunk-{chunk_no:04d}.jsonl"
+    return f"{CHECKPOINTS}/{folder}/chunk-{chunk_no:04d}.jsonl"
+
+
+_remotes: dict[str, Remote] = {}
+_remotes_lock = threading.Lock()  # not the lanes' lock: a lane opens its remote while that one is held
+
+
+def remote_for(url: str) -> Remote:
+    """This process's filesystem for a run folder at ``url`` (one for every chunk it runs of that run)."""
+    with _remotes_lock:
+        if url not in _remotes:
+            _remotes[url] = Remote.open(url)
+        return _remotes[url]
 
 
 def run_key(config: RunConfig, profile: Profile, endpoint: Endpoint) -> str:
@@ -302,7 +331,10 @@ def write_checkpoint(job: ChunkJob, result: ChunkResult) -> None:
             kind = "record" if isinstance(out, Record) else "rejection"
             yield json.dumps({kind: out.model_dump(mode="json")}, ensure_ascii=False) + "\n"
 
-    atomic_write(job.checkpoint, lines())
+    if is_remote(job.run_dir):  # one object, whole or absent
+        remote_for(job.run_dir).write(checkpoint_name(job.round_no, job.chunk_no), "".join(lines()).encode("utf-8"))
+    else:
+        atomic_write(job.checkpoint, lines())
 
 
 def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
@@ -312,7 +344,7 @@ def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
     from the call cache, and only the failed ones go to the endpoint.
     """
     try:
-        with open(job.checkpoint, encoding="utf-8") as f:
+        with _open_checkpoint(job) as f:
             head = json.loads(f.readline())
             if head.get("evol_checkpoint") != FORMAT or head.get("fingerprint") != job.fingerprint:
                 return None
@@ -329,6 +361,13 @@ def read_checkpoint(job: ChunkJob) -> ChunkResult | None:
     if len(outcomes) != len(job.items) or any(isinstance(o, Rejection) and o.kind == "failed" for o in outcomes):
         return None
     return ChunkResult(outcomes=outcomes, tally=head.get("tally") or {}, restored=True)
+
+
+def _open_checkpoint(job: ChunkJob) -> IO[str]:
+    if not is_remote(job.run_dir):
+        return open(job.checkpoint, encoding="utf-8")
+    data = remote_for(job.run_dir).read(checkpoint_name(job.round_no, job.chunk_no))  # FileNotFoundError if none
+    return io.StringIO(data.decode("utf-8"))
 
 
 # --- tallies of chunks, added up in the flow

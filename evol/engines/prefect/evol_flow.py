@@ -48,6 +48,8 @@ from evol.models import Outcome
 from evol.prompts import Profile
 from evol.rundir.folder import RunDir
 from evol.rundir.manifest import Chunks, Manifest
+from evol.rundir.store import is_remote
+from evol.seeds import SeedSet
 
 T = TypeVar("T")
 
@@ -152,7 +154,7 @@ class Stage:
     config: FlowConfig
     profile: Profile
     endpoint: Endpoint
-    run_dir: Path
+    run_dir: str  # a local folder's absolute path, or a URL
     run_key: str
     chunk_size: int
     parallel: int  # chunks running at once
@@ -171,7 +173,7 @@ class Stage:
                 config=self.config,
                 profile=self.profile,
                 endpoint=self.endpoint,
-                run_dir=str(self.run_dir),
+                run_dir=self.run_dir,
                 run_key=self.run_key,
                 round_no=round_no,
                 chunk_no=b,
@@ -263,17 +265,33 @@ async def pipeline_flow(
     processes: int = 1,
 ) -> Manifest:
     """The rounds of one run, on whatever task runner the parent flow chose; returns the manifest."""
-    log = get_run_logger()
     profile, seedset = check_inputs(config)
+    run_dir = RunDir(out)  # the parent flow holds the lock
+    try:
+        return await _pipeline(config, endpoint, run_dir, profile, seedset, chunk_size, parallel, processes)
+    finally:
+        run_dir.close()  # at a URL: this subflow's local copy of the run folder
+
+
+async def _pipeline(
+    config: FlowConfig,
+    endpoint: Endpoint,
+    run_dir: RunDir,
+    profile: Profile,
+    seedset: SeedSet,
+    chunk_size: int,
+    parallel: int,
+    processes: int,
+) -> Manifest:
+    log = get_run_logger()
     models = endpoint.models
-    run_dir = RunDir(Path(out))  # the parent flow holds the lock
     started = time.time()
     tally, stats, counts = Tally(), ChatStats(endpoint.identity), Counter[str]()
     stage = Stage(
         config,
         profile,
         endpoint,
-        run_dir.path.resolve(),
+        run_dir.where if run_dir.remote is not None else str(run_dir.path.resolve()),  # where chunks reach it
         chunks.run_key(config, profile, endpoint),
         chunk_size,
         parallel,
@@ -333,7 +351,7 @@ async def evol_flow(
             )
             runner, parallel, processes = task_runner(dask_address, dask_workers)
             public = FlowConfig(**cfg.public_dict())
-            run_dir = str(Path(out).resolve())
+            run_dir = out if is_remote(out) else str(Path(out).resolve())  # as the chunks name it
             try:
                 return await pipeline_flow.with_options(task_runner=runner)(
                     config=public,
