@@ -67,6 +67,11 @@ async def run_pipeline(
         started,
         cached_chat,
     )
+    gate = getattr(chat, "gate", None)  # --concurrency auto: the client's limit, shown live and in the manifest
+    if gate is not None:
+        ctx.concurrency = gate.books
+        current().watch(gate)
+    ctx.plan()  # before the first call, and before this run's manifest replaces the folder's last one
     ctx.announce(log)
 
     async def write(status: str, reason: str, when: str) -> Manifest:

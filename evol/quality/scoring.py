@@ -159,7 +159,7 @@ async def score_items(run_dir: Path, config, items: list[Item], prompts: dict[st
                     return
 
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(units))))))
+            await asyncio.gather(*(worker() for _ in range(max(1, min(config.connections, len(units))))))
         finally:
             cache.close()
     rows = [r for r in (_row(item, answers, models.judge, prompts) for item in items) if r is not None]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evol.cli.run_options import concurrency_value
 from evol.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,7 +37,12 @@ def add_parser(sub) -> None:
         "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
     )
     p.add_argument("--model", help="the judging model (default: the run's judge model)")
-    p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
+    p.add_argument(
+        "--concurrency",
+        type=concurrency_value,
+        metavar="N|auto",
+        help="requests in flight at once, or auto (default: the run's)",
+    )
     p.add_argument(
         "--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)"
     )

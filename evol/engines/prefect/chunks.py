@@ -117,6 +117,8 @@ class Lane:
         self.cache = CallCache(Path(job.run_dir) / CACHE)
         # the key is read here, in the task's thread, which has the flow's context; the lane's thread has none
         self.chat = self.call(self._open(job, api_key()))
+        if self.chat.gate is not None:  # --concurrency auto: its limit in the live progress (on threads)
+            current().watch(self.chat.gate)
 
     @staticmethod
     async def _open(
@@ -130,6 +132,7 @@ class Lane:
             timeout=cfg.timeout,
             max_retries=cfg.max_retries,
             concurrency=job.concurrency,
+            adaptive=cfg.adaptive,
             seed_calls=job.endpoint.seed_calls,
             replicas=job.endpoint.replicas,
             **_rate_limits(cfg, job.share),
@@ -172,6 +175,19 @@ def close_lanes(run_dir: str | None = None) -> None:
 
 
 atexit.register(close_lanes)
+
+
+def concurrency_books(run_dir: str) -> dict | None:
+    """``--concurrency auto``'s books of this process's lanes for ``run_dir`` (their limits summed, the trace of
+    the busiest); None with a fixed concurrency, or when the chunks ran in other processes (Dask)."""
+    with _lanes_lock:
+        gates = [lane.chat.gate for key, lane in _lanes.items() if key[0] == run_dir and lane.chat.gate is not None]
+    if not gates:
+        return None
+    books = [g.books() for g in gates]
+    busiest = max(books, key=lambda b: b["answers"])
+    summed = {k: sum(b[k] for b in books) for k in ("maximum", "final", "answers", "congested")}
+    return {**busiest, **summed, "peak": max(b["peak"] for b in books)}
 
 
 def run_on_lane(job: ChunkJob) -> ChunkResult:

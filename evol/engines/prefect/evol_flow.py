@@ -188,7 +188,7 @@ class Stage:
         # --concurrency (and --rpm, --tpm) are the run's totals: shared by the processes that run chunks, and
         # within a process by its chunks, through its lane
         share = max(1, min(self.processes, len(todo)))
-        per_process = max(1, math.ceil(self.config.concurrency / share))
+        per_process = max(1, math.ceil(self.config.connections / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
         threads = on_threads()
 
@@ -285,6 +285,8 @@ async def pipeline_flow(
     ctx = RunContext(
         run_dir, config, profile, models, RunState.start(seedset, run_dir, config.turns), tally, started, stats
     )
+    ctx.concurrency = lambda: chunks.concurrency_books(str(run_dir.path.resolve()))
+    ctx.plan()
     ctx.announce(log)
 
     async def checkpoint(status: str, reason: str, when: str) -> Manifest:
