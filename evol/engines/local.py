@@ -78,8 +78,9 @@ async def run_pipeline(
         return write_outputs(ctx, status, reason)
 
     try:
-        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally), config.rounds)
-        return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), executor, write)
+        deduper = make_deduper(config, seedset.seeds)
+        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally, kept=deduper), config.rounds)
+        return await run_rounds(config, ctx.state, deduper, executor, write)
     finally:
         if batching is not None:
             await batching.aclose()  # submitted batches run on; the same command collects them

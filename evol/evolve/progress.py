@@ -93,7 +93,8 @@ class Progress(NullProgress):
                 return
             self._seen.add(outcome.id)
             self.done += 1
-            if isinstance(outcome, Record):
+            # a duplicate found before it was answered counts as kept until settled, as one found after it does
+            if isinstance(outcome, Record) or outcome.kind == "duplicate":
                 self.kept += 1
             else:
                 self.rejected[outcome.rule] += 1

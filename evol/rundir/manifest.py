@@ -97,6 +97,8 @@ class UsageBooks(Block):
     calls: dict[str, int] = Field(default_factory=dict)
     calls_from_cache: dict[str, int] = Field(default_factory=dict)
     calls_failed: dict[str, int] = Field(default_factory=dict)
+    # answer calls not made: the evolution duplicated a kept text before it was answered
+    calls_saved: dict[str, int] = Field(default_factory=dict)
     tokens_by_stage: dict[str, Tokens] = Field(default_factory=dict)
     tokens_by_model: dict[str, Tokens] = Field(default_factory=dict)
     tokens_by_stage_model: dict[str, dict[str, Tokens]] = Field(default_factory=dict)

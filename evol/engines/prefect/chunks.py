@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from evol.config import RunConfig, api_key_from_env
+from evol.dedup.index import Deduper
 from evol.evolve.concurrency import bounded_map
 from evol.evolve.evolver import Evolver
 from evol.evolve.progress import LiveTally, current
@@ -81,6 +82,7 @@ class ChunkJob:
     concurrency: int  # connections the process running this chunk may hold open, for all its chunks
     share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
     spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
+    kept: Deduper | None = None  # the run's dedup index, on threads only (Evolver's kept); never pickled
 
     @property
     def checkpoint(self) -> Path:
@@ -203,7 +205,7 @@ async def run_chunk(job: ChunkJob, chat: ChatModel, cache: CallCache) -> ChunkRe
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
     # run's, not the chunk's (chunks running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
-    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP)
+    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP, kept=job.kept)
 
     def books() -> dict:
         data = tally.as_dict()
@@ -359,6 +361,8 @@ def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
         into.cached[stage] += n
     for stage, n in data.get("calls_failed", {}).items():
         into.errors[stage] += n
+    for stage, n in data.get("calls_saved", {}).items():
+        into.saved[stage] += n
     for stage, usage in data.get("tokens_by_stage", {}).items():
         into.tokens[stage] = into.tokens[stage] + Usage(**usage)
     for model, usage in data.get("tokens_by_model", {}).items():
