@@ -323,3 +323,46 @@ def plan(
             rounds = range(n + 1, config.rounds + 1)
             seeds_done = True
     return estimate(config, profile, seedset, rates or method_rates(config), models, rounds, seeds_done)
+
+
+def calls_estimate(
+    stage: str,
+    prompt_chars: Sequence[int],
+    completion: Triple,
+    model: str,
+    config: RunConfig,
+    *,
+    source: str,
+    tokens_per_char: Triple = (0.2, 0.25, 0.33),
+    seconds_per_call: Triple = (0.5, 3.0, 12.0),
+) -> Estimate:
+    """The estimate of a known list of calls of one stage (``evol score``'s): their number is exact, their tokens
+    are their prompts' characters times tokens per character and ``completion`` tokens each."""
+    n = float(len(prompt_chars))
+    calls = (n, n, n)
+    prompt = _scale(tokens_per_char, float(sum(prompt_chars)))
+    out = _scale(completion, n)
+    money = []
+    for i in range(3):
+        spent, missing = cost(
+            {model: Usage(prompt_tokens=int(prompt[i]), completion_tokens=int(out[i]))}, config.price_table()
+        )
+        money.append(spent)
+    dollars = (money[0], money[1], money[2])
+    width = min(config.connections, max(1, len(prompt_chars)))
+    return Estimate(
+        source=source,
+        calls=_span(calls),
+        tokens=_span(_add(prompt, out)),
+        cost_usd=_span(dollars, 6),
+        seconds=_span(_scale(_mul(calls, seconds_per_call), 1 / width)),
+        by_stage={
+            stage: StageEstimate(
+                calls=_span(calls),
+                prompt_tokens=_span(prompt),
+                completion_tokens=_span(out),
+                cost_usd=_span(dollars, 6),
+            )
+        },
+        unpriced_models=missing,
+    )

@@ -263,9 +263,9 @@ def summary(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def describe_estimate(est: Estimate, connections: int) -> str:
-    """The estimate as a few lines for a terminal."""
-    rounds = f"rounds {est.rounds[0]}-{est.rounds[-1]}" if est.rounds else "no rounds left"
+def describe_estimate(est: Estimate, connections: int, what: str | None = None) -> str:
+    """The estimate as a few lines for a terminal; ``what`` it is of (default: the rounds)."""
+    rounds = what or (f"rounds {est.rounds[0]}-{est.rounds[-1]}" if est.rounds else "no rounds left")
     lines = [
         f"estimate of {rounds} (rates from {est.source}); expected (low-high):",
         f"  {'stage':<14}{'calls':>22}{'prompt tokens':>30}{'completion tokens':>30}{'cost USD':>26}",

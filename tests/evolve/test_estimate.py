@@ -113,3 +113,25 @@ def test_probe_without_dry_run_is_one_sentence(tmp_path):
     seeds, _ = _seeds(tmp_path, 3)
     r = run_cli("run", f"--seeds={seeds}", "--probe=5", "--base-url=http://127.0.0.1:9/v1")
     assert r.returncode != 0 and "--probe N goes with --dry-run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_score_dry_run_counts_the_calls_not_in_the_cache_and_sends_none(tmp_path):
+    seeds, texts = _seeds(tmp_path, 12)
+    out = tmp_path / "run"
+    with ScriptedServer(RealisticModel(texts)) as srv:
+        assert (
+            run_cli("run", f"--seeds={seeds}", "--rounds=1", f"--base-url={srv.base_url}", f"--out={out}").returncode
+            == 0
+        )
+    kept = json.loads((out / "manifest.json").read_text())["counts"]["kept"]
+    with ScriptedServer(lambda request: "Score: 7. Clear and specific.") as srv:
+        r = run_cli("score", str(out), f"--base-url={srv.base_url}", "--dry-run")
+        assert r.returncode == 0, r.stderr
+        assert srv.chat_count() == 0
+        est = json.loads(r.stdout)
+        # complexity and quality of every kept row, and the complexity of the 12 seeds (round 0's baseline)
+        assert est["calls"]["expected"] == 2 * kept + 12
+        assert run_cli("score", str(out), f"--base-url={srv.base_url}").returncode == 0
+        paid = srv.chat_count()
+        again = json.loads(run_cli("score", str(out), f"--base-url={srv.base_url}", "--dry-run").stdout)
+    assert paid == 2 * kept + 12 and again["calls"]["expected"] == 0  # what was scored is in the cache now

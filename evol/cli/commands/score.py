@@ -47,6 +47,11 @@ def add_parser(sub) -> None:
         "--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)"
     )
     p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pay for nothing: print the calls scoring would make (those not in the run's cache), tokens, cost and time",
+    )
+    p.add_argument(
         "--complexity-prompt",
         "--prompt",
         dest="complexity_prompt",
@@ -112,6 +117,18 @@ def main(args: argparse.Namespace) -> int:
             log.info("score: the seed file is not where the run read it; no round-0 baseline")
     if not items:
         raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
+    if args.dry_run:
+        from evol.evolve.progress import describe_estimate
+        from evol.llm.local.setup import is_embedded, tune_for_local
+        from evol.quality.scoring import plan_scoring
+
+        identity = run.manifest.backend.identity
+        judged = tune_for_local(config) if is_embedded(identity) else config
+        model = config.judge_model or run.manifest.backend.judge_model or "?"
+        est = plan_scoring(run.path, judged, items, prompts, identity, model)
+        print(describe_estimate(est, config.connections, what=f"scoring {len(items)} rows"), file=sys.stderr)
+        print(json.dumps(est.model_dump(mode="json")), file=sys.stdout)
+        return 0
     with RunDir(run.path):  # not while a run is writing into the same folder
         summary = asyncio.run(score_items(run.path, config, items, prompts))
     log.info(
