@@ -135,7 +135,8 @@ def test_against_a_server_that_queues_the_limit_stops_well_short_of_the_maximum(
     # latency (plus FLOOR) twice the lowest is queueing: past ~20 in flight here the limit is cut, not grown
     assert 8 <= gate.limit <= 24
     assert max(p.limit for p in gate.trace) <= 40
-    assert any(p.why == "latency" for p in gate.trace)
+    # latency alone stopped the growth (and cut it, when it rose that far): this server sends no 429
+    assert not gate.slow_start and {p.why for p in gate.trace} <= {"start", "grow", "latency"}
     assert 700 / seconds >= 0.8 * 8 / 0.1  # and the server is kept busy all the same
 
 
