@@ -1,17 +1,22 @@
 """A latency-simulating OpenAI-compatible server for benchmarks, run in its own process.
 
 ``python -m bench.server --port 8321 --latency 0.2 --jitter 0.02 --tokens 200 --error-rate 0.01 --rate-429 0.01``
+
+With ``--capacity N`` it serves at most N requests at once and answers 429 above that (``--queue``: queues them,
+so latency grows with the queue); ``--stats FILE`` writes what it served and refused, per second, when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 from functools import lru_cache
 
 from aiohttp import web
 
+from evol.testing.capacity import CapacityScript
 from evol.testing.server import Reply, ScriptedServer, last_user
 
 
@@ -102,11 +107,26 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=100)
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-429", type=float, default=0.0)
+    p.add_argument("--capacity", type=int, help="serve at most this many at once; 429 above it")
+    p.add_argument("--queue", action="store_true", help="with --capacity: queue the rest instead of a 429")
+    p.add_argument("--stats", help="with --capacity: write served and refused requests per second here at the end")
     a = p.parse_args()
-    srv = ScriptedServer(
-        LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429), port=a.port, record=False
-    )
-    web.run_app(srv.app(), host="127.0.0.1", port=a.port, access_log=None, print=None, backlog=1024)
+    script = LatencyScript(a.latency, a.jitter, a.tokens, a.error_rate, a.rate_429)
+    capacity = None
+    if a.capacity:
+        # the capacity holds each request for the latency; the answers themselves come at once
+        capacity = CapacityScript(a.capacity, a.latency, LatencyScript(0.0, 0.0, a.tokens), queue=a.queue)
+    srv = ScriptedServer(capacity or script, port=a.port, record=False)
+    app = srv.app()
+    if capacity is not None and a.stats:
+
+        async def write_stats(_app) -> None:
+            served, rejected = capacity.served, capacity.rejected
+            with open(a.stats, "w") as f:
+                json.dump({"served": served, "rejected": rejected, "most": capacity.most}, f)
+
+        app.on_cleanup.append(write_stats)
+    web.run_app(app, host="127.0.0.1", port=a.port, access_log=None, print=None, backlog=1024)
 
 
 if __name__ == "__main__":

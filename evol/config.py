@@ -31,6 +31,7 @@ BATCH_WORKERS = 10_000
 EXECUTION_ONLY = (
     "out",
     "concurrency",
+    "max_concurrency",
     "timeout",
     "max_retries",
     "rpm",
@@ -142,7 +143,14 @@ class RunConfig(BaseModel):
     model_path: Path | None = Field(
         default=None, description="a local GGUF file to serve with llama.cpp instead of the embedded model"
     )
-    concurrency: int = Field(default=32, ge=1, le=4096, description="requests in flight at once")
+    concurrency: int | Literal["auto"] = Field(
+        default="auto",
+        description="requests in flight at once, or auto: found from the endpoint's 429s, 503s and latency, "
+        "up to --max-concurrency (the embedded model's default is a fixed number)",
+    )
+    max_concurrency: int = Field(
+        default=256, ge=1, le=4096, description="the most requests in flight that --concurrency auto may reach"
+    )
     timeout: float = Field(default=120.0, gt=0, description="seconds before a request is abandoned and retried")
     max_retries: int = Field(default=6, ge=0, description="retries of a transient failure")
     rpm: float | None = Field(default=None, gt=0, description="at most this many requests in any minute")
@@ -242,12 +250,29 @@ class RunConfig(BaseModel):
         """Candidate answers per instruction: ``answers``, and at least one per response model."""
         return max(self.answers, len(self.response_models))
 
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 4096:
+            raise ValueError("must be auto or a number from 1 to 4096")
+        return v
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the concurrency is found from the endpoint (``--concurrency auto``) rather than fixed."""
+        return self.concurrency == "auto"
+
+    @property
+    def connections(self) -> int:
+        """The most requests in flight at once: the fixed concurrency, or the most auto may reach."""
+        return self.max_concurrency if self.concurrency == "auto" else self.concurrency
+
     @property
     def workers(self) -> int:
         """Items of a round under way at once. Each makes up to three calls in sequence, so more items than
         connections keep the pipe full; through the Batch API every item's next call should wait in the same
         batch file, so then every item runs at once."""
-        return BATCH_WORKERS if self.batch else self.concurrency * 2
+        return BATCH_WORKERS if self.batch else self.connections * 2
 
     @property
     def ranks_answers(self) -> bool:

@@ -50,6 +50,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "judge_model",
         "model_path",
         "concurrency",
+        "max_concurrency",
         "timeout",
         "max_retries",
         "rpm",
@@ -167,6 +168,23 @@ def _response_model(g: Group) -> None:
     )
 
 
+def concurrency_value(text: str) -> int | str:
+    """``auto`` or a count of requests, for ``--concurrency``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes auto or a number of requests, not '{text}'") from None
+
+
+def _concurrency(g: Group) -> None:
+    field = RunConfig.model_fields["concurrency"]
+    g.add_argument(
+        "--concurrency", type=concurrency_value, metavar="N|auto", help=f"{field.description} (default auto)"
+    )
+
+
 def _sampling(g: Group) -> None:
     for name, field in Sampling.model_fields.items():
         add_field_option(g, name, field, _SAMPLING_PURPOSE)
@@ -174,6 +192,7 @@ def _sampling(g: Group) -> None:
 
 _SHAPERS: dict[str, Callable[[Group], None]] = {
     "config": _config,
+    "concurrency": _concurrency,
     "operation_weights": _operation_weight,
     "disable_rules": _disable_rule,
     "response_model": _response_model,

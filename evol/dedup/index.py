@@ -12,6 +12,7 @@ parent is the judge's question, not dedup's. Exact repeats are caught whatever t
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -199,15 +200,20 @@ class Deduper:
         self._pos = np.empty(0, np.int32)
         self._vectors = np.empty((0, 0), np.float32)  # kept embeddings, grown by doubling
         self._last: Prepared | None = None  # check() then add() of the same text prepares it once
+        # a run's items look a text up before answering it (evol.evolve.evolver), maybe on other threads than the
+        # settling that adds to the index (Prefect's chunk lanes): one lookup or addition at a time
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def check(self, text: str, lineage: str | None = None) -> Match | None:
-        return self.check_item(self._one(text), lineage)
+        with self._lock:
+            return self.check_item(self._one(text), lineage)
 
     def add(self, id: str, text: str, lineage: str | None = None) -> None:
-        self.add_item(id, self._one(text), lineage)
+        with self._lock:
+            self.add_item(id, self._one(text), lineage)
 
     def check_item(self, item: Prepared, lineage: str | None = None) -> Match | None:
         """``check`` of a text from :meth:`prepared`."""

@@ -67,14 +67,20 @@ async def run_pipeline(
         started,
         cached_chat,
     )
+    gate = getattr(chat, "gate", None)  # --concurrency auto: the client's limit, shown live and in the manifest
+    if gate is not None:
+        ctx.concurrency = gate.books
+        current().watch(gate)
+    ctx.plan()  # before the first call, and before this run's manifest replaces the folder's last one
     ctx.announce(log)
 
     async def write(status: str, reason: str, when: str) -> Manifest:
         return write_outputs(ctx, status, reason)
 
     try:
-        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally), config.rounds)
-        return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), executor, write)
+        deduper = make_deduper(config, seedset.seeds)
+        executor = LocalExecutor(Evolver(config, profile, cached_chat, models, ctx.tally, kept=deduper), config.rounds)
+        return await run_rounds(config, ctx.state, deduper, executor, write)
     finally:
         if batching is not None:
             await batching.aclose()  # submitted batches run on; the same command collects them

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from evol.config import RETRY_MAX_TOKENS, RunConfig
+from evol.dedup.index import Deduper
 from evol.errors import BackendError, Interrupted
 from evol.evolve.answers import AnswerStage
 from evol.evolve.concurrency import bounded_map
@@ -36,6 +37,7 @@ from evol.models import (
     Usage,
     user_turns,
 )
+from evol.models import asked as dedup_text
 from evol.pricing import Budget
 from evol.prompts import Profile
 from evol.quality.judge_reader import parse_follow_up, parse_judgement
@@ -62,6 +64,7 @@ class Evolver:
         models: Models,
         tally: Tally | None = None,
         stop: threading.Event | None = None,
+        kept: Deduper | None = None,
     ):
         self.config = config
         self.budget = Budget(config.budget_usd, config.price_table())
@@ -71,6 +74,9 @@ class Evolver:
         self.tally = tally or Tally()
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
+        # the run's dedup index, as settled so far: an evolution that already duplicates a kept text is not answered
+        # (settling, in pool order, would reject it whatever its answer); None where the index is elsewhere (Dask)
+        self.kept = kept
         # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
         self.answer_stage = AnswerStage(config, self.call, models) if config.ranks_answers else None
 
@@ -194,6 +200,15 @@ class Evolver:
                 if not verdict.keep:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
+            kept = self.kept
+            if kept is not None and (match := kept.check(dedup_text(history, text), node.seed_id)) is not None:
+                self.tally.count_saved(self.answer_calls())
+                detail = f"duplicates {match.duplicate_of} (score {match.score:.2f})"
+                # settling checks it again in pool order, as it does every evolution, and names what it repeats then
+                return reject(
+                    "duplicate", match.rule, detail, "dedup", text, duplicate_of=match.duplicate_of, score=match.score
+                )
+
             stage = "respond"
             if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
                 got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage, history)
@@ -236,6 +251,18 @@ class Evolver:
             judge=judged,
             cut_answers=cut,
         )
+
+    def answer_calls(self) -> dict[str, int]:
+        """The calls an instruction's answers take at the least (no answer asked again): what an evolution found to be a
+        duplicate before it was answered saves."""
+        cfg = self.config
+        if not cfg.ranks_answers:
+            return {"respond": 1}
+        k = cfg.candidate_count
+        out = {"respond": k, "rank": k * (1 + cfg.evolve_answers)}
+        if cfg.evolve_answers:
+            out["evolve_answer"] = k * cfg.evolve_answers
+        return out
 
     async def respond(
         self, prompt: str, sample: str, usage: dict[str, Usage], history: History = ()

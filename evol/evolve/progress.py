@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from evol.llm.usage import Tally
 from evol.models import Completion, Record, Rejection, Usage
 from evol.pricing import Price, cost
-from evol.rundir.manifest import Manifest
+from evol.rundir.manifest import Estimate, Manifest, Span
 
 STAGES = ("seed", "evolve", "judge", "respond", "evolve_answer", "rank", "optimize")
 
@@ -42,6 +42,9 @@ class NullProgress:
 
     def settled(self, rejected) -> None: ...
 
+    def watch(self, gate) -> None:
+        """Show the limit of ``--concurrency auto`` (an ``AdaptiveLimit``; a Prefect run has one per lane)."""
+
 
 class Progress(NullProgress):
     """Counters of a run so far, drawn by rich a few times a second."""
@@ -60,6 +63,11 @@ class Progress(NullProgress):
         self.kept = 0
         self.rejected: Counter = Counter()
         self._seen: set[str] = set()  # this round's items, so a chunk's results can be reported twice
+        self._gates: dict[int, object] = {}  # --concurrency auto's limits, by id: read when drawn
+
+    def watch(self, gate) -> None:
+        with self._lock:
+            self._gates[id(gate)] = gate
 
     def round_start(self, round_no: int, rounds: int, total: int) -> None:
         with self._lock:
@@ -85,7 +93,8 @@ class Progress(NullProgress):
                 return
             self._seen.add(outcome.id)
             self.done += 1
-            if isinstance(outcome, Record):
+            # a duplicate found before it was answered counts as kept until settled, as one found after it does
+            if isinstance(outcome, Record) or outcome.kind == "duplicate":
                 self.kept += 1
             else:
                 self.rejected[outcome.rule] += 1
@@ -132,9 +141,20 @@ class Progress(NullProgress):
             total = sum(self.by_model.values(), Usage())
             spent, unpriced = cost(self.by_model, self.prices)
             money = f"${spent:.4f}" + (" + unpriced models" if unpriced else "")
+            gates = list(self._gates.values())
+            limit = (
+                [
+                    Text(
+                        f"concurrency auto: {sum(g.limit for g in gates)} in flight at most (max {sum(g.maximum for g in gates)})"
+                    )
+                ]
+                if gates
+                else []
+            )
             lines = [
                 head,
                 Text(f"calls   {calls or '-'}"),
+                *limit,
                 Text(f"tokens  {total.prompt_tokens:,} in · {total.completion_tokens:,} out · cost {money}"),
                 *(
                     [Text("stages  " + stage_costs({s: dict(m) for s, m in self.by_stage.items()}, self.prices))]
@@ -223,10 +243,58 @@ def summary(manifest: Manifest) -> str:
     )
     if any(cost_.by_stage.values()):
         lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in cost_.by_stage.items()))
+    if manifest.estimate is not None:
+        est = manifest.estimate
+        paid = sum(calls.values()) - sum(cached.values())
+        lines.append(
+            f"  estimate    calls {_fmt(est.calls)} vs {paid:,} made; tokens {_fmt(est.tokens)} vs"
+            f" {tokens.prompt_tokens + tokens.completion_tokens:,}; cost ${_fmt(est.cost_usd, money=True)}"
+            f" vs ${cost_.total:.4f}"
+        )
+    if manifest.concurrency is not None:
+        cc = manifest.concurrency
+        lines.append(
+            f"  concurrency auto: ended at {cc.final} in flight (peak {cc.peak}, at most {cc.maximum});"
+            f" {cc.congested} of {cc.answers} requests answered 429 or 503"
+        )
     lines.append(f"  time        {_clock(manifest.seconds)}")
     if manifest.status != "complete":
         lines.append("  resume      run the same command again: answered calls come from the run's cache")
     return "\n".join(lines)
+
+
+def describe_estimate(est: Estimate, connections: int, what: str | None = None) -> str:
+    """The estimate as a few lines for a terminal; ``what`` it is of (default: the rounds)."""
+    rounds = what or (f"rounds {est.rounds[0]}-{est.rounds[-1]}" if est.rounds else "no rounds left")
+    lines = [
+        f"estimate of {rounds} (rates from {est.source}); expected (low-high):",
+        f"  {'stage':<14}{'calls':>22}{'prompt tokens':>30}{'completion tokens':>30}{'cost USD':>26}",
+    ]
+    for stage, s in est.by_stage.items():
+        lines.append(
+            f"  {stage:<14}{_fmt(s.calls):>22}{_fmt(s.prompt_tokens):>30}{_fmt(s.completion_tokens):>30}"
+            f"{_fmt(s.cost_usd, money=True):>26}"
+        )
+    lines.append(
+        f"  {'total':<14}{_fmt(est.calls):>22}{_fmt(est.tokens):>30}{'(tokens in and out)':>30}"
+        f"{_fmt(est.cost_usd, money=True):>26}"
+    )
+    for r, stages in est.calls_by_round.items():
+        lines.append(f"  round {r}: " + ", ".join(f"{s} {v:,.0f}" for s, v in stages.items()))
+    lines.append(f"  wall time {_span_clock(est.seconds)} with up to {connections} requests in flight")
+    if est.unpriced_models:
+        lines.append(f"  no price for {', '.join(est.unpriced_models)} (counted as free)")
+    return "\n".join(lines)
+
+
+def _fmt(s: Span, money: bool = False) -> str:
+    if money:
+        return f"{s.expected:.4f} ({s.low:.4f}-{s.high:.4f})"
+    return f"{s.expected:,.0f} ({s.low:,.0f}-{s.high:,.0f})"
+
+
+def _span_clock(s: Span) -> str:
+    return f"{_clock(s.expected)} ({_clock(s.low)}-{_clock(s.high)})"
 
 
 def stage_costs(by_stage: dict[str, dict[str, Usage]], prices: dict[str, Price]) -> str:

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,8 +30,10 @@ from evol.rundir.manifest import (
     AnswerSettings,
     Backend,
     CacheCount,
+    ConcurrencyBooks,
     CostBooks,
     Counts,
+    Estimate,
     JudgeBooks,
     Manifest,
     ProfileInfo,
@@ -163,6 +165,19 @@ class RunContext:
     tally: Tally
     started: float
     chat: CacheBooks
+    #: ``--concurrency auto``'s books so far (``AdaptiveLimit.books``), or None with a fixed concurrency
+    concurrency: Callable[[], dict | None] = lambda: None
+    #: what the run was expected to cost, made before its first call (``evol.evolve.estimate.plan``)
+    estimate: Estimate | None = None
+
+    def plan(self) -> None:
+        """The estimate, from the folder's finished rounds if it has any (the manifest there is the last run's)."""
+        from evol.evolve.estimate import plan
+
+        m = self.models
+        self.estimate = plan(
+            self.config, self.profile, self.state.seedset, self.run_dir.path, (m.evolve, m.respond, m.judge)
+        )
 
     def announce(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
         """The run's first line in the log, the same on every engine."""
@@ -255,6 +270,8 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> Manifest:
         usage=UsageBooks.model_validate(tally.as_dict()),
         cost_usd=CostBooks.model_validate(tally.cost_books(config.price_table(), config.budget_usd)),
         cache=CacheCount(hits=chat.hits, misses=chat.misses),
+        concurrency=ConcurrencyBooks.model_validate(books) if (books := ctx.concurrency()) else None,
+        estimate=ctx.estimate,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from evol.config import RunConfig
 from evol.dedup.index import Deduper
 from evol.models import Node, Outcome, Record, Rejection, Seed, asked
-from evol.rules.duplicates import check_duplicate
+from evol.rules.duplicates import check_duplicate, named_again
 
 
 @dataclass
@@ -85,6 +85,8 @@ class RoundSettler:
                 out = duplicate
             else:
                 self.deduper.add(out.id, asked(out.history, out.instruction), out.seed_id)
+        elif self.deduper is not None and isinstance(out, Rejection) and out.kind == "duplicate":  # before its answer
+            out = named_again(self.deduper, out)
         if isinstance(out, Record):
             output = out.output if self.with_outputs else None  # what a follow-up turn builds on
             self.result.pool.append(

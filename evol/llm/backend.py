@@ -26,6 +26,7 @@ class ChatOptions(TypedDict):
     timeout: float
     max_retries: int
     concurrency: int
+    adaptive: bool
     rpm: float | None
     tpm: float | None
     rate_window: float
@@ -63,7 +64,9 @@ async def open_backend(config: RunConfig) -> AsyncIterator[tuple[OpenAIChat, Mod
             identity=identity,
             timeout=config.timeout,
             max_retries=config.max_retries,
-            concurrency=config.concurrency,
+            concurrency=config.connections,
+            # --batch sends no request of its own through the client's limit: nothing to adapt to
+            adaptive=config.adaptive and not config.batch,
             rpm=config.rpm,
             tpm=config.tpm,
             rate_window=config.rate_window,

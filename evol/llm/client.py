@@ -21,6 +21,7 @@ from evol.errors import (
     RequestRejectedError,
     TransientBackendError,
 )
+from evol.llm.adaptive import AdaptiveLimit
 from evol.llm.endpoint import call_headroom, endpoint_identity, has_aiohttp, sdk_client
 from evol.llm.ratelimit import RateLimiter, estimate_tokens
 from evol.models import Completion, Usage
@@ -242,6 +243,7 @@ class OpenAIChat:
         rate_window: float = 60.0,
         seed_calls: bool = False,
         replicas: Sequence[str] = (),
+        adaptive: bool = False,
     ):
         import httpx2  # the SDK's HTTP library, whatever the transport
 
@@ -259,6 +261,9 @@ class OpenAIChat:
         self.identity = identity or endpoint_identity(self.base_url)
         self.redact = Redactor(api_key)
         self.limiter = RateLimiter(rpm, tpm, rate_window)
+        # adaptive: ``concurrency`` is the most the limit may reach, and the limit alone holds requests back (the
+        # connector, sized to the maximum, never does); fixed: a semaphore, with headroom for the SDK's own work
+        self.gate = AdaptiveLimit(concurrency) if adaptive else None
         self._sem = asyncio.Semaphore(concurrency + call_headroom(concurrency, rpm, tpm))
         self._max_retries = max_retries
         self._wait = RetryWait(max_wait)
@@ -314,6 +319,8 @@ class OpenAIChat:
         if self._dead is not None:  # another call found the endpoint gone: fail at once, no retries
             raise self._dead
         body = request_body(model, messages, sampling, call_seed(sample) if self.seed_calls else None)
+        if self.gate is not None:
+            return await self._gated(self.gate, body, messages, model, sampling)
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
@@ -334,6 +341,37 @@ class OpenAIChat:
                 self._in_flight[server] -= 1
             self.served[server] += 1
         return self._completion(data, model, handle)
+
+    async def _gated(
+        self, gate: AdaptiveLimit, body: dict, messages: Messages, model: str, sampling: Sampling
+    ) -> Completion:
+        """``_once`` under the adaptive limit: each answer's latency, or its 429 or 503, moves the limit."""
+        ticket = await gate.acquire()
+        seconds: float | None = None
+        status: int | None = None
+        try:
+            handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
+            sent = time.monotonic()
+            server = min(range(len(self._servers)), key=self._in_flight.__getitem__)
+            self._in_flight[server] += 1
+            try:
+                raw = await self._servers[server].post("/chat/completions", body=body, cast_to=self._raw_response)
+                self.limiter.observe(raw.headers)
+                data = json.loads(raw.content)
+            except Exception as exc:
+                err = map_openai_error(exc, self.redact)
+                status = err.status
+                if err.status in (429, 503) and err.retry_after is not None:
+                    self.limiter.pause(err.retry_after)  # the server said how long: every request waits that long
+                # without Retry-After, the lower limit is the answer to a 429 (no pause of the whole client)
+                raise err from None
+            finally:
+                self._in_flight[server] -= 1
+            self.served[server] += 1
+            seconds = time.monotonic() - sent
+            return self._completion(data, model, handle)
+        finally:
+            gate.release(ticket, seconds, status)
 
     def _completion(self, data: Any, model: str, handle) -> Completion:
         try:

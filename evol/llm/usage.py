@@ -16,6 +16,7 @@ class Tally:
     calls: Counter = field(default_factory=Counter)
     cached: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # calls that failed for good, after retries
+    saved: Counter = field(default_factory=Counter)  # answer calls not made: the evolution was a duplicate already
     tokens: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     by_model: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=lambda: defaultdict(Usage))
@@ -27,6 +28,9 @@ class Tally:
         self.tokens[stage] = self.tokens[stage] + c.usage
         self.by_model[model] = self.by_model[model] + c.usage
         self.by_stage_model[stage, model] = self.by_stage_model[stage, model] + c.usage
+
+    def count_saved(self, calls: dict[str, int]) -> None:
+        self.saved.update(calls)
 
     def stage_models(self) -> dict[str, dict[str, Usage]]:
         """Tokens per stage, split by model: what the per-stage cost is priced from."""
@@ -47,6 +51,7 @@ class Tally:
             "calls": dict(self.calls),
             "calls_from_cache": dict(self.cached),
             "calls_failed": dict(self.errors),
+            "calls_saved": dict(self.saved),
             "tokens_by_stage": {k: v.model_dump() for k, v in self.tokens.items()},
             "tokens_by_model": {k: v.model_dump() for k, v in self.by_model.items()},
             "tokens_by_stage_model": {

@@ -105,6 +105,34 @@ class Item:
     output: str | None = None
 
 
+def plan_scoring(run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any], identity: str, model: str):
+    """``evol score --dry-run``: the calls scoring would pay for (those not in the run's call cache already), their
+    tokens, cost and time; sends nothing."""
+    from evol.evolve.estimate import calls_estimate
+    from evol.llm.cache import call_key, open_cache
+
+    chars, cached = [], 0
+    cache = open_cache(run_dir)
+    try:
+        for item in items:
+            for criterion in CRITERIA:
+                if criterion == "quality" and item.output is None:
+                    continue
+                values = {"instruction": item.instruction} | ({"output": item.output} if criterion == "quality" else {})
+                messages = [{"role": "user", "content": prompts[criterion].render(**values)}]
+                key = call_key(identity, model, messages, config.judge_sampling, f"{item.id}:{criterion}")
+                if cache.get(key) is not None:
+                    cached += 1
+                else:
+                    chars.append(len(messages[0]["content"]))
+    finally:
+        cache.close()
+    source = f"the prompts themselves; {cached} of the calls are in the run's cache already (free)"
+    # a score and a one-line reason, or a reasoning model's thinking first
+    completion = (4.0, 30.0, float(config.judge_sampling.max_tokens))
+    return calls_estimate("score", chars, completion, model, config, source=source)
+
+
 async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any]) -> dict[str, Any]:
     """Score every item on each criterion it can have; write scores.jsonl; return a summary.
 
@@ -158,7 +186,7 @@ async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[
                     return
 
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(units))))))
+            await asyncio.gather(*(worker() for _ in range(max(1, min(config.connections, len(units))))))
         finally:
             cache.close()
     rows = [r for r in (_row(item, answers, models.judge, prompts) for item in items) if r is not None]

@@ -97,6 +97,8 @@ class UsageBooks(Block):
     calls: dict[str, int] = Field(default_factory=dict)
     calls_from_cache: dict[str, int] = Field(default_factory=dict)
     calls_failed: dict[str, int] = Field(default_factory=dict)
+    # answer calls not made: the evolution duplicated a kept text before it was answered
+    calls_saved: dict[str, int] = Field(default_factory=dict)
     tokens_by_stage: dict[str, Tokens] = Field(default_factory=dict)
     tokens_by_model: dict[str, Tokens] = Field(default_factory=dict)
     tokens_by_stage_model: dict[str, dict[str, Tokens]] = Field(default_factory=dict)
@@ -115,6 +117,49 @@ class CostBooks(Block):
 class CacheCount(Block):
     hits: int = 0
     misses: int = 0
+
+
+class ConcurrencyBooks(Block):
+    """``--concurrency auto``: its bounds, where the limit ended, the 429/503 answers it met, and its trace
+    (``[seconds since the start, limit, why]`` at every change; ``AdaptiveLimit.books``)."""
+
+    mode: str = "auto"
+    maximum: int = 0
+    final: int = 0
+    peak: int = 0
+    answers: int = 0
+    congested: int = 0
+    trace: list[tuple[float, int, str]] = Field(default_factory=list)
+
+
+class Span(Block):
+    """An estimated figure: what is expected, and the range it should fall in."""
+
+    low: float = 0.0
+    expected: float = 0.0
+    high: float = 0.0
+
+
+class StageEstimate(Block):
+    calls: Span = Span()
+    prompt_tokens: Span = Span()
+    completion_tokens: Span = Span()
+    cost_usd: Span = Span()
+
+
+class Estimate(Block):
+    """What a run was expected to cost before its first call (``evol.evolve.estimate``): calls, tokens, dollars
+    and wall time, in total, per stage and per round, with what the rates came from."""
+
+    source: str = ""
+    rounds: list[int] = Field(default_factory=list)  # the rounds estimated (a resumed run: those left)
+    calls: Span = Span()
+    tokens: Span = Span()
+    cost_usd: Span = Span()
+    seconds: Span = Span()
+    by_stage: dict[str, StageEstimate] = Field(default_factory=dict)
+    calls_by_round: dict[str, dict[str, float]] = Field(default_factory=dict)  # expected calls, round -> stage
+    unpriced_models: list[str] = Field(default_factory=list)
 
 
 class Chunks(Block):
@@ -163,6 +208,8 @@ class Manifest(Block):
     usage: UsageBooks = UsageBooks()
     cost_usd: CostBooks = CostBooks()
     cache: CacheCount = CacheCount()
+    concurrency: ConcurrencyBooks | None = None
+    estimate: Estimate | None = None
     chunks: Chunks | None = None
 
     @property
@@ -176,7 +223,9 @@ class Manifest(Block):
 
     def dump(self) -> dict[str, Any]:
         """The JSON data of manifest.json: the optional blocks left out while unset."""
-        absent: dict[str, Any] = {k: True for k in ("answers", "chunks") if getattr(self, k) is None}
+        absent: dict[str, Any] = {
+            k: True for k in ("answers", "concurrency", "estimate", "chunks") if getattr(self, k) is None
+        }
         if self.backend.response_models is None:
             absent["backend"] = {"response_models": True}
         return self.model_dump(mode="json", exclude=absent)

@@ -134,7 +134,9 @@ def test_settle_round_replaces_parents_keeps_failures_in_the_pool_and_dedups_in_
     assert (dup.id, dup.rule, dup.duplicate_of) == ("s2.r1", "exact_duplicate", "s0.r1")
 
 
-def test_a_duplicate_keeps_its_lineage_and_the_candidate_answers_it_paid_for():
+def test_a_duplicate_keeps_its_lineage_and_none_of_its_answers_whenever_it_was_found():
+    """Whether a duplicate was answered depends on when it was found (before its answer when the text it repeats
+    was settled already): its rejection is the same either way, without answers, and so are the run's files."""
     pool = [node(0, "alpha task"), node(1, "beta task")]
     paid = (
         Candidate(key="0", text="One answer.", model="m", origin="sample", score=7.0),
@@ -142,12 +144,22 @@ def test_a_duplicate_keeps_its_lineage_and_the_candidate_answers_it_paid_for():
     )
     outcomes = [
         rec(0, "An evolved instruction about alpha."),
-        rec(1, "an evolved instruction about ALPHA!").model_copy(update={"candidates": paid}),
+        rec(1, "an evolved instruction about ALPHA!").model_copy(
+            update={"candidates": paid, "usage": {"evolve": Usage(prompt_tokens=3), "respond": Usage(prompt_tokens=9)}}
+        ),
     ]
     res = settle_round(pool, outcomes, Deduper(0.9))
     dup = res.rejected[0]
-    assert dup.kind == "duplicate" and dup.candidates == paid
+    assert dup.kind == "duplicate" and dup.candidates == () and dup.output is None
+    assert dup.usage == {"evolve": Usage(prompt_tokens=3)}
     assert dup.lineage() == outcomes[1].lineage() and res.pool[1] == pool[1]
+    # the same evolution found before it was answered: named by settling, and equal to the one found after
+    early = outcomes[1].rejected(
+        "duplicate", "near_duplicate", "duplicates s9 (score 0.91)", "dedup", duplicate_of="s9", score=0.91
+    )
+    early = early.model_copy(update={"output": None, "candidates": (), "usage": {"evolve": Usage(prompt_tokens=3)}})
+    again = settle_round(pool, [outcomes[0], early], Deduper(0.9)).rejected[0]
+    assert again == dup
 
 
 def test_settling_as_answers_arrive_gives_the_round_end_result_whatever_the_order():

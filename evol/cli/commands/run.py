@@ -8,6 +8,8 @@ import contextlib
 import json
 import logging
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evol.cli.logs import quiet_prefect
 from evol.cli.options import (
@@ -19,6 +21,9 @@ from evol.cli.options import (
 )
 from evol.errors import ConfigError
 
+if TYPE_CHECKING:
+    from evol.config import RunConfig
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -27,9 +32,68 @@ def add_parser(sub) -> None:
         description="Evolve seed instructions into an instruction/output dataset (WizardLM Evol-Instruct).",
     )
     add_run_options(p)
+    add_dry_run_options(p)
     add_engine_option(p, "run as a Prefect flow, visible in its UI, checkpointed per chunk")
     add_prefect_options(p)
     p.set_defaults(func=main)
+
+
+def add_dry_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("estimate")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pay for nothing: print the calls, tokens, cost and wall time the run is expected to take (of the "
+        "rounds its folder has not finished), each with a range",
+    )
+    g.add_argument(
+        "--probe",
+        type=int,
+        metavar="N",
+        help="with --dry-run: measure the rates on a real first round of the first N seeds (paid for, into "
+        "<run folder>.probe) instead of the method's defaults",
+    )
+
+
+def dry_run(config: RunConfig, probe: int | None) -> int:
+    """``--dry-run``: the estimate on stderr and as JSON on stdout; with ``--probe N``, from a paid probe run."""
+    from evol.evolve.estimate import estimate, measured_rates, method_rates, plan
+    from evol.evolve.progress import describe_estimate
+    from evol.evolve.run import check_inputs, default_out, run_id_for
+    from evol.rundir.folder import MANIFEST
+    from evol.rundir.store import is_remote, staged_folder
+
+    profile, seedset = check_inputs(config)
+    if probe is not None and probe < 1:
+        raise ConfigError("--probe takes a number of seeds of at least 1.")
+    # a run folder at a URL is read from a local copy of what it holds (not its call-cache shards)
+    with staged_folder(default_out(config), skip=("calls",)) as out:
+        if probe and not (out / MANIFEST).is_file():
+            from evol.engines.local import execute
+
+            n = min(probe, len(seedset.seeds))
+            # beside a local folder; a URL's copy is temporary, so its probe goes where a local run would
+            local = out if not is_remote(default_out(config)) else Path("datasets") / "runs" / run_id_for(config)
+            where = local.with_name(local.name + ".probe")
+            update = {"limit": (config.limit and min(config.limit, n)) or n, "rounds": 1, "out": str(where)}
+            probed = asyncio.run(execute(config.model_copy(update={**update, "include_seeds": False})))
+            b = probed.backend
+            rates = measured_rates(
+                config,
+                profile,
+                seedset.seeds[:n],
+                probed,
+                where,
+                f"a probe of {n} seeds' first round (paid, in {where})",
+            )
+            evolve = b.evolve_model or "?"
+            models = (evolve, b.response_model or evolve, b.judge_model or evolve)
+            est = estimate(config, profile, seedset, rates or method_rates(config), models)
+        else:
+            est = plan(config, profile, seedset, out)
+    print(describe_estimate(est, config.connections), file=sys.stderr)
+    print(json.dumps(est.model_dump(mode="json")), file=sys.stdout)
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,6 +102,10 @@ def main(args: argparse.Namespace) -> int:
     from evol.evolve.run import inputs_checked
 
     config = config_from_args(args)
+    if args.dry_run:
+        return dry_run(config, args.probe)
+    if args.probe:
+        raise ConfigError("--probe N goes with --dry-run: it pays for N seeds' first round to measure the rates.")
     kwargs = prefect_kwargs(args)
     watch = sys.stderr.isatty() and not args.quiet
     engine = args.engine

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evol.cli.run_options import concurrency_value
 from evol.errors import ConfigError, InputError
 from evol.rundir.store import is_remote
 
@@ -39,9 +40,19 @@ def add_parser(sub) -> None:
         "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
     )
     p.add_argument("--model", help="the judging model (default: the run's judge model)")
-    p.add_argument("--concurrency", type=int, help="requests in flight at once (default: the run's)")
+    p.add_argument(
+        "--concurrency",
+        type=concurrency_value,
+        metavar="N|auto",
+        help="requests in flight at once, or auto (default: the run's)",
+    )
     p.add_argument(
         "--budget-usd", type=float, help="stop cleanly once scoring has cost this much (the same command goes on)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pay for nothing: print the calls scoring would make (those not in the run's cache), tokens, cost and time",
     )
     p.add_argument(
         "--complexity-prompt",
@@ -123,6 +134,18 @@ def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
             log.info("score: the seed file is not where the run read it; no round-0 baseline")
     if not items:
         raise ConfigError(f"{run_dir.where} kept no instructions; there is nothing to score.")
+    if args.dry_run:
+        from evol.evolve.progress import describe_estimate
+        from evol.llm.local.setup import is_embedded, tune_for_local
+        from evol.quality.scoring import plan_scoring
+
+        identity = run.manifest.backend.identity
+        judged = tune_for_local(config) if is_embedded(identity) else config
+        model = config.judge_model or run.manifest.backend.judge_model or "?"
+        est = plan_scoring(run_dir, judged, items, prompts, identity, model)
+        print(describe_estimate(est, config.connections, what=f"scoring {len(items)} rows"), file=sys.stderr)
+        print(json.dumps(est.model_dump(mode="json")), file=sys.stdout)
+        return 0
     summary = asyncio.run(score_items(run_dir, config, items, prompts))
     log.info(
         "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",

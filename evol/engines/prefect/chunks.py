@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from evol.config import RunConfig, api_key_from_env
+from evol.dedup.index import Deduper
 from evol.evolve.concurrency import bounded_map
 from evol.evolve.evolver import Evolver
 from evol.evolve.progress import LiveTally, current
@@ -86,6 +87,7 @@ class ChunkJob:
     concurrency: int  # connections the process running this chunk may hold open, for all its chunks
     share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
     spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
+    kept: Deduper | None = None  # the run's dedup index, on threads only (Evolver's kept); never pickled
 
     @property
     def checkpoint(self) -> Path:
@@ -127,6 +129,8 @@ class Lane:
             self.cache = CallCache(Path(job.run_dir) / CACHE)
         # the key is read here, in the task's thread, which has the flow's context; the lane's thread has none
         self.chat = self.call(self._open(job, api_key()))
+        if self.chat.gate is not None:  # --concurrency auto: its limit in the live progress (on threads)
+            current().watch(self.chat.gate)
 
     @staticmethod
     async def _open(
@@ -140,6 +144,7 @@ class Lane:
             timeout=cfg.timeout,
             max_retries=cfg.max_retries,
             concurrency=job.concurrency,
+            adaptive=cfg.adaptive,
             seed_calls=job.endpoint.seed_calls,
             replicas=job.endpoint.replicas,
             **_rate_limits(cfg, job.share),
@@ -186,6 +191,19 @@ def close_lanes(run_dir: str | None = None) -> None:
 atexit.register(close_lanes)
 
 
+def concurrency_books(run_dir: str) -> dict | None:
+    """``--concurrency auto``'s books of this process's lanes for ``run_dir`` (their limits summed, the trace of
+    the busiest); None with a fixed concurrency, or when the chunks ran in other processes (Dask)."""
+    with _lanes_lock:
+        gates = [lane.chat.gate for key, lane in _lanes.items() if key[0] == run_dir and lane.chat.gate is not None]
+    if not gates:
+        return None
+    books = [g.books() for g in gates]
+    busiest = max(books, key=lambda b: b["answers"])
+    summed = {k: sum(b[k] for b in books) for k in ("maximum", "final", "answers", "congested")}
+    return {**busiest, **summed, "peak": max(b["peak"] for b in books)}
+
+
 def run_on_lane(job: ChunkJob) -> ChunkResult:
     """The chunk, on the process's lane; what a chunk task runs."""
     lane = lane_for(job)
@@ -199,7 +217,7 @@ async def run_chunk(job: ChunkJob, chat: ChatModel, cache: CallCache) -> ChunkRe
     # the budget check reads the Evolver's tally: start it at the run's spend so far, so the budget is the
     # run's, not the chunk's (chunks running side by side see each other's spend only afterwards)
     tally.by_model.update({m: Usage(**u) if isinstance(u, dict) else u for m, u in job.spent.items()})
-    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP)
+    evolver = Evolver(job.config, job.profile, cached, job.endpoint.models, tally, stop=STOP, kept=job.kept)
 
     def books() -> dict:
         data = tally.as_dict()
@@ -382,6 +400,8 @@ def add_tally(into: Tally, data: dict, *, restored: bool) -> None:
         into.cached[stage] += n
     for stage, n in data.get("calls_failed", {}).items():
         into.errors[stage] += n
+    for stage, n in data.get("calls_saved", {}).items():
+        into.saved[stage] += n
     for stage, usage in data.get("tokens_by_stage", {}).items():
         into.tokens[stage] = into.tokens[stage] + Usage(**usage)
     for model, usage in data.get("tokens_by_model", {}).items():

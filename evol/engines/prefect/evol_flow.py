@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from evol.config import RunConfig
+from evol.dedup.index import Deduper
 from evol.engines.prefect import chunks
 from evol.engines.prefect.artifact import run_summary
 from evol.engines.prefect.chunks import ChunkJob, ChunkResult, Endpoint
@@ -162,6 +163,7 @@ class Stage:
     tally: Tally
     stats: ChatStats
     counts: Counter
+    kept: Deduper | None = None  # the run's dedup index (see ChunkJob.kept)
 
     async def run(self, round_no: int, items: Sequence, consume: Callable[[Outcome], None]) -> None:
         """Run the round's chunks and hand their outcomes to ``consume`` in item order, a chunk as soon as it
@@ -190,12 +192,15 @@ class Stage:
         # --concurrency (and --rpm, --tpm) are the run's totals: shared by the processes that run chunks, and
         # within a process by its chunks, through its lane
         share = max(1, min(self.processes, len(todo)))
-        per_process = max(1, math.ceil(self.config.concurrency / share))
+        per_process = max(1, math.ceil(self.config.connections / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
         threads = on_threads()
 
         def submit(job: ChunkJob, concurrency: int, share: int):
             job.concurrency, job.share, job.spent = concurrency, share, spent
+            # on this process's threads a chunk looks its evolutions up in the run's dedup index before answering
+            # them; a Dask worker has no index (shipping it would cost more than the answers it saves)
+            job.kept = self.kept if threads else None
             # as is on threads: Prefect would otherwise walk every field of every item in the chunk, twice per task
             # run, looking for futures to resolve (~0.4 s of CPU per 256-item chunk, measured); Dask, which ships
             # the parameters to its workers, would turn the quote into a plain tuple
@@ -303,6 +308,8 @@ async def _pipeline(
     ctx = RunContext(
         run_dir, config, profile, models, RunState.start(seedset, run_dir, config.turns), tally, started, stats
     )
+    ctx.concurrency = lambda: chunks.concurrency_books(str(run_dir.path.resolve()))
+    ctx.plan()
     ctx.announce(log)
 
     async def checkpoint(status: str, reason: str, when: str) -> Manifest:
@@ -317,7 +324,8 @@ async def _pipeline(
     # builds a TLS context from certifi's bundle (40 to 110 ms of CPU apiece here), for an API on plain HTTP too;
     # the task threads inherit it with the flow's context
     with SyncClientContext.get_or_create():
-        return await run_rounds(config, ctx.state, make_deduper(config, seedset.seeds), stage, checkpoint, log)
+        stage.kept = deduper = make_deduper(config, seedset.seeds)
+        return await run_rounds(config, ctx.state, deduper, stage, checkpoint, log)
 
 
 # --- the run: lock, backend, task runner
