@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from evol.llm.usage import Tally
 from evol.models import Completion, Record, Rejection, Usage
 from evol.pricing import Price, cost
-from evol.rundir.manifest import Manifest
+from evol.rundir.manifest import Manifest, self_judged_note
 
 STAGES = ("seed", "evolve", "judge", "respond", "evolve_answer", "rank", "optimize")
 
@@ -223,6 +223,9 @@ def summary(manifest: Manifest) -> str:
     )
     if any(cost_.by_stage.values()):
         lines.append("  cost/stage  " + ", ".join(f"{s} ${v:.4f}" for s, v in cost_.by_stage.items()))
+    wrote = manifest.backend.self_judged()
+    if wrote and manifest.backend.judge_model:
+        lines.append("  judge       " + self_judged_note(manifest.backend.judge_model, wrote))
     lines.append(f"  time        {_clock(manifest.seconds)}")
     if manifest.status != "complete":
         lines.append("  resume      run the same command again: answered calls come from the run's cache")

@@ -125,6 +125,12 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run} kept no instructions; there is nothing to score.")
     with RunDir(run.path):  # not while a run is writing into the same folder
         summary = asyncio.run(score_items(run.path, config, items, prompts, args.method))
+    from evol.rundir.manifest import self_judged_note
+
+    wrote = run.manifest.backend.model_copy(update={"judge_model": summary["model"]}).self_judged()
+    summary["self_judged"] = list(wrote)
+    if wrote:  # a warning, not info: -q leaves it on screen
+        log.warning("score: %s", self_judged_note(summary["model"], wrote))
     log.info(
         "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
         summary["rows"],
