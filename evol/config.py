@@ -213,7 +213,12 @@ class RunConfig(BaseModel):
         description="run folder: a local path or an s3://, gs:// or az:// URL (default datasets/runs/<run-id>; "
         "the same command resumes there)",
     )
-    include_seeds: bool = Field(default=False, description="put the seeds in the dataset too")
+    # WizardLM's training set is the seeds plus every evolved round, so a default run's dataset holds them too
+    include_seeds: bool = Field(
+        default=True,
+        description="put the seeds in the dataset too, each with its own output where the seed file has one, "
+        "else answered (--no-seeds leaves them out)",
+    )
 
     @field_validator("disable_rules")
     @classmethod

@@ -167,7 +167,7 @@ Ranking = Literal["scored", "unclear"]
 
 #: fields a record, rejection or candidate dumps only when they hold something, so a run that never needed them
 #: writes the same records.jsonl as before they existed
-_ONLY_WHEN_SET = ("candidates", "cut_answers", "history")
+_ONLY_WHEN_SET = ("candidates", "cut_answers", "history", "judge_model")
 
 
 class _Sparse(Frozen):
@@ -211,6 +211,7 @@ class Record(Lineage, _Sparse):
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # the chatter, labels, quotes or fence taken off the evolving model's rewrite
     judge: JudgeVerdict | None = None  # None: not judged (a seed, or no_information_gain switched off)
+    judge_model: str | None = None  # the model that judged it (equality, ranking); None: no judge was asked
     candidates: tuple[Candidate, ...] = ()  # every candidate answer, when there was more than one plain answer
     cut_answers: tuple[str, ...] = ()  # an answer cut at max_tokens that a longer one replaced
 
@@ -264,6 +265,7 @@ class Rejection(Lineage, _Sparse):
     usage: dict[str, Usage] = Field(default_factory=dict)
     stripped: tuple[str, ...] = ()  # what was taken off the rewrite before it was checked
     judge: JudgeVerdict | None = None  # what the judge said, when it was asked
+    judge_model: str | None = None  # the model that judged it, when one was asked
     candidates: tuple[Candidate, ...] = ()  # the candidate answers, none of which passed
     cut_answers: tuple[str, ...] = ()  # an answer cut at max_tokens, asked again with more room
 

@@ -28,6 +28,8 @@ KEY = "sk-flowtest-0123456789abcdef"
 ROUNDS = 2
 N_SEEDS = 14
 CHUNK = 4  # 4 chunks per round: several chunk tasks, run two at a time
+#: the rounds a run spends chunk tasks on: the seeds' own (answered for the dataset, on by default) and each round
+CHUNK_ROUNDS = ROUNDS + 1
 
 
 def _h(text: str) -> int:

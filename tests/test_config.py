@@ -95,14 +95,14 @@ def _value_for(name, field):
 
 def test_each_generated_option_sets_its_field():
     from evol.cli.options import config_from_args
-    from evol.cli.run_options import option_type
+    from evol.cli.run_options import SHAPED, option_type
     from evol.config import RunConfig
 
     p = run_parser()
     checked = []
     for name, field in RunConfig.model_fields.items():
         action = next((a for a in p._actions if a.dest == name), None)
-        if action is None or option_type(field.annotation) is None:
+        if action is None or option_type(field.annotation) is None or name in SHAPED:
             continue
         flag = action.option_strings[0]
         assert flag.replace("--no-", "--", 1) == "--" + name.replace("_", "-")
@@ -117,6 +117,26 @@ def test_each_generated_option_sets_its_field():
         assert field.description and field.description in action.help, name
         checked.append(name)
     assert {"seeds", "rounds", "dedup_scorer", "batch", "timeout", "rate_window"} <= set(checked)
+
+
+def test_seeds_are_in_the_dataset_unless_no_seeds_says_otherwise():
+    from evol.cli.options import config_from_args
+
+    p = run_parser()
+    # WizardLM's training set is the seeds plus every round: on by default; --include-seeds is the old spelling
+    assert config_from_args(p.parse_args(["--seeds", "s"])).include_seeds is True
+    assert config_from_args(p.parse_args(["--seeds", "s", "--no-seeds"])).include_seeds is False
+    assert config_from_args(p.parse_args(["--seeds", "s", "--include-seeds"])).include_seeds is True
+
+
+def test_no_seeds_on_the_command_line_wins_over_the_config_file(tmp_path):
+    from evol.cli.options import config_from_args
+
+    cfg = tmp_path / "evol.toml"
+    cfg.write_text('seeds = "s"\ninclude_seeds = true\n')
+    assert config_from_args(run_parser().parse_args(["--config", str(cfg), "--no-seeds"])).include_seeds is False
+    cfg.write_text('seeds = "s"\ninclude_seeds = false\n')
+    assert config_from_args(run_parser().parse_args(["--config", str(cfg)])).include_seeds is False
 
 
 def test_options_keep_their_spellings_metavars_and_defaults_in_help():

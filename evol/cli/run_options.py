@@ -185,6 +185,20 @@ def _concurrency(g: Group) -> None:
     )
 
 
+def _include_seeds(g: Group) -> None:
+    # on by default; --no-seeds is the name export and score use for the same choice, and --include-seeds stays
+    # for commands and scripts written when it was off by default
+    text = RunConfig.model_fields["include_seeds"].description
+    g.add_argument("--include-seeds", dest="include_seeds", action="store_true", default=None, help=text)
+    g.add_argument(
+        "--no-seeds",
+        dest="include_seeds",
+        action="store_false",
+        default=None,
+        help="leave the seeds out of the dataset",
+    )
+
+
 def _sampling(g: Group) -> None:
     for name, field in Sampling.model_fields.items():
         add_field_option(g, name, field, _SAMPLING_PURPOSE)
@@ -196,6 +210,7 @@ _SHAPERS: dict[str, Callable[[Group], None]] = {
     "operation_weights": _operation_weight,
     "disable_rules": _disable_rule,
     "response_model": _response_model,
+    "include_seeds": _include_seeds,
     "sampling": _sampling,
 }
 
@@ -205,6 +220,7 @@ SHAPED: dict[str, str] = {
     "disable_rules": "disable_rule",
     "response_model": "response_model",
     "response_models": "response_model",
+    "include_seeds": "include_seeds",
     "sampling": "temperature",
     "response_sampling": "temperature",
 }
@@ -223,6 +239,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["response_model"] = args.response_model[0]
         if len(args.response_model) > 1:
             overrides["response_models"] = args.response_model
+    if args.include_seeds is not None:
+        overrides["include_seeds"] = args.include_seeds
     if args.operation_weight:
         overrides["operation_weights"] = _weights(args.operation_weight)
     sampling = {k: given[k] for k in Sampling.model_fields if given.get(k) is not None}

@@ -21,6 +21,7 @@ from evol.evolve.concurrency import bounded_map
 from evol.llm.client import ChatModel
 from evol.llm.usage import Tally
 from evol.models import (
+    Candidate,
     Completion,
     History,
     JudgeAnswer,
@@ -98,6 +99,11 @@ class Evolver:
         self.tally.add(stage, model, c)
         return c
 
+    def judged_by(self, verdict: JudgeVerdict | None, candidates: Sequence[Candidate] = ()) -> str | None:
+        """The model that judged an item (the equality judge, or the ranking judge of its candidates); None when
+        no judge answered: every row records it, so a judge that also wrote the rows can be told apart."""
+        return self.models.judge if verdict is not None or any(c.ranking for c in candidates) else None
+
     async def step(self, node: Node, round_no: int) -> Outcome:
         """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
         cfg, on = self.config, self.config.rule_on
@@ -143,6 +149,7 @@ class Evolver:
                 stripped=stripped,
                 judge=judged,
                 history=history,
+                judge_model=self.judged_by(judged, extra.get("candidates", ())),
                 **extra,
             )
 
@@ -213,9 +220,7 @@ class Evolver:
             if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
                 got = await self.answer_stage.run(text, self.profile.response_prompt(text), cid, usage, history)
                 if got.best is None:
-                    return reject(got.kind, got.rule, got.detail, stage, text, got.output).model_copy(
-                        update={"candidates": got.candidates}
-                    )
+                    return reject(got.kind, got.rule, got.detail, stage, text, got.output, candidates=got.candidates)
                 return Record(
                     **lineage,
                     instruction=text,
@@ -226,6 +231,7 @@ class Evolver:
                     usage=usage,
                     stripped=stripped,
                     judge=judged,
+                    judge_model=self.judged_by(judged, got.candidates),
                     candidates=got.candidates,
                 )
             r, cut = await self.respond(self.profile.response_prompt(text), f"{cid}:respond", usage, history)
@@ -249,6 +255,7 @@ class Evolver:
             usage=usage,
             stripped=stripped,
             judge=judged,
+            judge_model=self.judged_by(judged),
             cut_answers=cut,
         )
 
@@ -362,6 +369,7 @@ class Evolver:
                 output=got.output,
                 history=seed.history,
                 usage=usage,
+                judge_model=self.judged_by(None, got.candidates),
                 candidates=got.candidates,
             )
         return Record(
@@ -371,6 +379,7 @@ class Evolver:
             history=seed.history,
             response_model=got.best.model,
             usage=usage,
+            judge_model=self.judged_by(None, got.candidates),
             candidates=got.candidates,
         )
 

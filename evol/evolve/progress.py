@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from evol.llm.usage import Tally
 from evol.models import Completion, Record, Rejection, Usage
 from evol.pricing import Price, cost
-from evol.rundir.manifest import Estimate, Manifest, Span
+from evol.rundir.manifest import Estimate, Manifest, Span, self_judged_note
 
 STAGES = ("seed", "evolve", "judge", "respond", "evolve_answer", "rank", "optimize")
 
@@ -257,6 +257,9 @@ def summary(manifest: Manifest) -> str:
             f"  concurrency auto: ended at {cc.final} in flight (peak {cc.peak}, at most {cc.maximum});"
             f" {cc.congested} of {cc.answers} requests answered 429 or 503"
         )
+    wrote = manifest.backend.self_judged()
+    if wrote and manifest.backend.judge_model:
+        lines.append("  judge       " + self_judged_note(manifest.backend.judge_model, wrote))
     lines.append(f"  time        {_clock(manifest.seconds)}")
     if manifest.status != "complete":
         lines.append("  resume      run the same command again: answered calls come from the run's cache")

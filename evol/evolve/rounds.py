@@ -91,7 +91,8 @@ class RunState:
 
     def apply_seeds(self, outcomes: list[Record | Rejection]) -> None:
         """Take the answered seeds (include_seeds) into round 0, beside the skipped ones."""
-        records = [o for o in outcomes if isinstance(o, Record)]
+        # the outcomes come in the order the answers arrived: the seed rows follow the seed file, as every round's do
+        records = sorted((o for o in outcomes if isinstance(o, Record)), key=lambda r: r.seed_index)
         rejected = [o for o in outcomes if not isinstance(o, Record)]
         # skipped seeds carry the index of the next loaded seed: merged by index, "load" before "respond"
         self.spool.put(0, records, sorted([*self.seedset.skipped, *rejected], key=lambda r: (r.seed_index, r.stage)))

@@ -82,7 +82,7 @@ def check_filter(sel: RowFilter, runs: list[Run]) -> None:
             )
     if sel.seeds and not any(r.round == 0 for run in runs for r in run.records):
         raise ConfigError(
-            "--include-seeds: these runs answered no seeds; run them again with --include-seeds "
+            "--include-seeds: these runs left the seeds out (--no-seeds); run them again without --no-seeds "
             "(the evolutions come from the call cache, only the seed answers are new)."
         )
 

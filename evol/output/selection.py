@@ -1,6 +1,7 @@
 """Choosing the best rows of an export by their scores: filters, quotas, and the best K, each too unlike the others.
 
-``--select K`` walks the eligible rows from the best score down (ties in run order, then file order) and takes
+``--select K`` walks the eligible rows from the best score down (ties broken by complexity, then by the later round,
+then run and file order) and takes
 each one that is not too similar to a row already taken, until K are taken. Similarity is dedup's own index
 (evol.dedup.index.Deduper): rapidfuzz ratio over MinHash candidates, or cosine similarity of embeddings from an
 OpenAI-compatible endpoint. Quotas cap a round's or an operation's rows; ``--balance`` gives each group an
@@ -167,10 +168,9 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
         picked = eligible
         walk: dict[str, Any] = {}
     else:
-        # with K every eligible row has the score it is ranked by (_filtered left out the rows without it);
-        # the sort is stable: ties stay in run, file order
+        # with K every eligible row has the score it is ranked by (_filtered left out the rows without it)
         valued = [(row, s, v) for row, s in eligible if s is not None and (v := s.value(choice.by)) is not None]
-        ranked = [(row, s) for row, s, _ in sorted(valued, key=lambda rsv: -rsv[2])]
+        ranked = [(row, s) for row, s, v in sorted(valued, key=lambda rsv: rank_key(rsv[0], rsv[1], rsv[2]))]
         picked, walk = _walk(ranked, choice)
         left_out["not among the best --select rows"] += len(eligible) - len(picked)
     summary = {
@@ -192,6 +192,13 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
             g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)
         }
     return Chosen([_scored(r, s) for r, s in picked], [s for _, s in picked], left_out, summary)
+
+
+def rank_key(row: Row, score: Score, value: float) -> tuple[float, float, int]:
+    """Best first: the score ranked by, then the more complex, then the later round. Integer scores tie often, and
+    the rows come in round order, so a plain stable sort would hand every tie to the least-evolved row; what is
+    still tied after this keeps run and file order (the sort is stable)."""
+    return (-value, -(score.complexity or 0), -row.round)
 
 
 def with_scores(rows: list[Row], runs: list[Run]) -> list[Row]:

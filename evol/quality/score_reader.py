@@ -80,6 +80,11 @@ def read_score(text: str | None, finish_reason: str | None = None) -> Reading:
         if 1 <= found <= 10:
             return Reading(int(found) if found.is_integer() else found, None)
         return Reading(None, Unclear(outcome="out_of_range", answer=raw[:300]))
+    return _no_score(raw, body, finish_reason)
+
+
+def _no_score(raw: str, body: str, finish_reason: str | None) -> Reading:
+    """Why an answer (``body``: without reasoning and markdown) holds no score."""
     outcome: UnclearKind
     if finish_reason == "length":
         outcome = "truncated"
@@ -142,3 +147,49 @@ def parse_rank(answer: str) -> tuple[float | None, str]:
     if _ALONE.match(reason) or not any(ch.isalnum() for ch in reason):
         reason = ""
     return (float(score) if score is not None else None), reason.strip()[:300]
+
+
+# --- the side-by-side judge (``evol score --method evol``): one score per numbered version
+
+# "[2] Score: 7", "2. 7/10", "Version 2: 7", "(2) - Rating: 7": a version's number, then the score read as any
+_INDEXED = re.compile(
+    r"^\s*(?:[-•]\s*)?[\[(]?\s*(?:version|variant|instruction|response|item|pair|no\.?)?\s*#?\s*(?P<k>\d{1,2})\s*"
+    r"[\])]?\s*[.:)\-–—]?\s*(?P<rest>\S.*)$",
+    re.IGNORECASE,
+)
+_EMPHASIS = re.compile(r"[*_`]+")
+
+
+def read_scores(text: str | None, finish_reason: str | None, n: int) -> list[Reading]:
+    """One Reading per version 1..n from a judge that scored ``n`` versions side by side.
+
+    Each line that opens with a version's number ("[2] Score: 7", "2. 7/10") gives that version the score
+    ``read_score`` reads from the rest of the line; the last line for a version decides. An answer with no
+    numbered line but exactly ``n`` scored lines is read in order. A version with no score gets the Unclear
+    outcome that says why, as one criterion of the direct judge does.
+    """
+    raw = text or ""
+    if finish_reason == "content_filter":
+        return [Reading(None, Unclear(outcome="content_filtered", answer=raw[:300]))] * n
+    lines = [_EMPHASIS.sub("", x) for x in without_reasoning(raw).splitlines() if x.strip()]
+    found: dict[int, float] = {}
+    for line in lines:
+        m = _INDEXED.match(line)
+        if m and 1 <= int(m.group("k")) <= n:
+            value = _find(judge_answer(m.group("rest")))
+            if value is not None:
+                found[int(m.group("k"))] = value
+    if not found:
+        in_order = [v for v in (_find(judge_answer(x)) for x in lines) if v is not None]
+        if len(in_order) == n:
+            found = dict(enumerate(in_order, 1))
+    out = []
+    for k in range(1, n + 1):
+        value = found.get(k)
+        if value is not None and 1 <= value <= 10:
+            out.append(Reading(int(value) if value.is_integer() else value, None))
+        elif value is not None:
+            out.append(Reading(None, Unclear(outcome="out_of_range", answer=raw[:300])))
+        else:
+            out.append(_no_score(raw, judge_answer(raw), finish_reason))
+    return out

@@ -1,9 +1,12 @@
 """Complexity and quality scores: an LLM judge rates each kept row 1-10 on each criterion, into RUN_DIR/scores.jsonl.
 
-Complexity rates the instruction, quality the answer to it. Every call goes through the run's call cache with
-a sample id per (row, criterion), so scoring again after a crash or a spent budget pays only for what was never
-answered. An answer with no readable score is recorded as an :class:`Unclear` outcome with its reason, never
-as a default number.
+Complexity rates the instruction, quality the answer to it. Two methods (Deita, arXiv 2312.15685): ``direct``
+asks about each row alone; ``evol`` (Deita's EVOL COMPLEXITY and EVOL QUALITY) shows the judge a seed and every
+kept evolution of it side by side and has it score them against one another, so scores within a lineage are
+comparable and spread out instead of bunching at one value. Every call goes through the run's call cache with a
+sample id per (row or lineage, criterion), so scoring again after a crash or a spent budget pays only for what
+was never answered. An answer with no readable score is recorded as an :class:`Unclear` outcome with its
+reason, never as a default number.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pydantic import Field, ValidationError
 
 from evol.errors import BackendError, BudgetExceeded, InputError
 from evol.models import Frozen, Usage
-from evol.quality.score_reader import Reading, Unclear, read_score
+from evol.quality.score_reader import Reading, Unclear, read_score, read_scores
 from evol.rundir.folder import SCORES, RunDir
 
 log = logging.getLogger("evol")
@@ -28,6 +31,11 @@ log = logging.getLogger("evol")
 Criterion = Literal["complexity", "quality"]
 CRITERIA: tuple[Criterion, ...] = ("complexity", "quality")
 ORDERS = ("complexity", "quality", "complexity*quality")
+Method = Literal["direct", "evol"]
+METHODS: tuple[Method, ...] = ("evol", "direct")  # the first is the default
+#: at most this many versions in one side-by-side call (a seed and its evolutions; longer lineages are split):
+#: Deita ranks six at a time, and a judge reads a long list less carefully
+GROUP_MAX = 8
 
 
 class Score(Frozen):
@@ -38,8 +46,10 @@ class Score(Frozen):
     complexity: float | None = None
     quality: float | None = None  # None with no Unclear: nothing to rate (a seed the run did not answer)
     unclear: dict[str, Unclear] = Field(default_factory=dict)
-    model: str = ""
+    model: str = ""  # the model that judged
     prompt_sha256: dict[str, str] = Field(default_factory=dict)
+    method: Method = "direct"  # evol: scored side by side with its lineage (``compared``: those ids, in order)
+    compared: tuple[str, ...] = ()
 
     @classmethod
     def from_legacy(cls, data: dict[str, Any]) -> Score:
@@ -103,41 +113,100 @@ class Item:
     round: int
     instruction: str
     output: str | None = None
+    seed_id: str = ""  # the lineage it belongs to ("": its own), which ``evol`` scores side by side
 
 
-def plan_scoring(run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any], identity: str, model: str):
+@dataclass(frozen=True)
+class Ask:
+    """One judge call: the prompt's values, the items it scores on ``criterion`` (in the order shown), its sample id."""
+
+    criterion: str
+    items: tuple[Item, ...]
+    values: dict[str, str]
+    sample: str
+
+
+def asks(items: list[Item], method: Method) -> list[Ask]:
+    """The calls that score ``items``: one per item and criterion (``direct``), or one per lineage (a seed and its
+    kept evolutions, by round, at most GROUP_MAX at a time) and criterion (``evol``). Quality only for answered items."""
+    out: list[Ask] = []
+    for criterion in CRITERIA:
+        todo = [i for i in items if criterion == "complexity" or i.output is not None]
+        if method == "direct":
+            out += [Ask(criterion, (i,), _direct_values(i, criterion), f"{i.id}:{criterion}") for i in todo]
+            continue
+        lineages: dict[str, list[Item]] = {}
+        for i in todo:
+            lineages.setdefault(i.seed_id or i.id, []).append(i)
+        for group in lineages.values():
+            group.sort(key=lambda i: i.round)  # stable: within a round, file order
+            for start in range(0, len(group), GROUP_MAX):
+                part = tuple(group[start : start + GROUP_MAX])
+                out.append(
+                    Ask(criterion, part, {"variants": _variants(part, criterion)}, f"{part[0].id}:evol-{criterion}")
+                )
+    return out
+
+
+def _direct_values(item: Item, criterion: str) -> dict[str, str]:
+    return {"instruction": item.instruction} | ({"output": item.output or ""} if criterion == "quality" else {})
+
+
+def _variants(items: tuple[Item, ...], criterion: str) -> str:
+    """The numbered versions a side-by-side judge compares: instructions, or instruction and response pairs."""
+    if criterion == "complexity":
+        return "\n\n".join(f"[{n}] {i.instruction}" for n, i in enumerate(items, 1))
+    return "\n\n".join(
+        f"[{n}] Instruction:\n{i.instruction}\n\n[{n}] Response:\n{i.output}" for n, i in enumerate(items, 1)
+    )
+
+
+def plan_scoring(
+    run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any], identity: str, model: str, method: Method
+):
     """``evol score --dry-run``: the calls scoring would pay for (those not in the run's call cache already), their
     tokens, cost and time; sends nothing."""
     from evol.evolve.estimate import calls_estimate
     from evol.llm.cache import call_key, open_cache
 
-    chars, cached = [], 0
+    chars, cached, room = [], 0, config.judge_sampling.max_tokens
+    todo = asks(items, method)
     cache = open_cache(run_dir)
     try:
-        for item in items:
-            for criterion in CRITERIA:
-                if criterion == "quality" and item.output is None:
-                    continue
-                values = {"instruction": item.instruction} | ({"output": item.output} if criterion == "quality" else {})
-                messages = [{"role": "user", "content": prompts[criterion].render(**values)}]
-                key = call_key(identity, model, messages, config.judge_sampling, f"{item.id}:{criterion}")
-                if cache.get(key) is not None:
-                    cached += 1
-                else:
-                    chars.append(len(messages[0]["content"]))
+        for ask in todo:
+            messages = [{"role": "user", "content": prompts[ask.criterion].render(**ask.values)}]
+            sampling = _sampling(ask, config)
+            room = max(room, sampling.max_tokens)
+            if cache.get(call_key(identity, model, messages, sampling, ask.sample)) is not None:
+                cached += 1
+            else:
+                chars.append(len(messages[0]["content"]))
     finally:
         cache.close()
     source = f"the prompts themselves; {cached} of the calls are in the run's cache already (free)"
-    # a score and a one-line reason, or a reasoning model's thinking first
-    completion = (4.0, 30.0, float(config.judge_sampling.max_tokens))
+    # a score and a one-line reason (one line per version side by side), or a reasoning model's thinking first
+    lines = sum(len(a.items) for a in todo) / max(1, len(todo))
+    completion = (4.0, 30.0 * max(1.0, lines), float(room))
     return calls_estimate("score", chars, completion, model, config, source=source)
 
 
-async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any]) -> dict[str, Any]:
+def _sampling(ask: Ask, config):
+    """The judge's sampling for ``ask``: side by side, room for a line per version (and a reasoning model's
+    thinking)."""
+    sampling = config.judge_sampling
+    if len(ask.items) > 1:
+        sampling = sampling.model_copy(update={"max_tokens": max(sampling.max_tokens, 64 * len(ask.items))})
+    return sampling
+
+
+async def score_items(
+    run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any], method: Method = "direct"
+) -> dict[str, Any]:
     """Score every item on each criterion it can have; write scores.jsonl; return a summary.
 
-    ``prompts`` maps criterion to Prompt. A spent ``config.budget_usd`` or a fatal backend error stops new
-    calls, writes what was scored, then raises; the same command goes on from the cache.
+    ``prompts`` maps criterion to Prompt (the side-by-side ones for ``evol``). A spent ``config.budget_usd`` or
+    a fatal backend error stops new calls, writes what was scored, then raises; the same command goes on from
+    the cache.
     """
     from evol.llm.backend import open_backend
     from evol.llm.cache import CachedChat, open_cache
@@ -152,35 +221,41 @@ async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[
         cache = open_cache(run_dir)
         cached = CachedChat(chat, cache)
         budget = Budget(config.budget_usd, config.price_table())
-        units = [(item, c) for item in items for c in CRITERIA if c == "complexity" or item.output is not None]
+        units = asks(items, method)
         pending = iter(units)
+        compared: dict[tuple[str, str], tuple[str, ...]] = {}
 
-        async def one(item: Item, criterion: str) -> None:
-            values = {"instruction": item.instruction} | ({"output": item.output} if criterion == "quality" else {})
-            messages = [{"role": "user", "content": prompts[criterion].render(**values)}]
+        async def one(ask: Ask) -> None:
+            messages = [{"role": "user", "content": prompts[ask.criterion].render(**ask.values)}]
+            sampling = _sampling(ask, config)
             try:
-                c = await cached.complete(
-                    messages, model=models.judge, sampling=config.judge_sampling, sample=f"{item.id}:{criterion}"
-                )
+                c = await cached.complete(messages, model=models.judge, sampling=sampling, sample=ask.sample)
             except BackendError as exc:
                 if exc.fatal:
                     raise
-                log.warning("score: %s %s failed: %s", item.id, criterion, exc)
-                answers[item.id, criterion] = Reading(None, Unclear(outcome="failed", answer=str(exc)[:300]))
+                log.warning("score: %s %s failed: %s", ask.items[0].id, ask.criterion, exc)
+                for item in ask.items:
+                    answers[item.id, ask.criterion] = Reading(None, Unclear(outcome="failed", answer=str(exc)[:300]))
                 return  # not cached: scoring again asks once more
             if not c.cached:
                 spent[c.model or models.judge] = spent.get(c.model or models.judge, Usage()) + c.usage
-            answers[item.id, criterion] = read_score(c.text, c.finish_reason)
+            if method == "direct":
+                answers[ask.items[0].id, ask.criterion] = read_score(c.text, c.finish_reason)
+                return
+            ids = tuple(i.id for i in ask.items)
+            for item, reading in zip(ask.items, read_scores(c.text, c.finish_reason, len(ask.items)), strict=True):
+                answers[item.id, ask.criterion] = reading
+                compared[item.id, ask.criterion] = ids
 
         async def worker() -> None:
             # a fixed pool of workers, not one task per call: a run can hold hundreds of thousands of rows
             nonlocal stopped
-            for item, criterion in pending:
+            for ask in pending:
                 if stopped is not None:
                     return
                 try:
                     budget.check(spent)
-                    await one(item, criterion)
+                    await one(ask)
                 except (BudgetExceeded, BackendError) as exc:
                     stopped = stopped or exc
                     return
@@ -189,7 +264,7 @@ async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[
             await asyncio.gather(*(worker() for _ in range(max(1, min(config.connections, len(units))))))
         finally:
             cache.close()
-    rows = [r for r in (_row(item, answers, models.judge, prompts) for item in items) if r is not None]
+    rows = [r for r in (_row(item, answers, models.judge, prompts, method, compared) for item in items) if r]
     write_jsonl(run_dir / SCORES, rows)
     run_dir.publish(SCORES)
     run_dir.settle()
@@ -207,10 +282,18 @@ async def score_items(run_dir: RunDir, config, items: list[Item], prompts: dict[
         "calls": cached.misses,
         "cost_usd": round(dollars, 6),
         "model": models.judge,
+        "method": method,
     }
 
 
-def _row(item: Item, answers: dict[tuple[str, str], Reading], model: str, prompts: dict[str, Any]) -> Score | None:
+def _row(
+    item: Item,
+    answers: dict[tuple[str, str], Reading],
+    model: str,
+    prompts: dict[str, Any],
+    method: Method,
+    compared: dict[tuple[str, str], tuple[str, ...]],
+) -> Score | None:
     got = {c: answers[item.id, c] for c in CRITERIA if (item.id, c) in answers}
     if not got:
         return None  # never asked (the budget ran out first)
@@ -220,5 +303,8 @@ def _row(item: Item, answers: dict[tuple[str, str], Reading], model: str, prompt
         model=model,
         prompt_sha256={c: prompts[c].sha256 for c in got},
         unclear={c: r.unclear for c, r in got.items() if r.unclear is not None},
+        method=method,
+        # the lineage it was scored against (its complexity's, which covers every version; quality's is the answered ones)
+        compared=compared.get((item.id, "complexity"), ()),
         **{c: r.value for c, r in got.items()},
     )

@@ -15,7 +15,7 @@ from typing import Any
 from evol.models import Record
 from evol.report.plots import Plot
 from evol.report.stats import LengthBucket, RoundStats, pct
-from evol.rundir.manifest import Manifest
+from evol.rundir.manifest import Manifest, self_judged_note
 from evol.rundir.reader import Run
 
 
@@ -139,6 +139,9 @@ def setup(m: Manifest) -> str:
         ("seed files", ", ".join(m.seed_files)),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
     ]
+    wrote = m.backend.self_judged()
+    if wrote and m.backend.judge_model:
+        rows.append(("judge's own work", self_judged_note(m.backend.judge_model, wrote)))
     out = ["<section id='setup'><h2>What made it</h2><table class='kv'>"]
     out += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows]
     out.append("</table><h3>Prompt templates</h3><table class='kv'>")

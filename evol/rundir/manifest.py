@@ -65,6 +65,25 @@ class Backend(Block):
     judge_model: str | None = None
     response_models: list[str] | None = None  # only with several responders; absent otherwise
 
+    def self_judged(self) -> tuple[str, ...]:
+        """What the judge model also wrote ("evolutions", "answers"): an LLM judge prefers its own output
+        (self-preference bias), so its verdicts and scores on that work are not independent."""
+        judge = self.judge_model
+        if not judge:
+            return ()
+        wrote: tuple[str, ...] = ("evolutions",) if judge == self.evolve_model else ()
+        if judge == self.response_model or judge in (self.response_models or ()):
+            wrote += ("answers",)
+        return wrote
+
+
+def self_judged_note(judge: str, wrote: tuple[str, ...]) -> str:
+    """One sentence for the summary, the report and ``evol score``: the judge judged its own work."""
+    return (
+        f"the judge {judge} also wrote the {' and the '.join(wrote)}: it judges its own work, which LLM judges "
+        "favour (self-preference); pass --judge-model with another model to judge independently"
+    )
+
 
 class AnswerSettings(Block):
     """How the answers were made (several candidates or answer evolution); absent for one plain answer."""

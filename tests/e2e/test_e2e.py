@@ -81,8 +81,11 @@ def test_each_rule_fires_exactly_where_planted(full_run):
         "near_duplicate",
         "backend_error",
     }
-    kept = {r["id"] for r in read_jsonl(out / "records.jsonl")}
+    records = read_jsonl(out / "records.jsonl")
+    kept = {r["id"] for r in records if r["round"] > 0}
     assert kept == {f"{s.id}.r{n}" for s in seeds for n in range(1, ROUNDS + 1) if planted(s.index, n) is None}
+    # and every seed is in the dataset with the output its file gives it (the default, as WizardLM's training set)
+    assert [(r["id"], r["output"]) for r in records if r["round"] == 0] == [(s.id, s.output) for s in seeds]
 
 
 def test_failed_evolutions_leave_the_parent_in_the_pool(full_run):
@@ -106,7 +109,7 @@ def test_failed_evolutions_leave_the_parent_in_the_pool(full_run):
 def test_every_operation_occurs_and_dedup_names_the_original(full_run):
     out, seeds, _, _ = full_run
     rows = read_jsonl(out / "records.jsonl") + read_jsonl(out / "rejected.jsonl")
-    ops = Counter(r["operation"] for r in rows)
+    ops = Counter(r["operation"] for r in rows if r["round"] > 0)  # round 0: the seeds themselves
     # one turn per conversation (the default): a follow-up operation is never eligible
     assert set(ops) == {op.name for op in load_profile("general").operations if not op.follow_up}
     dups = [r for r in rows if r.get("kind") == "duplicate"]
@@ -133,7 +136,9 @@ def test_dataset_is_alpaca_and_manifest_adds_up(full_run):
     assert c["seeds"] == len(seeds) == 175
     assert c["attempts"] == len(seeds) * ROUNDS == c["kept"] + c["eliminated"] + c["duplicate"] + c["failed"]
     assert c["balanced"] is True
-    assert c["kept"] == len(records) == len(data)
+    # the dataset: every seed (with its file's own output, so no call) and every kept evolution
+    assert c["seed_records"] == len(seeds)
+    assert c["kept"] + c["seed_records"] == len(records) == len(data)
     assert c["eliminated"] + c["duplicate"] + c["failed"] == len(rejected)
     assert m["by_rule"] == dict(Counter(r["rule"] for r in rejected))
     assert sum(v["attempts"] for v in m["by_round"].values()) == c["attempts"]
@@ -186,5 +191,7 @@ def test_template_syntax_in_a_seed_reaches_the_model_verbatim(tmp_path):
         )
         bodies = [m["content"] for req in srv.requests for m in req["messages"]]
     assert proc.returncode == 0, proc.stderr
-    evolve_prompt = bodies[0]
+    # the seed is answered for the dataset as it is written, and evolved as it is written
+    assert bodies.count(weird) == 1
+    evolve_prompt = next(b for b in bodies if "#Given Prompt#:" in b)
     assert f"#Given Prompt#:\n{weird}\n" in evolve_prompt

@@ -117,6 +117,8 @@ def judge_run(tmp_path, *extra):
             srv.base_url,
             "--concurrency",
             "4",
+            # the judge's cases are the evolutions: the seeds' own answers (in the dataset by default) are left out
+            "--no-seeds",
             *extra,
         )
         script.batches = srv.calls["batches.create"]
@@ -266,6 +268,7 @@ def test_in_depth_evolutions_of_long_instructions_are_kept_round_after_round(tmp
             srv.base_url,
             "--concurrency",
             "4",
+            "--no-seeds",  # what is measured is the evolutions of long parents, not the seeds' own rows
         )
     assert proc.returncode == 0, proc.stderr
     records, rejected = read_jsonl(out / "records.jsonl"), read_jsonl(out / "rejected.jsonl")

@@ -28,6 +28,7 @@ from evol.testing.server import ScriptedServer, last_user
 
 from ..flowkit import (
     CHUNK,
+    CHUNK_ROUNDS,
     KEY,
     N_SEEDS,
     REFERENCE_REQUESTS,
@@ -68,10 +69,10 @@ def test_flow_equals_plain_run_byte_for_byte(harness, endpoint, reference, tmp_p
     assert data["counts"] == plain["counts"]
     for key in ("calls", "calls_failed", "tokens_by_stage", "tokens_by_model"):
         assert data["usage"][key] == plain["usage"][key], key
-    assert data["chunks"] == {"run": ROUNDS * 4, "restored": 0}
+    assert data["chunks"] == {"run": CHUNK_ROUNDS * 4, "restored": 0}
     assert "chunks" not in json.loads((out / "manifest.json").read_text())  # the file is written before
     rounds = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert rounds == [f"round-{n}" for n in range(1, ROUNDS + 1)]
+    assert rounds == [*(f"round-{n}" for n in range(1, ROUNDS + 1)), "seeds"]  # the seeds' chunks: the default
     assert len(list((out / "checkpoints" / "round-1").glob("chunk-*.jsonl"))) == 4
 
     # the key reached the endpoint (from the environment) and nothing Prefect stores
@@ -149,7 +150,7 @@ def test_checkpoints_alone_skip_finished_chunks(harness, endpoint, reference, tm
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
         assert endpoint.chat_count() == before
-        assert manifest.chunks == Chunks(run=0, restored=ROUNDS * 4)
+        assert manifest.chunks == Chunks(run=0, restored=CHUNK_ROUNDS * 4)
     finally:
         script.mode = "rich"
 
@@ -176,7 +177,7 @@ def test_a_checkpoint_gone_after_the_first_look_is_run_again(harness, endpoint, 
         monkeypatch.setattr(chunks, "read_checkpoint", read)
         before = endpoint.chat_count()
         manifest = run_flow(config(endpoint, out))
-        assert manifest.chunks == Chunks(run=1, restored=ROUNDS * 4 - 1)
+        assert manifest.chunks == Chunks(run=1, restored=CHUNK_ROUNDS * 4 - 1)
         assert endpoint.chat_count() == before  # the chunk ran, its calls answered by the cache
         assert manifest.status == "complete" and manifest.counts.balanced
         assert (out / "dataset.json").read_bytes() == dataset
@@ -188,7 +189,7 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
     pytest.importorskip("prefect_dask")
     out = tmp_path / "dask"
     manifest = run_flow(config(endpoint, out), dask_workers=2)
-    assert manifest.chunks is not None and manifest.chunks.run == ROUNDS * 4
+    assert manifest.chunks is not None and manifest.chunks.run == CHUNK_ROUNDS * 4
     same_outputs(reference, out)
 
 
@@ -226,7 +227,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
         assert all(any(s in p for s in new_seeds) for p in new), "a seed of the first night was paid again"
         assert manifest.counts.seeds == N_SEEDS + 3
         assert manifest.chunks is not None
-        assert manifest.chunks.restored == ROUNDS * (N_SEEDS // CHUNK)  # only the last chunk changed
+        assert manifest.chunks.restored == CHUNK_ROUNDS * (N_SEEDS // CHUNK)  # only the last chunk changed
 
         # and what was kept is what a fresh plain run over the grown folder gives
         fresh = tmp_path / "fresh"

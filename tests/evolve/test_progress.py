@@ -201,3 +201,55 @@ def test_on_a_terminal_progress_is_drawn_and_then_cleared(server, tmp_path):
     assert "calls   evolve" in text
     assert "\x1b[2K" in text  # and cleared when done, before the summary
     assert "rows in" in text.rsplit("\x1b[2K", 1)[1]
+
+
+def _manifest(**backend) -> Manifest:
+    counts = {"seeds": 1, "attempts": 1, "kept": 1, "dataset_rows": 2}
+    return Manifest.model_validate(
+        {"run_id": "general-abc", "status": "complete", "out": "/tmp/run", "counts": counts, "backend": backend}
+    )
+
+
+def test_the_summary_says_when_the_judge_judges_its_own_work():
+    same = progress.summary(_manifest(evolve_model="m", response_model="m", judge_model="m"))
+    line = next(x for x in same.splitlines() if x.startswith("  judge "))
+    assert "the judge m also wrote the evolutions and the answers" in line and "--judge-model" in line
+    answers_only = progress.summary(_manifest(evolve_model="a", response_model="b", judge_model="b"))
+    assert "also wrote the answers:" in answers_only
+    candidates = _manifest(evolve_model="a", response_model="b", response_models=["b", "c"], judge_model="c")
+    assert candidates.backend.self_judged() == ("answers",)  # one of several responders is the judge too
+    other = progress.summary(_manifest(evolve_model="a", response_model="a", judge_model="j"))
+    assert not any(x.startswith("  judge ") for x in other.splitlines()) and "also wrote" not in other
+
+
+@pytest.mark.slow
+def test_every_judged_row_records_its_judge_and_a_self_judged_run_says_so(server, tmp_path):
+    from evol.testing.replies import GIVEN, given_prompt
+    from evol.testing.server import Reply
+
+    def script(req):
+        prompt = req["messages"][-1]["content"]
+        if GIVEN in prompt:
+            return Reply(content=given_prompt(prompt) + " Answer in exactly three numbered steps, citing one source.")
+        if "First instruction:" in prompt:
+            return Reply(content="Not Equal")
+        return Reply(content="Here is a careful answer, in plain words, with an example and a short summary.")
+
+    server.script = script
+    proc = run_cli(*_args(server, tmp_path / "same"))
+    assert proc.returncode == 0, proc.stderr
+    assert "the judge scripted-model also wrote the evolutions and the answers" in proc.stderr
+    assert "--judge-model" in proc.stderr
+    for name in ("records.jsonl", "rejected.jsonl"):
+        for row in map(json.loads, (tmp_path / "same" / name).read_text().splitlines()):
+            # judged rows name their judge; a seed's own row and an evolution cut before the judge name none
+            assert row.get("judge_model") == ("scripted-model" if row.get("judge") else None), row
+    judged = [
+        r for r in map(json.loads, (tmp_path / "same" / "records.jsonl").read_text().splitlines()) if r.get("judge")
+    ]
+    assert judged
+    apart = run_cli(*_args(server, tmp_path / "apart"), "--judge-model", "judge-7b")
+    assert apart.returncode == 0, apart.stderr
+    assert "also wrote" not in apart.stderr
+    rows = [json.loads(x) for x in (tmp_path / "apart" / "records.jsonl").read_text().splitlines()]
+    assert {r.get("judge_model") for r in rows if r.get("judge")} == {"judge-7b"}

@@ -224,7 +224,7 @@ def test_transient_faults_through_the_command_line(tmp_path):
     assert all(rows[(i, 1)][0] == "kept" for i in (0, 1, 2, 4))
     assert json.loads(proc.stdout) == {
         "out": str(tmp_path / "o"),
-        "dataset_rows": 4,
+        "dataset_rows": 9,  # the 5 seeds with their answers (the default, as WizardLM's dataset) and the 4 kept
         "kept": 4,
         "eliminated": 0,
         "duplicate": 0,

@@ -222,3 +222,22 @@ def test_script_change_is_narrow(parent, evolution, changed):
     from evol.rules.evolution import script_change
 
     assert script_change(parent, evolution) == changed
+
+
+def test_seed_rows_are_written_in_seed_order_whatever_order_their_answers_arrive_in(tmp_path):
+    # the first seeds are answered last: the seeds' rows (round 0) must still follow the seed file, as every
+    # round's do, or the same run writes a different dataset.json each time
+    def slow_first(request: dict) -> Reply:
+        prompt = request["messages"][-1]["content"]
+        if prompt.startswith("Describe topic-") and "#" not in prompt:  # a seed's own answer
+            n = int(prompt.split("topic-", 1)[1][:2])
+            return Reply(
+                content=f"A plain answer about topic {n}, in several clear sentences for a reader.",
+                delay=0.3 - 0.05 * n,
+            )
+        return Model()(request)
+
+    with ScriptedServer(slow_first) as srv:
+        run_inproc(srv.base_url, topics(6), tmp_path / "o", include_seeds=True, concurrency=6)
+    seed_rows = [r for r in read_jsonl(tmp_path / "o" / "records.jsonl") if r["round"] == 0]
+    assert [r["seed_index"] for r in seed_rows] == list(range(6))

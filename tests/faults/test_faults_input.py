@@ -219,7 +219,10 @@ def test_per_seed_problems_are_skipped_with_their_reason_and_never_sent(tmp_path
     assert not any(long_marker in text for text in requests)  # skipped means never sent
     assert any("null\u0000byte and ${instruction} {x} %s" in text for text in requests)  # odd but valid: sent verbatim
     records = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
-    assert len({r["seed_id"] for r in records}) == len(records) == 6
+    # every loaded seed is in the dataset (by default, as in WizardLM's) and evolved once; no skipped one is
+    evolved = [r for r in records if r["round"] == 1]
+    assert len({r["seed_id"] for r in evolved}) == len(evolved) == 6
+    assert sorted(r["id"] for r in records if r["round"] == 0) == sorted(r["seed_id"] for r in evolved)
 
 
 def test_a_folder_of_seeds_with_one_bad_file_names_that_file(tmp_path):

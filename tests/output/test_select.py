@@ -117,7 +117,11 @@ def product(s: Score) -> float:
 def greedy(rows: list[Record], scores: list[Score], k: int, threshold: float = 90) -> list[str]:
     """The reference: rank by complexity x quality (stable), take a row unless rapidfuzz ratio >= threshold with one taken."""
     taken: list[Record] = []
-    for row, _ in sorted(zip(rows, scores, strict=True), key=lambda rs: -product(rs[1])):
+    # ties: the more complex first, then the later round, then file order (a stable sort)
+    ranked = sorted(
+        zip(rows, scores, strict=True), key=lambda rs: (-product(rs[1]), -(rs[1].complexity or 0), -rs[0].round)
+    )
+    for row, _ in ranked:
         if all(fuzz.ratio(normalize(row.instruction), normalize(t.instruction)) < threshold for t in taken):
             taken.append(row)
         if len(taken) == k:
@@ -141,11 +145,24 @@ def test_select_takes_exactly_k_in_score_order_none_too_similar(run, tmp_path):
     assert len(picked) == 25 == summary["rows"]["train"]
     values = [s["complexity"] * s["quality"] for s in picked]
     assert values == sorted(values, reverse=True)
-    # ties keep file order: within one score, ids come in the order records.jsonl has them
-    order = {r["id"]: i for i, r in enumerate(map(json.loads, (run / "records.jsonl").read_text().splitlines()))}
+    # a tie goes to the more complex row, then to the later round, and only then to file order: integer scores
+    # tie often, and file order is round order, which would hand every tie to the least-evolved row
+    lines = [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
+    order, rounds = {r["id"]: i for i, r in enumerate(lines)}, {r["id"]: r["round"] for r in lines}
+    ties = broken_by = 0
     for a, b in itertools.pairwise(picked):
-        if a["complexity"] * a["quality"] == b["complexity"] * b["quality"]:
+        if a["complexity"] * a["quality"] != b["complexity"] * b["quality"]:
+            continue
+        ties += 1
+        if a["complexity"] != b["complexity"]:
+            assert a["complexity"] > b["complexity"]
+            broken_by += 1
+        elif rounds[a["id"]] != rounds[b["id"]]:
+            assert rounds[a["id"]] > rounds[b["id"]]
+            broken_by += 1
+        else:
             assert order[a["id"]] < order[b["id"]]
+    assert ties and broken_by  # the hashed scores hold ties that complexity or round decided
     texts = [json.loads(x)["instruction"] for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
     for i, a in enumerate(texts):
         for b in texts[i + 1 :]:

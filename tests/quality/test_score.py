@@ -98,7 +98,9 @@ def copy_of(run: Path, to: Path) -> Path:
 def test_scores_from_a_realistic_judge(run, tmp_path):
     run = copy_of(run, tmp_path / "r")
     with ScriptedServer(judge) as srv:
-        assert cli(["-q", "score", str(run), "--base-url", srv.base_url, "--concurrency", "4"]) == 0
+        assert (
+            cli(["-q", "score", str(run), "--method", "direct", "--base-url", srv.base_url, "--concurrency", "4"]) == 0
+        )
         seen = list(srv.requests)
     scores = load_scores(run)
     recs = records(run)
@@ -221,14 +223,14 @@ def test_a_failed_call_is_recorded_and_asked_again_next_time(run, tmp_path):
         return Reply(content="Score: 5")
 
     with ScriptedServer(refusing_quality) as srv:
-        assert cli(["-q", "score", str(target), "--base-url", srv.base_url]) == 0
+        assert cli(["-q", "score", str(target), "--method", "direct", "--base-url", srv.base_url]) == 0
     first = load_scores(target)
     answered = [s for s in first.values() if "quality" in s.unclear]
     assert answered and all(s.quality is None and s.unclear["quality"].outcome == "failed" for s in answered)
     assert all("not allowed" in s.unclear["quality"].answer for s in answered)  # the endpoint's reason, kept
     assert all(s.complexity == 5 for s in first.values())
     with ScriptedServer(lambda request: Reply(content="Score: 9")) as srv:
-        assert cli(["-q", "score", str(target), "--base-url", srv.base_url]) == 0
+        assert cli(["-q", "score", str(target), "--method", "direct", "--base-url", srv.base_url]) == 0
         asked = [last_user(b) for b in srv.requests]
     assert len(asked) == len(answered) and all("\n\nResponse:\n" in p for p in asked)  # only the failed ones
     assert all(

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
         dest="seeds",
         action="store_true",
         default=None,
-        help="export the seeds the runs answered (run with --include-seeds), whatever --round says",
+        help="export the seeds the runs put in their datasets (every run but one with --no-seeds), whatever --round says",
     )
     seeds.add_argument("--no-seeds", dest="seeds", action="store_false", help="leave the seed rows out")
     g = p.add_argument_group("choosing by scores (run 'python -m evol score' first)")

@@ -31,11 +31,19 @@ def add_parser(sub) -> None:
         "score",
         help="have an LLM rate every kept row's complexity and quality (1-10 each)",
         description="Rate each kept instruction's complexity and its answer's quality 1-10 with an LLM "
-        "judge (and the seeds' complexity, when the seed file is still there); writes "
+        "judge (and the seeds' complexity, when the seed file is still there), by default each seed's "
+        "lineage side by side (--method evol) or each row alone (--method direct); writes "
         "RUN_DIR/scores.jsonl, which 'evol export --select' ranks by and 'evol report' plots. "
         "Uses the run's backend and call cache: scoring again pays only for what is new.",
     )
     p.add_argument("run", metavar="RUN_DIR", help="run folder written by 'python -m evol run', a path or a URL")
+    p.add_argument(
+        "--method",
+        choices=("evol", "direct"),
+        default="evol",
+        help="evol (default): the judge scores a seed and its kept evolutions side by side, against one another "
+        "(Deita's EVOL COMPLEXITY and EVOL QUALITY); direct: each row alone",
+    )
     p.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: the run's; key from EVOL_API_KEY or OPENAI_API_KEY)"
     )
@@ -59,12 +67,14 @@ def add_parser(sub) -> None:
         "--prompt",
         dest="complexity_prompt",
         type=Path,
-        help="your own complexity template with an ${instruction} slot (default prompts/complexity.txt)",
+        help="your own complexity template: an ${instruction} slot with --method direct (default "
+        "prompts/complexity.txt), a ${variants} slot with evol (default prompts/complexity_evol.txt)",
     )
     p.add_argument(
         "--quality-prompt",
         type=Path,
-        help="your own quality template with ${instruction} and ${output} slots (default prompts/quality.txt)",
+        help="your own quality template: ${instruction} and ${output} slots with --method direct (default "
+        "prompts/quality.txt), a ${variants} slot with evol (default prompts/quality_evol.txt)",
     )
     p.add_argument(
         "--no-seeds", dest="seeds", action="store_false", help="do not score the seeds for a round-0 baseline"
@@ -120,16 +130,23 @@ def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
     from evol.quality.scoring import Item, score_items
     from evol.report.stats import run_seeds
 
-    prompts = {
-        "complexity": Prompt.load(args.complexity_prompt or default_prompts_dir() / "complexity.txt", {"instruction"}),
-        "quality": Prompt.load(args.quality_prompt or default_prompts_dir() / "quality.txt", {"instruction", "output"}),
-    }
+    shipped = default_prompts_dir()
+    if args.method == "evol":
+        prompts = {
+            "complexity": Prompt.load(args.complexity_prompt or shipped / "complexity_evol.txt", {"variants"}),
+            "quality": Prompt.load(args.quality_prompt or shipped / "quality_evol.txt", {"variants"}),
+        }
+    else:
+        prompts = {
+            "complexity": Prompt.load(args.complexity_prompt or shipped / "complexity.txt", {"instruction"}),
+            "quality": Prompt.load(args.quality_prompt or shipped / "quality.txt", {"instruction", "output"}),
+        }
     config = run_config(run.manifest, args)
-    items = [Item(r.id, r.round, r.instruction, r.output) for r in run.records]
+    items = [Item(r.id, r.round, r.instruction, r.output, r.seed_id) for r in run.records]
     if args.seeds:
         have = {item.id for item in items}
         seeds = run_seeds(run)
-        items = [Item(sid, 0, text) for sid, text in seeds if sid not in have] + items
+        items = [Item(sid, 0, text, seed_id=sid) for sid, text in seeds if sid not in have] + items
         if not seeds and not any(item.round == 0 for item in items):
             log.info("score: the seed file is not where the run read it; no round-0 baseline")
     if not items:
@@ -142,11 +159,17 @@ def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
         identity = run.manifest.backend.identity
         judged = tune_for_local(config) if is_embedded(identity) else config
         model = config.judge_model or run.manifest.backend.judge_model or "?"
-        est = plan_scoring(run_dir, judged, items, prompts, identity, model)
+        est = plan_scoring(run_dir, judged, items, prompts, identity, model, args.method)
         print(describe_estimate(est, config.connections, what=f"scoring {len(items)} rows"), file=sys.stderr)
         print(json.dumps(est.model_dump(mode="json")), file=sys.stdout)
         return 0
-    summary = asyncio.run(score_items(run_dir, config, items, prompts))
+    summary = asyncio.run(score_items(run_dir, config, items, prompts, args.method))
+    from evol.rundir.manifest import self_judged_note
+
+    wrote = run.manifest.backend.model_copy(update={"judge_model": summary["model"]}).self_judged()
+    summary["self_judged"] = list(wrote)
+    if wrote:  # a warning, not info: -q leaves it on screen
+        log.warning("score: %s", self_judged_note(summary["model"], wrote))
     log.info(
         "score: %d rows, complexity for %d, quality for %d, unclear %s, %d calls (%d from cache)",
         summary["rows"],
