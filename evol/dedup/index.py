@@ -203,6 +203,7 @@ class Deduper:
         # a run's items look a text up before answering it (evol.evolve.evolver), maybe on other threads than the
         # settling that adds to the index (Prefect's chunk lanes): one lookup or addition at a time
         self._lock = threading.Lock()
+        self._mark = 0  # how many texts ``check_settled`` sees (``begin_round``)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -210,6 +211,20 @@ class Deduper:
     def check(self, text: str, lineage: str | None = None) -> Match | None:
         with self._lock:
             return self.check_item(self._one(text), lineage)
+
+    def begin_round(self) -> None:
+        """From now on ``check_settled`` sees the texts kept so far, and no later one."""
+        with self._lock:
+            self._mark = len(self._ids)
+
+    def check_settled(self, text: str, lineage: str | None = None) -> Match | None:
+        """``check`` against the texts kept when the round began (``begin_round``). A run's items look their text
+        up before it is answered while the round settles in pool order: bounded so, whether an item is answered
+        never depends on how far settling had got, and a resumed run pays for the same calls as one never
+        stopped."""
+        with self._lock:
+            item = self._one(text)
+            return self._check(item, -1 if lineage is None else self._codes.get(lineage, -1), self._mark)
 
     def add(self, id: str, text: str, lineage: str | None = None) -> None:
         with self._lock:
@@ -281,10 +296,11 @@ class Deduper:
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
         return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors, strict=True)]
 
-    def _check(self, item: Prepared, lineage: int = -1) -> Match | None:
+    def _check(self, item: Prepared, lineage: int = -1, upto: int | None = None) -> Match | None:
+        """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None)."""
         if self.exact:
-            hit = self._exact.get(item.norm)
-            if hit is not None:
+            hit = self._exact.get(item.norm)  # the first position of the text: a later copy is later still
+            if hit is not None and (upto is None or hit < upto):
                 return Match("exact_duplicate", self._ids[hit], 1.0)
         if self.near and item.keys:
             found: set[int] = set()
@@ -304,6 +320,8 @@ class Deduper:
             if lineage >= 0:  # the text's own ancestors are no near-duplicates of it
                 lineages = self._lineages
                 found = {p for p in found if lineages[p] != lineage}
+            if upto is not None:
+                found = {p for p in found if p < upto}
             if found:
                 order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
                 best = process.extractOne(
@@ -311,10 +329,11 @@ class Deduper:
                 )
                 if best is not None:
                     return Match("near_duplicate", self._ids[order[best[2]]], round(best[1] / 100, 4))
-        if item.vector is not None and self._ids:
-            sims = self._vectors[: len(self._ids)] @ item.vector
+        n = len(self._ids) if upto is None else upto
+        if item.vector is not None and n:
+            sims = self._vectors[:n] @ item.vector
             if lineage >= 0:
-                sims[np.frombuffer(self._lineages, np.int32) == lineage] = -np.inf
+                sims[np.frombuffer(self._lineages, np.int32)[:n] == lineage] = -np.inf
             best_pos = int(np.argmax(sims))
             if sims[best_pos] >= self.cosine:
                 return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))

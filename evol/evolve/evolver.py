@@ -75,8 +75,9 @@ class Evolver:
         self.tally = tally or Tally()
         self.leak_phrases = sorted({*config.leak_phrases, *profile.leak_markers})
         self.stop = stop  # set from another thread (a Ctrl-C there): no new call starts
-        # the run's dedup index, as settled so far: an evolution that already duplicates a kept text is not answered
-        # (settling, in pool order, would reject it whatever its answer); None where the index is elsewhere (Dask)
+        # the run's dedup index: an evolution that already duplicates a text kept before its round began is not
+        # answered (settling, in pool order, would reject it whatever its answer); None where the index is
+        # elsewhere (Dask)
         self.kept = kept
         # several candidates or answer evolution; None: one plain answer, exactly as before candidates existed
         self.answer_stage = AnswerStage(config, self.call, models) if config.ranks_answers else None
@@ -208,7 +209,7 @@ class Evolver:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
             kept = self.kept
-            if kept is not None and (match := kept.check(dedup_text(history, text), node.seed_id)) is not None:
+            if kept is not None and (match := kept.check_settled(dedup_text(history, text), node.seed_id)) is not None:
                 self.tally.count_saved(self.answer_calls())
                 detail = f"duplicates {match.duplicate_of} (score {match.score:.2f})"
                 # settling checks it again in pool order, as it does every evolution, and names what it repeats then

@@ -106,6 +106,8 @@ class RunState:
         outcome came, and thrown away otherwise."""
         started, progress = time.time(), current()
         sink = RoundSink(self.spool, round_no)
+        if deduper is not None:
+            deduper.begin_round()  # what the round's items may be found to repeat before they are answered
 
         def settled(out: Record | Rejection) -> None:
             sink(out)

@@ -356,3 +356,19 @@ def test_cli_refuses_to_change_the_format(tmp_path, capsys):
     src.write_text('{"instruction": "a"}\n')
     assert cli(["dedup", str(src), "--out", str(tmp_path / "o.csv")]) == 2
     assert "--out must end in .jsonl" in capsys.readouterr().err
+
+
+def test_check_settled_sees_only_what_was_kept_when_the_round_began():
+    # a run's items look their text up before it is answered while the round settles: what they may be found to
+    # repeat must not depend on how far settling had got, or a resumed run pays for other calls
+    d = Deduper(0.9)
+    d.add("a", "Write a haiku about the autumn moon over a quiet lake.")
+    d.begin_round()
+    d.add("b", "Explain how a bicycle gear train trades force for speed.")
+    again = "Explain how a bicycle gear train trades force for speed!"
+    assert d.check_settled(again) is None  # kept after the round began
+    assert d.check(again) is not None  # ... which settling itself sees
+    assert d.check_settled("Write a haiku about the autumn moon over a quiet lake.").duplicate_of == "a"
+    assert d.check_settled("Write a haiku about the autumn moon above a quiet lake.").rule == "near_duplicate"
+    d.begin_round()
+    assert d.check_settled(again).duplicate_of == "b"

@@ -29,7 +29,9 @@ def test_an_evolution_repeating_a_seed_is_rejected_without_being_answered(tmp_pa
     seeds.write_text("\n".join(SEEDS) + "\n")
     out = tmp_path / "run"
     with ScriptedServer(script) as srv:
-        r = run_cli("run", f"--seeds={seeds}", "--rounds=1", f"--base-url={srv.base_url}", f"--out={out}")
+        # the seeds left out of the dataset: every answer asked for is an evolution's
+        args = (f"--seeds={seeds}", "--rounds=1", "--no-seeds", f"--base-url={srv.base_url}", f"--out={out}")
+        r = run_cli("run", *args)
         assert r.returncode == 0, r.stderr
         answered = [
             last_user(b) for b in srv.requests if GIVEN not in last_user(b) and "First instruction:" not in last_user(b)
