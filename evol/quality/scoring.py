@@ -161,36 +161,7 @@ def _variants(items: tuple[Item, ...], criterion: str) -> str:
     )
 
 
-def plan_scoring(
-    run_dir: RunDir, config, items: list[Item], prompts: dict[str, Any], identity: str, model: str, method: Method
-):
-    """``evol score --dry-run``: the calls scoring would pay for (those not in the run's call cache already), their
-    tokens, cost and time; sends nothing."""
-    from evol.evolve.estimate import calls_estimate
-    from evol.llm.cache import call_key, open_cache
-
-    chars, cached, room = [], 0, config.judge_sampling.max_tokens
-    todo = asks(items, method)
-    cache = open_cache(run_dir)
-    try:
-        for ask in todo:
-            messages = [{"role": "user", "content": prompts[ask.criterion].render(**ask.values)}]
-            sampling = _sampling(ask, config)
-            room = max(room, sampling.max_tokens)
-            if cache.get(call_key(identity, model, messages, sampling, ask.sample)) is not None:
-                cached += 1
-            else:
-                chars.append(len(messages[0]["content"]))
-    finally:
-        cache.close()
-    source = f"the prompts themselves; {cached} of the calls are in the run's cache already (free)"
-    # a score and a one-line reason (one line per version side by side), or a reasoning model's thinking first
-    lines = sum(len(a.items) for a in todo) / max(1, len(todo))
-    completion = (4.0, 30.0 * max(1.0, lines), float(room))
-    return calls_estimate("score", chars, completion, model, config, source=source)
-
-
-def _sampling(ask: Ask, config):
+def sampling_for(ask: Ask, config):
     """The judge's sampling for ``ask``: side by side, room for a line per version (and a reasoning model's
     thinking)."""
     sampling = config.judge_sampling
@@ -227,7 +198,7 @@ async def score_items(
 
         async def one(ask: Ask) -> None:
             messages = [{"role": "user", "content": prompts[ask.criterion].render(**ask.values)}]
-            sampling = _sampling(ask, config)
+            sampling = sampling_for(ask, config)
             try:
                 c = await cached.complete(messages, model=models.judge, sampling=sampling, sample=ask.sample)
             except BackendError as exc:

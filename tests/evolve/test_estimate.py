@@ -74,7 +74,7 @@ def test_a_dry_run_pays_for_nothing_and_states_a_range_per_stage_and_round(tmp_p
     for key in ("calls", "tokens", "cost_usd", "seconds"):
         assert est[key]["low"] <= est[key]["expected"] <= est[key]["high"]
     assert est["calls"]["low"] < est["calls"]["high"] and est["cost_usd"]["expected"] > 0  # gpt-4o-mini is priced
-    assert set(est["calls_by_round"]) == {"1", "2"}
+    assert set(est["calls_by_round"]) == {"0", "1", "2"}  # round 0: the seeds answered for the dataset
     assert "estimate of rounds 1-2" in r.stderr and not (tmp_path / "run").exists()
 
 
@@ -115,7 +115,8 @@ def test_probe_without_dry_run_is_one_sentence(tmp_path):
     assert r.returncode != 0 and "--probe N goes with --dry-run" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_score_dry_run_counts_the_calls_not_in_the_cache_and_sends_none(tmp_path):
+@pytest.mark.parametrize("method", ["evol", "direct"])
+def test_score_dry_run_counts_the_calls_not_in_the_cache_and_sends_none(tmp_path, method):
     seeds, texts = _seeds(tmp_path, 12)
     out = tmp_path / "run"
     with ScriptedServer(RealisticModel(texts)) as srv:
@@ -123,15 +124,17 @@ def test_score_dry_run_counts_the_calls_not_in_the_cache_and_sends_none(tmp_path
             run_cli("run", f"--seeds={seeds}", "--rounds=1", f"--base-url={srv.base_url}", f"--out={out}").returncode
             == 0
         )
-    kept = json.loads((out / "manifest.json").read_text())["counts"]["kept"]
+    rows = json.loads((out / "manifest.json").read_text())["counts"]["dataset_rows"]
     with ScriptedServer(lambda request: "Score: 7. Clear and specific.") as srv:
-        r = run_cli("score", str(out), f"--base-url={srv.base_url}", "--dry-run")
+        score = ("score", str(out), f"--base-url={srv.base_url}", f"--method={method}")
+        r = run_cli(*score, "--dry-run")
         assert r.returncode == 0, r.stderr
         assert srv.chat_count() == 0
         est = json.loads(r.stdout)
-        # complexity and quality of every kept row, and the complexity of the 12 seeds (round 0's baseline)
-        assert est["calls"]["expected"] == 2 * kept + 12
-        assert run_cli("score", str(out), f"--base-url={srv.base_url}").returncode == 0
+        # direct: complexity and quality of every row (the 12 seeds and their kept evolutions); evol: of every
+        # lineage, a seed and its evolution side by side
+        assert est["calls"]["expected"] == (2 * rows if method == "direct" else 2 * 12)
+        assert run_cli(*score).returncode == 0
         paid = srv.chat_count()
-        again = json.loads(run_cli("score", str(out), f"--base-url={srv.base_url}", "--dry-run").stdout)
-    assert paid == 2 * kept + 12 and again["calls"]["expected"] == 0  # what was scored is in the cache now
+        again = json.loads(run_cli(*score, "--dry-run").stdout)
+    assert paid == est["calls"]["expected"] and again["calls"]["expected"] == 0  # what was scored is cached now

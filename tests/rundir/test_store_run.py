@@ -138,10 +138,12 @@ def test_score_export_report_and_dedup_read_and_write_s3_folders_as_local_ones(s
         assert _run(s3.url("run"), srv, s3.env).returncode == 0
     with ScriptedServer(judge) as srv:
         for where in (str(local), s3.url("run")):
-            r = run_cli("score", where, "--base-url", srv.base_url, "--no-seeds", env=s3.env)
+            r = run_cli("score", where, "--base-url", srv.base_url, "--no-seeds", "--method", "direct", env=s3.env)
             assert r.returncode == 0, r.stderr
         paid = srv.chat_count()
-        again = run_cli("score", s3.url("run"), "--base-url", srv.base_url, "--no-seeds", env=s3.env)
+        again = run_cli(
+            "score", s3.url("run"), "--base-url", srv.base_url, "--no-seeds", "--method", "direct", env=s3.env
+        )
         assert again.returncode == 0 and srv.chat_count() == paid  # the judge's answers are in the bucket's shards
     assert json.loads(again.stdout)["scores"] == s3.url("run/scores.jsonl")
     assert s3.read("run/scores.jsonl") == (local / "scores.jsonl").read_bytes()

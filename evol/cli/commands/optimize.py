@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
             f"evol: dev failure rate by step: {' -> '.join(f'{r:.3f}' for r in rates)} ({report.reason}{vs}); "
             f"complexity {_figure(report.start.evaluation.complexity)} -> {_figure(report.best_complexity)}; "
             f"{calls} calls ({cached} from the cache), ${report.cost_usd.get('total', 0):.4f}; "
-            f"the method is in {args.out / 'prompts' / report.profile}",
+            f"the method is in {str(args.out).rstrip('/')}/prompts/{report.profile}",
             file=sys.stderr,
         )
         items = report.start.evaluation.attempts
@@ -135,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
                 "baseline_failure_rate": base.evaluation.failure_rate if base else None,
                 "start_complexity": report.start.evaluation.complexity,
                 "best_complexity": report.best_complexity,
-                "prompts_dir": str(args.out / "prompts"),
+                "prompts_dir": f"{str(args.out).rstrip('/')}/prompts",
             }
         )
     )

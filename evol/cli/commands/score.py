@@ -19,6 +19,7 @@ from evol.rundir.store import is_remote
 
 if TYPE_CHECKING:
     from evol.config import RunConfig
+    from evol.quality.scoring import Item, Method
     from evol.rundir.folder import RunDir
     from evol.rundir.manifest import Manifest
     from evol.rundir.reader import Run
@@ -154,12 +155,11 @@ def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
     if args.dry_run:
         from evol.evolve.progress import describe_estimate
         from evol.llm.local.setup import is_embedded, tune_for_local
-        from evol.quality.scoring import plan_scoring
 
         identity = run.manifest.backend.identity
         judged = tune_for_local(config) if is_embedded(identity) else config
         model = config.judge_model or run.manifest.backend.judge_model or "?"
-        est = plan_scoring(run_dir, judged, items, prompts, identity, model, args.method)
+        est = _plan(run_dir, judged, items, prompts, identity, model, args.method)
         print(describe_estimate(est, config.connections, what=f"scoring {len(items)} rows"), file=sys.stderr)
         print(json.dumps(est.model_dump(mode="json")), file=sys.stdout)
         return 0
@@ -181,3 +181,33 @@ def _score(args: argparse.Namespace, run: Run, run_dir: RunDir) -> int:
     )
     print(json.dumps(summary), file=sys.stdout)
     return 0
+
+
+def _plan(
+    run_dir: RunDir, config: RunConfig, items: list[Item], prompts: dict, identity: str, model: str, method: Method
+):
+    """``evol score --dry-run``: the calls scoring would pay for (those not in the run's call cache already), their
+    tokens, cost and time; sends nothing."""
+    from evol.evolve.estimate import calls_estimate
+    from evol.llm.cache import call_key, open_cache
+    from evol.quality.scoring import asks, sampling_for
+
+    chars, cached, room = [], 0, config.judge_sampling.max_tokens
+    todo = asks(items, method)
+    cache = open_cache(run_dir)
+    try:
+        for ask in todo:
+            messages = [{"role": "user", "content": prompts[ask.criterion].render(**ask.values)}]
+            sampling = sampling_for(ask, config)
+            room = max(room, sampling.max_tokens)
+            if cache.get(call_key(identity, model, messages, sampling, ask.sample)) is not None:
+                cached += 1
+            else:
+                chars.append(len(messages[0]["content"]))
+    finally:
+        cache.close()
+    source = f"the prompts themselves; {cached} of the calls are in the run's cache already (free)"
+    # a score and a one-line reason (one line per version side by side), or a reasoning model's thinking first
+    lines = sum(len(a.items) for a in todo) / max(1, len(todo))
+    completion = (4.0, 30.0 * max(1.0, lines), float(room))
+    return calls_estimate("score", chars, completion, model, config, source=source)
