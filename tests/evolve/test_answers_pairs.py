@@ -121,6 +121,7 @@ def test_the_budget_covers_the_answer_stages_and_the_same_command_goes_on(tmp_pa
             "m-evo",
             "--out",
             str(tmp_path / "b"),
+            "--no-seeds",  # as run() leaves them out
             *FOUR,
             "--evolve-answers",
             "1",
