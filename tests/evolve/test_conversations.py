@@ -62,7 +62,7 @@ def test_conversations_grow_by_follow_ups_each_turn_answered_with_its_history(tm
     with ScriptedServer(model) as srv:
         run(srv, seeds, tmp_path / "o")
     out = tmp_path / "o"
-    records = read_jsonl(out / "records.jsonl")
+    records = [r for r in read_jsonl(out / "records.jsonl") if r["round"] > 0]  # round 0: the seeds themselves
     rejected = read_jsonl(out / "rejected.jsonl")
     assert records
 
