@@ -163,6 +163,7 @@ def test_a_one_seed_run_with_the_installed_package(installed: Installed):
             seeds,
             "--rounds",
             "1",
+            "--no-seeds",  # the one evolution is the dataset under test
             "--base-url",
             srv.base_url,
             "--engine",

@@ -94,6 +94,7 @@ def test_run_with_the_auto_profile_keeps_only_final_instructions(tmp_path):
             "auto",
             "--rounds",
             "1",
+            "--no-seeds",  # the dataset under test is the evolutions
             "--out",
             str(tmp_path / "run"),
             "--base-url",
