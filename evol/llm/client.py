@@ -324,23 +324,29 @@ class OpenAIChat:
         async with self._sem:
             # the limiter is passed inside the semaphore, right before sending, so the windows are exact
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
-            server = min(range(len(self._servers)), key=self._in_flight.__getitem__)
-            self._in_flight[server] += 1
             try:
-                # the SDK's documented low-level call with the raw response: its typed create() spends ~1 ms
-                # of CPU per call transforming the request and building models we would read three fields of
-                raw = await self._servers[server].post("/chat/completions", body=body, cast_to=self._raw_response)
-                self.limiter.observe(raw.headers)
-                data = json.loads(raw.content)
-            except Exception as exc:
-                err = map_openai_error(exc, self.redact)
-                if isinstance(err, RateLimitedError):
-                    self.limiter.pause(err.retry_after if err.retry_after is not None else 1.0)
-                raise err from None
-            finally:
-                self._in_flight[server] -= 1
-            self.served[server] += 1
+                data = await self._post(body)
+            except RateLimitedError as err:
+                self.limiter.pause(err.retry_after if err.retry_after is not None else 1.0)
+                raise
         return self._completion(data, model, handle)
+
+    async def _post(self, body: dict) -> Any:
+        """One request to the server with the fewest in flight; an error comes back mapped (``map_openai_error``)."""
+        server = min(range(len(self._servers)), key=self._in_flight.__getitem__)
+        self._in_flight[server] += 1
+        try:
+            # the SDK's documented low-level call with the raw response: its typed create() spends ~1 ms
+            # of CPU per call transforming the request and building models we would read three fields of
+            raw = await self._servers[server].post("/chat/completions", body=body, cast_to=self._raw_response)
+            self.limiter.observe(raw.headers)
+            data = json.loads(raw.content)
+        except Exception as exc:
+            raise map_openai_error(exc, self.redact) from None
+        finally:
+            self._in_flight[server] -= 1
+        self.served[server] += 1
+        return data
 
     async def _gated(
         self, gate: AdaptiveLimit, body: dict, messages: Messages, model: str, sampling: Sampling
@@ -352,22 +358,14 @@ class OpenAIChat:
         try:
             handle = await self.limiter.acquire(estimate_tokens(messages, sampling.max_tokens))
             sent = time.monotonic()
-            server = min(range(len(self._servers)), key=self._in_flight.__getitem__)
-            self._in_flight[server] += 1
             try:
-                raw = await self._servers[server].post("/chat/completions", body=body, cast_to=self._raw_response)
-                self.limiter.observe(raw.headers)
-                data = json.loads(raw.content)
-            except Exception as exc:
-                err = map_openai_error(exc, self.redact)
+                data = await self._post(body)
+            except BackendError as err:
                 status = err.status
                 if err.status in (429, 503) and err.retry_after is not None:
                     self.limiter.pause(err.retry_after)  # the server said how long: every request waits that long
                 # without Retry-After, the lower limit is the answer to a 429 (no pause of the whole client)
-                raise err from None
-            finally:
-                self._in_flight[server] -= 1
-            self.served[server] += 1
+                raise
             seconds = time.monotonic() - sent
             return self._completion(data, model, handle)
         finally:
