@@ -107,13 +107,16 @@ class Lineage(Frozen):
     parent_id: str | None = None
     round: int = 0
     operation: str = "seed"
+    #: the line of a profile with several (math: "downward", "upward"), each its own lineage from the seed;
+    #: "": the one plain line (and a seed itself, which every line starts from)
+    line: str = ""
 
     @classmethod
     def of_seed(cls, seed: Seed) -> Lineage:
         return Lineage(id=seed.id, seed_id=seed.id, seed_index=seed.index)
 
     def lineage(self) -> dict[str, Any]:
-        """The six fields, to build another kind of entry with the same lineage (``Record(**x.lineage(), ...)``)."""
+        """The lineage fields, to build another kind of entry with the same lineage (``Record(**x.lineage(), ...)``)."""
         return {name: getattr(self, name) for name in LINEAGE}
 
     def rejected(self, kind: RejectionKind, rule: str, detail: str, stage: str, **fields: Any) -> Rejection:
@@ -134,9 +137,11 @@ class Node(Lineage):
     output: str | None = None  # kept only when follow-up turns are on (``turns`` > 1): they build on it
 
     @classmethod
-    def from_seed(cls, seed: Seed, with_output: bool = False) -> Node:
+    def from_seed(cls, seed: Seed, with_output: bool = False, line: str = "") -> Node:
+        """The seed as the first entry of ``line``'s lineage."""
         output = seed.output if with_output else None
-        return cls(**Lineage.of_seed(seed).lineage(), instruction=seed.instruction, history=seed.history, output=output)
+        lineage = Lineage.of_seed(seed).lineage() | {"line": line}
+        return cls(**lineage, instruction=seed.instruction, history=seed.history, output=output)
 
 
 #: the equality judge's verdicts, and the follow-up judge's ("builds" on the previous answer, or "ignores" it)
@@ -167,7 +172,7 @@ Ranking = Literal["scored", "unclear"]
 
 #: fields a record, rejection or candidate dumps only when they hold something, so a run that never needed them
 #: writes the same records.jsonl as before they existed
-_ONLY_WHEN_SET = ("candidates", "cut_answers", "history", "judge_model")
+_ONLY_WHEN_SET = ("candidates", "cut_answers", "history", "judge_model", "line")
 
 
 class _Sparse(Frozen):

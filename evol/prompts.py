@@ -96,6 +96,12 @@ class Operation:
         return self.prompt.render(instruction=instruction, **extra)
 
 
+def choice_rng(run_seed: int, seed_id: str, round_no: int, line: str = "") -> random.Random:
+    """What draws a pool entry's operation (and its choices) in round ``round_no``: seeded by the run seed, the seed
+    id, the round and the line, never by arrival order. The plain line draws what it drew before lines existed."""
+    return random.Random(f"{run_seed}:{seed_id}:{round_no}" + (f":{line}" if line else ""))
+
+
 #: the kind of operation that adds a user turn after the previous answer (``--turns`` above 1)
 FOLLOW_UP = "follow-up"
 
@@ -124,17 +130,32 @@ class Profile:
     schedule: tuple[tuple[int, int | None, frozenset[str]], ...] = ()
     respond: Prompt | None = None  # what the responder is sent; None: the instruction alone
     conversation: Conversation | None = None
+    #: (name, operations) of each line a seed is evolved along, each its own lineage with its own rounds
+    #: (WizardMath's downward and upward evolution); empty: one plain line per seed
+    lines: tuple[tuple[str, frozenset[str]], ...] = ()
 
-    def choose(self, rng: random.Random, round_no: int | None = None, follow_up: bool = False) -> Operation:
-        """An operation for ``round_no``; a follow-up one only where ``follow_up`` allows it (an answered turn of a
-        conversation shorter than ``--turns``), so a run without follow-ups draws exactly as before they existed."""
-        ops = tuple(op for op in self.eligible(round_no) if follow_up or not op.follow_up)
+    @property
+    def line_names(self) -> tuple[str, ...]:
+        """The lines each seed is evolved along: ``("",)``, the one plain line, for a profile that names none."""
+        return tuple(name for name, _ in self.lines) or ("",)
+
+    def choose(
+        self, rng: random.Random, round_no: int | None = None, follow_up: bool = False, line: str = ""
+    ) -> Operation:
+        """An operation for ``round_no`` on ``line``; a follow-up one only where ``follow_up`` allows it (an answered
+        turn of a conversation shorter than ``--turns``), so a run without follow-ups draws exactly as before they
+        existed."""
+        ops = tuple(op for op in self.eligible(round_no, line) if follow_up or not op.follow_up)
         if not any(op.weight > 0 for op in ops):
-            ops = self.eligible(round_no)
+            ops = self.eligible(round_no, line)
         return rng.choices(ops, weights=[op.weight for op in ops], k=1)[0]
 
-    def eligible(self, round_no: int | None) -> tuple[Operation, ...]:
-        """The operations the schedule allows in ``round_no`` (all of them where it says nothing)."""
+    def eligible(self, round_no: int | None, line: str = "") -> tuple[Operation, ...]:
+        """The operations of ``line`` for a profile with lines, else those the schedule allows in ``round_no`` (all
+        of them where it says nothing)."""
+        for name, names in self.lines:
+            if name == line:
+                return tuple(op for op in self.operations if op.name in names)
         for first, last, names in self.schedule:
             if round_no is not None and first <= round_no and (last is None or round_no <= last):
                 return tuple(op for op in self.operations if op.name in names)
@@ -233,12 +254,17 @@ def load_profile(name: str, prompts_dir: Path | None = None, weights: dict[str, 
     respond = spec.get("respond")
     if respond is not None and not isinstance(respond, str):
         raise ConfigError(f'{spec_path}: respond must name a template file, such as "respond.txt".')
+    schedule = _schedule(spec.get("schedule"), operations, spec_path)
+    lines = _lines(spec.get("lines"), operations, spec_path)
+    if schedule and lines:  # which would decide a line's round? Neither, rather than a rule nobody reads
+        raise ConfigError(f"{spec_path} has both [schedule] and [lines]; a profile takes one of them.")
     return Profile(
         name=name,
         description=str(spec.get("description", "")),
         operations=tuple(operations),
         judge=judge,
-        schedule=_schedule(spec.get("schedule"), operations, spec_path),
+        schedule=schedule,
+        lines=lines,
         respond=Prompt.load(folder / respond, {"instruction"}) if respond else None,
         conversation=_conversation(folder, root),
     )
@@ -281,9 +307,7 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
         raise ConfigError(
             f'{path}: schedule must be a table that maps rounds ("1", "2-3", "4-") to lists of operations or kinds.'
         )
-    kinds: dict[str, set[str]] = {}
-    for op in operations:
-        kinds.setdefault(op.kind, set()).add(op.name)
+    kinds = _kinds(operations)
     entries = []
     for key, value in spec.items():
         m = re.fullmatch(r"\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*", key)
@@ -312,6 +336,45 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
         if last is None or last >= first:
             raise ConfigError(f"{path}: schedule rounds '{key}' and '{next_key}' overlap.")
     return tuple((first, last, names) for first, last, names, _ in entries)
+
+
+def _kinds(operations: list[Operation]) -> dict[str, set[str]]:
+    """Each kind of operation to the names of its operations: what [schedule] and [lines] may name besides names."""
+    kinds: dict[str, set[str]] = {}
+    for op in operations:
+        kinds.setdefault(op.kind, set()).add(op.name)
+    return kinds
+
+
+def _lines(spec, operations: list[Operation], path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
+    """``[lines]`` of a profile.toml: each line's name to the operations or kinds it evolves with."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError(
+            f'{path}: lines must be a table that maps line names to lists of operations or kinds, such as upward = ["upward"].'
+        )
+    kinds = _kinds(operations)
+    out = []
+    for key, value in spec.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            raise ConfigError(
+                f"{path}: line name '{key}' must be lower-case letters, digits and _, such as \"upward\"."
+            )
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: line '{key}' must list operation names or kinds, such as [\"upward\"].")
+        unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
+        if unknown:
+            raise ConfigError(
+                f"{path}: line '{key}' names unknown operation(s) or kind(s) {', '.join(unknown)}; "
+                f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}."
+            )
+        names = frozenset(n for v in value for n in kinds.get(v, {v}))
+        if any(op.weight > 0 for op in operations if op.name in names):  # weight 0 (--operation-weight): line off
+            out.append((key, names))
+    if not out:
+        raise ConfigError(f"{path}: every operation of every line ({', '.join(spec)}) has weight 0.")
+    return tuple(out)
 
 
 def _names(names) -> str:

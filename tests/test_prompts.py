@@ -75,15 +75,48 @@ def test_weights_override_and_unknown_operations_are_refused():
         load_profile("general", weights={"nope": 1})
 
 
-def test_math_schedule_draws_downward_in_round_one_and_upward_after():
+def _math_with(tmp_path, table: str):
+    """A copy of the shipped prompts whose math profile has ``table`` (TOML) where its [lines] are."""
+    import shutil
+
+    shutil.copytree(default_prompts_dir(), tmp_path / "p")
+    spec = tmp_path / "p" / "math" / "profile.toml"
+    text = spec.read_text()
+    spec.write_text(text[: text.index("[lines]")] + table + "\n")
+    return spec
+
+
+def test_math_lines_draw_only_their_own_operations_in_every_round():
     p = load_profile("math")
+    assert p.line_names == ("downward", "upward") and not p.schedule
+    rounds = (1, 2, 3, 9)
+    down = {p.choose(random.Random(f"7:s{i}:{r}"), r, line="downward").name for i in range(200) for r in rounds}
+    up = {p.choose(random.Random(f"7:s{i}:{r}"), r, line="upward").name for i in range(200) for r in rounds}
+    assert down == {"downward"}
+    assert up == {"upward_constraints", "upward_reasoning"}  # upward_compose weighs 0 unless asked for
+    assert "upward_compose" in {
+        load_profile("math", weights={"upward_compose": 1}).choose(random.Random(i), 2, line="upward").name
+        for i in range(200)
+    }
+    assert load_profile("general").line_names == ("",)  # one plain line: the pool as before lines existed
+
+
+def test_a_line_whose_operations_all_weigh_0_is_left_out(tmp_path):
+    p = load_profile("math", weights={"downward": 0})
+    assert p.line_names == ("upward",)
+    _math_with(tmp_path, '[lines]\ndownward = ["downward"]')
+    with pytest.raises(ConfigError, match="every operation of every line \\(downward\\) has weight 0"):
+        load_profile("math", tmp_path / "p", weights={"downward": 0})
+
+
+def test_a_schedule_draws_downward_in_round_one_and_upward_after(tmp_path):
+    _math_with(tmp_path, '[schedule]\n"1" = ["downward"]\n"2-" = ["upward"]')
+    p = load_profile("math", tmp_path / "p")
+    assert p.line_names == ("",)
     first = {p.choose(random.Random(f"7:s{i}:1"), 1).name for i in range(200)}
     later = {p.choose(random.Random(f"7:s{i}:{r}"), r).name for i in range(200) for r in (2, 3, 9)}
     assert first == {"downward"}
-    assert later == {"upward_constraints", "upward_reasoning"}  # upward_compose weighs 0 unless asked for
-    assert "upward_compose" in {
-        load_profile("math", weights={"upward_compose": 1}).choose(random.Random(i), 2).name for i in range(200)
-    }
+    assert later == {"upward_constraints", "upward_reasoning"}
 
 
 def test_without_a_schedule_the_round_changes_no_choice():
@@ -108,26 +141,35 @@ def test_without_a_schedule_the_round_changes_no_choice():
     ],
 )
 def test_a_bad_schedule_is_one_sentence_naming_the_file(tmp_path, schedule, message):
-    import shutil
-
-    shutil.copytree(default_prompts_dir(), tmp_path / "p")
-    spec = tmp_path / "p" / "math" / "profile.toml"
-    text = spec.read_text()
-    spec.write_text(text[: text.index("[schedule]")] + "[schedule]\n" + schedule + "\n")
+    spec = _math_with(tmp_path, "[schedule]\n" + schedule)
     with pytest.raises(ConfigError, match=message) as e:
         load_profile("math", tmp_path / "p")
     assert str(spec) in str(e.value) and str(e.value).count(". ") == 0
 
 
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ('[lines]\nUp = ["upward"]', "line name 'Up' must be lower-case"),
+        ('[lines]\nup = ["sideways"]', "line 'up' names unknown operation\\(s\\) or kind\\(s\\) sideways"),
+        ("[lines]\nup = []", "line 'up' must list operation names or kinds"),
+        ('[lines]\nup = "upward"', "line 'up' must list operation names or kinds"),
+        ("[lines]", "lines must be a table"),
+        ('[lines]\nup = ["upward"]\n[schedule]\n"1" = ["upward"]', "has both \\[schedule\\] and \\[lines\\]"),
+    ],
+)
+def test_bad_lines_are_one_sentence_naming_the_file(tmp_path, lines, message):
+    spec = _math_with(tmp_path, lines)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_profile("math", tmp_path / "p")
+    assert str(spec) in str(e.value)
+
+
 @pytest.mark.slow
 def test_a_bad_schedule_stops_the_cli_with_one_sentence_and_exit_2(tmp_path):
-    import shutil
-
     from .conftest import SEEDS, run_cli
 
-    shutil.copytree(default_prompts_dir(), tmp_path / "p")
-    spec = tmp_path / "p" / "math" / "profile.toml"
-    spec.write_text(spec.read_text().replace('"2-" = ["upward"]', '"2-" = ["sideways"]'))
+    _math_with(tmp_path, '[schedule]\n"1" = ["downward"]\n"2-" = ["sideways"]')
     proc = run_cli(
         "run",
         "--seeds",

@@ -62,7 +62,7 @@ async def run_pipeline(
         config,
         profile,
         models,
-        RunState.start(seedset, run_dir, config.turns),
+        RunState.start(seedset, run_dir, config.turns, profile.line_names),
         LiveTally(),
         started,
         cached_chat,

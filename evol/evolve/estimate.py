@@ -1,7 +1,7 @@
 """What a run will cost before it pays for anything: calls, tokens, dollars and wall time, each with a range.
 
-The model: every round tries each pool entry once (the pool holds one entry per seed), so a round makes
-``seeds × calls per attempt`` calls of each stage. The calls per attempt are the method's defaults below, or
+The model: every round tries each pool entry once (the pool holds one entry per seed and line), so a round makes
+``seeds × lines × calls per attempt`` calls of each stage. The calls per attempt are the method's defaults below, or
 measured from a run folder's finished rounds (its manifest), or from a probe run of a few seeds. Prompt tokens
 come from the templates rendered around the seeds themselves (the operation each seed gets in round 1 is known
 in advance: the choice is seeded), counted as characters times tokens per character; an instruction grows by
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from evol.config import RunConfig
 from evol.models import Seed, Usage
 from evol.pricing import cost
-from evol.prompts import Profile
+from evol.prompts import Profile, choice_rng
 from evol.rundir.folder import RECORDS
 from evol.rundir.manifest import Estimate, Manifest, Span, StageEstimate
 from evol.seeds import SeedSet
@@ -110,13 +109,14 @@ def measured_rates(
         if n and stage in usage.tokens_by_stage and stage != "evolve":
             out = usage.tokens_by_stage[stage].completion_tokens / n
             completion[stage] = (out * (1 - spread), out, out * (1 + spread))
-    growth = _measured_growth(folder, manifest, seeds) or defaults.growth
+    growth = _measured_growth(folder, manifest, seeds, profile.line_names) or defaults.growth
     tokens_per_char = defaults.tokens_per_char
     evolve = usage.tokens_by_stage.get("evolve")
     if evolve is not None and usage.calls.get("evolve"):
         # calibrated on the evolving prompts of the finished rounds: the tokens reported over the characters sent
         rounds = range(1, manifest.counts.rounds_done + 1)
-        chars = len(seeds) * sum(_evolve_chars(config, profile, seeds, r, growth[1]) for r in rounds)
+        attempts_a_round = len(seeds) * len(profile.line_names)
+        chars = attempts_a_round * sum(_evolve_chars(config, profile, seeds, r, growth[1]) for r in rounds)
         if chars > 0:
             per = evolve.prompt_tokens / chars
             tokens_per_char = (per * 0.95, per, per * 1.05)
@@ -137,18 +137,21 @@ def measured_rates(
     )
 
 
-def _measured_growth(folder: Path, manifest: Manifest, seeds: Sequence[Seed]) -> Triple | None:
+def _measured_growth(
+    folder: Path, manifest: Manifest, seeds: Sequence[Seed], lines: Sequence[str] = ("",)
+) -> Triple | None:
     """The pool's mean instruction length, round over round, from records.jsonl (a kept evolution replaces its
     parent in the pool); None without records."""
     path = folder / RECORDS
     if not path.is_file():
         return None
-    kept: dict[int, dict[str, int]] = defaultdict(dict)  # round -> seed -> length of its kept instruction
+    # round -> (seed, line) -> length of its kept instruction
+    kept: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
     with path.open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            kept[int(row.get("round") or 0)][row["seed_id"]] = len(row["instruction"])
-    pool = {s.id: len(s.instruction) for s in seeds}
+        for text in f:
+            row = json.loads(text)
+            kept[int(row.get("round") or 0)][row["seed_id"], row.get("line", "")] = len(row["instruction"])
+    pool = {(s.id, line): len(s.instruction) for s in seeds for line in lines}
     ratios = []
     for r in range(1, manifest.counts.rounds_done + 1):
         before = statistics.mean(pool.values())
@@ -159,15 +162,17 @@ def _measured_growth(folder: Path, manifest: Manifest, seeds: Sequence[Seed]) ->
 
 
 def _evolve_chars(config: RunConfig, profile: Profile, seeds: Sequence, round_no: int, growth: float) -> float:
-    """Mean characters of round ``round_no``'s evolving prompt: each seed's own operation (the choice is seeded)
-    around its instruction, grown ``growth`` a round."""
-    total = 0.0
+    """Mean characters of round ``round_no``'s evolving prompt: each pool entry's own operation (the choice is
+    seeded) around its instruction, grown ``growth`` a round."""
+    total, n = 0.0, 0
     for seed in seeds:
-        rng = random.Random(f"{config.seed}:{seed.id}:{round_no}")
-        op = profile.choose(rng, round_no)
-        template = len(op.render("", rng))
-        total += template + len(seed.instruction) * growth ** (round_no - 1)
-    return total / max(1, len(seeds))
+        for line in profile.line_names:
+            rng = choice_rng(config.seed, seed.id, round_no, line)
+            op = profile.choose(rng, round_no, line=line)
+            template = len(op.render("", rng))
+            total += template + len(seed.instruction) * growth ** (round_no - 1)
+            n += 1
+    return total / max(1, n)
 
 
 def estimate(
@@ -192,7 +197,7 @@ def estimate(
     }
     todo = list(rounds) if rounds is not None else list(range(1, config.rounds + 1))
     seeds = seedset.seeds
-    n = len(seeds)
+    n = len(seeds) * len(profile.line_names)  # the pool's entries: each tried once a round
     seed_len = statistics.mean(len(s.instruction) for s in seeds) if seeds else 0.0
     tpc = rates.tokens_per_char
     judge_chars = len(profile.judge.render(first="", second=""))

@@ -9,7 +9,6 @@ so the dataset does not depend on the order in which answers arrive.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
 
@@ -40,7 +39,7 @@ from evol.models import (
 )
 from evol.models import asked as dedup_text
 from evol.pricing import Budget
-from evol.prompts import Profile
+from evol.prompts import Profile, choice_rng
 from evol.quality.judge_reader import parse_follow_up, parse_judgement
 from evol.rules import conversation, evolution
 from evol.rules.judgement import check_judgement
@@ -50,8 +49,10 @@ from evol.rules.wrappers import unwrap
 log = logging.getLogger("evol")
 
 
-def candidate_id(seed_id: str, round_no: int) -> str:
-    return f"{seed_id}.r{round_no}"
+def candidate_id(seed_id: str, round_no: int, line: str = "") -> str:
+    """The id of ``seed_id``'s evolution in round ``round_no`` on ``line`` (its call-cache samples start with it):
+    ``seed.r2``, or ``seed.upward.r2`` on a profile's line, so both lines of one seed stay apart."""
+    return f"{seed_id}.{line}.r{round_no}" if line else f"{seed_id}.r{round_no}"
 
 
 class Evolver:
@@ -108,12 +109,12 @@ class Evolver:
     async def step(self, node: Node, round_no: int) -> Outcome:
         """Evolve ``node`` once and decide: a Record (kept, before dedup) or a Rejection with its rule."""
         cfg, on = self.config, self.config.rule_on
-        rng = random.Random(f"{cfg.seed}:{node.seed_id}:{round_no}")
+        rng = choice_rng(cfg.seed, node.seed_id, round_no, node.line)
         chat = self.profile.conversation
         # a turn may be added after an answered one while the conversation is shorter than --turns
         can_follow = chat is not None and node.output is not None and user_turns(node.history) + 1 < cfg.turns
-        op = self.profile.choose(rng, round_no, follow_up=can_follow)
-        cid = candidate_id(node.seed_id, round_no)
+        op = self.profile.choose(rng, round_no, follow_up=can_follow, line=node.line)
+        cid = candidate_id(node.seed_id, round_no, node.line)
         # the turns before the evolution: the node's, and with a follow-up its own turn and answer too
         history: History = node.history
         if op.follow_up:
@@ -133,6 +134,7 @@ class Evolver:
             parent_id=node.id,
             round=round_no,
             operation=op.name,
+            line=node.line,
         )
         lineage = candidate.lineage()
 

@@ -78,12 +78,13 @@ class RunState:
     with_outputs: bool = False  # the pool keeps each entry's answer, for follow-up turns (--turns above 1)
 
     @classmethod
-    def start(cls, seedset: SeedSet, run_dir: RunDir, turns: int = 1) -> RunState:
-        """A fresh state over an emptied spool; the skipped seeds are round 0's rejections until seeds are answered."""
+    def start(cls, seedset: SeedSet, run_dir: RunDir, turns: int = 1, lines: tuple[str, ...] = ("",)) -> RunState:
+        """A fresh state over an emptied spool; the skipped seeds are round 0's rejections until seeds are answered.
+        The pool holds each seed once per line (``Profile.line_names``), seed by seed: each its own lineage."""
         spool = Spool(run_dir)
         spool.reset()
         with_outputs = turns > 1
-        pool = [Node.from_seed(s, with_outputs) for s in seedset.seeds]
+        pool = [Node.from_seed(s, with_outputs, line) for s in seedset.seeds for line in lines]
         state = cls(seedset=seedset, spool=spool, pool=pool, with_outputs=with_outputs)
         spool.put(0, [], seedset.skipped)
         state.totals.add(seedset.skipped)

@@ -238,8 +238,8 @@ def build_manifest(ctx: RunContext, status: str, reason: str) -> Manifest:
         seeds_with_kept_descendants=len(t.seeds_with_kept),
         seeds_without_kept_descendants=n_seeds - len(t.seeds_with_kept),
         judge_unclear=t.judge["unclear"],
-        # every seed tried once per round: each attempt is kept, eliminated, a duplicate or failed
-        balanced=attempts == n_seeds * state.rounds_done == sum(outcomes.values()),
+        # every seed tried once per round on each of its lines: each attempt is kept, eliminated, a duplicate or failed
+        balanced=attempts == len(state.pool) * state.rounds_done == sum(outcomes.values()),
     )
     return Manifest(
         out=ctx.run_dir.where,

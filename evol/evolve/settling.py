@@ -1,7 +1,7 @@
 """Settling a round: its outcomes applied to the pool in pool (seed) order, with dedup, whatever order they came in.
 
-A kept evolution replaces its parent in the pool and a failed one leaves the parent in place; dedup runs in pool
-order, so the earliest copy of an instruction is the one kept whatever the answer timing.
+A kept evolution replaces its parent in the pool (in its own line, for a profile with several) and a failed one
+leaves the parent in place; dedup runs in pool order, so the earliest copy of an instruction is the one kept whatever the answer timing.
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ class RoundSettler:
         self.sink = sink  # given: each settled outcome goes there, in pool order, instead of into result's lists
         self.result = RoundResult([], [], [])
         self._waiting: dict[int, Outcome] = {}
-        self._index: dict[str, int] | None = None  # a pool holds one node per seed
+        self._index: dict[tuple[str, str], int] | None = None  # a pool holds one node per seed and line
         self._next = 0
 
     def offer(self, out: Outcome) -> None:
         if self._index is None:
-            self._index = {node.seed_id: i for i, node in enumerate(self.pool)}
-        self._waiting[self._index[out.seed_id]] = out
+            self._index = {(node.seed_id, node.line): i for i, node in enumerate(self.pool)}
+        self._waiting[self._index[out.seed_id, out.line]] = out
         while self._next in self._waiting:
             self._settle(self.pool[self._next], self._waiting.pop(self._next))
             self._next += 1

@@ -19,6 +19,7 @@ from evol.testing.server import ScriptedServer
 from evol.text import normalize
 
 from ..conftest import run_cli
+from ..mathscript import PROBLEMS, MathScript
 from ..realistic import (
     ADDITIONS,
     REFUSALS,
@@ -172,46 +173,44 @@ def test_records_and_rejections_round_trip_through_the_models(realistic_run):
             assert model.model_validate(row).model_dump(mode="json") == row
 
 
-def test_math_runs_downward_then_upward_and_asks_for_step_by_step_answers(tmp_path):
+def test_math_asks_for_step_by_step_answers(tmp_path):
+    """The math profile end to end: its answers are asked for as worked solutions (its two lines:
+    tests/e2e/test_math_lines.py)."""
     seeds = tmp_path / "math.txt"
-    problems = [
-        "A shop sells pens at 3 dollars each. How much do 7 pens cost?",
-        "A train travels 120 km in 2 hours. What is its average speed?",
-        "Tom has 15 apples and gives away 6. How many are left?",
-        "A rectangle is 4 m by 9 m. What is its area?",
-    ]
-    seeds.write_text("\n".join(problems) + "\n")
-    model = RealisticModel(problems)
+    seeds.write_text("\n".join(PROBLEMS[:4]) + "\n")
+    model = Recording(MathScript())
     with ScriptedServer(model) as srv:
         proc = run_cli(
             "run",
             "--seeds",
             str(seeds),
             "--rounds",
-            "3",
+            "2",
             "--profile",
             "math",
             "--out",
             str(tmp_path / "o"),
             "--base-url",
             srv.base_url,
-            "--disable-rule",
-            "refused_evolution",
-            "--disable-rule",
-            "wrapped_evolution",
-            "--disable-rule",
-            "refused_response",
-            "--disable-rule",
-            "sorry_short_response",
         )
     assert proc.returncode == 0, proc.stderr
-    rows = read_jsonl(tmp_path / "o" / "records.jsonl") + read_jsonl(tmp_path / "o" / "rejected.jsonl")
-    ops = {(r["round"], r["operation"]) for r in rows}
-    assert {op for n, op in ops if n == 1} == {"downward"}
-    assert {op for n, op in ops if n > 1} <= {"upward_constraints", "upward_reasoning"}
-    assert model.responder_prompts and all("step by step" in p for p in model.responder_prompts)
+    responder = [p for p in model.prompts if "#Given Prompt#" not in p and "First instruction:" not in p]
+    assert responder and all("step by step" in p for p in responder)
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert "math/respond" in manifest["prompt_sha256"]
+
+
+class Recording:
+    """A script that also keeps every prompt it was sent."""
+
+    def __init__(self, script):
+        self.script, self.prompts = script, []
+
+    def __call__(self, request):
+        from evol.testing.server import last_user
+
+        self.prompts.append(last_user(request))
+        return self.script(request)
 
 
 # --- the issue's promises, each from the run's files ---------------------------------------------------

@@ -193,6 +193,20 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
     same_outputs(reference, out)
 
 
+def test_math_lines_on_the_flow_equal_the_plain_run(harness, endpoint, tmp_path):
+    """WizardMath's two lines (a pool of one entry per seed and line) settle alike in chunk tasks."""
+    plain, flow = tmp_path / "plain", tmp_path / "flow"
+    asyncio.run(execute(config(endpoint, plain, profile="math")))
+    manifest = run_flow(config(endpoint, flow, profile="math"))
+    same_outputs(plain, flow)
+    rows = [json.loads(x) for f in ("records.jsonl", "rejected.jsonl") for x in (flow / f).read_text().splitlines()]
+    assert Counter(r.get("line") for r in rows if r["round"] > 0) == {
+        "downward": N_SEEDS * ROUNDS,
+        "upward": N_SEEDS * ROUNDS,
+    }
+    assert manifest.counts.balanced and manifest.counts.attempts == N_SEEDS * 2 * ROUNDS
+
+
 def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
     """Two runs with the schedule's parameters over a seed folder that grew in between."""
     from evol.engines.prefect.evol_flow import evol_flow

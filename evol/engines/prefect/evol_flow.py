@@ -306,7 +306,14 @@ async def _pipeline(
         counts,
     )
     ctx = RunContext(
-        run_dir, config, profile, models, RunState.start(seedset, run_dir, config.turns), tally, started, stats
+        run_dir,
+        config,
+        profile,
+        models,
+        RunState.start(seedset, run_dir, config.turns, profile.line_names),
+        tally,
+        started,
+        stats,
     )
     ctx.concurrency = lambda: chunks.concurrency_books(str(run_dir.path.resolve()))
     ctx.plan()
