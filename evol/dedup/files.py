@@ -30,10 +30,18 @@ def dedup_file(
     compare: str = "instruction",
     instruction_field: str | None = None,
     input_field: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Keep the first copy of every row of ``src`` in ``out``; the removals go to OUT.removed.jsonl (row, id, the
-    row it duplicates, rule, score). Returns the summary the command prints."""
-    rows = list(read_rows(src, instruction_field=instruction_field, input_field=input_field))
+    row it duplicates, rule, score). ``name`` is how the log and errors name ``src`` (its URL, when ``src`` is a
+    local copy that is gone once the command ends). Returns the summary the command prints."""
+    try:
+        rows = list(read_rows(src, instruction_field=instruction_field, input_field=input_field))
+    except InputError as exc:
+        if name is None:
+            raise
+        raise InputError(str(exc).replace(str(src), name)) from None
+    cut = len(str(src))  # a row's "file:line" names the copy: the log says name:line instead
     texts = [r.instruction if compare == "instruction" else f"{r.instruction}\n{r.output or ''}" for r in rows]
     matches = deduper.dedup([str(i) for i in range(len(rows))], texts)
     kept = [i for i, m in enumerate(matches) if m is None]
@@ -45,7 +53,7 @@ def dedup_file(
                 {
                     "row": i + 1,
                     "id": rows[i].given_id,
-                    "where": rows[i].where,
+                    "where": rows[i].where if name is None else name + rows[i].where[cut:],
                     "duplicate_of_row": j + 1,
                     "duplicate_of_id": rows[j].given_id,
                     "rule": m.rule,

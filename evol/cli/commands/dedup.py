@@ -79,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
             compare=args.compare,
             instruction_field=args.instruction_field,
             input_field=args.input_field,
+            name=src if is_remote(src) else None,
         )
     if is_remote(out):
         summary |= {"out": out, "removed_log": f"{out.rpartition('/')[0]}/{Path(summary['removed_log']).name}"}
