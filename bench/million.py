@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=100_000, help="export --select K")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (the median is the figure)")
     parser.add_argument("--no-s3", action="store_true", help="local disk only")
+    parser.add_argument("--only", choices=("dedup", "export --select"), help="run one of the two commands")
     args = parser.parse_args(argv)
     evol = [sys.executable, "-m", "evol"]
     with tempfile.TemporaryDirectory(prefix="bench-million-") as tmp:
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.repeat):
                 for place, (_, _, env) in places.items():
                     for name, cmd in commands[place].items():
+                        if args.only and name != args.only:
+                            continue
                         load = os.getloadavg()[0]
                         r = measure(cmd, env) | {"load": load}
                         figures.setdefault((place, name), []).append(r)
@@ -165,15 +168,17 @@ def main(argv: list[str] | None = None) -> int:
                 differ = [
                     name
                     for name in ("dedup/kept.jsonl", "dedup/kept.removed.jsonl", "export/train.jsonl")
+                    if (Path(tmp) / name).exists()
                     if unplaced((Path(tmp) / name).read_bytes()) != unplaced(fs.cat_file(f"{BUCKET}/{name}"))
                 ]
                 print(
                     "outputs on S3 the same as the local ones (the removal log's where aside): "
                     + ("NO: " + ", ".join(differ) if differ else "yes")
                 )
-            kept = (Path(tmp) / "dedup/kept.jsonl").read_bytes().count(b"\n")
-            chosen = (Path(tmp) / "export/train.jsonl").read_bytes().count(b"\n")
-            print(f"dedup kept {kept} of {args.rows} rows; export --select chose {chosen}")
+            for name, what in (("dedup/kept.jsonl", "dedup kept"), ("export/train.jsonl", "export --select chose")):
+                if (Path(tmp) / name).exists():
+                    lines = (Path(tmp) / name).read_bytes().count(b"\n")
+                    print(f"{what} {lines} of {args.rows} rows")
             print(f"\n| command | from | wall (median of {args.repeat}) | CPU | peak RSS | runs (wall s) |")
             print("|---|---|---|---|---|---|")
             for (place, name), rs in figures.items():

@@ -198,6 +198,9 @@ class Deduper:
         self._fresh_count = 0
         self._keys = np.empty(0, np.uint64)
         self._pos = np.empty(0, np.int32)
+        # ``dedup``'s chunks' keys on their way to the arrays above (only while it runs): see _settle_chunk
+        self._pend = np.empty(0, np.uint64)
+        self._pend_pos = np.empty(0, np.int32)
         self._vectors = np.empty((0, 0), np.float32)  # kept embeddings, grown by doubling
         self._last: Prepared | None = None  # check() then add() of the same text prepares it once
         # a run's items look a text up before answering it (evol.evolve.evolver), maybe on other threads than the
@@ -250,11 +253,25 @@ class Deduper:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
         codes = self._codes_of(ids, texts, lineages)
         out: list[Match | None] = []
-        for id, item, code in zip(ids, self.prepared(texts), codes, strict=True):
-            match = self._check(item, code)
-            if match is None:
-                self._add(id, item, code)
-            out.append(match)
+        if self._fresh_count:  # the dict then holds only the keys of the chunk being checked
+            self._freeze()
+        n = 0
+        for items in self._chunks(texts):
+            # every item of the chunk looked up in the sorted arrays at once (sorted queries, one numpy pass):
+            # one by one, two binary searches a text over tens of millions of keys took most of the time; the
+            # arrays stay as they are until the chunk ends, and its own kept texts are found in the dict
+            hits = self._array_hits(items)
+            kept: list[list[int]] = []  # the band keys of the chunk's kept texts
+            first = len(self._ids)
+            for item, found in zip(items, hits, strict=True):
+                match = self._check(item, codes[n], arrays=found)
+                if match is None:
+                    self._add(ids[n], item, codes[n], freeze=False)
+                    kept.append(item.keys)
+                out.append(match)
+                n += 1
+            self._settle_chunk(first, kept)
+        self._merge_pending()
         return out
 
     def prepared(self, texts: Sequence[str]) -> Iterator[Prepared]:
@@ -263,6 +280,10 @@ class Deduper:
         A worker signs the next chunks while the caller checks the current one (numpy releases the GIL);
         a caller that has seen enough just stops iterating.
         """
+        for items in self._chunks(texts):
+            yield from items
+
+    def _chunks(self, texts: Sequence[str]) -> Iterator[list[Prepared]]:
         starts = range(0, len(texts), _CHUNK)
         with ThreadPoolExecutor(1) as pool:
             ahead = deque(pool.submit(self._prepare, texts[s : s + _CHUNK]) for s in starts[:2])
@@ -270,7 +291,7 @@ class Deduper:
                 items = ahead.popleft().result()
                 if n + 2 < len(starts):
                     ahead.append(pool.submit(self._prepare, texts[starts[n + 2] : starts[n + 2] + _CHUNK]))
-                yield from items
+                yield items
 
     def _code(self, lineage: str | None) -> int:
         if lineage is None:
@@ -296,8 +317,11 @@ class Deduper:
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
         return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors, strict=True)]
 
-    def _check(self, item: Prepared, lineage: int = -1, upto: int | None = None) -> Match | None:
-        """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None)."""
+    def _check(
+        self, item: Prepared, lineage: int = -1, upto: int | None = None, arrays: list[int] | None = None
+    ) -> Match | None:
+        """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None). ``arrays``: its
+        candidates in the sorted arrays, when looked up already (``_array_hits``)."""
         if self.exact:
             hit = self._exact.get(item.norm)  # the first position of the text: a later copy is later still
             if hit is not None and (upto is None or hit < upto):
@@ -311,12 +335,16 @@ class Deduper:
                     found.add(kept)
                 elif type(kept) is list:
                     found.update(kept)
-            if self._keys.size:
-                query = np.array(item.keys, np.uint64)
-                lo = np.searchsorted(self._keys, query, "left")
-                hi = np.searchsorted(self._keys, query, "right")
-                for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
-                    found.update(self._pos[a:b].tolist())
+            if arrays is not None:
+                found.update(arrays)
+            else:
+                for keys, positions in ((self._keys, self._pos), (self._pend, self._pend_pos)):
+                    if keys.size:
+                        query = np.array(item.keys, np.uint64)
+                        lo = np.searchsorted(keys, query, "left")
+                        hi = np.searchsorted(keys, query, "right")
+                        for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
+                            found.update(positions[a:b].tolist())
             if lineage >= 0:  # the text's own ancestors are no near-duplicates of it
                 lineages = self._lineages
                 found = {p for p in found if lineages[p] != lineage}
@@ -339,7 +367,7 @@ class Deduper:
                 return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))
         return None
 
-    def _add(self, id: str, item: Prepared, lineage: int = -1) -> None:
+    def _add(self, id: str, item: Prepared, lineage: int = -1, freeze: bool = True) -> None:
         pos = len(self._ids)
         self._ids.append(id)
         self._texts.append(item.norm)
@@ -355,7 +383,7 @@ class Deduper:
             elif type(kept) is list:
                 kept.append(pos)
         self._fresh_count += len(item.keys)
-        if self._fresh_count >= _FRESH_KEYS:
+        if freeze and self._fresh_count >= _FRESH_KEYS:
             self._freeze()
         if item.vector is not None:
             if pos == len(self._vectors):
@@ -365,8 +393,67 @@ class Deduper:
                 self._vectors = grown
             self._vectors[pos] = item.vector
 
-    def _freeze(self) -> None:
-        """Merge the dict of fresh keys into the sorted arrays (amortised: every ``_FRESH_KEYS`` keys)."""
+    def _array_hits(self, items: Sequence[Prepared]) -> list[list[int]]:
+        """For each item, the kept positions the sorted arrays (``_keys`` and ``_pend``) hold under any of its
+        band keys: every key of the batch searched at once, in sorted order, so the searches walk the arrays
+        forwards instead of jumping about them a text at a time."""
+        out: list[list[int]] = [[] for _ in items]
+        rows = [i for i, it in enumerate(items) if it.keys]
+        if not rows or not (self._keys.size or self._pend.size):
+            return out
+        query = np.array([items[i].keys for i in rows], np.uint64)
+        owner = np.repeat(np.array(rows, np.int64), query.shape[1])
+        query = query.ravel()
+        order = np.argsort(query, kind="stable")
+        query, owner = query[order], owner[order]
+        owners, found = [], []
+        for keys, positions in ((self._keys, self._pos), (self._pend, self._pend_pos)):
+            if not keys.size:
+                continue
+            lo = np.searchsorted(keys, query, "left")
+            counts = np.searchsorted(keys, query, "right") - lo
+            hit = counts > 0
+            if not hit.any():
+                continue
+            starts, counts = lo[hit], counts[hit]
+            # the positions under each hit key, one run after another: start + 0, 1, ... count - 1
+            runs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+            found.append(positions[runs].astype(np.int64))
+            owners.append(np.repeat(owner[hit], counts))
+        if found:
+            who, where = np.concatenate(owners), np.concatenate(found)
+            by_item = np.argsort(who, kind="stable")  # a position found under several keys: _check's set drops it
+            who, where = who[by_item], where[by_item]
+            cuts = np.flatnonzero(np.diff(who)) + 1
+            for i, part in zip(who[np.r_[0, cuts]].tolist(), np.split(where, cuts), strict=True):
+                out[i] = part.tolist()
+        return out
+
+    def _settle_chunk(self, first: int, kept: list[list[int]]) -> None:
+        """After a chunk of ``dedup``: the keys of its kept texts (positions ``first`` on) out of the dict, which
+        held only them, into ``_pend``, which joins the main arrays once it is a quarter of their size. Merging
+        into the main arrays every ``_FRESH_KEYS`` keys copied them ever more often as they grew (a million
+        texts: 17 million keys, 66 copies), and reading the dict back a key at a time took seconds."""
+        sizes = np.fromiter(map(len, kept), np.int64, count=len(kept))
+        if sizes.sum():
+            keys = np.fromiter((k for ks in kept for k in ks), np.uint64, count=int(sizes.sum()))
+            pos = np.repeat(np.arange(first, first + len(kept), dtype=np.int32), sizes)
+            order = np.argsort(keys, kind="stable")
+            keys, pos = keys[order], pos[order]
+            at = np.searchsorted(self._pend, keys, "right")
+            self._pend, self._pend_pos = np.insert(self._pend, at, keys), np.insert(self._pend_pos, at, pos)
+        self._fresh, self._fresh_count = {}, 0
+        if self._pend.size >= max(_FRESH_KEYS, self._keys.size // 4):
+            self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        if self._pend.size:
+            at = np.searchsorted(self._keys, self._pend, "right")
+            self._keys, self._pos = np.insert(self._keys, at, self._pend), np.insert(self._pos, at, self._pend_pos)
+            self._pend, self._pend_pos = np.empty(0, np.uint64), np.empty(0, np.int32)
+
+    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dict's keys and positions as two arrays sorted by key."""
         keys = np.empty(self._fresh_count, np.uint64)
         pos = np.empty(self._fresh_count, np.int32)
         i = 0
@@ -378,7 +465,12 @@ class Deduper:
                 keys[i : i + len(kept)], pos[i : i + len(kept)] = key, kept
                 i += len(kept)
         order = np.argsort(keys, kind="stable")
-        keys, pos = keys[order], pos[order]
+        return keys[order], pos[order]
+
+    def _freeze(self) -> None:
+        """Merge the dict of fresh keys into the sorted arrays (amortised: every ``_FRESH_KEYS`` keys)."""
+        self._merge_pending()
+        keys, pos = self._fresh_arrays()
         at = np.searchsorted(self._keys, keys, "right")
         self._keys, self._pos = np.insert(self._keys, at, keys), np.insert(self._pos, at, pos)
         self._fresh, self._fresh_count = {}, 0
