@@ -37,7 +37,7 @@ def measure(name: str, answers: int, evolve: int, limit: int, rounds: int, root:
     out = root / name.replace(" ", "").replace(",", "_").replace("=", "")
     with ScriptedServer(AnswerScript(), record=False) as srv:
         config = RunConfig(
-            seeds=SEEDS,
+            seeds=str(SEEDS),
             limit=limit,
             rounds=rounds,
             base_url=srv.base_url,

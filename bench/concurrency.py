@@ -57,7 +57,7 @@ def one_run(
                 )
             )
             config = RunConfig(
-                seeds=work / "seeds.jsonl",
+                seeds=str(work / "seeds.jsonl"),
                 base_url=url,
                 model="m",
                 rounds=1,

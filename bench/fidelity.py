@@ -127,7 +127,7 @@ def measure(rounds: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer(model, record=False) as srv:
         out = Path(tmp) / "run"
         config = RunConfig(
-            seeds=SEEDS,
+            seeds=str(SEEDS),
             rounds=rounds,
             seed=seed,
             base_url=srv.base_url,

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         server, name = contextlib.nullcontext(), args.model
         label = f"model {args.model or '(default)'} at {args.base_url}"
     else:
-        config = RunConfig(seeds=SEEDS, model_path=args.model_path)
+        config = RunConfig(seeds=str(SEEDS), model_path=args.model_path)
         local = LocalServer.from_config(config, n_threads=args.threads, n_threads_batch=args.batch_threads)
         server, name = local, local.model_name
         label = (
@@ -121,7 +121,7 @@ def compare_layouts(args: argparse.Namespace) -> int:
     seeds = load_seeds(SEEDS, limit=args.requests).seeds
     rng = random.Random(0)
     prompts = [profile.choose(rng).render(s.instruction, rng) for s in seeds]
-    config = RunConfig(seeds=SEEDS, model_path=args.model_path)
+    config = RunConfig(seeds=str(SEEDS), model_path=args.model_path)
     sampling = Sampling(max_tokens=args.max_tokens)
 
     async def drive(pool: LocalPool) -> float:

@@ -48,7 +48,7 @@ def optimize(seeds: Path, out: Path, url: str, *extra: str) -> None:
 
 async def held_out(url: str, folder: Path, held: list, methods: dict[str, str]) -> dict[str, Evaluation]:
     """Each method (and the general profile) evolving the held-out seeds, measured as a dev set is."""
-    config = RunConfig(seeds=folder / "held_out.jsonl", profile="auto", base_url=url)
+    config = RunConfig(seeds=str(folder / "held_out.jsonl"), profile="auto", base_url=url)
     profile = load_profile("auto")
     op = profile.operations[0]
     out: dict[str, Evaluation] = {}

@@ -150,7 +150,12 @@ def main() -> None:
         run = Path(tmp) / "run"
         with ScriptedServer(evolver, record=False) as srv:
             config = RunConfig(
-                seeds=SEEDS, limit=args.limit, rounds=args.rounds, base_url=srv.base_url, out=str(run), concurrency=16
+                seeds=str(SEEDS),
+                limit=args.limit,
+                rounds=args.rounds,
+                base_url=srv.base_url,
+                out=str(run),
+                concurrency=16,
             )
             asyncio.run(execute(config))
         table = []

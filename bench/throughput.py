@@ -98,7 +98,13 @@ def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
         )
     )
     config = RunConfig(
-        seeds=seeds, base_url=url, model="m", rounds=1, concurrency=concurrency, out=str(workdir / "run"), max_retries=8
+        seeds=str(seeds),
+        base_url=url,
+        model="m",
+        rounds=1,
+        concurrency=concurrency,
+        out=str(workdir / "run"),
+        max_retries=8,
     )
     manifest = asyncio.run(execute(config))
     return sum(manifest.usage.calls.values())
@@ -130,7 +136,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
         )
     )
     config = RunConfig(
-        seeds=seeds,
+        seeds=str(seeds),
         base_url=url,
         model="m",
         rounds=1,

@@ -85,7 +85,10 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- input
-    seeds: Path = Field(description="seed file (JSON, JSONL, CSV, Parquet, TXT) or a folder of them")
+    seeds: str = Field(
+        description="seed file (JSON, JSONL, CSV, Parquet, TXT) or a folder of them: a local path or an s3://, "
+        "gs:// or az:// URL"
+    )
     instruction_field: str | None = Field(
         default=None, description="field holding the instruction, for shapes not recognised on their own"
     )
@@ -228,7 +231,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known rules: {', '.join(RULES)}")
         return v
 
-    @field_validator("out", mode="before")
+    @field_validator("seeds", "out", mode="before")
     @classmethod
     def _location(cls, v: Any) -> Any:
         if isinstance(v, os.PathLike):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from typing import Any
 
 from evol.errors import InputError
 from evol.models import History, Lineage, Rejection, Role, Seed, Turn
+from evol.rundir.store import is_remote, local_or_url, staged_file, staged_folder
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 _INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query")
@@ -45,15 +48,43 @@ def content_id(instruction: str, history: History = ()) -> str:
 
 
 def load_seeds(
-    path: Path,
+    path: str | os.PathLike[str],
     *,
     instruction_field: str | None = None,
     input_field: str | None = None,
     limit: int | None = None,
     max_chars: int | None = None,
 ) -> SeedSet:
-    """Read every seed of a file (or of every supported file in a folder, in name order)."""
-    path = Path(path)
+    """Read every seed of a file (or of every supported file in a folder, in name order), local or at an
+    s3://, gs:// or az:// URL."""
+    where = local_or_url(path)
+    if not is_remote(where):
+        return _load(Path(where), instruction_field, input_field, limit, max_chars)
+    with _staged_seeds(where) as local:
+        seedset = _load(local, instruction_field, input_field, limit, max_chars)
+    # the files and skip reasons name the URL the user gave, not the temporary copy that was read
+    shown = str(local)
+    return SeedSet(
+        seeds=seedset.seeds,
+        skipped=[r.model_copy(update={"detail": r.detail.replace(shown, where)}) for r in seedset.skipped],
+        files=[f.replace(shown, where) for f in seedset.files],
+    )
+
+
+@contextlib.contextmanager
+def _staged_seeds(url: str) -> Iterator[Path]:
+    # a URL that ends in a seed file's suffix names a file; anything else a folder of them (as a local path would)
+    if url.lower().endswith(SUFFIXES):
+        with staged_file(url) as local:
+            yield local
+    else:
+        with staged_folder(url) as local:
+            yield local
+
+
+def _load(
+    path: Path, instruction_field: str | None, input_field: str | None, limit: int | None, max_chars: int | None
+) -> SeedSet:
     files = _seed_files(path)
     out = SeedSet(seeds=[], files=[str(f) for f in files])
     seen: dict[str, str] = {}

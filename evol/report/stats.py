@@ -206,7 +206,7 @@ def run_seeds(run: Run) -> list[tuple[str, str]]:
         return []
     try:
         seedset = load_seeds(
-            Path(cfg.seeds),
+            cfg.seeds,
             instruction_field=cfg.instruction_field,
             input_field=cfg.input_field,
             limit=cfg.limit,

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow  # subprocess runs of the CLI
 LIMIT = "24"
 
 
-def _run(out: str, srv: ScriptedServer, env: dict | None = None, *extra: str):
+def _run(out: str, srv: ScriptedServer, env: dict | None = None, *extra: str, seeds: str = str(SEEDS)):
     return run_cli(
         "run",
         "--seeds",
-        str(SEEDS),
+        seeds,
         "--limit",
         LIMIT,
         "--rounds",
@@ -68,6 +68,29 @@ def test_a_run_into_s3_is_byte_identical_to_one_into_a_local_folder(s3, tmp_path
     assert not any(n.endswith("calls.sqlite") for n in names)
     assert [n for n in names if n.startswith("runs/a/calls/")], names  # the cache went to shards
     assert not (ROOT / "s3:").exists()  # where a URL once became a local folder
+
+
+def test_seeds_at_an_s3_url_file_or_folder_give_the_run_the_local_seeds_give(s3, tmp_path):
+    """The team's seeds live in the bucket too: a file URL and a folder URL read as the local file reads."""
+    s3.fs.pipe_file(f"{s3.bucket}/seeds/self_instruct.jsonl", SEEDS.read_bytes())
+    s3.fs.pipe_file(f"{s3.bucket}/seeds/notes.md", b"not a seed file: a folder's other files are left alone\n")
+    with ScriptedServer(script()) as srv:
+        assert _run(str(tmp_path / "local"), srv).returncode == 0
+    for name, seeds in (("file", s3.url("seeds/self_instruct.jsonl")), ("folder", s3.url("seeds"))):
+        with ScriptedServer(script()) as srv:
+            r = _run(str(tmp_path / name), srv, s3.env, seeds=seeds)
+            assert r.returncode == 0, r.stderr
+        for out in ("dataset.json", "records.jsonl", "rejected.jsonl"):
+            assert (tmp_path / name / out).read_bytes() == (tmp_path / "local" / out).read_bytes(), (name, out)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["seed_files"] == [s3.url("seeds/self_instruct.jsonl")]  # the URL, not a temporary copy
+        assert manifest["config"]["seeds"] == seeds
+
+    with ScriptedServer(script()) as srv:
+        missing = _run(str(tmp_path / "missing"), srv, s3.env, seeds=s3.url("seeds/nope.jsonl"))
+        assert srv.chat_count() == 0
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert s3.url("seeds/nope.jsonl") in missing.stderr and "does not exist" in missing.stderr
 
 
 def _answers_on_s3(s3, prefix: str) -> int:
