@@ -12,7 +12,7 @@ def test_file_values_with_cli_overrides_and_relative_paths(tmp_path):
     values = read_config_file(cfg)
     c = build_config(values, {"rounds": 3, "model": None})
     assert c.rounds == 3 and c.sampling.temperature == 0.5 and c.sampling.top_p == 0.95
-    assert c.seeds == tmp_path / "seeds.jsonl"
+    assert c.seeds == str(tmp_path / "seeds.jsonl")  # kept as a string: a path or a URL
 
 
 def test_yaml_config(tmp_path):
