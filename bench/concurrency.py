@@ -13,30 +13,18 @@ import argparse
 import asyncio
 import json
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Literal
 
-from evol.llm.endpoint import free_port
+from bench.server import spawn
 
 
 def start(capacity: int, latency: float, queue: bool, stats: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "bench.server", "--port", str(port), "--latency", str(latency)]
-    cmd += ["--capacity", str(capacity), "--stats", str(stats), *(["--queue"] if queue else [])]
-    proc = subprocess.Popen(cmd)
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("benchmark server did not start")
+    return spawn(
+        "--latency", str(latency), "--capacity", str(capacity), "--stats", str(stats), *(["--queue"] if queue else [])
+    )
 
 
 def one_run(
@@ -92,25 +80,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--capacity", type=int, default=32)
     p.add_argument("--latency", type=float, default=0.2)
-    p.add_argument("--seeds", type=int, default=1600, help="seeds of each run (three calls each)")
+    p.add_argument("--seeds", type=int, default=1600, help="seeds of each run")
     p.add_argument("--fixed", default="16,24,32,40,48", help="the fixed concurrencies to compare with")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds after which 429s are counted")
     p.add_argument("--only", choices=("429", "queue"))
     a = p.parse_args()
     settings: list[int | Literal["auto"]] = [int(x) for x in a.fixed.split(",")] + ["auto"]
     bound = a.capacity / a.latency
-    print(f"capacity {a.capacity}, latency {a.latency * 1000:.0f} ms: bound {bound:.0f} req/s, {a.seeds * 3} calls")
+    print(
+        f"capacity {a.capacity}, latency {a.latency * 1000:.0f} ms: bound {bound:.0f} req/s, {a.seeds} seeds, 1 round"
+    )
     for queue in (False, True):
         if a.only and (a.only == "queue") != queue:
             continue
         kind = "queues above capacity" if queue else "429 above capacity"
         print(f"\nserver that {kind}")
-        print(f"{'concurrency':<13}{'req/s':>8}{'of bound':>10}{'429 after warm-up':>19}{'auto limit end/peak':>21}")
+        print(
+            f"{'concurrency':<13}{'calls':>7}{'req/s':>8}{'of bound':>10}{'429 after warm-up':>19}{'auto limit end/peak':>21}"
+        )
         rows = {c: one_run(a.capacity, a.latency, queue, a.seeds, c, a.warmup) for c in settings}
         best = max(r["rps"] for c, r in rows.items() if c != "auto")
         for c, r in rows.items():
             limit = f"{r['final']}/{r['peak']}" if r["final"] is not None else "-"
-            print(f"{c!s:<13}{r['rps']:>8.1f}{r['rps'] / bound:>10.2f}{r['late_429']:>18.2%}{limit:>21}")
+            print(f"{c!s:<13}{r['calls']:>7}{r['rps']:>8.1f}{r['rps'] / bound:>10.2f}{r['late_429']:>18.2%}{limit:>21}")
         print(f"auto / best fixed: {rows['auto']['rps'] / best:.3f}")
 
 

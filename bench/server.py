@@ -12,10 +12,15 @@ import argparse
 import hashlib
 import json
 import random
+import subprocess
+import sys
+import time
+import urllib.request
 from functools import lru_cache
 
 from aiohttp import web
 
+from evol.llm.endpoint import free_port
 from evol.testing.capacity import CapacityScript
 from evol.testing.server import Reply, ScriptedServer, last_user
 
@@ -97,6 +102,22 @@ def prose(rng: random.Random, words: int) -> str:
     picked = [rng.choice(vocab[:64]) if rng.random() < 0.3 else rng.choice(vocab) for _ in range(words)]
     sentences = [" ".join(picked[i : i + 12]).capitalize() + "." for i in range(0, len(picked), 12)]
     return " ".join(sentences)
+
+
+def spawn(*options: str) -> tuple[subprocess.Popen, str]:
+    """This server in a process of its own (so its CPU is not the client's) with ``options``; its base URL once
+    it answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.server", "--port", str(port), *options])
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("benchmark server did not start")
 
 
 def main() -> None:

@@ -12,43 +12,17 @@ import asyncio
 import json
 import resource
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from evol.llm.endpoint import free_port
+from bench.server import spawn
 
 
 def start_server(latency: float, tokens: int, error_rate: float, rate_429: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.server",
-            "--port",
-            str(port),
-            "--latency",
-            str(latency),
-            "--tokens",
-            str(tokens),
-            "--error-rate",
-            str(error_rate),
-            "--rate-429",
-            str(rate_429),
-        ]
+    return spawn(
+        "--latency", str(latency), "--tokens", str(tokens), "--error-rate", str(error_rate), "--rate-429", str(rate_429)
     )
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("benchmark server did not start")
 
 
 def _children_cpu() -> float:
