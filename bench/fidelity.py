@@ -134,6 +134,7 @@ def measure(rounds: int, seed: int) -> dict:
             model="scripted-model",
             out=str(out),
             concurrency=32,
+            include_seeds=False,  # the evolutions alone: the seeds are no evolution to keep or lose
         )
         started = time.time()
         asyncio.run(execute(config))

@@ -30,7 +30,7 @@ SEEDS = ["Write a haiku about autumn.", "Explain how a bicycle stays upright.", 
 
 def one_run(url: str, seeds: Path, out: Path, engine: str, env: dict[str, str]) -> float:
     cmd = [sys.executable, "-m", "evol", "--quiet", "run", "--seeds", str(seeds), "--base-url", url, "--model", "m"]
-    cmd += ["--rounds", "1", "--out", str(out), "--engine", engine]
+    cmd += ["--rounds", "1", "--out", str(out), "--engine", engine, "--no-seeds"]  # as measured: 9 calls
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

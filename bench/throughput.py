@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.server import spawn
+from evol.config import RunConfig
 
 
 def start_server(latency: float, tokens: int, error_rate: float, rate_429: float) -> tuple[subprocess.Popen, str]:
@@ -58,29 +59,33 @@ def bare_sdk(url: str, calls: int, concurrency: int) -> int:
     return asyncio.run(go())
 
 
-def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
-    """The real ``evol run``: one round costs three calls per seed (evolve, judge, respond)."""
-    from evol.config import RunConfig
-    from evol.engines.local import execute
-
+def bench_config(url: str, calls: int, concurrency: int, out: Path, workdir: Path) -> RunConfig:
+    """One round over calls / 3 seeds with no outputs, into ``out``: three calls a seed (evolve, judge, respond);
+    the seeds stay out of the dataset, or answering them would be a fourth."""
     seeds = workdir / "seeds.jsonl"
-    n_seeds = calls // 3
     seeds.write_text(
         "".join(
             json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
-            for i in range(n_seeds)
+            for i in range(calls // 3)
         )
     )
-    config = RunConfig(
+    return RunConfig(
         seeds=str(seeds),
         base_url=url,
         model="m",
         rounds=1,
         concurrency=concurrency,
-        out=str(workdir / "run"),
+        out=str(out),
         max_retries=8,
+        include_seeds=False,
     )
-    manifest = asyncio.run(execute(config))
+
+
+def pipeline(url: str, calls: int, concurrency: int, workdir: Path) -> int:
+    """The real ``evol run``: one round costs three calls per seed (evolve, judge, respond)."""
+    from evol.engines.local import execute
+
+    manifest = asyncio.run(execute(bench_config(url, calls, concurrency, workdir / "run", workdir)))
     return sum(manifest.usage.calls.values())
 
 
@@ -91,7 +96,6 @@ PREFECT_IMPORT: dict[str, float] = {}
 def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> int:
     """The same run on the default engine, as ``python -m evol run`` starts it: Prefect's temporary server (unless
     PREFECT_API_URL names one) launched first, booting while Prefect is imported, and stopped at the end."""
-    from evol.config import RunConfig
     from evol.engines.prefect.server import launch
 
     server = launch()
@@ -102,23 +106,7 @@ def pipeline_prefect(url: str, calls: int, concurrency: int, workdir: Path) -> i
 
     PREFECT_IMPORT["seconds"] = time.perf_counter() - t0
 
-    seeds = workdir / "seeds.jsonl"
-    seeds.write_text(
-        "".join(
-            json.dumps({"instruction": f"Explain topic number {i} to a curious student."}) + "\n"
-            for i in range(calls // 3)
-        )
-    )
-    config = RunConfig(
-        seeds=str(seeds),
-        base_url=url,
-        model="m",
-        rounds=1,
-        concurrency=concurrency,
-        out=str(workdir / "run-prefect"),
-        max_retries=8,
-    )
-    manifest = run_with_prefect(config, server=server)
+    manifest = run_with_prefect(bench_config(url, calls, concurrency, workdir / "run-prefect", workdir), server=server)
     return sum(manifest.usage.calls.values())
 
 

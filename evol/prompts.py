@@ -317,17 +317,7 @@ def _schedule(spec, operations: list[Operation], path: Path) -> tuple[tuple[int,
             raise ConfigError(
                 f'{path}: schedule key \'{key}\' is not a round or a range of rounds such as "1", "2-3" or "4-".'
             )
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(
-                f"{path}: schedule round(s) '{key}' must list operation names or kinds, such as [\"downward\"]."
-            )
-        unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
-        if unknown:
-            raise ConfigError(
-                f"{path}: schedule round(s) '{key}' name unknown operation(s) or kind(s) {', '.join(unknown)}; "
-                f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}."
-            )
-        names = frozenset(n for v in value for n in kinds.get(v, {v}))
+        names = _named(value, operations, kinds, f"{path}: schedule round(s) '{key}'", "downward")
         if not any(op.weight > 0 for op in operations if op.name in names):
             raise ConfigError(f"{path}: every operation eligible in schedule round(s) '{key}' has weight 0.")
         entries.append((first, last, names, key))
@@ -346,6 +336,20 @@ def _kinds(operations: list[Operation]) -> dict[str, set[str]]:
     return kinds
 
 
+def _named(value, operations: list[Operation], kinds: dict[str, set[str]], where: str, example: str) -> frozenset[str]:
+    """The operations a list of operation names or kinds in a profile.toml names; ConfigError in one sentence
+    for anything else."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{where} must list operation names or kinds, such as ["{example}"].')
+    unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
+    if unknown:
+        raise ConfigError(
+            f"{where} names unknown operation(s) or kind(s) {', '.join(unknown)}; "
+            f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}."
+        )
+    return frozenset(n for v in value for n in kinds.get(v, {v}))
+
+
 def _lines(spec, operations: list[Operation], path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
     """``[lines]`` of a profile.toml: each line's name to the operations or kinds it evolves with."""
     if spec is None:
@@ -361,15 +365,7 @@ def _lines(spec, operations: list[Operation], path: Path) -> tuple[tuple[str, fr
             raise ConfigError(
                 f"{path}: line name '{key}' must be lower-case letters, digits and _, such as \"upward\"."
             )
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{path}: line '{key}' must list operation names or kinds, such as [\"upward\"].")
-        unknown = sorted(v for v in value if v not in kinds and v not in {op.name for op in operations})
-        if unknown:
-            raise ConfigError(
-                f"{path}: line '{key}' names unknown operation(s) or kind(s) {', '.join(unknown)}; "
-                f"the profile has {', '.join(op.name for op in operations)} of kinds {', '.join(sorted(kinds))}."
-            )
-        names = frozenset(n for v in value for n in kinds.get(v, {v}))
+        names = _named(value, operations, kinds, f"{path}: line '{key}'", "upward")
         if any(op.weight > 0 for op in operations if op.name in names):  # weight 0 (--operation-weight): line off
             out.append((key, names))
     if not out:

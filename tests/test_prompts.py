@@ -133,7 +133,7 @@ def test_without_a_schedule_the_round_changes_no_choice():
         ('"x" = ["downward"]', "schedule key 'x' is not a round"),
         ('"0" = ["downward"]', "schedule key '0' is not a round"),
         ('"3-2" = ["downward"]', "schedule key '3-2' is not a round"),
-        ('"1" = ["sideways"]', "name unknown operation\\(s\\) or kind\\(s\\) sideways"),
+        ('"1" = ["sideways"]', "names unknown operation\\(s\\) or kind\\(s\\) sideways"),
         ('"1" = []', "must list operation names or kinds"),
         ('"1" = "downward"', "must list operation names or kinds"),
         ('"1-3" = ["downward"]\n"2-" = ["upward"]', "schedule rounds '1-3' and '2-' overlap"),
@@ -186,7 +186,7 @@ def test_a_bad_schedule_stops_the_cli_with_one_sentence_and_exit_2(tmp_path):
         "2",
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "profile.toml: schedule round(s) '2-' name unknown operation(s) or kind(s) sideways" in proc.stderr
+    assert "profile.toml: schedule round(s) '2-' names unknown operation(s) or kind(s) sideways" in proc.stderr
 
 
 def test_math_answers_are_asked_for_step_by_step_and_general_ones_are_the_instruction_alone():
