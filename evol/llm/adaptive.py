@@ -2,7 +2,9 @@
 
 The limit starts low and doubles each window while latency stays flat (slow start); after the first sign of
 congestion it grows by one a window and shrinks by a factor (AIMD, as TCP does): a 429 or a 503 cuts it, and
-so does latency well above the lowest seen (requests queueing in the server instead of being served). A window
+so does latency well above the lowest seen (requests queueing in the server instead of being served). Back just
+below the limit that was cut, it stays there ``PROBE`` windows before trying that limit again (as TCP CUBIC
+lingers near its last maximum): an endpoint's capacity rarely moves, and each try costs a 429. A window
 is as many answers as the limit, about one round trip's worth; only requests sent under the current limit
 count towards it, so one overload is one cut, not one per request that met it. It never exceeds ``maximum``.
 """
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 START = 4
 #: a 429, a 503 or queueing keeps this share of the limit (after slow start; slow start halves it)
 BACKOFF = 0.9
+#: flat windows just below the limit last cut before trying it again
+PROBE = 8
 #: latency at most this times the lowest window's keeps the limit growing
 FLAT = 1.5
 #: latency above this times the lowest window's is queueing: the limit is cut
@@ -48,6 +52,8 @@ class AdaptiveLimit:
         self.slow_start = True
         self.baseline: float | None = None  # the lowest window median of latency (plus FLOOR)
         self.congested = 0  # answers that were a 429 or a 503
+        self.ceiling: int | None = None  # the limit the last cut was from, until a window passes at it
+        self._held = 0  # flat full windows spent just below ``ceiling``
         self.answered = 0  # every release
         self._clock = clock
         self._t0 = clock()
@@ -97,6 +103,12 @@ class AdaptiveLimit:
         if ratio > QUEUEING:
             self._cut("latency")
         elif ratio <= FLAT and full and self.limit < self.maximum:
+            if self.ceiling is not None and self.limit >= self.ceiling:
+                self.ceiling = None  # a window passed at the limit once cut: the endpoint takes more now
+            if self.ceiling is not None and self.limit + 1 >= self.ceiling and self._held < PROBE - 1:
+                self._held += 1  # just below the last overload: hold before trying it again
+                self._window, self._peak = [], self.inflight
+                return
             grown = self.limit * 2 if self.slow_start else self.limit + 1
             self._set(min(self.maximum, grown), "grow")
         else:
@@ -107,6 +119,7 @@ class AdaptiveLimit:
     def _cut(self, why: str) -> None:
         cut = self.limit // 2 if self.slow_start else math.floor(self.limit * BACKOFF)
         self.slow_start = False
+        self.ceiling, self._held = self.limit, 0
         self._set(max(1, min(cut, self.limit - 1)), why)
 
     def _set(self, limit: int, why: str) -> None:
