@@ -194,27 +194,14 @@ class Evolver:
             if not verdict.keep:
                 return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
 
-            judged_by_follow_up = op.follow_up and chat is not None and on("ignored_answer")
-            judged_for_gain = not op.follow_up and on("no_information_gain")
-            kept = self.kept
-            if kept is not None and (match := kept.check_settled(dedup_text(history, text), node.seed_id)) is not None:
-                # a repeat of a row already kept goes whatever the judge says: neither it nor the answer is paid for
-                judge_call = {"judge": 1} if judged_by_follow_up or judged_for_gain else {}
-                self.tally.count_saved({**judge_call, **self.answer_calls()})
-                detail = f"duplicates {match.duplicate_of} (score {match.score:.2f})"
-                # settling checks it again in pool order, as it does every evolution, and names what it repeats then
-                return reject(
-                    "duplicate", match.rule, detail, "dedup", text, duplicate_of=match.duplicate_of, score=match.score
-                )
-
-            if op.follow_up and chat is not None and on("ignored_answer"):  # judged_by_follow_up, spelled out for mypy
+            if op.follow_up and chat is not None and on("ignored_answer"):
                 stage = "judge"
                 asked = chat.follow_up_judge.render(answer=node.output or "", follow_up=text)
                 judged = await self.judge(chat.show(history[:-1]) + asked, cid, usage, parse_follow_up)
                 verdict = conversation.check_follow_up(judged.judgement, cfg.keep_judge_unclear, on)
                 if not verdict.keep:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
-            elif judged_for_gain:
+            elif not op.follow_up and on("no_information_gain"):
                 stage = "judge"
                 asked = self.profile.judge.render(first=node.instruction, second=text)
                 shown = chat.show(history) + asked if chat is not None and history else asked
@@ -222,6 +209,15 @@ class Evolver:
                 verdict = check_judgement(judged.judgement, on, keep_unclear=cfg.keep_judge_unclear)
                 if not verdict.keep:
                     return reject("eliminated", verdict.named_rule, verdict.detail, stage, text)
+
+            kept = self.kept
+            if kept is not None and (match := kept.check_settled(dedup_text(history, text), node.seed_id)) is not None:
+                self.tally.count_saved(self.answer_calls())
+                detail = f"duplicates {match.duplicate_of} (score {match.score:.2f})"
+                # settling checks it again in pool order, as it does every evolution, and names what it repeats then
+                return reject(
+                    "duplicate", match.rule, detail, "dedup", text, duplicate_of=match.duplicate_of, score=match.score
+                )
 
             stage = "respond"
             if self.answer_stage is not None:  # several candidates, ranked, perhaps evolved
