@@ -32,6 +32,15 @@ log = logging.getLogger("evol")
 
 GROUPS = ("round", "operation")
 
+#: --max-similarity's default for each similarity; the two scales differ, so one number cannot serve both
+#: (bench/similarity.py measured both: see "Choosing the best rows" in the README).
+#: rapidfuzz ratio: 0.9 is dedup's own near-copy threshold, and a rewrite that only adds a sentence stays below it
+RATIO_DEFAULT = 0.9
+#: cosine of a sentence-embedding model (WordLlama, measured): above every distinct seed task's nearest other seed
+#: (at most 0.764), below half the one-sentence rewrites; Deita's 0.9 is on a decoder's hidden states, where
+#: every cosine runs high, and matching its rejected share would reject distinct tasks here
+COSINE_DEFAULT = 0.8
+
 
 @dataclass(frozen=True)
 class Quota:
@@ -58,9 +67,16 @@ class Choice:
     min_quality: float | None = None
     balance: str | None = None  # "round" or "operation"
     quotas: tuple[Quota, ...] = ()
-    max_similarity: float = 0.9
+    max_similarity: float | None = None  # None: the default of the similarity in use (RATIO_ or COSINE_DEFAULT)
     embeddings_url: str | None = None
     embeddings_model: str = "text-embedding-3-small"
+
+    @property
+    def threshold(self) -> float:
+        """The similarity at or above which a row is skipped: --max-similarity, or the default for the similarity."""
+        if self.max_similarity is not None:
+            return self.max_similarity
+        return COSINE_DEFAULT if self.embeddings_url else RATIO_DEFAULT
 
     @property
     def active(self) -> bool:
@@ -74,7 +90,10 @@ class Choice:
             out |= {
                 "select": self.k,
                 "by": self.by,
-                "max_similarity": self.max_similarity,
+                "max_similarity": self.threshold,
+                "max_similarity_from": "--max-similarity"
+                if self.max_similarity is not None
+                else f"the default for {'embeddings' if self.embeddings_url else 'rapidfuzz ratio'}",
                 "similarity": f"cosine of {self.embeddings_model} embeddings"
                 if self.embeddings_url
                 else "rapidfuzz ratio",
@@ -91,7 +110,7 @@ class Choice:
             raise ConfigError(f"--select takes a number of rows of at least 1; got {self.k}.")
         if self.by not in ORDERS:
             raise ConfigError(f"--by takes one of {', '.join(ORDERS)}; got '{self.by}'.")
-        if not 0 < self.max_similarity <= 1:
+        if self.max_similarity is not None and not 0 < self.max_similarity <= 1:
             raise ConfigError(f"--max-similarity is a similarity above 0 and at most 1; got {self.max_similarity:g}.")
         if self.balance is not None and self.balance not in GROUPS:
             raise ConfigError(f"--balance takes round or operation; got '{self.balance}'.")
@@ -252,11 +271,11 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         embed = Embedder(
             choice.embeddings_url, choice.embeddings_model, api_key=key.get_secret_value() if key else None
         )
-        deduper = Deduper(1.0, exact=True, near=False, embed=embed, cosine=choice.max_similarity)
+        deduper = Deduper(1.0, exact=True, near=False, embed=embed, cosine=choice.threshold)
     else:
         # dedup's own index and banding: on bench.select's 250k rows an exhaustive audit finds no chosen pair
         # above the threshold; on short templated texts (15 words) it can miss a pair just above it
-        deduper = Deduper(choice.max_similarity, "ratio")
+        deduper = Deduper(choice.threshold, "ratio")
     hard = {(q.field, q.value): q.cap(k) for q in choice.quotas}
     taken: list[int] = []
     count: Counter = Counter()  # (field, value) -> rows taken

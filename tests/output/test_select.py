@@ -14,7 +14,7 @@ from evol.cli.main import main as cli
 from evol.errors import ConfigError
 from evol.models import Record
 from evol.output.export import ExportOptions, export
-from evol.output.selection import Choice, Quota, parse_quota
+from evol.output.selection import COSINE_DEFAULT, RATIO_DEFAULT, Choice, Quota, parse_quota
 from evol.quality.score_reader import Unclear
 from evol.quality.scoring import Score, load_scores
 from evol.rundir.files import write_json, write_jsonl
@@ -221,6 +221,26 @@ def test_similarity_by_embeddings_from_an_endpoint(tmp_path):
     assert "## How the rows were chosen" in card and "cosine of bag-of-words embeddings" in card
 
 
+def test_the_similarity_default_follows_the_similarity_and_an_explicit_one_wins(run, tmp_path):
+    # ratio and cosine have different scales: each its own default, recorded with where it came from
+    with ScriptedServer() as srv:
+        base = ["-q", "export", str(run), "--select", "10", "--embeddings-url", srv.base_url]
+        assert cli([*base, "--out", str(tmp_path / "emb")]) == 0
+        assert cli([*base, "--out", str(tmp_path / "own"), "--max-similarity", "0.97"]) == 0
+    assert cli(["-q", "export", str(run), "--select", "10", "--out", str(tmp_path / "lex")]) == 0
+    got = {n: json.loads((tmp_path / n / "export.json").read_text())["choice"] for n in ("emb", "own", "lex")}
+    assert (got["emb"]["max_similarity"], got["emb"]["max_similarity_from"]) == (
+        COSINE_DEFAULT,
+        "the default for embeddings",
+    )
+    assert (got["own"]["max_similarity"], got["own"]["max_similarity_from"]) == (0.97, "--max-similarity")
+    assert (got["lex"]["max_similarity"], got["lex"]["max_similarity_from"]) == (
+        RATIO_DEFAULT,
+        "the default for rapidfuzz ratio",
+    )
+    assert COSINE_DEFAULT != RATIO_DEFAULT
+
+
 def test_filters_balance_and_quotas(run, tmp_path):
     by_id = load_scores(run)
     s = export([run], tmp_path / "min", ExportOptions(fmt="jsonl", choice=Choice(min_complexity=4, min_quality=2)))
@@ -259,6 +279,7 @@ def test_export_json_and_card_record_the_choice(run, tmp_path):
         "select": 12,
         "by": "complexity*quality",
         "max_similarity": 0.9,
+        "max_similarity_from": "the default for rapidfuzz ratio",
         "similarity": "rapidfuzz ratio",
         "min_quality": 2,
     }

@@ -9,7 +9,7 @@ import sys
 
 from evol.errors import ConfigError
 from evol.output.formats import NAMES
-from evol.output.selection import GROUPS, Choice, parse_quota
+from evol.output.selection import COSINE_DEFAULT, GROUPS, RATIO_DEFAULT, Choice, parse_quota
 from evol.quality.scoring import ORDERS
 from evol.rundir.store import RUN_SKIP, is_remote, local_or_url, staged_folder
 
@@ -73,9 +73,10 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--max-similarity",
         type=float,
-        default=0.9,
         metavar="S",
-        help="skip a row this similar (0-1) to one taken: rapidfuzz ratio, or cosine with --embeddings-url (default 0.9)",
+        help=f"skip a row this similar (0-1) to one taken: rapidfuzz ratio (default {RATIO_DEFAULT:g}), or with "
+        f"--embeddings-url the cosine of embeddings (default {COSINE_DEFAULT:g}, measured on a sentence-embedding "
+        "model; calibrate for yours with bench/similarity.py)",
     )
     g.add_argument(
         "--embeddings-url",
