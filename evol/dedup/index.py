@@ -15,9 +15,10 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -39,7 +40,43 @@ _BLOCK = 8192  # n-grams per MinHash block: the (hashes x block) matrix stays in
 _U64 = np.uint64
 _FRESH_KEYS = 1 << 18  # band keys held in a dict before they are merged into the sorted arrays (~20 MB)
 
+_BUCKETS = 64  # character-count buckets of a text's histogram (Deduper's cheap bound before rapidfuzz)
+_FULL = 255  # a histogram bucket that would pass this holds 255 in every bucket (see _histograms)
+
 Embed = Callable[[list[str]], np.ndarray]
+
+
+def _bucket_table() -> np.ndarray:
+    """Code point -> histogram bucket: space, a-z and 0-9 (what normalised text is mostly made of) one each, the
+    rest of Unicode folded into the other 27."""
+    table = (np.arange(0x110000, dtype=np.uint32) % (_BUCKETS - 37) + 37).astype(np.uint8)
+    for i, c in enumerate(" abcdefghijklmnopqrstuvwxyz0123456789"):
+        table[ord(c)] = i
+    return table
+
+
+_TABLE: np.ndarray | None = None
+
+
+def _histograms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(histograms, lengths): each text's characters counted into ``_BUCKETS`` buckets, uint8 (len(texts) x 64).
+
+    Two strings' longest common subsequence is at most the sum over buckets of the smaller count, so
+    ``fuzz.ratio`` = 200 LCS / (len1 + len2) is at most 200 * that sum / (len1 + len2): a pair whose bound is below
+    the threshold cannot score above it. A text with a bucket of 255 or more gets 255 in all of them and is never
+    ruled out that way (its bound with any text is at least the other's length, and two such are always checked).
+    """
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _bucket_table()
+    lens = np.fromiter(map(len, texts), np.int64, count=len(texts))
+    chars = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    cells = np.repeat(np.arange(len(texts), dtype=np.int64) * _BUCKETS, lens)
+    cells += _TABLE[chars]
+    counts = np.bincount(cells, minlength=len(texts) * _BUCKETS).reshape(len(texts), _BUCKETS)
+    full = (counts >= _FULL).any(axis=1)
+    counts[full] = _FULL
+    return counts.astype(np.uint8), lens
 
 
 @dataclass(frozen=True)
@@ -139,6 +176,43 @@ class MinHashLSH:
         return (h >> _U64(32)).astype(np.uint32), lens
 
 
+_PAIRS = 1 << 16  # pairs bounded per numpy pass: the gathered histograms stay at a few MB
+
+
+def _bounded(
+    qh: np.ndarray, ql: np.ndarray, qi: np.ndarray, ch: np.ndarray, cl: np.ndarray, ci: np.ndarray, cutoff: float
+) -> np.ndarray:
+    """Which pairs (text ``qi[n]`` of ``qh``/``ql``, text ``ci[n]`` of ``ch``/``cl``: histograms and lengths) may score
+    ``cutoff`` or more with ``fuzz.ratio``; the others provably score less (see ``_histograms``). The bound is
+    loosened by a relative 1e-9, so float rounding can only let a pair through, never rule one out."""
+    keep = np.empty(qi.size, bool)
+    for s in range(0, qi.size, _PAIRS):
+        a, b = qi[s : s + _PAIRS], ci[s : s + _PAIRS]
+        hq, hc = qh[a], ch[b]
+        common = np.minimum(hq, hc).sum(axis=1, dtype=np.int64)
+        keep[s : s + _PAIRS] = ((200.0 * (1 + 1e-9)) * common >= cutoff * (ql[a] + cl[b])) | (
+            (hq[:, 0] == _FULL) & (hc[:, 0] == _FULL)
+        )
+    return keep
+
+
+def _inner_pairs(keys: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(later, earlier) for every two texts of a chunk that share a band key: ``keys`` sorted, and ``owner`` (each
+    key's text) ascending among equal keys."""
+    n = keys.size
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    counts = np.arange(n) - run_start  # the keys before each one in its run
+    total = int(counts.sum())
+    if not total:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    later = np.repeat(np.arange(n), counts)
+    earlier = np.repeat(run_start, counts) + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    who, cand = owner[later], owner[earlier]
+    keep = cand != who  # one text's own bands may share a key
+    return who[keep], cand[keep]
+
+
 @dataclass
 class Prepared:
     """A text made ready for checking (:meth:`Deduper.prepared`)."""
@@ -147,6 +221,18 @@ class Prepared:
     norm: str  # what the scorer compares
     keys: list[int]  # LSH band keys
     vector: np.ndarray | None = None  # unit embedding, with semantic dedup only
+    hist: np.ndarray | None = None  # character histogram row (_histograms), with the ratio scorer only
+
+
+@dataclass
+class _Chunk:
+    """Texts prepared together, with their histograms and lengths as arrays (``hist`` None: no bound applies)."""
+
+    items: list[Prepared]
+    hist: np.ndarray | None
+    lens: np.ndarray
+    ids: Sequence[str] = ()
+    lineages: Sequence[str | None] = ()
 
 
 class Deduper:
@@ -184,6 +270,10 @@ class Deduper:
         self._orderless = scorer in _ORDERLESS
         self._cutoff = round(threshold * 100, 9)  # 0.9 * 100 is 90.00000000000001
         self.exact, self.near, self.embed = exact, near, embed
+        # the character-histogram bound (_histograms) holds for fuzz.ratio; other scorers see every candidate
+        self._bound = near and scorer == "ratio"
+        self._hist = np.empty((0, _BUCKETS), np.uint8)  # kept texts' histograms and lengths, grown by doubling
+        self._lens = np.empty(0, np.int32)
         default_bands, default_rows = banding(threshold)
         self.lsh = MinHashLSH(shingle, bands or default_bands, rows or default_rows)
         self._ids: list[str] = []
@@ -251,47 +341,54 @@ class Deduper:
         self, ids: Sequence[str], texts: Sequence[str], lineages: Sequence[str | None] | None = None
     ) -> list[Match | None]:
         """Check each text in order and keep it when it duplicates nothing kept: one Match or None per text."""
-        codes = self._codes_of(ids, texts, lineages)
-        out: list[Match | None] = []
-        if self._fresh_count:  # the dict then holds only the keys of the chunk being checked
-            self._freeze()
-        n = 0
-        for items in self._chunks(texts):
-            # every item of the chunk looked up in the sorted arrays at once (sorted queries, one numpy pass):
-            # one by one, two binary searches a text over tens of millions of keys took most of the time; the
-            # arrays stay as they are until the chunk ends, and its own kept texts are found in the dict
-            hits = self._array_hits(items)
-            kept: list[list[int]] = []  # the band keys of the chunk's kept texts
-            first = len(self._ids)
-            for item, found in zip(items, hits, strict=True):
-                match = self._check(item, codes[n], arrays=found)
-                if match is None:
-                    self._add(ids[n], item, codes[n], freeze=False)
-                    kept.append(item.keys)
-                out.append(match)
-                n += 1
-            self._settle_chunk(first, kept)
-        self._merge_pending()
-        return out
+        self._codes_of(ids, texts, lineages)
+        return list(self.dedup_iter(ids, texts, lineages))
 
-    def prepared(self, texts: Sequence[str]) -> Iterator[Prepared]:
+    def dedup_iter(
+        self, ids: Iterable[str], texts: Iterable[str], lineages: Iterable[str | None] | None = None
+    ) -> Iterator[Match | None]:
+        """``dedup`` of texts as they come (a file's rows as they are read): a worker thread takes them a chunk at a
+        time, so only the index holds them all. Uneven ids, texts and lineages raise ValueError when one runs out."""
+        rows: Iterator[tuple[str, str, str | None]] = (
+            zip(ids, texts, lineages, strict=True)
+            if lineages is not None
+            else ((id, text, None) for id, text in zip(ids, texts, strict=True))
+        )
+        if self._fresh_count:  # the batches below find their own chunk's texts without the dict
+            self._freeze()
+        try:
+            for chunk in self._chunks(rows):
+                yield from self._dedup_chunk(chunk)
+        finally:
+            self._merge_pending()
+
+    def prepared(self, texts: Iterable[str]) -> Iterator[Prepared]:
         """The texts made ready for check_item and add_item, in order, signed a chunk at a time.
 
         A worker signs the next chunks while the caller checks the current one (numpy releases the GIL);
         a caller that has seen enough just stops iterating.
         """
-        for items in self._chunks(texts):
-            yield from items
+        for chunk in self._chunks(("", text, None) for text in texts):
+            yield from chunk.items
 
-    def _chunks(self, texts: Sequence[str]) -> Iterator[list[Prepared]]:
-        starts = range(0, len(texts), _CHUNK)
+    def _chunks(self, rows: Iterator[tuple[str, str, str | None]]) -> Iterator[_Chunk]:
+        """``rows`` (id, text, lineage) prepared a chunk at a time, two chunks ahead, on one worker thread: it alone
+        reads ``rows``, so a generator reading a file works there while this thread checks."""
+
+        def take() -> _Chunk | None:
+            batch = list(islice(rows, _CHUNK))
+            if not batch:
+                return None
+            ids, texts, lineages = zip(*batch, strict=True)
+            chunk = self._prepare(texts)
+            chunk.ids, chunk.lineages = ids, lineages
+            return chunk
+
         with ThreadPoolExecutor(1) as pool:
-            ahead = deque(pool.submit(self._prepare, texts[s : s + _CHUNK]) for s in starts[:2])
-            for n in range(len(starts)):
-                items = ahead.popleft().result()
-                if n + 2 < len(starts):
-                    ahead.append(pool.submit(self._prepare, texts[starts[n + 2] : starts[n + 2] + _CHUNK]))
-                yield items
+            ahead = deque(pool.submit(take) for _ in range(2))
+            while (chunk := ahead.popleft().result()) is not None:
+                ahead.append(pool.submit(take))
+                yield chunk
 
     def _code(self, lineage: str | None) -> int:
         if lineage is None:
@@ -305,27 +402,128 @@ class Deduper:
 
     def _one(self, text: str) -> Prepared:
         if self._last is None or self._last.text != text:
-            self._last = self._prepare([text])[0]
+            self._last = self._prepare([text]).items[0]
         return self._last
 
-    def _prepare(self, texts: Sequence[str]) -> list[Prepared]:
+    def _prepare(self, texts: Sequence[str]) -> _Chunk:
         norms = [normalize(t) for t in texts]
         if self.near:
             keys = self.lsh.keys([" ".join(sorted(n.split())) for n in norms] if self._orderless else norms)
         else:
             keys = [[] for _ in norms]
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
-        return [Prepared(t, n, k, v) for t, n, k, v in zip(texts, norms, keys, vectors, strict=True)]
+        if self._bound:
+            hist, lens = _histograms(norms)
+            rows: Sequence[np.ndarray | None] = list(hist)
+        else:
+            hist, lens, rows = None, np.fromiter(map(len, norms), np.int64, count=len(norms)), [None] * len(norms)
+        items = [Prepared(*fields) for fields in zip(texts, norms, keys, vectors, rows, strict=True)]
+        return _Chunk(items, hist, lens)
 
-    def _check(
-        self, item: Prepared, lineage: int = -1, upto: int | None = None, arrays: list[int] | None = None
-    ) -> Match | None:
-        """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None). ``arrays``: its
-        candidates in the sorted arrays, when looked up already (``_array_hits``)."""
-        if self.exact:
-            hit = self._exact.get(item.norm)  # the first position of the text: a later copy is later still
-            if hit is not None and (upto is None or hit < upto):
-                return Match("exact_duplicate", self._ids[hit], 1.0)
+    def _dedup_chunk(self, chunk: _Chunk) -> list[Match | None]:
+        """``dedup`` of one prepared chunk: its near-duplicate candidates found, bounded and scored all at once
+        (``_near_hits``), then each text in order against the few that reached the threshold."""
+        items, codes = chunk.items, [self._code(x) for x in chunk.lineages]
+        first = len(self._ids)
+        hits = self._near_hits(chunk, codes, first) if self.near else {}
+        kept_at: dict[int, int] = {}  # the chunk's kept texts: index in the chunk -> position in the index
+        kept: list[list[int]] = []  # and their band keys
+        out: list[Match | None] = []
+        for j, item in enumerate(items):
+            match = self._exact_match(item) if self.exact else None
+            if match is None and j in hits:
+                best: tuple[float, int] | None = None
+                for score, ref in hits[j]:  # in keeping order, so a tie goes to the earliest kept text
+                    pos = ref if ref < first else kept_at.get(ref - first)
+                    if pos is not None and (best is None or score > best[0]):
+                        best = (score, pos)
+                if best is not None:
+                    match = Match("near_duplicate", self._ids[best[1]], round(best[0] / 100, 4))
+            if match is None and item.vector is not None:
+                match = self._semantic_match(item, codes[j])
+            if match is None:
+                kept_at[j] = len(self._ids)
+                self._add(chunk.ids[j], item, codes[j], index=False)
+                kept.append(item.keys)
+            out.append(match)
+        self._settle_chunk(first, kept)
+        return out
+
+    def _near_hits(self, chunk: _Chunk, codes: list[int], first: int) -> dict[int, list[tuple[float, int]]]:
+        """For each text of the chunk, its candidates (texts sharing a band key, not of its lineage) that score at
+        least the threshold: (score, ref) in ref order, ref a position in the index (below ``first``) or ``first``
+        plus an earlier text's index in the chunk (a candidate only if that text is kept). Every candidate of the
+        chunk is found, bounded and scored in a few numpy and rapidfuzz calls, not a Python loop each."""
+        items = chunk.items
+        rows = [j for j, it in enumerate(items) if it.keys]
+        if not rows:
+            return {}
+        keys = np.array([items[j].keys for j in rows], np.uint64)
+        owner = np.repeat(np.array(rows, np.int64), keys.shape[1])
+        keys = keys.ravel()
+        order = np.argsort(keys, kind="stable")  # equal keys stay in chunk order
+        keys, owner = keys[order], owner[order]
+        code = np.array(codes, np.int64)
+        who, ref = self._array_pairs(keys, owner)
+        if who.size:
+            lineages = np.frombuffer(self._lineages, np.int32)  # a view: released before anything is added
+            mine = code[who]
+            keep = (mine < 0) | (lineages[ref] != mine)
+            del lineages
+            who, ref = who[keep], ref[keep]
+            if chunk.hist is not None:
+                keep = _bounded(chunk.hist, chunk.lens, who, self._hist, self._lens, ref, self._cutoff)
+                who, ref = who[keep], ref[keep]
+        inner_who, inner = _inner_pairs(keys, owner)
+        if inner_who.size:
+            mine = code[inner_who]
+            keep = (mine < 0) | (code[inner] != mine)
+            inner_who, inner = inner_who[keep], inner[keep]
+            if chunk.hist is not None:
+                keep = _bounded(chunk.hist, chunk.lens, inner_who, chunk.hist, chunk.lens, inner, self._cutoff)
+                inner_who, inner = inner_who[keep], inner[keep]
+        # one pair per (text, candidate), sorted by text and then candidate: a text shares several keys with its
+        # closest candidates
+        pairs = np.unique(np.concatenate([(who << 32) | ref, (inner_who << 32) | (inner + first)]))
+        if not pairs.size:
+            return {}
+        who, ref = (pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist()
+        texts = self._texts
+        scores = process.cpdist(
+            [items[j].norm for j in who],
+            [texts[r] if r < first else items[r - first].norm for r in ref],
+            scorer=self.scorer,
+            score_cutoff=self._cutoff,
+            dtype=np.float64,
+        )
+        out: dict[int, list[tuple[float, int]]] = {}
+        for i in np.flatnonzero(scores >= self._cutoff).tolist():
+            out.setdefault(who[i], []).append((float(scores[i]), ref[i]))
+        return out
+
+    def _exact_match(self, item: Prepared, upto: int | None = None) -> Match | None:
+        hit = self._exact.get(item.norm)  # the first position of the text: a later copy is later still
+        if hit is not None and (upto is None or hit < upto):
+            return Match("exact_duplicate", self._ids[hit], 1.0)
+        return None
+
+    def _semantic_match(self, item: Prepared, lineage: int, upto: int | None = None) -> Match | None:
+        assert item.vector is not None
+        n = len(self._ids) if upto is None else upto
+        if not n:
+            return None
+        sims = self._vectors[:n] @ item.vector
+        if lineage >= 0:
+            sims[np.frombuffer(self._lineages, np.int32)[:n] == lineage] = -np.inf
+        best_pos = int(np.argmax(sims))
+        if sims[best_pos] >= self.cosine:
+            return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))
+        return None
+
+    def _check(self, item: Prepared, lineage: int = -1, upto: int | None = None) -> Match | None:
+        """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None)."""
+        if self.exact and (match := self._exact_match(item, upto)) is not None:
+            return match
         if self.near and item.keys:
             found: set[int] = set()
             for kept in map(self._fresh.get, item.keys):
@@ -335,56 +533,62 @@ class Deduper:
                     found.add(kept)
                 elif type(kept) is list:
                     found.update(kept)
-            if arrays is not None:
-                found.update(arrays)
-            else:
-                for keys, positions in ((self._keys, self._pos), (self._pend, self._pend_pos)):
-                    if keys.size:
-                        query = np.array(item.keys, np.uint64)
-                        lo = np.searchsorted(keys, query, "left")
-                        hi = np.searchsorted(keys, query, "right")
-                        for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
-                            found.update(positions[a:b].tolist())
+            query = np.array(item.keys, np.uint64)
+            for keys, positions in ((self._keys, self._pos), (self._pend, self._pend_pos)):
+                if keys.size:
+                    lo = np.searchsorted(keys, query, "left")
+                    hi = np.searchsorted(keys, query, "right")
+                    for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
+                        found.update(positions[a:b].tolist())
             if lineage >= 0:  # the text's own ancestors are no near-duplicates of it
                 lineages = self._lineages
                 found = {p for p in found if lineages[p] != lineage}
             if upto is not None:
                 found = {p for p in found if p < upto}
-            if found:
-                order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
+            order = sorted(found)  # in keeping order, so a tie goes to the earliest kept text
+            if item.hist is not None and len(order) > 1:
+                at = np.array(order, np.int64)
+                one = np.zeros(at.size, np.int64)
+                lens = np.array([len(item.norm)], np.int64)
+                order = at[_bounded(item.hist[None], lens, one, self._hist, self._lens, at, self._cutoff)].tolist()
+            if order:
                 best = process.extractOne(
                     item.norm, [self._texts[i] for i in order], scorer=self.scorer, score_cutoff=self._cutoff
                 )
                 if best is not None:
                     return Match("near_duplicate", self._ids[order[best[2]]], round(best[1] / 100, 4))
-        n = len(self._ids) if upto is None else upto
-        if item.vector is not None and n:
-            sims = self._vectors[:n] @ item.vector
-            if lineage >= 0:
-                sims[np.frombuffer(self._lineages, np.int32)[:n] == lineage] = -np.inf
-            best_pos = int(np.argmax(sims))
-            if sims[best_pos] >= self.cosine:
-                return Match("semantic_duplicate", self._ids[best_pos], round(float(sims[best_pos]), 4))
+        if item.vector is not None:
+            return self._semantic_match(item, lineage, upto)
         return None
 
-    def _add(self, id: str, item: Prepared, lineage: int = -1, freeze: bool = True) -> None:
+    def _add(self, id: str, item: Prepared, lineage: int = -1, index: bool = True) -> None:
+        """Keep ``item``; its band keys go to the dict (``index``) or, from ``dedup``, to ``_settle_chunk``."""
         pos = len(self._ids)
         self._ids.append(id)
         self._texts.append(item.norm)
         self._lineages.append(lineage)
         self._exact.setdefault(item.norm, pos)
-        buckets = self._fresh
-        for key in item.keys:
-            kept = buckets.get(key)
-            if kept is None:
-                buckets[key] = pos
-            elif type(kept) is int:
-                buckets[key] = [kept, pos]
-            elif type(kept) is list:
-                kept.append(pos)
-        self._fresh_count += len(item.keys)
-        if freeze and self._fresh_count >= _FRESH_KEYS:
-            self._freeze()
+        if self._bound:
+            if pos == len(self._lens):
+                hist, lens = np.zeros((max(1024, 2 * pos), _BUCKETS), np.uint8), np.zeros(max(1024, 2 * pos), np.int32)
+                hist[:pos], lens[:pos] = self._hist[:pos], self._lens[:pos]
+                self._hist, self._lens = hist, lens
+            # a text prepared elsewhere without a histogram is never ruled out by the bound
+            self._hist[pos] = _FULL if item.hist is None else item.hist
+            self._lens[pos] = len(item.norm)
+        if index:
+            buckets = self._fresh
+            for key in item.keys:
+                kept = buckets.get(key)
+                if kept is None:
+                    buckets[key] = pos
+                elif type(kept) is int:
+                    buckets[key] = [kept, pos]
+                elif type(kept) is list:
+                    kept.append(pos)
+            self._fresh_count += len(item.keys)
+            if self._fresh_count >= _FRESH_KEYS:
+                self._freeze()
         if item.vector is not None:
             if pos == len(self._vectors):
                 grown = np.zeros((max(64, 2 * pos), item.vector.size), np.float32)
@@ -393,19 +597,10 @@ class Deduper:
                 self._vectors = grown
             self._vectors[pos] = item.vector
 
-    def _array_hits(self, items: Sequence[Prepared]) -> list[list[int]]:
-        """For each item, the kept positions the sorted arrays (``_keys`` and ``_pend``) hold under any of its
-        band keys: every key of the batch searched at once, in sorted order, so the searches walk the arrays
-        forwards instead of jumping about them a text at a time."""
-        out: list[list[int]] = [[] for _ in items]
-        rows = [i for i, it in enumerate(items) if it.keys]
-        if not rows or not (self._keys.size or self._pend.size):
-            return out
-        query = np.array([items[i].keys for i in rows], np.uint64)
-        owner = np.repeat(np.array(rows, np.int64), query.shape[1])
-        query = query.ravel()
-        order = np.argsort(query, kind="stable")
-        query, owner = query[order], owner[order]
+    def _array_pairs(self, query: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, kept position) for every kept position the sorted arrays (``_keys`` and ``_pend``) hold under each
+        key of ``query`` (sorted): the searches walk the arrays forwards instead of jumping about them a text at a
+        time."""
         owners, found = [], []
         for keys, positions in ((self._keys, self._pos), (self._pend, self._pend_pos)):
             if not keys.size:
@@ -420,14 +615,9 @@ class Deduper:
             runs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
             found.append(positions[runs].astype(np.int64))
             owners.append(np.repeat(owner[hit], counts))
-        if found:
-            who, where = np.concatenate(owners), np.concatenate(found)
-            by_item = np.argsort(who, kind="stable")  # a position found under several keys: _check's set drops it
-            who, where = who[by_item], where[by_item]
-            cuts = np.flatnonzero(np.diff(who)) + 1
-            for i, part in zip(who[np.r_[0, cuts]].tolist(), np.split(where, cuts), strict=True):
-                out[i] = part.tolist()
-        return out
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(owners), np.concatenate(found)
 
     def _settle_chunk(self, first: int, kept: list[list[int]]) -> None:
         """After a chunk of ``dedup``: the keys of its kept texts (positions ``first`` on) out of the dict, which
