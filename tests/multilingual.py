@@ -134,3 +134,110 @@ LOOKALIKES: tuple[tuple[str, str], ...] = (
 def drift_pairs() -> list[tuple[str, str, str, str]]:
     """(parent's language, rewrite's language, parent, rewrite) for every ordered pair of languages of a task."""
     return [(a, b, task[a], task[b]) for task in TASKS for a in task for b in task if a != b]
+
+
+# answers to some of TASKS, in each language of the task: an answer in another language than its instruction drifted
+ANSWERS: tuple[tuple[int, dict[str, str]], ...] = (
+    (
+        1,
+        {
+            "en": "A list is mutable: you can append, remove or change its items after you create it. A tuple is "
+            "immutable, so once it exists its items stay as they are.\n\nUse a list for a collection that grows, such "
+            "as the lines you read from a file. Use a tuple for a fixed record, such as the coordinates of a point, "
+            "which can also serve as a dictionary key.",
+            "fr": "Une liste est modifiable : on peut ajouter, retirer ou changer ses éléments après sa création. Un "
+            "tuple est immuable, ses éléments restent donc tels qu'ils sont.\n\nUtilise une liste pour une collection "
+            "qui grandit, comme les lignes lues dans un fichier. Utilise un tuple pour un enregistrement fixe, comme les "
+            "coordonnées d'un point, qui peut aussi servir de clé de dictionnaire.",
+            "es": "Una lista es mutable: puedes añadir, quitar o cambiar sus elementos después de crearla. Una tupla es "
+            "inmutable, así que sus elementos se quedan como están.\n\nUsa una lista para una colección que crece, como "
+            "las líneas que lees de un archivo. Usa una tupla para un registro fijo, como las coordenadas de un punto, "
+            "que además puede servir como clave de un diccionario.",
+            "pt": "Uma lista é mutável: você pode adicionar, remover ou alterar seus itens depois de criá-la. Uma tupla "
+            "é imutável, então seus itens permanecem como estão.\n\nUse uma lista para uma coleção que cresce, como as "
+            "linhas que você lê de um arquivo. Use uma tupla para um registro fixo, como as coordenadas de um ponto, "
+            "que também pode servir de chave em um dicionário.",
+            "de": "Eine Liste ist veränderbar: Du kannst nach dem Erstellen Elemente hinzufügen, entfernen oder ändern. "
+            "Ein Tupel ist unveränderlich, seine Elemente bleiben also, wie sie sind.\n\nNimm eine Liste für eine "
+            "Sammlung, die wächst, etwa die Zeilen, die du aus einer Datei liest. Nimm ein Tupel für einen festen "
+            "Datensatz, etwa die Koordinaten eines Punktes, der auch als Schlüssel in einem Wörterbuch dienen kann.",
+        },
+    ),
+    (
+        7,
+        {
+            "ru": "Солнечный свет состоит из разных цветов. Днём синий свет сильнее всего рассеивается в воздухе, "
+            "поэтому небо кажется голубым.\n\nНа закате свет проходит через гораздо более толстый слой воздуха, синий "
+            "цвет теряется по дороге, и до нас доходят красные и оранжевые лучи.",
+            "uk": "Сонячне світло складається з різних кольорів. Удень синє світло найсильніше розсіюється в повітрі, "
+            "тому небо здається блакитним.\n\nНа заході сонця світло проходить крізь набагато товщий шар повітря, синій "
+            "колір губиться дорогою, і до нас доходять червоні та помаранчеві промені.",
+        },
+    ),
+    (
+        9,
+        {
+            "zh": "光合作用是植物利用阳光，把二氧化碳和水变成糖和氧气的过程。\n\n比如，窗台上的绿萝白天晒太阳，"
+            "叶子就在制造自己需要的养分，同时向房间里释放氧气。",
+            "ja": "光合作用とは、植物が日光を使って二酸化炭素と水から糖と酸素を作るはたらきです。\n\nたとえば、"
+            "窓辺の観葉植物は昼間に日光を浴びて、自分に必要な養分を作りながら部屋に酸素を出しています。",
+        },
+    ),
+)
+
+# an instruction, its answer in another language, and the conversation before it: the conversation asked for that
+# language, so each answer must be kept
+ANSWER_LOOKALIKES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "Translate the English sentence into Chinese.\n\nShe went to school on Monday but found no other students, "
+        "so she realized that Monday was actually a national holiday.",
+        "她周一去了学校，但是却发现没有其他的同学，所以她意识到那个周一其实是国定假日。",
+        (),
+    ),
+    (
+        "Write a short poem of four lines about the sea at night, in Spanish, for a child who is afraid of the dark.",
+        "El mar de noche canta bajito,\nlas olas te cuentan un cuento bonito.\nLa luna vigila desde su altura,\n"
+        "duerme tranquilo, la noche es segura.",
+        (),
+    ),
+    (
+        "Correct the grammar of this sentence and give only the corrected sentence: « Hier je suis allé au magasin "
+        "avec mon frère et nous avons acheter des pommes rouges. »",
+        "Hier, je suis allé au magasin avec mon frère et nous avons acheté des pommes rouges.",
+        (),
+    ),
+    (
+        "Reply to this message from my colleague, in the language she wrote it in.\n\nHallo Tom, kannst du mir "
+        "bitte bis Freitag den Bericht über die Kundenumfrage schicken? Vielen Dank und schöne Grüße, Anna",
+        "Hallo Anna, natürlich schicke ich dir den Bericht über die Kundenumfrage bis Freitag. Viele Grüße, Tom",
+        (),
+    ),
+    (
+        "Traduis cette phrase en anglais et explique le choix du temps : « Le chat dort sur le canapé depuis ce "
+        "matin. »",
+        "The cat has been sleeping on the sofa since this morning. The present perfect continuous carries the "
+        "French present with « depuis »: an action that started in the past and is still going on.",
+        (),
+    ),
+    (
+        "Now write the same note again, but shorter and a little more formal than the one you wrote before.",
+        "Chère Madame Dupont, je vous remercie pour votre invitation et serai heureux d'assister à la réunion de "
+        "jeudi prochain.",
+        (
+            "Écris un petit mot pour remercier ma voisine, Madame Dupont, de son invitation à la réunion de jeudi.",
+            "Chère Madame Dupont, merci beaucoup pour votre gentille invitation, je viendrai avec plaisir à la "
+            "réunion de jeudi !",
+        ),
+    ),
+    (
+        "What does the French expression in this sentence mean, and when would someone use it in a conversation?",
+        "The expression is « avoir le cafard », literally « to have the cockroach ». It means to feel down or "
+        "homesick, and people use it casually about a gloomy mood: « J'ai le cafard depuis qu'il pleut. »",
+        (),
+    ),
+)
+
+
+def answer_drifts() -> list[tuple[str, str, str, str]]:
+    """(instruction's language, answer's language, instruction, answer) for every ordered pair of a task's answers."""
+    return [(a, b, TASKS[n][a], answers[b]) for n, answers in ANSWERS for a in answers for b in answers if a != b]

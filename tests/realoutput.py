@@ -63,9 +63,17 @@ ANSWER = (
     "input, a single element and a long list with repeated values."
 )
 OFFER = " Would you like me to add a version that works on streams as well?"
+# an English instruction answered in another language, as small and multilingual models do
+FOREIGN = (
+    "Voici une solution qui parcourt l'entrée une seule fois et garde le résultat dans une variable, puis le "
+    "renvoie. Elle s'exécute en temps linéaire et les tests couvrent une liste vide et une longue liste.",
+    "Aquí tienes una solución que recorre la entrada una sola vez y guarda el resultado en una variable, y "
+    "luego lo devuelve. Se ejecuta en tiempo lineal y las pruebas cubren una lista vacía y una lista larga.",
+    "下面的解法只遍历一次输入，把当前结果保存在一个变量里，最后返回它。它的时间复杂度是线性的，测试覆盖了空列表和很长的列表。",
+)
 # per (seed, round): what the evolution is, and what the answer does
 EVOLVE_PLAN = ("genuine", "lookalike", "leak", "genuine", "leak", "lookalike", "genuine", "leak")
-RESPOND_PLAN = ("answer", "offer", "answer", "ask_back", "answer", "offer", "answer")
+RESPOND_PLAN = ("answer", "offer", "answer", "ask_back", "answer", "offer", "answer", "foreign")
 
 
 def evolve_kind(index: int, round_no: int) -> str:
@@ -86,6 +94,8 @@ def expected_rule(index: int, round_no: int) -> str | None:
         return LEAKS[pick(index, round_no, len(LEAKS))][1]
     if respond_kind(index, round_no) == "ask_back":
         return "clarification_response"
+    if respond_kind(index, round_no) == "foreign":
+        return "language_changed_response"
     return None
 
 
@@ -110,6 +120,8 @@ class RealOutputModel(SeedTracker):
         kind = respond_kind(index, round_no) if round_no else "answer"
         if kind == "ask_back":
             return Reply(content=ASK_BACK[pick(index, round_no, len(ASK_BACK))])
+        if kind == "foreign":
+            return Reply(content=FOREIGN[pick(index, round_no, len(FOREIGN))])
         return Reply(content=ANSWER + (OFFER if kind == "offer" else ""))
 
     def evolve(self, parent: str, index: int, round_no: int) -> str:

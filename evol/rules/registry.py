@@ -30,6 +30,7 @@ REGISTRY: tuple[Rule, ...] = (
     response.EMPTY,
     evolution.SCRIPT_CHANGED,
     evolution.LANGUAGE_CHANGED,
+    response.LANGUAGE_CHANGED,
     evolution.IDENTICAL_TO_PARENT,
     evolution.TRUNCATED,
     response.TRUNCATED,

@@ -8,6 +8,7 @@ from importlib import resources
 from evol.models import Verdict
 from evol.rules.clarifications import clarification
 from evol.rules.endpoint import content_filtered
+from evol.rules.languages import answer_language_change
 from evol.rules.refusals import refusal
 from evol.rules.rule import Rule
 from evol.text import normalize, word_count, words
@@ -38,6 +39,14 @@ CLARIFICATION = Rule(
     "then offers more, a message the instruction asked for, and questions the instruction asked for are kept",
 )
 STOPWORDS_ONLY = Rule(("stopwords_only_response",), "the answer is only punctuation and stop words")
+LANGUAGE_CHANGED = Rule(
+    ("language_changed_response",),
+    "the answer is written in another language than its instruction (an English instruction answered in French or "
+    "Chinese, as small and multilingual models do): its first paragraphs of prose are read as `language_changed` "
+    'reads a rewrite; kept when the instruction or an earlier turn names that language ("into Chinese", "in '
+    'Spanish", "en anglais"), asks for a translation, quotes text in it or is written in it, and when the answer '
+    "mixes languages",
+)
 
 #: common English function words (stopwords.txt beside this module); an answer made only of these says nothing
 STOPWORDS = frozenset(
@@ -83,4 +92,11 @@ def check_response(
             return Verdict.drop(CLARIFICATION.name, f"asks back instead of answering ('{asked}')")
     if enabled(STOPWORDS_ONLY.name) and all(t in STOPWORDS for t in tokens):
         return Verdict.drop(STOPWORDS_ONLY.name, "the response is only punctuation and stop words")
+    if enabled(LANGUAGE_CHANGED.name) and instruction is not None:
+        moved = answer_language_change(instruction, text, tuple(earlier))
+        if moved:
+            return Verdict.drop(
+                LANGUAGE_CHANGED.name,
+                f"the answer is written in language '{moved[1]}', its instruction in '{moved[0]}'",
+            )
     return Verdict.ok()

@@ -13,7 +13,17 @@ from evol.models import Record, Rejection
 from evol.testing.server import ScriptedServer
 
 from ..conftest import run_cli
-from ..realoutput import ASK_BACK, LEAKS, LOOKALIKES, RealOutputModel, evolve_kind, expected_rule, pick, respond_kind
+from ..realoutput import (
+    ASK_BACK,
+    FOREIGN,
+    LEAKS,
+    LOOKALIKES,
+    RealOutputModel,
+    evolve_kind,
+    expected_rule,
+    pick,
+    respond_kind,
+)
 
 pytestmark = pytest.mark.slow  # one 3-round run (a few seconds)
 
@@ -86,7 +96,9 @@ def test_each_planted_form_is_eliminated_under_its_rule_and_nothing_else_is(run)
         f"{r.seed_id}.r{r.round}": expected_rule(r.seed_index, r.round) for r in [*records, *rejected] if r.round
     }
     assert {k: v for k, v in expected.items() if v} == got
-    assert {"prompt_leak", "meta_commentary", "clarification_response"} <= set(got.values())
+    assert {"prompt_leak", "meta_commentary", "clarification_response", "language_changed_response"} <= set(
+        got.values()
+    )
     # every form the model writes occurred, so the equality above covers each of them
     tried = [(x.seed_index, x.round) for x in [*records, *rejected] if x.round]
     assert {pick(i, n, len(LEAKS)) for i, n in tried if evolve_kind(i, n) == "leak"} == set(range(len(LEAKS)))
@@ -95,6 +107,8 @@ def test_each_planted_form_is_eliminated_under_its_rule_and_nothing_else_is(run)
     )
     asked = {pick(i, n, len(ASK_BACK)) for i, n in tried if expected_rule(i, n) == "clarification_response"}
     assert asked == set(range(len(ASK_BACK)))
+    foreign = {pick(i, n, len(FOREIGN)) for i, n in tried if expected_rule(i, n) == "language_changed_response"}
+    assert foreign == set(range(len(FOREIGN)))
 
 
 def test_no_leftover_of_the_prompt_and_no_question_back_reaches_the_dataset(run):
