@@ -3,7 +3,8 @@
 Run it in the tree before a change and in the tree after (``git worktree add /tmp/before BASE``, then
 ``cd /tmp/before && python -m tests.fingerprint``): the same lines mean the same dataset.json, records.jsonl
 and rejected.jsonl for each run, then the same export files of those run folders. Every path a run sees is
-under one fixed folder (``--work``), so run ids and exports do not differ by where the checkout is; the
+under one fixed folder (``--work``) and the server listens on one fixed port, so run ids and exports do not
+differ by where the checkout is or which port was free; the
 dataset cards are left out, as they hold the runs' start times.
 """
 
@@ -28,6 +29,9 @@ from .realistic import RealisticModel
 from .scripted import EvolScript
 
 OUTPUTS = ("dataset.json", "records.jsonl", "rejected.jsonl")
+#: the scripted server's port, fixed: a run id hashes the run's options, --base-url among them, so a free port
+#: chosen anew each time gave the exports that carry run ids (the hf parquet's run_id column) another hash
+PORT = 47391
 
 
 def evol(*args: str) -> None:
@@ -80,7 +84,7 @@ def main() -> None:
         ),
     }
     for name, (script, args) in runs.items():
-        with ScriptedServer(script) as srv:
+        with ScriptedServer(script, port=PORT) as srv:
             evol("run", *args, f"--base-url={srv.base_url}", f"--out={work / name}", "--engine=local")
         for file in OUTPUTS:
             print(f"{name}/{file} {digest(work / name / file)}")
