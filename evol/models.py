@@ -59,6 +59,14 @@ def alpaca_row(instruction: str, output: str, history: History) -> dict[str, Any
     return row
 
 
+def chat_turns(history: History, instruction: str, system: str | None = None) -> list[Turn]:
+    """A conversation up to its instruction, as a chat model is shown it: its own system message (else ``system``),
+    the earlier turns, the instruction."""
+    own = [t for t in history if t.role == "system"]
+    head = own or ([Turn(role="system", content=system)] if system else [])
+    return [*head, *(t for t in history if t.role != "system"), Turn(role="user", content=instruction)]
+
+
 def asked(history: History, instruction: str) -> str:
     """What dedup compares: the instruction, after every turn of its conversation before it (the instruction alone
     for a single one, as before conversations)."""

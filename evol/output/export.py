@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evol.errors import ConfigError
-from evol.models import Turn, alpaca_row
+from evol.models import Turn, alpaca_row, chat_turns
 from evol.output import preference
 from evol.output.card import dataset_card, pairs_section
 from evol.output.formats import FORMATS, NAMES
@@ -77,10 +77,7 @@ VICUNA_SYSTEM = (
 def _turns(r: Row, system: str | None) -> list[Turn]:
     """Every turn of a row: its system message (the conversation's own, else ``--system``), the earlier turns, the
     instruction and its answer."""
-    own = [t for t in r.history if t.role == "system"]
-    head = own or ([Turn(role="system", content=system)] if system else [])
-    rest = [t for t in r.history if t.role != "system"]
-    return [*head, *rest, Turn(role="user", content=r.instruction), Turn(role="assistant", content=r.output)]
+    return [*chat_turns(r.history, r.instruction, system), Turn(role="assistant", content=r.output)]
 
 
 _SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -181,7 +178,7 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions, where: list[st
     pairs, pair_note = None, []
     if FORMATS[opts.fmt].pairs:  # of the rows chosen, those whose candidates make a pair wide enough
         records = {(run.run_id, rec.id): rec for run in picked.runs for rec in run.records}
-        rows, pairs, unpaired = preference.pairs_for(picked.rows, records, opts.min_margin)
+        rows, pairs, unpaired = preference.pairs_for(picked.rows, records, opts.min_margin, opts.fmt)
         picked = Picked(rows=rows, runs=picked.runs, dropped=picked.dropped + unpaired)
         pair_note = pairs_section(pairs, opts.min_margin, unpaired)
     splits = split(picked.rows, opts.val_fraction, opts.seed)

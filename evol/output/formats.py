@@ -63,14 +63,14 @@ FORMATS: dict[str, Format] = {
             "dpo",
             ".jsonl",
             'One `{"prompt", "chosen", "rejected"}` object per line, all strings: the standard preference format '
-            "that TRL's DPOTrainer reads.",
+            "that TRL's DPOTrainer reads; a conversation's rows are left out (use `preference-chat`).",
             pairs=True,
         ),
         Format(
             "preference-chat",
             ".jsonl",
-            'One `{"prompt", "chosen", "rejected"}` object per line, each a list of chat messages (the prompt a user '
-            "message, the answers assistant messages): TRL's conversational preference format.",
+            'One `{"prompt", "chosen", "rejected"}` object per line, each a list of chat messages (the prompt every '
+            "turn up to the instruction, the answers assistant messages): TRL's conversational preference format.",
             pairs=True,
         ),
     )

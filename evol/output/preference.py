@@ -6,8 +6,10 @@ the judge's noise, and DPO learns from the difference it is shown.
 
 Shapes, as TRL's dataset formats page lists them for preference data (https://huggingface.co/docs/trl/dataset_formats):
 ``dpo`` is the standard form, ``{"prompt": str, "chosen": str, "rejected": str}``; ``preference-chat`` the
-conversational one with an explicit prompt, ``{"prompt": [user message], "chosen": [assistant message],
-"rejected": [assistant message]}`` (a ``--system`` message goes first in the prompt).
+conversational one with an explicit prompt, ``{"prompt": [messages], "chosen": [assistant message],
+"rejected": [assistant message]}``: the prompt is every turn the candidates were answered after (the conversation's
+own system message, else ``--system``, its earlier turns, the instruction). ``dpo``'s prompt is one string, so a
+conversation's row is left out of it, with the reason counted: its answers refer to turns the string would drop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evol.errors import ConfigError
-from evol.models import Record
+from evol.models import Record, chat_turns, user_turns
 
 DEFAULT_MIN_MARGIN = 1.0
 
@@ -62,12 +64,21 @@ def check_margin(min_margin: float) -> None:
         raise ConfigError(f"--min-margin must be above 0 and at most 9 (scores run 1-10); got {min_margin:g}.")
 
 
-def pairs_for(rows: list, records: dict[tuple[str, str], Record], min_margin: float) -> tuple[list, dict, Counter]:
+#: why a conversation's row is not in a ``dpo`` export
+CONVERSATION = "a conversation (dpo's prompt is one string; --format preference-chat keeps its turns)"
+
+
+def pairs_for(
+    rows: list, records: dict[tuple[str, str], Record], min_margin: float, fmt: str = "preference-chat"
+) -> tuple[list, dict, Counter]:
     """The rows that make a pair, their pairs by (run id, row id), and why the others were left out."""
     check_margin(min_margin)
     kept, pairs = [], {}
     dropped: Counter[str] = Counter()  # reason -> rows left out
     for row in rows:
+        if fmt == "dpo" and user_turns(row.history):
+            dropped[CONVERSATION] += 1
+            continue
         pair = pair_of(records[row.run_id, row.id])
         if pair is None:
             dropped["fewer than two ranked candidates"] += 1
@@ -80,7 +91,11 @@ def pairs_for(rows: list, records: dict[tuple[str, str], Record], min_margin: fl
         raise ConfigError(
             "No row has a preference pair ("
             + ", ".join(f"{n} {why}" for why, n in dropped.most_common())
-            + "); run with --answers 2 or more (or --evolve-answers), or lower --min-margin."
+            + (
+                "); export them with --format preference-chat."
+                if set(dropped) == {CONVERSATION}
+                else "); run with --answers 2 or more (or --evolve-answers), or lower --min-margin."
+            )
         )
     return kept, pairs, dropped
 
@@ -93,10 +108,9 @@ def to_records(rows: list, pairs: dict, fmt: str, system: str | None = None) -> 
         if fmt == "dpo":
             out.append({"prompt": row.instruction, "chosen": p.chosen, "rejected": p.rejected})
         else:
-            head = [{"role": "system", "content": system}] if system else []
             out.append(
                 {
-                    "prompt": [*head, {"role": "user", "content": row.instruction}],
+                    "prompt": [t.model_dump() for t in chat_turns(row.history, row.instruction, system)],
                     "chosen": [{"role": "assistant", "content": p.chosen}],
                     "rejected": [{"role": "assistant", "content": p.rejected}],
                 }

@@ -11,10 +11,22 @@ import pytest
 
 from evol.rundir.files import read_jsonl
 from evol.seeds import load_seeds
+from evol.testing.answer_script import AnswerScript
+from evol.testing.replies import GIVEN, Reply, last_user
 from evol.testing.server import ScriptedServer
 
 from ..conftest import run_cli
-from ..conversations import SEEDS, UNRELATED, ConversationModel, first_user, seed_turns, write_seeds
+from ..conversations import (
+    EQUALITY_ASK,
+    FOLLOW_UP_ASK,
+    NEXT,
+    SEEDS,
+    UNRELATED,
+    ConversationModel,
+    first_user,
+    seed_turns,
+    write_seeds,
+)
 
 
 def run(srv, seeds: Path, out: Path, *extra: str, engine: str = "local"):
@@ -180,3 +192,52 @@ def test_the_prefect_engine_makes_the_same_conversations(tmp_path):
         run(srv, seeds, tmp_path / "prefect", engine="prefect")
     for name in ("dataset.json", "records.jsonl", "rejected.jsonl"):
         assert (tmp_path / "prefect" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+class RankedConversations(ConversationModel):
+    """ConversationModel whose answers carry planted quality and whose ranking judge scores them (AnswerScript's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers = AnswerScript()
+
+    def __call__(self, request: dict) -> Reply:
+        prompt = last_user(request)
+        ours = any(mark in prompt for mark in (NEXT, GIVEN, FOLLOW_UP_ASK, EQUALITY_ASK))
+        if not ours:  # an answer or the ranking of one
+            super().__call__(request)  # kept among the requests, as the respond stage
+            return self.answers(request)
+        return super().__call__(request)
+
+
+@pytest.mark.slow
+def test_conversation_preference_pairs_carry_every_turn_before_the_answers(tmp_path):
+    """preference-chat's prompt is the conversation the candidates were answered after; dpo's string prompt
+    cannot hold it, so dpo leaves conversations out and says why."""
+    seeds = write_seeds(tmp_path / "c.jsonl")
+    with ScriptedServer(RankedConversations()) as srv:
+        run(srv, seeds, tmp_path / "o", "--answers", "2")
+    records = read_jsonl(tmp_path / "o" / "records.jsonl")
+    expected = {
+        r["instruction"]: [*r.get("history", []), {"role": "user", "content": r["instruction"]}] for r in records
+    }
+    talks = [r for r in records if any(t["role"] == "user" for t in r.get("history", []))]
+    assert talks and len(talks) < len(records)
+
+    chat = tmp_path / "chat"
+    proc = run_cli("export", str(tmp_path / "o"), "--format", "preference-chat", "--out", str(chat))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_jsonl(chat / "train.jsonl")
+    assert rows and all(row["prompt"] == expected[row["prompt"][-1]["content"]] for row in rows)
+    assert max(len(row["prompt"]) for row in rows) >= 5  # a seed's system message and two earlier turns, at least
+    assert all([m["role"] for m in row["chosen"]] == ["assistant"] for row in rows)
+
+    dpo = tmp_path / "dpo"
+    proc = run_cli("export", str(tmp_path / "o"), "--format", "dpo", "--out", str(dpo))
+    assert proc.returncode == 0, proc.stderr
+    strings = read_jsonl(dpo / "train.jsonl")
+    single = {r["instruction"] for r in records if r not in talks}
+    assert strings and {row["prompt"] for row in strings} <= single
+    left_out = json.loads((dpo / "export.json").read_text())["left_out"]
+    conversations = next(n for why, n in left_out.items() if why.startswith("a conversation"))
+    assert conversations == len(rows) - len(strings)  # the same pairs, less the conversations'
