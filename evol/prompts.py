@@ -366,7 +366,8 @@ def _lines(spec, operations: list[Operation], path: Path) -> tuple[tuple[str, fr
                 f"{path}: line name '{key}' must be lower-case letters, digits and _, such as \"upward\"."
             )
         names = _named(value, operations, kinds, f"{path}: line '{key}'", "upward")
-        if any(op.weight > 0 for op in operations if op.name in names):  # weight 0 (--operation-weight): line off
+        # weight 0 (--operation-weight): line off; a follow-up alone does not keep it on, as it only adds turns
+        if any(op.weight > 0 and not op.follow_up for op in operations if op.name in names):
             out.append((key, names))
     if not out:
         raise ConfigError(f"{path}: every operation of every line ({', '.join(spec)}) has weight 0.")

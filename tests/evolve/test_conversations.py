@@ -241,3 +241,35 @@ def test_conversation_preference_pairs_carry_every_turn_before_the_answers(tmp_p
     left_out = json.loads((dpo / "export.json").read_text())["left_out"]
     conversations = next(n for why, n in left_out.items() if why.startswith("a conversation"))
     assert conversations == len(rows) - len(strings)  # the same pairs, less the conversations'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile, who", [("code", "a programmer"), ("math", "a student")])
+def test_code_and_math_conversations_grow_by_their_own_follow_ups(tmp_path, profile, who):
+    """Each profile writes its own next message (a programmer's, a student's); math's follow-ups grow a line."""
+    seeds = write_seeds(tmp_path / "c.jsonl")
+    model = ConversationModel()
+    with ScriptedServer(model) as srv:
+        run(srv, seeds, tmp_path / "o", "--profile", profile)
+    records = [r for r in read_jsonl(tmp_path / "o" / "records.jsonl") if r["round"] > 0]
+    grown = [r for r in records if r["operation"] == "follow_up"]
+    assert grown and max(sum(t["role"] == "user" for t in turns_of(r)) for r in records) == 4
+    by_id = {r["id"]: r for r in records}
+    for rec in grown:
+        parent = by_id.get(rec["parent_id"])
+        if parent is not None:
+            assert rec["history"][-2:] == [
+                {"role": "user", "content": parent["instruction"]},
+                {"role": "assistant", "content": parent["output"]},
+            ]
+    asked = [m[-1]["content"] for m in model.of_stage("follow_up")]
+    assert asked and all(f"act as {who}" in p for p in asked)
+    if profile == "math":  # (this script's rewrites are the same on both lines, so the upward ones are duplicates)
+        assert {r["line"] for r in grown} <= {"downward", "upward"} and all(r["line"] for r in grown)
+
+
+def test_a_line_of_follow_ups_alone_is_left_out():
+    """--operation-weight downward=0 turns math's downward line off, though follow_up belongs to it too."""
+    from evol.prompts import load_profile
+
+    assert load_profile("math", weights={"downward": 0.0}).line_names == ("upward",)
