@@ -147,20 +147,26 @@ def test_a_judge_that_echoes_its_prompt_is_unclear_retried_and_eliminated_unless
     assert ledger(tmp_path / "kept")[(1, 1)][0] == "kept"
 
 
-def test_an_evolution_in_another_language_is_eliminated_but_an_answer_in_one_is_kept(tmp_path):
-    """Rewriting is not translating: an English seed evolved into Chinese is dropped (script_changed). An answer
-    in another script is kept as it came (a translation task asks for one); records.jsonl holds it as given."""
+def test_an_evolution_or_an_answer_in_another_language_is_eliminated_unless_it_was_asked_for(tmp_path):
+    """Rewriting is not translating: an English seed evolved into Chinese is dropped (script_changed), and so is an
+    English instruction answered in Chinese (language_changed_response). An instruction that asks for a
+    translation into Chinese keeps its Chinese answer, and records.jsonl holds it as given."""
     model = Model()
     model.fail("evolve", Reply(content=CHINESE_EVOLUTION), topic="topic-01")
     model.fail("respond", Reply(content="这个主题很有意思。" + CHINESE_EVOLUTION), topic="topic-02")
+    asks = "Describe topic-03 in two sentences for a curious reader, then translate both sentences into Chinese."
+    model.fail("evolve", Reply(content=asks), topic="topic-03")
+    model.fail("respond", Reply(content="这个主题很有意思。" + CHINESE_EVOLUTION), topic="topic-03")
     with ScriptedServer(model) as srv:
-        run_inproc(srv.base_url, topics(3), tmp_path / "o")
-    rows = assert_accounted(tmp_path / "o", 3)
+        run_inproc(srv.base_url, topics(4), tmp_path / "o")
+    rows = assert_accounted(tmp_path / "o", 4)
     outcome, rule, detail = rows[(1, 1)]
     assert (outcome, rule) == ("eliminated", "script_changed") and "CJK" in detail and "LATIN" in detail
-    assert rows[(2, 1)][0] == "kept"
-    kept = {r["seed_index"]: r for r in read_jsonl(tmp_path / "o" / "records.jsonl")}
-    assert kept[2]["output"].startswith("这个主题很有意思")
+    outcome, rule, detail = rows[(2, 1)]
+    assert (outcome, rule) == ("eliminated", "language_changed_response") and "'zh'" in detail and "'en'" in detail
+    assert rows[(3, 1)][0] == "kept"
+    kept = {r["seed_index"]: r for r in read_jsonl(tmp_path / "o" / "records.jsonl") if r["round"] == 1}
+    assert kept[3]["output"].startswith("这个主题很有意思") and kept[3]["instruction"] == asks
 
 
 def test_an_evolution_into_another_language_of_the_same_script_is_eliminated(tmp_path):
