@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +20,7 @@ from evol.models import Turn, alpaca_row, chat_turns
 from evol.output import preference
 from evol.output.card import dataset_card, pairs_section
 from evol.output.formats import FORMATS, NAMES
-from evol.output.rows import Picked, Row, RowFilter, pick_rows
+from evol.output.rows import Picked, Row, RowFilter, pick_rows, pick_table
 from evol.output.selection import Choice, choose, with_scores
 from evol.rundir.files import atomic_path, atomic_write, write_json, write_jsonl
 from evol.rundir.reader import load_run
@@ -166,15 +166,17 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions, where: list[st
         raise ConfigError("Name at least one run folder to export.")
     out = Path(out)
     previous = _check_out(out, run_paths)
-    runs = [load_run(p) for p in run_paths]
+    # choosing by score reads records.jsonl a line at a time and keeps columns of it, then the chosen rows
+    runs = [load_run(p, read=not opts.choice.active) for p in run_paths]
     named = {id(r): name for r, name in zip(runs, where or [str(r.path) for r in runs], strict=True)}
-    picked = pick_rows(runs, opts.row_filter)
-    chosen = choose(picked.rows, picked.runs, opts.choice) if opts.choice.active else None
-    picked = Picked(
-        rows=chosen.rows if chosen else with_scores(picked.rows, picked.runs),
-        runs=picked.runs,
-        dropped=picked.dropped + (chosen.left_out if chosen else Counter()),
-    )
+    if opts.choice.active:
+        table = pick_table(runs, opts.row_filter)
+        chosen = choose(table, opts.choice)
+        picked = Picked(rows=chosen.rows, runs=table.runs, dropped=table.dropped + chosen.left_out)
+    else:
+        chosen = None
+        picked = pick_rows(runs, opts.row_filter)
+        picked = Picked(rows=with_scores(picked.rows, picked.runs), runs=picked.runs, dropped=picked.dropped)
     pairs, pair_note = None, []
     if FORMATS[opts.fmt].pairs:  # of the rows chosen, those whose candidates make a pair wide enough
         records = {(run.run_id, rec.id): rec for run in picked.runs for rec in run.records}
@@ -220,10 +222,10 @@ def export(run_paths: list[Path], out: Path, opts: ExportOptions, where: list[st
                 {
                     "run_id": r.run_id,
                     "id": r.id,
-                    "complexity": s.complexity if s else None,
-                    "quality": s.quality if s else None,
+                    "complexity": r.complexity,
+                    "quality": r.quality,
                 }
-                for r, s in zip(chosen.rows, chosen.scores, strict=True)
+                for r in chosen.rows
             ],
         }
     atomic_write(out / CARD, [dataset_card(picked, splits, summary, pair_note)])

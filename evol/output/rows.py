@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from array import array
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from evol.dedup.index import Deduper
+import numpy as np
+from pydantic_core import from_json
+
 from evol.errors import ConfigError, InputError
-from evol.models import History, Record, asked
+from evol.models import History, Record, Rejection, asked
+from evol.rundir.files import read_at, scan_jsonl
+from evol.rundir.folder import RECORDS, REJECTED
 from evol.rundir.reader import Run
-from evol.text import whitespace_word_count
+from evol.text import normalize, whitespace_word_count
 
 
 @dataclass(frozen=True)
@@ -64,77 +73,203 @@ class Picked:
     dropped: Counter[str]  # reason -> rows left out
 
 
-def check_filter(sel: RowFilter, runs: list[Run]) -> None:
-    """Options that contradict each other or name nothing in these runs are errors, not empty files."""
+def _check_options(sel: RowFilter) -> None:
+    """Options that contradict each other are errors, not empty files."""
     if sel.min_words is not None and sel.max_words is not None and sel.min_words > sel.max_words:
         raise ConfigError(f"--min-words {sel.min_words} is more than --max-words {sel.max_words}.")
     if sel.rounds is not None and any(r < 0 for r in sel.rounds):
         raise ConfigError("--round takes round numbers from 0 (the seeds) up.")
     if sel.seeds is False and sel.rounds is not None and 0 in sel.rounds:
         raise ConfigError("--round 0 selects the seeds, which --no-seeds leaves out; drop one of the two.")
+
+
+def _check_against(sel: RowFilter, runs: list[Run], operations: set[str], seeds: bool) -> None:
+    """Options that name nothing in these runs are errors too: ``operations`` of their records, ``seeds`` whether
+    any is a seed row."""
     if sel.operations:
-        known = {"seed"} | {op for run in runs for op in run.manifest.profile.operations}
-        known |= {r.operation for run in runs for r in run.records}
+        known = {"seed"} | {op for run in runs for op in run.manifest.profile.operations} | operations
         unknown = sorted(sel.operations - known)
         if unknown:
             raise ConfigError(
                 f"--operation {', '.join(unknown)} is not an operation of these runs; they have {', '.join(sorted(known))}."
             )
-    if sel.seeds and not any(r.round == 0 for run in runs for r in run.records):
+    if sel.seeds and not seeds:
         raise ConfigError(
             "--include-seeds: these runs left the seeds out (--no-seeds); run them again without --no-seeds "
             "(the evolutions come from the call cache, only the seed answers are new)."
         )
 
 
+@dataclass
+class Table:
+    """The rows an export picked, compact (numpy columns of what choosing by score reads), with where each row's
+    line is in its run's records.jsonl: :meth:`rows` reads the few rows chosen again, whole. A million
+    pydantic Records and Rows took gigabytes; this takes tens of bytes a row and the ids."""
+
+    runs: list[Run]  # the runs that contributed (after the profile filter)
+    dropped: Counter[str]  # reason -> rows left out
+    run: np.ndarray  # index in ``runs``
+    offset: np.ndarray  # the row's line in its run's records.jsonl: byte offset and length
+    size: np.ndarray
+    round: np.ndarray
+    operation: np.ndarray  # index in ``operations``
+    operations: list[str]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def run_id(self, i: int) -> str:
+        return self.runs[int(self.run[i])].run_id
+
+    @contextmanager
+    def _lines(self) -> Iterator[Callable[[int], str]]:
+        fds = [os.open(run.path / RECORDS, os.O_RDONLY) for run in self.runs]
+        try:
+            yield lambda i: read_at(fds[self.run[i]], int(self.offset[i]), int(self.size[i]))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def rows(self, at: Iterable[int]) -> list[Row]:
+        """The rows at these positions, read again from their lines."""
+        with self._lines() as line:
+            return [_row(self.run_id(i), Record.model_validate_json(line(i))) for i in at]
+
+    def instructions(self, at: Iterable[int]) -> Iterator[str]:
+        """The instructions of the rows at these positions, in order, read as they are asked for."""
+        with self._lines() as line:
+            for i in at:
+                yield from_json(line(i))["instruction"]
+
+
 def pick_rows(runs: list[Run], sel: RowFilter) -> Picked:
     """The rows to export, in run order then file order; the first copy of an instruction wins across runs."""
-    if sel.profiles is not None:
-        found = sorted({r.profile for r in runs})
-        runs = [r for r in runs if r.profile in sel.profiles]
-        if not runs:
-            raise ConfigError(
-                f"--profile {', '.join(sorted(sel.profiles))} matches none of these runs; their profiles: {', '.join(found)}."
-            )
-    check_filter(sel, runs)
-    # exact mode on normalized text: the run already removed near duplicates within itself
-    deduper = Deduper(1.0, "ratio", exact=True, near=False)
+    table, rows = _pick(runs, sel, keep=True)
+    assert rows is not None
+    return Picked(rows=rows, runs=table.runs, dropped=table.dropped)
+
+
+def pick_table(runs: list[Run], sel: RowFilter) -> Table:
+    """:func:`pick_rows` as a :class:`Table`: records.jsonl read a line at a time, nothing of a row kept but its
+    columns."""
+    return _pick(runs, sel, keep=False)[0]
+
+
+def _pick(runs: list[Run], sel: RowFilter, keep: bool) -> tuple[Table, list[Row] | None]:
+    _check_options(sel)
+    found = sorted({r.profile for r in runs})
+    run_no = array("i")
+    offsets, sizes, rounds, ops = array("q"), array("i"), array("q"), array("i")
+    hashes = array("q")  # of the normalised text dedup compares (see _duplicates)
+    ids: list[str] = []
     rows: list[Row] = []
+    codes: dict[str, int] = {}
+    operations: set[str] = set()
+    seeds = False
     dropped: Counter[str] = Counter()  # reason -> rows left out
-    passing: list[tuple[str, Record]] = []  # (run id, record)
+    chosen: list[Run] = []
     for run in runs:
-        for rec in run.records:
+        if sel.profiles is not None and run.profile not in sel.profiles:
+            if not keep:  # every named run's file is read, as load_run reads it: a broken line is an error
+                for _ in scan_jsonl(run.path / RECORDS, Record.model_validate_json):
+                    pass
+            continue
+        n = len(chosen)
+        chosen.append(run)
+        records = (
+            ((0, 0, rec) for rec in run.records) if keep else scan_jsonl(run.path / RECORDS, Record.model_validate_json)
+        )
+        for offset, size, rec in records:
+            operations.add(rec.operation)
+            seeds = seeds or rec.round == 0
             reason = _excluded(rec, sel)
             if reason:
                 dropped[reason] += 1
-            else:
-                passing.append((run.run_id, rec))
-    # one batch, not a check and an add per row: each of those prepared its one text apart (17.5 -> 13.4 s here
-    # for bench.select's 250k rows, under the profiler)
-    matches = deduper.dedup(
-        [f"{rid}/{rec.id}" for rid, rec in passing], [asked(rec.history, rec.instruction) for _, rec in passing]
-    )
-    for (rid, rec), match in zip(passing, matches, strict=True):
-        if match is not None:
-            dropped["duplicate across runs"] += 1
-            continue
-        rows.append(
-            Row(
-                instruction=rec.instruction,
-                output=rec.output,
-                id=rec.id,
-                seed_id=rec.seed_id,
-                round=rec.round,
-                operation=rec.operation,
-                run_id=rid,
-                history=rec.history,
-            )
+                continue
+            run_no.append(n)
+            offsets.append(offset)
+            sizes.append(size)
+            rounds.append(rec.round)
+            ops.append(codes.setdefault(rec.operation, len(codes)))
+            ids.append(rec.id)
+            hashes.append(hash(normalize(asked(rec.history, rec.instruction))))
+            if keep:
+                rows.append(_row(run.run_id, rec))
+        if not keep and (run.path / REJECTED).is_file():  # read as load_run reads it: a broken line is an error
+            for _ in scan_jsonl(run.path / REJECTED, Rejection.model_validate_json):
+                pass
+    if sel.profiles is not None and not chosen:
+        raise ConfigError(
+            f"--profile {', '.join(sorted(sel.profiles))} matches none of these runs; their profiles: {', '.join(found)}."
         )
-    if not rows and not dropped:
-        raise InputError(f"{', '.join(str(r.path) for r in runs)} kept no rows; there is nothing to export.")
-    if not rows:
+    _check_against(sel, chosen, operations, seeds)
+    table = Table(
+        runs=chosen,
+        dropped=dropped,
+        run=np.frombuffer(run_no, np.int32),
+        offset=np.frombuffer(offsets, np.int64),
+        size=np.frombuffer(sizes, np.int32),
+        round=np.frombuffer(rounds, np.int64),
+        operation=np.frombuffer(ops, np.int32),
+        operations=list(codes),
+        ids=ids,
+    )
+    dup = _duplicates(np.frombuffer(hashes, np.int64), lambda at: [rows[i] for i in at] if keep else table.rows(at))
+    if dup.any():
+        dropped["duplicate across runs"] += int(dup.sum())
+        kept = np.flatnonzero(~dup)
+        table = dataclasses.replace(
+            table,
+            run=table.run[kept],
+            offset=table.offset[kept],
+            size=table.size[kept],
+            round=table.round[kept],
+            operation=table.operation[kept],
+            ids=[ids[i] for i in kept.tolist()],
+        )
+        rows = [rows[i] for i in kept.tolist()] if keep else rows
+    if not len(table) and not dropped:
+        raise InputError(f"{', '.join(str(r.path) for r in chosen)} kept no rows; there is nothing to export.")
+    if not len(table):
         raise ConfigError(f"The selection leaves no rows to export ({reasons(dropped)}); loosen it.")
-    return Picked(rows=rows, runs=runs, dropped=dropped)
+    return table, rows if keep else None
+
+
+def _duplicates(hashes: np.ndarray, rows_at: Callable[[list[int]], list[Row]]) -> np.ndarray:
+    """Which rows repeat an earlier row's normalised text (dedup's exact match: the run already removed near
+    duplicates within itself). The texts' hashes find the few rows that may; their texts, read again, decide."""
+    dup = np.zeros(hashes.size, bool)
+    order = np.argsort(hashes, kind="stable")  # equal hashes stay in row order
+    ordered = hashes[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return dup
+    shared = np.zeros(hashes.size, bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    members, keys = order[shared].tolist(), ordered[shared]
+    texts = {i: normalize(asked(r.history, r.instruction)) for i, r in zip(members, rows_at(members), strict=True)}
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]).tolist()
+    for a, b in zip(starts, [*starts[1:], len(members)], strict=True):
+        earlier: set[str] = set()
+        for i in members[a:b]:  # in row order
+            dup[i] = texts[i] in earlier
+            earlier.add(texts[i])
+    return dup
+
+
+def _row(run_id: str, rec: Record) -> Row:
+    return Row(
+        instruction=rec.instruction,
+        output=rec.output,
+        id=rec.id,
+        seed_id=rec.seed_id,
+        round=rec.round,
+        operation=rec.operation,
+        run_id=run_id,
+        history=rec.history,
+    )
 
 
 def _excluded(rec: Record, sel: RowFilter) -> str | None:
@@ -145,6 +280,8 @@ def _excluded(rec: Record, sel: RowFilter) -> str | None:
         return "round not selected"
     if sel.operations is not None and rec.operation not in sel.operations and not (sel.seeds and rnd == 0):
         return "operation not selected"
+    if sel.min_words is None and sel.max_words is None:
+        return None  # counting every row's words took a second a million rows for nothing
     n = whitespace_word_count(rec.instruction)
     if sel.min_words is not None and n < sel.min_words:
         return "instruction shorter than --min-words"

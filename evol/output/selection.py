@@ -14,18 +14,19 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from evol.dedup.index import Deduper, Prepared
 from evol.errors import ConfigError
 from evol.llm.embeddings import Embedder
 from evol.quality.diversity import diversity
-from evol.quality.scoring import ORDERS, Score, load_scores
+from evol.quality.scoring import ORDERS, Score, iter_scores, load_scores
 
 if TYPE_CHECKING:
-    from evol.output.rows import Row
+    from evol.output.rows import Row, Table
     from evol.rundir.reader import Run
 
 log = logging.getLogger("evol")
@@ -143,18 +144,64 @@ def parse_quota(text: str) -> Quota:
 
 @dataclass
 class Chosen:
-    rows: list[Row]  # best first
-    scores: list[Score | None]  # each row's scores (None when only filters by nothing scored applied)
+    rows: list[Row]  # best first, with their scores (complexity, quality) when scored
     left_out: Counter  # reason -> rows
     summary: dict[str, Any]  # what export.json records
 
 
-def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
+@dataclass
+class _Scores:
+    """Each table row's scores from its run's scores.jsonl, as columns: NaN where a score is None (or the row has
+    no score row: ``has`` false); the few rows with a None keep their Score, for its Unclear outcome."""
+
+    complexity: np.ndarray
+    quality: np.ndarray
+    has: np.ndarray
+    odd: dict[int, Score]
+
+    @classmethod
+    def read(cls, table: Table) -> _Scores:
+        n = len(table)
+        out = cls(np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool), {})
+        source = {run.run_id: run.path for run in table.runs}  # scores by run id: of two runs with one id, the last
+        for number, run in enumerate(table.runs):
+            at: dict[str, int] = {}  # id -> the table row (its first; ``more`` holds the rest of a repeated id)
+            more: dict[str, list[int]] = {}
+            for i in np.flatnonzero(table.run == number).tolist():
+                if at.setdefault(table.ids[i], i) != i:
+                    more.setdefault(table.ids[i], []).append(i)
+            for score in iter_scores(source[run.run_id]):  # a later row of an id wins, as in load_scores
+                first = at.get(score.id)
+                if first is None:
+                    continue
+                for j in (first, *more.get(score.id, ())):
+                    out.complexity[j] = np.nan if score.complexity is None else score.complexity
+                    out.quality[j] = np.nan if score.quality is None else score.quality
+                    out.has[j] = True
+                    if score.complexity is None or score.quality is None:
+                        out.odd[j] = score
+                    else:
+                        out.odd.pop(j, None)
+        return out
+
+    def of(self, criterion: str) -> np.ndarray:
+        return self.complexity if criterion == "complexity" else self.quality
+
+    def value(self, by: str) -> np.ndarray:
+        """Score.value for every row: NaN where it is None."""
+        return self.complexity * self.quality if by == "complexity*quality" else self.of(by)
+
+    def pair(self, i: int) -> tuple[float | None, float | None]:
+        c, q = float(self.complexity[i]), float(self.quality[i])
+        return (None if math.isnan(c) else c, None if math.isnan(q) else q)
+
+
+def choose(table: Table, choice: Choice) -> Chosen:
     """The rows ``choice`` keeps: filtered by score, then (with K) the best K, diverse and within quotas."""
     choice.check()
     groups = {q.field for q in choice.quotas} | ({choice.balance} if choice.balance else set())
     for q in choice.quotas:
-        known = {str(getattr(r, q.field)) for r in rows}
+        known = set(_group_values(table, q.field, np.arange(len(table))))
         if q.value not in known:
             raise ConfigError(
                 f"--quota {q}: no exported row has {q.field} {q.value}; they have {', '.join(sorted(known))}."
@@ -167,57 +214,53 @@ def choose(rows: list[Row], runs: list[Run], choice: Choice) -> Chosen:
         )
         if on
     ]
-    by_run = {run.run_id: load_scores(run.path) for run in runs}
-    found = [by_run[row.run_id].get(row.id) for row in rows]
-    _require(rows, found, runs, needed)
-    left_out: Counter = Counter()
-    eligible: list[tuple[Row, Score | None]] = []
-    for row, s in zip(rows, found, strict=True):
-        reason = _filtered(s, choice, needed)
-        if reason:
-            left_out[reason] += 1
-        else:
-            eligible.append((row, s))
-    if not eligible:
+    scores = _Scores.read(table)
+    _require(table, scores, needed)
+    left_out, eligible = _filtered(table, scores, choice, needed)
+    if not eligible.size:
         raise ConfigError(
             f"No row passes the score filters ({', '.join(f'{n} {w}' for w, n in left_out.most_common())}); loosen them."
         )
-    picked: Sequence[tuple[Row, Score | None]]
+    walk: dict[str, Any] = {}
     if choice.k is None:
         picked = eligible
-        walk: dict[str, Any] = {}
     else:
         # with K every eligible row has the score it is ranked by (_filtered left out the rows without it)
-        valued = [(row, s, v) for row, s in eligible if s is not None and (v := s.value(choice.by)) is not None]
-        ranked = [(row, s) for row, s, v in sorted(valued, key=lambda rsv: rank_key(rsv[0], rsv[1], rsv[2]))]
-        picked, walk = _walk(ranked, choice)
-        left_out["not among the best --select rows"] += len(eligible) - len(picked)
+        value = scores.value(choice.by)
+        valued = eligible[scores.has[eligible] & ~np.isnan(value[eligible])]
+        ranked = valued[rank_order(value[valued], np.nan_to_num(scores.complexity[valued]), table.round[valued])]
+        at, walk = _walk(ranked, table, choice)
+        picked = ranked[at]
+        left_out["not among the best --select rows"] += eligible.size - picked.size
     summary = {
-        "eligible": len(eligible),
-        "taken": len(picked),
+        "eligible": int(eligible.size),
+        "taken": int(picked.size),
         **walk,
-        "scores": {"eligible": _stats(eligible), "selected": _stats(picked)},
+        "scores": {"eligible": _stats(scores, eligible), "selected": _stats(scores, picked)},
     }
     if choice.k is not None:
         summary["requested"] = choice.k
         summary["diversity"] = {
-            "selected": diversity([r.instruction for r, _ in picked]),
-            "best_by_score_alone": diversity([r.instruction for r, _ in ranked[: len(picked)]]),
+            "selected": diversity(list(table.instructions(picked.tolist()))),
+            "best_by_score_alone": diversity(list(table.instructions(ranked[: picked.size].tolist()))),
         }
-        if len(picked) < choice.k:
-            log.warning("export: --select %d took %d rows: %s", choice.k, len(picked), walk.get("stopped"))
+        if picked.size < choice.k:
+            log.warning("export: --select %d took %d rows: %s", choice.k, picked.size, walk.get("stopped"))
     if groups:
-        summary["groups"] = {
-            g: dict(sorted(Counter(str(getattr(r, g)) for r, _ in picked).items())) for g in sorted(groups)
-        }
-    return Chosen([_scored(r, s) for r, s in picked], [s for _, s in picked], left_out, summary)
+        summary["groups"] = {g: dict(sorted(Counter(_group_values(table, g, picked)).items())) for g in sorted(groups)}
+    rows = [
+        dataclasses.replace(row, complexity=c, quality=q) if scores.has[i] else row
+        for i, row in zip(picked.tolist(), table.rows(picked.tolist()), strict=True)
+        for c, q in [scores.pair(i)]
+    ]
+    return Chosen(rows, left_out, summary)
 
 
-def rank_key(row: Row, score: Score, value: float) -> tuple[float, float, int]:
-    """Best first: the score ranked by, then the more complex, then the later round. Integer scores tie often, and
-    the rows come in round order, so a plain stable sort would hand every tie to the least-evolved row; what is
-    still tied after this keeps run and file order (the sort is stable)."""
-    return (-value, -(score.complexity or 0), -row.round)
+def rank_order(value: np.ndarray, complexity: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """Best first: the score ranked by, then the more complex (an unknown complexity as 0), then the later round.
+    Integer scores tie often, and the rows come in round order, so a plain stable sort would hand every tie to the
+    least-evolved row; what is still tied after this keeps run and file order (the sort is stable)."""
+    return np.lexsort((-rounds, -complexity, -value))
 
 
 def with_scores(rows: list[Row], runs: list[Run]) -> list[Row]:
@@ -230,34 +273,65 @@ def _scored(row: Row, s: Score | None) -> Row:
     return dataclasses.replace(row, complexity=s.complexity, quality=s.quality) if s is not None else row
 
 
-def _require(rows: list[Row], found: list[Score | None], runs: list[Run], needed: list[str]) -> None:
+def _group_values(table: Table, field: str, at: np.ndarray) -> list[str]:
+    """Each row's round or operation, as --quota and --balance name it."""
+    if field == "round":
+        return [str(r) for r in table.round[at].tolist()]
+    return [table.operations[o] for o in table.operation[at].tolist()]
+
+
+def _require(table: Table, scores: _Scores, needed: list[str]) -> None:
     """One sentence naming the runs to score, when a needed score was never asked for."""
     for criterion in needed:
-        missing = [r for r, s in zip(rows, found, strict=True) if s is None or s.lacks(criterion)]
-        if missing:
-            paths = sorted({str(run.path) for run in runs if run.run_id in {r.run_id for r in missing}})
+        lacking = ~scores.has | np.isnan(scores.of(criterion))
+        for i, s in scores.odd.items():  # a None score that was asked for and came back unclear is not missing
+            if criterion in s.unclear:
+                lacking[i] = False
+        if lacking.any():
+            ids = {table.runs[n].run_id for n in np.unique(table.run[lacking]).tolist()}
+            paths = sorted({str(run.path) for run in table.runs if run.run_id in ids})
             raise ConfigError(
-                f"{len(missing)} of {len(rows)} rows have no {criterion} score; run "
+                f"{int(lacking.sum())} of {len(table)} rows have no {criterion} score; run "
                 f"'python -m evol score {' '.join(paths)}' first."
             )
 
 
-def _filtered(s: Score | None, choice: Choice, needed: list[str]) -> str | None:
-    if s is None:  # a row without scores needs none: _require stopped the export otherwise
-        return None
-    for criterion in needed:
-        if getattr(s, criterion) is None:
-            return f"{criterion} unclear ({s.unclear[criterion].outcome})"
-    # a score behind a --min-* is needed, so it is there (the loop above left out the rows without it)
-    if choice.min_complexity is not None and s.complexity is not None and s.complexity < choice.min_complexity:
-        return "complexity below --min-complexity"
-    if choice.min_quality is not None and s.quality is not None and s.quality < choice.min_quality:
-        return "quality below --min-quality"
-    return None
+def _filtered(table: Table, scores: _Scores, choice: Choice, needed: list[str]) -> tuple[Counter, np.ndarray]:
+    """(reason -> rows left out by the score filters, in the order the rows first give each reason; the positions
+    of the rows that pass). A row without scores needs none: _require stopped the export otherwise."""
+    reason = np.zeros(len(table), np.int64)  # 0: passes; else an index in ``why`` plus one
+    why: list[str] = []
+
+    def code(text: str) -> int:
+        if text not in why:
+            why.append(text)
+        return why.index(text) + 1
+
+    for i, s in sorted(scores.odd.items()):
+        for criterion in needed:
+            if getattr(s, criterion) is None:
+                reason[i] = code(f"{criterion} unclear ({s.unclear[criterion].outcome})")
+                break
+    # a score behind a --min-* is needed, so it is there (the loop above left out the rows without it); NaN < x
+    # is false, as None is skipped
+    for name, bound, text in (
+        ("complexity", choice.min_complexity, "complexity below --min-complexity"),
+        ("quality", choice.min_quality, "quality below --min-quality"),
+    ):
+        if bound is not None:
+            below = (reason == 0) & scores.has & (scores.of(name) < bound)
+            if below.any():
+                reason[below] = code(text)
+    left_out: Counter = Counter()
+    firsts = sorted((int(np.argmax(reason == c)), c) for c in range(1, len(why) + 1))
+    for _, c in firsts:
+        left_out[why[c - 1]] = int((reason == c).sum())
+    return left_out, np.flatnonzero(reason == 0)
 
 
-def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[Row, Score]], dict[str, Any]]:
-    """Take rows best first, each unless too similar to one taken or over its group's cap, until K are taken.
+def _walk(ranked: np.ndarray, table: Table, choice: Choice) -> tuple[np.ndarray, dict[str, Any]]:
+    """Take rows best first, each unless too similar to one taken or over its group's cap, until K are taken:
+    the positions in ``ranked`` of those taken, in order.
 
     Without --balance one pass does it. With it each pass shares what is still missing equally among the groups
     that still have rows (as far as their quotas allow); a pass that takes nothing ends the walk.
@@ -276,6 +350,8 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         # dedup's own index and banding: on bench.select's 250k rows an exhaustive audit finds no chosen pair
         # above the threshold; on short templated texts (15 words) it can miss a pair just above it
         deduper = Deduper(choice.threshold, "ratio")
+    if not choice.quotas and not choice.balance and deduper.embed is None:
+        return _walk_plain(ranked, table, k, deduper)
     hard = {(q.field, q.value): q.cap(k) for q in choice.quotas}
     taken: list[int] = []
     count: Counter = Counter()  # (field, value) -> rows taken
@@ -283,17 +359,17 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
     remaining = list(range(len(ranked)))
     ready: dict[int, Prepared] = {}
     fields = sorted({f for f, _ in hard} | ({choice.balance} if choice.balance else set()))
+    values = {f: _group_values(table, f, ranked) for f in fields}
 
     def groups_of(i: int) -> list[tuple[str, str]]:
-        row = ranked[i][0]
-        return [(f, str(getattr(row, f))) for f in fields]
+        return [(f, values[f][i]) for f in fields]
 
     while len(taken) < k and remaining:
         caps = dict(hard)
         if choice.balance:
             caps.update(_shares(remaining, groups_of, choice.balance, k - len(taken), count, hard))
         before, left = len(taken), []
-        fresh = deduper.prepared([ranked[i][0].instruction for i in remaining if i not in ready])
+        fresh = deduper.prepared(table.instructions(ranked[[i for i in remaining if i not in ready]].tolist()))
         walking = iter(remaining)
         for i in walking:
             item = ready.pop(i, None) or next(fresh)
@@ -314,15 +390,35 @@ def _walk(ranked: list[tuple[Row, Score]], choice: Choice) -> tuple[list[tuple[R
         remaining = left + list(walking)
         if not choice.balance or len(taken) == before:
             break
+    return np.array(sorted(taken), np.int64), _walked(similar, len(taken) < k, bool(remaining))
+
+
+def _walk_plain(ranked: np.ndarray, table: Table, k: int, deduper: Deduper) -> tuple[np.ndarray, dict[str, Any]]:
+    """The walk without quotas or embeddings: dedup's own batch of the ranked texts, stopped at the K-th kept.
+    Each row is checked against the rows taken before it, as one check and add a row would (and the same
+    candidates, bound and threshold decide), but a chunk of rows at a time (Deduper.dedup_iter)."""
+    taken: list[int] = []
+    similar = 0
+    texts = table.instructions(ranked.tolist())
+    for i, match in enumerate(deduper.dedup_iter(map(str, range(len(ranked))), texts)):
+        if match is not None:
+            similar += 1
+            continue
+        taken.append(i)
+        if len(taken) == k:
+            break
+    return np.array(taken, np.int64), _walked(similar, len(taken) < k, False)
+
+
+def _walked(similar: int, short: bool, remaining: bool) -> dict[str, Any]:
     stopped = None
-    if len(taken) < k:
+    if short:
         stopped = (
             "the quotas leave no room for more"
             if remaining
             else "no other eligible row is unlike enough the rows taken (--max-similarity)"
         )
-    picked = [ranked[i] for i in sorted(taken)]  # best first, as ranked
-    return picked, {"skipped_as_similar": similar, **({"stopped": stopped} if stopped else {})}
+    return {"skipped_as_similar": similar, **({"stopped": stopped} if stopped else {})}
 
 
 def _shares(remaining: list[int], groups_of, field: str, need: int, count: Counter, hard: dict) -> dict:
@@ -344,12 +440,11 @@ def _shares(remaining: list[int], groups_of, field: str, need: int, count: Count
     return {g: count[g] + extra[g] for g in room}
 
 
-def _stats(pairs: Sequence[tuple[Row, Score | None]]) -> dict[str, Any]:
-    import numpy as np  # statistics.mean adds exact fractions: a second for 250k scores
-
+def _stats(scores: _Scores, at: np.ndarray) -> dict[str, Any]:
     out = {}
     for criterion in ("complexity", "quality"):
-        values = np.array([v for v in (getattr(s, criterion) for _, s in pairs if s is not None) if v is not None])
+        values = scores.of(criterion)[at[scores.has[at]]]
+        values = values[~np.isnan(values)]
         if values.size:
             out[criterion] = {
                 "n": int(values.size),

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,21 +76,23 @@ class Score(Frozen):
 
 def load_scores(run_dir: Path) -> dict[str, Score]:
     """A run's scores.jsonl, id to Score; empty when it was never scored."""
+    return {score.id: score for score in iter_scores(run_dir)}  # a later row of an id wins
+
+
+def iter_scores(run_dir: Path) -> Iterator[Score]:
+    """A run's scores.jsonl a row at a time, in file order; nothing when it was never scored."""
     file = Path(run_dir) / SCORES
     if not file.is_file():
-        return {}
-    out = {}
+        return
     try:
         with open(file, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):  # noqa: B007 - n names the bad line below
                 if line.strip():
-                    score = _parse(line)  # pydantic's own JSON parser: twice json.loads and validate here
-                    out[score.id] = score
+                    yield _parse(line)  # pydantic's own JSON parser: twice json.loads and validate here
     except UnicodeDecodeError:
         raise InputError(f"{file} is not UTF-8 text.") from None
     except ValueError:
         raise InputError(f"{file}:{n} is not a score row; run 'python -m evol score' again to rewrite it.") from None
-    return out
 
 
 def _parse(line: str) -> Score:

@@ -141,6 +141,30 @@ def parse_jsonl(path: Path, parse: Callable[[str], T]) -> list[T]:
     return rows
 
 
+def scan_jsonl(path: Path, parse: Callable[[str], T]) -> Iterator[tuple[int, int, T]]:
+    """``parse_jsonl`` a line at a time, with where each line is in the file, to read it again with
+    :func:`read_at`: (byte offset, length in bytes, parsed) per non-blank line; the same InputErrors."""
+    offset = 0
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path} is not UTF-8 text.") from None
+            if line.strip():
+                try:
+                    yield offset, len(raw), parse(line)
+                except ValueError as exc:
+                    raise InputError(_bad_line(path, n, line, exc)) from None
+            offset += len(raw)
+
+
+def read_at(fd: int, offset: int, size: int) -> str:
+    """``size`` bytes of an open file (``os.open``) from ``offset``, as text: ``os.pread`` shares no file position
+    between threads, and keeps only what it reads in memory."""
+    return os.pread(fd, size, offset).decode("utf-8")
+
+
 def _bad_line(path: Path, n: int, line: str, exc: ValueError) -> str:
     """The one sentence for a refused line: broken JSON in json's words, else the first field a model refused."""
     if not isinstance(exc, json.JSONDecodeError):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from evol.errors import InputError
@@ -21,12 +22,20 @@ log = logging.getLogger("evol")
 
 @dataclass
 class Run:
-    """A run directory as written by ``python -m evol run``."""
+    """A run directory as written by ``python -m evol run``; its records and rejections are read when first asked
+    for (an export that chooses by score reads records.jsonl a line at a time instead: evol.output.rows)."""
 
     path: Path
     manifest: Manifest
-    records: list[Record]
-    rejected: list[Rejection] = field(default_factory=list)
+
+    @cached_property
+    def records(self) -> list[Record]:
+        return parse_jsonl(self.path / RECORDS, Record.model_validate_json)
+
+    @cached_property
+    def rejected(self) -> list[Rejection]:
+        file = self.path / REJECTED
+        return parse_jsonl(file, Rejection.model_validate_json) if file.is_file() else []
 
     @property
     def run_id(self) -> str:
@@ -41,8 +50,9 @@ class Run:
         return self.manifest.counts
 
 
-def load_run(path: Path) -> Run:
-    """Read a run directory's manifest, kept records and rejections; InputError if it is not one."""
+def load_run(path: Path, read: bool = True) -> Run:
+    """Read a run directory's manifest, kept records and rejections; InputError if it is not one. ``read=False``
+    leaves the records and rejections to be read when first used."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder; pass the run folder that 'python -m evol run' wrote.")
@@ -50,11 +60,12 @@ def load_run(path: Path) -> Run:
         if not (path / name).is_file():
             raise InputError(f"{path} has no {name}; is it a run folder of 'python -m evol run'?")
     manifest = load_manifest(path / MANIFEST)
-    records = parse_jsonl(path / RECORDS, Record.model_validate_json)
-    rejected = parse_jsonl(path / REJECTED, Rejection.model_validate_json) if (path / REJECTED).is_file() else []
+    run = Run(path=path, manifest=manifest)
+    if read:
+        run.records, run.rejected  # noqa: B018 - read now: a broken line stops the command before it starts work
     if manifest.status != "complete":
         log.warning("%s: run status is '%s', not complete; using what it has so far", path, manifest.status or None)
-    return Run(path=path, manifest=manifest, records=records, rejected=rejected)
+    return run
 
 
 def funnel(run: Run) -> list[tuple[str, str, int]]:
