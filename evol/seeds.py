@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -172,7 +173,7 @@ def read_rows(
     """The rows of one file in order, with instruction (input appended) and output."""
     suffix = file.suffix.lower()
     if suffix == ".txt":
-        for n, line in enumerate(_lines(_text(file)), 1):
+        for n, line in numbered_lines(file):
             if line.strip():
                 yield SourceRow(line.strip(), None, None, f"{file}:{n}")
         return
@@ -201,8 +202,35 @@ def _lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
 
 
+def numbered_lines(file: Path) -> Iterator[tuple[int, str]]:
+    """(number, line) of a UTF-8 text file as ``_lines`` cuts it (a leading BOM dropped, the lines without their
+    ends), read as it goes: a million-row JSONL never exists as one string and a list of its lines. A byte that is
+    not UTF-8 raises the message ``_text`` gives, on reaching its line."""
+    n, offset = 0, 0  # the lines and bytes before the current one
+    with file.open("rb") as f:
+        for raw in f:  # cut at b"\n", which no multi-byte UTF-8 sequence holds
+            if not n and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]  # _text's byte offsets count from after it too
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = offset + exc.start
+                raise InputError(f"{file}:{n + 1} is not valid UTF-8 (byte {at}); re-save the file as UTF-8.") from None
+            offset += len(raw)
+            n += 1
+            if "\r" not in line:
+                yield n, line[:-1] if line.endswith("\n") else line
+                continue
+            parts = _lines(line)  # a lone \r ends a line too
+            if line.endswith("\n"):
+                parts.pop()  # the empty rest after the final \n
+            for k, part in enumerate(parts):
+                yield n + k, part
+            n += len(parts) - 1
+
+
 def _jsonl(file: Path) -> Iterator[tuple[str, Any]]:
-    for n, line in enumerate(_lines(_text(file)), 1):
+    for n, line in numbered_lines(file):
         if not line.strip():
             continue
         try:

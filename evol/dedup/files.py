@@ -4,14 +4,17 @@ own format, and a log of every removal beside them."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+import tempfile
+from collections import Counter, deque
+from collections.abc import Iterator
+from itertools import tee
 from pathlib import Path
 from typing import Any
 
 from evol.dedup.index import Deduper
 from evol.errors import InputError
-from evol.rundir.files import atomic_path, atomic_write, write_jsonl
-from evol.seeds import read_rows
+from evol.rundir.files import atomic_path, atomic_write, jsonl_line
+from evol.seeds import numbered_lines, read_rows
 
 _JSONL = (".jsonl", ".ndjson")
 
@@ -34,48 +37,67 @@ def dedup_file(
 ) -> dict[str, Any]:
     """Keep the first copy of every row of ``src`` in ``out``; the removals go to OUT.removed.jsonl (row, id, the
     row it duplicates, rule, score). ``name`` is how the log and errors name ``src`` (its URL, when ``src`` is a
-    local copy that is gone once the command ends). Returns the summary the command prints."""
-    try:
-        rows = list(read_rows(src, instruction_field=instruction_field, input_field=input_field))
-    except InputError as exc:
-        if name is None:
-            raise
-        raise InputError(str(exc).replace(str(src), name)) from None
+    local copy that is gone once the command ends). Returns the summary the command prints.
+
+    The rows stream through: what stays per row is its given id (a later row may repeat it; a removed row's is
+    dropped) and a byte saying whether it is kept, besides what the index keeps of the kept texts."""
     cut = len(str(src))  # a row's "file:line" names the copy: the log says name:line instead
-    texts = [r.instruction if compare == "instruction" else f"{r.instruction}\n{r.output or ''}" for r in rows]
-    matches = deduper.dedup([str(i) for i in range(len(rows))], texts)
-    kept = [i for i, m in enumerate(matches) if m is None]
-    removed = []
-    for i, m in enumerate(matches):
-        if m is not None:
-            j = int(m.duplicate_of)
-            removed.append(
-                {
+    given: list[str | None] = []
+    places: deque[str] = deque()  # "file:line" of the rows read (on the Deduper's worker thread) but not decided
+
+    def rows() -> Iterator[tuple[str, str]]:
+        for i, r in enumerate(read_rows(src, instruction_field=instruction_field, input_field=input_field)):
+            given.append(r.given_id)
+            places.append(r.where)
+            yield str(i), r.instruction if compare == "instruction" else f"{r.instruction}\n{r.output or ''}"
+
+    ids, texts = tee(rows())  # one pass over the file feeds both; tee holds only the row between them
+    keep = bytearray()  # 1 for a kept row, 0 for a removed one
+    counts: Counter[str] = Counter()
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:  # the removals, until the kept file is whole
+        try:
+            for i, m in enumerate(deduper.dedup_iter((r[0] for r in ids), (r[1] for r in texts))):
+                where = places.popleft()
+                keep.append(m is None)
+                if m is None:
+                    continue
+                j = int(m.duplicate_of)
+                removal = {
                     "row": i + 1,
-                    "id": rows[i].given_id,
-                    "where": rows[i].where if name is None else name + rows[i].where[cut:],
+                    "id": given[i],
+                    "where": where if name is None else name + where[cut:],
                     "duplicate_of_row": j + 1,
-                    "duplicate_of_id": rows[j].given_id,
+                    "duplicate_of_id": given[j],
                     "rule": m.rule,
                     "score": m.score,
                 }
-            )
-    _write_kept(src, out, kept, len(rows))
-    sidecar = out.with_name(out.stem + ".removed.jsonl")
-    write_jsonl(sidecar, removed)
-    counts = Counter(r["rule"] for r in removed)
+                log.write(jsonl_line(removal))
+                given[i] = None  # a removed row is never the one a later row repeats
+                counts[m.rule] += 1
+        except InputError as exc:
+            if name is None:
+                raise
+            raise InputError(str(exc).replace(str(src), name)) from None
+        _write_kept(src, out, keep)
+        sidecar = out.with_name(out.stem + ".removed.jsonl")
+        log.seek(0)
+        atomic_write(sidecar, iter(lambda: log.read(1 << 16), ""))
     return {
         "out": str(out),
         "removed_log": str(sidecar),
-        "rows": len(rows),
-        "kept": len(kept),
+        "rows": len(keep),
+        "kept": keep.count(1),
         **{rule: counts[rule] for rule in ("exact_duplicate", "near_duplicate", "semantic_duplicate")},
     }
 
 
-def _write_kept(src: Path, out: Path, kept: list[int], total: int) -> None:
-    """Write the kept records of ``src`` to ``out`` as they were: lines verbatim, table rows and JSON items as read."""
+def _write_kept(src: Path, out: Path, keep: bytearray) -> None:
+    """Write the kept records of ``src`` (``keep[i]`` for record i) to ``out`` as they were: lines verbatim, table
+    rows and JSON items as read."""
     suffix = src.suffix.lower()
+    total = len(keep)
+    if suffix in (".csv", ".tsv", ".parquet", ".json"):
+        kept = [i for i, k in enumerate(keep) if k]
     if suffix in (".csv", ".tsv"):
         import pandas as pd  # imported here: slow to import, and only tables need it
 
@@ -100,10 +122,25 @@ def _write_kept(src: Path, out: Path, kept: list[int], total: int) -> None:
             data = [items[i] for i in kept]
         _same_count(src, len(items), total)
         atomic_write(out, [json.dumps(data, ensure_ascii=False, indent=2), "\n"])
-    else:  # TXT, JSONL (and JSONL named .json): one record per non-blank line
-        lines = [line for line in src.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-        _same_count(src, len(lines), total)
-        atomic_write(out, [lines[i] + "\n" for i in kept])
+    else:  # TXT, JSONL (and JSONL named .json): one record per non-blank line, cut where the reader cuts them
+        atomic_write(out, _kept_lines(src, keep))
+
+
+def _kept_lines(src: Path, keep: bytearray) -> Iterator[str]:
+    """The kept lines of a TXT or JSONL file, read as they are written; a count that differs from the reader's
+    raises before the file is committed."""
+    batch: list[str] = []
+    records = 0
+    for _, line in numbered_lines(src):
+        if line.strip():
+            if records < len(keep) and keep[records]:
+                batch.append(line + "\n")
+                if len(batch) >= 4096:
+                    yield "".join(batch)
+                    batch = []
+            records += 1
+    _same_count(src, records, len(keep))
+    yield "".join(batch)
 
 
 def _json_or_none(src: Path) -> Any:

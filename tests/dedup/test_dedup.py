@@ -309,6 +309,39 @@ def test_cli_jsonl_keeps_lines_verbatim_and_logs_removals(tmp_path, capsys):
     assert log[1]["score"] >= 0.9
 
 
+def test_cli_cuts_lines_where_the_reader_does(tmp_path, capsys):
+    # raw U+2028 and U+0085 inside strings (ensure_ascii=False writes them so), a BOM, CRLF and blank lines: the kept
+    # lines are the reader's lines, verbatim, and the log's line numbers are the file's
+    rows = [
+        {**r, "instruction": r["instruction"].replace("work", "work\u2028").replace("ocean", "ocean\x85")}
+        for r in RECORDS
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    src = tmp_path / "data.jsonl"
+    src.write_bytes(("\ufeff" + "\r\n".join([lines[0], "", *lines[1:3], "  ", *lines[3:]]) + "\r\n").encode())
+    code, summary = run(capsys, str(src), "--out", str(tmp_path / "clean.jsonl"))
+    assert code == 0 and summary["rows"] == 5 and summary["kept"] == 3
+    assert (tmp_path / "clean.jsonl").read_bytes() == "".join(lines[i] + "\n" for i in (0, 2, 4)).encode()
+    log = removed_log(tmp_path / "clean.removed.jsonl")
+    assert [(r["row"], r["where"].rsplit(":", 1)[1], r["duplicate_of_row"]) for r in log] == [(2, "3", 1), (4, "6", 3)]
+
+    src = tmp_path / "data.txt"  # a lone CR ends a line too
+    src.write_text("Write a poem about the ocean.\rwrite a poem about the OCEAN!\n\nPlan a picnic.\n", newline="")
+    code, summary = run(capsys, str(src), "--out", str(tmp_path / "clean.txt"))
+    assert code == 0 and summary["kept"] == 2
+    assert (tmp_path / "clean.txt").read_text() == "Write a poem about the ocean.\nPlan a picnic.\n"
+    assert [r["where"].rsplit(":", 1)[1] for r in removed_log(tmp_path / "clean.removed.jsonl")] == ["2"]
+
+
+def test_cli_parquet_keeps_its_columns(tmp_path, capsys):
+    src = tmp_path / "data.parquet"
+    pd.DataFrame(RECORDS).to_parquet(src)
+    assert run(capsys, str(src), "--out", str(tmp_path / "clean.parquet"))[0] == 0
+    kept = pd.read_parquet(tmp_path / "clean.parquet")
+    assert list(kept.columns) == list(RECORDS[0]) and list(kept["id"]) == ["a", "c", "e"]
+    assert [r["id"] for r in removed_log(tmp_path / "clean.removed.jsonl")] == ["b", "d"]
+
+
 def test_cli_json_and_csv_keep_their_shape(tmp_path, capsys):
     src = tmp_path / "data.json"
     src.write_text(json.dumps({"data": RECORDS}))
