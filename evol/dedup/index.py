@@ -120,18 +120,20 @@ class MinHashLSH:
         """One list of ``bands`` keys per text; an empty text has none (only exact matching applies to it)."""
         out: list[list[int]] = []
         for start in range(0, len(texts), _CHUNK):
-            out.extend(self._keys(texts[start : start + _CHUNK]))
+            keys, keyed = self.key_array(texts[start : start + _CHUNK])
+            out.extend(k if has else [] for k, has in zip(keys.tolist(), keyed.tolist(), strict=True))
         return out
 
-    def _keys(self, texts: Sequence[str]) -> list[list[int]]:
-        full = [i for i, t in enumerate(texts) if t]
-        out: list[list[int]] = [[] for _ in texts]
-        if full:
-            sig = self._signatures([texts[i] for i in full]).reshape(len(full), self.bands, self.rows)
-            keys = (sig.astype(np.uint64) * self._fold).sum(axis=2, dtype=np.uint64).tolist()
-            for i, k in zip(full, keys, strict=True):
-                out[i] = k
-        return out
+    def key_array(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, keyed): ``bands`` keys per text as a (texts x bands) uint64 array, and which texts have them (an
+        empty text's row is zeros and unused). Python ints for 24 keys a text cost more than the signing did."""
+        keyed = np.fromiter(map(bool, texts), bool, count=len(texts))
+        keys = np.zeros((len(texts), self.bands), np.uint64)
+        full = np.flatnonzero(keyed)
+        if full.size:
+            sig = self._signatures([texts[i] for i in full.tolist()]).reshape(full.size, self.bands, self.rows)
+            keys[full] = (sig.astype(np.uint64) * self._fold).sum(axis=2, dtype=np.uint64)
+        return keys, keyed
 
     def _signatures(self, texts: list[str]) -> np.ndarray:
         grams, lens = self._gram_hashes(texts)
@@ -226,13 +228,24 @@ class Prepared:
 
 @dataclass
 class _Chunk:
-    """Texts prepared together, with their histograms and lengths as arrays (``hist`` None: no bound applies)."""
+    """Texts prepared together, as arrays: band keys (``keyed`` says which rows hold any), histograms and lengths
+    (``hist`` None: no bound applies); :class:`Prepared` items only when asked for."""
 
-    items: list[Prepared]
+    texts: Sequence[str]
+    norms: list[str]
+    keys: np.ndarray
+    keyed: np.ndarray
+    vectors: np.ndarray | Sequence[None]  # unit embeddings, with semantic dedup only
     hist: np.ndarray | None
     lens: np.ndarray
     ids: Sequence[str] = ()
     lineages: Sequence[str | None] = ()
+
+    @property
+    def items(self) -> list[Prepared]:
+        keys = [k if has else [] for k, has in zip(self.keys.tolist(), self.keyed.tolist(), strict=True)]
+        rows: Sequence[np.ndarray | None] = [None] * len(self.norms) if self.hist is None else list(self.hist)
+        return [Prepared(*f) for f in zip(self.texts, self.norms, keys, self.vectors, rows, strict=True)]
 
 
 class Deduper:
@@ -408,29 +421,27 @@ class Deduper:
     def _prepare(self, texts: Sequence[str]) -> _Chunk:
         norms = [normalize(t) for t in texts]
         if self.near:
-            keys = self.lsh.keys([" ".join(sorted(n.split())) for n in norms] if self._orderless else norms)
+            keys, keyed = self.lsh.key_array([" ".join(sorted(n.split())) for n in norms] if self._orderless else norms)
         else:
-            keys = [[] for _ in norms]
+            keys, keyed = np.zeros((len(norms), self.lsh.bands), np.uint64), np.zeros(len(norms), bool)
         vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
         if self._bound:
             hist, lens = _histograms(norms)
-            rows: Sequence[np.ndarray | None] = list(hist)
         else:
-            hist, lens, rows = None, np.fromiter(map(len, norms), np.int64, count=len(norms)), [None] * len(norms)
-        items = [Prepared(*fields) for fields in zip(texts, norms, keys, vectors, rows, strict=True)]
-        return _Chunk(items, hist, lens)
+            hist, lens = None, np.fromiter(map(len, norms), np.int64, count=len(norms))
+        return _Chunk(texts, norms, keys, keyed, vectors, hist, lens)
 
     def _dedup_chunk(self, chunk: _Chunk) -> list[Match | None]:
         """``dedup`` of one prepared chunk: its near-duplicate candidates found, bounded and scored all at once
         (``_near_hits``), then each text in order against the few that reached the threshold."""
-        items, codes = chunk.items, [self._code(x) for x in chunk.lineages]
+        norms, codes = chunk.norms, [self._code(x) for x in chunk.lineages]
         first = len(self._ids)
         hits = self._near_hits(chunk, codes, first) if self.near else {}
         kept_at: dict[int, int] = {}  # the chunk's kept texts: index in the chunk -> position in the index
-        kept: list[list[int]] = []  # and their band keys
         out: list[Match | None] = []
-        for j, item in enumerate(items):
-            match = self._exact_match(item) if self.exact else None
+        ids, texts, lineages, exact = self._ids, self._texts, self._lineages, self._exact
+        for j, norm in enumerate(norms):
+            match = self._exact_match(norm) if self.exact else None
             if match is None and j in hits:
                 best: tuple[float, int] | None = None
                 for score, ref in hits[j]:  # in keeping order, so a tie goes to the earliest kept text
@@ -439,14 +450,24 @@ class Deduper:
                         best = (score, pos)
                 if best is not None:
                     match = Match("near_duplicate", self._ids[best[1]], round(best[0] / 100, 4))
-            if match is None and item.vector is not None:
-                match = self._semantic_match(item, codes[j])
+            vector = chunk.vectors[j]
+            if match is None and vector is not None:
+                match = self._semantic_match(vector, codes[j])
             if match is None:
-                kept_at[j] = len(self._ids)
-                self._add(chunk.ids[j], item, codes[j], index=False)
-                kept.append(item.keys)
+                pos = kept_at[j] = len(ids)
+                ids.append(chunk.ids[j])
+                texts.append(norm)
+                lineages.append(codes[j])
+                exact.setdefault(norm, pos)
+                if vector is not None:
+                    self._add_vector(pos, vector)
             out.append(match)
-        self._settle_chunk(first, kept)
+        rows = np.fromiter(kept_at, np.int64, count=len(kept_at))
+        if self._bound:
+            assert chunk.hist is not None
+            self._grow(len(ids))
+            self._hist[first : len(ids)], self._lens[first : len(ids)] = chunk.hist[rows], chunk.lens[rows]
+        self._settle_chunk(first, chunk.keys[rows], chunk.keyed[rows])
         return out
 
     def _near_hits(self, chunk: _Chunk, codes: list[int], first: int) -> dict[int, list[tuple[float, int]]]:
@@ -454,13 +475,12 @@ class Deduper:
         least the threshold: (score, ref) in ref order, ref a position in the index (below ``first``) or ``first``
         plus an earlier text's index in the chunk (a candidate only if that text is kept). Every candidate of the
         chunk is found, bounded and scored in a few numpy and rapidfuzz calls, not a Python loop each."""
-        items = chunk.items
-        rows = [j for j, it in enumerate(items) if it.keys]
-        if not rows:
+        norms = chunk.norms
+        rows = np.flatnonzero(chunk.keyed)
+        if not rows.size:
             return {}
-        keys = np.array([items[j].keys for j in rows], np.uint64)
-        owner = np.repeat(np.array(rows, np.int64), keys.shape[1])
-        keys = keys.ravel()
+        keys = chunk.keys[rows].ravel()
+        owner = np.repeat(rows, chunk.keys.shape[1])
         order = np.argsort(keys, kind="stable")  # equal keys stay in chunk order
         keys, owner = keys[order], owner[order]
         code = np.array(codes, np.int64)
@@ -490,8 +510,8 @@ class Deduper:
         who, ref = (pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist()
         texts = self._texts
         scores = process.cpdist(
-            [items[j].norm for j in who],
-            [texts[r] if r < first else items[r - first].norm for r in ref],
+            [norms[j] for j in who],
+            [texts[r] if r < first else norms[r - first] for r in ref],
             scorer=self.scorer,
             score_cutoff=self._cutoff,
             dtype=np.float64,
@@ -501,18 +521,17 @@ class Deduper:
             out.setdefault(who[i], []).append((float(scores[i]), ref[i]))
         return out
 
-    def _exact_match(self, item: Prepared, upto: int | None = None) -> Match | None:
-        hit = self._exact.get(item.norm)  # the first position of the text: a later copy is later still
+    def _exact_match(self, norm: str, upto: int | None = None) -> Match | None:
+        hit = self._exact.get(norm)  # the first position of the text: a later copy is later still
         if hit is not None and (upto is None or hit < upto):
             return Match("exact_duplicate", self._ids[hit], 1.0)
         return None
 
-    def _semantic_match(self, item: Prepared, lineage: int, upto: int | None = None) -> Match | None:
-        assert item.vector is not None
+    def _semantic_match(self, vector: np.ndarray, lineage: int, upto: int | None = None) -> Match | None:
         n = len(self._ids) if upto is None else upto
         if not n:
             return None
-        sims = self._vectors[:n] @ item.vector
+        sims = self._vectors[:n] @ vector
         if lineage >= 0:
             sims[np.frombuffer(self._lineages, np.int32)[:n] == lineage] = -np.inf
         best_pos = int(np.argmax(sims))
@@ -522,7 +541,7 @@ class Deduper:
 
     def _check(self, item: Prepared, lineage: int = -1, upto: int | None = None) -> Match | None:
         """The kept text ``item`` duplicates, among the first ``upto`` kept (all of them: None)."""
-        if self.exact and (match := self._exact_match(item, upto)) is not None:
+        if self.exact and (match := self._exact_match(item.norm, upto)) is not None:
             return match
         if self.near and item.keys:
             found: set[int] = set()
@@ -558,44 +577,52 @@ class Deduper:
                 if best is not None:
                     return Match("near_duplicate", self._ids[order[best[2]]], round(best[1] / 100, 4))
         if item.vector is not None:
-            return self._semantic_match(item, lineage, upto)
+            return self._semantic_match(item.vector, lineage, upto)
         return None
 
-    def _add(self, id: str, item: Prepared, lineage: int = -1, index: bool = True) -> None:
-        """Keep ``item``; its band keys go to the dict (``index``) or, from ``dedup``, to ``_settle_chunk``."""
+    def _add(self, id: str, item: Prepared, lineage: int = -1) -> None:
+        """Keep ``item``; its band keys go to the dict (``dedup`` keeps its chunks' texts itself, arrays at once)."""
         pos = len(self._ids)
         self._ids.append(id)
         self._texts.append(item.norm)
         self._lineages.append(lineage)
         self._exact.setdefault(item.norm, pos)
         if self._bound:
-            if pos == len(self._lens):
-                hist, lens = np.zeros((max(1024, 2 * pos), _BUCKETS), np.uint8), np.zeros(max(1024, 2 * pos), np.int32)
-                hist[:pos], lens[:pos] = self._hist[:pos], self._lens[:pos]
-                self._hist, self._lens = hist, lens
+            self._grow(pos + 1)
             # a text prepared elsewhere without a histogram is never ruled out by the bound
             self._hist[pos] = _FULL if item.hist is None else item.hist
             self._lens[pos] = len(item.norm)
-        if index:
-            buckets = self._fresh
-            for key in item.keys:
-                kept = buckets.get(key)
-                if kept is None:
-                    buckets[key] = pos
-                elif type(kept) is int:
-                    buckets[key] = [kept, pos]
-                elif type(kept) is list:
-                    kept.append(pos)
-            self._fresh_count += len(item.keys)
-            if self._fresh_count >= _FRESH_KEYS:
-                self._freeze()
+        buckets = self._fresh
+        for key in item.keys:
+            kept = buckets.get(key)
+            if kept is None:
+                buckets[key] = pos
+            elif type(kept) is int:
+                buckets[key] = [kept, pos]
+            elif type(kept) is list:
+                kept.append(pos)
+        self._fresh_count += len(item.keys)
+        if self._fresh_count >= _FRESH_KEYS:
+            self._freeze()
         if item.vector is not None:
-            if pos == len(self._vectors):
-                grown = np.zeros((max(64, 2 * pos), item.vector.size), np.float32)
-                if pos:
-                    grown[:pos] = self._vectors[:pos]
-                self._vectors = grown
-            self._vectors[pos] = item.vector
+            self._add_vector(pos, item.vector)
+
+    def _grow(self, size: int) -> None:
+        """Room for ``size`` kept histograms and lengths, grown by doubling."""
+        if size > len(self._lens):
+            n = len(self._lens)
+            grown = max(1024, 2 * n, size)
+            hist, lens = np.zeros((grown, _BUCKETS), np.uint8), np.zeros(grown, np.int32)
+            hist[:n], lens[:n] = self._hist, self._lens
+            self._hist, self._lens = hist, lens
+
+    def _add_vector(self, pos: int, vector: np.ndarray) -> None:
+        if pos == len(self._vectors):
+            grown = np.zeros((max(64, 2 * pos), vector.size), np.float32)
+            if pos:
+                grown[:pos] = self._vectors[:pos]
+            self._vectors = grown
+        self._vectors[pos] = vector
 
     def _array_pairs(self, query: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner, kept position) for every kept position the sorted arrays (``_keys`` and ``_pend``) hold under each
@@ -619,15 +646,14 @@ class Deduper:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(owners), np.concatenate(found)
 
-    def _settle_chunk(self, first: int, kept: list[list[int]]) -> None:
+    def _settle_chunk(self, first: int, keys: np.ndarray, keyed: np.ndarray) -> None:
         """After a chunk of ``dedup``: the keys of its kept texts (positions ``first`` on) out of the dict, which
         held only them, into ``_pend``, which joins the main arrays once it is a quarter of their size. Merging
         into the main arrays every ``_FRESH_KEYS`` keys copied them ever more often as they grew (a million
         texts: 17 million keys, 66 copies), and reading the dict back a key at a time took seconds."""
-        sizes = np.fromiter(map(len, kept), np.int64, count=len(kept))
-        if sizes.sum():
-            keys = np.fromiter((k for ks in kept for k in ks), np.uint64, count=int(sizes.sum()))
-            pos = np.repeat(np.arange(first, first + len(kept), dtype=np.int32), sizes)
+        if keyed.any():
+            pos = np.repeat(np.arange(first, first + len(keyed), dtype=np.int32)[keyed], keys.shape[1])
+            keys = keys[keyed].ravel()
             order = np.argsort(keys, kind="stable")
             keys, pos = keys[order], pos[order]
             at = np.searchsorted(self._pend, keys, "right")

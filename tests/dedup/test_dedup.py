@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from evol.dedup.index import Deduper, Match, dedup_texts
 from evol.errors import FatalBackendError
 from evol.llm.embeddings import Embedder
 from evol.testing.server import ScriptedServer
-from evol.text import normalize
+from evol.text import _WORD, normalize
 
 from ..conftest import run_cli
 
@@ -113,6 +114,15 @@ def test_distinct_instructions_sharing_a_template_are_kept_at_a_strict_threshold
         None if d is None else Match("near_duplicate", str(d), lax[i].score)
         for i, d in enumerate(quadratic(texts, 0.7))
     ]
+
+
+def test_normalize_of_ascii_text_takes_the_same_words_as_the_unicode_way():
+    # normalize reads ASCII text without an apostrophe on a faster path: it must find the very words the regex does
+    rnd = random.Random(7)
+    alphabet = [chr(c) for c in range(128)] + list("aZ9_ '") * 20
+    for _ in range(20_000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        assert normalize(text) == " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).casefold())), repr(text)
 
 
 def test_exact_duplicates_after_case_punctuation_and_whitespace_changes():
