@@ -4,17 +4,19 @@ own format, and a log of every removal beside them."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator
-from itertools import tee
+from itertools import islice, tee
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from evol.dedup.index import Deduper
+from evol.dedup.index import Chunk, Deduper, Preparer
 from evol.errors import InputError
 from evol.rundir.files import atomic_path, atomic_write, jsonl_line
-from evol.seeds import numbered_lines, read_rows
+from evol.seeds import SourceRow, numbered_lines, read_rows
 
 _JSONL = (".jsonl", ".ndjson")
 
@@ -34,29 +36,39 @@ def dedup_file(
     instruction_field: str | None = None,
     input_field: str | None = None,
     name: str | None = None,
+    in_child: bool | None = None,
 ) -> dict[str, Any]:
     """Keep the first copy of every row of ``src`` in ``out``; the removals go to OUT.removed.jsonl (row, id, the
     row it duplicates, rule, score). ``name`` is how the log and errors name ``src`` (its URL, when ``src`` is a
     local copy that is gone once the command ends). Returns the summary the command prints.
 
     The rows stream through: what stays per row is its given id (a later row may repeat it; a removed row's is
-    dropped) and a byte saying whether it is kept, besides what the index keeps of the kept texts."""
+    dropped) and a byte saying whether it is kept, besides what the index keeps of the kept texts. A large file
+    (``in_child`` None) is read and prepared in a child process while this one checks: reading, JSON,
+    normalising and signing are half the work, and on a thread they would wait for the GIL."""
     cut = len(str(src))  # a row's "file:line" names the copy: the log says name:line instead
     given: list[str | None] = []
     places: deque[str] = deque()  # "file:line" of the rows read (on the Deduper's worker thread) but not decided
+    if in_child is None:
+        in_child = deduper.embed is None and src.stat().st_size >= _CHILD_BYTES
+    if in_child:
+        child = _child_chunks(src, (instruction_field, input_field, compare), deduper.preparer, given, places)
+        matches = deduper.dedup_chunks(child)
+    else:
 
-    def rows() -> Iterator[tuple[str, str]]:
-        for i, r in enumerate(read_rows(src, instruction_field=instruction_field, input_field=input_field)):
-            given.append(r.given_id)
-            places.append(r.where)
-            yield str(i), r.instruction if compare == "instruction" else f"{r.instruction}\n{r.output or ''}"
+        def rows() -> Iterator[tuple[str, str]]:
+            for i, r in enumerate(read_rows(src, instruction_field=instruction_field, input_field=input_field)):
+                given.append(r.given_id)
+                places.append(r.where)
+                yield str(i), _compared(r, compare)
 
-    ids, texts = tee(rows())  # one pass over the file feeds both; tee holds only the row between them
+        ids, texts = tee(rows())  # one pass over the file feeds both; tee holds only the row between them
+        matches = deduper.dedup_iter((r[0] for r in ids), (r[1] for r in texts))
     keep = bytearray()  # 1 for a kept row, 0 for a removed one
     counts: Counter[str] = Counter()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:  # the removals, until the kept file is whole
         try:
-            for i, m in enumerate(deduper.dedup_iter((r[0] for r in ids), (r[1] for r in texts))):
+            for i, m in enumerate(matches):
                 where = places.popleft()
                 keep.append(m is None)
                 if m is None:
@@ -89,6 +101,71 @@ def dedup_file(
         "kept": keep.count(1),
         **{rule: counts[rule] for rule in ("exact_duplicate", "near_duplicate", "semantic_duplicate")},
     }
+
+
+_CHILD_BYTES = 32 << 20  # from this size on a child process reads the file: it costs about half a second to start
+_ROWS = 4096  # rows a chunk from the child: how texts are chunked never changes what is kept
+
+
+def _compared(row: SourceRow, compare: str) -> str:
+    return row.instruction if compare == "instruction" else f"{row.instruction}\n{row.output or ''}"
+
+
+def _child_chunks(
+    src: Path,
+    options: tuple[str | None, str | None, str],
+    preparer: Preparer,
+    given: list[str | None],
+    places: deque[str],
+) -> Iterator[Chunk]:
+    """The prepared chunks of ``src`` from a child process (``_prepare_in_child``), each row's given id and place
+    noted as its chunk comes; the child is stopped if the caller stops early."""
+    ctx = multiprocessing.get_context("spawn")  # not fork: the parent may run threads (fsspec's, for a URL)
+    ours, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_prepare_in_child, args=(theirs, src, options, preparer), daemon=True)
+    proc.start()
+    theirs.close()  # the child's end: closed here, so a child that dies ends our reads with EOFError
+    try:
+        done = 0
+        while True:
+            try:
+                sent = ours.recv()
+            except EOFError:
+                proc.join()
+                raise RuntimeError(f"the process reading {src} stopped (exit code {proc.exitcode})") from None
+            if sent is None:
+                return
+            if isinstance(sent, str):
+                raise InputError(sent)
+            chunk, ids, wheres = sent
+            given.extend(ids)
+            places.extend(wheres)
+            chunk.ids = [str(i) for i in range(done, done + len(ids))]
+            chunk.lineages = [None] * len(ids)
+            done += len(ids)
+            yield chunk
+    finally:
+        ours.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+
+
+def _prepare_in_child(conn: Connection, src: Path, options: tuple[str | None, str | None, str], preparer: Preparer):
+    """In the child: ``src``'s rows prepared a chunk at a time and sent with their given ids and places; then None,
+    or the message of the InputError that stopped the reading."""
+    instruction_field, input_field, compare = options
+    rows = read_rows(src, instruction_field=instruction_field, input_field=input_field)
+    try:
+        while batch := list(islice(rows, _ROWS)):
+            chunk = preparer([_compared(r, compare) for r in batch])
+            chunk.texts = ()  # the index checks the normalised texts only: no need to send these
+            conn.send((chunk, [r.given_id for r in batch], [r.where for r in batch]))
+        conn.send(None)
+    except InputError as exc:
+        conn.send(str(exc))
+    finally:
+        conn.close()
 
 
 def _write_kept(src: Path, out: Path, keep: bytearray) -> None:

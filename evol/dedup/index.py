@@ -141,12 +141,15 @@ class MinHashLSH:
         np.cumsum(lens[:-1], out=starts[1:])
         # hashes x n-grams, so each minimum runs along a contiguous row: several times faster than the transpose
         sig = np.empty((self._a.size, len(texts)), np.uint32)
+        # one buffer for every block: a fresh 5 MB array each time cost more in page faults than the adding did
+        buf = np.empty((self._a.size, _BLOCK + int(lens.max())), np.uint32)
+        a, b = self._a[:, None], self._b[:, None]
         d = 0
         while d < len(texts):
             e = max(d + 1, int(np.searchsorted(starts, starts[d] + _BLOCK, side="right")))
             lo, hi = starts[d], starts[e - 1] + lens[e - 1]
-            block = self._a[:, None] * grams[None, lo:hi]
-            block += self._b[:, None]
+            block = np.multiply(a, grams[None, lo:hi], out=buf[:, : hi - lo])
+            block += b
             sig[:, d:e] = np.minimum.reduceat(block, starts[d:e] - lo, axis=1)
             d = e
         return sig.T
@@ -227,7 +230,7 @@ class Prepared:
 
 
 @dataclass
-class _Chunk:
+class Chunk:
     """Texts prepared together, as arrays: band keys (``keyed`` says which rows hold any), histograms and lengths
     (``hist`` None: no bound applies); :class:`Prepared` items only when asked for."""
 
@@ -246,6 +249,29 @@ class _Chunk:
         keys = [k if has else [] for k, has in zip(self.keys.tolist(), self.keyed.tolist(), strict=True)]
         rows: Sequence[np.ndarray | None] = [None] * len(self.norms) if self.hist is None else list(self.hist)
         return [Prepared(*f) for f in zip(self.texts, self.norms, keys, self.vectors, rows, strict=True)]
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """Texts to a :class:`Chunk` (normalised, band keys, histograms) as a :class:`Deduper` would prepare them,
+    embeddings aside: picklable, so another process can prepare what the index checks (``Deduper.dedup_chunks``)."""
+
+    lsh: MinHashLSH
+    near: bool
+    orderless: bool
+    bound: bool
+
+    def __call__(self, texts: Sequence[str]) -> Chunk:
+        norms = [normalize(t) for t in texts]
+        if self.near:
+            keys, keyed = self.lsh.key_array([" ".join(sorted(n.split())) for n in norms] if self.orderless else norms)
+        else:
+            keys, keyed = np.zeros((len(norms), self.lsh.bands), np.uint64), np.zeros(len(norms), bool)
+        if self.bound:
+            hist, lens = _histograms(norms)
+        else:
+            hist, lens = None, np.fromiter(map(len, norms), np.int64, count=len(norms))
+        return Chunk(texts, norms, keys, keyed, [None] * len(texts), hist, lens)
 
 
 class Deduper:
@@ -367,10 +393,14 @@ class Deduper:
             if lineages is not None
             else ((id, text, None) for id, text in zip(ids, texts, strict=True))
         )
+        return self.dedup_chunks(self._chunks(rows))
+
+    def dedup_chunks(self, chunks: Iterable[Chunk]) -> Iterator[Match | None]:
+        """``dedup_iter`` of chunks prepared already (by :attr:`preparer`, ids and lineages set), in order."""
         if self._fresh_count:  # the batches below find their own chunk's texts without the dict
             self._freeze()
         try:
-            for chunk in self._chunks(rows):
+            for chunk in chunks:
                 yield from self._dedup_chunk(chunk)
         finally:
             self._merge_pending()
@@ -384,11 +414,11 @@ class Deduper:
         for chunk in self._chunks(("", text, None) for text in texts):
             yield from chunk.items
 
-    def _chunks(self, rows: Iterator[tuple[str, str, str | None]]) -> Iterator[_Chunk]:
+    def _chunks(self, rows: Iterator[tuple[str, str, str | None]]) -> Iterator[Chunk]:
         """``rows`` (id, text, lineage) prepared a chunk at a time, two chunks ahead, on one worker thread: it alone
         reads ``rows``, so a generator reading a file works there while this thread checks."""
 
-        def take() -> _Chunk | None:
+        def take() -> Chunk | None:
             batch = list(islice(rows, _CHUNK))
             if not batch:
                 return None
@@ -418,20 +448,18 @@ class Deduper:
             self._last = self._prepare([text]).items[0]
         return self._last
 
-    def _prepare(self, texts: Sequence[str]) -> _Chunk:
-        norms = [normalize(t) for t in texts]
-        if self.near:
-            keys, keyed = self.lsh.key_array([" ".join(sorted(n.split())) for n in norms] if self._orderless else norms)
-        else:
-            keys, keyed = np.zeros((len(norms), self.lsh.bands), np.uint64), np.zeros(len(norms), bool)
-        vectors = self.embed(list(texts)) if self.embed is not None else [None] * len(texts)
-        if self._bound:
-            hist, lens = _histograms(norms)
-        else:
-            hist, lens = None, np.fromiter(map(len, norms), np.int64, count=len(norms))
-        return _Chunk(texts, norms, keys, keyed, vectors, hist, lens)
+    @property
+    def preparer(self) -> Preparer:
+        """How this index prepares texts (embeddings aside), to run elsewhere."""
+        return Preparer(self.lsh, self.near, self._orderless, self._bound)
 
-    def _dedup_chunk(self, chunk: _Chunk) -> list[Match | None]:
+    def _prepare(self, texts: Sequence[str]) -> Chunk:
+        chunk = self.preparer(texts)
+        if self.embed is not None:
+            chunk.vectors = self.embed(list(texts))
+        return chunk
+
+    def _dedup_chunk(self, chunk: Chunk) -> list[Match | None]:
         """``dedup`` of one prepared chunk: its near-duplicate candidates found, bounded and scored all at once
         (``_near_hits``), then each text in order against the few that reached the threshold."""
         norms, codes = chunk.norms, [self._code(x) for x in chunk.lineages]
@@ -470,7 +498,7 @@ class Deduper:
         self._settle_chunk(first, chunk.keys[rows], chunk.keyed[rows])
         return out
 
-    def _near_hits(self, chunk: _Chunk, codes: list[int], first: int) -> dict[int, list[tuple[float, int]]]:
+    def _near_hits(self, chunk: Chunk, codes: list[int], first: int) -> dict[int, list[tuple[float, int]]]:
         """For each text of the chunk, its candidates (texts sharing a band key, not of its lineage) that score at
         least the threshold: (score, ref) in ref order, ref a position in the index (below ``first``) or ``first``
         plus an earlier text's index in the chunk (a candidate only if that text is kept). Every candidate of the
@@ -515,6 +543,7 @@ class Deduper:
             scorer=self.scorer,
             score_cutoff=self._cutoff,
             dtype=np.float64,
+            workers=-1,  # rapidfuzz's threads, without the GIL: the reader and signer go on meanwhile
         )
         out: dict[int, list[tuple[float, int]]] = {}
         for i in np.flatnonzero(scores >= self._cutoff).tolist():
@@ -633,11 +662,12 @@ class Deduper:
             if not keys.size:
                 continue
             lo = np.searchsorted(keys, query, "left")
-            counts = np.searchsorted(keys, query, "right") - lo
-            hit = counts > 0
+            # most keys are in no kept text: where each run ends is looked up only for those that are
+            hit = keys[np.minimum(lo, keys.size - 1)] == query
             if not hit.any():
                 continue
-            starts, counts = lo[hit], counts[hit]
+            starts = lo[hit]
+            counts = np.searchsorted(keys, query[hit], "right") - starts
             # the positions under each hit key, one run after another: start + 0, 1, ... count - 1
             runs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
             found.append(positions[runs].astype(np.int64))

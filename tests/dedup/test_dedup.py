@@ -13,8 +13,9 @@ from rapidfuzz import fuzz, process
 
 import evol.dedup.index as dedup
 from evol.cli.main import main as cli
+from evol.dedup.files import dedup_file
 from evol.dedup.index import Deduper, Match, dedup_texts
-from evol.errors import FatalBackendError
+from evol.errors import FatalBackendError, InputError
 from evol.llm.embeddings import Embedder
 from evol.testing.server import ScriptedServer
 from evol.text import _WORD, normalize
@@ -350,6 +351,39 @@ def test_cli_parquet_keeps_its_columns(tmp_path, capsys):
     kept = pd.read_parquet(tmp_path / "clean.parquet")
     assert list(kept.columns) == list(RECORDS[0]) and list(kept["id"]) == ["a", "c", "e"]
     assert [r["id"] for r in removed_log(tmp_path / "clean.removed.jsonl")] == ["b", "d"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_file_read_in_a_child_process_gives_what_one_read_here_does(tmp_path, suffix):
+    # large files are read, normalised and signed in a child process (dedup_file's in_child): same rows kept, same log
+    rnd = random.Random(3)
+    vocab = [f"w{i}" for i in range(400)]
+    texts: list[str] = []
+    for _ in range(9000):  # three chunks: random sentences, a fifth of them an earlier one with a word changed
+        words = rnd.choice(texts).split() if texts and rnd.random() < 0.2 else rnd.choices(vocab, k=10)
+        words[rnd.randrange(10)] = rnd.choice(vocab)
+        texts.append(" ".join(words))
+    rows = [{"id": f"r{i}", "instruction": t, "output": t[:12]} for i, t in enumerate(texts)]
+    src = tmp_path / f"data{suffix}"
+    if suffix == ".jsonl":
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pd.DataFrame(rows).to_csv(src, index=False)
+    outs = {}
+    for in_child in (False, True):
+        out = tmp_path / str(in_child) / f"kept{suffix}"
+        summary = dedup_file(src, out, Deduper(0.8), compare="instruction+output", in_child=in_child)
+        outs[in_child] = summary["kept"], out.read_bytes(), (out.parent / "kept.removed.jsonl").read_bytes()
+    assert outs[True] == outs[False]
+    assert 0 < outs[True][0] < len(rows)
+
+
+def test_a_bad_row_read_in_a_child_process_is_the_same_one_sentence(tmp_path):
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(f'{{"instruction": "task number {i}"}}\n' for i in range(5000)) + '{"instruction": \n')
+    with pytest.raises(InputError, match=r"data.jsonl:5001 is not valid JSON"):
+        dedup_file(src, tmp_path / "o.jsonl", Deduper(), in_child=True)
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_cli_json_and_csv_keep_their_shape(tmp_path, capsys):
