@@ -7,7 +7,8 @@ The data is bench.select's synthetic scored run (bench.corpus's instructions: th
 instructions and 30 % near-duplicate variants; short answers; a scores.jsonl hashed from the text). ``evol dedup``
 reads its records.jsonl as a dataset file; ``evol export --format jsonl --select K`` reads the run folder and its
 scores. Each command is the real CLI, ``python -m evol ...``, in a process of its own: its wall time, CPU time and
-peak RSS (``os.wait4``'s ru_maxrss) are that command's alone, reading and writing included. The object store is
+peak RSS (``os.wait4``'s, or the summed RSS of the command and its children sampled every 0.1 s if larger) are
+that command's alone, reading and writing included. The object store is
 moto's standalone S3 server on loopback (as tests/s3kit.py uses it) in a process of its own on the same cores;
 there each command copies its inputs to a local folder, works there and copies its outputs back
 (evol.rundir.store), and the bench checks the outputs are byte for byte those of the local run.
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -41,18 +43,47 @@ def build(path: Path, rows: int) -> None:
     make_run(path, rows)
 
 
+def tree_rss_kb(pid: int) -> int:
+    """Resident KB of ``pid`` and its children together (/proc): evol dedup reads a large file in a child process,
+    and ru_maxrss is the largest single process's peak, not their sum."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
 def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run one command to its end: wall s, CPU s (user + system) and peak RSS MB of its own process."""
+    """Run one command to its end: wall s, CPU s (user + system, its children's included) and peak RSS MB: the
+    larger of its own ru_maxrss and the summed RSS of it and its children, sampled every 0.1 s."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], tree_rss_kb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     err = proc.stderr.read()  # read before waiting, or a chatty command would block on a full pipe
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for a pid already reaped
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{err.decode(errors='replace')}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": max(usage.ru_maxrss, peak[0]) / 1024}
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
