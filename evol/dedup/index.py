@@ -543,7 +543,6 @@ class Deduper:
             scorer=self.scorer,
             score_cutoff=self._cutoff,
             dtype=np.float64,
-            workers=-1,  # rapidfuzz's threads, without the GIL: the reader and signer go on meanwhile
         )
         out: dict[int, list[tuple[float, int]]] = {}
         for i in np.flatnonzero(scores >= self._cutoff).tolist():
