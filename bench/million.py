@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from evol.llm.endpoint import free_port
 from tests.s3kit import FAKE_KEYS, NO_METADATA
 
 BUCKET = "evol-bench"
@@ -92,12 +93,6 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     every command then reported at least that. A freshly spawned launcher is small."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as launcher:
         return launcher.submit(measure, cmd, env).result()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_s3() -> tuple[subprocess.Popen, dict[str, str]]:
