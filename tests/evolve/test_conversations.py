@@ -51,6 +51,18 @@ def run(srv, seeds: Path, out: Path, *extra: str, engine: str = "local"):
     return proc
 
 
+def assert_follow_ups_extend_their_parents(records: list[dict], grown: list[dict]) -> None:
+    """A follow-up's history ends with its parent's turn and the answer to it."""
+    by_id = {r["id"]: r for r in records}
+    for rec in grown:
+        parent = by_id.get(rec["parent_id"])
+        if parent is not None:
+            assert rec["history"][-2:] == [
+                {"role": "user", "content": parent["instruction"]},
+                {"role": "assistant", "content": parent["output"]},
+            ]
+
+
 def turns_of(record: dict) -> list[dict]:
     return [*record.get("history", []), {"role": "user", "content": record["instruction"]}]
 
@@ -96,15 +108,7 @@ def test_conversations_grow_by_follow_ups_each_turn_answered_with_its_history(tm
         }
     grown = [r for r in records if r["operation"] == "follow_up"]
     assert grown and max(sum(t["role"] == "user" for t in turns_of(r)) for r in records) == 4
-    # a follow-up's history ends with its parent's turn and the answer to it
-    by_id = {r["id"]: r for r in records}
-    for rec in grown:
-        parent = by_id.get(rec["parent_id"])
-        if parent is not None:
-            assert rec["history"][-2:] == [
-                {"role": "user", "content": parent["instruction"]},
-                {"role": "assistant", "content": parent["output"]},
-            ]
+    assert_follow_ups_extend_their_parents(records, grown)
 
     # every answering request carried the whole history; every evolving and judging prompt showed it
     for rec in records:
@@ -254,14 +258,7 @@ def test_code_and_math_conversations_grow_by_their_own_follow_ups(tmp_path, prof
     records = [r for r in read_jsonl(tmp_path / "o" / "records.jsonl") if r["round"] > 0]
     grown = [r for r in records if r["operation"] == "follow_up"]
     assert grown and max(sum(t["role"] == "user" for t in turns_of(r)) for r in records) == 4
-    by_id = {r["id"]: r for r in records}
-    for rec in grown:
-        parent = by_id.get(rec["parent_id"])
-        if parent is not None:
-            assert rec["history"][-2:] == [
-                {"role": "user", "content": parent["instruction"]},
-                {"role": "assistant", "content": parent["output"]},
-            ]
+    assert_follow_ups_extend_their_parents(records, grown)
     asked = [m[-1]["content"] for m in model.of_stage("follow_up")]
     assert asked and all(f"act as {who}" in p for p in asked)
     if profile == "math":  # (this script's rewrites are the same on both lines, so the upward ones are duplicates)
