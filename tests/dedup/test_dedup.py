@@ -141,7 +141,7 @@ def test_exact_duplicates_after_case_punctuation_and_whitespace_changes():
 
 
 def test_incremental_check_and_add_equals_one_shot_across_chunks(monkeypatch):
-    monkeypatch.setattr(dedup, "_CHUNK", 7)  # many chunks, so the prefetching worker is exercised
+    monkeypatch.setattr(dedup, "CHUNK", 7)  # many chunks, so the prefetching worker is exercised
     texts, _ = planted()
     texts += [t.upper() for t in texts[:10]] + ["", "!!!", "x"]
     ids = [f"r{i}" for i in range(len(texts))]
