@@ -69,7 +69,7 @@ CONVERSATION = "a conversation (dpo's prompt is one string; --format preference-
 
 
 def pairs_for(
-    rows: list, records: dict[tuple[str, str], Record], min_margin: float, fmt: str = "preference-chat"
+    rows: list, records: dict[tuple[str, str], Record], min_margin: float, fmt: str
 ) -> tuple[list, dict, Counter]:
     """The rows that make a pair, their pairs by (run id, row id), and why the others were left out."""
     check_margin(min_margin)

@@ -74,6 +74,12 @@ def _mostly_names(prose: str) -> bool:
     return bool(found) and sum(w[0].isupper() for w in found) * 2 > len(found)
 
 
+def _read(text: str, confident: float = CONFIDENT) -> str | None:
+    """The language ``text`` is identified as, when the identifier is at least ``confident`` of it."""
+    code, p = _identifier().classify(text)
+    return str(code) if p >= confident else None
+
+
 @functools.lru_cache(maxsize=8192)  # a parent is read once for each of its rewrites
 def languages(text: str, confident: float = CONFIDENT, min_words: int = MIN_WORDS) -> frozenset[str]:
     """The languages of ``text``'s paragraphs of prose that are identified with confidence (none if none is)."""
@@ -82,9 +88,8 @@ def languages(text: str, confident: float = CONFIDENT, min_words: int = MIN_WORD
         for sentence in _SENTENCE.split(_prose(paragraph)):
             if word_count(sentence) < min_words or _mostly_names(sentence):
                 continue
-            code, p = _identifier().classify(sentence)
-            if p >= confident:
-                found.add(str(code))
+            if code := _read(sentence, confident):
+                found.add(code)
     return frozenset(found)
 
 
@@ -226,9 +231,8 @@ def answer_languages(text: str) -> frozenset[str]:
         prose = _prose(paragraph[:ANSWER_CHARS]).strip()
         if word_count(prose) < MIN_WORDS or _mostly_names(prose):
             continue
-        code, p = _identifier().classify(prose)
-        if p >= CONFIDENT and _real(prose, str(code)):
-            found.add(str(code))
+        if (code := _read(prose)) and _real(prose, code):
+            found.add(code)
         read += 1
         if read == ANSWER_PARAGRAPHS:
             break
@@ -239,10 +243,8 @@ def _quoted_languages(text: str) -> set[str]:
     """The languages of the text an instruction quotes ("Correct « Je suis allé… »"), which its prose leaves out."""
     found = set()
     for quote in _QUOTED.findall(text):
-        if word_count(quote) >= MIN_WORDS:
-            code, p = _identifier().classify(quote)
-            if p >= CONFIDENT:
-                found.add(str(code))
+        if word_count(quote) >= MIN_WORDS and (code := _read(quote)):
+            found.add(code)
     return found
 
 
