@@ -151,14 +151,23 @@ def run(out: Path, url: str) -> str:
     return err
 
 
-def wait_for(condition, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + WAIT_TIMEOUT
+def wait_for(
+    condition, what: str, proc: subprocess.Popen | None = None, timeout: float = WAIT_TIMEOUT, logs=()
+) -> None:
+    """Poll ``condition`` until ``timeout``; a failure quotes the end of ``proc``'s stderr and of each log file."""
+    deadline = time.monotonic() + timeout
     while not condition():
-        if proc is not None and proc.poll() is not None:
-            err = proc.stderr.read()[-2000:] if proc.stderr is not None else ""
-            raise AssertionError(f"the run ended before {what}: {proc.returncode} {err}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        ended = proc is not None and proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            if proc is not None and not ended:
+                proc.kill()  # so that reading its stderr ends
+                proc.wait(10)
+            err = proc.stderr.read()[-2000:] if proc is not None and proc.stderr is not None else ""
+            tails = "".join(f"\n--- {log}:\n{Path(log).read_text(errors='replace')[-1500:]}" for log in logs)
+            state = (
+                f"the run ended ({proc.returncode})" if ended and proc is not None else f"timed out ({timeout:.0f} s)"
+            )
+            raise AssertionError(f"{state} waiting for {what}: {err}{tails}")
         time.sleep(0.01)
 
 

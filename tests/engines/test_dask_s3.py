@@ -77,6 +77,9 @@ class Cluster:
             self.procs.append(w)
         crash.wait_for(lambda: self._count() >= len(self.alive()), "the workers to join")
 
+    def logs(self) -> list[Path]:
+        return sorted(self.root.glob("*/log.txt"))
+
     def alive(self) -> list[subprocess.Popen]:
         return [w for w in self.workers if w.poll() is None]
 
@@ -134,7 +137,15 @@ def test_dask_workers_without_a_shared_disk_killed_then_rerun_pay_only_calls_in_
         with LedgerServer(stateless, hold_after=int(0.4 * len(every))) as srv:
             proc = start(srv.base_url)
             try:
-                crash.wait_for(lambda: srv.phase == "hold", "the server to hold its replies", proc)
+                # Prefect's start, the chunks' way to the workers and one S3 object per answer take 20-30 s here
+                # before 40 % of the calls are answered; a slower machine gets the whole run's time limit
+                crash.wait_for(
+                    lambda: srv.phase == "hold",
+                    "the server to hold its replies",
+                    proc,
+                    timeout=crash.RUN_TIMEOUT,
+                    logs=cluster.logs(),
+                )
                 crash.wait_for(
                     lambda: srv.writing == 0 and _answers_on_s3(s3, prefix) == len(srv.answered),
                     "the workers to store every answer they received in the bucket",

@@ -152,7 +152,16 @@ def test_cli_fatal_backend_error_mid_run_is_one_sentence(endpoint, reference, tm
 def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, uninterrupted):  # noqa: F811 - the fixture
     """kill -9 of ``python -m evol run`` on the Prefect engine, then the same command: no answered call is sent
     again, finished chunks come back from their checkpoints, and the dataset is the uninterrupted run's."""
-    from ..e2e.test_crash import ARGS, LedgerServer, cached_rows, check_same_run, kill9, stateless, wait_for
+    from ..e2e.test_crash import (
+        ARGS,
+        RUN_TIMEOUT,
+        LedgerServer,
+        cached_rows,
+        check_same_run,
+        kill9,
+        stateless,
+        wait_for,
+    )
 
     full, every = uninterrupted
     out = tmp_path / "crashed"
@@ -178,7 +187,8 @@ def test_cli_flow_killed_mid_run_resumes_from_checkpoints_and_cache(tmp_path, un
     with LedgerServer(stateless, hold_after=int(0.6 * len(every))) as srv:
         proc = start(srv.base_url)
         try:  # held at 60% of the calls: round 1's chunks are checkpointed, round 2 is under way
-            wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc)
+            # the whole run's time limit: Prefect's start alone takes seconds, more on a loaded machine
+            wait_for(lambda: srv.phase == "hold", "60% of the calls to be answered", proc, timeout=RUN_TIMEOUT)
             wait_for(
                 lambda: srv.writing == 0 and cached_rows(out) == len(srv.answered),
                 "the client to store every answer it received",

@@ -114,7 +114,9 @@ def test_kill9_of_a_run_into_s3_then_rerun_on_a_fresh_host_pays_only_calls_in_fl
         here.mkdir()  # the run's local working folder goes here (TMPDIR), not into the machine's /tmp
         proc = crash.start(s3.url(prefix), srv.base_url, env={**s3.env, "TMPDIR": str(here)})  # type: ignore[arg-type]
         try:
-            crash.wait_for(lambda: srv.phase == "hold", "the server to hold its replies", proc)
+            crash.wait_for(
+                lambda: srv.phase == "hold", "the server to hold its replies", proc, timeout=crash.RUN_TIMEOUT
+            )
             crash.wait_for(
                 lambda: srv.writing == 0 and _answers_on_s3(s3, prefix) == len(srv.answered),
                 "the client to store every answer it received in the bucket",
