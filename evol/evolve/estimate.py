@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from evol.config import RunConfig
+from evol.llm.local import setup as local_setup
 from evol.models import Seed, Usage
 from evol.pricing import cost
 from evol.prompts import Profile, choice_rng
@@ -77,6 +78,42 @@ def method_rates(config: RunConfig) -> Rates:
     )
 
 
+def embedded_rates(config: RunConfig) -> Rates:
+    """The shipped embedded model's rates, measured on it: a 135M model fails most evolutions on the checks (it
+    echoes the template, gets cut at max_tokens), far below the method's defaults, which assume a capable model.
+
+    Measured with the quick start (``--limit 20 --rounds 2``: 40 attempts; evolve 40, judge 4, respond 3 calls;
+    168 s) and ``--limit 60 --rounds 3 --seed 11`` (180 attempts, 31 through the checks; evolve 180, judge 60,
+    respond 35; 795 s), four requests in flight. Its answers are a function of the call (seeded), so these hold
+    until the templates or the rules change; the test on the embedded model checks its run falls in the range.
+    """
+    judge = config.rule_on("no_information_gain")
+    passed = (0.05, 0.15, 0.3)  # 0.10 and 0.17 measured
+    judged = (1.0, 1.6, 2.2)  # judge calls an evolution through the checks: its verdicts are often unreadable
+    kept = (0.6, 0.9, 1.0) if judge else (1.0, 1.0, 1.0)
+    again = (1.0, 1.1, 1.25)  # answers asked once more
+    respond = _mul(passed, kept, again)
+    calls: dict[str, Triple] = {"evolve": (1.0, 1.0, 1.0), "respond": respond}
+    if judge:
+        calls["judge"] = _mul(passed, judged)
+    calls.update(_answer_calls(config, respond))
+    max_tokens = float(config.response_sampling.max_tokens)
+    return method_rates(config).model_copy(
+        update={
+            "source": "measurements of the embedded model",
+            "calls": calls,
+            "seed_calls": {"respond": again, **_answer_calls(config, again)},
+            "completion": {
+                "judge": (2.0, 10.0, 16.0),
+                "respond": (0.5 * max_tokens, 0.85 * max_tokens, max_tokens),  # most answers reach max_tokens
+                "rank": (10.0, 40.0, 120.0),
+                "evolve_answer": (0.5 * max_tokens, 0.85 * max_tokens, max_tokens),
+            },
+            "seconds_per_call": (5.0, 12.0, 40.0),  # 14.3 and 11.6 s measured, at four in flight
+        }
+    )
+
+
 def _answer_calls(config: RunConfig, respond: Triple) -> dict[str, Triple]:
     """Several candidates, ranking and answer evolution: each candidate answered and scored, each evolution of an
     answer one call and one score more."""
@@ -97,7 +134,7 @@ def measured_rates(
     attempts, usage = manifest.counts.attempts, manifest.usage
     if attempts <= 0 or manifest.counts.rounds_done < 1 or not seeds:
         return None
-    defaults = method_rates(config)
+    defaults = default_rates(config)
     # the seeds answered (include_seeds) made respond calls of round 0: not the rounds' per-attempt rates
     answered = sum(1 for s in seeds if not (s.output and s.output.strip())) if manifest.counts.seed_records else 0
     spread = 0.05 + 1.0 / math.sqrt(attempts)  # the rounds left may drift from those measured
@@ -255,7 +292,7 @@ def estimate(
             unpriced.update(missing)
         money = (dollars[0], dollars[1], dollars[2])
         by_stage[stage] = StageEstimate(
-            calls=_span(calls),
+            calls=_counts(calls),
             prompt_tokens=_span(prompt),
             completion_tokens=_span(completion),
             cost_usd=_span(money, 6),
@@ -267,7 +304,7 @@ def estimate(
     return Estimate(
         source=rates.source,
         rounds=todo,
-        calls=_span(total_calls),
+        calls=_counts(total_calls),
         tokens=_span(total_tokens),
         cost_usd=_span(total_cost, 6),
         seconds=_span(seconds),
@@ -277,9 +314,28 @@ def estimate(
     )
 
 
+def default_rates(config: RunConfig) -> Rates:
+    """The rates of a run nothing was measured for: the shipped embedded model's own, else the method's."""
+    return embedded_rates(config) if _shipped_model(config) else method_rates(config)
+
+
+def _shipped_model(config: RunConfig) -> bool:
+    return local_setup.uses_embedded_model(config) and config.model_path is None
+
+
 def _models(config: RunConfig) -> tuple[str, str, str]:
-    evolve = config.model or (OPENAI_DEFAULT if not config.base_url else "the endpoint's first model")
+    if local_setup.uses_embedded_model(config):  # the server lists the file's name as its model
+        evolve = Path(config.model_path or local_setup.DEFAULT_MODEL_FILE).stem
+    else:
+        evolve = config.model or (OPENAI_DEFAULT if not config.base_url else "the endpoint's first model")
     return evolve, config.response_model or evolve, config.judge_model or evolve
+
+
+def _counts(t: Triple) -> Span:
+    """A range of calls: whole calls, so its ends are rounded outwards (3 evolutions at a pass rate of 0.05 or more
+    make 3.15 calls or more, yet most often exactly 3)."""
+    s = _span(t)
+    return s.model_copy(update={"low": float(math.floor(s.low)), "high": float(math.ceil(s.high))})
 
 
 def _span(t: Triple, digits: int = 1) -> Span:
@@ -327,7 +383,7 @@ def plan(
         if rates is not None:  # a resumed run gets the finished rounds' calls from its cache
             rounds = range(n + 1, config.rounds + 1)
             seeds_done = True
-    return estimate(config, profile, seedset, rates or method_rates(config), models, rounds, seeds_done)
+    return estimate(config, profile, seedset, rates or default_rates(config), models, rounds, seeds_done)
 
 
 def calls_estimate(

@@ -1,6 +1,7 @@
 """evol run --dry-run: the estimate of calls, tokens, cost and time before paying, against what the run then made."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,30 @@ def test_a_dry_run_pays_for_nothing_and_states_a_range_per_stage_and_round(tmp_p
     assert est["calls"]["low"] < est["calls"]["high"] and est["cost_usd"]["expected"] > 0  # gpt-4o-mini is priced
     assert set(est["calls_by_round"]) == {"0", "1", "2"}  # round 0: the seeds answered for the dataset
     assert "estimate of rounds 1-2" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_dry_run_on_the_embedded_default_estimates_that_model_at_the_settings_the_run_would_get(tmp_path):
+    from evol.llm.local import setup
+
+    seeds, _ = _seeds(tmp_path, 10)
+    common = ("run", f"--seeds={seeds}", "--rounds=2", f"--out={tmp_path / 'run'}", "--dry-run")
+    r = run_cli(*common)  # no key, no endpoint: the embedded model, which nothing starts for an estimate
+    assert r.returncode == 0, r.stderr
+    est = json.loads(r.stdout)
+    assert est["source"] == "measurements of the embedded model"
+    assert est["unpriced_models"] == [Path(setup.DEFAULT_MODEL_FILE).stem] and est["cost_usd"]["high"] == 0
+    # most of a 135M model's evolutions fail the checks: far fewer judge and answer calls than a capable model's
+    assert est["by_stage"]["judge"]["calls"]["expected"] < 0.3 * est["by_stage"]["evolve"]["calls"]["expected"]
+    assert f"with up to {setup.LOCAL_CONCURRENCY * setup.local_replicas()} requests in flight" in r.stderr
+    assert "backend:" not in r.stderr and not (tmp_path / "run").exists()  # no server was started
+
+    # the user's own GGUF file is not the model those rates were measured on
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    r = run_cli(*common, f"--model-path={gguf}")
+    assert r.returncode == 0, r.stderr
+    est = json.loads(r.stdout)
+    assert est["source"] == "the method's defaults" and est["unpriced_models"] == ["mine"]
 
 
 @pytest.mark.slow

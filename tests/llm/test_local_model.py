@@ -122,6 +122,10 @@ def test_run_on_the_embedded_model_end_to_end(local_extra, tmp_path):
     assert c["seeds"] == 3 and c["attempts"] == 3 * 1 and c["balanced"] is True
     assert manifest["backend"]["identity"].startswith("local:SmolLM2-135M-Instruct.Q4_1.gguf:")
     assert manifest["usage"]["calls"]["evolve"] == 3  # a real model answered
+    # the estimate made before the first call, from the rates measured on this model, holds the calls it made
+    est, made = manifest["estimate"], sum(manifest["usage"]["calls"].values())
+    assert est["source"] == "measurements of the embedded model"
+    assert est["calls"]["low"] <= made <= est["calls"]["high"], (made, est["calls"])
 
     dataset = json.loads((out / "dataset.json").read_text())
     assert isinstance(dataset, list) and len(dataset) == c["dataset_rows"]

@@ -57,13 +57,16 @@ def add_dry_run_options(p: argparse.ArgumentParser) -> None:
 
 def dry_run(config: RunConfig, probe: int | None) -> int:
     """``--dry-run``: the estimate on stderr and as JSON on stdout; with ``--probe N``, from a paid probe run."""
-    from evol.evolve.estimate import estimate, measured_rates, method_rates, plan
+    from evol.evolve.estimate import default_rates, estimate, measured_rates, plan
     from evol.evolve.progress import describe_estimate
     from evol.evolve.run import check_inputs, default_out, run_id_for
+    from evol.llm.local.setup import tune_for_local, uses_embedded_model
     from evol.rundir.folder import MANIFEST
     from evol.rundir.store import is_remote, staged_folder
 
     profile, seedset = check_inputs(config)
+    if uses_embedded_model(config):  # estimated with the settings the run would get (concurrency, max_tokens)
+        config = tune_for_local(config)
     if probe is not None and probe < 1:
         raise ConfigError("--probe takes a number of seeds of at least 1.")
     # a run folder at a URL is read from a local copy of what it holds (not its call-cache shards)
@@ -88,7 +91,7 @@ def dry_run(config: RunConfig, probe: int | None) -> int:
             )
             evolve = b.evolve_model or "?"
             models = (evolve, b.response_model or evolve, b.judge_model or evolve)
-            est = estimate(config, profile, seedset, rates or method_rates(config), models)
+            est = estimate(config, profile, seedset, rates or default_rates(config), models)
         else:
             est = plan(config, profile, seedset, out)
     print(describe_estimate(est, config.connections), file=sys.stderr)
