@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("prefect").setLevel(logging.WARNING)
     if not args.verbose:
         quiet_orchestrator()
-    for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp", "distributed"):
+    # botocore and aiobotocore (under s3fs) log where they found credentials at INFO, a line per client
+    for noisy in ("httpx", "httpx2", "openai", "httpcore", "aiohttp", "distributed", "botocore", "aiobotocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)

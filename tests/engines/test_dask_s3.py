@@ -169,6 +169,7 @@ def test_dask_workers_without_a_shared_disk_killed_then_rerun_pay_only_calls_in_
             again = start(srv.base_url)
             _, err = again.communicate(timeout=300)
             assert again.returncode == 0, err[-3000:]
+            assert "credentials" not in err, err[-3000:]  # the S3 client's notes stay out of the run's log
             _, sent = srv.snapshot()
             sent_after = sent[len(sent_before) :]
     finally:

@@ -68,6 +68,8 @@ def test_a_run_into_s3_is_byte_identical_to_one_into_a_local_folder(s3, tmp_path
     assert not any(n.endswith("calls.sqlite") for n in names)
     assert [n for n in names if n.startswith("runs/a/calls/")], names  # the cache went to shards
     assert not (ROOT / "s3:").exists()  # where a URL once became a local folder
+    # the run's log is the run's, not the S3 client's note of where it found credentials, for every connection
+    assert "credentials" not in remote.stderr and "Found endpoint" not in remote.stderr, remote.stderr
 
 
 def test_seeds_at_an_s3_url_file_or_folder_give_the_run_the_local_seeds_give(s3, tmp_path):
