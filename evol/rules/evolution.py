@@ -64,7 +64,7 @@ LOST_INPUT = Rule(
     'the rewrite names an input it does not include: "this question", "the passage below", "the given table" in one '
     "paragraph with no colon, line break or quotation mark to hold it (Auto Evol-Instruct's loss of key "
     "information: the parent carried its input, the rewrite dropped it), or that is only the parent's input without "
-    "its instruction; a parent that itself names an input it does not give is no signal",
+    "its instruction, or only its instruction without the input after it; a parent that itself names an input it does not give is no signal",
 )
 META_COMMENTARY = Rule(
     ("meta_commentary",),

@@ -108,15 +108,27 @@ def find_reference(text: str, parent: str) -> str | None:
 
 
 def find_lost_input(text: str, parent: str) -> str | None:
-    """What shows, in words, that a rewrite lost the input its parent carried: it is that input alone, without the instruction; or it
-    names an input it does not include ("How do you answer this question in a job interview?" once the question
-    was dropped, "a given stereotype" once the stereotype was). One the parent left dangling the same way is the
-    parent's."""
+    """What shows, in words, that a rewrite lost the input its parent carried: it names an input it does not
+    include ("How do you answer this question in a job interview?" once the question was dropped, "a given
+    stereotype" once the stereotype was), or it is that input alone, without the instruction, or the instruction
+    alone, without the input. One the parent left dangling the same way is the parent's."""
     head, _, given = parent.strip().partition("\n")
-    said, data = normalize(text), normalize(given)
+    said, data, order = normalize(text), normalize(given), normalize(head)
     # near the input, and no longer than it with half the instruction: an instruction and its input would be
-    if data and fuzz.ratio(said, data) >= 90 and len(said) < len(data) + len(normalize(head)) / 2:
+    if data and fuzz.ratio(said, data) >= 90 and len(said) < len(data) + len(order) / 2:
         return "the rewrite is only its parent's input, without the instruction"
+    named = _named_input(text, parent, head, given)
+    if named:
+        return named
+    # and the other way: near the instruction line, with no room for the input after it (the embedded model's
+    # "Given a description of the symptom, … suggest a medicine." without the parent's "I have a fever …")
+    if data and fuzz.ratio(said, order) >= 90 and len(said) < len(order) + len(data) / 2:
+        return "the rewrite is only its parent's instruction, without the input it carried"
+    return None
+
+
+def _named_input(text: str, parent: str, head: str, given: str) -> str | None:
+    """A reference in ``text`` to an input that nothing in it could be, unless the parent dangled it too."""
     if not _dangles(text):
         return None
     parent_dangles = {m.group(0).casefold() for m in _DANGLING.finditer(parent)} if _dangles(parent) else set()

@@ -213,6 +213,24 @@ def test_the_quick_starts_lost_inputs():
     assert evolve(f"{parent}\nGive two titles, one formal.", parent=parent)[1].keep
 
 
+def test_the_parents_instruction_without_the_input_it_carried_has_lost_it():
+    """The embedded model kept this in a 60-seed run: seed_task_16's instruction, one word changed, its input gone."""
+    parent = "Given a description of the symptom, identify the possible disease and suggest some medicine.\n"
+    parent += "I have a fever and I am coughing."
+    rewrite = "Given a description of the symptom, identify the possible disease and suggest a medicine."
+    verdict = evolve(rewrite, parent=parent)[1]
+    assert verdict.rule == "lost_input" and "only its parent's instruction" in verdict.detail
+    # kept: the input still there, on its line or in the sentence, or a harder instruction around it
+    assert evolve(f"{rewrite} Give two options and a dose for each.\nI have a fever and I am coughing.", parent=parent)[
+        1
+    ].keep
+    inline = "Given a description of the symptom (I have a fever and I am coughing), identify the possible disease."
+    assert evolve(inline, parent=parent)[1].keep
+    # and a parent of one line, which carried no input: nothing to lose
+    one_line = "Suggest some medicine for a fever and a cough."
+    assert evolve("Suggest some medicine for a fever and a cough, with a dose.", parent=one_line)[1].keep
+
+
 def test_this_prompt_is_the_templates_word_unless_the_parent_is_about_prompts():
     chatter = "I'm so glad you reached out to me with this prompt. This idiom is about black sheep in a family."
     assert evolve(chatter, parent="Explain the idiom 'black sheep'.")[1].rule == "prompt_leak"
