@@ -70,6 +70,8 @@ _ADJECTIVES = (
     "rarer",
     "different",
     "fresh",
+    "brand-new",
+    "brand new",
     "creative",
     "sophisticated",
     "detailed",
@@ -110,8 +112,11 @@ _ANNOUNCE = (
 )
 _ORIGINAL = (
     r"(?:(?:of|for|on) (?:the|your|this|that) (?:original |given |above |previous )?"
-    r"(?:prompt|instruction|question|problem|one|task|exercise)|(?:of|on) it)"
+    r"(?:prompt|instruction|question|problem|one|task|exercise|request)|(?:of|on) it)"
 )
+# what a model says of its rewrite before the colon: "… of the instruction with a hint:", "… that challenges your
+# skills:", "… with only the requested 10 words:" (one clause, on the introduction's line)
+_QUALIFIED = r"(?:\s+(?:with|that|which|where|using|in|for)\b[^\n.!?:：]{1,80})"
 
 
 @functools.lru_cache(maxsize=64)  # one per profile: unwrap runs for every evolution
@@ -119,7 +124,7 @@ def _intro(nouns: str) -> re.Pattern[str]:
     """An announcement that ends in a colon: "Sure! Here's a harder version:", "A tougher problem could be:"."""
     named = rf"(?:(?:{'|'.join(map(re.escape, _ADJECTIVES))})\s+){{0,5}}(?:{nouns})s?\b(?:\s+{_ORIGINAL})?"
     return re.compile(
-        rf"(?:{_AFFIRM})?(?:(?:{_ANNOUNCE})\s*(?:{named}|you go|it is|goes)|{named}\s+(?:(?:could|would|might|can) be|is|reads|follows|goes))"
+        rf"(?:{_AFFIRM})?(?:(?:{_ANNOUNCE})\s*(?:{named}{_QUALIFIED}?|you go|it is|goes)|{named}\s+(?:(?:could|would|might|can) be|is|reads|follows|goes))"
         rf"(?:\s+(?:as follows|like this|below))?\s*[:：]\s*",
         re.IGNORECASE,
     )

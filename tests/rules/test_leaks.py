@@ -169,6 +169,34 @@ def test_an_introduction_of_the_instructions_own_data_is_not_chatter():
     assert chatter.rule == "wrapped_evolution"
 
 
+@pytest.mark.parametrize(
+    "intro",
+    [  # the embedded model's own openings, from the quick start and a 60-seed run
+        "Here is the rewritten instruction with only the requested 10 words:",
+        "Here's a brand-new instruction:",
+        "Here is a rewritten version of your request:",
+        "Here's a rewritten version of the given instruction that challenges your skills:",
+        "Here is a rewritten version of the instruction with a hint:",
+    ],
+)
+def test_an_introduction_that_says_more_of_the_rewrite_is_still_an_introduction(intro):
+    rewrite = "Convert 3 ft to inches, then to centimetres, and show each step."
+    unwrapped = unwrap(f"{intro}\n\n{rewrite}")
+    assert unwrapped.text == rewrite and unwrapped.stripped == (intro,) and unwrapped.problem is None
+    # the same opening after the rewrite's first line is chatter left inside it
+    _, verdict = evolve(f"{rewrite}\n{intro}\nConvert 5 ft as well.", parent="Convert 3 ft to inches.")
+    assert verdict.rule == "wrapped_evolution", verdict
+
+
+def test_an_introduction_of_data_an_instruction_carries_is_its_own():
+    for text in (
+        "Here is the data for the three boxes:\nA: 3 apples, B: 4 pears.\nWhich box holds the most fruit?",
+        "Here is a table with the results of the survey:\n| age | votes |\n| 30 | 12 |\nSum the votes.",
+    ):
+        unwrapped, verdict = evolve(text, parent="Which box holds the most fruit?")
+        assert unwrapped.text == text and not unwrapped.stripped and verdict.keep, verdict
+
+
 def test_an_opening_the_parent_itself_has_is_not_stripped():
     parent = "Alright, here is a question for you: what is the capital of Peru?"
     unwrapped, verdict = evolve(f"{parent} Answer in one word and name its river.", parent=parent)
