@@ -430,6 +430,7 @@ def kept_index(run_dir: str, round_no: int, digest: str) -> Deduper | None:
     with _kept_lock:  # chunks starting side by side wait for the one read instead of reading it each
         held = _kept.pop(run_dir, None)
         if held is None or held[0] != digest:
+            held = None  # the last round's index let go before this one is read: never both in memory
             held = (digest, _read_kept(run_dir, round_no, digest))
         _kept[run_dir] = held
         while len(_kept) > _KEPT_RUNS:
