@@ -13,6 +13,7 @@ parent is the judge's question, not dedup's. Exact repeats are caught whatever t
 
 from __future__ import annotations
 
+import json
 import threading
 from array import array
 from collections import deque
@@ -623,6 +624,128 @@ class Deduper:
         at = np.searchsorted(self._keys, keys, "right")
         self._keys, self._pos = np.insert(self._keys, at, keys), np.insert(self._pos, at, pos)
         self._fresh, self._fresh_count = {}, 0
+
+    # --- a snapshot for another process: what check_settled sees, read back into an index that decides the same
+
+    def snapshot(self) -> bytes:
+        """The texts ``check_settled`` sees (those kept when the round began) as bytes ``from_snapshot`` reads back
+        into an index whose ``check_settled`` decides the same, for a process without the index (a Dask worker).
+        The same texts give the same bytes whatever the index's layout. Embeddings are not in it: ValueError."""
+        if self.embed is not None:
+            raise ValueError("an index with embeddings has no snapshot")
+        with self._lock:
+            m = self._mark
+            pairs = [(self._keys, self._pos), (self._pend, self._pend_pos), self._fresh_arrays()]
+            keys = np.concatenate([k for k, _ in pairs])
+            pos = np.concatenate([p for _, p in pairs]).astype(np.int32)
+            below = pos < m
+            keys, pos = keys[below], pos[below]
+            order = np.lexsort((pos, keys))  # by key, then position: independent of dict, pending and main arrays
+            # lineages renumbered in order of first use: one that no text below the mark has exempts nothing, as
+            # an unknown one does, so it is left out
+            lineages = np.frombuffer(self._lineages, np.int32)[:m]
+            used, first = np.unique(lineages[lineages >= 0], return_index=True)
+            used = used[np.argsort(first)]
+            renumber = np.full(int(used.max()) + 2 if used.size else 1, -1, np.int32)
+            renumber[used] = np.arange(used.size, dtype=np.int32)
+            lineages = renumber[lineages]  # -1 stays -1: the last entry
+            names = list(self._codes)  # in code order: a code is the count of codes before it
+            codes = [names[c] for c in used.tolist()]
+            head = {
+                "threshold": self.threshold,
+                "scorer": next(name for name, f in SCORERS.items() if f is self.scorer),
+                "exact": self.exact,
+                "near": self.near,
+                "shingle": self.lsh.shingle,
+                "bands": self.lsh.bands,
+                "rows": self.lsh.rows,
+                "cosine": self.cosine,
+            }
+            return _pack(
+                head,
+                keys=keys[order],
+                pos=pos[order],
+                lineages=lineages,
+                hist=self._hist[:m],
+                lens=self._lens[:m],
+                ids=self._ids[:m],
+                texts=self._texts[:m],
+                codes=codes,
+            )
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> Deduper:
+        """The index ``snapshot`` wrote, for ``check_settled`` (it sees every text in it); ValueError if ``data`` is
+        no snapshot."""
+        head, arrays, strings = _unpack(data)
+        index = cls(
+            head["threshold"],
+            head["scorer"],
+            exact=head["exact"],
+            near=head["near"],
+            shingle=head["shingle"],
+            bands=head["bands"],
+            rows=head["rows"],
+            cosine=head["cosine"],
+        )
+        index._ids, index._texts = strings["ids"], strings["texts"]
+        index._lineages = array("i", arrays["lineages"].tobytes())
+        index._codes = {name: code for code, name in enumerate(strings["codes"])}
+        for pos, norm in enumerate(index._texts):
+            index._exact.setdefault(norm, pos)
+        if index._bound:
+            index._hist, index._lens = arrays["hist"], arrays["lens"]
+        index._keys, index._pos = arrays["keys"], arrays["pos"]
+        index._mark = len(index._ids)
+        return index
+
+
+_MAGIC = b"evol-dedup-snapshot-1\n"
+
+
+def _pack(head: dict, **fields: np.ndarray | Sequence[str]) -> bytes:
+    """``head`` (JSON) and ``fields`` (numpy arrays, or lists of strings as UTF-8 and their end offsets), one after
+    another: no pickle, so a snapshot read from a shared store runs no code."""
+    blobs: list[bytes] = []
+    layout = []
+    for name, value in fields.items():
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value)
+            layout.append([name, arr.dtype.str, list(arr.shape)])
+            blobs.append(arr.tobytes())
+        else:
+            encoded = [s.encode("utf-8") for s in value]
+            ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.empty(0, np.int64)
+            layout.append([name, "str", [len(encoded)]])
+            blobs += [ends.tobytes(), b"".join(encoded)]
+    sizes = [len(b) for b in blobs]
+    meta = json.dumps({"head": head, "layout": layout, "sizes": sizes}, sort_keys=True).encode()
+    return b"".join([_MAGIC, len(meta).to_bytes(8, "little"), meta, *blobs])
+
+
+def _unpack(data: bytes) -> tuple[dict, dict[str, np.ndarray], dict[str, list[str]]]:
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a dedup index snapshot")
+    at = len(_MAGIC) + 8
+    size = int.from_bytes(data[len(_MAGIC) : at], "little")
+    meta = json.loads(data[at : at + size])
+    at += size
+    parts = []
+    for n in meta["sizes"]:
+        parts.append(data[at : at + n])
+        at += n
+    if at != len(data):
+        raise ValueError("a dedup index snapshot of the wrong length")
+    blobs = iter(parts)
+    arrays: dict[str, np.ndarray] = {}
+    strings: dict[str, list[str]] = {}
+    for name, dtype, shape in meta["layout"]:
+        if dtype == "str":
+            ends, text = np.frombuffer(next(blobs), np.int64).tolist(), next(blobs)
+            strings[name] = [text[a:b].decode("utf-8") for a, b in zip([0, *ends][:-1], ends, strict=True)]
+        else:  # a copy: the index may grow its arrays in place
+            arrays[name] = np.frombuffer(next(blobs), np.dtype(dtype)).reshape(shape).copy()
+    return meta["head"], arrays, strings
 
 
 def dedup_texts(

@@ -191,6 +191,13 @@ def test_dask_local_cluster_gives_the_same_dataset(harness, endpoint, reference,
     manifest = run_flow(config(endpoint, out), dask_workers=2)
     assert manifest.chunks is not None and manifest.chunks.run == CHUNK_ROUNDS * 4
     same_outputs(reference, out)
+    # the worker processes read each round's dedup index from the run folder: the same calls made, and saved
+    plain = json.loads((reference / "manifest.json").read_text())["usage"]
+    data = manifest.dump()["usage"]
+    for key in ("calls", "calls_failed", "calls_saved"):
+        assert data[key] == plain[key], key
+    assert plain["calls_saved"]["respond"] > 0
+    assert sorted(p.name for p in out.glob("checkpoints/round-*/kept.index")) == ["kept.index"] * ROUNDS
 
 
 def test_math_lines_on_the_flow_equal_the_plain_run(harness, endpoint, tmp_path):

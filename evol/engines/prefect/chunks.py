@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -40,6 +41,7 @@ from evol.rundir.shards import Shards
 from evol.rundir.store import Remote, is_remote
 
 T = TypeVar("T")
+log = logging.getLogger("evol")
 
 #: an API key handed to run_with_prefect in code rather than through the environment: set for the flow's run
 #: (``prefect_session``), it reaches the chunk tasks on threads with the context Prefect copies into them;
@@ -88,6 +90,9 @@ class ChunkJob:
     share: int = 1  # processes running chunks at once: each gets 1/share of --rpm and --tpm
     spent: dict = field(default_factory=dict)  # tokens by model before this chunk, for --budget-usd
     kept: Deduper | None = None  # the run's dedup index, on threads only (Evolver's kept); never pickled
+    # in another process (Dask): the sha256 of the round's snapshot of that index in the run folder (write_kept),
+    # read once per process and round (kept_index); None: no index, every evolution that passes is answered
+    kept_digest: str | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -207,6 +212,8 @@ def concurrency_books(run_dir: str) -> dict | None:
 def run_on_lane(job: ChunkJob) -> ChunkResult:
     """The chunk, on the process's lane; what a chunk task runs."""
     lane = lane_for(job)
+    if job.kept is None and job.kept_digest is not None:
+        job.kept = kept_index(job.run_dir, job.round_no, job.kept_digest)
     return lane.call(run_chunk(job, lane.chat, lane.cache))
 
 
@@ -386,6 +393,66 @@ def _open_checkpoint(job: ChunkJob) -> IO[str]:
         return open(job.checkpoint, encoding="utf-8")
     data = remote_for(job.run_dir).read(checkpoint_name(job.round_no, job.chunk_no))  # FileNotFoundError if none
     return io.StringIO(data.decode("utf-8"))
+
+
+# --- the dedup index for chunks in other processes: one snapshot per round, read once per process
+
+
+def kept_name(round_no: int) -> str:
+    """The snapshot of the run's dedup index as round ``round_no`` began, relative to the run folder."""
+    return f"{CHECKPOINTS}/round-{round_no}/kept.index"
+
+
+def write_kept(run_dir: str, round_no: int, index: Deduper) -> tuple[str, int]:
+    """The texts ``index`` held when round ``round_no`` began, into the run folder for the chunks that run in other
+    processes (``Deduper.snapshot``: the same bytes for the same texts, so a resumed flow rewrites what a chunk of
+    the killed one may still read); returns its sha256 and size."""
+    from evol.rundir.files import atomic_write_bytes
+
+    data = index.snapshot()
+    if is_remote(run_dir):  # one object, whole or absent
+        remote_for(run_dir).write(kept_name(round_no), data)
+    else:
+        atomic_write_bytes(Path(run_dir) / kept_name(round_no), data)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+#: the indexes this process read (kept_index), newest last: one per run it works for, its latest round's
+_kept: dict[str, tuple[str, Deduper | None]] = {}
+_kept_lock = threading.Lock()
+_KEPT_RUNS = 2  # runs whose index a process holds at once: a worker serving several runs reads again, no more
+
+
+def kept_index(run_dir: str, round_no: int, digest: str) -> Deduper | None:
+    """This process's copy of the run's dedup index as round ``round_no`` began (``write_kept``), read once per run
+    and round however many chunks the process runs; None, with a warning, if it is missing or is not the one the
+    flow wrote: the chunk then answers what the flow's settling would reject, as before there was one."""
+    with _kept_lock:  # chunks starting side by side wait for the one read instead of reading it each
+        held = _kept.pop(run_dir, None)
+        if held is None or held[0] != digest:
+            held = None  # the last round's index let go before this one is read: never both in memory
+            held = (digest, _read_kept(run_dir, round_no, digest))
+        _kept[run_dir] = held
+        while len(_kept) > _KEPT_RUNS:
+            del _kept[next(iter(_kept))]
+        return held[1]
+
+
+def _read_kept(run_dir: str, round_no: int, digest: str) -> Deduper | None:
+    name = kept_name(round_no)
+    try:
+        data = remote_for(run_dir).read(name) if is_remote(run_dir) else (Path(run_dir) / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError("it is not the one the flow wrote")
+        return Deduper.from_snapshot(data)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning(
+            "Round %d's dedup index in %s cannot be read (%s): its chunks here answer every evolution.",
+            round_no,
+            run_dir,
+            exc,
+        )
+        return None
 
 
 # --- tallies of chunks, added up in the flow

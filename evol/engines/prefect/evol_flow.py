@@ -195,12 +195,27 @@ class Stage:
         per_process = max(1, math.ceil(self.config.connections / share))
         spent = {m: u.model_dump() for m, u in self.tally.by_model.items()}
         threads = on_threads()
+        snapshot: list[str] = []  # the sha256 of the round's dedup index in the run folder, once written
+
+        def kept_digest() -> str | None:
+            """Chunks in other processes (Dask) read the run's dedup index as the round began from the run folder,
+            once per process: written here once per round, before the first chunk that needs it is submitted."""
+            if threads or self.kept is None or round_no == 0:
+                return None
+            if not snapshot:
+                t0 = time.perf_counter()
+                digest, size = chunks.write_kept(self.run_dir, round_no, self.kept)
+                took = time.perf_counter() - t0
+                log.info("round %d: the dedup index for the workers, %.1f MB in %.2f s", round_no, size / 1e6, took)
+                snapshot.append(digest)
+            return snapshot[0]
 
         def submit(job: ChunkJob, concurrency: int, share: int):
             job.concurrency, job.share, job.spent = concurrency, share, spent
-            # on this process's threads a chunk looks its evolutions up in the run's dedup index before answering
-            # them; a Dask worker has no index (shipping it would cost more than the answers it saves)
+            # a chunk looks its evolutions up in the run's dedup index, as it was when the round began, before
+            # answering them: on this process's threads the index itself, in another process its snapshot
             job.kept = self.kept if threads else None
+            job.kept_digest = kept_digest()
             # as is on threads: Prefect would otherwise walk every field of every item in the chunk, twice per task
             # run, looking for futures to resolve (~0.4 s of CPU per 256-item chunk, measured); Dask, which ships
             # the parameters to its workers, would turn the quote into a plain tuple
