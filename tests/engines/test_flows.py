@@ -252,7 +252,7 @@ def test_scheduled_runs_spend_only_on_new_seeds(harness, endpoint, tmp_path):
 
         # and what was kept is what a fresh plain run over the grown folder gives
         fresh = tmp_path / "fresh"
-        asyncio.run(execute(cfg.model_copy(update={"out": fresh})))
+        asyncio.run(execute(cfg.model_copy(update={"out": str(fresh)})))  # model_copy does not validate: a str
         same_outputs(fresh, tmp_path / "nightly")
     finally:
         endpoint.script_obj.mode = "rich"
