@@ -144,7 +144,10 @@ class Prepared:
 @dataclass
 class Chunk:
     """Texts prepared together, as arrays: band keys (``keyed`` says which rows hold any), histograms and lengths
-    (``hist`` None: no bound applies); :class:`Prepared` items only when asked for."""
+    (``hist`` None: no bound applies); :class:`Prepared` items only when asked for. ``sorted_keys`` holds the keyed
+    rows' band keys in order, ``key_rows`` each one's row (ascending among equal keys): what the index looks up and
+    stores, sorted where the chunk is prepared (in a child process, for a large file) rather than where it is
+    checked."""
 
     texts: Sequence[str]
     norms: list[str]
@@ -153,6 +156,8 @@ class Chunk:
     vectors: np.ndarray | Sequence[None]  # unit embeddings, with semantic dedup only
     hist: np.ndarray | None
     lens: np.ndarray
+    sorted_keys: np.ndarray
+    key_rows: np.ndarray
     ids: Sequence[str] = ()
     lineages: Sequence[str | None] = ()
 
@@ -183,7 +188,10 @@ class Preparer:
             hist, lens = _histograms(norms)
         else:
             hist, lens = None, np.fromiter(map(len, norms), np.int64, count=len(norms))
-        return Chunk(texts, norms, keys, keyed, [None] * len(texts), hist, lens)
+        rows = np.flatnonzero(keyed)
+        flat, owner = keys[rows].ravel(), np.repeat(rows, keys.shape[1])
+        order = np.argsort(flat, kind="stable")  # equal keys stay in row order
+        return Chunk(texts, norms, keys, keyed, [None] * len(texts), hist, lens, flat[order], owner[order])
 
 
 class Deduper:
@@ -416,7 +424,12 @@ class Deduper:
         if self._bound:
             assert chunk.hist is not None
             self._hist[first : len(ids)], self._lens[first : len(ids)] = chunk.hist[rows], chunk.lens[rows]
-        self._settle_chunk(first, chunk.keys[rows], chunk.keyed[rows])
+        # the kept rows' keys, still sorted, each with its position in the index
+        at = np.full(len(norms), -1, np.int32)
+        at[rows] = np.arange(first, len(ids), dtype=np.int32)
+        pos = at[chunk.key_rows]
+        kept = pos >= 0
+        self._settle_chunk(chunk.sorted_keys[kept], pos[kept])
         return out
 
     def _near_hits(
@@ -427,13 +440,12 @@ class Deduper:
         plus an earlier text's index in the chunk (a candidate only if that text is kept). Every candidate of the
         chunk is found, bounded and scored in a few numpy and rapidfuzz calls, not a Python loop each. The texts
         ``skip`` marks (None: none) are neither checked nor candidates."""
-        rows = np.flatnonzero(chunk.keyed if skip is None else chunk.keyed & ~skip)
-        if not rows.size:
+        keys, owner = chunk.sorted_keys, chunk.key_rows
+        if skip is not None:
+            live = ~skip[owner]
+            keys, owner = keys[live], owner[live]
+        if not keys.size:
             return {}
-        keys = chunk.keys[rows].ravel()
-        owner = np.repeat(rows, chunk.keys.shape[1])
-        order = np.argsort(keys, kind="stable")  # equal keys stay in chunk order
-        keys, owner = keys[order], owner[order]
         code = np.array(codes, np.int64)
         who, ref = self._array_pairs(keys, owner)
         if who.size:
@@ -614,16 +626,12 @@ class Deduper:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(owners), np.concatenate(found)
 
-    def _settle_chunk(self, first: int, keys: np.ndarray, keyed: np.ndarray) -> None:
-        """After a chunk of ``dedup``: the keys of its kept texts (positions ``first`` on) out of the dict, which
-        held only them, into ``_pend``, which joins the main arrays once it is a quarter of their size. Merging
-        into the main arrays every ``_FRESH_KEYS`` keys copied them ever more often as they grew (a million
-        texts: 17 million keys, 66 copies), and reading the dict back a key at a time took seconds."""
-        if keyed.any():
-            pos = np.repeat(np.arange(first, first + len(keyed), dtype=np.int32)[keyed], keys.shape[1])
-            keys = keys[keyed].ravel()
-            order = np.argsort(keys, kind="stable")
-            keys, pos = keys[order], pos[order]
+    def _settle_chunk(self, keys: np.ndarray, pos: np.ndarray) -> None:
+        """After a chunk of ``dedup``: the keys of its kept texts (sorted, with their positions) into ``_pend``, which
+        joins the main arrays once it is a quarter of their size. Merging into the main arrays every
+        ``_FRESH_KEYS`` keys copied them ever more often as they grew (a million texts: 17 million keys, 66
+        copies), and reading a dict back a key at a time took seconds."""
+        if keys.size:
             at = np.searchsorted(self._pend, keys, "right")
             self._pend, self._pend_pos = np.insert(self._pend, at, keys), np.insert(self._pend_pos, at, pos)
         self._fresh, self._fresh_count = {}, 0
