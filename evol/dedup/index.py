@@ -13,7 +13,6 @@ parent is the judge's question, not dedup's. Exact repeats are caught whatever t
 
 from __future__ import annotations
 
-import json
 import threading
 from array import array
 from collections import deque
@@ -26,6 +25,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from evol.dedup.minhash import CHUNK, MinHashLSH, banding
+from evol.dedup.snapshot import pack, unpack
 from evol.text import normalize
 
 SCORERS = {
@@ -703,7 +703,7 @@ class Deduper:
                 "rows": self.lsh.rows,
                 "cosine": self.cosine,
             }
-            return _pack(
+            return pack(
                 head,
                 keys=keys[order],
                 pos=pos[order],
@@ -719,7 +719,7 @@ class Deduper:
     def from_snapshot(cls, data: bytes) -> Deduper:
         """The index ``snapshot`` wrote, for ``check_settled`` (it sees every text in it); ValueError if ``data`` is
         no snapshot."""
-        head, arrays, strings = _unpack(data)
+        head, arrays, strings = unpack(data)
         index = cls(
             head["threshold"],
             head["scorer"],
@@ -740,54 +740,6 @@ class Deduper:
         index._keys, index._pos = arrays["keys"], arrays["pos"]
         index._mark = len(index._ids)
         return index
-
-
-_MAGIC = b"evol-dedup-snapshot-1\n"
-
-
-def _pack(head: dict, **fields: np.ndarray | Sequence[str]) -> bytes:
-    """``head`` (JSON) and ``fields`` (numpy arrays, or lists of strings as UTF-8 and their end offsets), one after
-    another: no pickle, so a snapshot read from a shared store runs no code."""
-    blobs: list[bytes] = []
-    layout = []
-    for name, value in fields.items():
-        if isinstance(value, np.ndarray):
-            arr = np.ascontiguousarray(value)
-            layout.append([name, arr.dtype.str, list(arr.shape)])
-            blobs.append(arr.tobytes())
-        else:
-            encoded = [s.encode("utf-8") for s in value]
-            ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.empty(0, np.int64)
-            layout.append([name, "str", [len(encoded)]])
-            blobs += [ends.tobytes(), b"".join(encoded)]
-    sizes = [len(b) for b in blobs]
-    meta = json.dumps({"head": head, "layout": layout, "sizes": sizes}, sort_keys=True).encode()
-    return b"".join([_MAGIC, len(meta).to_bytes(8, "little"), meta, *blobs])
-
-
-def _unpack(data: bytes) -> tuple[dict, dict[str, np.ndarray], dict[str, list[str]]]:
-    if not data.startswith(_MAGIC):
-        raise ValueError("not a dedup index snapshot")
-    at = len(_MAGIC) + 8
-    size = int.from_bytes(data[len(_MAGIC) : at], "little")
-    meta = json.loads(data[at : at + size])
-    at += size
-    parts = []
-    for n in meta["sizes"]:
-        parts.append(data[at : at + n])
-        at += n
-    if at != len(data):
-        raise ValueError("a dedup index snapshot of the wrong length")
-    blobs = iter(parts)
-    arrays: dict[str, np.ndarray] = {}
-    strings: dict[str, list[str]] = {}
-    for name, dtype, shape in meta["layout"]:
-        if dtype == "str":
-            ends, text = np.frombuffer(next(blobs), np.int64).tolist(), next(blobs)
-            strings[name] = [text[a:b].decode("utf-8") for a, b in zip([0, *ends][:-1], ends, strict=True)]
-        else:  # a copy: the index may grow its arrays in place
-            arrays[name] = np.frombuffer(next(blobs), np.dtype(dtype)).reshape(shape).copy()
-    return meta["head"], arrays, strings
 
 
 def dedup_texts(
